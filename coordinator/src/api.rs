@@ -1,0 +1,141 @@
+//! FleetService: what operators and their tools ask of the coordinator.
+
+use std::sync::Arc;
+
+use hemostat_proto::timestamp::to_proto as timestamp;
+use hemostat_proto::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use crate::events::{EventId, EventKind};
+use crate::registry::Registry;
+use crate::store::StateStore;
+
+/// Events returned when the request does not say.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+/// The most events one ListEvents call returns.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+/// The most events one ListEvents call examines when filtering, so a narrow filter cannot scan forever.
+const MAX_SCAN: usize = 20_000;
+/// The longest node or container name a filter may hold.
+const MAX_NAME_LEN: usize = 253;
+
+/// The FleetService implementation.
+pub struct FleetApi {
+    registry: Arc<Registry>,
+    store: Arc<dyn StateStore>,
+}
+
+impl FleetApi {
+    /// The API over this registry and store.
+    pub fn new(registry: Arc<Registry>, store: Arc<dyn StateStore>) -> Self {
+        FleetApi { registry, store }
+    }
+}
+
+fn check_name(field: &str, value: &str) -> Result<(), Status> {
+    if value.len() > MAX_NAME_LEN {
+        return Err(Status::invalid_argument(format!("{field} is longer than {MAX_NAME_LEN} bytes")));
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl pb::fleet_service_server::FleetService for FleetApi {
+    async fn list_nodes(
+        &self,
+        _request: Request<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::ListNodesResponse>, Status> {
+        let nodes = self
+            .registry
+            .nodes()
+            .into_iter()
+            .map(|node| pb::Node {
+                name: node.hello.name,
+                connected: node.connected,
+                address: node.address.map(|a| a.to_string()).unwrap_or_default(),
+                version: node.hello.version,
+                hostname: node.hello.hostname,
+                connected_at: Some(timestamp(node.connected_at)),
+                last_seen: Some(timestamp(node.last_seen)),
+            })
+            .collect();
+        Ok(Response::new(pb::ListNodesResponse { nodes }))
+    }
+
+    async fn list_containers(
+        &self,
+        request: Request<pb::ListContainersRequest>,
+    ) -> Result<Response<pb::ListContainersResponse>, Status> {
+        let request = request.into_inner();
+        check_name("node", &request.node)?;
+        let node = (!request.node.is_empty()).then_some(request.node.as_str());
+        let containers = self
+            .registry
+            .containers(node)
+            .into_iter()
+            .map(|entry| pb::Container {
+                node: entry.node,
+                state: Some(entry.facts.to_proto()),
+                updated_at: Some(timestamp(entry.updated_at)),
+            })
+            .collect();
+        Ok(Response::new(pb::ListContainersResponse { containers }))
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        let request = request.into_inner();
+        check_name("node", &request.node)?;
+        check_name("container", &request.container)?;
+        let page_size = match request.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n > MAX_PAGE_SIZE => {
+                return Err(Status::invalid_argument(format!("page_size {n} is above the maximum of {MAX_PAGE_SIZE}")));
+            }
+            n => n,
+        } as usize;
+        let mut types = Vec::with_capacity(request.types.len());
+        for raw in &request.types {
+            let kind = pb::EventType::try_from(*raw)
+                .ok()
+                .and_then(EventKind::from_proto)
+                .ok_or_else(|| Status::invalid_argument(format!("types: {raw} is not an event type")))?;
+            types.push(kind);
+        }
+        let mut cursor = match request.page_token.as_str() {
+            "" => None,
+            token => Some(token.parse::<EventId>().map_err(|e| Status::invalid_argument(format!("page_token: {e}")))?),
+        };
+
+        let mut events = Vec::new();
+        let mut scanned = 0;
+        while events.len() < page_size && scanned < MAX_SCAN {
+            let batch = self
+                .store
+                .read_events(cursor, 500)
+                .await
+                .map_err(|e| Status::unavailable(format!("the state store did not answer: {e}")))?;
+            if batch.is_empty() {
+                break;
+            }
+            for event in batch {
+                scanned += 1;
+                cursor = Some(event.id);
+                let r = &event.record;
+                let matches = (types.is_empty() || types.contains(&r.kind))
+                    && (request.node.is_empty() || r.node == request.node)
+                    && (request.container.is_empty() || r.container_name == request.container);
+                if matches {
+                    events.push(event.to_proto());
+                    if events.len() == page_size {
+                        break;
+                    }
+                }
+            }
+        }
+        let next_page_token = cursor.map(|id| id.to_string()).unwrap_or(request.page_token);
+        Ok(Response::new(pb::ListEventsResponse { events, next_page_token }))
+    }
+}

@@ -1,0 +1,228 @@
+//! The coordinator's configuration: flags, environment (the original's variable names), and an optional
+//! TOML file, with precedence flag > environment > file > default. Unknown keys in the file are an error.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use hemostat_pki::TlsFiles;
+use serde::Deserialize;
+
+use crate::policy::Budget;
+use crate::remediation::RemediationConfig;
+use crate::store::StoreConfig;
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, has an unknown key or a value of the wrong type.
+    #[error("configuration file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with its position.
+        source: toml::de::Error,
+    },
+    /// A value is out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Command-line flags and environment variables of `hemostat-coordinator`.
+#[derive(Debug, Default, Parser)]
+#[command(name = "hemostat-coordinator", version, about = "The HemoStat coordinator")]
+pub struct CoordinatorArgs {
+    /// A TOML configuration file (keys as the long flags, with underscores).
+    #[arg(long, env = "HEMOSTAT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to serve gRPC on (nodes, operators, health, reflection) [default: 0.0.0.0:50051].
+    #[arg(long, env = "HEMOSTAT_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Folder with ca.pem, coordinator.pem and coordinator-key.pem [default: certs].
+    #[arg(long, env = "HEMOSTAT_CERTS_DIR")]
+    pub certs_dir: Option<PathBuf>,
+    /// Folder for the embedded state store, used when no Redis is configured [default: hemostat-data].
+    #[arg(long, env = "HEMOSTAT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Redis URL (redis://[:password@]host:port/db); takes precedence over REDIS_HOST.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Redis host; with neither this nor REDIS_URL, the embedded store is used.
+    #[arg(long, env = "REDIS_HOST")]
+    pub redis_host: Option<String>,
+    /// Redis port [default: 6379].
+    #[arg(long, env = "REDIS_PORT")]
+    pub redis_port: Option<u16>,
+    /// Redis password.
+    #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<String>,
+    /// Seconds between two actions on one container [default: 3600].
+    #[arg(long, env = "RESPONDER_COOLDOWN_SECONDS")]
+    pub cooldown_seconds: Option<u64>,
+    /// Most actions on one container in any rolling hour [default: 3].
+    #[arg(long, env = "RESPONDER_MAX_RETRIES_PER_HOUR")]
+    pub max_retries_per_hour: Option<u32>,
+    /// Seconds a restart waits for a graceful stop before killing [default: 10].
+    #[arg(long, env = "RESPONDER_STOP_TIMEOUT_SECONDS")]
+    pub stop_timeout_seconds: Option<u32>,
+}
+
+/// The configuration file's keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CoordinatorFile {
+    listen: Option<SocketAddr>,
+    certs_dir: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    redis_url: Option<String>,
+    redis_host: Option<String>,
+    redis_port: Option<u16>,
+    redis_password: Option<String>,
+    cooldown_seconds: Option<u64>,
+    max_retries_per_hour: Option<u32>,
+    stop_timeout_seconds: Option<u32>,
+}
+
+/// The resolved configuration.
+#[derive(Clone, Debug)]
+pub struct CoordinatorConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The coordinator's certificate files.
+    pub tls: TlsFiles,
+    /// The state store.
+    pub store: StoreConfig,
+    /// Remediation policy.
+    pub remediation: RemediationConfig,
+}
+
+impl CoordinatorConfig {
+    /// Resolves flags and environment over the file (if `args.config` names one) over defaults.
+    pub fn resolve(args: CoordinatorArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => CoordinatorFile::default(),
+        };
+        macro_rules! pick {
+            ($field:ident) => {
+                args.$field.or(file.$field)
+            };
+        }
+        let certs_dir = pick!(certs_dir).unwrap_or_else(|| PathBuf::from("certs"));
+        let data_dir = pick!(data_dir).unwrap_or_else(|| PathBuf::from("hemostat-data"));
+        let store = match (pick!(redis_url), pick!(redis_host)) {
+            (Some(url), _) => StoreConfig::Redis { url },
+            (None, Some(host)) => StoreConfig::Redis {
+                url: redis_url(&host, pick!(redis_port).unwrap_or(6379), pick!(redis_password).as_deref()),
+            },
+            (None, None) => StoreConfig::Embedded { path: data_dir.join("state.redb") },
+        };
+        let max_attempts = pick!(max_retries_per_hour).unwrap_or(Budget::DEFAULT.max_attempts);
+        if max_attempts == 0 {
+            return Err(ConfigError::Invalid(
+                "RESPONDER_MAX_RETRIES_PER_HOUR must be at least 1 (to stop all actions, use dry-run)".into(),
+            ));
+        }
+        let stop_timeout = pick!(stop_timeout_seconds).unwrap_or(10);
+        if stop_timeout > 3600 {
+            return Err(ConfigError::Invalid("RESPONDER_STOP_TIMEOUT_SECONDS must be at most 3600".into()));
+        }
+        Ok(CoordinatorConfig {
+            listen: pick!(listen).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 50051))),
+            tls: TlsFiles::in_dir(&certs_dir, "coordinator"),
+            store,
+            remediation: RemediationConfig {
+                budget: Budget {
+                    cooldown: Duration::from_secs(pick!(cooldown_seconds).unwrap_or(3600)),
+                    max_attempts,
+                    window: Budget::DEFAULT.window,
+                },
+                stop_timeout: Duration::from_secs(u64::from(stop_timeout)),
+            },
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<CoordinatorFile, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })
+}
+
+/// A Redis URL with the password percent-encoded.
+fn redis_url(host: &str, port: u16, password: Option<&str>) -> String {
+    let auth = match password {
+        Some(password) if !password.is_empty() => {
+            let encoded: String = password
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+                    _ => format!("%{b:02X}"),
+                })
+                .collect();
+            format!(":{encoded}@")
+        }
+        _ => String::new(),
+    };
+    format!("redis://{auth}{host}:{port}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(contents: &str) -> PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("hemostat-config-{}-{}.toml", std::process::id(), rand::random::<u32>()));
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let path = write("cooldown_seconds = 60\nmax_retries_per_hour = 5\nredis_host = \"cache\"\n");
+        let args = CoordinatorArgs { config: Some(path.clone()), cooldown_seconds: Some(30), ..Default::default() };
+        let config = CoordinatorConfig::resolve(args).unwrap();
+        assert_eq!(config.remediation.budget.cooldown, Duration::from_secs(30));
+        assert_eq!(config.remediation.budget.max_attempts, 5);
+        assert!(matches!(config.store, StoreConfig::Redis { ref url } if url == "redis://cache:6379"));
+        std::fs::remove_file(path).unwrap();
+
+        let config = CoordinatorConfig::resolve(CoordinatorArgs::default()).unwrap();
+        assert_eq!(config.remediation.budget, Budget::DEFAULT);
+        assert!(matches!(config.store, StoreConfig::Embedded { .. }));
+    }
+
+    #[test]
+    fn bad_files_and_values_are_clear_errors() {
+        let path = write("cooldown_secs = 60\n");
+        let err = CoordinatorConfig::resolve(CoordinatorArgs { config: Some(path.clone()), ..Default::default() })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `cooldown_secs`"), "{err}");
+        std::fs::write(&path, "cooldown_seconds = \"soon\"\n").unwrap();
+        let err = CoordinatorConfig::resolve(CoordinatorArgs { config: Some(path.clone()), ..Default::default() })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cooldown_seconds"), "{err}");
+        std::fs::remove_file(path).unwrap();
+        let err = CoordinatorConfig::resolve(CoordinatorArgs { max_retries_per_hour: Some(0), ..Default::default() })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at least 1"), "{err}");
+    }
+
+    #[test]
+    fn redis_passwords_are_encoded() {
+        assert_eq!(redis_url("r", 6380, Some("p@ss:w/rd")), "redis://:p%40ss%3Aw%2Frd@r:6380");
+        assert_eq!(redis_url("r", 6379, None), "redis://r:6379");
+    }
+}

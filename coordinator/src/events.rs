@@ -1,0 +1,279 @@
+//! The event log's records: what happened, to which container, on which node, and why.
+//!
+//! Event types keep the original's channel names (`health_alert`, `remediation_needed`, `false_alarm`,
+//! `remediation_complete`) and add `rejected`. Records are stored as JSON in the state store; the store gives
+//! each an [`EventId`] that orders them.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hemostat_proto::v1 as pb;
+use serde::{Deserialize, Serialize};
+
+/// A stable, ordered event id: milliseconds since the epoch and a sequence number within that
+/// millisecond, written `<ms>-<seq>` exactly like a Redis stream id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventId {
+    /// Milliseconds since the Unix epoch when the event was appended.
+    pub ms: u64,
+    /// Order within the millisecond.
+    pub seq: u64,
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// A string that is not an event id.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid event id {0:?}: expected <milliseconds>-<sequence>, e.g. 1732800000000-0")]
+pub struct InvalidEventId(pub String);
+
+impl FromStr for EventId {
+    type Err = InvalidEventId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = || InvalidEventId(s.chars().take(64).collect());
+        let (ms, seq) = s.split_once('-').ok_or_else(invalid)?;
+        Ok(EventId { ms: ms.parse().map_err(|_| invalid())?, seq: seq.parse().map_err(|_| invalid())? })
+    }
+}
+
+/// The kinds of event, named as the original's channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A node reported a problem with a container.
+    HealthAlert,
+    /// Analysis decided an action is needed.
+    RemediationNeeded,
+    /// Analysis decided no action is needed.
+    FalseAlarm,
+    /// A node executed an action; the record carries its outcome.
+    RemediationComplete,
+    /// The safety policy stopped an action.
+    Rejected,
+}
+
+impl EventKind {
+    /// The wire enum.
+    pub fn to_proto(self) -> pb::EventType {
+        match self {
+            EventKind::HealthAlert => pb::EventType::HealthAlert,
+            EventKind::RemediationNeeded => pb::EventType::RemediationNeeded,
+            EventKind::FalseAlarm => pb::EventType::FalseAlarm,
+            EventKind::RemediationComplete => pb::EventType::RemediationComplete,
+            EventKind::Rejected => pb::EventType::Rejected,
+        }
+    }
+
+    /// From the wire enum; `None` for UNSPECIFIED.
+    pub fn from_proto(kind: pb::EventType) -> Option<Self> {
+        Some(match kind {
+            pb::EventType::Unspecified => return None,
+            pb::EventType::HealthAlert => EventKind::HealthAlert,
+            pb::EventType::RemediationNeeded => EventKind::RemediationNeeded,
+            pb::EventType::FalseAlarm => EventKind::FalseAlarm,
+            pb::EventType::RemediationComplete => EventKind::RemediationComplete,
+            pb::EventType::Rejected => EventKind::Rejected,
+        })
+    }
+}
+
+/// A remediation action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Graceful stop with a timeout, then start.
+    Restart,
+}
+
+impl Action {
+    /// The wire enum.
+    pub fn to_proto(self) -> pb::Action {
+        match self {
+            Action::Restart => pb::Action::Restart,
+        }
+    }
+}
+
+/// How an executed command ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Done and verified.
+    Success,
+    /// Attempted and did not work.
+    Failed,
+    /// The node refused under its own configuration.
+    Refused,
+    /// The action does not apply to this container.
+    NotApplicable,
+}
+
+impl Outcome {
+    /// The wire enum.
+    pub fn to_proto(self) -> pb::Outcome {
+        match self {
+            Outcome::Success => pb::Outcome::Success,
+            Outcome::Failed => pb::Outcome::Failed,
+            Outcome::Refused => pb::Outcome::Refused,
+            Outcome::NotApplicable => pb::Outcome::NotApplicable,
+        }
+    }
+
+    /// From the wire enum; an unknown or unspecified outcome counts as a failure.
+    pub fn from_proto(outcome: pb::Outcome) -> Self {
+        match outcome {
+            pb::Outcome::Success => Outcome::Success,
+            pb::Outcome::Refused => Outcome::Refused,
+            pb::Outcome::NotApplicable => Outcome::NotApplicable,
+            pb::Outcome::Failed | pb::Outcome::Unspecified => Outcome::Failed,
+        }
+    }
+}
+
+/// Why the safety policy stopped an action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rejection {
+    /// The container was acted on less than the cooldown ago.
+    CooldownActive,
+    /// The container has used its attempts for the rolling hour.
+    CircuitOpen,
+    /// The node that reported the problem is no longer connected.
+    NodeDisconnected,
+}
+
+impl Rejection {
+    /// The code recorded in events, e.g. `cooldown_active`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Rejection::CooldownActive => "cooldown_active",
+            Rejection::CircuitOpen => "circuit_open",
+            Rejection::NodeDisconnected => "node_disconnected",
+        }
+    }
+}
+
+/// One event, as appended to the log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// What kind of event.
+    pub kind: EventKind,
+    /// When the coordinator recorded it, in milliseconds since the Unix epoch (UTC).
+    pub time_ms: u64,
+    /// The node the container is on.
+    pub node: String,
+    /// The container's id.
+    pub container_id: String,
+    /// The container's name (untrusted text).
+    pub container_name: String,
+    /// The action decided or executed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Why, in words for people.
+    pub reason: String,
+    /// For `remediation_complete`: how it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    /// For `rejected`: which rule stopped the action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejection: Option<Rejection>,
+    /// For decisions: confidence from 0 to 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+    /// For decisions: `rules`, `ai` or `operator`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis_method: Option<String>,
+    /// Links the events of one action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// For alerts about an exit: the exit code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+}
+
+impl EventRecord {
+    /// A record of `kind` about one container, stamped now, with the other fields empty.
+    pub fn new(
+        kind: EventKind,
+        node: &str,
+        container_id: &str,
+        container_name: &str,
+        reason: impl Into<String>,
+    ) -> Self {
+        EventRecord {
+            kind,
+            time_ms: unix_ms(SystemTime::now()),
+            node: node.to_owned(),
+            container_id: container_id.to_owned(),
+            container_name: container_name.to_owned(),
+            action: None,
+            reason: reason.into(),
+            outcome: None,
+            rejection: None,
+            confidence: None,
+            analysis_method: None,
+            command_id: None,
+            exit_code: None,
+        }
+    }
+}
+
+/// An event as read back from the log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    /// Its id in the log.
+    pub id: EventId,
+    /// The record.
+    pub record: EventRecord,
+}
+
+impl StoredEvent {
+    /// The wire form.
+    pub fn to_proto(&self) -> pb::Event {
+        let r = &self.record;
+        pb::Event {
+            id: self.id.to_string(),
+            time: Some(hemostat_proto::timestamp::to_proto(UNIX_EPOCH + Duration::from_millis(r.time_ms))),
+            r#type: r.kind.to_proto() as i32,
+            node: r.node.clone(),
+            container_id: r.container_id.clone(),
+            container_name: r.container_name.clone(),
+            action: r.action.map_or(pb::Action::Unspecified, Action::to_proto) as i32,
+            reason: r.reason.clone(),
+            outcome: r.outcome.map_or(pb::Outcome::Unspecified, Outcome::to_proto) as i32,
+            rejection: r.rejection.map(|r| r.code().to_owned()).unwrap_or_default(),
+            confidence: r.confidence.unwrap_or_default(),
+            analysis_method: r.analysis_method.clone().unwrap_or_default(),
+            command_id: r.command_id.clone().unwrap_or_default(),
+            exit_code: r.exit_code.unwrap_or_default(),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_parse_and_order_like_redis_stream_ids() {
+        let a: EventId = "1732800000000-0".parse().unwrap();
+        let b: EventId = "1732800000000-1".parse().unwrap();
+        let c: EventId = "1732800000001-0".parse().unwrap();
+        assert!(a < b && b < c);
+        assert_eq!(b.to_string(), "1732800000000-1");
+        for bad in ["", "12", "a-1", "1-b", "-1", "1-"] {
+            assert!(bad.parse::<EventId>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! The HemoStat coordinator: node sessions, analysis, the safety policy, the event log and the fleet API.
+//!
+//! One module per concept: [`session`] speaks to nodes, [`analysis`] decides what a report means,
+//! [`policy`] limits how often a container is acted on, [`remediation`] ties them into events and commands,
+//! [`store`] keeps what must survive, [`api`] answers operators, [`auth`] and [`tls`] decide who may talk.
+
+pub mod analysis;
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod container;
+pub mod events;
+pub mod policy;
+pub mod registry;
+pub mod remediation;
+pub mod server;
+pub mod session;
+pub mod store;
+pub mod tls;
+
+pub use config::{CoordinatorArgs, CoordinatorConfig};
+pub use server::{Coordinator, CoordinatorError};

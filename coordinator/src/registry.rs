@@ -1,0 +1,215 @@
+//! The coordinator's in-memory view of the fleet: nodes, their open sessions, and their containers.
+//!
+//! Everything here is rebuilt from the nodes when they reconnect (each session starts with a snapshot), so
+//! a restarted coordinator loses nothing that matters.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use tokio::sync::mpsc;
+
+use crate::container::ContainerFacts;
+use crate::events::Action;
+
+/// A command for a node, as the session sends it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Command {
+    /// Unique id.
+    pub id: String,
+    /// The target container's id.
+    pub container_id: String,
+    /// The target container's name.
+    pub container_name: String,
+    /// What to do.
+    pub action: Action,
+    /// For restarts: seconds to wait for a graceful stop.
+    pub stop_timeout_secs: u32,
+}
+
+/// What a session sends to its node.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outbound {
+    /// Acknowledge messages up to this sequence number.
+    Ack(u64),
+    /// Execute this command.
+    Command(Command),
+}
+
+/// What a node said about itself in its Hello.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeHello {
+    /// Its name (already checked against its certificate).
+    pub name: String,
+    /// Its software version.
+    pub version: String,
+    /// Identifies the node process's run.
+    pub boot_id: String,
+    /// The Docker host's name.
+    pub hostname: String,
+}
+
+/// A node as the coordinator knows it.
+#[derive(Clone, Debug)]
+pub struct NodeInfo {
+    /// Its last Hello.
+    pub hello: NodeHello,
+    /// Whether it has a session open here.
+    pub connected: bool,
+    /// Where it connected from.
+    pub address: Option<SocketAddr>,
+    /// When its current or last session opened.
+    pub connected_at: SystemTime,
+    /// When it was last heard from.
+    pub last_seen: SystemTime,
+}
+
+/// A container as the coordinator knows it.
+#[derive(Clone, Debug)]
+pub struct ContainerEntry {
+    /// The node it runs on.
+    pub node: String,
+    /// Its latest facts.
+    pub facts: ContainerFacts,
+    /// When the node last reported on it.
+    pub updated_at: SystemTime,
+}
+
+struct NodeEntry {
+    info: NodeInfo,
+    session: Option<(u64, mpsc::Sender<Outbound>)>,
+    /// The highest sequence number processed, per boot of the node.
+    processed: (String, u64),
+}
+
+#[derive(Default)]
+struct State {
+    nodes: BTreeMap<String, NodeEntry>,
+    /// (node, container id) → entry.
+    containers: BTreeMap<(String, String), ContainerEntry>,
+    next_session: u64,
+}
+
+/// The registry of nodes, sessions and containers.
+#[derive(Default)]
+pub struct Registry {
+    state: Mutex<State>,
+}
+
+/// Why a command could not be handed to a node.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("node {0:?} is not connected")]
+pub struct NodeNotConnected(pub String);
+
+impl Registry {
+    /// Registers a new session for `hello.name`, replacing any earlier one, and returns its id.
+    pub fn open_session(&self, hello: NodeHello, address: Option<SocketAddr>, outbound: mpsc::Sender<Outbound>) -> u64 {
+        let mut state = self.state.lock().expect("registry lock");
+        state.next_session += 1;
+        let id = state.next_session;
+        let now = SystemTime::now();
+        let info = NodeInfo { hello: hello.clone(), connected: true, address, connected_at: now, last_seen: now };
+        let entry = state.nodes.entry(hello.name.clone()).or_insert_with(|| NodeEntry {
+            info: info.clone(),
+            session: None,
+            processed: (hello.boot_id.clone(), 0),
+        });
+        if entry.processed.0 != hello.boot_id {
+            entry.processed = (hello.boot_id.clone(), 0);
+        }
+        entry.info = info;
+        entry.session = Some((id, outbound));
+        id
+    }
+
+    /// Marks the session closed, unless a newer session for the node replaced it.
+    pub fn close_session(&self, node: &str, session: u64) {
+        let mut state = self.state.lock().expect("registry lock");
+        if let Some(entry) = state.nodes.get_mut(node)
+            && entry.session.as_ref().is_some_and(|(id, _)| *id == session)
+        {
+            entry.session = None;
+            entry.info.connected = false;
+        }
+    }
+
+    /// Records that the node was heard from now.
+    pub fn touch(&self, node: &str) {
+        if let Some(entry) = self.state.lock().expect("registry lock").nodes.get_mut(node) {
+            entry.info.last_seen = SystemTime::now();
+        }
+    }
+
+    /// Whether message `seq` of the node's current boot was processed already (a replay).
+    /// Messages numbered 0 are unsequenced and never count as processed.
+    pub fn already_processed(&self, node: &str, seq: u64) -> bool {
+        let state = self.state.lock().expect("registry lock");
+        seq != 0 && state.nodes.get(node).is_some_and(|entry| seq <= entry.processed.1)
+    }
+
+    /// Remembers that message `seq` of the node's current boot was processed.
+    pub fn mark_processed(&self, node: &str, seq: u64) {
+        if let Some(entry) = self.state.lock().expect("registry lock").nodes.get_mut(node) {
+            entry.processed.1 = entry.processed.1.max(seq);
+        }
+    }
+
+    /// Replaces everything known of the node's containers with this snapshot.
+    pub fn replace_containers(&self, node: &str, containers: Vec<ContainerFacts>) {
+        let mut state = self.state.lock().expect("registry lock");
+        state.containers.retain(|(n, _), _| n != node);
+        let now = SystemTime::now();
+        for facts in containers {
+            state.containers.insert(
+                (node.to_owned(), facts.id.clone()),
+                ContainerEntry { node: node.to_owned(), facts, updated_at: now },
+            );
+        }
+    }
+
+    /// Records one container's latest facts.
+    pub fn update_container(&self, node: &str, facts: ContainerFacts) {
+        let key = (node.to_owned(), facts.id.clone());
+        let entry = ContainerEntry { node: node.to_owned(), facts, updated_at: SystemTime::now() };
+        self.state.lock().expect("registry lock").containers.insert(key, entry);
+    }
+
+    /// Forgets a removed container.
+    pub fn remove_container(&self, node: &str, container_id: &str) {
+        self.state.lock().expect("registry lock").containers.remove(&(node.to_owned(), container_id.to_owned()));
+    }
+
+    /// Hands a command to the node's session.
+    pub fn send(&self, node: &str, message: Outbound) -> Result<(), NodeNotConnected> {
+        let sender = {
+            let state = self.state.lock().expect("registry lock");
+            state.nodes.get(node).and_then(|entry| entry.session.as_ref()).map(|(_, tx)| tx.clone())
+        };
+        let sender = sender.ok_or_else(|| NodeNotConnected(node.to_owned()))?;
+        sender.try_send(message).map_err(|_| NodeNotConnected(node.to_owned()))
+    }
+
+    /// Every known node, by name.
+    pub fn nodes(&self) -> Vec<NodeInfo> {
+        self.state.lock().expect("registry lock").nodes.values().map(|entry| entry.info.clone()).collect()
+    }
+
+    /// Every known container (of one node, if given), by node then name.
+    pub fn containers(&self, node: Option<&str>) -> Vec<ContainerEntry> {
+        let state = self.state.lock().expect("registry lock");
+        let mut list: Vec<ContainerEntry> =
+            state.containers.values().filter(|c| node.is_none_or(|n| c.node == n)).cloned().collect();
+        list.sort_by(|a, b| (&a.node, &a.facts.name).cmp(&(&b.node, &b.facts.name)));
+        list
+    }
+
+    /// Closes every session: their outbound streams end, so their RPCs can finish.
+    pub fn close_all_sessions(&self) {
+        let mut state = self.state.lock().expect("registry lock");
+        for entry in state.nodes.values_mut() {
+            entry.session = None;
+            entry.info.connected = false;
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The coordinator assembled: TLS listener, state store, registry, and the gRPC services on one port
+//! (`hemostat.v1.AgentService`, `hemostat.v1.FleetService`, `grpc.health.v1.Health`, reflection v1 and
+//! v1alpha).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hemostat_pki::Role;
+use hemostat_pki::files::FilesError;
+use hemostat_proto::v1::agent_service_server::AgentServiceServer;
+use hemostat_proto::v1::fleet_service_server::FleetServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::FleetApi;
+use crate::auth;
+use crate::config::CoordinatorConfig;
+use crate::registry::Registry;
+use crate::remediation::Remediator;
+use crate::session::AgentSessions;
+use crate::store::{self, StateStore, StoreError};
+use crate::tls::{self, TlsSetupError};
+
+/// How long shutdown waits for open calls to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the coordinator could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    /// Certificate files are missing or broken.
+    #[error("TLS files: {0}")]
+    TlsFiles(#[from] FilesError),
+    /// The certificate is not a coordinator's.
+    #[error(
+        "{path} is a certificate for {found}; the coordinator needs a coordinator certificate (`hemostat certs issue coordinator`)"
+    )]
+    WrongRole {
+        /// The certificate file.
+        path: String,
+        /// Whom it names.
+        found: String,
+    },
+    /// The TLS configuration was refused.
+    #[error(transparent)]
+    TlsSetup(#[from] TlsSetupError),
+    /// The state store could not be opened.
+    #[error("state store: {0}")]
+    Store(#[from] StoreError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Reflection could not be set up.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A coordinator bound to its address, ready to run.
+pub struct Coordinator {
+    listener: TcpListener,
+    tls: rustls::ServerConfig,
+    store: Arc<dyn StateStore>,
+    config: CoordinatorConfig,
+}
+
+impl Coordinator {
+    /// Loads and checks the certificates, opens the state store, and binds the listen address.
+    pub async fn bind(config: CoordinatorConfig) -> Result<Self, CoordinatorError> {
+        hemostat_pki::install_crypto_provider();
+        let material = config.tls.load()?;
+        if material.identity.role != Role::Coordinator {
+            return Err(CoordinatorError::WrongRole {
+                path: config.tls.cert.display().to_string(),
+                found: material.identity.to_string(),
+            });
+        }
+        let tls = tls::server_config(&material)?;
+        let store = store::open(&config.store).await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| CoordinatorError::Bind { addr: config.listen, source })?;
+        tracing::info!(
+            name = %material.identity.name,
+            store = store.backend(),
+            "coordinator ready"
+        );
+        Ok(Coordinator { listener, tls, store, config })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then closes node sessions and stops.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), CoordinatorError> {
+        let addr = self.local_addr();
+        let registry = Arc::new(Registry::default());
+        let remediator = Arc::new(Remediator::new(self.store.clone(), registry.clone(), self.config.remediation));
+        let (stop_tx, stop_rx) = watch::channel(false);
+
+        let sessions = AgentSessions::new(registry.clone(), remediator, stop_rx);
+        let fleet = FleetApi::new(registry.clone(), self.store.clone());
+        let (health_reporter, health) = tonic_health::server::health_reporter();
+        health_reporter.set_serving::<AgentServiceServer<AgentSessions>>().await;
+        health_reporter.set_serving::<FleetServiceServer<FleetApi>>().await;
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(hemostat_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+
+        let incoming = tls::accept(self.listener, self.tls);
+        tracing::info!(%addr, "serving gRPC with mutual TLS");
+        let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing node sessions");
+            let _ = stop_tx.send(true);
+            registry.close_all_sessions();
+            let _ = drained_tx.send(());
+        };
+        let serve = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(20)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .add_service(health)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(AgentServiceServer::with_interceptor(sessions, auth::require_node))
+            .add_service(FleetServiceServer::with_interceptor(fleet, auth::require_operator))
+            .serve_with_incoming_shutdown(incoming, signal);
+        tokio::pin!(serve);
+        tokio::select! {
+            result = &mut serve => result?,
+            _ = async {
+                let _ = drained_rx.await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => tracing::warn!("open calls did not finish within {}s; stopping anyway", SHUTDOWN_GRACE.as_secs()),
+        }
+        tracing::info!("coordinator stopped");
+        Ok(())
+    }
+}

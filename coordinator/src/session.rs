@@ -1,0 +1,190 @@
+//! Node sessions: the `hemostat.v1.AgentService/Session` stream, one per connected node.
+//!
+//! A session opens with a Hello whose node name must match the node's certificate. After that each node
+//! message is processed in order and acknowledged by sequence number; a message already processed in this
+//! node boot (a replay after a reconnect) is acknowledged again but not processed twice.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use hemostat_proto::v1 as pb;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::auth::authenticated;
+use crate::container::{ContainerFacts, ExitReport};
+use crate::events::Outcome;
+use crate::registry::{NodeHello, Outbound, Registry};
+use crate::remediation::Remediator;
+use crate::store::StoreError;
+
+/// How long a new session may take to say Hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The AgentService implementation.
+pub struct AgentSessions {
+    registry: Arc<Registry>,
+    remediator: Arc<Remediator>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl AgentSessions {
+    /// Sessions that register in `registry`, hand problems to `remediator`, and end when `shutdown` turns true.
+    pub fn new(registry: Arc<Registry>, remediator: Arc<Remediator>, shutdown: watch::Receiver<bool>) -> Self {
+        AgentSessions { registry, remediator, shutdown }
+    }
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<pb::SessionResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::agent_service_server::AgentService for AgentSessions {
+    type SessionStream = ResponseStream;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<pb::SessionRequest>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let caller = authenticated(&request)?.clone();
+        let node = caller.identity.name.clone();
+        let mut inbound = request.into_inner();
+        let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no Hello within 10s"))??;
+        let Some(pb::SessionRequest { body: Some(pb::session_request::Body::Hello(hello)), .. }) = first else {
+            tracing::warn!(node, "refused session: the first message was not a Hello");
+            return Err(Status::invalid_argument("the first message of a session must be a Hello"));
+        };
+        if hello.node_name != node {
+            tracing::warn!(
+                node,
+                claimed = %hello.node_name.escape_debug(),
+                "refused session: the Hello names another node than the certificate; a node certificate speaks \
+                 only for its own node"
+            );
+            return Err(Status::permission_denied(format!(
+                "this certificate is for node {node:?}; it cannot speak for {:?}",
+                hello.node_name
+            )));
+        }
+        let hello =
+            NodeHello { name: node.clone(), version: hello.version, boot_id: hello.boot_id, hostname: hello.hostname };
+        let (tx, rx) = mpsc::channel(1024);
+        let session = self.registry.open_session(hello.clone(), caller.address, tx.clone());
+        tracing::info!(node, address = ?caller.address, version = %hello.version, "node connected");
+
+        let (registry, remediator, mut shutdown) =
+            (self.registry.clone(), self.remediator.clone(), self.shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                let message = tokio::select! {
+                    message = inbound.message() => message,
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                };
+                match message {
+                    Ok(Some(message)) => {
+                        registry.touch(&node);
+                        let seq = message.seq;
+                        if registry.already_processed(&node, seq) {
+                            tracing::debug!(node, seq, "dropped a message already processed");
+                        } else if let Err(error) = handle(&node, message, &registry, &remediator).await {
+                            // Not acknowledged: the node keeps it and sends it again after reconnecting.
+                            tracing::error!(
+                                node, seq, %error,
+                                "could not record a node's report; closing the session so the node resends it"
+                            );
+                            break;
+                        } else {
+                            registry.mark_processed(&node, seq);
+                        }
+                        if seq != 0 && tx.send(Outbound::Ack(seq)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::info!(node, %status, "session stream broke");
+                        break;
+                    }
+                }
+            }
+            registry.close_session(&node, session);
+            tracing::info!(node, "node disconnected");
+        });
+
+        let outbound = ReceiverStream::new(rx).map(|message| Ok(to_proto(message)));
+        Ok(Response::new(Box::pin(outbound)))
+    }
+}
+
+/// Processes one node message.
+async fn handle(
+    node: &str,
+    message: pb::SessionRequest,
+    registry: &Registry,
+    remediator: &Remediator,
+) -> Result<(), StoreError> {
+    use pb::session_request::Body;
+    match message.body {
+        None | Some(Body::Hello(_)) | Some(Body::Heartbeat(_)) => Ok(()),
+        Some(Body::Snapshot(snapshot)) => {
+            registry.replace_containers(node, snapshot.containers.iter().map(ContainerFacts::from_proto).collect());
+            Ok(())
+        }
+        Some(Body::ContainerEvent(event)) => {
+            let Some(container) = event.container.as_ref().map(ContainerFacts::from_proto) else {
+                tracing::warn!(node, "ignored a container event without a container");
+                return Ok(());
+            };
+            match event.kind() {
+                pb::ContainerEventKind::Destroyed => {
+                    registry.remove_container(node, &container.id);
+                    Ok(())
+                }
+                pb::ContainerEventKind::Exited => {
+                    registry.update_container(node, container.clone());
+                    let exit = event.exit.as_ref().map(ExitReport::from_proto).unwrap_or(ExitReport {
+                        exit_code: container.exit_code,
+                        oom_killed: false,
+                        stop_requested: false,
+                    });
+                    remediator.on_exit(node, &container, &exit).await
+                }
+                pb::ContainerEventKind::Started | pb::ContainerEventKind::Unspecified => {
+                    registry.update_container(node, container);
+                    Ok(())
+                }
+            }
+        }
+        Some(Body::CommandResult(result)) => {
+            remediator
+                .on_command_result(
+                    node,
+                    &result.command_id,
+                    &result.container_id,
+                    Outcome::from_proto(result.outcome()),
+                    &result.detail,
+                    Duration::from_millis(result.duration_ms),
+                )
+                .await
+        }
+    }
+}
+
+fn to_proto(message: Outbound) -> pb::SessionResponse {
+    use pb::session_response::Body;
+    let body = match message {
+        Outbound::Ack(seq) => Body::Ack(pb::Ack { seq }),
+        Outbound::Command(command) => Body::Command(pb::Command {
+            command_id: command.id,
+            container_id: command.container_id,
+            container_name: command.container_name,
+            action: command.action.to_proto() as i32,
+            stop_timeout_seconds: command.stop_timeout_secs,
+        }),
+    };
+    pb::SessionResponse { body: Some(body) }
+}

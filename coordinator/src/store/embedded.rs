@@ -1,0 +1,130 @@
+//! The embedded backend: a redb database file, for a single host without Redis.
+//!
+//! redb is synchronous and fsyncs each commit; every operation runs on the blocking pool in its own
+//! transaction, so a budget check and its record are one atomic commit.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use super::{DEFAULT_EVENT_RETENTION, StateStore, StoreError, decode_event, encode_event};
+use crate::events::{EventId, EventRecord, StoredEvent};
+use crate::policy::{Budget, BudgetState, BudgetVerdict};
+
+/// Container key → JSON `BudgetState`.
+const BUDGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("budgets");
+/// (ms, seq) → JSON `EventRecord`.
+const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("events");
+
+/// The embedded state store.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    retention: u64,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the database at `path`, creating its folder if needed.
+    pub async fn open(path: PathBuf) -> Result<Self, StoreError> {
+        tokio::task::spawn_blocking(move || -> Result<Self, StoreError> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| redb::Error::Io(e))?;
+            }
+            let db = Database::create(&path).map_err(redb::Error::from)?;
+            let txn = db.begin_write().map_err(redb::Error::from)?;
+            txn.open_table(BUDGETS).map_err(redb::Error::from)?;
+            txn.open_table(EVENTS).map_err(redb::Error::from)?;
+            txn.commit().map_err(redb::Error::from)?;
+            Ok(EmbeddedStore { db: Arc::new(db), retention: DEFAULT_EVENT_RETENTION })
+        })
+        .await?
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || work(&db)).await?
+    }
+}
+
+#[async_trait]
+impl StateStore for EmbeddedStore {
+    async fn try_begin_action(&self, key: &str, now_ms: u64, budget: &Budget) -> Result<BudgetVerdict, StoreError> {
+        let (key, budget) = (key.to_owned(), *budget);
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(redb::Error::from)?;
+            let verdict = {
+                let mut table = txn.open_table(BUDGETS).map_err(redb::Error::from)?;
+                let mut state: BudgetState = match table.get(key.as_str()).map_err(redb::Error::from)? {
+                    Some(raw) => serde_json::from_slice(raw.value())
+                        .map_err(|e| StoreError::Corrupt(format!("budget of {key}: {e}")))?,
+                    None => BudgetState::default(),
+                };
+                let verdict = budget.evaluate(&mut state, now_ms);
+                if matches!(verdict, BudgetVerdict::Allowed { .. }) {
+                    let raw = serde_json::to_vec(&state).expect("budget state serializes");
+                    table.insert(key.as_str(), raw.as_slice()).map_err(redb::Error::from)?;
+                }
+                verdict
+            };
+            txn.commit().map_err(redb::Error::from)?;
+            Ok(verdict)
+        })
+        .await
+    }
+
+    async fn append_event(&self, record: &EventRecord) -> Result<EventId, StoreError> {
+        let raw = encode_event(record);
+        let retention = self.retention;
+        self.blocking(move |db| {
+            let now_ms = crate::events::unix_ms(std::time::SystemTime::now());
+            let txn = db.begin_write().map_err(redb::Error::from)?;
+            let id = {
+                let mut table = txn.open_table(EVENTS).map_err(redb::Error::from)?;
+                let last = table.last().map_err(redb::Error::from)?.map(|(k, _)| k.value());
+                // Same rule as Redis: time-ordered, never going backwards even if the clock does.
+                let id = match last {
+                    Some((ms, seq)) if ms >= now_ms => EventId { ms, seq: seq + 1 },
+                    _ => EventId { ms: now_ms, seq: 0 },
+                };
+                table.insert((id.ms, id.seq), raw.as_slice()).map_err(redb::Error::from)?;
+                let excess = table.len().map_err(redb::Error::from)?.saturating_sub(retention);
+                for _ in 0..excess {
+                    table.pop_first().map_err(redb::Error::from)?;
+                }
+                id
+            };
+            txn.commit().map_err(redb::Error::from)?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn read_events(&self, after: Option<EventId>, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(redb::Error::from)?;
+            let table = txn.open_table(EVENTS).map_err(redb::Error::from)?;
+            let start = match after {
+                Some(id) if id.seq == u64::MAX => (id.ms + 1, 0),
+                Some(id) => (id.ms, id.seq + 1),
+                None => (0, 0),
+            };
+            let mut events = Vec::new();
+            for entry in table.range(start..).map_err(redb::Error::from)?.take(limit) {
+                let (key, value) = entry.map_err(redb::Error::from)?;
+                let (ms, seq) = key.value();
+                events.push(StoredEvent { id: EventId { ms, seq }, record: decode_event(value.value())? });
+            }
+            Ok(events)
+        })
+        .await
+    }
+
+    fn backend(&self) -> &'static str {
+        "embedded"
+    }
+}

@@ -1,0 +1,84 @@
+//! The state store: everything that must outlive a coordinator or be shared by coordinator replicas.
+//!
+//! One trait, [`StateStore`], two backends that pass one conformance suite (`tests/tests/store_conformance.rs`):
+//! [`redis::RedisStore`] for fleets (shared by every coordinator; each decision one round trip, by Lua) and
+//! [`embedded::EmbeddedStore`] for a single host (a redb file; chosen when no Redis is configured).
+
+pub mod embedded;
+pub mod redis;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::events::{EventId, EventRecord, StoredEvent};
+use crate::policy::{Budget, BudgetVerdict};
+
+/// How many events the log keeps; older ones are trimmed as new ones arrive.
+pub const DEFAULT_EVENT_RETENTION: u64 = 10_000;
+
+/// Why the store could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Redis answered with an error or could not be reached.
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    /// The embedded database failed.
+    #[error("embedded store: {0}")]
+    Embedded(#[from] redb::Error),
+    /// A stored value could not be decoded (written by an incompatible version, or damaged).
+    #[error("stored value is damaged: {0}")]
+    Corrupt(String),
+    /// The embedded store's worker thread failed.
+    #[error("embedded store worker failed: {0}")]
+    Worker(#[from] tokio::task::JoinError),
+}
+
+/// The operations the coordinator needs from its persistent state.
+#[async_trait]
+pub trait StateStore: Send + Sync + 'static {
+    /// Checks `budget` for the container `key` at `now_ms` and, when allowed, records the attempt: one atomic
+    /// step, so that two coordinators can never both be allowed within one cooldown.
+    async fn try_begin_action(&self, key: &str, now_ms: u64, budget: &Budget) -> Result<BudgetVerdict, StoreError>;
+
+    /// Appends an event to the log and returns its id. Ids increase.
+    async fn append_event(&self, record: &EventRecord) -> Result<EventId, StoreError>;
+
+    /// Reads up to `limit` events, oldest first, strictly after `after` (from the start when `None`).
+    async fn read_events(&self, after: Option<EventId>, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The backend's name for logs: `redis` or `embedded`.
+    fn backend(&self) -> &'static str;
+}
+
+/// Which backend to open.
+#[derive(Clone, Debug)]
+pub enum StoreConfig {
+    /// A Redis server, by URL (`redis://[:password@]host:port[/db]`).
+    Redis {
+        /// The server's URL.
+        url: String,
+    },
+    /// An embedded database in this file.
+    Embedded {
+        /// The database file; created when missing.
+        path: PathBuf,
+    },
+}
+
+/// Opens the configured backend.
+pub async fn open(config: &StoreConfig) -> Result<Arc<dyn StateStore>, StoreError> {
+    Ok(match config {
+        StoreConfig::Redis { url } => Arc::new(redis::RedisStore::connect(url).await?),
+        StoreConfig::Embedded { path } => Arc::new(embedded::EmbeddedStore::open(path.clone()).await?),
+    })
+}
+
+fn decode_event(json: &[u8]) -> Result<EventRecord, StoreError> {
+    serde_json::from_slice(json).map_err(|e| StoreError::Corrupt(format!("event: {e}")))
+}
+
+fn encode_event(record: &EventRecord) -> Vec<u8> {
+    serde_json::to_vec(record).expect("event records always serialize")
+}

@@ -1,0 +1,115 @@
+//! The Redis backend: shared by every coordinator of a fleet.
+//!
+//! Keys carry a hash tag so that one container's keys share a Redis Cluster slot:
+//! `hemostat:{<container key>}:budget` (hash: `last_action_ms`) and `hemostat:{<container key>}:attempts`
+//! (sorted set of attempt times). The event log is the stream `hemostat:events`, trimmed approximately to
+//! its retention. A budget decision is one `EVALSHA` of [`BUDGET_SCRIPT`].
+
+use async_trait::async_trait;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use redis::streams::{StreamMaxlen, StreamRangeReply};
+
+use super::{DEFAULT_EVENT_RETENTION, StateStore, StoreError, decode_event, encode_event};
+use crate::events::{EventId, EventRecord, StoredEvent};
+use crate::policy::{Budget, BudgetVerdict};
+
+/// The event log's stream key.
+const EVENTS_KEY: &str = "hemostat:events";
+
+/// [`Budget::evaluate`](crate::policy::Budget::evaluate) in Lua, run atomically by Redis.
+/// KEYS: budget hash, attempts zset. ARGV: now_ms, cooldown_ms, window_ms, max_attempts.
+/// Returns `{"allowed", attempts}`, `{"cooldown", retry_after_ms}` or `{"circuit", retry_after_ms}`.
+pub const BUDGET_SCRIPT: &str = r#"
+local now = tonumber(ARGV[1])
+local cooldown = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
+local max_attempts = tonumber(ARGV[4])
+local last = tonumber(redis.call('HGET', KEYS[1], 'last_action_ms'))
+if last and now < last + cooldown then
+  return {'cooldown', last + cooldown - now}
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+local n = redis.call('ZCARD', KEYS[2])
+if n >= max_attempts then
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  return {'circuit', tonumber(oldest[2]) + window - now}
+end
+redis.call('HSET', KEYS[1], 'last_action_ms', now)
+redis.call('ZADD', KEYS[2], now, tostring(now) .. ':' .. tostring(n))
+local ttl = math.max(cooldown, window) + 60000
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+return {'allowed', n + 1}
+"#;
+
+/// The Redis state store.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    budget: redis::Script,
+    retention: u64,
+}
+
+impl RedisStore {
+    /// Connects to the server at `url` (reconnecting by itself later) and checks it answers.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url)?;
+        let mut conn = ConnectionManager::new(client).await?;
+        let _: () = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(RedisStore { conn, budget: redis::Script::new(BUDGET_SCRIPT), retention: DEFAULT_EVENT_RETENTION })
+    }
+}
+
+#[async_trait]
+impl StateStore for RedisStore {
+    async fn try_begin_action(&self, key: &str, now_ms: u64, budget: &Budget) -> Result<BudgetVerdict, StoreError> {
+        let mut conn = self.conn.clone();
+        let (verdict, value): (String, u64) = self
+            .budget
+            .key(format!("hemostat:{{{key}}}:budget"))
+            .key(format!("hemostat:{{{key}}}:attempts"))
+            .arg(now_ms)
+            .arg(budget.cooldown.as_millis() as u64)
+            .arg(budget.window.as_millis() as u64)
+            .arg(budget.max_attempts)
+            .invoke_async(&mut conn)
+            .await?;
+        let retry_after = std::time::Duration::from_millis(value);
+        match verdict.as_str() {
+            "allowed" => Ok(BudgetVerdict::Allowed { attempts_in_window: value as u32 }),
+            "cooldown" => Ok(BudgetVerdict::CooldownActive { retry_after }),
+            "circuit" => Ok(BudgetVerdict::CircuitOpen { retry_after }),
+            other => Err(StoreError::Corrupt(format!("budget script answered {other:?}"))),
+        }
+    }
+
+    async fn append_event(&self, record: &EventRecord) -> Result<EventId, StoreError> {
+        let mut conn = self.conn.clone();
+        let id: String = conn
+            .xadd_maxlen(EVENTS_KEY, StreamMaxlen::Approx(self.retention as usize), "*", &[("e", encode_event(record))])
+            .await?;
+        id.parse().map_err(|e| StoreError::Corrupt(format!("stream id: {e}")))
+    }
+
+    async fn read_events(&self, after: Option<EventId>, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut conn = self.conn.clone();
+        let start = after.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
+        let reply: StreamRangeReply = conn.xrange_count(EVENTS_KEY, start, "+", limit).await?;
+        reply
+            .ids
+            .into_iter()
+            .map(|entry| {
+                let id = entry.id.parse().map_err(|e| StoreError::Corrupt(format!("stream id: {e}")))?;
+                let raw: Vec<u8> = entry
+                    .get("e")
+                    .ok_or_else(|| StoreError::Corrupt(format!("stream entry {} has no field e", entry.id)))?;
+                Ok(StoredEvent { id, record: decode_event(&raw)? })
+            })
+            .collect()
+    }
+
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+}
