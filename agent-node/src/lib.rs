@@ -1,1 +1,80 @@
+//! The HemoStat node: one per Docker host. It watches the host's containers ([`watcher`], [`inventory`]),
+//! reports to the coordinator over one mutually authenticated session ([`session`]) without losing anything
+//! on the way ([`outbox`]), and executes the coordinator's commands under its own rules ([`executor`]).
 
+pub mod backoff;
+pub mod config;
+pub mod executor;
+pub mod inventory;
+pub mod outbox;
+pub mod session;
+pub mod watcher;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::Docker;
+use hemostat_pki::Role;
+use hemostat_pki::files::FilesError;
+
+pub use config::{NodeArgs, NodeConfig};
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Certificate files are missing or broken.
+    #[error("TLS files: {0}")]
+    TlsFiles(#[from] FilesError),
+    /// The certificate is not a node's.
+    #[error(
+        "{path} is a certificate for {found}; a node needs a node certificate (`hemostat certs issue node <name>`)"
+    )]
+    WrongRole {
+        /// The certificate file.
+        path: String,
+        /// Whom it names.
+        found: String,
+    },
+    /// Docker cannot be reached.
+    #[error("cannot reach Docker (is the socket mounted, and DOCKER_HOST right?): {0}")]
+    Docker(#[from] bollard::errors::Error),
+}
+
+/// Runs the node until `shutdown` completes.
+pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+    hemostat_pki::install_crypto_provider();
+    let tls = config.tls.load()?;
+    if tls.identity.role != Role::Node {
+        return Err(NodeError::WrongRole {
+            path: config.tls.cert.display().to_string(),
+            found: tls.identity.to_string(),
+        });
+    }
+    let docker = Docker::connect_with_defaults()?.negotiate_version().await?;
+    let version = docker.version().await?;
+    tracing::info!(
+        node = %tls.identity.name,
+        docker = version.version.as_deref().unwrap_or("?"),
+        coordinator = %config.coordinator,
+        "node starting"
+    );
+    let outbox = Arc::new(outbox::Outbox::new(config.spool_capacity));
+    let executor = Arc::new(executor::Executor::new(docker.clone(), config.selector.clone(), outbox.clone()));
+    let watcher = tokio::spawn(watcher::Watcher::new(docker, config.selector.clone(), outbox.clone()).run());
+    let settings = session::SessionSettings {
+        endpoint: config.coordinator.clone(),
+        server_name: config.coordinator_name.clone(),
+        tls,
+        heartbeat: config.heartbeat,
+        reconnect_initial: Duration::from_millis(100),
+        reconnect_max: config.reconnect_max,
+        boot_id: format!("{:016x}", rand::random::<u64>()),
+    };
+    let session = tokio::spawn(session::run(settings, outbox, executor));
+    shutdown.await;
+    tracing::info!("node stopping");
+    watcher.abort();
+    session.abort();
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! The node's session with the coordinator: connect (mutual TLS), say Hello, send everything the outbox
+//! holds that the coordinator has not acknowledged, heartbeat, and execute the commands that come back.
+//! When the session breaks for any reason the node connects again, with jittered exponential backoff and
+//! no limit on attempts; the coordinator then gets a fresh Hello and every unacknowledged message again.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use hemostat_pki::TlsMaterial;
+use hemostat_proto::v1 as pb;
+use hemostat_proto::v1::agent_service_client::AgentServiceClient;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::backoff::Backoff;
+use crate::executor::{CommandRequest, Executor};
+use crate::outbox::Outbox;
+
+/// What a session needs to know.
+#[derive(Clone, Debug)]
+pub struct SessionSettings {
+    /// The coordinator's URL, `https://host:port`.
+    pub endpoint: String,
+    /// The name the coordinator's certificate must carry.
+    pub server_name: String,
+    /// This node's certificates.
+    pub tls: TlsMaterial,
+    /// Heartbeat period.
+    pub heartbeat: Duration,
+    /// First reconnect delay.
+    pub reconnect_initial: Duration,
+    /// Longest reconnect delay.
+    pub reconnect_max: Duration,
+    /// This run's id, sent in every Hello.
+    pub boot_id: String,
+}
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The connection could not be made.
+    #[error("cannot connect to the coordinator at {endpoint}: {source}")]
+    Connect {
+        /// The URL.
+        endpoint: String,
+        /// The transport's error.
+        source: tonic::transport::Error,
+    },
+    /// The coordinator refused or ended the session.
+    #[error("the coordinator {0}")]
+    Status(String),
+    /// The coordinator closed the session (it is shutting down).
+    #[error("the coordinator closed the session")]
+    Closed,
+}
+
+impl From<tonic::Status> for SessionError {
+    fn from(status: tonic::Status) -> Self {
+        SessionError::Status(explain(&status))
+    }
+}
+
+/// Runs sessions forever (until the task is dropped).
+pub async fn run(settings: SessionSettings, outbox: Arc<Outbox>, executor: Arc<Executor>) {
+    let mut backoff = Backoff::new(settings.reconnect_initial, settings.reconnect_max);
+    loop {
+        match serve_one(&settings, &outbox, &executor, &mut backoff).await {
+            Err(SessionError::Closed) => tracing::info!("the coordinator closed the session; reconnecting"),
+            Err(error) => tracing::warn!("{error}"),
+            Ok(()) => {}
+        }
+        let delay = backoff.next_delay();
+        tracing::debug!(?delay, unacknowledged = outbox.len(), "reconnecting after a pause");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+async fn connect(settings: &SessionSettings) -> Result<Channel, SessionError> {
+    let error = |source| SessionError::Connect { endpoint: settings.endpoint.clone(), source };
+    Endpoint::from_shared(settings.endpoint.clone())
+        .map_err(error)?
+        .tls_config(settings.tls.client_config(&settings.server_name))
+        .map_err(error)?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true)
+        .connect()
+        .await
+        .map_err(error)
+}
+
+async fn serve_one(
+    settings: &SessionSettings,
+    outbox: &Outbox,
+    executor: &Arc<Executor>,
+    backoff: &mut Backoff,
+) -> Result<(), SessionError> {
+    let channel = connect(settings).await?;
+    let (tx, rx) = mpsc::channel::<pb::SessionRequest>(256);
+    let hello = pb::Hello {
+        node_name: settings.tls.identity.name.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        boot_id: settings.boot_id.clone(),
+        hostname: hostname(),
+    };
+    let unsequenced = |body| pb::SessionRequest { seq: 0, body: Some(body) };
+    tx.send(unsequenced(pb::session_request::Body::Hello(hello))).await.map_err(|_| SessionError::Closed)?;
+    let mut inbound = AgentServiceClient::new(channel).session(ReceiverStream::new(rx)).await?.into_inner();
+    backoff.reset();
+    tracing::info!(coordinator = %settings.endpoint, unacknowledged = outbox.len(), "session open");
+
+    let mut sent = 0;
+    let mut heartbeat = tokio::time::interval(settings.heartbeat);
+    loop {
+        let changed = outbox.changed();
+        for message in outbox.after(sent) {
+            sent = message.seq;
+            let request = pb::SessionRequest { seq: message.seq, body: Some(message.body) };
+            tx.send(request).await.map_err(|_| SessionError::Closed)?;
+        }
+        tokio::select! {
+            _ = changed => {}
+            _ = heartbeat.tick() => {
+                let beat = pb::Heartbeat { sent_at: Some(hemostat_proto::timestamp::to_proto(SystemTime::now())) };
+                tx.send(unsequenced(pb::session_request::Body::Heartbeat(beat))).await.map_err(|_| SessionError::Closed)?;
+            }
+            message = inbound.message() => match message?.and_then(|m| m.body) {
+                Some(pb::session_response::Body::Ack(ack)) => outbox.ack(ack.seq),
+                Some(pb::session_response::Body::Command(command)) => {
+                    tracing::info!(command_id = %command.command_id, container = %command.container_name.escape_debug(), action = command.action().as_str_name(), "command received");
+                    executor.submit(CommandRequest::from_proto(command));
+                }
+                None => return Err(SessionError::Closed),
+            },
+        }
+    }
+}
+
+/// A coordinator's refusal in words a person can act on.
+fn explain(status: &tonic::Status) -> String {
+    let message = status.message();
+    match status.code() {
+        tonic::Code::PermissionDenied => format!("refused this node: {message}"),
+        tonic::Code::Unauthenticated => format!("did not accept this node's certificate: {message}"),
+        tonic::Code::Unavailable if message.contains("ertificate") || message.contains("connection closed") => format!(
+            "closed the connection during TLS ({message}): is this node's certificate issued by the coordinator's CA?"
+        ),
+        code => format!("ended the session ({code:?}: {message})"),
+    }
+}
+
+/// This machine's host name, for people.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
+}
