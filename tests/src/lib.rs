@@ -1,1 +1,24 @@
+//! The shared test kit: everything the cross-component tests need, made once here instead of in every test.
+//!
+//! - [`pki`]: a throw-away CA with coordinator, node and operator certificates (and a foreign CA).
+//! - [`redis`]: a real `redis-server` on a free loopback port, one per test, stopped on drop.
+//! - [`docker`]: the busybox test image (built locally, no registry) and containers scoped to one test by a
+//!   label, removed on drop, so tests run in parallel without touching each other's containers.
+//! - [`fleet`]: a coordinator and nodes running in-process, each on its own runtime so a test can kill one
+//!   abruptly; operator clients.
+//! - [`eventually`]: wait for a condition with a deadline, instead of sleeping and hoping.
 
+pub mod docker;
+pub mod eventually;
+pub mod fleet;
+pub mod pki;
+pub mod redis;
+
+pub use eventually::eventually;
+
+/// Sets up what every test needs once per process: the crypto provider and logs (`LOG_LEVEL`, default warn).
+pub fn init() {
+    hemostat_pki::install_crypto_provider();
+    let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(level).with_test_writer().try_init();
+}

@@ -1,0 +1,125 @@
+//! Docker for tests: a busybox image built locally (no registry is reachable here), and containers scoped
+//! to one test by a label so that parallel tests never touch each other's containers.
+
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+/// The test image's tag.
+pub const TEST_IMAGE: &str = "hemostat-test-busybox:1";
+/// The label that scopes containers to one test.
+pub const SCOPE_LABEL: &str = "hemostat.test";
+
+/// Builds the test image once per process (a `FROM scratch` image holding a static busybox and /tmp),
+/// unless it exists already. Needs the `busybox-static` package (`.ci/run` installs it).
+pub fn ensure_test_image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let exists = Command::new("docker")
+            .args(["image", "inspect", TEST_IMAGE])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if exists {
+            return;
+        }
+        let context = tempfile::tempdir().expect("temp dir");
+        std::fs::copy("/bin/busybox", context.path().join("busybox"))
+            .expect("/bin/busybox exists (apt-get install busybox-static)");
+        std::fs::write(
+            context.path().join("Dockerfile"),
+            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+             RUN [\"/bin/mkdir\", \"-p\", \"/tmp\"]\nCMD [\"sh\"]\n",
+        )
+        .expect("write Dockerfile");
+        let out = Command::new("docker")
+            .args(["build", "-q", "-t", TEST_IMAGE])
+            .arg(context.path())
+            .env("DOCKER_BUILDKIT", "0")
+            .output()
+            .expect("docker is installed");
+        assert!(out.status.success(), "building the test image failed: {}", String::from_utf8_lossy(&out.stderr));
+    });
+    TEST_IMAGE
+}
+
+/// A container's state, as `docker inspect` tells it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerState {
+    /// Docker's status word: running, exited, ...
+    pub status: String,
+    /// The last exit code.
+    pub exit_code: i64,
+    /// When it last started (RFC 3339, from Docker).
+    pub started_at: String,
+}
+
+/// The containers of one test, all labelled `hemostat.test=<id>`, removed when the scope is dropped.
+pub struct Scope {
+    id: String,
+}
+
+impl Default for Scope {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Scope {
+    /// A new scope with a random id; builds the test image if needed.
+    pub fn new() -> Self {
+        ensure_test_image();
+        Scope { id: format!("{:08x}", rand::random::<u32>()) }
+    }
+
+    /// The node selector that watches exactly this scope's containers.
+    pub fn selector(&self) -> String {
+        format!("{SCOPE_LABEL}={}", self.id)
+    }
+
+    /// The full name of this scope's container `base`.
+    pub fn name(&self, base: &str) -> String {
+        format!("{base}-{}", self.id)
+    }
+
+    /// `docker run -d --init` of the test image running `sh -c script`, with the scope label and `extra`
+    /// options. Returns the container's name.
+    pub fn run(&self, base: &str, extra: &[&str], script: &str) -> String {
+        let name = self.name(base);
+        let label = self.selector();
+        let mut args = vec!["run", "-d", "--init", "--name", &name, "--label", &label];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[TEST_IMAGE, "sh", "-c", script]);
+        self.docker(&args);
+        name
+    }
+
+    /// Runs a docker CLI command and returns its standard output; panics if it fails.
+    pub fn docker(&self, args: &[&str]) -> String {
+        let out = Command::new("docker").args(args).output().expect("docker is installed");
+        assert!(out.status.success(), "docker {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// The container's current state.
+    pub fn state(&self, name: &str) -> ContainerState {
+        let out = self.docker(&["inspect", "-f", "{{.State.Status}}|{{.State.ExitCode}}|{{.State.StartedAt}}", name]);
+        let mut parts = out.splitn(3, '|');
+        ContainerState {
+            status: parts.next().unwrap_or_default().to_owned(),
+            exit_code: parts.next().and_then(|c| c.parse().ok()).unwrap_or(-1),
+            started_at: parts.next().unwrap_or_default().to_owned(),
+        }
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        let filter = format!("label={}", self.selector());
+        let Ok(out) = Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output() else { return };
+        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect();
+        if !ids.is_empty() {
+            let _ = Command::new("docker").args(["rm", "-f"]).args(&ids).stdout(Stdio::null()).status();
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! A coordinator and nodes in the test process, each on its own Tokio runtime and thread, so that a test
+//! can kill one abruptly (its runtime is shut down: every task and connection of it dies at once, as in a
+//! crash) and start it again.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use hemostat_coordinator::remediation::RemediationConfig;
+use hemostat_coordinator::store::StoreConfig;
+use hemostat_coordinator::{Coordinator, CoordinatorConfig};
+use hemostat_node::NodeConfig;
+use hemostat_node::inventory::ContainerSelector;
+use hemostat_pki::{OperatorRole, TlsFiles};
+use hemostat_proto::v1 as pb;
+use hemostat_proto::v1::fleet_service_client::FleetServiceClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::pki::TestPki;
+
+/// A future running on a runtime of its own, on a thread of its own.
+struct Isolated {
+    kill: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Isolated {
+    /// Runs `start` on a new runtime; `start` returns a value for the caller and the future to keep running.
+    fn spawn<T, F, Fut>(name: &str, start: F) -> Result<(T, Isolated), String>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(T, futures::future::BoxFuture<'static, ()>), String>>,
+    {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async move {
+                    match start().await {
+                        Ok((value, running)) => {
+                            let _ = ready_tx.send(Ok(value));
+                            tokio::select! {
+                                _ = running => {}
+                                _ = kill_rx => {}
+                            }
+                        }
+                        Err(error) => {
+                            let _ = ready_tx.send(Err(error));
+                        }
+                    }
+                });
+                // Every task still on this runtime (connections, sessions, store work) dies here.
+                runtime.shutdown_timeout(Duration::from_secs(2));
+            })
+            .expect("thread");
+        let value = ready_rx.recv().map_err(|_| "the runtime thread died".to_owned())??;
+        Ok((value, Isolated { kill: Some(kill_tx), thread: Some(thread) }))
+    }
+
+    fn kill(&mut self) {
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Isolated {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A coordinator configuration for tests: localhost, a free port, the test CA, and `store`.
+pub fn coordinator_config(pki: &TestPki, store: StoreConfig) -> CoordinatorConfig {
+    CoordinatorConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        tls: pki.coordinator(),
+        store,
+        remediation: RemediationConfig::default(),
+    }
+}
+
+/// A coordinator in the test process.
+pub struct TestCoordinator {
+    config: CoordinatorConfig,
+    addr: SocketAddr,
+    running: Isolated,
+}
+
+impl TestCoordinator {
+    /// Starts a coordinator; panics if it cannot.
+    pub fn start(config: CoordinatorConfig) -> Self {
+        let (addr, running) = Self::launch(config.clone()).unwrap_or_else(|e| panic!("coordinator: {e}"));
+        TestCoordinator { config: CoordinatorConfig { listen: addr, ..config }, addr, running }
+    }
+
+    fn launch(config: CoordinatorConfig) -> Result<(SocketAddr, Isolated), String> {
+        Isolated::spawn("coordinator", move || async move {
+            let coordinator = Coordinator::bind(config).await.map_err(|e| e.to_string())?;
+            let addr = coordinator.local_addr();
+            let running: futures::future::BoxFuture<'static, ()> = Box::pin(async move {
+                if let Err(error) = coordinator.run(std::future::pending()).await {
+                    tracing::error!(%error, "test coordinator failed");
+                }
+            });
+            Ok((addr, running))
+        })
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its address as nodes and the CLI name it (the certificate is for localhost).
+    pub fn endpoint(&self) -> String {
+        format!("localhost:{}", self.addr.port())
+    }
+
+    /// Kills it abruptly: every connection and task dies at once.
+    pub fn kill(&mut self) {
+        self.running.kill();
+    }
+
+    /// Starts it again on the same address and store (retrying while the old one's port or store file is
+    /// still being released).
+    pub fn restart(&mut self) {
+        self.kill();
+        let started = Instant::now();
+        loop {
+            match Self::launch(self.config.clone()) {
+                Ok((_, running)) => {
+                    self.running = running;
+                    return;
+                }
+                Err(error) if started.elapsed() > Duration::from_secs(10) => panic!("coordinator restart: {error}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+}
+
+/// A node configuration for tests: `name`'s certificate, watching only `selector`'s containers.
+pub fn node_config(pki: &TestPki, name: &str, coordinator: &str, selector: &str) -> NodeConfig {
+    let (url, host) = hemostat_node::config::normalize_endpoint(coordinator).expect("endpoint");
+    NodeConfig {
+        coordinator: url,
+        coordinator_name: host,
+        tls: pki.node(name),
+        selector: ContainerSelector::parse(selector).expect("selector"),
+        heartbeat: Duration::from_secs(1),
+        reconnect_max: Duration::from_secs(1),
+        spool_capacity: 10_000,
+    }
+}
+
+/// A node in the test process.
+pub struct TestNode {
+    running: Isolated,
+}
+
+impl TestNode {
+    /// Starts a node; panics if it cannot start (certificates, Docker).
+    pub fn start(config: NodeConfig) -> Self {
+        let (_, running) = Isolated::spawn("node", move || async move {
+            let running: futures::future::BoxFuture<'static, ()> = Box::pin(async move {
+                if let Err(error) = hemostat_node::run(config, std::future::pending()).await {
+                    panic!("test node failed: {error}");
+                }
+            });
+            Ok(((), running))
+        })
+        .unwrap_or_else(|e| panic!("node: {e}"));
+        TestNode { running }
+    }
+
+    /// Stops it abruptly.
+    pub fn kill(&mut self) {
+        self.running.kill();
+    }
+}
+
+/// The operator client the tests use.
+pub type FleetClient = FleetServiceClient<Channel>;
+
+/// A FleetService client with the given TLS files.
+pub async fn fleet_client_with(
+    files: &TlsFiles,
+    coordinator: SocketAddr,
+) -> Result<FleetServiceClient<Channel>, String> {
+    let tls = files.load().map_err(|e| e.to_string())?;
+    let channel = Endpoint::from_shared(format!("https://localhost:{}", coordinator.port()))
+        .map_err(|e| e.to_string())?
+        .tls_config(tls.client_config("localhost"))
+        .map_err(|e| e.to_string())?
+        .connect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(FleetServiceClient::new(channel))
+}
+
+/// A FleetService client with an operator certificate of `role`.
+pub async fn operator(pki: &TestPki, role: OperatorRole, coordinator: SocketAddr) -> FleetServiceClient<Channel> {
+    fleet_client_with(&pki.operator(role), coordinator).await.expect("operator client")
+}
+
+/// Every event of the container named `container`, oldest first.
+pub async fn events_of(client: &FleetClient, container: &str) -> Result<Vec<pb::Event>, String> {
+    let request = pb::ListEventsRequest { container: container.to_owned(), page_size: 1000, ..Default::default() };
+    client.clone().list_events(request).await.map(|r| r.into_inner().events).map_err(|s| s.to_string())
+}
+
+/// The event types, as short names (`health_alert`, ...), of a list of events.
+pub fn kinds(events: &[pb::Event]) -> Vec<String> {
+    events.iter().map(|e| e.r#type().as_str_name().trim_start_matches("EVENT_TYPE_").to_ascii_lowercase()).collect()
+}
+
+/// Whether the node `name` has a session open with the coordinator.
+pub async fn node_connected(client: &FleetClient, name: &str) -> Result<(), String> {
+    let nodes = client.clone().list_nodes(pb::ListNodesRequest {}).await.map_err(|s| s.to_string())?.into_inner().nodes;
+    match nodes.iter().find(|n| n.name == name) {
+        Some(node) if node.connected => Ok(()),
+        other => Err(format!("{other:?}")),
+    }
+}

@@ -1,0 +1,177 @@
+//! End to end on the real Docker engine: a node and a coordinator (real mutual TLS, real state store) heal
+//! a crashed container, leave alone what an operator stopped, and respect the cooldown across restarts.
+
+use std::time::{Duration, Instant};
+
+use hemostat_coordinator::store::StoreConfig;
+use hemostat_pki::OperatorRole;
+use hemostat_proto::v1 as pb;
+use hemostat_tests::docker::Scope;
+use hemostat_tests::eventually;
+use hemostat_tests::fleet::{self, TestCoordinator, TestNode, events_of, kinds, node_connected};
+use hemostat_tests::pki::TestPki;
+use hemostat_tests::redis::RedisServer;
+
+/// Waits until the container is running again after having started at `before`.
+async fn restarted(scope: &Scope, name: &str, before: &str, deadline: Duration) {
+    eventually(&format!("{name} running again"), deadline, || async {
+        let state = scope.state(name);
+        if state.status == "running" && state.started_at != before { Ok(()) } else { Err(format!("{state:?}")) }
+    })
+    .await
+}
+
+/// Waits until the container's events have exactly these types.
+async fn events_are(client: &fleet::FleetClient, name: &str, expected: &[&str]) -> Vec<pb::Event> {
+    eventually(&format!("events {expected:?} for {name}"), Duration::from_secs(10), || async {
+        let events = events_of(client, name).await?;
+        if kinds(&events) == expected { Ok(events) } else { Err(format!("{:?}", kinds(&events))) }
+    })
+    .await
+}
+
+struct Setup {
+    pki: TestPki,
+    scope: Scope,
+    coordinator: TestCoordinator,
+    _node: TestNode,
+    client: fleet::FleetClient,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(store: Option<StoreConfig>) -> Setup {
+    hemostat_tests::init();
+    let pki = TestPki::new();
+    let scope = Scope::new();
+    let dir = tempfile::tempdir().unwrap();
+    let store = store.unwrap_or(StoreConfig::Embedded { path: dir.path().join("state.redb") });
+    let coordinator = TestCoordinator::start(fleet::coordinator_config(&pki, store));
+    let node = TestNode::start(fleet::node_config(&pki, "host-a", &coordinator.endpoint(), &scope.selector()));
+    let client = fleet::operator(&pki, OperatorRole::Viewer, coordinator.addr()).await;
+    eventually("node connected", Duration::from_secs(10), || node_connected(&client, "host-a")).await;
+    Setup { pki, scope, coordinator, _node: node, client, _dir: dir }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_is_restarted_within_seconds_and_a_second_crash_inside_the_cooldown_is_rejected() {
+    let s = setup(None).await;
+    // Crashes one second after each start: once on its own, once more after HemoStat restarts it.
+    let web = s.scope.run("web", &[], "sleep 1; exit 1");
+    let first_start = s.scope.state(&web).started_at;
+    let crashed_at = Instant::now();
+    restarted(&s.scope, &web, &first_start, Duration::from_secs(6)).await;
+    eprintln!("crash to running again: {:?} (includes the 1 s the container runs)", crashed_at.elapsed());
+
+    let events = events_are(
+        &s.client,
+        &web,
+        &[
+            "health_alert",
+            "remediation_needed",
+            "remediation_complete",
+            "health_alert",
+            "remediation_needed",
+            "rejected",
+        ],
+    )
+    .await;
+    assert_eq!(events[0].exit_code, 1);
+    assert_eq!(events[0].node, "host-a");
+    assert_eq!(events[1].action(), pb::Action::Restart);
+    assert_eq!(events[1].analysis_method, "rules");
+    assert!((events[1].confidence - 0.9).abs() < 1e-9);
+    assert_eq!(events[2].outcome(), pb::Outcome::Success);
+    assert_eq!(events[2].command_id, events[1].command_id);
+    assert_eq!(events[5].rejection, "cooldown_active");
+    assert!(events[5].reason.contains("cooldown"), "{}", events[5].reason);
+    let ids: Vec<&String> = events.iter().map(|e| &e.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "events are in order: {ids:?}");
+    // The rejected crash stays down.
+    assert_eq!(s.scope.state(&web).status, "exited");
+    drop(s.pki);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manual_stop_a_clean_exit_and_an_opted_out_container_are_left_alone() {
+    let s = setup(None).await;
+    let stopped = s.scope.run("stopped", &[], "trap 'exit 143' TERM; while true; do sleep 1; done");
+    let clean = s.scope.run("clean", &[], "sleep 1; exit 0");
+    let opted_out = s.scope.run("optout", &["--label", "hemostat.enable=false"], "sleep 1; exit 1");
+    eventually("the stopped container to be running", Duration::from_secs(5), || async {
+        if s.scope.state(&stopped).status == "running" { Ok(()) } else { Err("not yet".into()) }
+    })
+    .await;
+    s.scope.docker(&["stop", &stopped]);
+    for name in [&clean, &opted_out] {
+        eventually(&format!("{name} exited"), Duration::from_secs(5), || async {
+            if s.scope.state(name).status == "exited" { Ok(()) } else { Err("running".into()) }
+        })
+        .await;
+    }
+    // The node reports in order: once a later crash is handled, the earlier exits have been too.
+    let sentinel = s.scope.run("sentinel", &[], "sleep 1; exit 3");
+    events_are(&s.client, &sentinel, &["health_alert", "remediation_needed", "remediation_complete"]).await;
+    for name in [&stopped, &clean, &opted_out] {
+        assert_eq!(s.scope.state(name).status, "exited", "{name} was left stopped");
+        assert_eq!(events_of(&s.client, name).await.unwrap(), vec![], "no events for {name}");
+    }
+}
+
+async fn cooldown_survives_a_coordinator_restart(store: Option<StoreConfig>) {
+    let mut s = setup(store).await;
+    let a = s.scope.run("a", &[], "sleep 1; exit 1");
+    let a_start = s.scope.state(&a).started_at;
+    restarted(&s.scope, &a, &a_start, Duration::from_secs(6)).await;
+    events_are(
+        &s.client,
+        &a,
+        &[
+            "health_alert",
+            "remediation_needed",
+            "remediation_complete",
+            "health_alert",
+            "remediation_needed",
+            "rejected",
+        ],
+    )
+    .await;
+
+    s.coordinator.kill();
+    s.coordinator.restart();
+    let client = fleet::operator(&s.pki, OperatorRole::Viewer, s.coordinator.addr()).await;
+    eventually("the node to reconnect by itself", Duration::from_secs(10), || node_connected(&client, "host-a")).await;
+
+    // A new crash is handled...
+    let b = s.scope.run("b", &[], "sleep 1; exit 2");
+    let b_start = s.scope.state(&b).started_at;
+    restarted(&s.scope, &b, &b_start, Duration::from_secs(6)).await;
+    // ...and the cooldown recorded before the restart still holds.
+    s.scope.docker(&["start", &a]);
+    events_are(
+        &client,
+        &a,
+        &[
+            "health_alert",
+            "remediation_needed",
+            "remediation_complete",
+            "health_alert",
+            "remediation_needed",
+            "rejected",
+            "health_alert",
+            "remediation_needed",
+            "rejected",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_coordinator_restart_nodes_reconnect_and_the_cooldown_holds_embedded() {
+    cooldown_survives_a_coordinator_restart(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_coordinator_restart_nodes_reconnect_and_the_cooldown_holds_redis() {
+    let redis = RedisServer::start();
+    cooldown_survives_a_coordinator_restart(Some(StoreConfig::Redis { url: redis.url() })).await;
+}

@@ -1,0 +1,167 @@
+//! One conformance suite for both state store backends: the embedded store and a real redis-server.
+//! Every check runs against each; the two must give the same answers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hemostat_coordinator::events::{EventKind, EventRecord};
+use hemostat_coordinator::policy::{Budget, BudgetVerdict};
+use hemostat_coordinator::store::{self, StateStore, StoreConfig};
+use hemostat_tests::redis::RedisServer;
+
+const MIN: u64 = 60_000;
+const T0: u64 = 1_800_000_000_000;
+
+/// A backend under test, with whatever keeps it alive.
+struct Backend {
+    store: Arc<dyn StateStore>,
+    config: StoreConfig,
+    _redis: Option<RedisServer>,
+    _dir: tempfile::TempDir,
+}
+
+async fn backends() -> Vec<Backend> {
+    hemostat_tests::init();
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = StoreConfig::Embedded { path: dir.path().join("state.redb") };
+    let redis = RedisServer::start();
+    let redis_config = StoreConfig::Redis { url: redis.url() };
+    vec![
+        Backend { store: store::open(&embedded).await.unwrap(), config: embedded, _redis: None, _dir: dir },
+        Backend {
+            store: store::open(&redis_config).await.unwrap(),
+            config: redis_config,
+            _redis: Some(redis),
+            _dir: tempfile::tempdir().unwrap(),
+        },
+    ]
+}
+
+fn budget(cooldown_secs: u64, max_attempts: u32) -> Budget {
+    Budget { cooldown: Duration::from_secs(cooldown_secs), max_attempts, window: Duration::from_secs(3600) }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cooldown_rejects_inside_and_allows_after() {
+    for b in backends().await {
+        let s = &b.store;
+        let budget = budget(600, 3);
+        assert_eq!(
+            s.try_begin_action("n/web", T0, &budget).await.unwrap(),
+            BudgetVerdict::Allowed { attempts_in_window: 1 }
+        );
+        assert_eq!(
+            s.try_begin_action("n/web", T0 + 4 * MIN, &budget).await.unwrap(),
+            BudgetVerdict::CooldownActive { retry_after: Duration::from_secs(360) },
+            "{}",
+            s.backend()
+        );
+        // Another container has its own budget.
+        assert_eq!(
+            s.try_begin_action("n/db", T0 + 4 * MIN, &budget).await.unwrap(),
+            BudgetVerdict::Allowed { attempts_in_window: 1 }
+        );
+        assert_eq!(
+            s.try_begin_action("n/web", T0 + 10 * MIN, &budget).await.unwrap(),
+            BudgetVerdict::Allowed { attempts_in_window: 2 }
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn breaker_opens_after_the_hourly_limit_and_closes_as_attempts_age_out() {
+    for b in backends().await {
+        let s = &b.store;
+        let budget = budget(60, 3);
+        for (i, t) in [0, 2 * MIN, 4 * MIN].into_iter().enumerate() {
+            assert_eq!(
+                s.try_begin_action("n/web", T0 + t, &budget).await.unwrap(),
+                BudgetVerdict::Allowed { attempts_in_window: i as u32 + 1 }
+            );
+        }
+        assert_eq!(
+            s.try_begin_action("n/web", T0 + 6 * MIN, &budget).await.unwrap(),
+            BudgetVerdict::CircuitOpen { retry_after: Duration::from_secs(54 * 60) },
+            "{}",
+            s.backend()
+        );
+        assert_eq!(
+            s.try_begin_action("n/web", T0 + 60 * MIN, &budget).await.unwrap(),
+            BudgetVerdict::Allowed { attempts_in_window: 3 }
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_decisions_allow_exactly_one_per_cooldown() {
+    for b in backends().await {
+        let budget = budget(3600, 3);
+        let attempts = (0..50).map(|_| {
+            let store = b.store.clone();
+            tokio::spawn(async move { store.try_begin_action("n/contended", T0, &budget).await.unwrap() })
+        });
+        let verdicts = futures::future::join_all(attempts).await;
+        let allowed = verdicts.iter().filter(|v| matches!(v.as_ref().unwrap(), BudgetVerdict::Allowed { .. })).count();
+        assert_eq!(allowed, 1, "{}", b.store.backend());
+    }
+}
+
+fn record(container: &str, reason: &str) -> EventRecord {
+    EventRecord::new(EventKind::HealthAlert, "node-a", "id", container, reason)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_come_back_in_order_and_resume_after_an_id() {
+    for b in backends().await {
+        let s = &b.store;
+        let mut ids = Vec::new();
+        for i in 0..25 {
+            ids.push(s.append_event(&record("web", &format!("event {i}"))).await.unwrap());
+        }
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase ({})", s.backend());
+        let all = s.read_events(None, 100).await.unwrap();
+        assert_eq!(
+            all.iter().map(|e| e.record.reason.clone()).collect::<Vec<_>>(),
+            (0..25).map(|i| format!("event {i}")).collect::<Vec<_>>()
+        );
+        assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), ids);
+        let page = s.read_events(Some(ids[9]), 5).await.unwrap();
+        assert_eq!(page.iter().map(|e| e.id).collect::<Vec<_>>(), ids[10..15].to_vec(), "{}", s.backend());
+        assert!(s.read_events(Some(ids[24]), 5).await.unwrap().is_empty());
+        // Untrusted text goes in and comes out unchanged.
+        let hostile = "web\n\u{1b}[31m<script>\"'; DROP";
+        let id = s.append_event(&record(hostile, hostile)).await.unwrap();
+        let back = s.read_events(Some(ids[24]), 5).await.unwrap();
+        assert_eq!((back[0].id, back[0].record.container_name.as_str()), (id, hostile));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn state_survives_reopening_the_store() {
+    for b in backends().await {
+        let budget = budget(3600, 3);
+        b.store.try_begin_action("n/web", T0, &budget).await.unwrap();
+        let id = b.store.append_event(&record("web", "before")).await.unwrap();
+        let backend = b.store.backend();
+        drop(b.store);
+        let reopened = open_retrying(&b.config).await;
+        assert!(
+            matches!(
+                reopened.try_begin_action("n/web", T0 + MIN, &budget).await.unwrap(),
+                BudgetVerdict::CooldownActive { .. }
+            ),
+            "{backend}"
+        );
+        assert_eq!(reopened.read_events(None, 10).await.unwrap().last().unwrap().id, id);
+    }
+}
+
+async fn open_retrying(config: &StoreConfig) -> Arc<dyn StateStore> {
+    for _ in 0..50 {
+        if let Ok(store) = store::open(config).await {
+            return store;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("cannot reopen the store");
+}
