@@ -30,7 +30,7 @@ impl EmbeddedStore {
     pub async fn open(path: PathBuf) -> Result<Self, StoreError> {
         tokio::task::spawn_blocking(move || -> Result<Self, StoreError> {
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| redb::Error::Io(e))?;
+                std::fs::create_dir_all(dir).map_err(redb::Error::Io)?;
             }
             let db = Database::create(&path).map_err(redb::Error::from)?;
             let txn = db.begin_write().map_err(redb::Error::from)?;

