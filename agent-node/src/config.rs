@@ -8,6 +8,7 @@ use clap::Parser;
 use hemostat_pki::TlsFiles;
 use serde::Deserialize;
 
+use crate::detection::DetectionConfig;
 use crate::inventory::ContainerSelector;
 use crate::outbox::DEFAULT_CAPACITY;
 
@@ -63,6 +64,30 @@ pub struct NodeArgs {
     /// Most unacknowledged messages kept for the coordinator [default: 10000].
     #[arg(long, env = "NODE_SPOOL_CAPACITY")]
     pub spool_capacity: Option<usize>,
+    /// Folder where unacknowledged messages are kept across node restarts [default: hemostat-data/spool].
+    #[arg(long, env = "NODE_SPOOL_DIR")]
+    pub spool_dir: Option<PathBuf>,
+    /// Seconds between metrics samples, at least 1 [default: 30].
+    #[arg(long, env = "AGENT_POLL_INTERVAL")]
+    pub poll_interval: Option<u64>,
+    /// CPU % (100 = one core) above which CPU is high [default: 85].
+    #[arg(long, env = "THRESHOLD_CPU_PERCENT")]
+    pub cpu_threshold: Option<f64>,
+    /// Memory % of the limit above which memory is high [default: 80].
+    #[arg(long, env = "THRESHOLD_MEMORY_PERCENT")]
+    pub memory_threshold: Option<f64>,
+    /// Window, in seconds, in which restarts are counted [default: 600].
+    #[arg(long, env = "NODE_RESTART_WINDOW_SECONDS")]
+    pub restart_window_seconds: Option<u64>,
+    /// More restarts than this within the window are excessive [default: 5].
+    #[arg(long, env = "NODE_RESTART_LIMIT")]
+    pub restart_limit: Option<u32>,
+    /// Seconds after which a standing anomaly is alerted again [default: 1800].
+    #[arg(long, env = "NODE_REASSERT_SECONDS")]
+    pub reassert_seconds: Option<u64>,
+    /// Container name globs never watched, comma-separated (e.g. `hemostat-*,*-sidecar`) [default: none].
+    #[arg(long, env = "MONITOR_CONTAINER_BLACKLIST")]
+    pub blacklist: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,6 +100,14 @@ struct NodeFile {
     heartbeat_seconds: Option<u64>,
     reconnect_max_seconds: Option<u64>,
     spool_capacity: Option<usize>,
+    spool_dir: Option<PathBuf>,
+    poll_interval: Option<u64>,
+    cpu_threshold: Option<f64>,
+    memory_threshold: Option<f64>,
+    restart_window_seconds: Option<u64>,
+    restart_limit: Option<u32>,
+    reassert_seconds: Option<u64>,
+    blacklist: Option<String>,
 }
 
 /// The resolved node configuration.
@@ -94,6 +127,12 @@ pub struct NodeConfig {
     pub reconnect_max: Duration,
     /// Most unacknowledged messages kept.
     pub spool_capacity: usize,
+    /// Where they are kept across restarts; `None` keeps them in memory only.
+    pub spool_dir: Option<PathBuf>,
+    /// Time between metrics samples.
+    pub poll_interval: Duration,
+    /// Thresholds and windows of detection.
+    pub detection: DetectionConfig,
 }
 
 impl NodeConfig {
@@ -109,9 +148,36 @@ impl NodeConfig {
             };
         }
         let (coordinator, host) = normalize_endpoint(&pick!(coordinator).unwrap_or_else(|| "localhost:50051".into()))?;
+        let blacklist: Vec<String> = pick!(blacklist)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|glob| !glob.is_empty())
+            .map(str::to_owned)
+            .collect();
         let selector = match pick!(select_label) {
             Some(spec) => ContainerSelector::parse(&spec).map_err(|e| ConfigError::Invalid(e.to_string()))?,
             None => ContainerSelector::all(),
+        }
+        .with_blacklist(blacklist);
+        let poll_interval = pick!(poll_interval).unwrap_or(30);
+        if poll_interval == 0 {
+            return Err(ConfigError::Invalid("AGENT_POLL_INTERVAL must be at least 1 second".into()));
+        }
+        let defaults = DetectionConfig::default();
+        let percent = |name: &str, value: Option<f64>, default: f64| match value {
+            Some(v) if !(v > 0.0 && v.is_finite()) => {
+                Err(ConfigError::Invalid(format!("{name} must be a positive number, not {v}")))
+            }
+            Some(v) => Ok(v),
+            None => Ok(default),
+        };
+        let detection = DetectionConfig {
+            cpu_threshold: percent("THRESHOLD_CPU_PERCENT", pick!(cpu_threshold), defaults.cpu_threshold)?,
+            memory_threshold: percent("THRESHOLD_MEMORY_PERCENT", pick!(memory_threshold), defaults.memory_threshold)?,
+            restart_window: pick!(restart_window_seconds).map_or(defaults.restart_window, Duration::from_secs),
+            restart_limit: pick!(restart_limit).unwrap_or(defaults.restart_limit),
+            reassert_every: pick!(reassert_seconds).map_or(defaults.reassert_every, |s| Duration::from_secs(s.max(1))),
         };
         let heartbeat = pick!(heartbeat_seconds).unwrap_or(5);
         if heartbeat == 0 {
@@ -125,6 +191,9 @@ impl NodeConfig {
             heartbeat: Duration::from_secs(heartbeat),
             reconnect_max: Duration::from_secs(pick!(reconnect_max_seconds).unwrap_or(5).max(1)),
             spool_capacity: pick!(spool_capacity).unwrap_or(DEFAULT_CAPACITY).max(1),
+            spool_dir: Some(pick!(spool_dir).unwrap_or_else(|| PathBuf::from("hemostat-data/spool"))),
+            poll_interval: Duration::from_secs(poll_interval),
+            detection,
         })
     }
 }
@@ -183,6 +252,12 @@ mod tests {
         .unwrap();
         assert_eq!(config.coordinator, "https://d:2");
         assert_eq!(config.selector, ContainerSelector::parse("team=a").unwrap());
+        assert_eq!(config.poll_interval, Duration::from_secs(30), "the original's default");
+        std::fs::write(&path, "poll_interval = 0\n").unwrap();
+        let err = NodeConfig::resolve(NodeArgs { config: Some(path.clone()), ..Default::default() }).unwrap_err();
+        assert!(err.to_string().contains("at least 1 second"), "{err}");
+        let err = NodeConfig::resolve(NodeArgs { cpu_threshold: Some(f64::NAN), ..Default::default() }).unwrap_err();
+        assert!(err.to_string().contains("THRESHOLD_CPU_PERCENT"), "{err}");
         std::fs::remove_file(path).unwrap();
     }
 }

@@ -149,7 +149,13 @@ pub struct Standing {
 impl Standing {
     /// Replaces the standing anomalies of the kinds in `scope` with `current` and says what to send.
     /// Kinds outside `scope` keep their state (a metrics sample says nothing about health).
-    pub fn update(&mut self, now: Instant, scope: &[AnomalyKind], current: &[Anomaly], reassert_every: Duration) -> Changes {
+    pub fn update(
+        &mut self,
+        now: Instant,
+        scope: &[AnomalyKind],
+        current: &[Anomaly],
+        reassert_every: Duration,
+    ) -> Changes {
         let mut changes = Changes::default();
         for kind in scope {
             let new = current.iter().find(|a| a.kind == *kind);
@@ -200,7 +206,10 @@ mod tests {
         assert_eq!(cpu(95.5), Some(Severity::Critical));
         assert_eq!(cpu(250.0), Some(Severity::Critical), "several cores");
         let mem = |v| percent_anomaly(AnomalyKind::HighMemory, v, 80.0).map(|a| a.severity);
-        assert_eq!((mem(64.0), mem(64.5), mem(81.0), mem(96.0)), (None, Some(Severity::Medium), Some(Severity::High), Some(Severity::Critical)));
+        assert_eq!(
+            (mem(64.0), mem(64.5), mem(81.0), mem(96.0)),
+            (None, Some(Severity::Medium), Some(Severity::High), Some(Severity::Critical))
+        );
     }
 
     #[test]
@@ -236,7 +245,10 @@ mod tests {
         assert!(standing.update(at(630 + 1800), &scope, &[critical], every).alert, "re-asserted");
         // A sample outside the scope (health) leaves CPU standing.
         assert_eq!(standing.update(at(2500), &[AnomalyKind::Unhealthy], &[], every), Changes::default());
-        assert_eq!(standing.update(at(2530), &scope, &[], every), Changes { alert: false, resolved: vec![AnomalyKind::HighCpu] });
+        assert_eq!(
+            standing.update(at(2530), &scope, &[], every),
+            Changes { alert: false, resolved: vec![AnomalyKind::HighCpu] }
+        );
         assert!(standing.anomalies().is_empty());
     }
 }

@@ -116,10 +116,11 @@ impl Executor {
             Err(error) => return (pb::Outcome::Failed, format!("cannot inspect the container: {error}")),
         };
         let labels = inspect.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
-        if !self.selector.matches(&labels) {
+        let name = inspect.name.as_deref().unwrap_or_default();
+        if !self.selector.matches(inspect.id.as_deref().unwrap_or_default(), name, &labels) {
             return (
                 pb::Outcome::Refused,
-                "refused: the container is not watched by this node (opted out, or outside its selector)".into(),
+                "refused: the container is not watched by this node (opted out, blacklisted, outside its selector, or the node itself)".into(),
             );
         }
         match action {

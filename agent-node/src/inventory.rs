@@ -12,11 +12,15 @@ use hemostat_proto::v1 as pb;
 /// The label with which a container opts out of HemoStat.
 pub const OPT_OUT_LABEL: &str = "hemostat.enable";
 
-/// Which containers this node watches: all but the opted-out ones, narrowed to those carrying one label
-/// when a selector is configured (several nodes sharing one Docker engine, or a node for part of a host).
+/// Which containers this node watches: all of them, except those that opted out
+/// (`hemostat.enable=false`), those whose name matches a `MONITOR_CONTAINER_BLACKLIST` glob, and the node's
+/// own container; narrowed to those carrying one label when a selector is configured (several nodes sharing
+/// one Docker engine, or a node for part of a host). Nothing is excluded silently by default.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContainerSelector {
     label: Option<(String, String)>,
+    blacklist: Vec<String>,
+    own_id: Option<String>,
 }
 
 /// A selector that is not `key=value`.
@@ -27,30 +31,80 @@ pub struct InvalidSelector(pub String);
 impl ContainerSelector {
     /// Every container that did not opt out.
     pub fn all() -> Self {
-        ContainerSelector { label: None }
+        ContainerSelector::default()
     }
 
     /// Parses `key=value`.
     pub fn parse(spec: &str) -> Result<Self, InvalidSelector> {
         match spec.split_once('=') {
             Some((key, value)) if !key.is_empty() && !key.contains(char::is_whitespace) => {
-                Ok(ContainerSelector { label: Some((key.to_owned(), value.to_owned())) })
+                Ok(ContainerSelector { label: Some((key.to_owned(), value.to_owned())), ..Default::default() })
             }
             _ => Err(InvalidSelector(spec.to_owned())),
         }
     }
 
-    /// Whether a container with these labels is watched.
-    pub fn matches(&self, labels: &HashMap<String, String>) -> bool {
+    /// Also excludes containers whose name matches one of these globs (`*` and `?`).
+    pub fn with_blacklist(mut self, globs: Vec<String>) -> Self {
+        self.blacklist = globs;
+        self
+    }
+
+    /// Also excludes the node's own container.
+    pub fn with_own_container(mut self, id: Option<String>) -> Self {
+        self.own_id = id;
+        self
+    }
+
+    /// Whether the container with this id, name (with or without Docker's leading slash) and labels is
+    /// watched.
+    pub fn matches(&self, id: &str, name: &str, labels: &HashMap<String, String>) -> bool {
+        let name = name.trim_start_matches('/');
         let opted_out = labels.get(OPT_OUT_LABEL).is_some_and(|v| v.eq_ignore_ascii_case("false"));
         let selected = self.label.as_ref().is_none_or(|(k, v)| labels.get(k) == Some(v));
-        selected && !opted_out
+        let blacklisted = self.blacklist.iter().any(|glob| glob_matches(glob, name));
+        let itself = self.own_id.as_deref().is_some_and(|own| own == id);
+        selected && !opted_out && !blacklisted && !itself
     }
 
     /// The Docker API `label` filter for this selector, if any.
     pub fn docker_filter(&self) -> Option<String> {
         self.label.as_ref().map(|(k, v)| format!("{k}={v}"))
     }
+}
+
+/// Whether `text` matches `glob`, where `*` is any run of characters and `?` any one character.
+pub fn glob_matches(glob: &str, text: &str) -> bool {
+    let (glob, text): (Vec<char>, Vec<char>) = (glob.chars().collect(), text.chars().collect());
+    let (mut g, mut t, mut star, mut mark) = (0, 0, None, 0);
+    while t < text.len() {
+        if g < glob.len() && (glob[g] == '?' || glob[g] == text[t]) {
+            g += 1;
+            t += 1;
+        } else if g < glob.len() && glob[g] == '*' {
+            star = Some(g);
+            mark = t;
+            g += 1;
+        } else if let Some(s) = star {
+            g = s + 1;
+            mark += 1;
+            t = mark;
+        } else {
+            return false;
+        }
+    }
+    glob[g..].iter().all(|c| *c == '*')
+}
+
+/// The id of the container this process runs in, if it runs in one (from /proc/self/mountinfo, where
+/// Docker mounts the container's hosts and resolv.conf files from `/containers/<id>/`).
+pub fn own_container_id() -> Option<String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo.lines().find_map(|line| {
+        let (_, rest) = line.split_once("/containers/")?;
+        let id: String = rest.chars().take_while(|c| c.is_ascii_hexdigit()).collect();
+        (id.len() == 64).then_some(id)
+    })
 }
 
 /// The report of one inspected container.
@@ -121,7 +175,10 @@ pub async fn snapshot(
         .await?;
     let ids: Vec<String> = summaries
         .into_iter()
-        .filter(|s| selector.matches(&s.labels.clone().unwrap_or_default()))
+        .filter(|s| {
+            let name = s.names.as_ref().and_then(|n| n.first()).map_or("", String::as_str);
+            selector.matches(s.id.as_deref().unwrap_or(""), name, &s.labels.clone().unwrap_or_default())
+        })
         .filter_map(|s| s.id)
         .collect();
     let inspected: Vec<Option<pb::ContainerState>> = futures::stream::iter(ids)
@@ -150,18 +207,39 @@ mod tests {
     }
 
     #[test]
-    fn selectors_match_the_label_and_never_an_opted_out_container() {
+    fn selectors_match_the_label_and_never_an_opted_out_blacklisted_or_own_container() {
         let all = ContainerSelector::all();
-        assert!(all.matches(&labels(&[])));
-        assert!(!all.matches(&labels(&[("hemostat.enable", "false")])));
-        assert!(all.matches(&labels(&[("hemostat.enable", "true")])));
+        assert!(all.matches("1", "/web", &labels(&[])));
+        assert!(!all.matches("1", "web", &labels(&[("hemostat.enable", "false")])));
+        assert!(all.matches("1", "web", &labels(&[("hemostat.enable", "true")])));
         let team = ContainerSelector::parse("team=a").unwrap();
-        assert!(team.matches(&labels(&[("team", "a")])));
-        assert!(!team.matches(&labels(&[("team", "b")])));
-        assert!(!team.matches(&labels(&[("team", "a"), ("hemostat.enable", "FALSE")])));
+        assert!(team.matches("1", "web", &labels(&[("team", "a")])));
+        assert!(!team.matches("1", "web", &labels(&[("team", "b")])));
+        assert!(!team.matches("1", "web", &labels(&[("team", "a"), ("hemostat.enable", "FALSE")])));
         assert_eq!(team.docker_filter().as_deref(), Some("team=a"));
         for bad in ["", "team", "=a", "my team=a"] {
             assert!(ContainerSelector::parse(bad).is_err(), "{bad}");
+        }
+        let listed = ContainerSelector::all()
+            .with_blacklist(vec!["hemostat-*".into(), "db?".into()])
+            .with_own_container(Some("me".into()));
+        assert!(!listed.matches("1", "/hemostat-redis", &labels(&[])));
+        assert!(!listed.matches("1", "db1", &labels(&[])));
+        assert!(listed.matches("1", "db12", &labels(&[])));
+        assert!(!listed.matches("me", "anything", &labels(&[])), "the node never watches itself");
+    }
+
+    #[test]
+    fn globs() {
+        for (glob, text, expected) in [
+            ("*", "", true),
+            ("a*c", "abbc", true),
+            ("a*c", "abcd", false),
+            ("?b", "ab", true),
+            ("a**", "a", true),
+            ("x", "y", false),
+        ] {
+            assert_eq!(glob_matches(glob, text), expected, "{glob} {text}");
         }
     }
 }

@@ -4,9 +4,13 @@
 
 pub mod backoff;
 pub mod config;
+pub mod detection;
 pub mod executor;
 pub mod inventory;
+pub mod metrics;
+pub mod monitor;
 pub mod outbox;
+pub mod poller;
 pub mod session;
 pub mod watcher;
 
@@ -36,6 +40,9 @@ pub enum NodeError {
         /// Whom it names.
         found: String,
     },
+    /// The spool folder cannot be used.
+    #[error(transparent)]
+    Spool(#[from] outbox::SpoolError),
     /// Docker cannot be reached.
     #[error("cannot reach Docker (is the socket mounted, and DOCKER_HOST right?): {0}")]
     Docker(#[from] bollard::errors::Error),
@@ -59,9 +66,16 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         coordinator = %config.coordinator,
         "node starting"
     );
-    let outbox = Arc::new(outbox::Outbox::new(config.spool_capacity));
-    let executor = Arc::new(executor::Executor::new(docker.clone(), config.selector.clone(), outbox.clone()));
-    let watcher = tokio::spawn(watcher::Watcher::new(docker, config.selector.clone(), outbox.clone()).run());
+    let outbox = Arc::new(match &config.spool_dir {
+        Some(dir) => outbox::Outbox::open(dir, config.spool_capacity)?,
+        None => outbox::Outbox::new(config.spool_capacity),
+    });
+    let selector = config.selector.clone().with_own_container(inventory::own_container_id());
+    let executor = Arc::new(executor::Executor::new(docker.clone(), selector.clone(), outbox.clone()));
+    let (observations, observed) = tokio::sync::mpsc::channel(4096);
+    let monitor = tokio::spawn(monitor::Monitor::new(config.detection, outbox.clone()).run(observed));
+    let watcher = tokio::spawn(watcher::Watcher::new(docker.clone(), selector.clone(), observations.clone()).run());
+    let poller = tokio::spawn(poller::Poller::new(docker, selector, config.poll_interval, observations).run());
     let settings = session::SessionSettings {
         endpoint: config.coordinator.clone(),
         server_name: config.coordinator_name.clone(),
@@ -69,12 +83,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         heartbeat: config.heartbeat,
         reconnect_initial: Duration::from_millis(100),
         reconnect_max: config.reconnect_max,
-        boot_id: format!("{:016x}", rand::random::<u64>()),
     };
     let session = tokio::spawn(session::run(settings, outbox, executor));
     shutdown.await;
     tracing::info!("node stopping");
-    watcher.abort();
-    session.abort();
+    for task in [watcher, poller, monitor, session] {
+        task.abort();
+    }
     Ok(())
 }

@@ -128,7 +128,10 @@ mod tests {
         assert_eq!(m.cpu_percent, Some(100.0));
         assert_eq!(counters, CpuCounters { container: 3_000_000_000, system: 20_000_000_000 });
         assert_eq!((m.memory_used, m.memory_percent), (80_000_000, 40.0));
-        assert_eq!((m.network_rx_bytes, m.network_tx_bytes, m.block_read_bytes, m.block_write_bytes, m.pids), (11, 22, 7, 9, 3));
+        assert_eq!(
+            (m.network_rx_bytes, m.network_tx_bytes, m.block_read_bytes, m.block_write_bytes, m.pids),
+            (11, 22, 7, 9, 3)
+        );
         assert_eq!(compute(&s, None).0.cpu_percent, None, "no previous sample, no CPU %");
     }
 

@@ -32,8 +32,6 @@ pub struct SessionSettings {
     pub reconnect_initial: Duration,
     /// Longest reconnect delay.
     pub reconnect_max: Duration,
-    /// This run's id, sent in every Hello.
-    pub boot_id: String,
 }
 
 /// Why a session ended.
@@ -103,7 +101,7 @@ async fn serve_one(
     let hello = pb::Hello {
         node_name: settings.tls.identity.name.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        boot_id: settings.boot_id.clone(),
+        stream_id: outbox.stream_id().to_owned(),
         hostname: hostname(),
     };
     let unsequenced = |body| pb::SessionRequest { seq: 0, body: Some(body) };
@@ -124,7 +122,11 @@ async fn serve_one(
         tokio::select! {
             _ = changed => {}
             _ = heartbeat.tick() => {
-                let beat = pb::Heartbeat { sent_at: Some(hemostat_proto::timestamp::to_proto(SystemTime::now())) };
+                let beat = pb::Heartbeat {
+                    sent_at: Some(hemostat_proto::timestamp::to_proto(SystemTime::now())),
+                    spool_depth: outbox.len() as u64,
+                    spool_dropped: outbox.dropped(),
+                };
                 tx.send(unsequenced(pb::session_request::Body::Heartbeat(beat))).await.map_err(|_| SessionError::Closed)?;
             }
             message = inbound.message() => match message?.and_then(|m| m.body) {

@@ -1,15 +1,12 @@
-//! Watching Docker: the event stream, read into our own buffer as it arrives, turned into reports for the
-//! coordinator; and a snapshot of every watched container after each (re)subscription.
+//! Watching Docker's event stream: read into our own buffer as it arrives, turned into observations for the
+//! monitor; and a snapshot of every watched container after each (re)subscription.
 //!
 //! The daemon keeps only its last 256 events and drops a listener that falls 100 ms behind, so one task
-//! only reads the stream into a channel and another does the slow work (inspect, queueing). The subscription
-//! is made before the snapshot is taken, so nothing falls between them.
-//!
-//! A stop someone asked for shows as `kill` (or `stop`) before `die`; the watcher remembers the request per
-//! container until the next `die` or `start`, and reports the exit with `stop_requested`.
+//! only reads the stream into a channel and another does the slower work (inspect). The subscription is
+//! made before the snapshot is taken, so nothing falls between them; after the stream breaks, the watcher
+//! re-subscribes from the last event's time (Docker replays what it still has) and takes a new snapshot.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use bollard::Docker;
@@ -17,43 +14,42 @@ use bollard::models::{EventMessage, EventMessageTypeEnum};
 use bollard::query_parameters::EventsOptions;
 use futures::StreamExt;
 use hemostat_proto::v1 as pb;
-use hemostat_proto::v1::session_request::Body;
 use tokio::sync::mpsc;
 
 use crate::inventory::{self, ContainerSelector};
-use crate::outbox::Outbox;
+use crate::monitor::Observation;
 
 /// The container events the node subscribes to.
-const EVENTS: [&str; 7] = ["start", "die", "kill", "stop", "oom", "destroy", "restart"];
+const EVENTS: [&str; 8] = ["start", "die", "kill", "stop", "oom", "destroy", "restart", "health_status"];
 /// Signals whose `kill` means someone is stopping the container (INT, QUIT, KILL, TERM).
 const STOP_SIGNALS: [&str; 4] = ["2", "3", "9", "15"];
 /// Events buffered between the reader and the processor.
 const BUFFER: usize = 16_384;
 
-/// Watches Docker and queues reports in the outbox.
+/// Watches Docker's events and sends observations to the monitor.
 pub struct Watcher {
     docker: Docker,
     selector: ContainerSelector,
-    outbox: Arc<Outbox>,
-    stop_requested: HashSet<String>,
+    observations: mpsc::Sender<Observation>,
 }
 
 impl Watcher {
-    /// A watcher of the containers `selector` picks, reporting into `outbox`.
-    pub fn new(docker: Docker, selector: ContainerSelector, outbox: Arc<Outbox>) -> Self {
-        Watcher { docker, selector, outbox, stop_requested: HashSet::new() }
+    /// A watcher of the containers `selector` picks.
+    pub fn new(docker: Docker, selector: ContainerSelector, observations: mpsc::Sender<Observation>) -> Self {
+        Watcher { docker, selector, observations }
     }
 
-    /// Runs until the task is dropped: subscribes, snapshots, processes events; re-subscribes (from the last
-    /// event's time) and snapshots again after the stream breaks.
-    pub async fn run(mut self) {
+    /// Runs until the task is dropped.
+    pub async fn run(self) {
         let mut since: Option<i64> = None;
         loop {
             let (tx, mut rx) = mpsc::channel::<EventMessage>(BUFFER);
             let reader = tokio::spawn(read_events(self.docker.clone(), self.subscription(since), tx));
             match inventory::snapshot(&self.docker, &self.selector).await {
                 Ok(containers) => {
-                    self.outbox.push(Body::Snapshot(pb::ContainerSnapshot { containers }));
+                    if self.observations.send(Observation::Snapshot(containers)).await.is_err() {
+                        return;
+                    }
                 }
                 Err(error) => tracing::warn!(%error, "cannot list containers; will retry"),
             }
@@ -61,7 +57,11 @@ impl Watcher {
                 if let Some(time) = event.time {
                     since = Some(time);
                 }
-                self.process(event).await;
+                if let Some(observation) = self.observe(event).await
+                    && self.observations.send(observation).await.is_err()
+                {
+                    return;
+                }
             }
             let _ = reader.await;
             tracing::warn!("the Docker event stream ended; re-subscribing");
@@ -81,55 +81,52 @@ impl Watcher {
         EventsOptions { since: since.map(|t| t.to_string()), until: None, filters: Some(filters) }
     }
 
-    /// Turns one Docker event into a report, if it is one the coordinator needs.
-    async fn process(&mut self, event: EventMessage) {
+    /// Turns one Docker event into an observation, if it is one the monitor needs.
+    async fn observe(&self, event: EventMessage) -> Option<Observation> {
         if event.typ != Some(EventMessageTypeEnum::CONTAINER) {
-            return;
+            return None;
         }
-        let (Some(action), Some(actor)) = (event.action.as_deref(), event.actor.as_ref()) else { return };
-        let Some(id) = actor.id.clone() else { return };
+        let action = event.action.as_deref()?;
+        let actor = event.actor.as_ref()?;
+        let id = actor.id.clone()?;
         let attributes = actor.attributes.clone().unwrap_or_default();
-        if !self.selector.matches(&attributes) {
-            return;
+        if !self.selector.matches(&id, attributes.get("name").map_or("", String::as_str), &attributes) {
+            return None;
         }
-        let observed_at = event
+        let at = event
             .time_nano
             .map(|ns| SystemTime::UNIX_EPOCH + Duration::from_nanos(ns as u64))
             .unwrap_or_else(SystemTime::now);
-        let kind = match action {
-            "kill" => {
-                if attributes.get("signal").is_some_and(|s| STOP_SIGNALS.contains(&s.as_str())) {
-                    self.stop_requested.insert(id);
-                }
-                return;
+        match action {
+            "kill" if attributes.get("signal").is_some_and(|s| STOP_SIGNALS.contains(&s.as_str())) => {
+                return Some(Observation::StopRequested { id });
             }
-            "stop" => {
-                self.stop_requested.insert(id);
-                return;
-            }
-            "start" => {
-                self.stop_requested.remove(&id);
-                pb::ContainerEventKind::Started
-            }
-            "die" => pb::ContainerEventKind::Exited,
-            "destroy" => pb::ContainerEventKind::Destroyed,
-            _ => return,
-        };
+            "stop" => return Some(Observation::StopRequested { id }),
+            "oom" => return Some(Observation::OomKilled { id }),
+            _ => {}
+        }
+        let health = action.strip_prefix("health_status: ").map(|status| match status {
+            "healthy" => pb::HealthStatus::Healthy,
+            "unhealthy" => pb::HealthStatus::Unhealthy,
+            "starting" => pb::HealthStatus::Starting,
+            _ => pb::HealthStatus::Unspecified,
+        });
+        if !matches!(action, "start" | "die" | "destroy") && health.is_none() {
+            return None;
+        }
         let (container, oom_killed) = match self.docker.inspect_container(&id, None).await {
             Ok(inspect) => (inventory::state_from_inspect(&inspect), inventory::oom_killed(&inspect)),
             Err(_) => (state_from_attributes(&id, &attributes), false),
         };
-        let exit = (kind == pb::ContainerEventKind::Exited).then(|| {
-            let exit_code = attributes.get("exitCode").and_then(|c| c.parse().ok()).unwrap_or(container.exit_code);
-            pb::ExitDetails { exit_code, oom_killed, stop_requested: self.stop_requested.remove(&id) }
-        });
-        tracing::debug!(container = %container.name, action, ?exit, "container event");
-        self.outbox.push(Body::ContainerEvent(pb::ContainerEvent {
-            kind: kind as i32,
-            container: Some(container),
-            exit,
-            observed_at: Some(hemostat_proto::timestamp::to_proto(observed_at)),
-        }));
+        Some(match (action, health) {
+            (_, Some(health)) => Observation::HealthChanged { container, health, at },
+            ("start", _) => Observation::Started { container, at },
+            ("die", _) => {
+                let exit_code = attributes.get("exitCode").and_then(|c| c.parse().ok()).unwrap_or(container.exit_code);
+                Observation::Exited { container, exit_code, oom_killed, at }
+            }
+            _ => Observation::Destroyed { container, at },
+        })
     }
 }
 

@@ -46,6 +46,7 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         coordinator: Some(format!("localhost:{}", addr.port())),
         certs_dir: Some(certs.clone()),
         select_label: args.select_label,
+        spool_dir: Some(args.data_dir.join("spool")),
         ..Default::default()
     })?;
     eprintln!(

@@ -10,8 +10,8 @@
 //! | 4 | Docker's restart policy (`always`, `unless-stopped`, `on-failure`) restarts it | `false_alarm`, confidence 0.9: Docker already handles it |
 //! | 5 | otherwise (non-zero exit or OOM kill) | `remediation_needed`: restart, confidence 0.9 |
 //!
-//! "Ignored" records nothing: it is not a problem. Everything else records a `health_alert` and then the
-//! decision.
+//! "Ignored" records nothing: it is not a problem (the node does not even report a requested stop or a
+//! clean exit; the coordinator checks again). Everything else records the `health_alert` and the decision.
 
 use crate::container::{ContainerFacts, ExitReport};
 use crate::events::Action;
@@ -27,13 +27,8 @@ pub enum Assessment {
         /// Why, for debug logs.
         reason: &'static str,
     },
-    /// A problem: record an alert with `summary`, then the decision.
-    Alert {
-        /// What the alert says happened.
-        summary: String,
-        /// What to do.
-        decision: Decision,
-    },
+    /// A problem: record the alert, then this decision.
+    Decide(Decision),
 }
 
 /// A decision about an alert.
@@ -85,7 +80,7 @@ pub fn assess_exit(container: &ContainerFacts, exit: &ExitReport) -> Assessment 
             confidence: NON_ZERO_EXIT_CONFIDENCE,
         }
     };
-    Assessment::Alert { summary, decision }
+    Assessment::Decide(decision)
 }
 
 #[cfg(test)]
@@ -126,13 +121,13 @@ mod tests {
         // 3: a clean exit.
         assert!(matches!(assess_exit(&plain, &exit(0, false, false)), Assessment::Ignore { .. }));
         // 4: Docker restarts it itself.
-        let Assessment::Alert { decision, .. } = assess_exit(&container(&[], "always"), &exit(1, false, false)) else {
+        let Assessment::Decide(decision) = assess_exit(&container(&[], "always"), &exit(1, false, false)) else {
             panic!("a crash is an alert");
         };
         assert!(matches!(decision, Decision::FalseAlarm { confidence, .. } if confidence == 0.9));
         // 5: a crash, and an OOM kill even with code 0.
         for report in [exit(1, false, false), exit(137, true, false), exit(0, true, false)] {
-            let Assessment::Alert { decision, .. } = assess_exit(&plain, &report) else { panic!("{report:?}") };
+            let Assessment::Decide(decision) = assess_exit(&plain, &report) else { panic!("{report:?}") };
             assert_eq!(
                 decision,
                 Decision::Remediate {

@@ -57,6 +57,8 @@ impl pb::fleet_service_server::FleetService for FleetApi {
                 hostname: node.hello.hostname,
                 connected_at: Some(timestamp(node.connected_at)),
                 last_seen: Some(timestamp(node.last_seen)),
+                spool_depth: node.spool_depth,
+                spool_dropped: node.spool_dropped,
             })
             .collect();
         Ok(Response::new(pb::ListNodesResponse { nodes }))
@@ -74,9 +76,11 @@ impl pb::fleet_service_server::FleetService for FleetApi {
             .containers(node)
             .into_iter()
             .map(|entry| pb::Container {
-                node: entry.node,
+                metrics: entry.metrics.map(|m| m.to_proto(&entry.facts)),
+                anomalies: entry.anomalies.iter().map(|a| a.to_proto()).collect(),
                 state: Some(entry.facts.to_proto()),
                 updated_at: Some(timestamp(entry.updated_at)),
+                node: entry.node,
             })
             .collect();
         Ok(Response::new(pb::ListContainersResponse { containers }))

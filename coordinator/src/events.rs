@@ -11,6 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hemostat_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 
+use crate::container::Anomaly;
+
 /// A stable, ordered event id: milliseconds since the epoch and a sequence number within that
 /// millisecond, written `<ms>-<seq>` exactly like a Redis stream id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -56,6 +58,8 @@ pub enum EventKind {
     RemediationComplete,
     /// The safety policy stopped an action.
     Rejected,
+    /// A container's standing anomalies cleared.
+    Resolved,
 }
 
 impl EventKind {
@@ -67,6 +71,7 @@ impl EventKind {
             EventKind::FalseAlarm => pb::EventType::FalseAlarm,
             EventKind::RemediationComplete => pb::EventType::RemediationComplete,
             EventKind::Rejected => pb::EventType::Rejected,
+            EventKind::Resolved => pb::EventType::Resolved,
         }
     }
 
@@ -79,6 +84,7 @@ impl EventKind {
             pb::EventType::FalseAlarm => EventKind::FalseAlarm,
             pb::EventType::RemediationComplete => EventKind::RemediationComplete,
             pb::EventType::Rejected => EventKind::Rejected,
+            pb::EventType::Resolved => EventKind::Resolved,
         })
     }
 }
@@ -195,6 +201,12 @@ pub struct EventRecord {
     /// For alerts about an exit: the exit code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i64>,
+    /// For `health_alert`: the anomalies; for `resolved`: those that cleared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anomalies: Vec<Anomaly>,
+    /// For `health_alert`: when the node observed it, in Unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_ms: Option<u64>,
 }
 
 impl EventRecord {
@@ -220,6 +232,8 @@ impl EventRecord {
             analysis_method: None,
             command_id: None,
             exit_code: None,
+            anomalies: Vec::new(),
+            observed_ms: None,
         }
     }
 }
@@ -252,6 +266,10 @@ impl StoredEvent {
             analysis_method: r.analysis_method.clone().unwrap_or_default(),
             command_id: r.command_id.clone().unwrap_or_default(),
             exit_code: r.exit_code.unwrap_or_default(),
+            anomalies: r.anomalies.iter().map(Anomaly::to_proto).collect(),
+            observed_at: r
+                .observed_ms
+                .map(|ms| hemostat_proto::timestamp::to_proto(UNIX_EPOCH + Duration::from_millis(ms))),
         }
     }
 }

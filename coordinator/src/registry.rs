@@ -3,14 +3,14 @@
 //! Everything here is rebuilt from the nodes when they reconnect (each session starts with a snapshot), so
 //! a restarted coordinator loses nothing that matters.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
 use tokio::sync::mpsc;
 
-use crate::container::ContainerFacts;
+use crate::container::{Anomaly, AnomalyKind, ContainerFacts, Metrics};
 use crate::events::Action;
 
 /// A command for a node, as the session sends it.
@@ -44,8 +44,8 @@ pub struct NodeHello {
     pub name: String,
     /// Its software version.
     pub version: String,
-    /// Identifies the node process's run.
-    pub boot_id: String,
+    /// Identifies the node's message stream (sequence numbers are unique within it).
+    pub stream_id: String,
     /// The Docker host's name.
     pub hostname: String,
 }
@@ -63,6 +63,10 @@ pub struct NodeInfo {
     pub connected_at: SystemTime,
     /// When it was last heard from.
     pub last_seen: SystemTime,
+    /// Messages in its spool, per its last heartbeat.
+    pub spool_depth: u64,
+    /// Messages it dropped from a full spool.
+    pub spool_dropped: u64,
 }
 
 /// A container as the coordinator knows it.
@@ -74,12 +78,34 @@ pub struct ContainerEntry {
     pub facts: ContainerFacts,
     /// When the node last reported on it.
     pub updated_at: SystemTime,
+    /// Its latest metrics sample.
+    pub metrics: Option<Metrics>,
+    /// Its recent samples, oldest first (at most [`RECENT_SAMPLES`]).
+    pub recent: VecDeque<Metrics>,
+    /// Its anomalies now.
+    pub anomalies: Vec<Anomaly>,
+}
+
+/// Samples kept per container for trends.
+pub const RECENT_SAMPLES: usize = 240;
+
+impl ContainerEntry {
+    fn new(node: &str, facts: ContainerFacts) -> Self {
+        ContainerEntry {
+            node: node.to_owned(),
+            facts,
+            updated_at: SystemTime::now(),
+            metrics: None,
+            recent: VecDeque::new(),
+            anomalies: Vec::new(),
+        }
+    }
 }
 
 struct NodeEntry {
     info: NodeInfo,
     session: Option<(u64, mpsc::Sender<Outbound>)>,
-    /// The highest sequence number processed, per boot of the node.
+    /// The highest sequence number processed, of the node's current stream.
     processed: (String, u64),
 }
 
@@ -109,14 +135,22 @@ impl Registry {
         state.next_session += 1;
         let id = state.next_session;
         let now = SystemTime::now();
-        let info = NodeInfo { hello: hello.clone(), connected: true, address, connected_at: now, last_seen: now };
+        let info = NodeInfo {
+            hello: hello.clone(),
+            connected: true,
+            address,
+            connected_at: now,
+            last_seen: now,
+            spool_depth: 0,
+            spool_dropped: 0,
+        };
         let entry = state.nodes.entry(hello.name.clone()).or_insert_with(|| NodeEntry {
             info: info.clone(),
             session: None,
-            processed: (hello.boot_id.clone(), 0),
+            processed: (hello.stream_id.clone(), 0),
         });
-        if entry.processed.0 != hello.boot_id {
-            entry.processed = (hello.boot_id.clone(), 0);
+        if entry.processed.0 != hello.stream_id {
+            entry.processed = (hello.stream_id.clone(), 0);
         }
         entry.info = info;
         entry.session = Some((id, outbound));
@@ -141,14 +175,24 @@ impl Registry {
         }
     }
 
-    /// Whether message `seq` of the node's current boot was processed already (a replay).
+    /// Records a heartbeat's spool figures; returns how many more messages the node dropped since the last.
+    pub fn heartbeat(&self, node: &str, spool_depth: u64, spool_dropped: u64) -> u64 {
+        let mut state = self.state.lock().expect("registry lock");
+        let Some(entry) = state.nodes.get_mut(node) else { return 0 };
+        let newly_dropped = spool_dropped.saturating_sub(entry.info.spool_dropped);
+        entry.info.spool_depth = spool_depth;
+        entry.info.spool_dropped = spool_dropped;
+        newly_dropped
+    }
+
+    /// Whether message `seq` of the node's current stream was processed already (a replay).
     /// Messages numbered 0 are unsequenced and never count as processed.
     pub fn already_processed(&self, node: &str, seq: u64) -> bool {
         let state = self.state.lock().expect("registry lock");
         seq != 0 && state.nodes.get(node).is_some_and(|entry| seq <= entry.processed.1)
     }
 
-    /// Remembers that message `seq` of the node's current boot was processed.
+    /// Remembers that message `seq` of the node's current stream was processed.
     pub fn mark_processed(&self, node: &str, seq: u64) {
         if let Some(entry) = self.state.lock().expect("registry lock").nodes.get_mut(node) {
             entry.processed.1 = entry.processed.1.max(seq);
@@ -159,20 +203,59 @@ impl Registry {
     pub fn replace_containers(&self, node: &str, containers: Vec<ContainerFacts>) {
         let mut state = self.state.lock().expect("registry lock");
         state.containers.retain(|(n, _), _| n != node);
-        let now = SystemTime::now();
+        let mut previous = std::mem::take(&mut state.containers);
+        previous.retain(|(n, _), _| n == node);
         for facts in containers {
-            state.containers.insert(
-                (node.to_owned(), facts.id.clone()),
-                ContainerEntry { node: node.to_owned(), facts, updated_at: now },
-            );
+            let key = (node.to_owned(), facts.id.clone());
+            let mut entry = previous.remove(&key).unwrap_or_else(|| ContainerEntry::new(node, facts.clone()));
+            entry.facts = facts;
+            entry.updated_at = SystemTime::now();
+            state.containers.insert(key, entry);
         }
     }
 
     /// Records one container's latest facts.
     pub fn update_container(&self, node: &str, facts: ContainerFacts) {
         let key = (node.to_owned(), facts.id.clone());
-        let entry = ContainerEntry { node: node.to_owned(), facts, updated_at: SystemTime::now() };
-        self.state.lock().expect("registry lock").containers.insert(key, entry);
+        let mut state = self.state.lock().expect("registry lock");
+        let entry = state.containers.entry(key).or_insert_with(|| ContainerEntry::new(node, facts.clone()));
+        entry.facts = facts;
+        entry.updated_at = SystemTime::now();
+    }
+
+    /// Records a container's anomalies as of its latest alert.
+    pub fn set_anomalies(&self, node: &str, facts: &ContainerFacts, anomalies: &[Anomaly]) {
+        let key = (node.to_owned(), facts.id.clone());
+        let mut state = self.state.lock().expect("registry lock");
+        let entry = state.containers.entry(key).or_insert_with(|| ContainerEntry::new(node, facts.clone()));
+        // Exit anomalies are occurrences, not standing conditions.
+        entry.anomalies = anomalies
+            .iter()
+            .filter(|a| !matches!(a.kind, AnomalyKind::NonZeroExit | AnomalyKind::OomKilled))
+            .copied()
+            .collect();
+    }
+
+    /// Removes cleared anomalies.
+    pub fn clear_anomalies(&self, node: &str, container_id: &str, cleared: &[AnomalyKind]) {
+        let mut state = self.state.lock().expect("registry lock");
+        if let Some(entry) = state.containers.get_mut(&(node.to_owned(), container_id.to_owned())) {
+            entry.anomalies.retain(|a| !cleared.contains(&a.kind));
+        }
+    }
+
+    /// Records a poll's samples.
+    pub fn record_metrics(&self, node: &str, samples: Vec<(String, Metrics)>) {
+        let mut state = self.state.lock().expect("registry lock");
+        for (id, metrics) in samples {
+            if let Some(entry) = state.containers.get_mut(&(node.to_owned(), id)) {
+                entry.metrics = Some(metrics);
+                if entry.recent.len() == RECENT_SAMPLES {
+                    entry.recent.pop_front();
+                }
+                entry.recent.push_back(metrics);
+            }
+        }
     }
 
     /// Forgets a removed container.

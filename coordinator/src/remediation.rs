@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crate::analysis::{Assessment, Decision, assess_exit};
-use crate::container::{ContainerFacts, ExitReport};
+use crate::container::{AlertReport, Anomaly, AnomalyKind, ContainerFacts, Severity};
 use crate::events::{Action, EventKind, EventRecord, Outcome, Rejection, unix_ms};
 use crate::policy::{Budget, BudgetVerdict};
 use crate::registry::{Command, Outbound, Registry};
@@ -51,20 +51,58 @@ impl Remediator {
         Remediator { store, registry, config, pending: Mutex::new(HashMap::new()) }
     }
 
-    /// Handles a container exit reported by `node`.
-    pub async fn on_exit(&self, node: &str, container: &ContainerFacts, exit: &ExitReport) -> Result<(), StoreError> {
-        let (summary, decision) = match assess_exit(container, exit) {
-            Assessment::Ignore { reason } => {
-                tracing::debug!(node, container = %container.name, reason, "exit needs no action");
-                return Ok(());
-            }
-            Assessment::Alert { summary, decision } => (summary, decision),
+    /// Handles a node's health alert: records it, decides, and acts within the policy.
+    pub async fn on_alert(&self, node: &str, alert: &AlertReport) -> Result<(), StoreError> {
+        let container = &alert.container;
+        let decision = match &alert.exit {
+            Some(exit) => match assess_exit(container, exit) {
+                Assessment::Ignore { reason } => {
+                    tracing::debug!(node, container = %container.name, reason, "exit needs no action");
+                    return Ok(());
+                }
+                Assessment::Decide(decision) => Some(decision),
+            },
+            // Standing anomalies are recorded; deciding on them is the analyzer's work.
+            None => None,
         };
-        let event = |kind, reason: String| EventRecord::new(kind, node, &container.id, &container.name, reason);
-        let mut alert = event(EventKind::HealthAlert, summary);
-        alert.exit_code = Some(exit.exit_code);
-        self.store.append_event(&alert).await?;
+        let mut record =
+            EventRecord::new(EventKind::HealthAlert, node, &container.id, &container.name, alert.summary());
+        record.anomalies = alert.anomalies.clone();
+        record.exit_code = alert.exit.map(|e| e.exit_code);
+        record.observed_ms = alert.observed_at.map(unix_ms);
+        self.store.append_event(&record).await?;
+        match decision {
+            Some(decision) => self.decide(node, container, decision).await,
+            None => Ok(()),
+        }
+    }
 
+    /// Records that a container's standing anomalies cleared.
+    pub async fn on_resolved(
+        &self,
+        node: &str,
+        container: &ContainerFacts,
+        cleared: &[AnomalyKind],
+    ) -> Result<(), StoreError> {
+        let names: Vec<&str> = cleared.iter().map(|k| k.name()).collect();
+        let mut record = EventRecord::new(
+            EventKind::Resolved,
+            node,
+            &container.id,
+            &container.name,
+            format!("cleared: {}", names.join(", ")),
+        );
+        record.anomalies = cleared
+            .iter()
+            .map(|kind| Anomaly { kind: *kind, severity: Severity::Medium, threshold: 0.0, actual: 0.0 })
+            .collect();
+        self.store.append_event(&record).await?;
+        Ok(())
+    }
+
+    /// Records a decision and, for an action, checks the budget and sends the command.
+    async fn decide(&self, node: &str, container: &ContainerFacts, decision: Decision) -> Result<(), StoreError> {
+        let event = |kind, reason: String| EventRecord::new(kind, node, &container.id, &container.name, reason);
         let (action, reason, confidence) = match decision {
             Decision::FalseAlarm { reason, confidence } => {
                 let mut record = event(EventKind::FalseAlarm, reason);

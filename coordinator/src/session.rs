@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::authenticated;
-use crate::container::{ContainerFacts, ExitReport};
+use crate::container::{AlertReport, AnomalyKind, ContainerFacts, Metrics};
 use crate::events::Outcome;
 use crate::registry::{NodeHello, Outbound, Registry};
 use crate::remediation::Remediator;
@@ -70,8 +70,12 @@ impl pb::agent_service_server::AgentService for AgentSessions {
                 hello.node_name
             )));
         }
-        let hello =
-            NodeHello { name: node.clone(), version: hello.version, boot_id: hello.boot_id, hostname: hello.hostname };
+        let hello = NodeHello {
+            name: node.clone(),
+            version: hello.version,
+            stream_id: hello.stream_id,
+            hostname: hello.hostname,
+        };
         let (tx, rx) = mpsc::channel(1024);
         let session = self.registry.open_session(hello.clone(), caller.address, tx.clone());
         tracing::info!(node, address = ?caller.address, version = %hello.version, "node connected");
@@ -129,7 +133,14 @@ async fn handle(
 ) -> Result<(), StoreError> {
     use pb::session_request::Body;
     match message.body {
-        None | Some(Body::Hello(_)) | Some(Body::Heartbeat(_)) => Ok(()),
+        None | Some(Body::Hello(_)) => Ok(()),
+        Some(Body::Heartbeat(beat)) => {
+            let dropped = registry.heartbeat(node, beat.spool_depth, beat.spool_dropped);
+            if dropped > 0 {
+                tracing::warn!(node, dropped, "the node's spool overflowed: it dropped unacknowledged messages");
+            }
+            Ok(())
+        }
         Some(Body::Snapshot(snapshot)) => {
             registry.replace_containers(node, snapshot.containers.iter().map(ContainerFacts::from_proto).collect());
             Ok(())
@@ -140,24 +151,36 @@ async fn handle(
                 return Ok(());
             };
             match event.kind() {
-                pb::ContainerEventKind::Destroyed => {
-                    registry.remove_container(node, &container.id);
-                    Ok(())
-                }
-                pb::ContainerEventKind::Exited => {
-                    registry.update_container(node, container.clone());
-                    let exit = event.exit.as_ref().map(ExitReport::from_proto).unwrap_or(ExitReport {
-                        exit_code: container.exit_code,
-                        oom_killed: false,
-                        stop_requested: false,
-                    });
-                    remediator.on_exit(node, &container, &exit).await
-                }
-                pb::ContainerEventKind::Started | pb::ContainerEventKind::Unspecified => {
-                    registry.update_container(node, container);
-                    Ok(())
-                }
+                pb::ContainerEventKind::Destroyed => registry.remove_container(node, &container.id),
+                _ => registry.update_container(node, container),
             }
+            Ok(())
+        }
+        Some(Body::HealthAlert(alert)) => {
+            let Some(alert) = AlertReport::from_proto(&alert) else {
+                tracing::warn!(node, "ignored a health alert without a container");
+                return Ok(());
+            };
+            registry.update_container(node, alert.container.clone());
+            registry.set_anomalies(node, &alert.container, &alert.anomalies);
+            remediator.on_alert(node, &alert).await
+        }
+        Some(Body::Resolved(resolved)) => {
+            let Some(container) = resolved.container.as_ref().map(ContainerFacts::from_proto) else { return Ok(()) };
+            let cleared: Vec<AnomalyKind> = resolved
+                .cleared
+                .iter()
+                .filter_map(|t| pb::AnomalyType::try_from(*t).ok().and_then(AnomalyKind::from_proto))
+                .collect();
+            registry.clear_anomalies(node, &container.id, &cleared);
+            remediator.on_resolved(node, &container, &cleared).await
+        }
+        Some(Body::Metrics(report)) => {
+            registry.record_metrics(
+                node,
+                report.samples.iter().map(|m| (m.container_id.clone(), Metrics::from_proto(m))).collect(),
+            );
+            Ok(())
         }
         Some(Body::CommandResult(result)) => {
             remediator

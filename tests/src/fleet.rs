@@ -9,6 +9,7 @@ use hemostat_coordinator::remediation::RemediationConfig;
 use hemostat_coordinator::store::StoreConfig;
 use hemostat_coordinator::{Coordinator, CoordinatorConfig};
 use hemostat_node::NodeConfig;
+use hemostat_node::detection::DetectionConfig;
 use hemostat_node::inventory::ContainerSelector;
 use hemostat_pki::{OperatorRole, TlsFiles};
 use hemostat_proto::v1 as pb;
@@ -149,7 +150,8 @@ impl TestCoordinator {
     }
 }
 
-/// A node configuration for tests: `name`'s certificate, watching only `selector`'s containers.
+/// A node configuration for tests: `name`'s certificate, watching only `selector`'s containers, sampling
+/// every second, with its spool in memory.
 pub fn node_config(pki: &TestPki, name: &str, coordinator: &str, selector: &str) -> NodeConfig {
     let (url, host) = hemostat_node::config::normalize_endpoint(coordinator).expect("endpoint");
     NodeConfig {
@@ -160,6 +162,9 @@ pub fn node_config(pki: &TestPki, name: &str, coordinator: &str, selector: &str)
         heartbeat: Duration::from_secs(1),
         reconnect_max: Duration::from_secs(1),
         spool_capacity: 10_000,
+        spool_dir: None,
+        poll_interval: Duration::from_secs(1),
+        detection: DetectionConfig::default(),
     }
 }
 

@@ -45,7 +45,7 @@ async fn open_session(files: &TlsFiles, s: &Setup, claimed: &str) -> Result<(), 
         body: Some(pb::session_request::Body::Hello(pb::Hello {
             node_name: claimed.to_owned(),
             version: "test".into(),
-            boot_id: "b".into(),
+            stream_id: "s".into(),
             hostname: "h".into(),
         })),
     };

@@ -1,0 +1,360 @@
+//! The monitor: the one owner of what the node knows about each container. It takes observations from the
+//! watcher (Docker events) and the poller (metrics), decides what is anomalous ([`crate::detection`]), and
+//! queues for the coordinator: lifecycle events, health alerts when anomalies appear, change or recur,
+//! `resolved` when they clear, and each poll's metrics.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use hemostat_proto::timestamp::to_proto as timestamp;
+use hemostat_proto::v1 as pb;
+use hemostat_proto::v1::session_request::Body;
+use tokio::sync::mpsc;
+
+use crate::detection::{
+    Anomaly, AnomalyKind, DetectionConfig, RestartWindow, Severity, Standing, percent_anomaly, restart_anomaly,
+};
+use crate::metrics::Metrics;
+use crate::outbox::Outbox;
+
+/// Something the watcher or the poller saw.
+#[derive(Clone, Debug)]
+pub enum Observation {
+    /// Every watched container, after a (re)subscription.
+    Snapshot(Vec<pb::ContainerState>),
+    /// Someone asked the container to stop (`kill` with a stopping signal, or `stop`).
+    StopRequested {
+        /// The container.
+        id: String,
+    },
+    /// The kernel's OOM killer hit the container.
+    OomKilled {
+        /// The container.
+        id: String,
+    },
+    /// The container started.
+    Started {
+        /// Its state.
+        container: pb::ContainerState,
+        /// When Docker said so.
+        at: SystemTime,
+    },
+    /// The container's process ended.
+    Exited {
+        /// Its state.
+        container: pb::ContainerState,
+        /// The exit code.
+        exit_code: i64,
+        /// Whether the OOM killer ended it (per inspect).
+        oom_killed: bool,
+        /// When Docker said so.
+        at: SystemTime,
+    },
+    /// The container was removed.
+    Destroyed {
+        /// Its last state.
+        container: pb::ContainerState,
+        /// When Docker said so.
+        at: SystemTime,
+    },
+    /// The health check's state changed.
+    HealthChanged {
+        /// Its state.
+        container: pb::ContainerState,
+        /// The new health.
+        health: pb::HealthStatus,
+        /// When Docker said so.
+        at: SystemTime,
+    },
+    /// One poll's samples, by container id.
+    Samples {
+        /// When the poll finished.
+        at: SystemTime,
+        /// The samples.
+        samples: Vec<(String, Metrics)>,
+    },
+}
+
+/// What the monitor remembers per container.
+#[derive(Default)]
+struct Tracked {
+    state: Option<pb::ContainerState>,
+    standing: Standing,
+    restarts: RestartWindow,
+    stop_requested: bool,
+    oom: bool,
+    exited_before: bool,
+    metrics: Option<Metrics>,
+}
+
+/// The monitor.
+pub struct Monitor {
+    config: DetectionConfig,
+    outbox: Arc<Outbox>,
+    containers: HashMap<String, Tracked>,
+}
+
+impl Monitor {
+    /// A monitor queueing into `outbox`.
+    pub fn new(config: DetectionConfig, outbox: Arc<Outbox>) -> Self {
+        Monitor { config, outbox, containers: HashMap::new() }
+    }
+
+    /// Processes observations until every sender is gone.
+    pub async fn run(mut self, mut observations: mpsc::Receiver<Observation>) {
+        while let Some(observation) = observations.recv().await {
+            self.observe(observation, Instant::now());
+        }
+    }
+
+    /// Processes one observation at `now` (monotonic time for windows and timers).
+    pub fn observe(&mut self, observation: Observation, now: Instant) {
+        match observation {
+            Observation::Snapshot(containers) => {
+                let ids: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
+                self.containers.retain(|id, _| ids.contains(id.as_str()));
+                for container in &containers {
+                    self.containers.entry(container.id.clone()).or_default().state = Some(container.clone());
+                }
+                self.outbox.push(Body::Snapshot(pb::ContainerSnapshot { containers }));
+            }
+            Observation::StopRequested { id } => self.containers.entry(id).or_default().stop_requested = true,
+            Observation::OomKilled { id } => self.containers.entry(id).or_default().oom = true,
+            Observation::Started { container, at } => self.started(container, at, now),
+            Observation::Exited { container, exit_code, oom_killed, at } => {
+                self.exited(container, exit_code, oom_killed, at, now)
+            }
+            Observation::Destroyed { container, at } => {
+                self.containers.remove(&container.id);
+                self.lifecycle(pb::ContainerEventKind::Destroyed, container, None, at);
+            }
+            Observation::HealthChanged { container, health, at } => self.health_changed(container, health, at, now),
+            Observation::Samples { at, samples } => self.sampled(samples, at, now),
+        }
+    }
+
+    fn lifecycle(
+        &self,
+        kind: pb::ContainerEventKind,
+        container: pb::ContainerState,
+        exit: Option<pb::ExitDetails>,
+        at: SystemTime,
+    ) {
+        self.outbox.push(Body::ContainerEvent(pb::ContainerEvent {
+            kind: kind as i32,
+            container: Some(container),
+            exit,
+            observed_at: Some(timestamp(at)),
+        }));
+    }
+
+    fn started(&mut self, container: pb::ContainerState, at: SystemTime, now: Instant) {
+        let config = self.config;
+        let tracked = self.containers.entry(container.id.clone()).or_default();
+        tracked.stop_requested = false;
+        tracked.oom = false;
+        tracked.state = Some(container.clone());
+        if tracked.exited_before {
+            tracked.restarts.record(now);
+        }
+        let count = tracked.restarts.count(now, config.restart_window);
+        let restarts: Vec<Anomaly> = restart_anomaly(count, config.restart_limit).into_iter().collect();
+        self.lifecycle(pb::ContainerEventKind::Started, container.clone(), None, at);
+        // A fresh start has no health verdict yet.
+        self.settle(&container, &[AnomalyKind::ExcessiveRestarts, AnomalyKind::Unhealthy], &restarts, None, at, now);
+    }
+
+    fn exited(
+        &mut self,
+        container: pb::ContainerState,
+        exit_code: i64,
+        oom_killed: bool,
+        at: SystemTime,
+        now: Instant,
+    ) {
+        let tracked = self.containers.entry(container.id.clone()).or_default();
+        let stop_requested = std::mem::take(&mut tracked.stop_requested);
+        let oom_killed = oom_killed || std::mem::take(&mut tracked.oom);
+        tracked.exited_before = true;
+        tracked.metrics = None;
+        tracked.state = Some(container.clone());
+        let exit = pb::ExitDetails { exit_code, oom_killed, stop_requested };
+        self.lifecycle(pb::ContainerEventKind::Exited, container.clone(), Some(exit), at);
+        // A stopped container has no CPU, memory or health to speak of (Docker freezes its last health).
+        self.settle(
+            &container,
+            &[AnomalyKind::HighCpu, AnomalyKind::HighMemory, AnomalyKind::Unhealthy],
+            &[],
+            None,
+            at,
+            now,
+        );
+        if stop_requested || (exit_code == 0 && !oom_killed) {
+            return;
+        }
+        let occurrence = if oom_killed {
+            Anomaly {
+                kind: AnomalyKind::OomKilled,
+                severity: Severity::Critical,
+                threshold: 0.0,
+                actual: exit_code as f64,
+            }
+        } else {
+            Anomaly {
+                kind: AnomalyKind::NonZeroExit,
+                severity: Severity::High,
+                threshold: 0.0,
+                actual: exit_code as f64,
+            }
+        };
+        let tracked = self.containers.entry(container.id.clone()).or_default();
+        let mut anomalies = tracked.standing.anomalies();
+        anomalies.push(occurrence);
+        self.alert(container, anomalies, None, Some(exit), at, false);
+    }
+
+    fn health_changed(
+        &mut self,
+        container: pb::ContainerState,
+        health: pb::HealthStatus,
+        at: SystemTime,
+        now: Instant,
+    ) {
+        self.containers.entry(container.id.clone()).or_default().state = Some(container.clone());
+        self.lifecycle(pb::ContainerEventKind::HealthChanged, container.clone(), None, at);
+        let current = match health {
+            pb::HealthStatus::Unhealthy if container.status() == pb::ContainerStatus::Running => {
+                vec![Anomaly { kind: AnomalyKind::Unhealthy, severity: Severity::High, threshold: 0.0, actual: 1.0 }]
+            }
+            // `starting` says nothing yet; it is not a fault.
+            pb::HealthStatus::Starting => return,
+            _ => vec![],
+        };
+        self.settle(&container, &[AnomalyKind::Unhealthy], &current, None, at, now);
+    }
+
+    fn sampled(&mut self, samples: Vec<(String, Metrics)>, at: SystemTime, now: Instant) {
+        let config = self.config;
+        let mut report = Vec::with_capacity(samples.len());
+        for (id, metrics) in samples {
+            let tracked = self.containers.entry(id.clone()).or_default();
+            tracked.metrics = Some(metrics);
+            let Some(state) = tracked.state.clone() else { continue };
+            let count = tracked.restarts.count(now, config.restart_window);
+            let mut current: Vec<Anomaly> = restart_anomaly(count, config.restart_limit).into_iter().collect();
+            if let Some(cpu) = metrics.cpu_percent {
+                current.extend(percent_anomaly(AnomalyKind::HighCpu, cpu, config.cpu_threshold));
+            }
+            current.extend(percent_anomaly(AnomalyKind::HighMemory, metrics.memory_percent, config.memory_threshold));
+            let mut scope = vec![AnomalyKind::ExcessiveRestarts, AnomalyKind::HighMemory];
+            if metrics.cpu_percent.is_some() {
+                scope.push(AnomalyKind::HighCpu);
+            }
+            report.push(to_proto(&id, &state, &metrics, count));
+            self.settle(&state, &scope, &current, Some(metrics), at, now);
+        }
+        self.outbox.push(Body::Metrics(pb::MetricsReport { samples: report }));
+    }
+
+    /// Updates the standing anomalies of the kinds in `scope` and queues what changed.
+    fn settle(
+        &mut self,
+        container: &pb::ContainerState,
+        scope: &[AnomalyKind],
+        current: &[Anomaly],
+        metrics: Option<Metrics>,
+        at: SystemTime,
+        now: Instant,
+    ) {
+        let every = self.config.reassert_every;
+        let tracked = self.containers.entry(container.id.clone()).or_default();
+        let before = tracked.standing.anomalies();
+        let changes = tracked.standing.update(now, scope, current, every);
+        let anomalies = tracked.standing.anomalies();
+        let restarts = tracked.restarts.count(now, self.config.restart_window);
+        if !changes.resolved.is_empty() {
+            self.outbox.push(Body::Resolved(pb::AnomalyResolved {
+                container: Some(container.clone()),
+                cleared: changes.resolved.iter().map(|k| anomaly_type(*k) as i32).collect(),
+                observed_at: Some(timestamp(at)),
+            }));
+        }
+        if changes.alert {
+            let reasserted = before.len() == anomalies.len()
+                && before.iter().zip(&anomalies).all(|(a, b)| a.kind == b.kind && a.severity == b.severity);
+            let metrics = metrics.map(|m| to_proto(&container.id, container, &m, restarts));
+            self.alert(container.clone(), anomalies, metrics, None, at, reasserted);
+        }
+    }
+
+    fn alert(
+        &self,
+        container: pb::ContainerState,
+        anomalies: Vec<Anomaly>,
+        metrics: Option<pb::ContainerMetrics>,
+        exit: Option<pb::ExitDetails>,
+        at: SystemTime,
+        reasserted: bool,
+    ) {
+        tracing::info!(
+            container = %container.name.escape_debug(),
+            anomalies = ?anomalies.iter().map(|a| (a.kind, a.severity)).collect::<Vec<_>>(),
+            reasserted,
+            "health alert"
+        );
+        self.outbox.push(Body::HealthAlert(pb::HealthAlert {
+            container: Some(container),
+            anomalies: anomalies.iter().map(anomaly_to_proto).collect(),
+            metrics,
+            exit,
+            observed_at: Some(timestamp(at)),
+            reasserted,
+        }));
+    }
+}
+
+fn anomaly_type(kind: AnomalyKind) -> pb::AnomalyType {
+    match kind {
+        AnomalyKind::HighCpu => pb::AnomalyType::HighCpu,
+        AnomalyKind::HighMemory => pb::AnomalyType::HighMemory,
+        AnomalyKind::Unhealthy => pb::AnomalyType::Unhealthy,
+        AnomalyKind::NonZeroExit => pb::AnomalyType::NonZeroExit,
+        AnomalyKind::OomKilled => pb::AnomalyType::OomKilled,
+        AnomalyKind::ExcessiveRestarts => pb::AnomalyType::ExcessiveRestarts,
+    }
+}
+
+fn anomaly_to_proto(anomaly: &Anomaly) -> pb::Anomaly {
+    let severity = match anomaly.severity {
+        Severity::Medium => pb::Severity::Medium,
+        Severity::High => pb::Severity::High,
+        Severity::Critical => pb::Severity::Critical,
+    };
+    pb::Anomaly {
+        r#type: anomaly_type(anomaly.kind) as i32,
+        severity: severity as i32,
+        threshold: anomaly.threshold,
+        actual: anomaly.actual,
+    }
+}
+
+fn to_proto(id: &str, state: &pb::ContainerState, m: &Metrics, restarts_in_window: u32) -> pb::ContainerMetrics {
+    pb::ContainerMetrics {
+        container_id: id.to_owned(),
+        sampled_at: m.sampled_at.map(timestamp),
+        cpu_percent: m.cpu_percent,
+        memory_used_bytes: m.memory_used,
+        memory_limit_bytes: m.memory_limit,
+        memory_percent: m.memory_percent,
+        network_rx_bytes: m.network_rx_bytes,
+        network_tx_bytes: m.network_tx_bytes,
+        block_read_bytes: m.block_read_bytes,
+        block_write_bytes: m.block_write_bytes,
+        pids: m.pids,
+        restarts_in_window,
+        status: state.status,
+        health: state.health,
+        exit_code: state.exit_code,
+    }
+}
