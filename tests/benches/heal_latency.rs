@@ -4,11 +4,13 @@
 //!
 //! `cargo bench -p hemostat-tests --bench heal_latency -- [crashes] [idle containers]` (default 50 and 0).
 //! Each crash is a fresh container that exits 1 once and then stays up, so cooldowns do not interfere.
+//! It also reports detection latency: from Docker's `die` event to the alert recorded by the coordinator.
 
 use std::time::{Duration, SystemTime};
 
 use hemostat_coordinator::store::StoreConfig;
 use hemostat_pki::OperatorRole;
+use hemostat_proto::v1 as pb;
 use hemostat_tests::docker::Scope;
 use hemostat_tests::eventually;
 use hemostat_tests::fleet::{self, TestCoordinator, TestNode, node_connected};
@@ -45,6 +47,7 @@ async fn main() {
     }
 
     let mut latencies = Vec::with_capacity(crashes);
+    let mut detections = Vec::with_capacity(crashes);
     for i in 0..crashes {
         let name = scope.run(
             &format!("crash{i}"),
@@ -64,8 +67,20 @@ async fn main() {
         let finished = scope.docker(&["inspect", "-f", "{{.State.FinishedAt}}", &name]);
         let latency = parse_time(&state.started_at).duration_since(parse_time(&finished)).unwrap_or_default();
         latencies.push(latency);
+        let events = fleet::events_of(&client, &name).await.unwrap();
+        let alert = events.iter().find(|e| e.r#type() == pb::EventType::HealthAlert).expect("the alert");
+        let observed = hemostat_proto::timestamp::from_proto(alert.observed_at.as_ref().unwrap());
+        let recorded = hemostat_proto::timestamp::from_proto(alert.time.as_ref().unwrap());
+        detections.push(recorded.duration_since(observed).unwrap_or_default());
         scope.docker(&["rm", "-f", &name]);
     }
+    detections.sort();
+    println!(
+        "detection over {crashes} exits with {idle} idle containers (Docker's die event to the alert recorded by the coordinator): p50 {:?}  p99 {:?}  max {:?}",
+        percentile(&detections, 50.0),
+        percentile(&detections, 99.0),
+        detections.last().unwrap()
+    );
     latencies.sort();
     let mean = latencies.iter().sum::<Duration>() / latencies.len() as u32;
     println!(

@@ -237,3 +237,37 @@ pub async fn node_connected(client: &FleetClient, name: &str) -> Result<(), Stri
         other => Err(format!("{other:?}")),
     }
 }
+
+/// The coordinator's view of the container named `name`.
+pub async fn container(client: &FleetClient, name: &str) -> Result<pb::Container, String> {
+    let containers = client
+        .clone()
+        .list_containers(pb::ListContainersRequest::default())
+        .await
+        .map_err(|s| s.to_string())?
+        .into_inner()
+        .containers;
+    containers
+        .into_iter()
+        .find(|c| c.state.as_ref().is_some_and(|s| s.name == name))
+        .ok_or_else(|| format!("{name} not listed"))
+}
+
+/// The anomalies of the `health_alert` events among `events`, as (type, severity) names, alert by alert.
+pub fn alerted(events: &[pb::Event]) -> Vec<Vec<(String, String)>> {
+    events
+        .iter()
+        .filter(|e| e.r#type() == pb::EventType::HealthAlert)
+        .map(|e| {
+            e.anomalies
+                .iter()
+                .map(|a| {
+                    (
+                        a.r#type().as_str_name().trim_start_matches("ANOMALY_TYPE_").to_ascii_lowercase(),
+                        a.severity().as_str_name().trim_start_matches("SEVERITY_").to_ascii_lowercase(),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}

@@ -1,0 +1,298 @@
+//! The node's monitoring on the real Docker engine: metrics that agree with `docker stats`, each anomaly
+//! produced by a container really doing the thing, alerts on change only, and nothing lost while the
+//! coordinator is away or the node restarts.
+
+use std::time::Duration;
+
+use hemostat_coordinator::store::StoreConfig;
+use hemostat_node::NodeConfig;
+use hemostat_pki::OperatorRole;
+use hemostat_proto::v1 as pb;
+use hemostat_tests::docker::Scope;
+use hemostat_tests::eventually;
+use hemostat_tests::fleet::{
+    self, FleetClient, TestCoordinator, TestNode, alerted, container, events_of, kinds, node_connected,
+};
+use hemostat_tests::pki::TestPki;
+
+struct Setup {
+    pki: TestPki,
+    scope: Scope,
+    coordinator: TestCoordinator,
+    node: TestNode,
+    client: FleetClient,
+    dir: tempfile::TempDir,
+}
+
+async fn setup_with(configure: impl FnOnce(&mut NodeConfig)) -> Setup {
+    hemostat_tests::init();
+    let pki = TestPki::new();
+    let scope = Scope::new();
+    let dir = tempfile::tempdir().unwrap();
+    let coordinator = TestCoordinator::start(fleet::coordinator_config(
+        &pki,
+        StoreConfig::Embedded { path: dir.path().join("state.redb") },
+    ));
+    let mut config = fleet::node_config(&pki, "host-a", &coordinator.endpoint(), &scope.selector());
+    configure(&mut config);
+    let node = TestNode::start(config);
+    let client = fleet::operator(&pki, OperatorRole::Viewer, coordinator.addr()).await;
+    eventually("node connected", Duration::from_secs(10), || node_connected(&client, "host-a")).await;
+    Setup { pki, scope, coordinator, node, client, dir }
+}
+
+async fn setup() -> Setup {
+    setup_with(|_| {}).await
+}
+
+fn percent(text: &str) -> f64 {
+    text.trim().trim_end_matches('%').parse().unwrap_or_else(|_| panic!("not a percentage: {text}"))
+}
+
+/// Waits for health alerts on `name` and returns their anomalies.
+async fn alerts_of(s: &Setup, name: &str, wanted: impl Fn(&[Vec<(String, String)>]) -> bool) -> Vec<pb::Event> {
+    eventually(&format!("alerts for {name}"), Duration::from_secs(20), || async {
+        let events = events_of(&s.client, name).await?;
+        if wanted(&alerted(&events)) { Ok(events) } else { Err(format!("{:?}", alerted(&events))) }
+    })
+    .await
+}
+
+fn has(alerts: &[Vec<(String, String)>], kind: &str) -> bool {
+    alerts.iter().flatten().any(|(k, _)| k == kind)
+}
+
+/// The seed's scale, to check a reported severity against the reported value.
+fn expected_severity(actual: f64, threshold: f64) -> &'static str {
+    if actual > 95.0 && actual > threshold {
+        "critical"
+    } else if actual > threshold {
+        "high"
+    } else {
+        "medium"
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cpu_and_memory_agree_with_docker_stats() {
+    let s = setup().await;
+    // Half a core, steadily (CFS quota), and about 30 MB held by the shell, under a 64 MiB limit.
+    let busy = s.scope.run(
+        "busy",
+        &["--cpus", "0.5", "--memory", "64m"],
+        "x=$(head -c 30000000 /dev/zero | tr '\\0' a); while :; do :; done",
+    );
+    let idle = s.scope.run("idle", &[], "trap 'exit 0' TERM; sleep 86400 & wait");
+    eventually("busy's CPU above 40 %", Duration::from_secs(20), || async {
+        let m = container(&s.client, &busy).await?.metrics.ok_or("no metrics")?;
+        if m.cpu_percent.unwrap_or(0.0) > 40.0 && m.memory_percent > 30.0 { Ok(()) } else { Err(format!("{m:?}")) }
+    })
+    .await;
+    let docker = s.scope.docker(&["stats", "--no-stream", "--format", "{{.CPUPerc}}|{{.MemPerc}}", &busy]);
+    let ours = container(&s.client, &busy).await.unwrap().metrics.unwrap();
+    let (cpu, mem) = docker.split_once('|').unwrap();
+    let (cpu, mem) = (percent(cpu), percent(mem));
+    assert!((ours.cpu_percent.unwrap() - cpu).abs() <= 2.0, "CPU: ours {:?}, docker stats {cpu}", ours.cpu_percent);
+    assert!((ours.memory_percent - mem).abs() <= 2.0, "memory: ours {}, docker stats {mem}", ours.memory_percent);
+    assert_eq!(ours.memory_limit_bytes, 64 << 20);
+
+    // Without a limit, the limit is the host's memory, as docker stats shows it.
+    let m = eventually("idle's metrics", Duration::from_secs(10), || async {
+        container(&s.client, &idle).await?.metrics.ok_or_else(|| "no metrics yet".to_owned())
+    })
+    .await;
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let total_kib: u64 = meminfo.lines().next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let host = (total_kib * 1024) as f64;
+    assert!((m.memory_limit_bytes as f64 - host).abs() / host < 0.01, "{} vs host {host}", m.memory_limit_bytes);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn high_cpu_and_high_memory_come_from_real_load_with_the_right_severity() {
+    let s = setup().await;
+    let hog = s.scope.run("hog", &[], "while :; do :; done");
+    // 27 MiB in a tmpfs, charged to the container, under a 32 MiB limit: above the 80 % memory threshold.
+    let fat = s.scope.run(
+        "fat",
+        &["--memory", "32m", "--memory-swap", "32m", "--tmpfs", "/data"],
+        "dd if=/dev/zero of=/data/fill bs=1048576 count=27; trap 'exit 0' TERM; sleep 86400 & wait",
+    );
+    for (name, kind) in [(&hog, "high_cpu"), (&fat, "high_memory")] {
+        let events = alerts_of(&s, name, |a| has(a, kind)).await;
+        let alert = events
+            .iter()
+            .find(|e| e.anomalies.iter().any(|a| a.r#type().as_str_name().ends_with(&kind.to_ascii_uppercase())))
+            .unwrap();
+        let anomaly =
+            alert.anomalies.iter().find(|a| a.r#type().as_str_name().ends_with(&kind.to_ascii_uppercase())).unwrap();
+        let severity = anomaly.severity().as_str_name().trim_start_matches("SEVERITY_").to_ascii_lowercase();
+        assert!(anomaly.actual > anomaly.threshold, "{kind}: {anomaly:?}");
+        assert_eq!(severity, expected_severity(anomaly.actual, anomaly.threshold), "{kind}: {anomaly:?}");
+        let listed = container(&s.client, name).await.unwrap();
+        assert!(listed.anomalies.iter().any(|a| a.r#type == anomaly.r#type), "ListContainers shows the active anomaly");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unhealthy_exit_oom_and_restart_loops_are_detected_and_a_stop_or_starting_health_is_not() {
+    let s = setup_with(|config| {
+        config.detection.restart_limit = 3;
+        config.detection.restart_window = Duration::from_secs(120);
+    })
+    .await;
+    let sick = s.scope.run(
+        "sick",
+        &["--health-cmd", "exit 1", "--health-interval", "1s", "--health-retries", "1", "--health-timeout", "1s"],
+        "trap 'exit 0' TERM; sleep 86400 & wait",
+    );
+    let starting = s.scope.run(
+        "starting",
+        &[
+            "--health-cmd",
+            "exit 1",
+            "--health-interval",
+            "1s",
+            "--health-retries",
+            "1",
+            "--health-start-period",
+            "600s",
+        ],
+        "trap 'exit 0' TERM; sleep 86400 & wait",
+    );
+    let crash = s.scope.run("crash", &[], "sleep 1; exit 3");
+    let oom = s.scope.run(
+        "oom",
+        &["--memory", "16m", "--memory-swap", "16m"],
+        "sleep 1; x=$(head -c 100000000 /dev/zero | tr '\\0' a)",
+    );
+    let looping = s.scope.run("loop", &["--restart", "always"], "sleep 0.2; exit 1");
+    let stopped = s.scope.run("stopped", &[], "trap 'exit 143' TERM; sleep 86400 & wait");
+
+    let sick_events = alerts_of(&s, &sick, |a| has(a, "unhealthy")).await;
+    assert_eq!(alerted(&sick_events)[0], vec![("unhealthy".to_owned(), "high".to_owned())]);
+    let crash_events = alerts_of(&s, &crash, |a| has(a, "non_zero_exit")).await;
+    assert_eq!(alerted(&crash_events)[0], vec![("non_zero_exit".to_owned(), "high".to_owned())]);
+    assert_eq!(crash_events[0].exit_code, 3);
+    let oom_events = alerts_of(&s, &oom, |a| has(a, "oom_killed")).await;
+    assert!(alerted(&oom_events).iter().flatten().any(|(k, sev)| k == "oom_killed" && sev == "critical"));
+    alerts_of(&s, &looping, |a| has(a, "excessive_restarts")).await;
+
+    s.scope.docker(&["stop", &stopped]);
+    // Events are processed in order: once a later crash is recorded, the stop and the `starting` health
+    // checks before it have been too.
+    let sentinel = s.scope.run("sentinel", &[], "sleep 1; exit 4");
+    alerts_of(&s, &sentinel, |a| has(a, "non_zero_exit")).await;
+    for name in [&stopped, &starting] {
+        let events = events_of(&s.client, name).await.unwrap();
+        assert!(!kinds(&events).contains(&"health_alert".to_owned()), "{name}: {:?}", alerted(&events));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_steady_anomaly_is_alerted_once_not_at_every_poll() {
+    let s = setup().await;
+    let hog = s.scope.run("hog", &["--cpus", "0.95"], "while :; do :; done");
+    alerts_of(&s, &hog, |a| has(a, "high_cpu")).await;
+    // Let five more polls pass (one a second).
+    let first = container(&s.client, &hog).await.unwrap().metrics.unwrap().sampled_at.unwrap();
+    eventually("five more samples", Duration::from_secs(15), || async {
+        let now = container(&s.client, &hog).await?.metrics.ok_or("no metrics")?.sampled_at.ok_or("no time")?;
+        if now.seconds >= first.seconds + 5 { Ok(()) } else { Err(format!("{now:?}")) }
+    })
+    .await;
+    let events = events_of(&s.client, &hog).await.unwrap();
+    let cpu_alerts = alerted(&events).iter().filter(|a| a.iter().any(|(k, _)| k == "high_cpu")).count();
+    let severity_changes = alerted(&events).len();
+    assert!(cpu_alerts >= 1 && cpu_alerts == severity_changes, "{:?}", alerted(&events));
+    assert!(
+        cpu_alerts <= 2,
+        "one alert, or two if the severity changed once while the load ramped up: {:?}",
+        alerted(&events)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unhealthy_container_is_reported_within_a_second_with_0_and_100_idle_containers() {
+    let s = setup().await;
+    let mut latencies = Vec::new();
+    for (round, idle) in [(0, 0), (1, 100)] {
+        for i in 0..idle {
+            s.scope.run(&format!("idle{round}-{i}"), &[], "trap 'exit 0' TERM; sleep 86400 & wait");
+        }
+        let sick = s.scope.run(
+            &format!("sick{round}"),
+            &["--health-cmd", "exit 1", "--health-interval", "1s", "--health-retries", "1"],
+            "trap 'exit 0' TERM; sleep 86400 & wait",
+        );
+        let events = alerts_of(&s, &sick, |a| has(a, "unhealthy")).await;
+        let alert = events.iter().find(|e| e.r#type() == pb::EventType::HealthAlert).unwrap();
+        let observed = hemostat_proto::timestamp::from_proto(alert.observed_at.as_ref().unwrap());
+        let recorded = hemostat_proto::timestamp::from_proto(alert.time.as_ref().unwrap());
+        let latency = recorded.duration_since(observed).unwrap_or_default();
+        latencies.push((idle, latency));
+        assert!(
+            latency < Duration::from_secs(1),
+            "with {idle} idle containers: {latency:?} from Docker's event to the coordinator"
+        );
+    }
+    eprintln!("unhealthy event to recorded alert: {latencies:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alert_raised_while_the_coordinator_is_away_for_30s_arrives_once() {
+    let mut s = setup().await;
+    s.coordinator.kill();
+    let crash = s.scope.run("crash", &[], "sleep 1; exit 5");
+    eventually("crash exited", Duration::from_secs(10), || async {
+        if s.scope.state(&crash).status == "exited" { Ok(()) } else { Err("running".into()) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(30)).await; // the outage itself, not a wait for a condition
+    s.coordinator.restart();
+    let client = fleet::operator(&s.pki, OperatorRole::Viewer, s.coordinator.addr()).await;
+    let events = eventually("the alert after the outage", Duration::from_secs(15), || async {
+        let events = events_of(&client, &crash).await?;
+        if kinds(&events).contains(&"remediation_complete".to_owned()) {
+            Ok(events)
+        } else {
+            Err(format!("{:?}", kinds(&events)))
+        }
+    })
+    .await;
+    assert_eq!(alerted(&events), vec![vec![("non_zero_exit".to_owned(), "high".to_owned())]], "exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alerts_spooled_on_disk_survive_a_node_restart() {
+    let spool = tempfile::tempdir().unwrap();
+    let spool_dir = spool.path().to_owned();
+    let mut s = setup_with(|config| config.spool_dir = Some(spool_dir.clone())).await;
+    s.coordinator.kill();
+    let crash = s.scope.run("crash", &[], "sleep 1; exit 6");
+    eventually("the alert in the spool", Duration::from_secs(10), || async {
+        let log = std::fs::read(spool_dir.join("spool.log")).unwrap_or_default();
+        if log.windows(crash.len()).any(|w| w == crash.as_bytes()) && s.scope.state(&crash).status == "exited" {
+            Ok(())
+        } else {
+            Err("not spooled yet".into())
+        }
+    })
+    .await;
+    s.node.kill();
+    let mut config = fleet::node_config(&s.pki, "host-a", &s.coordinator.endpoint(), &s.scope.selector());
+    config.spool_dir = Some(spool_dir.clone());
+    let _node = TestNode::start(config);
+    s.coordinator.restart();
+    let client = fleet::operator(&s.pki, OperatorRole::Viewer, s.coordinator.addr()).await;
+    let events = eventually("the spooled alert", Duration::from_secs(15), || async {
+        let events = events_of(&client, &crash).await?;
+        if kinds(&events).contains(&"remediation_complete".to_owned()) {
+            Ok(events)
+        } else {
+            Err(format!("{:?}", kinds(&events)))
+        }
+    })
+    .await;
+    assert_eq!(alerted(&events), vec![vec![("non_zero_exit".to_owned(), "high".to_owned())]], "exactly once");
+    drop(s.dir);
+}
