@@ -88,6 +88,9 @@ pub struct NodeArgs {
     /// Container name globs never watched, comma-separated (e.g. `hemostat-*,*-sidecar`) [default: none].
     #[arg(long, env = "MONITOR_CONTAINER_BLACKLIST")]
     pub blacklist: Option<String>,
+    /// Log lines gathered at each failure as evidence, 0 for none [default: 50].
+    #[arg(long, env = "NODE_EVIDENCE_LOG_LINES")]
+    pub log_lines: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -108,6 +111,7 @@ struct NodeFile {
     restart_limit: Option<u32>,
     reassert_seconds: Option<u64>,
     blacklist: Option<String>,
+    log_lines: Option<usize>,
 }
 
 /// The resolved node configuration.
@@ -133,6 +137,8 @@ pub struct NodeConfig {
     pub poll_interval: Duration,
     /// Thresholds and windows of detection.
     pub detection: DetectionConfig,
+    /// Log lines gathered at each failure.
+    pub log_lines: usize,
 }
 
 impl NodeConfig {
@@ -194,6 +200,7 @@ impl NodeConfig {
             spool_dir: Some(pick!(spool_dir).unwrap_or_else(|| PathBuf::from("hemostat-data/spool"))),
             poll_interval: Duration::from_secs(poll_interval),
             detection,
+            log_lines: pick!(log_lines).unwrap_or(50).min(1000),
         })
     }
 }

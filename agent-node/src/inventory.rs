@@ -153,6 +153,49 @@ pub fn state_from_inspect(inspect: &ContainerInspectResponse) -> pb::ContainerSt
             .and_then(|s| s.started_at.as_deref())
             .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
             .map(hemostat_proto::timestamp::to_proto),
+        memory_limit_bytes: inspect.host_config.as_ref().and_then(|h| h.memory).unwrap_or(0).max(0) as u64,
+        cpu_limit: inspect.host_config.as_ref().and_then(|h| h.nano_cpus).unwrap_or(0).max(0) as f64 / 1e9,
+    }
+}
+
+/// The last health check outputs recorded in inspect data, secrets masked.
+pub fn health_outputs(inspect: &ContainerInspectResponse) -> Vec<String> {
+    let log = inspect.state.as_ref().and_then(|s| s.health.as_ref()).and_then(|h| h.log.as_deref()).unwrap_or(&[]);
+    log[log.len().saturating_sub(5)..]
+        .iter()
+        .map(|entry| {
+            let output = entry.output.as_deref().unwrap_or("").trim();
+            crate::redact::mask(&format!("exit {}: {}", entry.exit_code.unwrap_or(-1), truncate(output, 1024)))
+        })
+        .collect()
+}
+
+/// The last `lines` lines of the container's log (stdout and stderr), secrets masked, each at most 1 KiB.
+pub async fn log_tail(docker: &Docker, id: &str, lines: usize) -> Vec<String> {
+    use bollard::query_parameters::LogsOptions;
+    let options = LogsOptions { stdout: true, stderr: true, tail: lines.to_string(), ..Default::default() };
+    let mut stream = docker.logs(id, Some(options));
+    let mut text = String::new();
+    while let Some(Ok(chunk)) = stream.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        if text.len() > 256 * 1024 {
+            break;
+        }
+    }
+    text.lines()
+        .rev()
+        .take(lines)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .map(|l| crate::redact::mask(truncate(l, 1024)))
+        .collect()
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => &text[..i],
+        None => text,
     }
 }
 

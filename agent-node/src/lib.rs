@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod outbox;
 pub mod poller;
+pub mod redact;
 pub mod session;
 pub mod watcher;
 
@@ -74,7 +75,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let executor = Arc::new(executor::Executor::new(docker.clone(), selector.clone(), outbox.clone()));
     let (observations, observed) = tokio::sync::mpsc::channel(4096);
     let monitor = tokio::spawn(monitor::Monitor::new(config.detection, outbox.clone()).run(observed));
-    let watcher = tokio::spawn(watcher::Watcher::new(docker.clone(), selector.clone(), observations.clone()).run());
+    let watcher = tokio::spawn(
+        watcher::Watcher::new(docker.clone(), selector.clone(), observations.clone(), config.log_lines).run(),
+    );
     let poller = tokio::spawn(poller::Poller::new(docker, selector, config.poll_interval, observations).run());
     let settings = session::SessionSettings {
         endpoint: config.coordinator.clone(),

@@ -3,7 +3,7 @@
 //! queues for the coordinator: lifecycle events, health alerts when anomalies appear, change or recur,
 //! `resolved` when they clear, and each poll's metrics.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -17,6 +17,18 @@ use crate::detection::{
 };
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
+
+/// What the node gathered at a failure, for the analyzer and for people (secrets masked).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Evidence {
+    /// The last lines of the container's log.
+    pub log_tail: Vec<String>,
+    /// The last health check outputs.
+    pub health_outputs: Vec<String>,
+}
+
+/// Samples kept per container and sent with each alert.
+pub const RECENT_SAMPLES: usize = 60;
 
 /// Something the watcher or the poller saw.
 #[derive(Clone, Debug)]
@@ -50,6 +62,8 @@ pub enum Observation {
         oom_killed: bool,
         /// When Docker said so.
         at: SystemTime,
+        /// Logs and health output, gathered at once.
+        evidence: Evidence,
     },
     /// The container was removed.
     Destroyed {
@@ -66,6 +80,8 @@ pub enum Observation {
         health: pb::HealthStatus,
         /// When Docker said so.
         at: SystemTime,
+        /// Logs and health output, gathered at once when unhealthy.
+        evidence: Evidence,
     },
     /// One poll's samples, by container id.
     Samples {
@@ -85,7 +101,7 @@ struct Tracked {
     stop_requested: bool,
     oom: bool,
     exited_before: bool,
-    metrics: Option<Metrics>,
+    recent: VecDeque<pb::ContainerMetrics>,
 }
 
 /// The monitor.
@@ -122,14 +138,16 @@ impl Monitor {
             Observation::StopRequested { id } => self.containers.entry(id).or_default().stop_requested = true,
             Observation::OomKilled { id } => self.containers.entry(id).or_default().oom = true,
             Observation::Started { container, at } => self.started(container, at, now),
-            Observation::Exited { container, exit_code, oom_killed, at } => {
-                self.exited(container, exit_code, oom_killed, at, now)
+            Observation::Exited { container, exit_code, oom_killed, at, evidence } => {
+                self.exited(container, exit_code, oom_killed, at, evidence, now)
             }
             Observation::Destroyed { container, at } => {
                 self.containers.remove(&container.id);
                 self.lifecycle(pb::ContainerEventKind::Destroyed, container, None, at);
             }
-            Observation::HealthChanged { container, health, at } => self.health_changed(container, health, at, now),
+            Observation::HealthChanged { container, health, at, evidence } => {
+                self.health_changed(container, health, at, evidence, now)
+            }
             Observation::Samples { at, samples } => self.sampled(samples, at, now),
         }
     }
@@ -162,7 +180,14 @@ impl Monitor {
         let restarts: Vec<Anomaly> = restart_anomaly(count, config.restart_limit).into_iter().collect();
         self.lifecycle(pb::ContainerEventKind::Started, container.clone(), None, at);
         // A fresh start has no health verdict yet.
-        self.settle(&container, &[AnomalyKind::ExcessiveRestarts, AnomalyKind::Unhealthy], &restarts, None, at, now);
+        self.settle(
+            &container,
+            &[AnomalyKind::ExcessiveRestarts, AnomalyKind::Unhealthy],
+            &restarts,
+            at,
+            now,
+            Evidence::default(),
+        );
     }
 
     fn exited(
@@ -171,25 +196,19 @@ impl Monitor {
         exit_code: i64,
         oom_killed: bool,
         at: SystemTime,
+        evidence: Evidence,
         now: Instant,
     ) {
         let tracked = self.containers.entry(container.id.clone()).or_default();
         let stop_requested = std::mem::take(&mut tracked.stop_requested);
         let oom_killed = oom_killed || std::mem::take(&mut tracked.oom);
         tracked.exited_before = true;
-        tracked.metrics = None;
         tracked.state = Some(container.clone());
         let exit = pb::ExitDetails { exit_code, oom_killed, stop_requested };
         self.lifecycle(pb::ContainerEventKind::Exited, container.clone(), Some(exit), at);
         // A stopped container has no CPU, memory or health to speak of (Docker freezes its last health).
-        self.settle(
-            &container,
-            &[AnomalyKind::HighCpu, AnomalyKind::HighMemory, AnomalyKind::Unhealthy],
-            &[],
-            None,
-            at,
-            now,
-        );
+        let standing = [AnomalyKind::HighCpu, AnomalyKind::HighMemory, AnomalyKind::Unhealthy];
+        self.settle(&container, &standing, &[], at, now, Evidence::default());
         if stop_requested || (exit_code == 0 && !oom_killed) {
             return;
         }
@@ -211,7 +230,8 @@ impl Monitor {
         let tracked = self.containers.entry(container.id.clone()).or_default();
         let mut anomalies = tracked.standing.anomalies();
         anomalies.push(occurrence);
-        self.alert(container, anomalies, None, Some(exit), at, false);
+        let recent = tracked.recent.iter().cloned().collect();
+        self.alert(container, Alert { anomalies, recent, exit: Some(exit), evidence, reasserted: false }, at);
     }
 
     fn health_changed(
@@ -219,6 +239,7 @@ impl Monitor {
         container: pb::ContainerState,
         health: pb::HealthStatus,
         at: SystemTime,
+        evidence: Evidence,
         now: Instant,
     ) {
         self.containers.entry(container.id.clone()).or_default().state = Some(container.clone());
@@ -231,7 +252,7 @@ impl Monitor {
             pb::HealthStatus::Starting => return,
             _ => vec![],
         };
-        self.settle(&container, &[AnomalyKind::Unhealthy], &current, None, at, now);
+        self.settle(&container, &[AnomalyKind::Unhealthy], &current, at, now, evidence);
     }
 
     fn sampled(&mut self, samples: Vec<(String, Metrics)>, at: SystemTime, now: Instant) {
@@ -239,9 +260,13 @@ impl Monitor {
         let mut report = Vec::with_capacity(samples.len());
         for (id, metrics) in samples {
             let tracked = self.containers.entry(id.clone()).or_default();
-            tracked.metrics = Some(metrics);
             let Some(state) = tracked.state.clone() else { continue };
             let count = tracked.restarts.count(now, config.restart_window);
+            let sample = to_proto(&id, &state, &metrics, count);
+            if tracked.recent.len() == RECENT_SAMPLES {
+                tracked.recent.pop_front();
+            }
+            tracked.recent.push_back(sample.clone());
             let mut current: Vec<Anomaly> = restart_anomaly(count, config.restart_limit).into_iter().collect();
             if let Some(cpu) = metrics.cpu_percent {
                 current.extend(percent_anomaly(AnomalyKind::HighCpu, cpu, config.cpu_threshold));
@@ -251,8 +276,8 @@ impl Monitor {
             if metrics.cpu_percent.is_some() {
                 scope.push(AnomalyKind::HighCpu);
             }
-            report.push(to_proto(&id, &state, &metrics, count));
-            self.settle(&state, &scope, &current, Some(metrics), at, now);
+            report.push(sample);
+            self.settle(&state, &scope, &current, at, now, Evidence::default());
         }
         self.outbox.push(Body::Metrics(pb::MetricsReport { samples: report }));
     }
@@ -263,16 +288,16 @@ impl Monitor {
         container: &pb::ContainerState,
         scope: &[AnomalyKind],
         current: &[Anomaly],
-        metrics: Option<Metrics>,
         at: SystemTime,
         now: Instant,
+        evidence: Evidence,
     ) {
         let every = self.config.reassert_every;
         let tracked = self.containers.entry(container.id.clone()).or_default();
         let before = tracked.standing.anomalies();
         let changes = tracked.standing.update(now, scope, current, every);
         let anomalies = tracked.standing.anomalies();
-        let restarts = tracked.restarts.count(now, self.config.restart_window);
+        let recent: Vec<pb::ContainerMetrics> = tracked.recent.iter().cloned().collect();
         if !changes.resolved.is_empty() {
             self.outbox.push(Body::Resolved(pb::AnomalyResolved {
                 container: Some(container.clone()),
@@ -283,35 +308,38 @@ impl Monitor {
         if changes.alert {
             let reasserted = before.len() == anomalies.len()
                 && before.iter().zip(&anomalies).all(|(a, b)| a.kind == b.kind && a.severity == b.severity);
-            let metrics = metrics.map(|m| to_proto(&container.id, container, &m, restarts));
-            self.alert(container.clone(), anomalies, metrics, None, at, reasserted);
+            self.alert(container.clone(), Alert { anomalies, recent, exit: None, evidence, reasserted }, at);
         }
     }
 
-    fn alert(
-        &self,
-        container: pb::ContainerState,
-        anomalies: Vec<Anomaly>,
-        metrics: Option<pb::ContainerMetrics>,
-        exit: Option<pb::ExitDetails>,
-        at: SystemTime,
-        reasserted: bool,
-    ) {
+    fn alert(&self, container: pb::ContainerState, alert: Alert, at: SystemTime) {
         tracing::info!(
             container = %container.name.escape_debug(),
-            anomalies = ?anomalies.iter().map(|a| (a.kind, a.severity)).collect::<Vec<_>>(),
-            reasserted,
+            anomalies = ?alert.anomalies.iter().map(|a| (a.kind, a.severity)).collect::<Vec<_>>(),
+            reasserted = alert.reasserted,
             "health alert"
         );
         self.outbox.push(Body::HealthAlert(pb::HealthAlert {
             container: Some(container),
-            anomalies: anomalies.iter().map(anomaly_to_proto).collect(),
-            metrics,
-            exit,
+            anomalies: alert.anomalies.iter().map(anomaly_to_proto).collect(),
+            metrics: alert.recent.last().cloned(),
+            exit: alert.exit,
             observed_at: Some(timestamp(at)),
-            reasserted,
+            reasserted: alert.reasserted,
+            recent: alert.recent,
+            log_tail: alert.evidence.log_tail,
+            health_outputs: alert.evidence.health_outputs,
         }));
     }
+}
+
+/// What one health alert carries besides the container.
+struct Alert {
+    anomalies: Vec<Anomaly>,
+    recent: Vec<pb::ContainerMetrics>,
+    exit: Option<pb::ExitDetails>,
+    evidence: Evidence,
+    reasserted: bool,
 }
 
 fn anomaly_type(kind: AnomalyKind) -> pb::AnomalyType {

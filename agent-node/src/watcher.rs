@@ -17,7 +17,7 @@ use hemostat_proto::v1 as pb;
 use tokio::sync::mpsc;
 
 use crate::inventory::{self, ContainerSelector};
-use crate::monitor::Observation;
+use crate::monitor::{Evidence, Observation};
 
 /// The container events the node subscribes to.
 const EVENTS: [&str; 8] = ["start", "die", "kill", "stop", "oom", "destroy", "restart", "health_status"];
@@ -31,12 +31,30 @@ pub struct Watcher {
     docker: Docker,
     selector: ContainerSelector,
     observations: mpsc::Sender<Observation>,
+    log_lines: usize,
 }
 
 impl Watcher {
-    /// A watcher of the containers `selector` picks.
-    pub fn new(docker: Docker, selector: ContainerSelector, observations: mpsc::Sender<Observation>) -> Self {
-        Watcher { docker, selector, observations }
+    /// A watcher of the containers `selector` picks, gathering `log_lines` lines of log at each failure.
+    pub fn new(
+        docker: Docker,
+        selector: ContainerSelector,
+        observations: mpsc::Sender<Observation>,
+        log_lines: usize,
+    ) -> Self {
+        Watcher { docker, selector, observations, log_lines }
+    }
+
+    /// The failure's evidence, gathered now, before anything restarts the container.
+    async fn evidence(&self, id: &str, inspect: Option<&bollard::models::ContainerInspectResponse>) -> Evidence {
+        Evidence {
+            log_tail: if self.log_lines > 0 {
+                inventory::log_tail(&self.docker, id, self.log_lines).await
+            } else {
+                vec![]
+            },
+            health_outputs: inspect.map(inventory::health_outputs).unwrap_or_default(),
+        }
     }
 
     /// Runs until the task is dropped.
@@ -114,16 +132,28 @@ impl Watcher {
         if !matches!(action, "start" | "die" | "destroy") && health.is_none() {
             return None;
         }
-        let (container, oom_killed) = match self.docker.inspect_container(&id, None).await {
-            Ok(inspect) => (inventory::state_from_inspect(&inspect), inventory::oom_killed(&inspect)),
-            Err(_) => (state_from_attributes(&id, &attributes), false),
+        let inspect = self.docker.inspect_container(&id, None).await.ok();
+        let (container, oom_killed) = match &inspect {
+            Some(inspect) => (inventory::state_from_inspect(inspect), inventory::oom_killed(inspect)),
+            None => (state_from_attributes(&id, &attributes), false),
         };
         Some(match (action, health) {
-            (_, Some(health)) => Observation::HealthChanged { container, health, at },
+            (_, Some(health)) => {
+                let evidence = match health {
+                    pb::HealthStatus::Unhealthy => self.evidence(&id, inspect.as_ref()).await,
+                    _ => Evidence::default(),
+                };
+                Observation::HealthChanged { container, health, at, evidence }
+            }
             ("start", _) => Observation::Started { container, at },
             ("die", _) => {
                 let exit_code = attributes.get("exitCode").and_then(|c| c.parse().ok()).unwrap_or(container.exit_code);
-                Observation::Exited { container, exit_code, oom_killed, at }
+                let evidence = if exit_code != 0 || oom_killed {
+                    self.evidence(&id, inspect.as_ref()).await
+                } else {
+                    Evidence::default()
+                };
+                Observation::Exited { container, exit_code, oom_killed, at, evidence }
             }
             _ => Observation::Destroyed { container, at },
         })
@@ -165,6 +195,6 @@ fn state_from_attributes(id: &str, attributes: &HashMap<String, String>) -> pb::
             .filter(|(k, _)| !reserved.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
-        started_at: None,
+        ..Default::default()
     }
 }

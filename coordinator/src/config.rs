@@ -9,6 +9,9 @@ use clap::Parser;
 use hemostat_pki::TlsFiles;
 use serde::Deserialize;
 
+use crate::analysis::AnalyzerConfig;
+use crate::analysis::llm::LlmConfig;
+use crate::analysis::patterns::PatternConfig;
 use crate::policy::Budget;
 use crate::remediation::RemediationConfig;
 use crate::store::StoreConfig;
@@ -74,6 +77,24 @@ pub struct CoordinatorArgs {
     /// Seconds a restart waits for a graceful stop before killing [default: 10].
     #[arg(long, env = "RESPONDER_STOP_TIMEOUT_SECONDS")]
     pub stop_timeout_seconds: Option<u32>,
+    /// Decisions below this confidence are false alarms [default: 0.7].
+    #[arg(long, env = "ANALYZER_CONFIDENCE_THRESHOLD")]
+    pub confidence_threshold: Option<f64>,
+    /// Alerts kept per container for pattern analysis [default: 10].
+    #[arg(long, env = "ANALYZER_HISTORY_SIZE")]
+    pub history_size: Option<usize>,
+    /// Seconds alerts are kept [default: 3600].
+    #[arg(long, env = "ANALYZER_HISTORY_TTL")]
+    pub history_ttl: Option<u64>,
+    /// Seconds a value must stay above its threshold to be sustained [default: 60].
+    #[arg(long, env = "ANALYZER_SUSTAIN_SECONDS")]
+    pub sustain_seconds: Option<u64>,
+    /// Seconds of samples a memory leak is fitted over [default: 1800].
+    #[arg(long, env = "ANALYZER_LEAK_WINDOW_SECONDS")]
+    pub leak_window_seconds: Option<u64>,
+    /// A leak matters when it reaches the limit within this many seconds [default: 3600].
+    #[arg(long, env = "ANALYZER_LEAK_HORIZON_SECONDS")]
+    pub leak_horizon_seconds: Option<u64>,
 }
 
 /// The configuration file's keys.
@@ -90,6 +111,12 @@ struct CoordinatorFile {
     cooldown_seconds: Option<u64>,
     max_retries_per_hour: Option<u32>,
     stop_timeout_seconds: Option<u32>,
+    confidence_threshold: Option<f64>,
+    history_size: Option<usize>,
+    history_ttl: Option<u64>,
+    sustain_seconds: Option<u64>,
+    leak_window_seconds: Option<u64>,
+    leak_horizon_seconds: Option<u64>,
 }
 
 /// The resolved configuration.
@@ -103,6 +130,8 @@ pub struct CoordinatorConfig {
     pub store: StoreConfig,
     /// Remediation policy.
     pub remediation: RemediationConfig,
+    /// Analysis (rules, patterns, history, LLM from the `AI_*` and provider key variables).
+    pub analyzer: AnalyzerConfig,
 }
 
 impl CoordinatorConfig {
@@ -136,7 +165,26 @@ impl CoordinatorConfig {
         if stop_timeout > 3600 {
             return Err(ConfigError::Invalid("RESPONDER_STOP_TIMEOUT_SECONDS must be at most 3600".into()));
         }
+        let confidence_threshold = pick!(confidence_threshold).unwrap_or(0.7);
+        if !(0.0..=1.0).contains(&confidence_threshold) {
+            return Err(ConfigError::Invalid(format!(
+                "ANALYZER_CONFIDENCE_THRESHOLD must be between 0 and 1, not {confidence_threshold}"
+            )));
+        }
+        let defaults = AnalyzerConfig::default();
+        let analyzer = AnalyzerConfig {
+            confidence_threshold,
+            patterns: PatternConfig {
+                sustain: pick!(sustain_seconds).map_or(defaults.patterns.sustain, Duration::from_secs),
+                leak_window: pick!(leak_window_seconds).map_or(defaults.patterns.leak_window, Duration::from_secs),
+                leak_horizon: pick!(leak_horizon_seconds).map_or(defaults.patterns.leak_horizon, Duration::from_secs),
+            },
+            history_size: pick!(history_size).unwrap_or(defaults.history_size).max(1),
+            history_ttl: pick!(history_ttl).map_or(defaults.history_ttl, Duration::from_secs),
+            llm: LlmConfig::from_env(|k| std::env::var(k).ok()),
+        };
         Ok(CoordinatorConfig {
+            analyzer,
             listen: pick!(listen).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 50051))),
             tls: TlsFiles::in_dir(&certs_dir, "coordinator"),
             store,

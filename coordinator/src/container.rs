@@ -65,6 +65,10 @@ pub struct ContainerFacts {
     pub labels: BTreeMap<String, String>,
     /// When it last started.
     pub started_at: Option<SystemTime>,
+    /// Its memory limit, bytes; 0 for none.
+    pub memory_limit: u64,
+    /// Its CPU limit, in CPUs; 0 for none.
+    pub cpu_limit: f64,
 }
 
 impl ContainerFacts {
@@ -97,6 +101,8 @@ impl ContainerFacts {
             restart_policy: state.restart_policy.clone(),
             labels: state.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             started_at: state.started_at.as_ref().map(hemostat_proto::timestamp::from_proto),
+            memory_limit: state.memory_limit_bytes,
+            cpu_limit: state.cpu_limit,
         }
     }
 
@@ -129,6 +135,8 @@ impl ContainerFacts {
             restart_policy: self.restart_policy.clone(),
             labels: self.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             started_at: self.started_at.map(hemostat_proto::timestamp::to_proto),
+            memory_limit_bytes: self.memory_limit,
+            cpu_limit: self.cpu_limit,
         }
     }
 
@@ -373,6 +381,12 @@ pub struct AlertReport {
     pub observed_at: Option<SystemTime>,
     /// Whether it only re-asserts standing anomalies.
     pub reasserted: bool,
+    /// The node's recent samples, oldest first.
+    pub recent: Vec<Metrics>,
+    /// The last log lines, gathered at the failure (untrusted, secrets masked by the node).
+    pub log_tail: Vec<String>,
+    /// The last health check outputs (untrusted).
+    pub health_outputs: Vec<String>,
 }
 
 impl AlertReport {
@@ -385,6 +399,9 @@ impl AlertReport {
             exit: alert.exit.as_ref().map(ExitReport::from_proto),
             observed_at: alert.observed_at.as_ref().map(hemostat_proto::timestamp::from_proto),
             reasserted: alert.reasserted,
+            recent: alert.recent.iter().map(Metrics::from_proto).collect(),
+            log_tail: alert.log_tail.clone(),
+            health_outputs: alert.health_outputs.clone(),
         })
     }
 

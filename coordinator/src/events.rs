@@ -98,6 +98,13 @@ pub enum Action {
 }
 
 impl Action {
+    /// The action's name, as in labels and prompts: `restart`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Restart => "restart",
+        }
+    }
+
     /// The wire enum.
     pub fn to_proto(self) -> pb::Action {
         match self {
@@ -207,6 +214,12 @@ pub struct EventRecord {
     /// For `health_alert`: when the node observed it, in Unix milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_ms: Option<u64>,
+    /// For decisions: the rule's name, the model's, or the operator's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    /// For decisions: the evidence, a JSON document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
 }
 
 impl EventRecord {
@@ -234,6 +247,8 @@ impl EventRecord {
             exit_code: None,
             anomalies: Vec::new(),
             observed_ms: None,
+            decided_by: None,
+            evidence: None,
         }
     }
 }
@@ -270,6 +285,8 @@ impl StoredEvent {
             observed_at: r
                 .observed_ms
                 .map(|ms| hemostat_proto::timestamp::to_proto(UNIX_EPOCH + Duration::from_millis(ms))),
+            decided_by: r.decided_by.clone().unwrap_or_default(),
+            evidence: r.evidence.clone().unwrap_or_default(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Remediation: from a node's report to a recorded decision and, when the policy allows, a command.
 //!
-//! For each problem: record a `health_alert`; record the decision (`remediation_needed` or `false_alarm`);
+//! For each problem: record a `health_alert`; let the [`Analyzer`] decide, with the container's alert history
+//! from the store; record the decision (`remediation_needed` or `false_alarm`, with its evidence);
 //! check and record the budget in one atomic store step; then either record `rejected` with the reason, or
 //! send the command to the node. The node's result becomes `remediation_complete`. Nothing is sent to a node
 //! unless the store has recorded it first: with the store down, nothing is acted on.
@@ -9,7 +10,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use crate::analysis::{Assessment, Decision, assess_exit};
+use crate::analysis::exit::{Assessment, assess_exit};
+use crate::analysis::{Analyzer, HistoryEntry, Verdict, alert_samples};
 use crate::container::{AlertReport, Anomaly, AnomalyKind, ContainerFacts, Severity};
 use crate::events::{Action, EventKind, EventRecord, Outcome, Rejection, unix_ms};
 use crate::policy::{Budget, BudgetVerdict};
@@ -41,38 +43,63 @@ struct Pending {
 pub struct Remediator {
     store: Arc<dyn StateStore>,
     registry: Arc<Registry>,
+    analyzer: Analyzer,
     config: RemediationConfig,
     pending: Mutex<HashMap<String, Pending>>,
 }
 
 impl Remediator {
-    /// A remediator recording in `store` and reaching nodes through `registry`.
-    pub fn new(store: Arc<dyn StateStore>, registry: Arc<Registry>, config: RemediationConfig) -> Self {
-        Remediator { store, registry, config, pending: Mutex::new(HashMap::new()) }
+    /// A remediator deciding with `analyzer`, recording in `store` and reaching nodes through `registry`.
+    pub fn new(
+        store: Arc<dyn StateStore>,
+        registry: Arc<Registry>,
+        analyzer: Analyzer,
+        config: RemediationConfig,
+    ) -> Self {
+        Remediator { store, registry, analyzer, config, pending: Mutex::new(HashMap::new()) }
     }
 
-    /// Handles a node's health alert: records it, decides, and acts within the policy.
-    pub async fn on_alert(&self, node: &str, alert: &AlertReport) -> Result<(), StoreError> {
+    /// Handles a node's health alert: records it, then decides and acts within the policy. With an LLM
+    /// configured the decision runs in the background (bounded by the LLM's own concurrency), so a slow
+    /// model never holds up the node's other reports.
+    pub async fn on_alert(self: &Arc<Self>, node: &str, alert: AlertReport) -> Result<(), StoreError> {
+        if let Some(exit) = &alert.exit
+            && let Assessment::Ignore { reason } = assess_exit(&alert.container, exit)
+        {
+            tracing::debug!(node, container = %alert.container.name, reason, "exit needs no action");
+            return Ok(());
+        }
         let container = &alert.container;
-        let decision = match &alert.exit {
-            Some(exit) => match assess_exit(container, exit) {
-                Assessment::Ignore { reason } => {
-                    tracing::debug!(node, container = %container.name, reason, "exit needs no action");
-                    return Ok(());
-                }
-                Assessment::Decide(decision) => Some(decision),
-            },
-            // Standing anomalies are recorded; deciding on them is the analyzer's work.
-            None => None,
-        };
         let mut record =
             EventRecord::new(EventKind::HealthAlert, node, &container.id, &container.name, alert.summary());
         record.anomalies = alert.anomalies.clone();
         record.exit_code = alert.exit.map(|e| e.exit_code);
         record.observed_ms = alert.observed_at.map(unix_ms);
         self.store.append_event(&record).await?;
-        match decision {
-            Some(decision) => self.decide(node, container, decision).await,
+        if self.analyzer.is_slow() {
+            let (this, node) = (self.clone(), node.to_owned());
+            tokio::spawn(async move {
+                if let Err(error) = this.analyze_and_act(&node, &alert).await {
+                    tracing::error!(node, %error, "could not record a decision; no action was taken");
+                }
+            });
+            Ok(())
+        } else {
+            self.analyze_and_act(node, &alert).await
+        }
+    }
+
+    async fn analyze_and_act(&self, node: &str, alert: &AlertReport) -> Result<(), StoreError> {
+        let container = &alert.container;
+        let key = container.budget_key(node);
+        let config = self.analyzer.config();
+        let now = unix_ms(SystemTime::now());
+        let history = self.store.history(&key, now, config.history_ttl).await?;
+        let verdict = self.analyzer.analyze(alert, &history, now).await;
+        let entry = HistoryEntry { time_ms: now, anomalies: alert.anomalies.clone(), samples: alert_samples(alert) };
+        self.store.append_history(&key, &entry, config.history_size, config.history_ttl).await?;
+        match verdict {
+            Some(verdict) => self.act(node, container, verdict).await,
             None => Ok(()),
         }
     }
@@ -101,23 +128,24 @@ impl Remediator {
     }
 
     /// Records a decision and, for an action, checks the budget and sends the command.
-    async fn decide(&self, node: &str, container: &ContainerFacts, decision: Decision) -> Result<(), StoreError> {
-        let event = |kind, reason: String| EventRecord::new(kind, node, &container.id, &container.name, reason);
-        let (action, reason, confidence) = match decision {
-            Decision::FalseAlarm { reason, confidence } => {
-                let mut record = event(EventKind::FalseAlarm, reason);
-                record.confidence = Some(confidence);
-                record.analysis_method = Some("rules".into());
-                self.store.append_event(&record).await?;
-                return Ok(());
-            }
-            Decision::Remediate { action, reason, confidence } => (action, reason, confidence),
+    async fn act(&self, node: &str, container: &ContainerFacts, verdict: Verdict) -> Result<(), StoreError> {
+        let mut decision =
+            EventRecord::new(EventKind::FalseAlarm, node, &container.id, &container.name, verdict.reason);
+        decision.confidence = Some(verdict.confidence);
+        decision.analysis_method = Some(verdict.method.to_owned());
+        decision.decided_by = Some(verdict.decided_by);
+        decision.evidence = Some(verdict.evidence);
+        let Some(action) = verdict.action else {
+            self.store.append_event(&decision).await?;
+            return Ok(());
         };
+        let event = |kind, reason: String| {
+            let mut record = EventRecord::new(kind, node, &container.id, &container.name, reason);
+            record.action = Some(action);
+            record
+        };
+        let mut needed = EventRecord { kind: EventKind::RemediationNeeded, action: Some(action), ..decision };
         let command_id = new_command_id();
-        let mut needed = event(EventKind::RemediationNeeded, reason);
-        needed.action = Some(action);
-        needed.confidence = Some(confidence);
-        needed.analysis_method = Some("rules".into());
         needed.command_id = Some(command_id.clone());
         self.store.append_event(&needed).await?;
 
@@ -148,7 +176,6 @@ impl Remediator {
         if let Some((rejection, reason)) = rejection {
             tracing::info!(node, container = %container.name, reason = %reason, "action rejected");
             let mut record = event(EventKind::Rejected, reason);
-            record.action = Some(action);
             record.rejection = Some(rejection);
             record.command_id = Some(command_id);
             self.store.append_event(&record).await?;
@@ -169,7 +196,6 @@ impl Remediator {
         if let Err(error) = self.registry.send(node, Outbound::Command(command)) {
             self.pending.lock().expect("pending lock").remove(&command_id);
             let mut record = event(EventKind::Rejected, format!("{error} any more; the command was not sent"));
-            record.action = Some(action);
             record.rejection = Some(Rejection::NodeDisconnected);
             record.command_id = Some(command_id);
             self.store.append_event(&record).await?;

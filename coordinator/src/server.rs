@@ -14,6 +14,7 @@ use hemostat_proto::v1::fleet_service_server::FleetServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::analysis::Analyzer;
 use crate::api::FleetApi;
 use crate::auth;
 use crate::config::CoordinatorConfig;
@@ -91,6 +92,7 @@ impl Coordinator {
         tracing::info!(
             name = %material.identity.name,
             store = store.backend(),
+            analysis = config.analyzer.llm.as_ref().map_or("rules", |l| l.model.as_str()),
             "coordinator ready"
         );
         Ok(Coordinator { listener, tls, store, config })
@@ -105,7 +107,9 @@ impl Coordinator {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), CoordinatorError> {
         let addr = self.local_addr();
         let registry = Arc::new(Registry::default());
-        let remediator = Arc::new(Remediator::new(self.store.clone(), registry.clone(), self.config.remediation));
+        let analyzer = Analyzer::new(self.config.analyzer.clone());
+        let remediator =
+            Arc::new(Remediator::new(self.store.clone(), registry.clone(), analyzer, self.config.remediation));
         let (stop_tx, stop_rx) = watch::channel(false);
 
         let sessions = AgentSessions::new(registry.clone(), remediator, stop_rx);

@@ -129,7 +129,7 @@ async fn handle(
     node: &str,
     message: pb::SessionRequest,
     registry: &Registry,
-    remediator: &Remediator,
+    remediator: &Arc<Remediator>,
 ) -> Result<(), StoreError> {
     use pb::session_request::Body;
     match message.body {
@@ -163,7 +163,7 @@ async fn handle(
             };
             registry.update_container(node, alert.container.clone());
             registry.set_anomalies(node, &alert.container, &alert.anomalies);
-            remediator.on_alert(node, &alert).await
+            remediator.on_alert(node, alert).await
         }
         Some(Body::Resolved(resolved)) => {
             let Some(container) = resolved.container.as_ref().map(ContainerFacts::from_proto) else { return Ok(()) };

@@ -2,6 +2,7 @@
 //! reflection serves. The `.proto` files beside this crate are the source of truth; `buf lint` checks them.
 
 /// Package `hemostat.v1`: `AgentService` (nodes), `FleetService` (operators) and their messages.
+#[allow(clippy::large_enum_variant)]
 pub mod v1 {
     tonic::include_proto!("hemostat.v1");
 }

@@ -76,6 +76,7 @@ async fn main() {
     let hwm = status_kib(node.id(), "VmHWM:");
     let rss = status_kib(node.id(), "VmRSS:");
     let _ = node.kill();
+    let _ = node.wait();
     let hz = 100.0; // USER_HZ on Linux
     let cpu_seconds = ticks as f64 / hz;
     let samples = containers as f64 * (elapsed.as_secs_f64() / interval as f64);

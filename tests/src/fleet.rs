@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use hemostat_coordinator::analysis::AnalyzerConfig;
 use hemostat_coordinator::remediation::RemediationConfig;
 use hemostat_coordinator::store::StoreConfig;
 use hemostat_coordinator::{Coordinator, CoordinatorConfig};
@@ -87,6 +88,7 @@ pub fn coordinator_config(pki: &TestPki, store: StoreConfig) -> CoordinatorConfi
         tls: pki.coordinator(),
         store,
         remediation: RemediationConfig::default(),
+        analyzer: AnalyzerConfig::default(),
     }
 }
 
@@ -165,6 +167,7 @@ pub fn node_config(pki: &TestPki, name: &str, coordinator: &str, selector: &str)
         spool_dir: None,
         poll_interval: Duration::from_secs(1),
         detection: DetectionConfig::default(),
+        log_lines: 50,
     }
 }
 

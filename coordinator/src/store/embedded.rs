@@ -5,16 +5,20 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use super::{DEFAULT_EVENT_RETENTION, StateStore, StoreError, decode_event, encode_event};
+use super::{DEFAULT_EVENT_RETENTION, StateStore, StoreError, decode_event, encode_event, fresh};
+use crate::analysis::HistoryEntry;
 use crate::events::{EventId, EventRecord, StoredEvent};
 use crate::policy::{Budget, BudgetState, BudgetVerdict};
 
 /// Container key → JSON `BudgetState`.
 const BUDGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("budgets");
+/// Container key → JSON list of `HistoryEntry`, oldest first.
+const HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("history");
 /// (ms, seq) → JSON `EventRecord`.
 const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("events");
 
@@ -36,6 +40,7 @@ impl EmbeddedStore {
             let txn = db.begin_write().map_err(redb::Error::from)?;
             txn.open_table(BUDGETS).map_err(redb::Error::from)?;
             txn.open_table(EVENTS).map_err(redb::Error::from)?;
+            txn.open_table(HISTORY).map_err(redb::Error::from)?;
             txn.commit().map_err(redb::Error::from)?;
             Ok(EmbeddedStore { db: Arc::new(db), retention: DEFAULT_EVENT_RETENTION })
         })
@@ -120,6 +125,54 @@ impl StateStore for EmbeddedStore {
                 events.push(StoredEvent { id: EventId { ms, seq }, record: decode_event(value.value())? });
             }
             Ok(events)
+        })
+        .await
+    }
+
+    async fn append_history(
+        &self,
+        key: &str,
+        entry: &HistoryEntry,
+        keep: usize,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let (key, entry) = (key.to_owned(), entry.clone());
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(redb::Error::from)?;
+            {
+                let mut table = txn.open_table(HISTORY).map_err(redb::Error::from)?;
+                let mut entries: Vec<HistoryEntry> = match table.get(key.as_str()).map_err(redb::Error::from)? {
+                    Some(raw) => {
+                        serde_json::from_slice(raw.value()).map_err(|e| StoreError::Corrupt(format!("history: {e}")))?
+                    }
+                    None => Vec::new(),
+                };
+                let now_ms = entry.time_ms;
+                entries.push(entry);
+                let mut entries = fresh(entries, now_ms, ttl);
+                let excess = entries.len().saturating_sub(keep);
+                entries.drain(..excess);
+                let raw = serde_json::to_vec(&entries).expect("history serializes");
+                table.insert(key.as_str(), raw.as_slice()).map_err(redb::Error::from)?;
+            }
+            txn.commit().map_err(redb::Error::from)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn history(&self, key: &str, now_ms: u64, ttl: Duration) -> Result<Vec<HistoryEntry>, StoreError> {
+        let key = key.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(redb::Error::from)?;
+            let table = txn.open_table(HISTORY).map_err(redb::Error::from)?;
+            let entries: Vec<HistoryEntry> = match table.get(key.as_str()).map_err(redb::Error::from)? {
+                Some(raw) => {
+                    serde_json::from_slice(raw.value()).map_err(|e| StoreError::Corrupt(format!("history: {e}")))?
+                }
+                None => Vec::new(),
+            };
+            Ok(fresh(entries, now_ms, ttl))
         })
         .await
     }

@@ -10,7 +10,11 @@ pub mod redis;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
+
+use crate::analysis::HistoryEntry;
 
 use crate::events::{EventId, EventRecord, StoredEvent};
 use crate::policy::{Budget, BudgetVerdict};
@@ -48,6 +52,18 @@ pub trait StateStore: Send + Sync + 'static {
     /// Reads up to `limit` events, oldest first, strictly after `after` (from the start when `None`).
     async fn read_events(&self, after: Option<EventId>, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
 
+    /// Adds an alert to the container `key`'s history, keeping the newest `keep` within `ttl` of `now_ms`.
+    async fn append_history(
+        &self,
+        key: &str,
+        entry: &HistoryEntry,
+        keep: usize,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// The container `key`'s history within `ttl` of `now_ms`, oldest first.
+    async fn history(&self, key: &str, now_ms: u64, ttl: Duration) -> Result<Vec<HistoryEntry>, StoreError>;
+
     /// The backend's name for logs: `redis` or `embedded`.
     fn backend(&self) -> &'static str;
 }
@@ -77,6 +93,17 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn StateStore>, StoreErro
 
 fn decode_event(json: &[u8]) -> Result<EventRecord, StoreError> {
     serde_json::from_slice(json).map_err(|e| StoreError::Corrupt(format!("event: {e}")))
+}
+
+fn decode_history(json: &[u8]) -> Result<HistoryEntry, StoreError> {
+    serde_json::from_slice(json).map_err(|e| StoreError::Corrupt(format!("history: {e}")))
+}
+
+/// Entries within `ttl` of `now_ms`, oldest first.
+fn fresh(mut entries: Vec<HistoryEntry>, now_ms: u64, ttl: Duration) -> Vec<HistoryEntry> {
+    entries.retain(|e| now_ms.saturating_sub(e.time_ms) <= ttl.as_millis() as u64);
+    entries.sort_by_key(|e| e.time_ms);
+    entries
 }
 
 fn encode_event(record: &EventRecord) -> Vec<u8> {

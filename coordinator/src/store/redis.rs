@@ -3,16 +3,19 @@
 //! Keys carry a hash tag so that one container's keys share a Redis Cluster slot:
 //! `hemostat:{<container key>}:budget` (hash: `last_action_ms`) and `hemostat:{<container key>}:attempts`
 //! (sorted set of attempt times). The event log is the stream `hemostat:events`, trimmed approximately to
-//! its retention. A budget decision is one `EVALSHA` of [`BUDGET_SCRIPT`].
+//! its retention. A budget decision is one `EVALSHA` of [`BUDGET_SCRIPT`]. Alert history is the list
+//! `hemostat:{<container key>}:history`, newest first, trimmed to its size and expiring with its TTL.
 
 use async_trait::async_trait;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use redis::streams::{StreamMaxlen, StreamRangeReply};
 
-use super::{DEFAULT_EVENT_RETENTION, StateStore, StoreError, decode_event, encode_event};
+use super::{DEFAULT_EVENT_RETENTION, StateStore, StoreError, decode_event, decode_history, encode_event, fresh};
+use crate::analysis::HistoryEntry;
 use crate::events::{EventId, EventRecord, StoredEvent};
 use crate::policy::{Budget, BudgetVerdict};
+use std::time::Duration;
 
 /// The event log's stream key.
 const EVENTS_KEY: &str = "hemostat:events";
@@ -107,6 +110,36 @@ impl StateStore for RedisStore {
                 Ok(StoredEvent { id, record: decode_event(&raw)? })
             })
             .collect()
+    }
+
+    async fn append_history(
+        &self,
+        key: &str,
+        entry: &HistoryEntry,
+        keep: usize,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let list = format!("hemostat:{{{key}}}:history");
+        let raw = serde_json::to_vec(entry).expect("history serializes");
+        let _: () = redis::pipe()
+            .atomic()
+            .lpush(&list, raw)
+            .ignore()
+            .ltrim(&list, 0, keep.max(1) as isize - 1)
+            .ignore()
+            .pexpire(&list, ttl.as_millis() as i64)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn history(&self, key: &str, now_ms: u64, ttl: Duration) -> Result<Vec<HistoryEntry>, StoreError> {
+        let mut conn = self.conn.clone();
+        let raw: Vec<Vec<u8>> = conn.lrange(format!("hemostat:{{{key}}}:history"), 0, -1).await?;
+        let entries = raw.iter().map(|r| decode_history(r)).collect::<Result<Vec<_>, _>>()?;
+        Ok(fresh(entries, now_ms, ttl))
     }
 
     fn backend(&self) -> &'static str {

@@ -1,5 +1,3 @@
-//! Analysis: what a reported problem means and what, if anything, to do about it.
-//!
 //! The rules for a container exit, in order (the first that matches decides):
 //!
 //! | # | condition | result |
@@ -99,6 +97,8 @@ mod tests {
             restart_policy: restart_policy.into(),
             labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             started_at: None,
+            memory_limit: 0,
+            cpu_limit: 0.0,
         }
     }
 

@@ -1,0 +1,174 @@
+//! Analysis: what a health alert means, and what, if anything, to do about it.
+//!
+//! The [`Analyzer`] gathers the container's samples (the node's recent ones and those kept in the alert
+//! history), applies the decision table of [`rules`], and, when an LLM is configured, asks it instead
+//! ([`llm`]), falling back to the rules on any failure. A decision for an action below the confidence
+//! threshold becomes a false alarm. Every decision carries its [`evidence`].
+
+pub mod evidence;
+pub mod exit;
+pub mod llm;
+pub mod patterns;
+pub mod rules;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::container::{AlertReport, Anomaly, ContainerFacts};
+use crate::events::Action;
+use evidence::Evidence;
+use llm::{LlmClient, LlmConfig};
+use patterns::{PatternConfig, Sample};
+
+/// The label that narrows the actions allowed on a container, e.g. `hemostat.actions=restart` (or `none`).
+pub const ACTIONS_LABEL: &str = "hemostat.actions";
+
+/// One earlier alert of a container, as kept in the state store.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// When it was recorded, Unix milliseconds.
+    pub time_ms: u64,
+    /// Its anomalies.
+    pub anomalies: Vec<Anomaly>,
+    /// The samples it carried.
+    pub samples: Vec<Sample>,
+}
+
+/// The analyzer's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AnalyzerConfig {
+    /// `ANALYZER_CONFIDENCE_THRESHOLD`: below it, a decision is a false alarm.
+    pub confidence_threshold: f64,
+    /// Pattern windows.
+    pub patterns: PatternConfig,
+    /// `ANALYZER_HISTORY_SIZE`: alerts kept per container.
+    pub history_size: usize,
+    /// `ANALYZER_HISTORY_TTL`: how long they are kept.
+    pub history_ttl: Duration,
+    /// The LLM, if configured.
+    pub llm: Option<LlmConfig>,
+}
+
+impl Default for AnalyzerConfig {
+    fn default() -> Self {
+        AnalyzerConfig {
+            confidence_threshold: 0.7,
+            patterns: PatternConfig::default(),
+            history_size: 10,
+            history_ttl: Duration::from_secs(3600),
+            llm: None,
+        }
+    }
+}
+
+/// A decision, ready to record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    /// The action to take; `None` is a false alarm.
+    pub action: Option<Action>,
+    /// Why.
+    pub reason: String,
+    /// How sure, 0 to 1.
+    pub confidence: f64,
+    /// `rules` or `ai`.
+    pub method: &'static str,
+    /// The rule's name or the model's.
+    pub decided_by: String,
+    /// The evidence, JSON.
+    pub evidence: String,
+}
+
+/// The analyzer.
+pub struct Analyzer {
+    config: AnalyzerConfig,
+    llm: Option<LlmClient>,
+}
+
+impl Analyzer {
+    /// An analyzer with `config`.
+    pub fn new(config: AnalyzerConfig) -> Self {
+        let llm = config.llm.clone().map(LlmClient::new);
+        Analyzer { config, llm }
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &AnalyzerConfig {
+        &self.config
+    }
+
+    /// Whether decisions may take long (an LLM is configured).
+    pub fn is_slow(&self) -> bool {
+        self.llm.is_some()
+    }
+
+    /// Decides about `alert`, given the container's earlier alerts. `None` when the alert needs no record
+    /// (a requested or clean exit).
+    pub async fn analyze(&self, alert: &AlertReport, history: &[HistoryEntry], now_ms: u64) -> Option<Verdict> {
+        let samples = samples_of(alert, history);
+        let rule = rules::decide(alert, &samples, &self.config.patterns)?;
+        let evidence = Evidence::gather(alert, &samples, history, now_ms);
+        let allowed = allowed_actions(&alert.container);
+        let (mut action, mut reason, confidence, method, decided_by) = match &self.llm {
+            Some(llm) => match llm.decide(&evidence.fenced(), &allowed).await {
+                Ok(d) => (d.action, d.reason, d.confidence, "ai", llm.model().to_owned()),
+                Err(error) => {
+                    tracing::warn!(%error, container = %alert.container.name, "AI analysis failed; using the rules");
+                    (
+                        rule.action,
+                        format!("{} (AI not used: {error})", rule.reason),
+                        rule.confidence,
+                        "rules",
+                        rule.rule.to_owned(),
+                    )
+                }
+            },
+            None => (rule.action, rule.reason, rule.confidence, "rules", rule.rule.to_owned()),
+        };
+        if let Some(a) = action {
+            if !allowed.contains(&a) {
+                reason = format!("{reason}; but {a:?} is not allowed by the {ACTIONS_LABEL} label");
+                action = None;
+            } else if confidence < self.config.confidence_threshold {
+                reason = format!(
+                    "confidence {confidence:.2} is below the threshold {:.2}: {reason}",
+                    self.config.confidence_threshold
+                );
+                action = None;
+            }
+        }
+        Some(Verdict { action, reason, confidence, method, decided_by, evidence: evidence.to_json() })
+    }
+}
+
+/// The container's samples: those of earlier alerts and the alert's own, oldest first.
+pub fn samples_of(alert: &AlertReport, history: &[HistoryEntry]) -> Vec<Sample> {
+    let mut samples: Vec<Sample> = history.iter().flat_map(|h| h.samples.iter().copied()).collect();
+    samples.extend(alert_samples(alert));
+    patterns::merge(samples)
+}
+
+/// The alert's own samples, reduced for the history.
+pub fn alert_samples(alert: &AlertReport) -> Vec<Sample> {
+    alert
+        .recent
+        .iter()
+        .filter_map(|m| {
+            let at = m.sampled_at?.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64;
+            Some(Sample { at_ms: at, cpu: m.cpu_percent, memory_used: m.memory_used, memory_limit: m.memory_limit })
+        })
+        .collect()
+}
+
+/// The actions allowed on a container: every action HemoStat knows, narrowed by the `hemostat.actions`
+/// label (a comma-separated list; `none` allows nothing).
+pub fn allowed_actions(container: &ContainerFacts) -> Vec<Action> {
+    let all = [Action::Restart];
+    match container.labels.get(ACTIONS_LABEL) {
+        None => all.to_vec(),
+        Some(list) => {
+            let names: Vec<String> = list.split(',').map(|n| n.trim().to_ascii_lowercase()).collect();
+            all.into_iter().filter(|a| names.iter().any(|n| n == a.name())).collect()
+        }
+    }
+}

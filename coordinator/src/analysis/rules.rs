@@ -1,0 +1,303 @@
+//! The rule-based analyzer: the original's rules and confidences, written down as one decision table and
+//! evaluated in this order (the first row that matches decides).
+//!
+//! | # | rule | matches when | action | confidence |
+//! |---|---|---|---|---|
+//! | 1 | `ignored` | an exit that was requested (`docker stop`/`kill`), clean (code 0), or of an opted-out container | — (no event) | — |
+//! | 2 | `excessive_restarts` | the container restarts more than the limit within the window | none: restarting a crash loop does not help | 0.60 |
+//! | 3 | `docker_restart_policy` | an unexpected exit, and Docker's restart policy restarts it | none | 0.90 |
+//! | 4 | `non_zero_exit` | an unexpected non-zero exit or OOM kill | restart | 0.90 |
+//! | 5 | `critical_anomaly` | a critical memory anomaly, or a critical CPU anomaly that is sustained | restart | 0.85 |
+//! | 6 | `memory_leak` | the samples show a memory leak (see [`super::patterns`]) | restart | 0.80 |
+//! | 7 | `sustained_high_cpu` | CPU above its threshold for the whole sustain window | restart | 0.75 |
+//! | 8 | `unhealthy` | the health check fails | restart | 0.70 |
+//! | 9 | `transient_spike` | CPU or memory above the threshold for less than the sustain window | none | 0.65 |
+//! | 10 | `no_rule` | anything else (medium severities, stable high memory) | none | 0.50 |
+//!
+//! A decision for an action whose confidence is below `ANALYZER_CONFIDENCE_THRESHOLD` (0.7) becomes a false
+//! alarm (see [`super::Analyzer`]).
+
+use super::exit::{Assessment, Decision, assess_exit};
+use super::patterns::{Excursion, PatternConfig, Sample, excursion, memory_leak};
+use crate::container::{AlertReport, AnomalyKind, Severity};
+use crate::events::Action;
+
+/// What the table decided, before the confidence threshold.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuleDecision {
+    /// The row's name.
+    pub rule: &'static str,
+    /// The action, if the row calls for one.
+    pub action: Option<Action>,
+    /// Why, for people.
+    pub reason: String,
+    /// The row's confidence.
+    pub confidence: f64,
+}
+
+fn row(rule: &'static str, action: Option<Action>, confidence: f64, reason: String) -> Option<RuleDecision> {
+    Some(RuleDecision { rule, action, reason, confidence })
+}
+
+/// Applies the table to an alert and the container's samples (oldest first, current last). `None` means
+/// row 1: nothing to record.
+pub fn decide(alert: &AlertReport, samples: &[Sample], config: &PatternConfig) -> Option<RuleDecision> {
+    let anomaly = |kind| alert.anomalies.iter().find(|a| a.kind == kind);
+    if let Some(exit) = &alert.exit
+        && let Assessment::Ignore { .. } = assess_exit(&alert.container, exit)
+    {
+        return None;
+    }
+    if let Some(restarts) = anomaly(AnomalyKind::ExcessiveRestarts) {
+        return row(
+            "excessive_restarts",
+            None,
+            0.6,
+            format!(
+                "{} restarts within the window (limit {}): restarting a crash loop does not help; it needs a person",
+                restarts.actual, restarts.threshold
+            ),
+        );
+    }
+    if let Some(exit) = &alert.exit
+        && let Assessment::Decide(decision) = assess_exit(&alert.container, exit)
+    {
+        return match decision {
+            Decision::FalseAlarm { reason, confidence } => row("docker_restart_policy", None, confidence, reason),
+            Decision::Remediate { action, reason, confidence } => {
+                row("non_zero_exit", Some(action), confidence, reason)
+            }
+        };
+    }
+    let cpu = anomaly(AnomalyKind::HighCpu);
+    let memory = anomaly(AnomalyKind::HighMemory);
+    let cpu_run = cpu.map(|a| excursion(samples, a.threshold, config.sustain, |s| s.cpu));
+    let memory_run = memory.map(|a| excursion(samples, a.threshold, config.sustain, |s| Some(s.memory_percent())));
+    let sustained = |run: Option<Excursion>| matches!(run, Some(Excursion::Sustained { .. }));
+
+    if let Some(m) = memory.filter(|m| m.severity == Severity::Critical) {
+        return row(
+            "critical_anomaly",
+            Some(Action::Restart),
+            0.85,
+            format!("memory critical: {:.1} % of the limit", m.actual),
+        );
+    }
+    if let Some(c) = cpu.filter(|c| c.severity == Severity::Critical && sustained(cpu_run)) {
+        return row(
+            "critical_anomaly",
+            Some(Action::Restart),
+            0.85,
+            format!("CPU critical: {:.1} %, above {} % for {}s", c.actual, c.threshold, above_secs(cpu_run)),
+        );
+    }
+    if let Some(leak) = memory_leak(samples, config) {
+        return row(
+            "memory_leak",
+            Some(Action::Restart),
+            0.8,
+            format!(
+                "memory leak: rising {:.1} KiB/s (R² {:.2}), the limit in about {} min",
+                leak.bytes_per_second / 1024.0,
+                leak.r_squared,
+                leak.time_to_limit.as_secs() / 60
+            ),
+        );
+    }
+    if let Some(c) = cpu.filter(|c| c.severity >= Severity::High && sustained(cpu_run)) {
+        return row(
+            "sustained_high_cpu",
+            Some(Action::Restart),
+            0.75,
+            format!("sustained high CPU: {:.1} %, above {} % for {}s", c.actual, c.threshold, above_secs(cpu_run)),
+        );
+    }
+    if anomaly(AnomalyKind::Unhealthy).is_some() {
+        return row("unhealthy", Some(Action::Restart), 0.7, "the health check is failing".into());
+    }
+    let transient = |run: Option<Excursion>| matches!(run, Some(Excursion::Transient { .. }));
+    if cpu.is_some_and(|c| c.severity >= Severity::High) && transient(cpu_run)
+        || memory.is_some_and(|m| m.severity >= Severity::High) && transient(memory_run)
+    {
+        let what = if transient(cpu_run) { "CPU" } else { "memory" };
+        let secs = if transient(cpu_run) { above_secs(cpu_run) } else { above_secs(memory_run) };
+        return row(
+            "transient_spike",
+            None,
+            0.65,
+            format!(
+                "transient spike: {what} above its threshold for {secs}s, less than the {}s sustain window",
+                config.sustain.as_secs()
+            ),
+        );
+    }
+    row("no_rule", None, 0.5, format!("no rule calls for action on: {}", alert.summary()))
+}
+
+fn above_secs(run: Option<Excursion>) -> u64 {
+    match run {
+        Some(Excursion::Sustained { above_for } | Excursion::Transient { above_for }) => above_for.as_secs(),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::patterns::tests::{cpu_series, memory_series};
+    use crate::container::{Anomaly, ContainerFacts, ExitReport, Health, Status};
+
+    fn facts(restart_policy: &str) -> ContainerFacts {
+        ContainerFacts {
+            id: "c1".into(),
+            name: "web".into(),
+            image: "busybox".into(),
+            status: Status::Running,
+            health: Health::None,
+            exit_code: 0,
+            restart_policy: restart_policy.into(),
+            labels: Default::default(),
+            started_at: None,
+            memory_limit: 0,
+            cpu_limit: 0.0,
+        }
+    }
+
+    fn alert(
+        anomalies: &[(AnomalyKind, Severity, f64, f64)],
+        exit: Option<ExitReport>,
+        restart_policy: &str,
+    ) -> AlertReport {
+        AlertReport {
+            container: facts(restart_policy),
+            anomalies: anomalies
+                .iter()
+                .map(|(kind, severity, threshold, actual)| Anomaly {
+                    kind: *kind,
+                    severity: *severity,
+                    threshold: *threshold,
+                    actual: *actual,
+                })
+                .collect(),
+            metrics: None,
+            exit,
+            observed_at: None,
+            reasserted: false,
+            recent: vec![],
+            log_tail: vec![],
+            health_outputs: vec![],
+        }
+    }
+
+    fn decided(alert: &AlertReport, samples: &[Sample]) -> (&'static str, Option<Action>, f64) {
+        let d = decide(alert, samples, &PatternConfig::default()).expect("a decision");
+        (d.rule, d.action, d.confidence)
+    }
+
+    use AnomalyKind::*;
+    use Severity::*;
+
+    const RESTART: Option<Action> = Some(Action::Restart);
+
+    #[test]
+    fn row_1_requested_clean_and_opted_out_exits_are_ignored() {
+        for exit in [
+            ExitReport { exit_code: 143, oom_killed: false, stop_requested: true },
+            ExitReport { exit_code: 0, oom_killed: false, stop_requested: false },
+        ] {
+            assert_eq!(
+                decide(&alert(&[(NonZeroExit, High, 0.0, 143.0)], Some(exit), "no"), &[], &PatternConfig::default()),
+                None,
+                "{exit:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn row_2_a_crash_loop_is_not_restarted() {
+        let loop_alert = alert(
+            &[(ExcessiveRestarts, High, 5.0, 7.0), (NonZeroExit, High, 0.0, 1.0)],
+            Some(ExitReport { exit_code: 1, oom_killed: false, stop_requested: false }),
+            "always",
+        );
+        let (rule, action, confidence) = decided(&loop_alert, &[]);
+        assert_eq!((rule, action, confidence), ("excessive_restarts", None, 0.6));
+    }
+
+    #[test]
+    fn rows_3_and_4_unexpected_exits() {
+        let crash = Some(ExitReport { exit_code: 1, oom_killed: false, stop_requested: false });
+        assert_eq!(
+            decided(&alert(&[(NonZeroExit, High, 0.0, 1.0)], crash, "unless-stopped"), &[]),
+            ("docker_restart_policy", None, 0.9)
+        );
+        assert_eq!(
+            decided(&alert(&[(NonZeroExit, High, 0.0, 1.0)], crash, "no"), &[]),
+            ("non_zero_exit", RESTART, 0.9)
+        );
+        let oom = Some(ExitReport { exit_code: 137, oom_killed: true, stop_requested: false });
+        assert_eq!(
+            decided(&alert(&[(OomKilled, Critical, 0.0, 137.0)], oom, "no"), &[]),
+            ("non_zero_exit", RESTART, 0.9)
+        );
+    }
+
+    #[test]
+    fn row_5_critical_memory_at_once_critical_cpu_only_when_sustained() {
+        assert_eq!(
+            decided(&alert(&[(HighMemory, Critical, 80.0, 97.0)], None, "no"), &[]),
+            ("critical_anomaly", RESTART, 0.85)
+        );
+        let sustained = cpu_series(30, &[99.0, 99.0, 99.0]);
+        assert_eq!(
+            decided(&alert(&[(HighCpu, Critical, 85.0, 99.0)], None, "no"), &sustained),
+            ("critical_anomaly", RESTART, 0.85)
+        );
+        let spike = cpu_series(30, &[10.0, 12.0, 99.0]);
+        assert_eq!(
+            decided(&alert(&[(HighCpu, Critical, 85.0, 99.0)], None, "no"), &spike),
+            ("transient_spike", None, 0.65)
+        );
+    }
+
+    #[test]
+    fn row_6_a_memory_leak_is_restarted_before_it_hits_the_limit() {
+        let rising: Vec<f64> = (0..10).map(|i| 180.0 + 2.0 * i as f64).collect();
+        let samples = memory_series(60, &rising, 256);
+        assert_eq!(
+            decided(&alert(&[(HighMemory, Medium, 80.0, 77.0)], None, "no"), &samples),
+            ("memory_leak", RESTART, 0.8)
+        );
+    }
+
+    #[test]
+    fn row_7_sustained_cpu_including_between_the_threshold_and_90() {
+        let samples = cpu_series(30, &[20.0, 86.0, 87.0, 88.0]);
+        assert_eq!(
+            decided(&alert(&[(HighCpu, High, 85.0, 88.0)], None, "no"), &samples),
+            ("sustained_high_cpu", RESTART, 0.75)
+        );
+    }
+
+    #[test]
+    fn row_8_unhealthy() {
+        assert_eq!(decided(&alert(&[(Unhealthy, High, 0.0, 1.0)], None, "no"), &[]), ("unhealthy", RESTART, 0.7));
+    }
+
+    #[test]
+    fn rows_9_and_10_spikes_and_everything_else_need_no_action() {
+        let samples = cpu_series(30, &[20.0, 30.0, 88.0]);
+        assert_eq!(
+            decided(&alert(&[(HighCpu, High, 85.0, 88.0)], None, "no"), &samples),
+            ("transient_spike", None, 0.65)
+        );
+        let samples = cpu_series(30, &[70.0, 70.0, 70.0]);
+        assert_eq!(decided(&alert(&[(HighCpu, Medium, 85.0, 70.0)], None, "no"), &samples), ("no_rule", None, 0.5));
+        let flat = memory_series(60, &[210.0; 10], 256);
+        assert_eq!(
+            decided(&alert(&[(HighMemory, High, 80.0, 82.0)], None, "no"), &flat),
+            ("no_rule", None, 0.5),
+            "stable high memory"
+        );
+    }
+}
