@@ -6,11 +6,13 @@
 //!   label, removed on drop, so tests run in parallel without touching each other's containers.
 //! - [`fleet`]: a coordinator and nodes running in-process, each on its own runtime so a test can kill one
 //!   abruptly; operator clients.
+//! - [`llm`]: a local HTTP server that speaks the OpenAI and Anthropic wire formats from a script.
 //! - [`eventually`]: wait for a condition with a deadline, instead of sleeping and hoping.
 
 pub mod docker;
 pub mod eventually;
 pub mod fleet;
+pub mod llm;
 pub mod pki;
 pub mod redis;
 

@@ -40,6 +40,33 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Runs `redis-cli` against the server and returns its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out =
+            Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Commands the server has processed so far (`INFO stats`).
+    pub fn commands_processed(&self) -> u64 {
+        let info = self.cli(&["info", "stats"]);
+        info.lines()
+            .find_map(|l| l.strip_prefix("total_commands_processed:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("INFO stats has total_commands_processed")
+    }
+
+    /// How many times the server ran `command` (`INFO commandstats`).
+    pub fn command_calls(&self, command: &str) -> u64 {
+        let info = self.cli(&["info", "commandstats"]);
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Kills the server (SIGKILL) and starts it again on the same port and data (append-only file).
     pub fn restart(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -4,6 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hemostat_coordinator::analysis::HistoryEntry;
+use hemostat_coordinator::analysis::patterns::Sample;
+use hemostat_coordinator::container::{Anomaly, AnomalyKind, Severity};
 use hemostat_coordinator::events::{EventKind, EventRecord};
 use hemostat_coordinator::policy::{Budget, BudgetVerdict};
 use hemostat_coordinator::store::{self, StateStore, StoreConfig};
@@ -164,4 +167,45 @@ async fn open_retrying(config: &StoreConfig) -> Arc<dyn StateStore> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("cannot reopen the store");
+}
+
+fn history_entry(time_ms: u64) -> HistoryEntry {
+    HistoryEntry {
+        time_ms,
+        anomalies: vec![Anomaly {
+            kind: AnomalyKind::HighCpu,
+            severity: Severity::High,
+            threshold: 85.0,
+            actual: 90.0,
+        }],
+        samples: vec![Sample { at_ms: time_ms, cpu: Some(90.0), memory_used: 1, memory_limit: 2 }],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alert_history_is_bounded_expires_and_survives_reopening() {
+    for b in backends().await {
+        let ttl = Duration::from_secs(3600);
+        for i in 0..12 {
+            b.store.append_history("n/web", &history_entry(T0 + i * MIN), 10, ttl).await.unwrap();
+        }
+        b.store.append_history("n/db", &history_entry(T0), 10, ttl).await.unwrap();
+        let now = T0 + 11 * MIN;
+        let times = |h: Vec<HistoryEntry>| h.iter().map(|e| (e.time_ms - T0) / MIN).collect::<Vec<_>>();
+        assert_eq!(
+            times(b.store.history("n/web", now, ttl).await.unwrap()),
+            (2..12).collect::<Vec<_>>(),
+            "{}",
+            b.store.backend()
+        );
+        // Entries older than the TTL no longer count.
+        assert_eq!(times(b.store.history("n/web", T0 + 66 * MIN, ttl).await.unwrap()), (6..12).collect::<Vec<_>>());
+        assert!(b.store.history("n/none", now, ttl).await.unwrap().is_empty());
+        let backend = b.store.backend();
+        drop(b.store);
+        let reopened = open_retrying(&b.config).await;
+        let kept = reopened.history("n/web", now, ttl).await.unwrap();
+        assert_eq!(kept.len(), 10, "{backend}: the history survives a restart");
+        assert_eq!(kept[9], history_entry(T0 + 11 * MIN));
+    }
 }
