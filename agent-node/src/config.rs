@@ -9,6 +9,7 @@ use hemostat_pki::TlsFiles;
 use serde::Deserialize;
 
 use crate::detection::DetectionConfig;
+use crate::executor::{DEFAULT_EXEC_ALLOWLIST, ExecutionPolicy, parse_allowlist};
 use crate::inventory::ContainerSelector;
 use crate::outbox::DEFAULT_CAPACITY;
 
@@ -91,6 +92,19 @@ pub struct NodeArgs {
     /// Log lines gathered at each failure as evidence, 0 for none [default: 50].
     #[arg(long, env = "NODE_EVIDENCE_LOG_LINES")]
     pub log_lines: Option<usize>,
+    /// Actions this node executes, comma-separated [default: restart,exec].
+    #[arg(long, env = "NODE_ALLOWED_ACTIONS")]
+    pub allowed_actions: Option<String>,
+    /// Diagnostic commands allowed for exec, `;`-separated, each matched as a whole argument vector
+    /// [default: ps;top -b -n 1;df -h;free -m;uptime;uname -a].
+    #[arg(long, env = "RESPONDER_EXEC_ALLOWLIST")]
+    pub exec_allowlist: Option<String>,
+    /// Longest an exec may run, in seconds [default: 10].
+    #[arg(long, env = "RESPONDER_EXEC_TIMEOUT_SECONDS")]
+    pub exec_timeout_seconds: Option<u64>,
+    /// Seconds a restarted container is watched before it counts as a success [default: 30].
+    #[arg(long, env = "RESPONDER_VERIFY_SECONDS")]
+    pub verify_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,6 +126,10 @@ struct NodeFile {
     reassert_seconds: Option<u64>,
     blacklist: Option<String>,
     log_lines: Option<usize>,
+    allowed_actions: Option<String>,
+    exec_allowlist: Option<String>,
+    exec_timeout_seconds: Option<u64>,
+    verify_seconds: Option<u64>,
 }
 
 /// The resolved node configuration.
@@ -139,6 +157,8 @@ pub struct NodeConfig {
     pub detection: DetectionConfig,
     /// Log lines gathered at each failure.
     pub log_lines: usize,
+    /// What the node allows, whatever the coordinator asks.
+    pub execution: ExecutionPolicy,
 }
 
 impl NodeConfig {
@@ -201,6 +221,19 @@ impl NodeConfig {
             poll_interval: Duration::from_secs(poll_interval),
             detection,
             log_lines: pick!(log_lines).unwrap_or(50).min(1000),
+            execution: ExecutionPolicy {
+                allowed_actions: match pick!(allowed_actions) {
+                    Some(list) => {
+                        list.split(',').map(|a| a.trim().to_ascii_lowercase()).filter(|a| !a.is_empty()).collect()
+                    }
+                    None => ExecutionPolicy::default().allowed_actions,
+                },
+                exec_allowlist: parse_allowlist(
+                    &pick!(exec_allowlist).unwrap_or_else(|| DEFAULT_EXEC_ALLOWLIST.to_owned()),
+                ),
+                exec_timeout: Duration::from_secs(pick!(exec_timeout_seconds).unwrap_or(10).max(1)),
+                verify_window: Duration::from_secs(pick!(verify_seconds).unwrap_or(30)),
+            },
         })
     }
 }

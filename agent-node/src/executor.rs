@@ -1,13 +1,22 @@
-//! Executing the coordinator's commands on this host, under the node's own rules: whatever the coordinator
-//! asks, the node only acts on containers it watches (never an opted-out one), only with actions it knows,
-//! and runs each command id at most once (a command replayed after a reconnect is not run again).
+//! Executing the coordinator's commands on this host, under the node's own rules. Whatever the coordinator
+//! asks, the node acts only with the actions its configuration allows (`NODE_ALLOWED_ACTIONS`), runs only
+//! commands on its exec allow-list (`RESPONDER_EXEC_ALLOWLIST`, matched as a whole argument vector, never
+//! as a prefix or a shell string), acts only on containers it watches (never an opted-out one, never
+//! itself), and runs each command id at most once (a command replayed after a reconnect is not run again).
+//! A refused command is reported and logged. A compromised coordinator therefore cannot run arbitrary
+//! commands on the host.
+//!
+//! After a restart the node verifies: it watches the container for `RESPONDER_VERIFY_SECONDS` (30): still
+//! running, and healthy if it has a health check → `success`; otherwise `failed` with what it saw.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
+use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::query_parameters::RestartContainerOptions;
+use futures::StreamExt;
 use hemostat_proto::v1 as pb;
 use hemostat_proto::v1::session_request::Body;
 
@@ -18,15 +27,35 @@ use crate::outbox::Outbox;
 const REMEMBERED_COMMANDS: usize = 4096;
 /// The longest stop timeout the node accepts.
 const MAX_STOP_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The most output an exec returns.
+const MAX_OUTPUT: usize = 16 * 1024;
+
+/// The diagnostic commands allowed by default: read-only, and none that prints secrets (so not `env`).
+pub const DEFAULT_EXEC_ALLOWLIST: &str = "ps;top -b -n 1;df -h;free -m;uptime;uname -a";
 
 /// An action the node knows how to execute.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NodeAction {
     /// Graceful restart.
     Restart {
         /// How long to wait for a graceful stop.
         stop_timeout: Duration,
     },
+    /// A diagnostic command inside the container.
+    Exec {
+        /// The argument vector.
+        argv: Vec<String>,
+    },
+}
+
+impl NodeAction {
+    /// The action's name, as in `NODE_ALLOWED_ACTIONS`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            NodeAction::Restart { .. } => "restart",
+            NodeAction::Exec { .. } => "exec",
+        }
+    }
 }
 
 /// A command from the coordinator, checked and converted from the wire.
@@ -52,9 +81,76 @@ impl CommandRequest {
                     Ok(NodeAction::Restart { stop_timeout })
                 }
             }
+            pb::Action::Exec if command.argv.is_empty() => Err("exec without a command".to_owned()),
+            pb::Action::Exec => Ok(NodeAction::Exec { argv: command.argv }),
             other => Err(format!("action {} is not one this node executes", other.as_str_name())),
         };
         CommandRequest { id: command.command_id, container_id: command.container_id, action }
+    }
+}
+
+/// What the node allows, whatever the coordinator asks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecutionPolicy {
+    /// Action names allowed (`restart`, `exec`).
+    pub allowed_actions: Vec<String>,
+    /// Exec commands allowed, each a whole argument vector.
+    pub exec_allowlist: Vec<Vec<String>>,
+    /// Longest an exec may run.
+    pub exec_timeout: Duration,
+    /// How long a restarted container is watched before it counts as a success.
+    pub verify_window: Duration,
+}
+
+impl Default for ExecutionPolicy {
+    fn default() -> Self {
+        ExecutionPolicy {
+            allowed_actions: vec!["restart".into(), "exec".into()],
+            exec_allowlist: parse_allowlist(DEFAULT_EXEC_ALLOWLIST),
+            exec_timeout: Duration::from_secs(10),
+            verify_window: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Parses an allow-list: commands separated by `;`, each split on whitespace into its argument vector.
+pub fn parse_allowlist(spec: &str) -> Vec<Vec<String>> {
+    spec.split(';')
+        .map(|command| command.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .filter(|argv| !argv.is_empty())
+        .collect()
+}
+
+impl ExecutionPolicy {
+    /// Why the node refuses `action`, if it does.
+    pub fn refusal(&self, action: &NodeAction) -> Option<String> {
+        if !self.allowed_actions.iter().any(|a| a == action.name()) {
+            return Some(format!("action {} is not allowed on this node (NODE_ALLOWED_ACTIONS)", action.name()));
+        }
+        if let NodeAction::Exec { argv } = action
+            && !self.exec_allowlist.iter().any(|allowed| allowed == argv)
+        {
+            let shown: Vec<String> = argv
+                .iter()
+                .take(8)
+                .map(|a| a.chars().take(64).collect::<String>().escape_debug().to_string())
+                .collect();
+            return Some(format!("command {shown:?} is not on this node's exec allow-list (RESPONDER_EXEC_ALLOWLIST)"));
+        }
+        None
+    }
+}
+
+/// The result of one command.
+struct Done {
+    outcome: pb::Outcome,
+    detail: String,
+    output: String,
+}
+
+impl Done {
+    fn new(outcome: pb::Outcome, detail: impl Into<String>) -> Self {
+        Done { outcome, detail: detail.into(), output: String::new() }
     }
 }
 
@@ -62,14 +158,15 @@ impl CommandRequest {
 pub struct Executor {
     docker: Docker,
     selector: ContainerSelector,
+    policy: ExecutionPolicy,
     outbox: Arc<Outbox>,
     seen: Mutex<(HashSet<String>, VecDeque<String>)>,
 }
 
 impl Executor {
-    /// An executor acting on the containers `selector` picks.
-    pub fn new(docker: Docker, selector: ContainerSelector, outbox: Arc<Outbox>) -> Self {
-        Executor { docker, selector, outbox, seen: Mutex::new((HashSet::new(), VecDeque::new())) }
+    /// An executor acting on the containers `selector` picks, under `policy`.
+    pub fn new(docker: Docker, selector: ContainerSelector, policy: ExecutionPolicy, outbox: Arc<Outbox>) -> Self {
+        Executor { docker, selector, policy, outbox, seen: Mutex::new((HashSet::new(), VecDeque::new())) }
     }
 
     /// Starts executing `command` in the background, unless its id ran already.
@@ -90,59 +187,151 @@ impl Executor {
         let executor = self.clone();
         tokio::spawn(async move {
             let started = Instant::now();
-            let (outcome, detail) = executor.execute(&command).await;
+            let done = executor.execute(&command).await;
             let duration_ms = started.elapsed().as_millis() as u64;
-            match outcome {
-                pb::Outcome::Success => tracing::info!(command_id = %command.id, detail, duration_ms, "command done"),
-                _ => tracing::warn!(command_id = %command.id, ?outcome, detail, "command did not succeed"),
+            match done.outcome {
+                pb::Outcome::Success => {
+                    tracing::info!(command_id = %command.id, detail = %done.detail, duration_ms, "command done")
+                }
+                pb::Outcome::Refused => {
+                    tracing::warn!(command_id = %command.id, detail = %done.detail, "command refused")
+                }
+                outcome => {
+                    tracing::warn!(command_id = %command.id, ?outcome, detail = %done.detail, "command did not succeed")
+                }
             }
             executor.outbox.push(Body::CommandResult(pb::CommandResult {
                 command_id: command.id,
                 container_id: command.container_id,
-                outcome: outcome as i32,
-                detail,
+                outcome: done.outcome as i32,
+                detail: done.detail,
                 duration_ms,
+                output: done.output,
             }));
         });
     }
 
-    async fn execute(&self, command: &CommandRequest) -> (pb::Outcome, String) {
+    async fn execute(&self, command: &CommandRequest) -> Done {
         let action = match &command.action {
-            Ok(action) => *action,
-            Err(why) => return (pb::Outcome::Refused, format!("refused: {why}")),
+            Ok(action) => action,
+            Err(why) => return Done::new(pb::Outcome::Refused, format!("refused: {why}")),
         };
+        if let Some(why) = self.policy.refusal(action) {
+            return Done::new(pb::Outcome::Refused, format!("refused: {why}"));
+        }
         let inspect = match self.docker.inspect_container(&command.container_id, None).await {
             Ok(inspect) => inspect,
-            Err(error) => return (pb::Outcome::Failed, format!("cannot inspect the container: {error}")),
+            Err(error) => return Done::new(pb::Outcome::Failed, format!("cannot inspect the container: {error}")),
         };
         let labels = inspect.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
         let name = inspect.name.as_deref().unwrap_or_default();
-        if !self.selector.matches(inspect.id.as_deref().unwrap_or_default(), name, &labels) {
-            return (
+        let id = inspect.id.clone().unwrap_or_default();
+        if !self.selector.matches(&id, name, &labels) {
+            return Done::new(
                 pb::Outcome::Refused,
-                "refused: the container is not watched by this node (opted out, blacklisted, outside its selector, or the node itself)".into(),
+                "refused: the container is not watched by this node (opted out, blacklisted, outside its selector, or the node itself)",
             );
         }
         match action {
-            NodeAction::Restart { stop_timeout } => self.restart(&command.container_id, stop_timeout).await,
+            NodeAction::Restart { stop_timeout } => self.restart(&id, *stop_timeout).await,
+            NodeAction::Exec { argv } => self.exec(&id, argv).await,
         }
     }
 
-    async fn restart(&self, container_id: &str, stop_timeout: Duration) -> (pb::Outcome, String) {
+    async fn restart(&self, id: &str, stop_timeout: Duration) -> Done {
         let options = RestartContainerOptions { t: Some(stop_timeout.as_secs() as i32), signal: None };
-        if let Err(error) = self.docker.restart_container(container_id, Some(options)).await {
-            return (pb::Outcome::Failed, format!("restart failed: {error}"));
+        if let Err(error) = self.docker.restart_container(id, Some(options)).await {
+            return Done::new(pb::Outcome::Failed, format!("restart failed: {error}"));
         }
-        match self.docker.inspect_container(container_id, None).await {
-            Ok(inspect) => {
-                let state = inventory::state_from_inspect(&inspect);
-                if state.status() == pb::ContainerStatus::Running {
-                    (pb::Outcome::Success, "restarted; the container is running".into())
-                } else {
-                    (pb::Outcome::Failed, format!("restarted, but the container is {}", state.status().as_str_name()))
+        self.verify(id).await
+    }
+
+    /// Watches a restarted container for the verification window.
+    async fn verify(&self, id: &str) -> Done {
+        let window = self.policy.verify_window;
+        let started = Instant::now();
+        // A health check may still be starting at the end of the window: give it one more window.
+        let give_up = started + window * 2;
+        loop {
+            let state = match self.docker.inspect_container(id, None).await {
+                Ok(inspect) => inventory::state_from_inspect(&inspect),
+                Err(error) => {
+                    return Done::new(pb::Outcome::Failed, format!("restarted, but cannot inspect it: {error}"));
+                }
+            };
+            if state.status() != pb::ContainerStatus::Running {
+                return Done::new(
+                    pb::Outcome::Failed,
+                    format!(
+                        "restarted, but it is {} again (exit code {}) within {}s",
+                        state.status().as_str_name().trim_start_matches("CONTAINER_STATUS_").to_ascii_lowercase(),
+                        state.exit_code,
+                        started.elapsed().as_secs()
+                    ),
+                );
+            }
+            if state.health() == pb::HealthStatus::Unhealthy {
+                return Done::new(pb::Outcome::Failed, "restarted, but its health check still fails");
+            }
+            let settled = matches!(
+                state.health(),
+                pb::HealthStatus::None | pb::HealthStatus::Healthy | pb::HealthStatus::Unspecified
+            );
+            if started.elapsed() >= window && settled {
+                let health = if state.health() == pb::HealthStatus::Healthy { " and healthy" } else { "" };
+                return Done::new(
+                    pb::Outcome::Success,
+                    format!("restarted; running{health} for {}s", window.as_secs()),
+                );
+            }
+            if Instant::now() >= give_up {
+                return Done::new(
+                    pb::Outcome::Failed,
+                    format!("restarted, but not healthy after {}s", (window * 2).as_secs()),
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250).min(window.max(Duration::from_millis(10)))).await;
+        }
+    }
+
+    async fn exec(&self, id: &str, argv: &[String]) -> Done {
+        let options = CreateExecOptions {
+            cmd: Some(argv.to_vec()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let run = async {
+            let exec = self.docker.create_exec(id, options).await?;
+            let mut output = String::new();
+            if let StartExecResults::Attached { output: mut stream, .. } =
+                self.docker.start_exec(&exec.id, None).await?
+            {
+                while let Some(chunk) = stream.next().await {
+                    if output.len() < MAX_OUTPUT {
+                        output.push_str(&String::from_utf8_lossy(&chunk?.into_bytes()));
+                    }
                 }
             }
-            Err(error) => (pb::Outcome::Failed, format!("restarted, but cannot inspect it: {error}")),
+            let code = self.docker.inspect_exec(&exec.id).await?.exit_code;
+            Ok::<_, bollard::errors::Error>((code, output))
+        };
+        match tokio::time::timeout(self.policy.exec_timeout, run).await {
+            Err(_) => Done::new(
+                pb::Outcome::Failed,
+                format!("the command did not finish within {}s", self.policy.exec_timeout.as_secs()),
+            ),
+            Ok(Err(error)) => Done::new(pb::Outcome::Failed, format!("exec failed: {error}")),
+            Ok(Ok((code, output))) => {
+                let capped: String = output.chars().take(MAX_OUTPUT).collect();
+                let output = capped.lines().map(crate::redact::mask).collect::<Vec<_>>().join("\n");
+                let outcome = if code == Some(0) { pb::Outcome::Success } else { pb::Outcome::Failed };
+                Done {
+                    outcome,
+                    detail: format!("exited with code {}", code.map_or("?".into(), |c| c.to_string())),
+                    output,
+                }
+            }
         }
     }
 }
@@ -151,23 +340,56 @@ impl Executor {
 mod tests {
     use super::*;
 
-    #[test]
-    fn commands_the_node_cannot_execute_are_refused_with_a_reason() {
-        let command = |action: pb::Action, stop_timeout_seconds| pb::Command {
+    fn command(action: pb::Action, stop_timeout_seconds: u32, argv: &[&str]) -> pb::Command {
+        pb::Command {
             command_id: "c".into(),
             container_id: "x".into(),
             container_name: "web".into(),
             action: action as i32,
             stop_timeout_seconds,
-        };
+            argv: argv.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn commands_the_node_cannot_execute_are_refused_with_a_reason() {
         assert_eq!(
-            CommandRequest::from_proto(command(pb::Action::Restart, 10)).action,
+            CommandRequest::from_proto(command(pb::Action::Restart, 10, &[])).action,
             Ok(NodeAction::Restart { stop_timeout: Duration::from_secs(10) })
         );
-        assert!(CommandRequest::from_proto(command(pb::Action::Restart, 7200)).action.is_err());
-        assert!(CommandRequest::from_proto(command(pb::Action::Unspecified, 10)).action.is_err());
-        let mut unknown = command(pb::Action::Restart, 10);
+        assert!(CommandRequest::from_proto(command(pb::Action::Restart, 7200, &[])).action.is_err());
+        assert!(CommandRequest::from_proto(command(pb::Action::Unspecified, 10, &[])).action.is_err());
+        assert!(CommandRequest::from_proto(command(pb::Action::Exec, 0, &[])).action.is_err());
+        let mut unknown = command(pb::Action::Restart, 10, &[]);
         unknown.action = 99;
         assert!(CommandRequest::from_proto(unknown).action.is_err());
+    }
+
+    #[test]
+    fn the_allow_list_matches_whole_argument_vectors_only() {
+        let policy = ExecutionPolicy::default();
+        let exec =
+            |argv: &[&str]| policy.refusal(&NodeAction::Exec { argv: argv.iter().map(|a| a.to_string()).collect() });
+        assert_eq!(exec(&["uname", "-a"]), None);
+        assert_eq!(exec(&["top", "-b", "-n", "1"]), None);
+        for refused in [
+            &["uname"][..],
+            &["uname", "-a", "-r"],
+            &["uname -a"],
+            &["sh", "-c", "uname -a"],
+            &["uname", "-a;", "rm", "-rf", "/"],
+            &["env"],
+            &["/bin/uname", "-a"],
+        ] {
+            assert!(exec(refused).is_some(), "{refused:?} must be refused");
+        }
+        let restart_only = ExecutionPolicy { allowed_actions: vec!["restart".into()], ..ExecutionPolicy::default() };
+        assert!(
+            restart_only
+                .refusal(&NodeAction::Exec { argv: vec!["ps".into()] })
+                .unwrap()
+                .contains("NODE_ALLOWED_ACTIONS")
+        );
+        assert_eq!(parse_allowlist(" ps ; df -h;;"), vec![vec!["ps".to_string()], vec!["df".into(), "-h".into()]]);
     }
 }

@@ -72,12 +72,14 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         None => outbox::Outbox::new(config.spool_capacity),
     });
     let selector = config.selector.clone().with_own_container(inventory::own_container_id());
-    let executor = Arc::new(executor::Executor::new(docker.clone(), selector.clone(), outbox.clone()));
+    let executor =
+        Arc::new(executor::Executor::new(docker.clone(), selector.clone(), config.execution.clone(), outbox.clone()));
     let (observations, observed) = tokio::sync::mpsc::channel(4096);
-    let monitor = tokio::spawn(monitor::Monitor::new(config.detection, outbox.clone()).run(observed));
-    let watcher = tokio::spawn(
-        watcher::Watcher::new(docker.clone(), selector.clone(), observations.clone(), config.log_lines).run(),
-    );
+    let resync = Arc::new(tokio::sync::Notify::new());
+    let monitor = tokio::spawn(monitor::Monitor::new(config.detection, outbox.clone(), resync.clone()).run(observed));
+    let watcher =
+        watcher::Watcher::new(docker.clone(), selector.clone(), observations.clone(), config.log_lines, resync.clone());
+    let watcher = tokio::spawn(watcher.run());
     let poller = tokio::spawn(poller::Poller::new(docker, selector, config.poll_interval, observations).run());
     let settings = session::SessionSettings {
         endpoint: config.coordinator.clone(),
@@ -87,7 +89,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         reconnect_initial: Duration::from_millis(100),
         reconnect_max: config.reconnect_max,
     };
-    let session = tokio::spawn(session::run(settings, outbox, executor));
+    let session = tokio::spawn(session::run(settings, outbox, executor, resync));
     shutdown.await;
     tracing::info!("node stopping");
     for task in [watcher, poller, monitor, session] {

@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime};
 use hemostat_proto::timestamp::to_proto as timestamp;
 use hemostat_proto::v1 as pb;
 use hemostat_proto::v1::session_request::Body;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::detection::{
     Anomaly, AnomalyKind, DetectionConfig, RestartWindow, Severity, Standing, percent_anomaly, restart_anomaly,
@@ -109,12 +109,14 @@ pub struct Monitor {
     config: DetectionConfig,
     outbox: Arc<Outbox>,
     containers: HashMap<String, Tracked>,
+    resync: Arc<Notify>,
 }
 
 impl Monitor {
-    /// A monitor queueing into `outbox`.
-    pub fn new(config: DetectionConfig, outbox: Arc<Outbox>) -> Self {
-        Monitor { config, outbox, containers: HashMap::new() }
+    /// A monitor queueing into `outbox`, asking for a new snapshot through `resync` when a poll disagrees
+    /// with what the events said.
+    pub fn new(config: DetectionConfig, outbox: Arc<Outbox>, resync: Arc<Notify>) -> Self {
+        Monitor { config, outbox, containers: HashMap::new(), resync }
     }
 
     /// Processes observations until every sender is gone.
@@ -257,6 +259,17 @@ impl Monitor {
 
     fn sampled(&mut self, samples: Vec<(String, Metrics)>, at: SystemTime, now: Instant) {
         let config = self.config;
+        let polled: HashSet<&str> = samples.iter().map(|(id, _)| id.as_str()).collect();
+        let missed = self.containers.iter().any(|(id, tracked)| {
+            tracked.state.as_ref().is_some_and(|s| s.status() == pb::ContainerStatus::Running)
+                && !polled.contains(id.as_str())
+        });
+        if missed {
+            // An exit the event stream did not deliver: re-list. Without its `die` event the node cannot
+            // tell a crash from a requested stop, so it reports the new state and raises no alert.
+            tracing::info!("a poll disagrees with the event stream; taking a new snapshot");
+            self.resync.notify_one();
+        }
         let mut report = Vec::with_capacity(samples.len());
         for (id, metrics) in samples {
             let tracked = self.containers.entry(id.clone()).or_default();

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use hemostat_pki::TlsMaterial;
 use hemostat_proto::v1 as pb;
 use hemostat_proto::v1::agent_service_client::AgentServiceClient;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
@@ -59,11 +59,12 @@ impl From<tonic::Status> for SessionError {
     }
 }
 
-/// Runs sessions forever (until the task is dropped).
-pub async fn run(settings: SessionSettings, outbox: Arc<Outbox>, executor: Arc<Executor>) {
+/// Runs sessions forever (until the task is dropped). After each connect, `resync` asks for a fresh
+/// snapshot of the containers, so a restarted coordinator learns the whole host again.
+pub async fn run(settings: SessionSettings, outbox: Arc<Outbox>, executor: Arc<Executor>, resync: Arc<Notify>) {
     let mut backoff = Backoff::new(settings.reconnect_initial, settings.reconnect_max);
     loop {
-        match serve_one(&settings, &outbox, &executor, &mut backoff).await {
+        match serve_one(&settings, &outbox, &executor, &mut backoff, &resync).await {
             Err(SessionError::Closed) => tracing::info!("the coordinator closed the session; reconnecting"),
             Err(error) => tracing::warn!("{error}"),
             Ok(()) => {}
@@ -95,6 +96,7 @@ async fn serve_one(
     outbox: &Outbox,
     executor: &Arc<Executor>,
     backoff: &mut Backoff,
+    resync: &Notify,
 ) -> Result<(), SessionError> {
     let channel = connect(settings).await?;
     let (tx, rx) = mpsc::channel::<pb::SessionRequest>(256);
@@ -108,6 +110,7 @@ async fn serve_one(
     tx.send(unsequenced(pb::session_request::Body::Hello(hello))).await.map_err(|_| SessionError::Closed)?;
     let mut inbound = AgentServiceClient::new(channel).session(ReceiverStream::new(rx)).await?.into_inner();
     backoff.reset();
+    resync.notify_one();
     tracing::info!(coordinator = %settings.endpoint, unacknowledged = outbox.len(), "session open");
 
     let mut sent = 0;

@@ -5,8 +5,11 @@
 //! only reads the stream into a channel and another does the slower work (inspect). The subscription is
 //! made before the snapshot is taken, so nothing falls between them; after the stream breaks, the watcher
 //! re-subscribes from the last event's time (Docker replays what it still has) and takes a new snapshot.
+//! It also takes one whenever asked to resynchronise: after every (re)connect to the coordinator, and when
+//! a poll finds a container that the events said was running gone.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bollard::Docker;
@@ -14,7 +17,7 @@ use bollard::models::{EventMessage, EventMessageTypeEnum};
 use bollard::query_parameters::EventsOptions;
 use futures::StreamExt;
 use hemostat_proto::v1 as pb;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::inventory::{self, ContainerSelector};
 use crate::monitor::{Evidence, Observation};
@@ -32,17 +35,21 @@ pub struct Watcher {
     selector: ContainerSelector,
     observations: mpsc::Sender<Observation>,
     log_lines: usize,
+    resync: Arc<Notify>,
 }
 
 impl Watcher {
-    /// A watcher of the containers `selector` picks, gathering `log_lines` lines of log at each failure.
+    /// A watcher of the containers `selector` picks, gathering `log_lines` lines of log at each failure,
+    /// and taking a new snapshot whenever `resync` is notified (a new coordinator session, or a poll that
+    /// disagrees with what the events said).
     pub fn new(
         docker: Docker,
         selector: ContainerSelector,
         observations: mpsc::Sender<Observation>,
         log_lines: usize,
+        resync: Arc<Notify>,
     ) -> Self {
-        Watcher { docker, selector, observations, log_lines }
+        Watcher { docker, selector, observations, log_lines, resync }
     }
 
     /// The failure's evidence, gathered now, before anything restarts the container.
@@ -63,15 +70,20 @@ impl Watcher {
         loop {
             let (tx, mut rx) = mpsc::channel::<EventMessage>(BUFFER);
             let reader = tokio::spawn(read_events(self.docker.clone(), self.subscription(since), tx));
-            match inventory::snapshot(&self.docker, &self.selector).await {
-                Ok(containers) => {
-                    if self.observations.send(Observation::Snapshot(containers)).await.is_err() {
-                        return;
-                    }
-                }
-                Err(error) => tracing::warn!(%error, "cannot list containers; will retry"),
+            if !self.snapshot().await {
+                return;
             }
-            while let Some(event) = rx.recv().await {
+            loop {
+                let event = tokio::select! {
+                    event = rx.recv() => event,
+                    _ = self.resync.notified() => {
+                        if !self.snapshot().await {
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                let Some(event) = event else { break };
                 if let Some(time) = event.time {
                     since = Some(time);
                 }
@@ -84,6 +96,17 @@ impl Watcher {
             let _ = reader.await;
             tracing::warn!("the Docker event stream ended; re-subscribing");
             tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Lists every watched container and sends the snapshot; false once the monitor is gone.
+    async fn snapshot(&self) -> bool {
+        match inventory::snapshot(&self.docker, &self.selector).await {
+            Ok(containers) => self.observations.send(Observation::Snapshot(containers)).await.is_ok(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot list containers; will retry");
+                true
+            }
         }
     }
 

@@ -1,11 +1,13 @@
 //! `hemostat standalone`: a coordinator and a node for this host in one process, with the embedded state
 //! store and development certificates made on first run. The quickest way to have HemoStat watch one host.
+//! Every setting of the two programs is read from the environment as they read it (`AGENT_POLL_INTERVAL`,
+//! `THRESHOLD_CPU_PERCENT`, `AI_MODEL`, ...); the flags here are the few a first run needs.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, Parser};
 use hemostat_coordinator::{Coordinator, CoordinatorArgs, CoordinatorConfig};
 use hemostat_node::{NodeArgs, NodeConfig};
 
@@ -32,22 +34,25 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     hemostat_telemetry::init_from_env()?;
     let certs = args.data_dir.join("certs");
     let node_name = crate::certs::dev_bundle(&certs, None).context("cannot make development certificates")?;
+    // Everything else comes from the environment, as for the separate programs.
+    let defaults = CoordinatorArgs::parse_from(["hemostat-coordinator"]);
     let coordinator = CoordinatorConfig::resolve(CoordinatorArgs {
         listen: Some(args.listen),
         certs_dir: Some(certs.clone()),
         data_dir: Some(args.data_dir.clone()),
-        cooldown_seconds: args.cooldown_seconds,
-        max_retries_per_hour: args.max_retries_per_hour,
-        ..Default::default()
+        cooldown_seconds: args.cooldown_seconds.or(defaults.cooldown_seconds),
+        max_retries_per_hour: args.max_retries_per_hour.or(defaults.max_retries_per_hour),
+        ..defaults
     })?;
     let coordinator = Coordinator::bind(coordinator).await.context("cannot start the coordinator")?;
     let addr = coordinator.local_addr();
+    let defaults = NodeArgs::parse_from(["hemostat-node"]);
     let node = NodeConfig::resolve(NodeArgs {
         coordinator: Some(format!("localhost:{}", addr.port())),
         certs_dir: Some(certs.clone()),
-        select_label: args.select_label,
+        select_label: args.select_label.or(defaults.select_label.clone()),
         spool_dir: Some(args.data_dir.join("spool")),
-        ..Default::default()
+        ..defaults
     })?;
     eprintln!(
         "HemoStat is watching this host as node {node_name:?} (coordinator on {addr}, state in {}).\n\

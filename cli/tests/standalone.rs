@@ -25,6 +25,7 @@ impl Standalone {
             .arg("--data-dir")
             .arg(dir.path())
             .env("LOG_LEVEL", "info")
+            .env("RESPONDER_VERIFY_SECONDS", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -92,7 +93,12 @@ async fn standalone_heals_a_crash_and_shows_it_to_the_cli_and_grpcurl() {
     .await;
     assert!(standalone.certs().join("ca-key.pem").exists(), "development certificates were made on first run");
 
-    let web = scope.run("web", &[], "sleep 1; exit 1");
+    // Crashes once, a second after it starts, then stays up.
+    let web = scope.run(
+        "web",
+        &[],
+        "if [ -f /tmp/ran ]; then trap 'exit 0' TERM; sleep 86400 & wait; fi; touch /tmp/ran; sleep 1; exit 1",
+    );
     let first = scope.state(&web).started_at;
     eventually("web running again", Duration::from_secs(6), || async {
         let state = scope.state(&web);

@@ -220,6 +220,9 @@ pub struct EventRecord {
     /// For decisions: the evidence, a JSON document.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<String>,
+    /// For `remediation_complete` of a diagnostic command: its output (capped, secrets masked by the node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
 }
 
 impl EventRecord {
@@ -249,6 +252,7 @@ impl EventRecord {
             observed_ms: None,
             decided_by: None,
             evidence: None,
+            output: None,
         }
     }
 }
@@ -287,6 +291,7 @@ impl StoredEvent {
                 .map(|ms| hemostat_proto::timestamp::to_proto(UNIX_EPOCH + Duration::from_millis(ms))),
             decided_by: r.decided_by.clone().unwrap_or_default(),
             evidence: r.evidence.clone().unwrap_or_default(),
+            output: r.output.clone().unwrap_or_default(),
         }
     }
 }

@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use hemostat_proto::v1 as pb;
+
 use crate::analysis::exit::{Assessment, assess_exit};
 use crate::analysis::{Analyzer, HistoryEntry, Verdict, alert_samples};
 use crate::container::{AlertReport, Anomaly, AnomalyKind, ContainerFacts, Severity};
@@ -30,6 +32,37 @@ pub struct RemediationConfig {
 impl Default for RemediationConfig {
     fn default() -> Self {
         RemediationConfig { budget: Budget::DEFAULT, stop_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// A node's report on a command, converted from the wire.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommandReport {
+    /// The command's id.
+    pub command_id: String,
+    /// The container it was for.
+    pub container_id: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// What the node saw.
+    pub detail: String,
+    /// A diagnostic command's output.
+    pub output: String,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+impl CommandReport {
+    /// From the wire.
+    pub fn from_proto(result: pb::CommandResult) -> Self {
+        CommandReport {
+            outcome: Outcome::from_proto(result.outcome()),
+            duration: Duration::from_millis(result.duration_ms),
+            command_id: result.command_id,
+            container_id: result.container_id,
+            detail: result.detail,
+            output: result.output,
+        }
     }
 }
 
@@ -204,25 +237,27 @@ impl Remediator {
     }
 
     /// Handles a node's report on a command.
-    pub async fn on_command_result(
-        &self,
-        node: &str,
-        command_id: &str,
-        container_id: &str,
-        outcome: Outcome,
-        detail: &str,
-        duration: Duration,
-    ) -> Result<(), StoreError> {
-        let pending = self.pending.lock().expect("pending lock").remove(command_id);
+    pub async fn on_command_result(&self, node: &str, report: CommandReport) -> Result<(), StoreError> {
+        let pending = self.pending.lock().expect("pending lock").remove(&report.command_id);
         let (name, action) = match &pending {
             Some(p) => (p.container_name.as_str(), Some(p.action)),
             None => ("", None),
         };
-        tracing::info!(node, container = name, command_id, ?outcome, ?duration, detail, "command finished");
-        let mut record = EventRecord::new(EventKind::RemediationComplete, node, container_id, name, detail);
-        record.outcome = Some(outcome);
+        tracing::info!(
+            node,
+            container = name,
+            command_id = %report.command_id,
+            outcome = ?report.outcome,
+            duration = ?report.duration,
+            detail = %report.detail,
+            "command finished"
+        );
+        let mut record =
+            EventRecord::new(EventKind::RemediationComplete, node, &report.container_id, name, report.detail);
+        record.outcome = Some(report.outcome);
         record.action = action;
-        record.command_id = Some(command_id.to_owned());
+        record.output = (!report.output.is_empty()).then_some(report.output);
+        record.command_id = Some(report.command_id);
         self.store.append_event(&record).await?;
         Ok(())
     }

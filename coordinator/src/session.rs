@@ -16,9 +16,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::authenticated;
 use crate::container::{AlertReport, AnomalyKind, ContainerFacts, Metrics};
-use crate::events::Outcome;
 use crate::registry::{NodeHello, Outbound, Registry};
-use crate::remediation::Remediator;
+use crate::remediation::{CommandReport, Remediator};
 use crate::store::StoreError;
 
 /// How long a new session may take to say Hello.
@@ -183,16 +182,7 @@ async fn handle(
             Ok(())
         }
         Some(Body::CommandResult(result)) => {
-            remediator
-                .on_command_result(
-                    node,
-                    &result.command_id,
-                    &result.container_id,
-                    Outcome::from_proto(result.outcome()),
-                    &result.detail,
-                    Duration::from_millis(result.duration_ms),
-                )
-                .await
+            remediator.on_command_result(node, CommandReport::from_proto(result)).await
         }
     }
 }
@@ -207,6 +197,7 @@ fn to_proto(message: Outbound) -> pb::SessionResponse {
             container_name: command.container_name,
             action: command.action.to_proto() as i32,
             stop_timeout_seconds: command.stop_timeout_secs,
+            argv: Vec::new(),
         }),
     };
     pb::SessionResponse { body: Some(body) }

@@ -9,6 +9,18 @@ pub const TEST_IMAGE: &str = "hemostat-test-busybox:1";
 /// The label that scopes containers to one test.
 pub const SCOPE_LABEL: &str = "hemostat.test";
 
+/// A container script that exits with `code` one second after its first start, and then stays up (so a
+/// restart holds through verification).
+pub fn crash_once(code: i32) -> String {
+    format!("if [ -f /tmp/ran ]; then trap 'exit 0' TERM; sleep 86400 & wait; fi; touch /tmp/ran; sleep 1; exit {code}")
+}
+
+/// A container script that exits with `code` one second after its first start and three seconds after
+/// every later start (after a restart's verification, inside its cooldown).
+pub fn crash_again_later(code: i32) -> String {
+    format!("if [ -f /tmp/ran ]; then sleep 3; exit {code}; fi; touch /tmp/ran; sleep 1; exit {code}")
+}
+
 /// Builds the test image once per process (a `FROM scratch` image holding a static busybox and /tmp),
 /// unless it exists already. Needs the `busybox-static` package (`.ci/run` installs it).
 pub fn ensure_test_image() -> &'static str {

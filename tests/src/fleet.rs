@@ -11,6 +11,7 @@ use hemostat_coordinator::store::StoreConfig;
 use hemostat_coordinator::{Coordinator, CoordinatorConfig};
 use hemostat_node::NodeConfig;
 use hemostat_node::detection::DetectionConfig;
+use hemostat_node::executor::ExecutionPolicy;
 use hemostat_node::inventory::ContainerSelector;
 use hemostat_pki::{OperatorRole, TlsFiles};
 use hemostat_proto::v1 as pb;
@@ -153,7 +154,7 @@ impl TestCoordinator {
 }
 
 /// A node configuration for tests: `name`'s certificate, watching only `selector`'s containers, sampling
-/// every second, with its spool in memory.
+/// every second, verifying restarts for one second, with its spool in memory.
 pub fn node_config(pki: &TestPki, name: &str, coordinator: &str, selector: &str) -> NodeConfig {
     let (url, host) = hemostat_node::config::normalize_endpoint(coordinator).expect("endpoint");
     NodeConfig {
@@ -168,6 +169,7 @@ pub fn node_config(pki: &TestPki, name: &str, coordinator: &str, selector: &str)
         poll_interval: Duration::from_secs(1),
         detection: DetectionConfig::default(),
         log_lines: 50,
+        execution: ExecutionPolicy { verify_window: Duration::from_secs(1), ..ExecutionPolicy::default() },
     }
 }
 

@@ -7,12 +7,14 @@
 //! - [`fleet`]: a coordinator and nodes running in-process, each on its own runtime so a test can kill one
 //!   abruptly; operator clients.
 //! - [`llm`]: a local HTTP server that speaks the OpenAI and Anthropic wire formats from a script.
+//! - [`peer`]: a stand-in coordinator that sends a node whatever commands a test scripts.
 //! - [`eventually`]: wait for a condition with a deadline, instead of sleeping and hoping.
 
 pub mod docker;
 pub mod eventually;
 pub mod fleet;
 pub mod llm;
+pub mod peer;
 pub mod pki;
 pub mod redis;
 

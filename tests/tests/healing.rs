@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use hemostat_coordinator::store::StoreConfig;
 use hemostat_pki::OperatorRole;
 use hemostat_proto::v1 as pb;
-use hemostat_tests::docker::Scope;
+use hemostat_tests::docker::{Scope, crash_again_later, crash_once};
 use hemostat_tests::eventually;
 use hemostat_tests::fleet::{self, TestCoordinator, TestNode, events_of, kinds, node_connected};
 use hemostat_tests::pki::TestPki;
@@ -55,8 +55,8 @@ async fn setup(store: Option<StoreConfig>) -> Setup {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_is_restarted_within_seconds_and_a_second_crash_inside_the_cooldown_is_rejected() {
     let s = setup(None).await;
-    // Crashes one second after each start: once on its own, once more after HemoStat restarts it.
-    let web = s.scope.run("web", &[], "sleep 1; exit 1");
+    // Crashes one second after it starts, and again three seconds after HemoStat restarts it.
+    let web = s.scope.run("web", &[], &crash_again_later(1));
     let first_start = s.scope.state(&web).started_at;
     let crashed_at = Instant::now();
     restarted(&s.scope, &web, &first_start, Duration::from_secs(6)).await;
@@ -109,7 +109,7 @@ async fn a_manual_stop_a_clean_exit_and_an_opted_out_container_are_left_alone() 
         .await;
     }
     // The node reports in order: once a later crash is handled, the earlier exits have been too.
-    let sentinel = s.scope.run("sentinel", &[], "sleep 1; exit 3");
+    let sentinel = s.scope.run("sentinel", &[], &crash_once(3));
     events_are(&s.client, &sentinel, &["health_alert", "remediation_needed", "remediation_complete"]).await;
     for name in [&stopped, &clean, &opted_out] {
         assert_eq!(s.scope.state(name).status, "exited", "{name} was left stopped");
@@ -119,7 +119,7 @@ async fn a_manual_stop_a_clean_exit_and_an_opted_out_container_are_left_alone() 
 
 async fn cooldown_survives_a_coordinator_restart(store: Option<StoreConfig>) {
     let mut s = setup(store).await;
-    let a = s.scope.run("a", &[], "sleep 1; exit 1");
+    let a = s.scope.run("a", &[], &crash_again_later(1));
     let a_start = s.scope.state(&a).started_at;
     restarted(&s.scope, &a, &a_start, Duration::from_secs(6)).await;
     events_are(
@@ -141,8 +141,10 @@ async fn cooldown_survives_a_coordinator_restart(store: Option<StoreConfig>) {
     let client = fleet::operator(&s.pki, OperatorRole::Viewer, s.coordinator.addr()).await;
     eventually("the node to reconnect by itself", Duration::from_secs(10), || node_connected(&client, "host-a")).await;
 
-    // A new crash is handled...
-    let b = s.scope.run("b", &[], "sleep 1; exit 2");
+    // The node re-sent its containers after reconnecting, so the new coordinator knows them...
+    eventually("the containers listed again", Duration::from_secs(10), || fleet::container(&client, &a)).await;
+    // ...a new crash is handled...
+    let b = s.scope.run("b", &[], &crash_once(2));
     let b_start = s.scope.state(&b).started_at;
     restarted(&s.scope, &b, &b_start, Duration::from_secs(6)).await;
     // ...and the cooldown recorded before the restart still holds.

@@ -8,7 +8,7 @@ use hemostat_coordinator::store::StoreConfig;
 use hemostat_node::NodeConfig;
 use hemostat_pki::OperatorRole;
 use hemostat_proto::v1 as pb;
-use hemostat_tests::docker::Scope;
+use hemostat_tests::docker::{Scope, crash_once};
 use hemostat_tests::eventually;
 use hemostat_tests::fleet::{
     self, FleetClient, TestCoordinator, TestNode, alerted, container, events_of, kinds, node_connected,
@@ -183,7 +183,7 @@ async fn unhealthy_exit_oom_and_restart_loops_are_detected_and_a_stop_or_startin
     s.scope.docker(&["stop", &stopped]);
     // Events are processed in order: once a later crash is recorded, the stop and the `starting` health
     // checks before it have been too.
-    let sentinel = s.scope.run("sentinel", &[], "sleep 1; exit 4");
+    let sentinel = s.scope.run("sentinel", &[], &crash_once(4));
     alerts_of(&s, &sentinel, |a| has(a, "non_zero_exit")).await;
     for name in [&stopped, &starting] {
         let events = events_of(&s.client, name).await.unwrap();
@@ -242,7 +242,7 @@ async fn an_unhealthy_container_is_reported_within_a_second_with_0_and_100_idle_
 async fn an_alert_raised_while_the_coordinator_is_away_for_30s_arrives_once() {
     let mut s = setup().await;
     s.coordinator.kill();
-    let crash = s.scope.run("crash", &[], "sleep 1; exit 5");
+    let crash = s.scope.run("crash", &[], &crash_once(5));
     eventually("crash exited", Duration::from_secs(10), || async {
         if s.scope.state(&crash).status == "exited" { Ok(()) } else { Err("running".into()) }
     })
@@ -268,7 +268,7 @@ async fn alerts_spooled_on_disk_survive_a_node_restart() {
     let spool_dir = spool.path().to_owned();
     let mut s = setup_with(|config| config.spool_dir = Some(spool_dir.clone())).await;
     s.coordinator.kill();
-    let crash = s.scope.run("crash", &[], "sleep 1; exit 6");
+    let crash = s.scope.run("crash", &[], &crash_once(6));
     eventually("the alert in the spool", Duration::from_secs(10), || async {
         let log = std::fs::read(spool_dir.join("spool.log")).unwrap_or_default();
         if log.windows(crash.len()).any(|w| w == crash.as_bytes()) && s.scope.state(&crash).status == "exited" {

@@ -1,0 +1,102 @@
+//! A test peer holding a valid coordinator certificate: it accepts one node session, acknowledges
+//! everything, sends the commands a test scripts (whatever they are), and hands back the node's results.
+//! It stands for a compromised or buggy coordinator, to show what the node refuses on its own.
+
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use hemostat_proto::v1 as pb;
+use hemostat_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::pki::TestPki;
+
+/// The peer.
+pub struct CoordinatorPeer {
+    addr: std::net::SocketAddr,
+    commands: mpsc::Sender<pb::Command>,
+    results: tokio::sync::Mutex<mpsc::Receiver<pb::CommandResult>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Service {
+    commands: Mutex<Option<mpsc::Receiver<pb::Command>>>,
+    results: mpsc::Sender<pb::CommandResult>,
+}
+
+type Outbound = Pin<Box<dyn Stream<Item = Result<pb::SessionResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AgentService for Service {
+    type SessionStream = Outbound;
+
+    async fn session(&self, request: Request<Streaming<pb::SessionRequest>>) -> Result<Response<Outbound>, Status> {
+        let mut inbound = request.into_inner();
+        let commands = self.commands.lock().unwrap().take().ok_or_else(|| Status::unavailable("one session only"))?;
+        let (acks_tx, acks_rx) = mpsc::channel::<pb::SessionResponse>(1024);
+        let results = self.results.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(message)) = inbound.message().await {
+                if let Some(pb::session_request::Body::CommandResult(result)) = message.body {
+                    let _ = results.send(result).await;
+                }
+                if message.seq != 0 {
+                    let ack = pb::SessionResponse {
+                        body: Some(pb::session_response::Body::Ack(pb::Ack { seq: message.seq })),
+                    };
+                    let _ = acks_tx.send(ack).await;
+                }
+            }
+        });
+        let commands = ReceiverStream::new(commands)
+            .map(|c| pb::SessionResponse { body: Some(pb::session_response::Body::Command(c)) });
+        let merged = futures::stream::select(ReceiverStream::new(acks_rx), commands).map(Ok);
+        Ok(Response::new(Box::pin(merged)))
+    }
+}
+
+impl CoordinatorPeer {
+    /// Starts the peer on a free loopback port with the test CA's coordinator certificate.
+    pub async fn start(pki: &TestPki) -> Self {
+        let material = pki.coordinator().load().expect("coordinator certificate");
+        let config = hemostat_coordinator::tls::server_config(&material).expect("TLS config");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (commands_tx, commands_rx) = mpsc::channel(64);
+        let (results_tx, results_rx) = mpsc::channel(64);
+        let service = Service { commands: Mutex::new(Some(commands_rx)), results: results_tx };
+        let incoming = hemostat_coordinator::tls::accept(listener, config);
+        let task = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(AgentServiceServer::new(service))
+                .serve_with_incoming(incoming)
+                .await;
+        });
+        CoordinatorPeer { addr, commands: commands_tx, results: tokio::sync::Mutex::new(results_rx), task }
+    }
+
+    /// Its address as a node names it.
+    pub fn endpoint(&self) -> String {
+        format!("localhost:{}", self.addr.port())
+    }
+
+    /// Sends a command to the node.
+    pub async fn send(&self, command: pb::Command) {
+        self.commands.send(command).await.expect("the peer runs");
+    }
+
+    /// The node's next command result, if one comes within `deadline`.
+    pub async fn result(&self, deadline: Duration) -> Option<pb::CommandResult> {
+        tokio::time::timeout(deadline, self.results.lock().await.recv()).await.ok().flatten()
+    }
+}
+
+impl Drop for CoordinatorPeer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

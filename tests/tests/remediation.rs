@@ -1,0 +1,127 @@
+//! Remediation on the node, on the real Docker engine: the node's own policy refuses what it does not
+//! allow whoever asks (a stand-in coordinator with a valid certificate sends the commands), runs a
+//! diagnostic command from its allow-list, runs a replayed command once, and verifies restarts.
+
+use std::time::Duration;
+
+use hemostat_coordinator::store::StoreConfig;
+use hemostat_pki::OperatorRole;
+use hemostat_proto::v1 as pb;
+use hemostat_tests::docker::Scope;
+use hemostat_tests::eventually;
+use hemostat_tests::fleet::{self, TestCoordinator, TestNode, events_of, kinds, node_connected};
+use hemostat_tests::peer::CoordinatorPeer;
+use hemostat_tests::pki::TestPki;
+
+fn exec(id: &str, container: &str, argv: &[&str]) -> pb::Command {
+    pb::Command {
+        command_id: id.into(),
+        container_id: container.into(),
+        container_name: String::new(),
+        action: pb::Action::Exec as i32,
+        stop_timeout_seconds: 0,
+        argv: argv.iter().map(|a| a.to_string()).collect(),
+    }
+}
+
+fn restart(id: &str, container: &str) -> pb::Command {
+    pb::Command { action: pb::Action::Restart as i32, stop_timeout_seconds: 1, ..exec(id, container, &[]) }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_node_refuses_what_its_policy_does_not_allow_whoever_asks() {
+    hemostat_tests::init();
+    let pki = TestPki::new();
+    let scope = Scope::new();
+    let peer = CoordinatorPeer::start(&pki).await;
+    let _node = TestNode::start(fleet::node_config(&pki, "host-a", &peer.endpoint(), &scope.selector()));
+    let web = scope.run("web", &[], "trap 'exit 0' TERM; sleep 86400 & wait");
+    let opted_out =
+        scope.run("optout", &["--label", "hemostat.enable=false"], "trap 'exit 0' TERM; sleep 86400 & wait");
+    let id = |name: &str| scope.docker(&["inspect", "-f", "{{.Id}}", name]);
+    let (web_id, opted_out_id) = (id(&web), id(&opted_out));
+
+    let ask = |command: pb::Command| {
+        let peer = &peer;
+        async move {
+            let id = command.command_id.clone();
+            peer.send(command).await;
+            let result = peer.result(Duration::from_secs(20)).await.expect("a result");
+            assert_eq!(result.command_id, id);
+            result
+        }
+    };
+
+    let allowed = ask(exec("e1", &web_id, &["uname", "-a"])).await;
+    assert_eq!(allowed.outcome(), pb::Outcome::Success, "{allowed:?}");
+    assert!(allowed.output.contains("Linux"), "the output comes back: {:?}", allowed.output);
+
+    for (n, argv) in [
+        &["sh", "-c", "uname -a"][..],
+        &["uname"],
+        &["uname", "-a", "-r"],
+        &["uname -a"],
+        &["uname", "-a;", "rm", "-rf", "/"],
+        &["env"],
+        &["cat", "/etc/shadow"],
+    ]
+    .iter()
+    .enumerate()
+    {
+        let refused = ask(exec(&format!("r{n}"), &web_id, argv)).await;
+        assert_eq!(refused.outcome(), pb::Outcome::Refused, "{argv:?}: {refused:?}");
+        assert!(refused.detail.contains("allow-list"), "{}", refused.detail);
+        assert!(refused.output.is_empty());
+    }
+
+    let refused = ask(restart("o1", &opted_out_id)).await;
+    assert_eq!(refused.outcome(), pb::Outcome::Refused, "an opted-out container: {refused:?}");
+    let mut unknown = restart("u1", &web_id);
+    unknown.action = 42;
+    assert_eq!(ask(unknown).await.outcome(), pb::Outcome::Refused);
+    let before = scope.state(&web).started_at;
+    assert_eq!(scope.state(&web).status, "running");
+    assert_eq!(before, scope.state(&web).started_at, "nothing was restarted by the refused commands");
+
+    // A command delivered twice runs once: the replay gets no result, the next command's comes first.
+    let first = ask(restart("once", &web_id)).await;
+    assert_eq!(first.outcome(), pb::Outcome::Success, "{first:?}");
+    let restarted_at = scope.state(&web).started_at;
+    peer.send(restart("once", &web_id)).await;
+    let next = ask(exec("after", &web_id, &["uptime"])).await;
+    assert_eq!(next.command_id, "after");
+    assert_eq!(scope.state(&web).started_at, restarted_at, "the replayed restart did not run");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_that_does_not_hold_is_reported_as_failed() {
+    hemostat_tests::init();
+    let pki = TestPki::new();
+    let scope = Scope::new();
+    let dir = tempfile::tempdir().unwrap();
+    let coordinator = TestCoordinator::start(fleet::coordinator_config(
+        &pki,
+        StoreConfig::Embedded { path: dir.path().join("state.redb") },
+    ));
+    let _node = TestNode::start(fleet::node_config(&pki, "host-a", &coordinator.endpoint(), &scope.selector()));
+    let client = fleet::operator(&pki, OperatorRole::Viewer, coordinator.addr()).await;
+    eventually("node connected", Duration::from_secs(10), || node_connected(&client, "host-a")).await;
+    // Crashes half a second after every start: the restart does not survive the one-second verification.
+    let flaky = scope.run("flaky", &[], "sleep 0.5; exit 1");
+    let complete = eventually("the verification's verdict", Duration::from_secs(20), || async {
+        let events = events_of(&client, &flaky).await?;
+        events
+            .into_iter()
+            .find(|e| e.r#type() == pb::EventType::RemediationComplete)
+            .ok_or_else(|| "no result yet".to_owned())
+    })
+    .await;
+    assert_eq!(complete.outcome(), pb::Outcome::Failed, "{complete:?}");
+    assert!(complete.reason.contains("exited again"), "{}", complete.reason);
+    let events = events_of(&client, &flaky).await.unwrap();
+    assert!(
+        kinds(&events).contains(&"rejected".to_owned()),
+        "the crash after the restart meets the cooldown: {:?}",
+        kinds(&events)
+    );
+}
