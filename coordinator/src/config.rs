@@ -77,6 +77,9 @@ pub struct CoordinatorArgs {
     /// Seconds a restart waits for a graceful stop before killing [default: 10].
     #[arg(long, env = "RESPONDER_STOP_TIMEOUT_SECONDS")]
     pub stop_timeout_seconds: Option<u32>,
+    /// Record what would be done and do nothing (true/false) [default: false].
+    #[arg(long, env = "RESPONDER_DRY_RUN")]
+    pub dry_run: Option<bool>,
     /// Decisions below this confidence are false alarms [default: 0.7].
     #[arg(long, env = "ANALYZER_CONFIDENCE_THRESHOLD")]
     pub confidence_threshold: Option<f64>,
@@ -111,6 +114,7 @@ struct CoordinatorFile {
     cooldown_seconds: Option<u64>,
     max_retries_per_hour: Option<u32>,
     stop_timeout_seconds: Option<u32>,
+    dry_run: Option<bool>,
     confidence_threshold: Option<f64>,
     history_size: Option<usize>,
     history_ttl: Option<u64>,
@@ -195,6 +199,7 @@ impl CoordinatorConfig {
                     window: Budget::DEFAULT.window,
                 },
                 stop_timeout: Duration::from_secs(u64::from(stop_timeout)),
+                dry_run: pick!(dry_run).unwrap_or(false),
             },
         })
     }

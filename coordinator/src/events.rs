@@ -159,6 +159,8 @@ pub enum Rejection {
     CircuitOpen,
     /// The node that reported the problem is no longer connected.
     NodeDisconnected,
+    /// Dry-run mode: recorded, not done.
+    DryRun,
 }
 
 impl Rejection {
@@ -168,6 +170,7 @@ impl Rejection {
             Rejection::CooldownActive => "cooldown_active",
             Rejection::CircuitOpen => "circuit_open",
             Rejection::NodeDisconnected => "node_disconnected",
+            Rejection::DryRun => "dry_run",
         }
     }
 }

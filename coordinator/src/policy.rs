@@ -1,18 +1,30 @@
 //! The safety policy's budget: how often one container may be acted on.
 //!
-//! Two limits hold per container, checked and recorded together in one atomic step in the state store:
+//! Each container (by its stable identity: Compose project, service and replica, else its name) has one
+//! budget, checked and recorded in one atomic step in the state store:
 //!
 //! | rule | setting | default | rejects with |
 //! |---|---|---|---|
 //! | cooldown: no action within this long of the previous one | `RESPONDER_COOLDOWN_SECONDS` | 3600 s | `cooldown_active` |
 //! | circuit breaker: at most this many attempts in any rolling hour | `RESPONDER_MAX_RETRIES_PER_HOUR` | 3 | `circuit_open` |
+//! | circuit breaker: that many failed verifications in a row | the same | 3 | `circuit_open` |
 //!
-//! The breaker is *open* while the last hour holds `max_attempts` attempts and *closed* again as soon as the
-//! oldest of them is an hour old. With the default cooldown of an hour the cooldown always rejects first;
-//! the breaker bites once the cooldown is set below `window / max_attempts`.
+//! The circuit breaker's states, precisely:
+//! - **closed**: fewer than `max_attempts` attempts in the last hour, and fewer than `max_attempts`
+//!   consecutive failed verifications. Actions go ahead (subject to the cooldown).
+//! - **open**: either the last hour holds `max_attempts` attempts (open until the oldest is an hour old), or
+//!   the last `max_attempts` verified results were all failures and the latest failure is less than an hour
+//!   old. Every action is rejected with `circuit_open`.
+//! - **half-open**: the failures are still `max_attempts` or more, but the latest is an hour old: one trial
+//!   action goes ahead. Its success closes the breaker (the failure count resets); its failure opens it
+//!   again for another hour.
 //!
-//! [`Budget::evaluate`] is the rule itself. The embedded store runs it inside a write transaction; the Redis
-//! store runs the same rule as a Lua script. The conformance suite holds both to the same answers.
+//! A success resets the failure count. With the default cooldown of an hour the cooldown rejects before the
+//! hourly attempt limit can; the failed-verification rule still trips.
+//!
+//! [`Budget::evaluate`] and [`BudgetState::record_outcome`] are the rules themselves. The embedded store
+//! runs them inside write transactions; the Redis store runs the same rules as Lua. The conformance suite
+//! holds both to the same answers.
 
 use std::time::Duration;
 
@@ -23,9 +35,9 @@ use serde::{Deserialize, Serialize};
 pub struct Budget {
     /// Minimum time between two actions.
     pub cooldown: Duration,
-    /// Most attempts within `window`.
+    /// Most attempts within `window`, and most consecutive failures before the breaker opens.
     pub max_attempts: u32,
-    /// The circuit breaker's rolling window (an hour).
+    /// The breaker's rolling window, and how long it stays open after failures (an hour).
     pub window: Duration,
 }
 
@@ -42,6 +54,12 @@ impl Budget {
             && now_ms < last.saturating_add(cooldown_ms)
         {
             return BudgetVerdict::CooldownActive { retry_after: Duration::from_millis(last + cooldown_ms - now_ms) };
+        }
+        if state.consecutive_failures >= self.max_attempts
+            && let Some(failed) = state.last_failure_ms
+            && now_ms < failed.saturating_add(window_ms)
+        {
+            return BudgetVerdict::CircuitOpen { retry_after: Duration::from_millis(failed + window_ms - now_ms) };
         }
         state.attempts_ms.retain(|&t| t.saturating_add(window_ms) > now_ms);
         if state.attempts_ms.len() as u64 >= u64::from(self.max_attempts) {
@@ -61,6 +79,24 @@ pub struct BudgetState {
     pub last_action_ms: Option<u64>,
     /// When each attempt within the window was allowed, in Unix milliseconds.
     pub attempts_ms: Vec<u64>,
+    /// Failed verifications since the last success.
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    /// When the latest of them was reported.
+    #[serde(default)]
+    pub last_failure_ms: Option<u64>,
+}
+
+impl BudgetState {
+    /// Records a verified result: a success closes the breaker, a failure counts towards opening it.
+    pub fn record_outcome(&mut self, success: bool, now_ms: u64) {
+        if success {
+            self.consecutive_failures = 0;
+        } else {
+            self.consecutive_failures += 1;
+            self.last_failure_ms = Some(now_ms);
+        }
+    }
 }
 
 /// The answer of a budget check.
@@ -78,7 +114,7 @@ pub enum BudgetVerdict {
     },
     /// Rejected: the breaker is open for this much longer.
     CircuitOpen {
-        /// Time until the oldest attempt leaves the window.
+        /// Time until it half-opens or closes.
         retry_after: Duration,
     },
 }
@@ -115,5 +151,34 @@ mod tests {
         // A rejection does not count as an attempt.
         assert_eq!(state.attempts_ms.len(), 3);
         assert_eq!(budget.evaluate(&mut state, 60 * MIN), BudgetVerdict::Allowed { attempts_in_window: 3 });
+    }
+
+    #[test]
+    fn failed_verifications_trip_the_breaker_even_with_the_default_cooldown_then_it_half_opens_and_closes() {
+        let budget = Budget::DEFAULT;
+        let mut state = BudgetState::default();
+        let hour = 60 * MIN;
+        // Three actions an hour and a bit apart (the cooldown allows them), each failing verification.
+        for i in 0..3 {
+            let t = i * (hour + MIN);
+            assert!(matches!(budget.evaluate(&mut state, t), BudgetVerdict::Allowed { .. }), "attempt {i}");
+            state.record_outcome(false, t + MIN);
+        }
+        let last_failure = 2 * (hour + MIN) + MIN;
+        // Open: the cooldown has run out, the breaker has not.
+        assert_eq!(
+            budget.evaluate(&mut state, last_failure + hour - MIN),
+            BudgetVerdict::CircuitOpen { retry_after: Duration::from_secs(60) }
+        );
+        // Half-open: one trial an hour after the last failure; it fails: open again.
+        assert!(matches!(budget.evaluate(&mut state, last_failure + hour), BudgetVerdict::Allowed { .. }));
+        state.record_outcome(false, last_failure + hour + MIN);
+        let reopened = last_failure + hour + MIN;
+        assert!(matches!(budget.evaluate(&mut state, reopened + hour - 1), BudgetVerdict::CircuitOpen { .. }));
+        // The next trial succeeds: closed, the count starts over.
+        assert!(matches!(budget.evaluate(&mut state, reopened + hour), BudgetVerdict::Allowed { .. }));
+        state.record_outcome(true, reopened + hour + MIN);
+        assert_eq!(state.consecutive_failures, 0);
+        assert!(matches!(budget.evaluate(&mut state, reopened + 2 * hour + MIN), BudgetVerdict::Allowed { .. }));
     }
 }

@@ -27,11 +27,13 @@ pub struct RemediationConfig {
     pub budget: Budget,
     /// How long a restart waits for a graceful stop.
     pub stop_timeout: Duration,
+    /// `RESPONDER_DRY_RUN`: record what would be done, do nothing, use no budget.
+    pub dry_run: bool,
 }
 
 impl Default for RemediationConfig {
     fn default() -> Self {
-        RemediationConfig { budget: Budget::DEFAULT, stop_timeout: Duration::from_secs(10) }
+        RemediationConfig { budget: Budget::DEFAULT, stop_timeout: Duration::from_secs(10), dry_run: false }
     }
 }
 
@@ -70,6 +72,7 @@ impl CommandReport {
 struct Pending {
     container_name: String,
     action: Action,
+    budget_key: String,
 }
 
 /// Turns reports into decisions, policy checks, commands and events.
@@ -79,6 +82,8 @@ pub struct Remediator {
     analyzer: Analyzer,
     config: RemediationConfig,
     pending: Mutex<HashMap<String, Pending>>,
+    /// The last rejection recorded per budget key, until an action is allowed again.
+    episodes: Mutex<HashMap<String, Rejection>>,
 }
 
 impl Remediator {
@@ -89,7 +94,14 @@ impl Remediator {
         analyzer: Analyzer,
         config: RemediationConfig,
     ) -> Self {
-        Remediator { store, registry, analyzer, config, pending: Mutex::new(HashMap::new()) }
+        Remediator {
+            store,
+            registry,
+            analyzer,
+            config,
+            pending: Mutex::new(HashMap::new()),
+            episodes: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Handles a node's health alert: records it, then decides and acts within the policy. With an LLM
@@ -172,21 +184,21 @@ impl Remediator {
             self.store.append_event(&decision).await?;
             return Ok(());
         };
-        let event = |kind, reason: String| {
-            let mut record = EventRecord::new(kind, node, &container.id, &container.name, reason);
-            record.action = Some(action);
-            record
-        };
         let mut needed = EventRecord { kind: EventKind::RemediationNeeded, action: Some(action), ..decision };
         let command_id = new_command_id();
         needed.command_id = Some(command_id.clone());
         self.store.append_event(&needed).await?;
 
         let key = container.budget_key(node);
+        if self.config.dry_run {
+            let reason = format!("dry run: would {} {key}; nothing was done and no budget was used", action.name());
+            return self.reject(node, container, action, &key, Rejection::DryRun, reason, command_id).await;
+        }
         let verdict = self.store.try_begin_action(&key, unix_ms(SystemTime::now()), &self.config.budget).await?;
         let rejection = match verdict {
             BudgetVerdict::Allowed { attempts_in_window } => {
                 tracing::info!(node, container = %container.name, ?action, attempts_in_window, "remediating");
+                self.episodes.lock().expect("episodes lock").remove(&key);
                 None
             }
             BudgetVerdict::CooldownActive { retry_after } => Some((
@@ -200,19 +212,16 @@ impl Remediator {
             BudgetVerdict::CircuitOpen { retry_after } => Some((
                 Rejection::CircuitOpen,
                 format!(
-                    "circuit open: {key} had {} attempts in the last hour; closes in {}s",
+                    "circuit open: {key} reached {} attempts in the last hour or {} failed verifications in a row; \
+                     next attempt possible in {}s",
+                    self.config.budget.max_attempts,
                     self.config.budget.max_attempts,
                     retry_after.as_secs().max(1)
                 ),
             )),
         };
         if let Some((rejection, reason)) = rejection {
-            tracing::info!(node, container = %container.name, reason = %reason, "action rejected");
-            let mut record = event(EventKind::Rejected, reason);
-            record.rejection = Some(rejection);
-            record.command_id = Some(command_id);
-            self.store.append_event(&record).await?;
-            return Ok(());
+            return self.reject(node, container, action, &key, rejection, reason, command_id).await;
         }
 
         let command = Command {
@@ -225,14 +234,46 @@ impl Remediator {
         self.pending
             .lock()
             .expect("pending lock")
-            .insert(command_id.clone(), Pending { container_name: container.name.clone(), action });
+            .insert(command_id.clone(), Pending { container_name: container.name.clone(), action, budget_key: key });
         if let Err(error) = self.registry.send(node, Outbound::Command(command)) {
-            self.pending.lock().expect("pending lock").remove(&command_id);
-            let mut record = event(EventKind::Rejected, format!("{error} any more; the command was not sent"));
-            record.rejection = Some(Rejection::NodeDisconnected);
-            record.command_id = Some(command_id);
-            self.store.append_event(&record).await?;
+            let key = self
+                .pending
+                .lock()
+                .expect("pending lock")
+                .remove(&command_id)
+                .map(|p| p.budget_key)
+                .unwrap_or_default();
+            let reason = format!("{error} any more; the command was not sent");
+            return self.reject(node, container, action, &key, Rejection::NodeDisconnected, reason, command_id).await;
         }
+        Ok(())
+    }
+
+    /// Records a rejection, unless the same rejection of the same container was already recorded in this
+    /// episode (since its last allowed action): one event per episode, not one per alert.
+    #[allow(clippy::too_many_arguments)]
+    async fn reject(
+        &self,
+        node: &str,
+        container: &ContainerFacts,
+        action: Action,
+        key: &str,
+        rejection: Rejection,
+        reason: String,
+        command_id: String,
+    ) -> Result<(), StoreError> {
+        let repeated =
+            self.episodes.lock().expect("episodes lock").insert(key.to_owned(), rejection) == Some(rejection);
+        if repeated {
+            tracing::debug!(node, container = %container.name, code = rejection.code(), "rejected again in the same episode");
+            return Ok(());
+        }
+        tracing::info!(node, container = %container.name, reason = %reason, "action rejected");
+        let mut record = EventRecord::new(EventKind::Rejected, node, &container.id, &container.name, reason);
+        record.action = Some(action);
+        record.rejection = Some(rejection);
+        record.command_id = Some(command_id);
+        self.store.append_event(&record).await?;
         Ok(())
     }
 
@@ -243,6 +284,14 @@ impl Remediator {
             Some(p) => (p.container_name.as_str(), Some(p.action)),
             None => ("", None),
         };
+        if let Some(p) = &pending
+            && matches!(report.outcome, Outcome::Success | Outcome::Failed)
+        {
+            let now = unix_ms(SystemTime::now());
+            self.store
+                .record_outcome(&p.budget_key, report.outcome == Outcome::Success, now, &self.config.budget)
+                .await?;
+        }
         tracing::info!(
             node,
             container = name,

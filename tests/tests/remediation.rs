@@ -125,3 +125,109 @@ async fn a_restart_that_does_not_hold_is_reported_as_failed() {
         kinds(&events)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_records_what_would_be_done_and_changes_nothing() {
+    hemostat_tests::init();
+    let pki = TestPki::new();
+    let scope = Scope::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = fleet::coordinator_config(&pki, StoreConfig::Embedded { path: dir.path().join("state.redb") });
+    config.remediation.dry_run = true;
+    let coordinator = TestCoordinator::start(config);
+    let _node = TestNode::start(fleet::node_config(&pki, "host-a", &coordinator.endpoint(), &scope.selector()));
+    let client = fleet::operator(&pki, OperatorRole::Viewer, coordinator.addr()).await;
+    eventually("node connected", Duration::from_secs(10), || node_connected(&client, "host-a")).await;
+    let web = scope.run("web", &[], &hemostat_tests::docker::crash_once(1));
+    let events = eventually("the dry-run decision", Duration::from_secs(10), || async {
+        let events = events_of(&client, &web).await?;
+        if kinds(&events) == ["health_alert", "remediation_needed", "rejected"] {
+            Ok(events)
+        } else {
+            Err(format!("{:?}", kinds(&events)))
+        }
+    })
+    .await;
+    assert_eq!(events[2].rejection, "dry_run");
+    assert!(events[2].reason.contains("would restart"), "{}", events[2].reason);
+    assert!(!events[1].evidence.is_empty(), "the decision carries its evidence");
+    assert_eq!(scope.state(&web).status, "exited", "nothing was done");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejection_is_recorded_once_per_episode_not_once_per_alert() {
+    hemostat_tests::init();
+    let pki = TestPki::new();
+    let scope = Scope::new();
+    let dir = tempfile::tempdir().unwrap();
+    let coordinator = TestCoordinator::start(fleet::coordinator_config(
+        &pki,
+        StoreConfig::Embedded { path: dir.path().join("state.redb") },
+    ));
+    let _node = TestNode::start(fleet::node_config(&pki, "host-a", &coordinator.endpoint(), &scope.selector()));
+    let client = fleet::operator(&pki, OperatorRole::Viewer, coordinator.addr()).await;
+    eventually("node connected", Duration::from_secs(10), || node_connected(&client, "host-a")).await;
+    let web = scope.run("web", &[], &hemostat_tests::docker::crash_again_later(1));
+    let count = |kind: &'static str| {
+        let client = client.clone();
+        let web = web.clone();
+        async move { kinds(&events_of(&client, &web).await.unwrap()).iter().filter(|k| k.as_str() == kind).count() }
+    };
+    eventually("the first rejection", Duration::from_secs(15), || async {
+        if count("rejected").await == 1 { Ok(()) } else { Err("not yet".to_owned()) }
+    })
+    .await;
+    // Two more crashes inside the cooldown (started by hand): two more alerts and decisions...
+    for n in 3..=4 {
+        scope.docker(&["start", &web]);
+        eventually("another alert", Duration::from_secs(15), || async {
+            if count("remediation_needed").await == n { Ok(()) } else { Err("not yet".to_owned()) }
+        })
+        .await;
+    }
+    // ...and, once a later crash elsewhere is recorded (the node reports in order), still one rejection.
+    let sentinel = scope.run("sentinel", &[], &hemostat_tests::docker::crash_once(2));
+    eventually("the sentinel's restart", Duration::from_secs(15), || async {
+        let events = events_of(&client, &sentinel).await?;
+        if kinds(&events).contains(&"remediation_complete".to_owned()) {
+            Ok(())
+        } else {
+            Err(format!("{:?}", kinds(&events)))
+        }
+    })
+    .await;
+    assert_eq!(count("rejected").await, 1, "{:?}", kinds(&events_of(&client, &web).await.unwrap()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_crash_loop_gets_at_most_the_hourly_budget_of_restarts() {
+    hemostat_tests::init();
+    let pki = TestPki::new();
+    let scope = Scope::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = fleet::coordinator_config(&pki, StoreConfig::Embedded { path: dir.path().join("state.redb") });
+    // A short cooldown, so that the hourly limit is what stops the loop.
+    config.remediation.budget.cooldown = Duration::from_secs(1);
+    let coordinator = TestCoordinator::start(config);
+    let _node = TestNode::start(fleet::node_config(&pki, "host-a", &coordinator.endpoint(), &scope.selector()));
+    let client = fleet::operator(&pki, OperatorRole::Viewer, coordinator.addr()).await;
+    eventually("node connected", Duration::from_secs(10), || node_connected(&client, "host-a")).await;
+    // Crashes 1.5 s after every start: each restart passes the 1 s verification, then it crashes again.
+    let looping = scope.run("loop", &[], "sleep 1.5; exit 1");
+    let events = eventually("the breaker to open", Duration::from_secs(40), || async {
+        let events = events_of(&client, &looping).await?;
+        if events.iter().any(|e| e.rejection == "circuit_open") {
+            Ok(events)
+        } else {
+            Err(format!("{:?}", kinds(&events)))
+        }
+    })
+    .await;
+    let restarts = events.iter().filter(|e| e.r#type() == pb::EventType::RemediationComplete).count();
+    assert_eq!(restarts, 3, "RESPONDER_MAX_RETRIES_PER_HOUR restarts, no more: {:?}", kinds(&events));
+    assert!(events.iter().find(|e| e.rejection == "circuit_open").unwrap().reason.contains("circuit open"));
+    eventually("the loop to stay down", Duration::from_secs(10), || async {
+        if scope.state(&looping).status == "exited" { Ok(()) } else { Err("running".into()) }
+    })
+    .await;
+}

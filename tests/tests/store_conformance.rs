@@ -209,3 +209,53 @@ async fn alert_history_is_bounded_expires_and_survives_reopening() {
         assert_eq!(kept[9], history_entry(T0 + 11 * MIN));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_verifications_trip_the_breaker_which_half_opens_and_closes() {
+    for b in backends().await {
+        let s = &b.store;
+        let budget = Budget::DEFAULT;
+        let hour = 60 * MIN;
+        for i in 0..3 {
+            let t = T0 + i * (hour + MIN);
+            assert!(
+                matches!(s.try_begin_action("n/web", t, &budget).await.unwrap(), BudgetVerdict::Allowed { .. }),
+                "{}",
+                s.backend()
+            );
+            s.record_outcome("n/web", false, t + MIN, &budget).await.unwrap();
+        }
+        let last_failure = T0 + 2 * (hour + MIN) + MIN;
+        assert_eq!(
+            s.try_begin_action("n/web", last_failure + hour - MIN, &budget).await.unwrap(),
+            BudgetVerdict::CircuitOpen { retry_after: Duration::from_secs(60) },
+            "open ({})",
+            s.backend()
+        );
+        // Half-open: one trial; it fails, and the breaker opens again.
+        assert!(matches!(
+            s.try_begin_action("n/web", last_failure + hour, &budget).await.unwrap(),
+            BudgetVerdict::Allowed { .. }
+        ));
+        s.record_outcome("n/web", false, last_failure + hour + MIN, &budget).await.unwrap();
+        let reopened = last_failure + hour + MIN;
+        assert!(matches!(
+            s.try_begin_action("n/web", reopened + hour - 1, &budget).await.unwrap(),
+            BudgetVerdict::CircuitOpen { .. }
+        ));
+        // The next trial succeeds: closed.
+        assert!(matches!(
+            s.try_begin_action("n/web", reopened + hour, &budget).await.unwrap(),
+            BudgetVerdict::Allowed { .. }
+        ));
+        s.record_outcome("n/web", true, reopened + hour + MIN, &budget).await.unwrap();
+        assert!(
+            matches!(
+                s.try_begin_action("n/web", reopened + 2 * hour + MIN, &budget).await.unwrap(),
+                BudgetVerdict::Allowed { .. }
+            ),
+            "closed ({})",
+            s.backend()
+        );
+    }
+}

@@ -82,6 +82,27 @@ impl StateStore for EmbeddedStore {
         .await
     }
 
+    async fn record_outcome(&self, key: &str, success: bool, now_ms: u64, _budget: &Budget) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(redb::Error::from)?;
+            {
+                let mut table = txn.open_table(BUDGETS).map_err(redb::Error::from)?;
+                let mut state: BudgetState = match table.get(key.as_str()).map_err(redb::Error::from)? {
+                    Some(raw) => serde_json::from_slice(raw.value())
+                        .map_err(|e| StoreError::Corrupt(format!("budget of {key}: {e}")))?,
+                    None => BudgetState::default(),
+                };
+                state.record_outcome(success, now_ms);
+                let raw = serde_json::to_vec(&state).expect("budget state serializes");
+                table.insert(key.as_str(), raw.as_slice()).map_err(redb::Error::from)?;
+            }
+            txn.commit().map_err(redb::Error::from)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn append_event(&self, record: &EventRecord) -> Result<EventId, StoreError> {
         let raw = encode_event(record);
         let retention = self.retention;

@@ -46,6 +46,9 @@ pub trait StateStore: Send + Sync + 'static {
     /// step, so that two coordinators can never both be allowed within one cooldown.
     async fn try_begin_action(&self, key: &str, now_ms: u64, budget: &Budget) -> Result<BudgetVerdict, StoreError>;
 
+    /// Records the verified result of an action on the container `key`, for the circuit breaker.
+    async fn record_outcome(&self, key: &str, success: bool, now_ms: u64, budget: &Budget) -> Result<(), StoreError>;
+
     /// Appends an event to the log and returns its id. Ids increase.
     async fn append_event(&self, record: &EventRecord) -> Result<EventId, StoreError>;
 

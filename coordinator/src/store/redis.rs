@@ -1,7 +1,8 @@
 //! The Redis backend: shared by every coordinator of a fleet.
 //!
 //! Keys carry a hash tag so that one container's keys share a Redis Cluster slot:
-//! `hemostat:{<container key>}:budget` (hash: `last_action_ms`) and `hemostat:{<container key>}:attempts`
+//! `hemostat:{<container key>}:budget` (hash: `last_action_ms`, `failures`, `last_failure_ms`) and
+//! `hemostat:{<container key>}:attempts`
 //! (sorted set of attempt times). The event log is the stream `hemostat:events`, trimmed approximately to
 //! its retention. A budget decision is one `EVALSHA` of [`BUDGET_SCRIPT`]. Alert history is the list
 //! `hemostat:{<container key>}:history`, newest first, trimmed to its size and expiring with its TTL.
@@ -32,6 +33,11 @@ local last = tonumber(redis.call('HGET', KEYS[1], 'last_action_ms'))
 if last and now < last + cooldown then
   return {'cooldown', last + cooldown - now}
 end
+local failures = tonumber(redis.call('HGET', KEYS[1], 'failures')) or 0
+local failed = tonumber(redis.call('HGET', KEYS[1], 'last_failure_ms'))
+if failures >= max_attempts and failed and now < failed + window then
+  return {'circuit', failed + window - now}
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
 local n = redis.call('ZCARD', KEYS[2])
 if n >= max_attempts then
@@ -40,10 +46,23 @@ if n >= max_attempts then
 end
 redis.call('HSET', KEYS[1], 'last_action_ms', now)
 redis.call('ZADD', KEYS[2], now, tostring(now) .. ':' .. tostring(n))
-local ttl = math.max(cooldown, window) + 60000
+local ttl = math.max(cooldown, window) * 2 + 60000
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
 return {'allowed', n + 1}
+"#;
+
+/// [`BudgetState::record_outcome`](crate::policy::BudgetState::record_outcome) in Lua.
+/// KEYS: budget hash. ARGV: success (1 or 0), now_ms, ttl_ms.
+pub const OUTCOME_SCRIPT: &str = r#"
+if ARGV[1] == '1' then
+  redis.call('HSET', KEYS[1], 'failures', 0)
+else
+  redis.call('HINCRBY', KEYS[1], 'failures', 1)
+  redis.call('HSET', KEYS[1], 'last_failure_ms', ARGV[2])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
 "#;
 
 /// The Redis state store.
@@ -51,6 +70,7 @@ return {'allowed', n + 1}
 pub struct RedisStore {
     conn: ConnectionManager,
     budget: redis::Script,
+    outcome: redis::Script,
     retention: u64,
 }
 
@@ -60,7 +80,12 @@ impl RedisStore {
         let client = redis::Client::open(url)?;
         let mut conn = ConnectionManager::new(client).await?;
         let _: () = redis::cmd("PING").query_async(&mut conn).await?;
-        Ok(RedisStore { conn, budget: redis::Script::new(BUDGET_SCRIPT), retention: DEFAULT_EVENT_RETENTION })
+        Ok(RedisStore {
+            conn,
+            budget: redis::Script::new(BUDGET_SCRIPT),
+            outcome: redis::Script::new(OUTCOME_SCRIPT),
+            retention: DEFAULT_EVENT_RETENTION,
+        })
     }
 }
 
@@ -85,6 +110,20 @@ impl StateStore for RedisStore {
             "circuit" => Ok(BudgetVerdict::CircuitOpen { retry_after }),
             other => Err(StoreError::Corrupt(format!("budget script answered {other:?}"))),
         }
+    }
+
+    async fn record_outcome(&self, key: &str, success: bool, now_ms: u64, budget: &Budget) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let ttl = budget.cooldown.max(budget.window).as_millis() as u64 * 2 + 60_000;
+        let _: i64 = self
+            .outcome
+            .key(format!("hemostat:{{{key}}}:budget"))
+            .arg(if success { "1" } else { "0" })
+            .arg(now_ms)
+            .arg(ttl)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
     }
 
     async fn append_event(&self, record: &EventRecord) -> Result<EventId, StoreError> {
