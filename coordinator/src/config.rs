@@ -14,7 +14,7 @@ use crate::analysis::llm::LlmConfig;
 use crate::analysis::patterns::PatternConfig;
 use crate::policy::Budget;
 use crate::remediation::RemediationConfig;
-use crate::store::StoreConfig;
+use crate::store::{StoreConfig, StormConfig};
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +77,12 @@ pub struct CoordinatorArgs {
     /// Seconds a restart waits for a graceful stop before killing [default: 10].
     #[arg(long, env = "RESPONDER_STOP_TIMEOUT_SECONDS")]
     pub stop_timeout_seconds: Option<u32>,
+    /// More containers than this needing remediation within the storm window stops automatic actions [default: 5].
+    #[arg(long, env = "RESPONDER_STORM_THRESHOLD")]
+    pub storm_threshold: Option<u32>,
+    /// The storm window, in seconds [default: 60].
+    #[arg(long, env = "RESPONDER_STORM_WINDOW_SECONDS")]
+    pub storm_window_seconds: Option<u64>,
     /// Record what would be done and do nothing (true/false) [default: false].
     #[arg(long, env = "RESPONDER_DRY_RUN")]
     pub dry_run: Option<bool>,
@@ -115,6 +121,8 @@ struct CoordinatorFile {
     max_retries_per_hour: Option<u32>,
     stop_timeout_seconds: Option<u32>,
     dry_run: Option<bool>,
+    storm_threshold: Option<u32>,
+    storm_window_seconds: Option<u64>,
     confidence_threshold: Option<f64>,
     history_size: Option<usize>,
     history_ttl: Option<u64>,
@@ -200,6 +208,11 @@ impl CoordinatorConfig {
                 },
                 stop_timeout: Duration::from_secs(u64::from(stop_timeout)),
                 dry_run: pick!(dry_run).unwrap_or(false),
+                storm: StormConfig {
+                    threshold: pick!(storm_threshold).unwrap_or(StormConfig::default().threshold),
+                    window: pick!(storm_window_seconds)
+                        .map_or(StormConfig::default().window, |s| Duration::from_secs(s.max(1))),
+                },
             },
         })
     }

@@ -60,6 +60,8 @@ pub enum EventKind {
     Rejected,
     /// A container's standing anomalies cleared.
     Resolved,
+    /// Too many containers needed remediation at once; automatic actions stopped.
+    Storm,
 }
 
 impl EventKind {
@@ -72,6 +74,7 @@ impl EventKind {
             EventKind::RemediationComplete => pb::EventType::RemediationComplete,
             EventKind::Rejected => pb::EventType::Rejected,
             EventKind::Resolved => pb::EventType::Resolved,
+            EventKind::Storm => pb::EventType::Storm,
         }
     }
 
@@ -85,6 +88,7 @@ impl EventKind {
             pb::EventType::RemediationComplete => EventKind::RemediationComplete,
             pb::EventType::Rejected => EventKind::Rejected,
             pb::EventType::Resolved => EventKind::Resolved,
+            pb::EventType::Storm => EventKind::Storm,
         })
     }
 }
@@ -161,6 +165,8 @@ pub enum Rejection {
     NodeDisconnected,
     /// Dry-run mode: recorded, not done.
     DryRun,
+    /// The storm breaker is on.
+    Storm,
 }
 
 impl Rejection {
@@ -171,6 +177,7 @@ impl Rejection {
             Rejection::CircuitOpen => "circuit_open",
             Rejection::NodeDisconnected => "node_disconnected",
             Rejection::DryRun => "dry_run",
+            Rejection::Storm => "storm",
         }
     }
 }

@@ -2,7 +2,10 @@
 //!
 //! For each problem: record a `health_alert`; let the [`Analyzer`] decide, with the container's alert history
 //! from the store; record the decision (`remediation_needed` or `false_alarm`, with its evidence);
-//! check and record the budget in one atomic store step; then either record `rejected` with the reason, or
+//! check the storm breaker (more than `RESPONDER_STORM_THRESHOLD` containers needing remediation within
+//! `RESPONDER_STORM_WINDOW_SECONDS`, on one node or in the fleet, stops automatic actions and raises one
+//! `storm` event listing them, until the rate falls); check and record the budget in one atomic store step;
+//! then either record `rejected` with the reason (once per episode), or
 //! send the command to the node. The node's result becomes `remediation_complete`. Nothing is sent to a node
 //! unless the store has recorded it first: with the store down, nothing is acted on.
 
@@ -18,7 +21,7 @@ use crate::container::{AlertReport, Anomaly, AnomalyKind, ContainerFacts, Severi
 use crate::events::{Action, EventKind, EventRecord, Outcome, Rejection, unix_ms};
 use crate::policy::{Budget, BudgetVerdict};
 use crate::registry::{Command, Outbound, Registry};
-use crate::store::{StateStore, StoreError};
+use crate::store::{StateStore, StoreError, StormConfig, StormVerdict};
 
 /// The remediation settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,11 +32,18 @@ pub struct RemediationConfig {
     pub stop_timeout: Duration,
     /// `RESPONDER_DRY_RUN`: record what would be done, do nothing, use no budget.
     pub dry_run: bool,
+    /// The storm breaker's limits.
+    pub storm: StormConfig,
 }
 
 impl Default for RemediationConfig {
     fn default() -> Self {
-        RemediationConfig { budget: Budget::DEFAULT, stop_timeout: Duration::from_secs(10), dry_run: false }
+        RemediationConfig {
+            budget: Budget::DEFAULT,
+            stop_timeout: Duration::from_secs(10),
+            dry_run: false,
+            storm: StormConfig::default(),
+        }
     }
 }
 
@@ -194,7 +204,30 @@ impl Remediator {
             let reason = format!("dry run: would {} {key}; nothing was done and no budget was used", action.name());
             return self.reject(node, container, action, &key, Rejection::DryRun, reason, command_id).await;
         }
-        let verdict = self.store.try_begin_action(&key, unix_ms(SystemTime::now()), &self.config.budget).await?;
+        let now = unix_ms(SystemTime::now());
+        let scopes = ["fleet".to_owned(), format!("node:{node}")];
+        if let StormVerdict::Storm { scope, started, members } =
+            self.store.note_need(&scopes, &key, now, &self.config.storm).await?
+        {
+            let window = self.config.storm.window.as_secs();
+            if started {
+                let list = members.iter().map(|m| m.escape_debug().to_string()).collect::<Vec<_>>().join(", ");
+                let reason = format!(
+                    "storm in {scope}: {} containers needed remediation within {window}s (more than {}); automatic actions \
+                     stop until the rate falls: {list}",
+                    members.len(),
+                    self.config.storm.threshold
+                );
+                tracing::warn!(%scope, containers = members.len(), "storm: automatic actions stopped");
+                let mut record = EventRecord::new(EventKind::Storm, node, &container.id, &container.name, reason);
+                record.action = Some(action);
+                self.store.append_event(&record).await?;
+            }
+            let reason =
+                format!("storm in {scope}: too many containers need remediation at once; not acting automatically");
+            return self.reject(node, container, action, &key, Rejection::Storm, reason, command_id).await;
+        }
+        let verdict = self.store.try_begin_action(&key, now, &self.config.budget).await?;
         let rejection = match verdict {
             BudgetVerdict::Allowed { attempts_in_window } => {
                 tracing::info!(node, container = %container.name, ?action, attempts_in_window, "remediating");

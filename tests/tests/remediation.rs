@@ -231,3 +231,56 @@ async fn a_real_crash_loop_gets_at_most_the_hourly_budget_of_restarts() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_containers_crashing_at_once_make_a_storm_with_at_most_five_actions_and_one_alert() {
+    hemostat_tests::init();
+    let pki = TestPki::new();
+    let scope = Scope::new();
+    let dir = tempfile::tempdir().unwrap();
+    let coordinator = TestCoordinator::start(fleet::coordinator_config(
+        &pki,
+        StoreConfig::Embedded { path: dir.path().join("state.redb") },
+    ));
+    let _node = TestNode::start(fleet::node_config(&pki, "host-a", &coordinator.endpoint(), &scope.selector()));
+    let client = fleet::operator(&pki, OperatorRole::Viewer, coordinator.addr()).await;
+    eventually("node connected", Duration::from_secs(10), || node_connected(&client, "host-a")).await;
+    // Ten containers that wait for one file, then all crash together (a shared dependency going down).
+    let names: Vec<String> = (0..10)
+        .map(|i| scope.run(&format!("dep{i}"), &[], "while [ ! -f /tmp/go ]; do sleep 0.1; done; exit 1"))
+        .collect();
+    for name in &names {
+        scope.docker(&["exec", name, "touch", "/tmp/go"]);
+    }
+    let all = || async {
+        let mut events = Vec::new();
+        for name in &names {
+            events.extend(events_of(&client, name).await?);
+        }
+        Ok::<_, String>(events)
+    };
+    // The restarted ones crash again at once (the file is still there) and meet their cooldown.
+    eventually("every one of the ten settled", Duration::from_secs(30), || async {
+        let mut settled = 0;
+        for name in &names {
+            let events = events_of(&client, name).await?;
+            if events.iter().any(|e| e.r#type() == pb::EventType::RemediationComplete || e.rejection == "storm") {
+                settled += 1;
+            }
+        }
+        if settled == 10 { Ok(()) } else { Err(format!("{settled} settled")) }
+    })
+    .await;
+    let events = all().await.unwrap();
+    let actions = events.iter().filter(|e| e.r#type() == pb::EventType::RemediationComplete).count();
+    let storms: Vec<&pb::Event> = events.iter().filter(|e| e.r#type() == pb::EventType::Storm).collect();
+    let rejected = events.iter().filter(|e| e.rejection == "storm").count();
+    assert!(actions <= 5, "{actions} actions");
+    assert!(actions + rejected >= 10, "{actions} actions, {rejected} storm rejections");
+    assert_eq!(storms.len(), 1, "one storm alert");
+    assert!(
+        storms[0].reason.contains("6 containers") || storms[0].reason.contains("containers needed remediation"),
+        "{}",
+        storms[0].reason
+    );
+}

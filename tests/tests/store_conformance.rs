@@ -9,7 +9,7 @@ use hemostat_coordinator::analysis::patterns::Sample;
 use hemostat_coordinator::container::{Anomaly, AnomalyKind, Severity};
 use hemostat_coordinator::events::{EventKind, EventRecord};
 use hemostat_coordinator::policy::{Budget, BudgetVerdict};
-use hemostat_coordinator::store::{self, StateStore, StoreConfig};
+use hemostat_coordinator::store::{self, StateStore, StoreConfig, StormConfig, StormVerdict};
 use hemostat_tests::redis::RedisServer;
 
 const MIN: u64 = 60_000;
@@ -258,4 +258,64 @@ async fn failed_verifications_trip_the_breaker_which_half_opens_and_closes() {
             s.backend()
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_storm_window_counts_distinct_containers_per_scope_and_starts_once() {
+    for b in backends().await {
+        let s = &b.store;
+        let storm = StormConfig { threshold: 2, window: Duration::from_secs(60) };
+        let scopes = |node: &str| vec!["fleet".to_owned(), format!("node:{node}")];
+        assert_eq!(s.note_need(&scopes("a"), "a/web", T0, &storm).await.unwrap(), StormVerdict::Calm);
+        assert_eq!(
+            s.note_need(&scopes("a"), "a/web", T0 + 1000, &storm).await.unwrap(),
+            StormVerdict::Calm,
+            "the same container twice is one"
+        );
+        assert_eq!(s.note_need(&scopes("b"), "b/db", T0 + 2000, &storm).await.unwrap(), StormVerdict::Calm);
+        let third = s.note_need(&scopes("c"), "c/api", T0 + 3000, &storm).await.unwrap();
+        assert_eq!(
+            third,
+            StormVerdict::Storm {
+                scope: "fleet".into(),
+                started: true,
+                members: vec!["a/web".into(), "b/db".into(), "c/api".into()]
+            },
+            "{}",
+            s.backend()
+        );
+        assert!(matches!(
+            s.note_need(&scopes("c"), "c/cache", T0 + 4000, &storm).await.unwrap(),
+            StormVerdict::Storm { started: false, .. }
+        ));
+        // A minute later with nothing new, the rate has fallen.
+        assert_eq!(
+            s.note_need(&scopes("d"), "d/web", T0 + 4000 + 61_000, &storm).await.unwrap(),
+            StormVerdict::Calm,
+            "{}",
+            s.backend()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_coordinators_on_one_redis_never_both_act_within_a_cooldown() {
+    hemostat_tests::init();
+    let redis = RedisServer::start();
+    let config = StoreConfig::Redis { url: redis.url() };
+    let (first, second) = (store::open(&config).await.unwrap(), store::open(&config).await.unwrap());
+    let budget = Budget::DEFAULT;
+    let mut allowed = 0;
+    for round in 0..1000u64 {
+        let key = format!("host-a/name/web-{}", round % 10);
+        // Each round is a new cooldown window of the same ten containers.
+        let now = T0 + (round / 10) * 3_600_000 * 2;
+        let (a, b) =
+            tokio::join!(first.try_begin_action(&key, now, &budget), second.try_begin_action(&key, now, &budget));
+        let both = [a.unwrap(), b.unwrap()];
+        let winners = both.iter().filter(|v| matches!(v, BudgetVerdict::Allowed { .. })).count();
+        assert_eq!(winners, 1, "round {round}: {both:?}");
+        allowed += winners;
+    }
+    assert_eq!(allowed, 1000);
 }

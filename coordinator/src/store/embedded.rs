@@ -10,7 +10,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use super::{DEFAULT_EVENT_RETENTION, StateStore, StoreError, decode_event, encode_event, fresh};
+use super::{
+    DEFAULT_EVENT_RETENTION, StateStore, StoreError, StormConfig, StormVerdict, decode_event, encode_event, fresh,
+};
 use crate::analysis::HistoryEntry;
 use crate::events::{EventId, EventRecord, StoredEvent};
 use crate::policy::{Budget, BudgetState, BudgetVerdict};
@@ -19,8 +21,17 @@ use crate::policy::{Budget, BudgetState, BudgetVerdict};
 const BUDGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("budgets");
 /// Container key → JSON list of `HistoryEntry`, oldest first.
 const HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("history");
+/// Storm scope → JSON `StormWindow`.
+const STORMS: TableDefinition<&str, &[u8]> = TableDefinition::new("storms");
 /// (ms, seq) → JSON `EventRecord`.
 const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("events");
+
+/// One storm scope's window: who needed remediation when, and until when a storm is on.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct StormWindow {
+    members: std::collections::BTreeMap<String, u64>,
+    active_until: Option<u64>,
+}
 
 /// The embedded state store.
 #[derive(Clone)]
@@ -41,6 +52,7 @@ impl EmbeddedStore {
             txn.open_table(BUDGETS).map_err(redb::Error::from)?;
             txn.open_table(EVENTS).map_err(redb::Error::from)?;
             txn.open_table(HISTORY).map_err(redb::Error::from)?;
+            txn.open_table(STORMS).map_err(redb::Error::from)?;
             txn.commit().map_err(redb::Error::from)?;
             Ok(EmbeddedStore { db: Arc::new(db), retention: DEFAULT_EVENT_RETENTION })
         })
@@ -99,6 +111,50 @@ impl StateStore for EmbeddedStore {
             }
             txn.commit().map_err(redb::Error::from)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn note_need(
+        &self,
+        scopes: &[String],
+        member: &str,
+        now_ms: u64,
+        storm: &StormConfig,
+    ) -> Result<StormVerdict, StoreError> {
+        let (scopes, member, storm) = (scopes.to_vec(), member.to_owned(), *storm);
+        self.blocking(move |db| {
+            let window = storm.window.as_millis() as u64;
+            let txn = db.begin_write().map_err(redb::Error::from)?;
+            let mut verdict = StormVerdict::Calm;
+            {
+                let mut table = txn.open_table(STORMS).map_err(redb::Error::from)?;
+                for scope in &scopes {
+                    let mut state: StormWindow = match table.get(scope.as_str()).map_err(redb::Error::from)? {
+                        Some(raw) => serde_json::from_slice(raw.value())
+                            .map_err(|e| StoreError::Corrupt(format!("storm: {e}")))?,
+                        None => StormWindow::default(),
+                    };
+                    state.members.insert(member.clone(), now_ms);
+                    state.members.retain(|_, t| *t + window >= now_ms);
+                    if verdict == StormVerdict::Calm && state.members.len() as u64 > u64::from(storm.threshold) {
+                        let started = state.active_until.is_none_or(|until| until < now_ms);
+                        state.active_until = Some(now_ms + window);
+                        let mut members: Vec<(u64, String)> =
+                            state.members.iter().map(|(m, t)| (*t, m.clone())).collect();
+                        members.sort();
+                        verdict = StormVerdict::Storm {
+                            scope: scope.clone(),
+                            started,
+                            members: members.into_iter().map(|(_, m)| m).collect(),
+                        };
+                    }
+                    let raw = serde_json::to_vec(&state).expect("storm window serializes");
+                    table.insert(scope.as_str(), raw.as_slice()).map_err(redb::Error::from)?;
+                }
+            }
+            txn.commit().map_err(redb::Error::from)?;
+            Ok(verdict)
         })
         .await
     }

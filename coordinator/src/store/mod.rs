@@ -49,6 +49,17 @@ pub trait StateStore: Send + Sync + 'static {
     /// Records the verified result of an action on the container `key`, for the circuit breaker.
     async fn record_outcome(&self, key: &str, success: bool, now_ms: u64, budget: &Budget) -> Result<(), StoreError>;
 
+    /// Notes that the container `member` needs remediation now, in each of `scopes` (the fleet, its node),
+    /// and says whether any scope has more than `storm.threshold` containers needing it within
+    /// `storm.window`: a storm. Atomic, and shared by every coordinator on the store.
+    async fn note_need(
+        &self,
+        scopes: &[String],
+        member: &str,
+        now_ms: u64,
+        storm: &StormConfig,
+    ) -> Result<StormVerdict, StoreError>;
+
     /// Appends an event to the log and returns its id. Ids increase.
     async fn append_event(&self, record: &EventRecord) -> Result<EventId, StoreError>;
 
@@ -69,6 +80,37 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// The backend's name for logs: `redis` or `embedded`.
     fn backend(&self) -> &'static str;
+}
+
+/// The storm breaker's limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StormConfig {
+    /// More containers than this needing remediation within the window is a storm.
+    pub threshold: u32,
+    /// The window.
+    pub window: Duration,
+}
+
+impl Default for StormConfig {
+    fn default() -> Self {
+        StormConfig { threshold: 5, window: Duration::from_secs(60) }
+    }
+}
+
+/// What [`StateStore::note_need`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StormVerdict {
+    /// No storm: act as usual.
+    Calm,
+    /// A storm in `scope`: do not act automatically.
+    Storm {
+        /// The scope that storms (`fleet` or `node:<name>`).
+        scope: String,
+        /// Whether this call started it (raise the one `storm` alert).
+        started: bool,
+        /// The containers needing remediation in the window.
+        members: Vec<String>,
+    },
 }
 
 /// Which backend to open.

@@ -12,7 +12,10 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use redis::streams::{StreamMaxlen, StreamRangeReply};
 
-use super::{DEFAULT_EVENT_RETENTION, StateStore, StoreError, decode_event, decode_history, encode_event, fresh};
+use super::{
+    DEFAULT_EVENT_RETENTION, StateStore, StoreError, StormConfig, StormVerdict, decode_event, decode_history,
+    encode_event, fresh,
+};
 use crate::analysis::HistoryEntry;
 use crate::events::{EventId, EventRecord, StoredEvent};
 use crate::policy::{Budget, BudgetVerdict};
@@ -65,12 +68,39 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 "#;
 
+/// The storm breaker's window count in Lua. KEYS: pairs of (window zset, active flag) per scope, all with
+/// the `{storm}` hash tag. ARGV: member, now_ms, window_ms, threshold.
+/// Returns `{"calm"}` or `{"storm", scope index, started (1/0), members...}`.
+pub const STORM_SCRIPT: &str = r#"
+local member, now, window, threshold = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local storm = nil
+for i = 1, #KEYS, 2 do
+  redis.call('ZADD', KEYS[i], now, member)
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
+  redis.call('PEXPIRE', KEYS[i], window * 2)
+  if storm == nil and redis.call('ZCARD', KEYS[i]) > threshold then
+    local started = 0
+    if redis.call('SET', KEYS[i + 1], '1', 'PX', window, 'NX') then
+      started = 1
+    else
+      redis.call('PEXPIRE', KEYS[i + 1], window)
+    end
+    storm = {'storm', tostring((i + 1) / 2), tostring(started)}
+    for _, m in ipairs(redis.call('ZRANGE', KEYS[i], 0, -1)) do
+      table.insert(storm, m)
+    end
+  end
+end
+return storm or {'calm'}
+"#;
+
 /// The Redis state store.
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,
     budget: redis::Script,
     outcome: redis::Script,
+    storm: redis::Script,
     retention: u64,
 }
 
@@ -84,6 +114,7 @@ impl RedisStore {
             conn,
             budget: redis::Script::new(BUDGET_SCRIPT),
             outcome: redis::Script::new(OUTCOME_SCRIPT),
+            storm: redis::Script::new(STORM_SCRIPT),
             retention: DEFAULT_EVENT_RETENTION,
         })
     }
@@ -124,6 +155,41 @@ impl StateStore for RedisStore {
             .invoke_async(&mut conn)
             .await?;
         Ok(())
+    }
+
+    async fn note_need(
+        &self,
+        scopes: &[String],
+        member: &str,
+        now_ms: u64,
+        storm: &StormConfig,
+    ) -> Result<StormVerdict, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.storm.prepare_invoke();
+        for scope in scopes {
+            invocation
+                .key(format!("hemostat:{{storm}}:{scope}:window"))
+                .key(format!("hemostat:{{storm}}:{scope}:active"));
+        }
+        let reply: Vec<String> = invocation
+            .arg(member)
+            .arg(now_ms)
+            .arg(storm.window.as_millis() as u64)
+            .arg(storm.threshold)
+            .invoke_async(&mut conn)
+            .await?;
+        match reply.as_slice() {
+            [calm] if calm == "calm" => Ok(StormVerdict::Calm),
+            [tag, index, started, members @ ..] if tag == "storm" => {
+                let index: usize = index.parse().map_err(|_| StoreError::Corrupt("storm script index".into()))?;
+                Ok(StormVerdict::Storm {
+                    scope: scopes.get(index - 1).cloned().unwrap_or_default(),
+                    started: started == "1",
+                    members: members.to_vec(),
+                })
+            }
+            other => Err(StoreError::Corrupt(format!("storm script answered {other:?}"))),
+        }
     }
 
     async fn append_event(&self, record: &EventRecord) -> Result<EventId, StoreError> {
