@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::detection::DetectionConfig;
 use crate::executor::{DEFAULT_EXEC_ALLOWLIST, ExecutionPolicy, parse_allowlist};
 use crate::inventory::ContainerSelector;
+use crate::local_policy::LocalPolicyConfig;
 use crate::outbox::DEFAULT_CAPACITY;
 
 /// Why the configuration cannot be used.
@@ -105,6 +106,16 @@ pub struct NodeArgs {
     /// Seconds a restarted container is watched before it counts as a success [default: 30].
     #[arg(long, env = "RESPONDER_VERIFY_SECONDS")]
     pub verify_seconds: Option<u64>,
+    /// Whether the node restarts crashed containers on its own when cut off from every coordinator
+    /// (true/false) [default: true].
+    #[arg(long, env = "NODE_LOCAL_POLICY")]
+    pub local_policy: Option<bool>,
+    /// Seconds cut off before the local policy applies [default: 60].
+    #[arg(long, env = "NODE_LOCAL_POLICY_AFTER_SECONDS")]
+    pub local_policy_after_seconds: Option<u64>,
+    /// At most one local action per container within this many seconds [default: 3600].
+    #[arg(long, env = "RESPONDER_COOLDOWN_SECONDS")]
+    pub cooldown_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +141,9 @@ struct NodeFile {
     exec_allowlist: Option<String>,
     exec_timeout_seconds: Option<u64>,
     verify_seconds: Option<u64>,
+    local_policy: Option<bool>,
+    local_policy_after_seconds: Option<u64>,
+    cooldown_seconds: Option<u64>,
 }
 
 /// The resolved node configuration.
@@ -159,6 +173,8 @@ pub struct NodeConfig {
     pub log_lines: usize,
     /// What the node allows, whatever the coordinator asks.
     pub execution: ExecutionPolicy,
+    /// What the node does on its own when cut off.
+    pub local_policy: LocalPolicyConfig,
 }
 
 impl NodeConfig {
@@ -233,6 +249,12 @@ impl NodeConfig {
                 ),
                 exec_timeout: Duration::from_secs(pick!(exec_timeout_seconds).unwrap_or(10).max(1)),
                 verify_window: Duration::from_secs(pick!(verify_seconds).unwrap_or(30)),
+            },
+            local_policy: LocalPolicyConfig {
+                enabled: pick!(local_policy).unwrap_or(true),
+                after: pick!(local_policy_after_seconds)
+                    .map_or(LocalPolicyConfig::default().after, Duration::from_secs),
+                cooldown: pick!(cooldown_seconds).map_or(LocalPolicyConfig::default().cooldown, Duration::from_secs),
             },
         })
     }

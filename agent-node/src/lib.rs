@@ -7,6 +7,7 @@ pub mod config;
 pub mod detection;
 pub mod executor;
 pub mod inventory;
+pub mod local_policy;
 pub mod metrics;
 pub mod monitor;
 pub mod outbox;
@@ -76,9 +77,20 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         Arc::new(executor::Executor::new(docker.clone(), selector.clone(), config.execution.clone(), outbox.clone()));
     let (observations, observed) = tokio::sync::mpsc::channel(4096);
     let resync = Arc::new(tokio::sync::Notify::new());
-    let monitor = tokio::spawn(monitor::Monitor::new(config.detection, outbox.clone(), resync.clone()).run(observed));
+    let connectivity = Arc::new(local_policy::Connectivity::default());
+    let local = config.local_policy.enabled.then(|| monitor::LocalAction {
+        policy: local_policy::LocalPolicy::new(config.local_policy),
+        connectivity: connectivity.clone(),
+        executor: executor.clone(),
+    });
+    let monitor = monitor::Monitor::new(config.detection, outbox.clone(), resync.clone(), local);
+    let monitor = tokio::spawn(monitor.run(observed));
     let watcher =
         watcher::Watcher::new(docker.clone(), selector.clone(), observations.clone(), config.log_lines, resync.clone());
+    let watcher = match &config.spool_dir {
+        Some(dir) => watcher.with_position_file(dir.join("events-position")),
+        None => watcher,
+    };
     let watcher = tokio::spawn(watcher.run());
     let poller = tokio::spawn(poller::Poller::new(docker, selector, config.poll_interval, observations).run());
     let settings = session::SessionSettings {
@@ -89,7 +101,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         reconnect_initial: Duration::from_millis(100),
         reconnect_max: config.reconnect_max,
     };
-    let session = tokio::spawn(session::run(settings, outbox, executor, resync));
+    let session = tokio::spawn(session::run(settings, outbox, executor, resync, connectivity));
     shutdown.await;
     tracing::info!("node stopping");
     for task in [watcher, poller, monitor, session] {

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use hemostat_proto::timestamp::to_proto as timestamp;
 use hemostat_proto::v1 as pb;
@@ -15,6 +15,8 @@ use tokio::sync::{Notify, mpsc};
 use crate::detection::{
     Anomaly, AnomalyKind, DetectionConfig, RestartWindow, Severity, Standing, percent_anomaly, restart_anomaly,
 };
+use crate::executor::{CommandRequest, Executor, NodeAction};
+use crate::local_policy::{Connectivity, LocalPolicy};
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 
@@ -25,6 +27,23 @@ pub struct Evidence {
     pub log_tail: Vec<String>,
     /// The last health check outputs.
     pub health_outputs: Vec<String>,
+}
+
+/// A container's exit, as the watcher saw it.
+#[derive(Clone, Debug)]
+pub struct ExitObservation {
+    /// Its state.
+    pub container: pb::ContainerState,
+    /// The exit code.
+    pub exit_code: i64,
+    /// Whether the OOM killer ended it (per inspect).
+    pub oom_killed: bool,
+    /// When Docker said so.
+    pub at: SystemTime,
+    /// Logs and health output, gathered at once.
+    pub evidence: Evidence,
+    /// A replayed exit of a container that runs again by now: record it, alert nothing.
+    pub settled: bool,
 }
 
 /// Samples kept per container and sent with each alert.
@@ -53,18 +72,7 @@ pub enum Observation {
         at: SystemTime,
     },
     /// The container's process ended.
-    Exited {
-        /// Its state.
-        container: pb::ContainerState,
-        /// The exit code.
-        exit_code: i64,
-        /// Whether the OOM killer ended it (per inspect).
-        oom_killed: bool,
-        /// When Docker said so.
-        at: SystemTime,
-        /// Logs and health output, gathered at once.
-        evidence: Evidence,
-    },
+    Exited(ExitObservation),
     /// The container was removed.
     Destroyed {
         /// Its last state.
@@ -110,13 +118,24 @@ pub struct Monitor {
     outbox: Arc<Outbox>,
     containers: HashMap<String, Tracked>,
     resync: Arc<Notify>,
+    local: Option<LocalAction>,
+}
+
+/// What the monitor needs to act on its own when cut off.
+pub struct LocalAction {
+    /// The policy.
+    pub policy: LocalPolicy,
+    /// Whether, and since when, the node is cut off.
+    pub connectivity: Arc<Connectivity>,
+    /// Who executes.
+    pub executor: Arc<Executor>,
 }
 
 impl Monitor {
     /// A monitor queueing into `outbox`, asking for a new snapshot through `resync` when a poll disagrees
-    /// with what the events said.
-    pub fn new(config: DetectionConfig, outbox: Arc<Outbox>, resync: Arc<Notify>) -> Self {
-        Monitor { config, outbox, containers: HashMap::new(), resync }
+    /// with what the events said, and acting on its own through `local` when cut off.
+    pub fn new(config: DetectionConfig, outbox: Arc<Outbox>, resync: Arc<Notify>, local: Option<LocalAction>) -> Self {
+        Monitor { config, outbox, containers: HashMap::new(), resync, local }
     }
 
     /// Processes observations until every sender is gone.
@@ -140,9 +159,7 @@ impl Monitor {
             Observation::StopRequested { id } => self.containers.entry(id).or_default().stop_requested = true,
             Observation::OomKilled { id } => self.containers.entry(id).or_default().oom = true,
             Observation::Started { container, at } => self.started(container, at, now),
-            Observation::Exited { container, exit_code, oom_killed, at, evidence } => {
-                self.exited(container, exit_code, oom_killed, at, evidence, now)
-            }
+            Observation::Exited(exit) => self.exited(exit, now),
             Observation::Destroyed { container, at } => {
                 self.containers.remove(&container.id);
                 self.lifecycle(pb::ContainerEventKind::Destroyed, container, None, at);
@@ -192,15 +209,8 @@ impl Monitor {
         );
     }
 
-    fn exited(
-        &mut self,
-        container: pb::ContainerState,
-        exit_code: i64,
-        oom_killed: bool,
-        at: SystemTime,
-        evidence: Evidence,
-        now: Instant,
-    ) {
+    fn exited(&mut self, exit: ExitObservation, now: Instant) {
+        let ExitObservation { container, exit_code, oom_killed, at, evidence, settled } = exit;
         let tracked = self.containers.entry(container.id.clone()).or_default();
         let stop_requested = std::mem::take(&mut tracked.stop_requested);
         let oom_killed = oom_killed || std::mem::take(&mut tracked.oom);
@@ -211,7 +221,7 @@ impl Monitor {
         // A stopped container has no CPU, memory or health to speak of (Docker freezes its last health).
         let standing = [AnomalyKind::HighCpu, AnomalyKind::HighMemory, AnomalyKind::Unhealthy];
         self.settle(&container, &standing, &[], at, now, Evidence::default());
-        if stop_requested || (exit_code == 0 && !oom_killed) {
+        if stop_requested || settled || (exit_code == 0 && !oom_killed) {
             return;
         }
         let occurrence = if oom_killed {
@@ -233,7 +243,18 @@ impl Monitor {
         let mut anomalies = tracked.standing.anomalies();
         anomalies.push(occurrence);
         let recent = tracked.recent.iter().cloned().collect();
-        self.alert(container, Alert { anomalies, recent, exit: Some(exit), evidence, reasserted: false }, at);
+        let local = self.local.as_mut().and_then(|local| {
+            if !local.policy.restart_on_crash(&container, local.connectivity.cut_off_for(now), now) {
+                return None;
+            }
+            let id = format!("local-{:032x}", rand::random::<u128>());
+            tracing::warn!(container = %container.name.escape_debug(), "cut off from every coordinator: restarting on the local policy");
+            let restart = NodeAction::Restart { stop_timeout: Duration::from_secs(10) };
+            local.executor.submit(CommandRequest { id: id.clone(), container_id: container.id.clone(), action: Ok(restart) });
+            Some(id)
+        });
+        let alert = Alert { anomalies, recent, exit: Some(exit), evidence, reasserted: false, local_command_id: local };
+        self.alert(container, alert, at);
     }
 
     fn health_changed(
@@ -321,7 +342,8 @@ impl Monitor {
         if changes.alert {
             let reasserted = before.len() == anomalies.len()
                 && before.iter().zip(&anomalies).all(|(a, b)| a.kind == b.kind && a.severity == b.severity);
-            self.alert(container.clone(), Alert { anomalies, recent, exit: None, evidence, reasserted }, at);
+            let alert = Alert { anomalies, recent, exit: None, evidence, reasserted, local_command_id: None };
+            self.alert(container.clone(), alert, at);
         }
     }
 
@@ -342,6 +364,9 @@ impl Monitor {
             recent: alert.recent,
             log_tail: alert.evidence.log_tail,
             health_outputs: alert.evidence.health_outputs,
+            local_action: if alert.local_command_id.is_some() { pb::Action::Restart } else { pb::Action::Unspecified }
+                as i32,
+            local_command_id: alert.local_command_id.unwrap_or_default(),
         }));
     }
 }
@@ -353,6 +378,8 @@ struct Alert {
     exit: Option<pb::ExitDetails>,
     evidence: Evidence,
     reasserted: bool,
+    /// The node's own restart, when the local policy acted.
+    local_command_id: Option<String>,
 }
 
 fn anomaly_type(kind: AnomalyKind) -> pb::AnomalyType {

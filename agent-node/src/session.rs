@@ -15,6 +15,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::backoff::Backoff;
 use crate::executor::{CommandRequest, Executor};
+use crate::local_policy::Connectivity;
 use crate::outbox::Outbox;
 
 /// What a session needs to know.
@@ -61,10 +62,18 @@ impl From<tonic::Status> for SessionError {
 
 /// Runs sessions forever (until the task is dropped). After each connect, `resync` asks for a fresh
 /// snapshot of the containers, so a restarted coordinator learns the whole host again.
-pub async fn run(settings: SessionSettings, outbox: Arc<Outbox>, executor: Arc<Executor>, resync: Arc<Notify>) {
+pub async fn run(
+    settings: SessionSettings,
+    outbox: Arc<Outbox>,
+    executor: Arc<Executor>,
+    resync: Arc<Notify>,
+    connectivity: Arc<Connectivity>,
+) {
     let mut backoff = Backoff::new(settings.reconnect_initial, settings.reconnect_max);
     loop {
-        match serve_one(&settings, &outbox, &executor, &mut backoff, &resync).await {
+        let result = serve_one(&settings, &outbox, &executor, &mut backoff, &resync, &connectivity).await;
+        connectivity.disconnected();
+        match result {
             Err(SessionError::Closed) => tracing::info!("the coordinator closed the session; reconnecting"),
             Err(error) => tracing::warn!("{error}"),
             Ok(()) => {}
@@ -97,6 +106,7 @@ async fn serve_one(
     executor: &Arc<Executor>,
     backoff: &mut Backoff,
     resync: &Notify,
+    connectivity: &Connectivity,
 ) -> Result<(), SessionError> {
     let channel = connect(settings).await?;
     let (tx, rx) = mpsc::channel::<pb::SessionRequest>(256);
@@ -110,6 +120,7 @@ async fn serve_one(
     tx.send(unsequenced(pb::session_request::Body::Hello(hello))).await.map_err(|_| SessionError::Closed)?;
     let mut inbound = AgentServiceClient::new(channel).session(ReceiverStream::new(rx)).await?.into_inner();
     backoff.reset();
+    connectivity.connected();
     resync.notify_one();
     tracing::info!(coordinator = %settings.endpoint, unacknowledged = outbox.len(), "session open");
 

@@ -9,6 +9,7 @@
 //! a poll finds a container that the events said was running gone.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -20,7 +21,7 @@ use hemostat_proto::v1 as pb;
 use tokio::sync::{Notify, mpsc};
 
 use crate::inventory::{self, ContainerSelector};
-use crate::monitor::{Evidence, Observation};
+use crate::monitor::{Evidence, ExitObservation, Observation};
 
 /// The container events the node subscribes to.
 const EVENTS: [&str; 8] = ["start", "die", "kill", "stop", "oom", "destroy", "restart", "health_status"];
@@ -36,6 +37,8 @@ pub struct Watcher {
     observations: mpsc::Sender<Observation>,
     log_lines: usize,
     resync: Arc<Notify>,
+    position: Option<PathBuf>,
+    started: SystemTime,
 }
 
 impl Watcher {
@@ -49,7 +52,15 @@ impl Watcher {
         log_lines: usize,
         resync: Arc<Notify>,
     ) -> Self {
-        Watcher { docker, selector, observations, log_lines, resync }
+        Watcher { docker, selector, observations, log_lines, resync, position: None, started: SystemTime::now() }
+    }
+
+    /// Keeps the time of the last event processed in `file`, so that after a node restart Docker replays
+    /// what happened while the node was down (what its buffer of 256 events still holds), and nothing is
+    /// processed twice.
+    pub fn with_position_file(mut self, file: PathBuf) -> Self {
+        self.position = Some(file);
+        self
     }
 
     /// The failure's evidence, gathered now, before anything restarts the container.
@@ -66,8 +77,14 @@ impl Watcher {
 
     /// Runs until the task is dropped.
     pub async fn run(self) {
-        let mut since: Option<i64> = None;
+        // Nanoseconds since the epoch of the last event processed.
+        let mut last_nano: Option<i64> = self
+            .position
+            .as_ref()
+            .and_then(|file| std::fs::read_to_string(file).ok())
+            .and_then(|text| text.trim().parse().ok());
         loop {
+            let since = last_nano.map(|nano| nano / 1_000_000_000);
             let (tx, mut rx) = mpsc::channel::<EventMessage>(BUFFER);
             let reader = tokio::spawn(read_events(self.docker.clone(), self.subscription(since), tx));
             if !self.snapshot().await {
@@ -84,8 +101,17 @@ impl Watcher {
                     }
                 };
                 let Some(event) = event else { break };
-                if let Some(time) = event.time {
-                    since = Some(time);
+                if let Some(nano) = event.time_nano {
+                    // `since` has a resolution of a second: skip what was processed already.
+                    if last_nano.is_some_and(|last| nano <= last) {
+                        continue;
+                    }
+                    last_nano = Some(nano);
+                    if let Some(file) = &self.position
+                        && let Err(error) = std::fs::write(file, nano.to_string())
+                    {
+                        tracing::warn!(%error, file = %file.display(), "cannot record the event stream position");
+                    }
                 }
                 if let Some(observation) = self.observe(event).await
                     && self.observations.send(observation).await.is_err()
@@ -176,7 +202,10 @@ impl Watcher {
                 } else {
                     Evidence::default()
                 };
-                Observation::Exited { container, exit_code, oom_killed, at, evidence }
+                // A `die` replayed from before this run whose container runs again by now was dealt with
+                // while the node was down (by Docker's restart policy, or by someone): nothing to alert.
+                let settled = at < self.started && container.status() == pb::ContainerStatus::Running;
+                Observation::Exited(ExitObservation { container, exit_code, oom_killed, at, evidence, settled })
             }
             _ => Observation::Destroyed { container, at },
         })

@@ -387,6 +387,8 @@ pub struct AlertReport {
     pub log_tail: Vec<String>,
     /// The last health check outputs (untrusted).
     pub health_outputs: Vec<String>,
+    /// When the node, cut off, restarted the container on its own: its command id.
+    pub local_restart: Option<String>,
 }
 
 impl AlertReport {
@@ -402,6 +404,8 @@ impl AlertReport {
             recent: alert.recent.iter().map(Metrics::from_proto).collect(),
             log_tail: alert.log_tail.clone(),
             health_outputs: alert.health_outputs.clone(),
+            local_restart: (alert.local_action() == pb::Action::Restart && !alert.local_command_id.is_empty())
+                .then(|| alert.local_command_id.clone()),
         })
     }
 

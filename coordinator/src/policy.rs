@@ -88,6 +88,13 @@ pub struct BudgetState {
 }
 
 impl BudgetState {
+    /// Records an action that already happened (a node's local policy acted while cut off), whatever the
+    /// budget said: the next decisions count it.
+    pub fn record_attempt(&mut self, at_ms: u64) {
+        self.last_action_ms = Some(self.last_action_ms.map_or(at_ms, |last| last.max(at_ms)));
+        self.attempts_ms.push(at_ms);
+    }
+
     /// Records a verified result: a success closes the breaker, a failure counts towards opening it.
     pub fn record_outcome(&mut self, success: bool, now_ms: u64) {
         if success {

@@ -131,6 +131,9 @@ impl Remediator {
         record.exit_code = alert.exit.map(|e| e.exit_code);
         record.observed_ms = alert.observed_at.map(unix_ms);
         self.store.append_event(&record).await?;
+        if let Some(command_id) = &alert.local_restart {
+            return self.on_local_restart(node, &alert, command_id).await;
+        }
         if self.analyzer.is_slow() {
             let (this, node) = (self.clone(), node.to_owned());
             tokio::spawn(async move {
@@ -157,6 +160,27 @@ impl Remediator {
             Some(verdict) => self.act(node, container, verdict).await,
             None => Ok(()),
         }
+    }
+
+    /// Records a restart the node made on its own while cut off, and counts it in the container's budget.
+    async fn on_local_restart(&self, node: &str, alert: &AlertReport, command_id: &str) -> Result<(), StoreError> {
+        let container = &alert.container;
+        let key = container.budget_key(node);
+        let at = alert.observed_at.map_or_else(|| unix_ms(SystemTime::now()), unix_ms);
+        self.store.record_attempt(&key, at, &self.config.budget).await?;
+        self.episodes.lock().expect("episodes lock").remove(&key);
+        let reason = "the node restarted it on its own local policy, cut off from every coordinator".to_owned();
+        let mut record = EventRecord::new(EventKind::RemediationNeeded, node, &container.id, &container.name, reason);
+        record.action = Some(Action::Restart);
+        record.analysis_method = Some("local".into());
+        record.decided_by = Some("node_local_policy".into());
+        record.command_id = Some(command_id.to_owned());
+        self.store.append_event(&record).await?;
+        self.pending.lock().expect("pending lock").insert(
+            command_id.to_owned(),
+            Pending { container_name: container.name.clone(), action: Action::Restart, budget_key: key },
+        );
+        Ok(())
     }
 
     /// Records that a container's standing anomalies cleared.

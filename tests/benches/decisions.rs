@@ -58,6 +58,7 @@ fn alert(i: usize) -> AlertReport {
         recent,
         log_tail: vec!["a log line".into(); 20],
         health_outputs: vec![],
+        local_restart: None,
     }
 }
 

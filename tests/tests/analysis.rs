@@ -48,6 +48,7 @@ fn unhealthy_alert(labels: &[(&str, &str)]) -> AlertReport {
         recent: vec![],
         log_tail: vec!["GET /health 500".into(), INJECTION.into()],
         health_outputs: vec!["exit 1: connection refused".into()],
+        local_restart: None,
     }
 }
 

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use hemostat_coordinator::store::StoreConfig;
 use hemostat_node::NodeConfig;
+use hemostat_node::outbox::Outbox;
 use hemostat_pki::OperatorRole;
 use hemostat_proto::v1 as pb;
+use hemostat_proto::v1::session_request::Body;
 use hemostat_tests::docker::{Scope, crash_once};
 use hemostat_tests::eventually;
 use hemostat_tests::fleet::{
@@ -201,7 +203,10 @@ async fn a_steady_anomaly_is_alerted_once_not_at_every_poll() {
         "dd if=/dev/zero of=/data/fill bs=1048576 count=27; trap 'exit 0' TERM; sleep 86400 & wait",
     );
     alerts_of(&s, &fat, |a| has(a, "high_memory")).await;
-    let first = container(&s.client, &fat).await.unwrap().metrics.unwrap().sampled_at.unwrap();
+    let first = eventually("fat's metrics", Duration::from_secs(10), || async {
+        container(&s.client, &fat).await?.metrics.and_then(|m| m.sampled_at).ok_or_else(|| "no metrics yet".to_owned())
+    })
+    .await;
     eventually("five more samples", Duration::from_secs(15), || async {
         let now = container(&s.client, &fat).await?.metrics.ok_or("no metrics")?.sampled_at.ok_or("no time")?;
         if now.seconds >= first.seconds + 5 { Ok(()) } else { Err(format!("{now:?}")) }
@@ -209,33 +214,6 @@ async fn a_steady_anomaly_is_alerted_once_not_at_every_poll() {
     .await;
     let events = events_of(&s.client, &fat).await.unwrap();
     assert_eq!(alerted(&events), vec![vec![("high_memory".to_owned(), "high".to_owned())]], "one alert in six polls");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn an_unhealthy_container_is_reported_within_a_second_with_0_and_100_idle_containers() {
-    let s = setup().await;
-    let mut latencies = Vec::new();
-    for (round, idle) in [(0, 0), (1, 100)] {
-        for i in 0..idle {
-            s.scope.run(&format!("idle{round}-{i}"), &[], "trap 'exit 0' TERM; sleep 86400 & wait");
-        }
-        let sick = s.scope.run(
-            &format!("sick{round}"),
-            &["--health-cmd", "exit 1", "--health-interval", "1s", "--health-retries", "1"],
-            "trap 'exit 0' TERM; sleep 86400 & wait",
-        );
-        let events = alerts_of(&s, &sick, |a| has(a, "unhealthy")).await;
-        let alert = events.iter().find(|e| e.r#type() == pb::EventType::HealthAlert).unwrap();
-        let observed = hemostat_proto::timestamp::from_proto(alert.observed_at.as_ref().unwrap());
-        let recorded = hemostat_proto::timestamp::from_proto(alert.time.as_ref().unwrap());
-        let latency = recorded.duration_since(observed).unwrap_or_default();
-        latencies.push((idle, latency));
-        assert!(
-            latency < Duration::from_secs(1),
-            "with {idle} idle containers: {latency:?} from Docker's event to the coordinator"
-        );
-    }
-    eprintln!("unhealthy event to recorded alert: {latencies:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -269,13 +247,17 @@ async fn alerts_spooled_on_disk_survive_a_node_restart() {
     let mut s = setup_with(|config| config.spool_dir = Some(spool_dir.clone())).await;
     s.coordinator.kill();
     let crash = s.scope.run("crash", &[], &crash_once(6));
-    eventually("the alert in the spool", Duration::from_secs(10), || async {
-        let log = std::fs::read(spool_dir.join("spool.log")).unwrap_or_default();
-        if log.windows(crash.len()).any(|w| w == crash.as_bytes()) && s.scope.state(&crash).status == "exited" {
-            Ok(())
-        } else {
-            Err("not spooled yet".into())
+    eventually("the alert in the spool", Duration::from_secs(20), || async {
+        // Read a copy, as the node would after a restart.
+        let copy = tempfile::tempdir().map_err(|e| e.to_string())?;
+        for file in ["stream", "acked", "spool.log"] {
+            let _ = std::fs::copy(spool_dir.join(file), copy.path().join(file));
         }
+        let spooled = Outbox::open(copy.path(), 100).map_err(|e| e.to_string())?.after(0);
+        let alert = spooled
+            .iter()
+            .any(|m| matches!(&m.body, Body::HealthAlert(a) if a.container.as_ref().is_some_and(|c| c.name == crash)));
+        if alert { Ok(()) } else { Err(format!("{} messages, no alert yet", spooled.len())) }
     })
     .await;
     s.node.kill();
@@ -284,7 +266,7 @@ async fn alerts_spooled_on_disk_survive_a_node_restart() {
     let _node = TestNode::start(config);
     s.coordinator.restart();
     let client = fleet::operator(&s.pki, OperatorRole::Viewer, s.coordinator.addr()).await;
-    let events = eventually("the spooled alert", Duration::from_secs(15), || async {
+    let events = eventually("the spooled alert", Duration::from_secs(30), || async {
         let events = events_of(&client, &crash).await?;
         if kinds(&events).contains(&"remediation_complete".to_owned()) {
             Ok(events)
@@ -295,4 +277,38 @@ async fn alerts_spooled_on_disk_survive_a_node_restart() {
     .await;
     assert_eq!(alerted(&events), vec![vec![("non_zero_exit".to_owned(), "high".to_owned())]], "exactly once");
     drop(s.dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_while_the_node_was_down_is_reported_when_it_comes_back_unless_dealt_with() {
+    let spool = tempfile::tempdir().unwrap();
+    let spool_dir = spool.path().to_owned();
+    let mut s = setup_with(|config| config.spool_dir = Some(spool_dir.clone())).await;
+    // The node has seen events, so it knows where it stopped reading.
+    let marker = s.scope.run("marker", &[], "trap 'exit 0' TERM; sleep 86400 & wait");
+    eventually("the marker listed", Duration::from_secs(10), || container(&s.client, &marker)).await;
+    s.node.kill();
+    let crashed = s.scope.run("crashed", &[], &hemostat_tests::docker::crash_once(7));
+    let handled = s.scope.run("handled", &[], &hemostat_tests::docker::crash_once(8));
+    for name in [&crashed, &handled] {
+        eventually(&format!("{name} exited"), Duration::from_secs(10), || async {
+            if s.scope.state(name).status == "exited" { Ok(()) } else { Err("running".into()) }
+        })
+        .await;
+    }
+    // Someone dealt with one of them while the node was down.
+    s.scope.docker(&["start", &handled]);
+    let mut config = fleet::node_config(&s.pki, "host-a", &s.coordinator.endpoint(), &s.scope.selector());
+    config.spool_dir = Some(spool_dir.clone());
+    let _node = TestNode::start(config);
+    let events = alerts_of(&s, &crashed, |a| has(a, "non_zero_exit")).await;
+    assert_eq!(alerted(&events), vec![vec![("non_zero_exit".to_owned(), "high".to_owned())]]);
+    // The node reports in order: once a later crash is recorded, the replayed ones have been handled.
+    let sentinel = s.scope.run("sentinel", &[], &hemostat_tests::docker::crash_once(9));
+    alerts_of(&s, &sentinel, |a| has(a, "non_zero_exit")).await;
+    assert_eq!(
+        alerted(&events_of(&s.client, &handled).await.unwrap()),
+        Vec::<Vec<(String, String)>>::new(),
+        "already dealt with"
+    );
 }

@@ -284,3 +284,62 @@ async fn ten_containers_crashing_at_once_make_a_storm_with_at_most_five_actions_
         storms[0].reason
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_cut_off_restarts_a_crash_on_its_own_and_the_coordinator_counts_it() {
+    hemostat_tests::init();
+    let pki = TestPki::new();
+    let scope = Scope::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut coordinator = TestCoordinator::start(fleet::coordinator_config(
+        &pki,
+        StoreConfig::Embedded { path: dir.path().join("state.redb") },
+    ));
+    let mut config = fleet::node_config(&pki, "host-a", &coordinator.endpoint(), &scope.selector());
+    config.local_policy.after = Duration::from_secs(2);
+    let _node = TestNode::start(config);
+    let client = fleet::operator(&pki, OperatorRole::Viewer, coordinator.addr()).await;
+    eventually("node connected", Duration::from_secs(10), || node_connected(&client, "host-a")).await;
+
+    coordinator.kill();
+    // Crashes 3 s after it starts (the node is cut off for longer than 2 s by then), and 6 s after a restart.
+    let web = scope.run("web", &[], "if [ -f /tmp/ran ]; then sleep 6; exit 1; fi; touch /tmp/ran; sleep 3; exit 1");
+    let first = scope.state(&web).started_at;
+    eventually("the node's own restart", Duration::from_secs(10), || async {
+        let state = scope.state(&web);
+        if state.status == "running" && state.started_at != first { Ok(()) } else { Err(format!("{state:?}")) }
+    })
+    .await;
+
+    coordinator.restart();
+    let client = fleet::operator(&pki, OperatorRole::Viewer, coordinator.addr()).await;
+    let events = eventually(
+        "the local action reported, and the next crash met the cooldown",
+        Duration::from_secs(20),
+        || async {
+            let events = events_of(&client, &web).await?;
+            if kinds(&events).contains(&"rejected".to_owned()) {
+                Ok(events)
+            } else {
+                Err(format!("{:?}", kinds(&events)))
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        kinds(&events),
+        [
+            "health_alert",
+            "remediation_needed",
+            "remediation_complete",
+            "health_alert",
+            "remediation_needed",
+            "rejected"
+        ],
+        "reported once, after the cut healed"
+    );
+    assert_eq!((events[1].analysis_method.as_str(), events[1].decided_by.as_str()), ("local", "node_local_policy"));
+    assert_eq!(events[2].outcome(), pb::Outcome::Success);
+    assert_eq!(events[2].command_id, events[1].command_id);
+    assert_eq!(events[5].rejection, "cooldown_active", "the coordinator's budget counted the node's restart");
+}

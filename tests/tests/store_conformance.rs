@@ -319,3 +319,21 @@ async fn two_coordinators_on_one_redis_never_both_act_within_a_cooldown() {
     }
     assert_eq!(allowed, 1000);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_action_taken_elsewhere_counts_in_the_budget() {
+    for b in backends().await {
+        let budget = budget(600, 3);
+        b.store.record_attempt("n/web", T0, &budget).await.unwrap();
+        assert_eq!(
+            b.store.try_begin_action("n/web", T0 + MIN, &budget).await.unwrap(),
+            BudgetVerdict::CooldownActive { retry_after: Duration::from_secs(540) },
+            "{}",
+            b.store.backend()
+        );
+        assert_eq!(
+            b.store.try_begin_action("n/web", T0 + 10 * MIN, &budget).await.unwrap(),
+            BudgetVerdict::Allowed { attempts_in_window: 2 }
+        );
+    }
+}

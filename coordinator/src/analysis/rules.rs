@@ -186,6 +186,7 @@ mod tests {
             recent: vec![],
             log_tail: vec![],
             health_outputs: vec![],
+            local_restart: None,
         }
     }
 

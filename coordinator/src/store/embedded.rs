@@ -59,6 +59,32 @@ impl EmbeddedStore {
         .await?
     }
 
+    /// Applies `change` to the container `key`'s budget state in one transaction.
+    async fn update_budget(
+        &self,
+        key: &str,
+        change: impl FnOnce(&mut BudgetState) + Send + 'static,
+    ) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(redb::Error::from)?;
+            {
+                let mut table = txn.open_table(BUDGETS).map_err(redb::Error::from)?;
+                let mut state: BudgetState = match table.get(key.as_str()).map_err(redb::Error::from)? {
+                    Some(raw) => serde_json::from_slice(raw.value())
+                        .map_err(|e| StoreError::Corrupt(format!("budget of {key}: {e}")))?,
+                    None => BudgetState::default(),
+                };
+                change(&mut state);
+                let raw = serde_json::to_vec(&state).expect("budget state serializes");
+                table.insert(key.as_str(), raw.as_slice()).map_err(redb::Error::from)?;
+            }
+            txn.commit().map_err(redb::Error::from)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
@@ -94,25 +120,12 @@ impl StateStore for EmbeddedStore {
         .await
     }
 
+    async fn record_attempt(&self, key: &str, at_ms: u64, _budget: &Budget) -> Result<(), StoreError> {
+        self.update_budget(key, move |state| state.record_attempt(at_ms)).await
+    }
+
     async fn record_outcome(&self, key: &str, success: bool, now_ms: u64, _budget: &Budget) -> Result<(), StoreError> {
-        let key = key.to_owned();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(redb::Error::from)?;
-            {
-                let mut table = txn.open_table(BUDGETS).map_err(redb::Error::from)?;
-                let mut state: BudgetState = match table.get(key.as_str()).map_err(redb::Error::from)? {
-                    Some(raw) => serde_json::from_slice(raw.value())
-                        .map_err(|e| StoreError::Corrupt(format!("budget of {key}: {e}")))?,
-                    None => BudgetState::default(),
-                };
-                state.record_outcome(success, now_ms);
-                let raw = serde_json::to_vec(&state).expect("budget state serializes");
-                table.insert(key.as_str(), raw.as_slice()).map_err(redb::Error::from)?;
-            }
-            txn.commit().map_err(redb::Error::from)?;
-            Ok(())
-        })
-        .await
+        self.update_budget(key, move |state| state.record_outcome(success, now_ms)).await
     }
 
     async fn note_need(

@@ -46,6 +46,10 @@ pub trait StateStore: Send + Sync + 'static {
     /// step, so that two coordinators can never both be allowed within one cooldown.
     async fn try_begin_action(&self, key: &str, now_ms: u64, budget: &Budget) -> Result<BudgetVerdict, StoreError>;
 
+    /// Records an action that already happened on the container `key` at `at_ms` (a node's local policy),
+    /// so that the cooldown and the breaker count it.
+    async fn record_attempt(&self, key: &str, at_ms: u64, budget: &Budget) -> Result<(), StoreError>;
+
     /// Records the verified result of an action on the container `key`, for the circuit breaker.
     async fn record_outcome(&self, key: &str, success: bool, now_ms: u64, budget: &Budget) -> Result<(), StoreError>;
 

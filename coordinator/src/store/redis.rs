@@ -94,12 +94,32 @@ end
 return storm or {'calm'}
 "#;
 
+/// [`BudgetState::record_attempt`](crate::policy::BudgetState::record_attempt) in Lua.
+/// KEYS: budget hash, attempts zset. ARGV: at_ms, ttl_ms.
+pub const ATTEMPT_SCRIPT: &str = r#"
+local at = tonumber(ARGV[1])
+local last = tonumber(redis.call('HGET', KEYS[1], 'last_action_ms'))
+if not last or at > last then
+  redis.call('HSET', KEYS[1], 'last_action_ms', at)
+end
+redis.call('ZADD', KEYS[2], at, tostring(at) .. ':local')
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
+"#;
+
+/// How long a budget's keys live: long enough for every rule that reads them.
+fn budget_ttl_ms(budget: &Budget) -> u64 {
+    budget.cooldown.max(budget.window).as_millis() as u64 * 2 + 60_000
+}
+
 /// The Redis state store.
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,
     budget: redis::Script,
     outcome: redis::Script,
+    attempt: redis::Script,
     storm: redis::Script,
     retention: u64,
 }
@@ -114,6 +134,7 @@ impl RedisStore {
             conn,
             budget: redis::Script::new(BUDGET_SCRIPT),
             outcome: redis::Script::new(OUTCOME_SCRIPT),
+            attempt: redis::Script::new(ATTEMPT_SCRIPT),
             storm: redis::Script::new(STORM_SCRIPT),
             retention: DEFAULT_EVENT_RETENTION,
         })
@@ -143,9 +164,22 @@ impl StateStore for RedisStore {
         }
     }
 
+    async fn record_attempt(&self, key: &str, at_ms: u64, budget: &Budget) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .attempt
+            .key(format!("hemostat:{{{key}}}:budget"))
+            .key(format!("hemostat:{{{key}}}:attempts"))
+            .arg(at_ms)
+            .arg(budget_ttl_ms(budget))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
     async fn record_outcome(&self, key: &str, success: bool, now_ms: u64, budget: &Budget) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let ttl = budget.cooldown.max(budget.window).as_millis() as u64 * 2 + 60_000;
+        let ttl = budget_ttl_ms(budget);
         let _: i64 = self
             .outcome
             .key(format!("hemostat:{{{key}}}:budget"))
