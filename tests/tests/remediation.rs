@@ -260,15 +260,17 @@ async fn ten_containers_crashing_at_once_make_a_storm_with_at_most_five_actions_
         Ok::<_, String>(events)
     };
     // The restarted ones crash again at once (the file is still there) and meet their cooldown.
-    eventually("every one of the ten settled", Duration::from_secs(30), || async {
+    eventually("every one of the ten settled", Duration::from_secs(60), || async {
         let mut settled = 0;
+        let mut seen = Vec::new();
         for name in &names {
             let events = events_of(&client, name).await?;
             if events.iter().any(|e| e.r#type() == pb::EventType::RemediationComplete || e.rejection == "storm") {
                 settled += 1;
             }
+            seen.push(events.iter().map(|e| format!("{:?}/{}", e.r#type(), e.rejection)).collect::<Vec<_>>());
         }
-        if settled == 10 { Ok(()) } else { Err(format!("{settled} settled")) }
+        if settled == 10 { Ok(()) } else { Err(format!("{settled} settled: {seen:?}")) }
     })
     .await;
     let events = all().await.unwrap();
