@@ -71,8 +71,17 @@ impl Outbox {
     /// messages), or starts a new stream.
     pub fn open(dir: &Path, capacity: usize) -> Result<Self, SpoolError> {
         let (spool, stream_id, acked, mut unacked) = Spool::open(dir)?;
+        let mut dropped = 0;
         while unacked.len() > capacity.max(1) {
-            unacked.pop_front();
+            make_room(&mut unacked);
+            dropped += 1;
+        }
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                capacity,
+                "the spool of an earlier run holds more than the capacity: dropped the oldest metrics first"
+            );
         }
         let next_seq = unacked.back().map_or(acked + 1, |m| m.seq + 1);
         if !unacked.is_empty() {
@@ -107,11 +116,7 @@ impl Outbox {
         let seq = {
             let mut state = self.state.lock().expect("outbox lock");
             if state.unacked.len() >= self.capacity {
-                let position = |wanted: fn(&Body) -> bool| state.unacked.iter().position(|m| wanted(&m.body));
-                let victim = position(|b| matches!(b, Body::Metrics(_)))
-                    .or_else(|| position(|b| matches!(b, Body::Snapshot(_))))
-                    .unwrap_or(0);
-                let dropped = state.unacked.remove(victim).map(|m| m.seq);
+                let dropped = make_room(&mut state.unacked);
                 state.dropped += 1;
                 tracing::warn!(
                     seq = dropped,
@@ -173,13 +178,23 @@ impl Outbox {
     }
 }
 
+/// Drops one message to make room: the oldest metrics report, else the oldest snapshot, else the oldest
+/// message. Returns the dropped sequence number.
+fn make_room(unacked: &mut VecDeque<Sequenced>) -> Option<u64> {
+    let position = |wanted: fn(&Body) -> bool| unacked.iter().position(|m| wanted(&m.body));
+    let victim = position(|b| matches!(b, Body::Metrics(_)))
+        .or_else(|| position(|b| matches!(b, Body::Snapshot(_))))
+        .unwrap_or(0);
+    unacked.remove(victim).map(|m| m.seq)
+}
+
 fn new_stream_id() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
 /// The outbox on disk: `stream` (the stream id), `acked` (the highest acknowledged sequence number) and
-/// `spool.log` (length-prefixed protobuf `SessionRequest`s). Alerts and results are synced to disk before
-/// they are sent; the log is rewritten with only the unacknowledged messages once enough of it is
+/// `spool.log` (length-prefixed protobuf `SessionRequest`s). Every record is written at once; alerts,
+/// results and lifecycle events are also synced to disk before they are sent; the log is rewritten with only the unacknowledged messages once enough of it is
 /// acknowledged.
 pub struct Spool {
     dir: PathBuf,
@@ -251,8 +266,10 @@ impl Spool {
         let result = (|| {
             self.log.write_all(&(record.len() as u32).to_le_bytes())?;
             self.log.write_all(&record)?;
+            // Every record reaches the file (one write); alerts, results and lifecycle events also reach the
+            // disk before they are sent.
+            self.log.flush()?;
             if durable {
-                self.log.flush()?;
                 self.log.get_ref().sync_data()?;
             }
             std::io::Result::Ok(())

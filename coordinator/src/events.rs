@@ -62,6 +62,8 @@ pub enum EventKind {
     Resolved,
     /// Too many containers needed remediation at once; automatic actions stopped.
     Storm,
+    /// A node dropped unacknowledged messages from its full spool.
+    SpoolOverflow,
 }
 
 impl EventKind {
@@ -75,6 +77,7 @@ impl EventKind {
             EventKind::Rejected => pb::EventType::Rejected,
             EventKind::Resolved => pb::EventType::Resolved,
             EventKind::Storm => pb::EventType::Storm,
+            EventKind::SpoolOverflow => pb::EventType::SpoolOverflow,
         }
     }
 
@@ -89,6 +92,7 @@ impl EventKind {
             pb::EventType::Rejected => EventKind::Rejected,
             pb::EventType::Resolved => EventKind::Resolved,
             pb::EventType::Storm => EventKind::Storm,
+            pb::EventType::SpoolOverflow => EventKind::SpoolOverflow,
         })
     }
 }

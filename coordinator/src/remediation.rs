@@ -183,6 +183,11 @@ impl Remediator {
         Ok(())
     }
 
+    /// Records an event that needs no decision.
+    pub async fn record(&self, record: EventRecord) -> Result<(), StoreError> {
+        self.store.append_event(&record).await.map(|_| ())
+    }
+
     /// Records that a container's standing anomalies cleared.
     pub async fn on_resolved(
         &self,

@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::authenticated;
 use crate::container::{AlertReport, AnomalyKind, ContainerFacts, Metrics};
+use crate::events::{EventKind, EventRecord};
 use crate::registry::{NodeHello, Outbound, Registry};
 use crate::remediation::{CommandReport, Remediator};
 use crate::store::StoreError;
@@ -137,6 +138,12 @@ async fn handle(
             let dropped = registry.heartbeat(node, beat.spool_depth, beat.spool_dropped);
             if dropped > 0 {
                 tracing::warn!(node, dropped, "the node's spool overflowed: it dropped unacknowledged messages");
+                let reason = format!(
+                    "the node's spool was full while it could not reach a coordinator: it dropped {dropped} \
+                     unacknowledged messages ({} since it started), metrics first, alerts last",
+                    beat.spool_dropped
+                );
+                remediator.record(EventRecord::new(EventKind::SpoolOverflow, node, "", "", reason)).await?;
             }
             Ok(())
         }

@@ -312,3 +312,44 @@ async fn a_crash_while_the_node_was_down_is_reported_when_it_comes_back_unless_d
         "already dealt with"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_spool_drops_metrics_before_alerts_and_says_so() {
+    let spool = tempfile::tempdir().unwrap();
+    let spool_dir = spool.path().to_owned();
+    let mut s = setup_with(|config| {
+        config.spool_dir = Some(spool_dir.clone());
+        config.spool_capacity = 3;
+    })
+    .await;
+    s.coordinator.kill();
+    let crash = s.scope.run("crash", &[], &hemostat_tests::docker::crash_once(3));
+    // Metrics keep coming every second while the coordinator is away: wait until at least three more than
+    // the capacity have been queued after the alert.
+    eventually("the spool to overflow", Duration::from_secs(30), || async {
+        let copy = tempfile::tempdir().map_err(|e| e.to_string())?;
+        for file in ["stream", "acked", "spool.log"] {
+            let _ = std::fs::copy(spool_dir.join(file), copy.path().join(file));
+        }
+        let logged = Outbox::open(copy.path(), usize::MAX).map_err(|e| e.to_string())?.after(0);
+        let alert = logged
+            .iter()
+            .find(|m| matches!(&m.body, Body::HealthAlert(a) if a.container.as_ref().is_some_and(|c| c.name == crash)));
+        let after =
+            alert.map_or(0, |a| logged.iter().filter(|m| m.seq > a.seq && matches!(m.body, Body::Metrics(_))).count());
+        if after >= 4 { Ok(()) } else { Err(format!("{after} metrics reports after the alert")) }
+    })
+    .await;
+    s.coordinator.restart();
+    let client = fleet::operator(&s.pki, OperatorRole::Viewer, s.coordinator.addr()).await;
+    let overflow = eventually("the overflow event", Duration::from_secs(20), || async {
+        let request = pb::ListEventsRequest { types: vec![pb::EventType::SpoolOverflow as i32], ..Default::default() };
+        let events = client.clone().list_events(request).await.map_err(|e| e.to_string())?.into_inner().events;
+        events.into_iter().next().ok_or_else(|| "none yet".to_owned())
+    })
+    .await;
+    assert_eq!(overflow.node, "host-a");
+    assert!(overflow.reason.contains("dropped"), "{}", overflow.reason);
+    let events = alerts_of(&s, &crash, |a| has(a, "non_zero_exit")).await;
+    assert_eq!(alerted(&events), vec![vec![("non_zero_exit".to_owned(), "high".to_owned())]], "the alert was kept");
+}
