@@ -19,6 +19,7 @@ use hemostat_proto::v1 as pb;
 use hemostat_proto::v1::fleet_service_client::FleetServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::docker::Scope;
 use crate::pki::TestPki;
 
 /// A future running on a runtime of its own, on a thread of its own.
@@ -277,4 +278,59 @@ pub fn alerted(events: &[pb::Event]) -> Vec<Vec<(String, String)>> {
                 .collect()
         })
         .collect()
+}
+
+/// What most tests start with: a coordinator (embedded store in a temporary folder), one node `host-a`
+/// watching exactly this test's containers, connected, and a viewer's client.
+pub struct TestFleet {
+    /// The test CA.
+    pub pki: TestPki,
+    /// This test's containers.
+    pub scope: Scope,
+    /// The coordinator.
+    pub coordinator: TestCoordinator,
+    /// The node `host-a`.
+    pub node: TestNode,
+    /// A viewer's FleetService client.
+    pub client: FleetClient,
+    /// The coordinator's data folder.
+    pub dir: tempfile::TempDir,
+}
+
+impl TestFleet {
+    /// Starts it with the test defaults.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}, |_| {}).await
+    }
+
+    /// Starts it after letting the test adjust the coordinator's and the node's configuration.
+    pub async fn start_with(
+        coordinator: impl FnOnce(&mut CoordinatorConfig),
+        node: impl FnOnce(&mut NodeConfig),
+    ) -> Self {
+        crate::init();
+        let pki = TestPki::new();
+        let scope = Scope::new();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut coordinator_config =
+            coordinator_config(&pki, StoreConfig::Embedded { path: dir.path().join("state.redb") });
+        coordinator(&mut coordinator_config);
+        let running = TestCoordinator::start(coordinator_config);
+        let mut config = self::node_config(&pki, "host-a", &running.endpoint(), &scope.selector());
+        node(&mut config);
+        let node = TestNode::start(config);
+        let client = operator(&pki, OperatorRole::Viewer, running.addr()).await;
+        crate::eventually("node host-a connected", Duration::from_secs(10), || node_connected(&client, "host-a")).await;
+        TestFleet { pki, scope, coordinator: running, node, client, dir }
+    }
+
+    /// A node configuration for `host-a` pointing at this fleet's coordinator (for restarting the node).
+    pub fn node_config(&self) -> NodeConfig {
+        self::node_config(&self.pki, "host-a", &self.coordinator.endpoint(), &self.scope.selector())
+    }
+
+    /// A new viewer's client (after the coordinator restarted).
+    pub async fn reconnect(&mut self) {
+        self.client = operator(&self.pki, OperatorRole::Viewer, self.coordinator.addr()).await;
+    }
 }

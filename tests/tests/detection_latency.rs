@@ -4,27 +4,14 @@
 
 use std::time::Duration;
 
-use hemostat_coordinator::store::StoreConfig;
-use hemostat_pki::OperatorRole;
 use hemostat_proto::v1 as pb;
-use hemostat_tests::docker::Scope;
 use hemostat_tests::eventually;
-use hemostat_tests::fleet::{self, TestCoordinator, TestNode, alerted, events_of, node_connected};
-use hemostat_tests::pki::TestPki;
+use hemostat_tests::fleet::{TestFleet, alerted, events_of};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unhealthy_container_is_reported_within_a_second_with_0_and_100_idle_containers() {
-    hemostat_tests::init();
-    let pki = TestPki::new();
-    let scope = Scope::new();
-    let dir = tempfile::tempdir().unwrap();
-    let coordinator = TestCoordinator::start(fleet::coordinator_config(
-        &pki,
-        StoreConfig::Embedded { path: dir.path().join("state.redb") },
-    ));
-    let _node = TestNode::start(fleet::node_config(&pki, "host-a", &coordinator.endpoint(), &scope.selector()));
-    let client = fleet::operator(&pki, OperatorRole::Viewer, coordinator.addr()).await;
-    eventually("node connected", Duration::from_secs(10), || node_connected(&client, "host-a")).await;
+    let fleet = TestFleet::start().await;
+    let (scope, client) = (&fleet.scope, fleet.client.clone());
     let mut latencies = Vec::new();
     for (round, idle) in [(0, 0), (1, 100)] {
         for i in 0..idle {

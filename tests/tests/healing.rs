@@ -4,12 +4,10 @@
 use std::time::{Duration, Instant};
 
 use hemostat_coordinator::store::StoreConfig;
-use hemostat_pki::OperatorRole;
 use hemostat_proto::v1 as pb;
 use hemostat_tests::docker::{Scope, crash_again_later, crash_once};
 use hemostat_tests::eventually;
-use hemostat_tests::fleet::{self, TestCoordinator, TestNode, events_of, kinds, node_connected};
-use hemostat_tests::pki::TestPki;
+use hemostat_tests::fleet::{self, TestFleet, events_of, kinds, node_connected};
 use hemostat_tests::redis::RedisServer;
 
 /// Waits until the container is running again after having started at `before`.
@@ -30,26 +28,16 @@ async fn events_are(client: &fleet::FleetClient, name: &str, expected: &[&str]) 
     .await
 }
 
-struct Setup {
-    pki: TestPki,
-    scope: Scope,
-    coordinator: TestCoordinator,
-    _node: TestNode,
-    client: fleet::FleetClient,
-    _dir: tempfile::TempDir,
-}
-
-async fn setup(store: Option<StoreConfig>) -> Setup {
-    hemostat_tests::init();
-    let pki = TestPki::new();
-    let scope = Scope::new();
-    let dir = tempfile::tempdir().unwrap();
-    let store = store.unwrap_or(StoreConfig::Embedded { path: dir.path().join("state.redb") });
-    let coordinator = TestCoordinator::start(fleet::coordinator_config(&pki, store));
-    let node = TestNode::start(fleet::node_config(&pki, "host-a", &coordinator.endpoint(), &scope.selector()));
-    let client = fleet::operator(&pki, OperatorRole::Viewer, coordinator.addr()).await;
-    eventually("node connected", Duration::from_secs(10), || node_connected(&client, "host-a")).await;
-    Setup { pki, scope, coordinator, _node: node, client, _dir: dir }
+async fn setup(store: Option<StoreConfig>) -> TestFleet {
+    TestFleet::start_with(
+        |config| {
+            if let Some(store) = store {
+                config.store = store;
+            }
+        },
+        |_| {},
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -88,7 +76,6 @@ async fn a_crash_is_restarted_within_seconds_and_a_second_crash_inside_the_coold
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "events are in order: {ids:?}");
     // The rejected crash stays down.
     assert_eq!(s.scope.state(&web).status, "exited");
-    drop(s.pki);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -138,7 +125,8 @@ async fn cooldown_survives_a_coordinator_restart(store: Option<StoreConfig>) {
 
     s.coordinator.kill();
     s.coordinator.restart();
-    let client = fleet::operator(&s.pki, OperatorRole::Viewer, s.coordinator.addr()).await;
+    s.reconnect().await;
+    let client = s.client.clone();
     eventually("the node to reconnect by itself", Duration::from_secs(10), || node_connected(&client, "host-a")).await;
 
     // The node re-sent its containers after reconnecting, so the new coordinator knows them...

@@ -4,47 +4,20 @@
 
 use std::time::Duration;
 
-use hemostat_coordinator::store::StoreConfig;
 use hemostat_node::NodeConfig;
 use hemostat_node::outbox::Outbox;
-use hemostat_pki::OperatorRole;
 use hemostat_proto::v1 as pb;
 use hemostat_proto::v1::session_request::Body;
-use hemostat_tests::docker::{Scope, crash_once};
+use hemostat_tests::docker::crash_once;
 use hemostat_tests::eventually;
-use hemostat_tests::fleet::{
-    self, FleetClient, TestCoordinator, TestNode, alerted, container, events_of, kinds, node_connected,
-};
-use hemostat_tests::pki::TestPki;
+use hemostat_tests::fleet::{TestFleet, TestNode, alerted, container, events_of, kinds};
 
-struct Setup {
-    pki: TestPki,
-    scope: Scope,
-    coordinator: TestCoordinator,
-    node: TestNode,
-    client: FleetClient,
-    dir: tempfile::TempDir,
+async fn setup_with(configure: impl FnOnce(&mut NodeConfig)) -> TestFleet {
+    TestFleet::start_with(|_| {}, configure).await
 }
 
-async fn setup_with(configure: impl FnOnce(&mut NodeConfig)) -> Setup {
-    hemostat_tests::init();
-    let pki = TestPki::new();
-    let scope = Scope::new();
-    let dir = tempfile::tempdir().unwrap();
-    let coordinator = TestCoordinator::start(fleet::coordinator_config(
-        &pki,
-        StoreConfig::Embedded { path: dir.path().join("state.redb") },
-    ));
-    let mut config = fleet::node_config(&pki, "host-a", &coordinator.endpoint(), &scope.selector());
-    configure(&mut config);
-    let node = TestNode::start(config);
-    let client = fleet::operator(&pki, OperatorRole::Viewer, coordinator.addr()).await;
-    eventually("node connected", Duration::from_secs(10), || node_connected(&client, "host-a")).await;
-    Setup { pki, scope, coordinator, node, client, dir }
-}
-
-async fn setup() -> Setup {
-    setup_with(|_| {}).await
+async fn setup() -> TestFleet {
+    TestFleet::start().await
 }
 
 fn percent(text: &str) -> f64 {
@@ -52,7 +25,7 @@ fn percent(text: &str) -> f64 {
 }
 
 /// Waits for health alerts on `name` and returns their anomalies.
-async fn alerts_of(s: &Setup, name: &str, wanted: impl Fn(&[Vec<(String, String)>]) -> bool) -> Vec<pb::Event> {
+async fn alerts_of(s: &TestFleet, name: &str, wanted: impl Fn(&[Vec<(String, String)>]) -> bool) -> Vec<pb::Event> {
     eventually(&format!("alerts for {name}"), Duration::from_secs(20), || async {
         let events = events_of(&s.client, name).await?;
         if wanted(&alerted(&events)) { Ok(events) } else { Err(format!("{:?}", alerted(&events))) }
@@ -227,7 +200,8 @@ async fn an_alert_raised_while_the_coordinator_is_away_for_30s_arrives_once() {
     .await;
     tokio::time::sleep(Duration::from_secs(30)).await; // the outage itself, not a wait for a condition
     s.coordinator.restart();
-    let client = fleet::operator(&s.pki, OperatorRole::Viewer, s.coordinator.addr()).await;
+    s.reconnect().await;
+    let client = s.client.clone();
     let events = eventually("the alert after the outage", Duration::from_secs(15), || async {
         let events = events_of(&client, &crash).await?;
         if kinds(&events).contains(&"remediation_complete".to_owned()) {
@@ -261,11 +235,12 @@ async fn alerts_spooled_on_disk_survive_a_node_restart() {
     })
     .await;
     s.node.kill();
-    let mut config = fleet::node_config(&s.pki, "host-a", &s.coordinator.endpoint(), &s.scope.selector());
+    let mut config = s.node_config();
     config.spool_dir = Some(spool_dir.clone());
     let _node = TestNode::start(config);
     s.coordinator.restart();
-    let client = fleet::operator(&s.pki, OperatorRole::Viewer, s.coordinator.addr()).await;
+    s.reconnect().await;
+    let client = s.client.clone();
     let events = eventually("the spooled alert", Duration::from_secs(30), || async {
         let events = events_of(&client, &crash).await?;
         if kinds(&events).contains(&"remediation_complete".to_owned()) {
@@ -276,7 +251,6 @@ async fn alerts_spooled_on_disk_survive_a_node_restart() {
     })
     .await;
     assert_eq!(alerted(&events), vec![vec![("non_zero_exit".to_owned(), "high".to_owned())]], "exactly once");
-    drop(s.dir);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -298,7 +272,7 @@ async fn a_crash_while_the_node_was_down_is_reported_when_it_comes_back_unless_d
     }
     // Someone dealt with one of them while the node was down.
     s.scope.docker(&["start", &handled]);
-    let mut config = fleet::node_config(&s.pki, "host-a", &s.coordinator.endpoint(), &s.scope.selector());
+    let mut config = s.node_config();
     config.spool_dir = Some(spool_dir.clone());
     let _node = TestNode::start(config);
     let events = alerts_of(&s, &crashed, |a| has(a, "non_zero_exit")).await;
@@ -341,7 +315,8 @@ async fn a_full_spool_drops_metrics_before_alerts_and_says_so() {
     })
     .await;
     s.coordinator.restart();
-    let client = fleet::operator(&s.pki, OperatorRole::Viewer, s.coordinator.addr()).await;
+    s.reconnect().await;
+    let client = s.client.clone();
     let overflow = eventually("the overflow event", Duration::from_secs(20), || async {
         let request = pb::ListEventsRequest { types: vec![pb::EventType::SpoolOverflow as i32], ..Default::default() };
         let events = client.clone().list_events(request).await.map_err(|e| e.to_string())?.into_inner().events;

@@ -4,12 +4,10 @@
 
 use std::time::Duration;
 
-use hemostat_coordinator::store::StoreConfig;
-use hemostat_pki::OperatorRole;
 use hemostat_proto::v1 as pb;
 use hemostat_tests::docker::Scope;
 use hemostat_tests::eventually;
-use hemostat_tests::fleet::{self, TestCoordinator, TestNode, events_of, kinds, node_connected};
+use hemostat_tests::fleet::{self, TestFleet, TestNode, events_of, kinds};
 use hemostat_tests::peer::CoordinatorPeer;
 use hemostat_tests::pki::TestPki;
 
@@ -95,17 +93,8 @@ async fn the_node_refuses_what_its_policy_does_not_allow_whoever_asks() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_that_does_not_hold_is_reported_as_failed() {
-    hemostat_tests::init();
-    let pki = TestPki::new();
-    let scope = Scope::new();
-    let dir = tempfile::tempdir().unwrap();
-    let coordinator = TestCoordinator::start(fleet::coordinator_config(
-        &pki,
-        StoreConfig::Embedded { path: dir.path().join("state.redb") },
-    ));
-    let _node = TestNode::start(fleet::node_config(&pki, "host-a", &coordinator.endpoint(), &scope.selector()));
-    let client = fleet::operator(&pki, OperatorRole::Viewer, coordinator.addr()).await;
-    eventually("node connected", Duration::from_secs(10), || node_connected(&client, "host-a")).await;
+    let fleet = TestFleet::start().await;
+    let (scope, client) = (&fleet.scope, fleet.client.clone());
     // Crashes half a second after every start: the restart does not survive the one-second verification.
     let flaky = scope.run("flaky", &[], "sleep 0.5; exit 1");
     let complete = eventually("the verification's verdict", Duration::from_secs(20), || async {
@@ -128,16 +117,8 @@ async fn a_restart_that_does_not_hold_is_reported_as_failed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dry_run_records_what_would_be_done_and_changes_nothing() {
-    hemostat_tests::init();
-    let pki = TestPki::new();
-    let scope = Scope::new();
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = fleet::coordinator_config(&pki, StoreConfig::Embedded { path: dir.path().join("state.redb") });
-    config.remediation.dry_run = true;
-    let coordinator = TestCoordinator::start(config);
-    let _node = TestNode::start(fleet::node_config(&pki, "host-a", &coordinator.endpoint(), &scope.selector()));
-    let client = fleet::operator(&pki, OperatorRole::Viewer, coordinator.addr()).await;
-    eventually("node connected", Duration::from_secs(10), || node_connected(&client, "host-a")).await;
+    let fleet = TestFleet::start_with(|config| config.remediation.dry_run = true, |_| {}).await;
+    let (scope, client) = (&fleet.scope, fleet.client.clone());
     let web = scope.run("web", &[], &hemostat_tests::docker::crash_once(1));
     let events = eventually("the dry-run decision", Duration::from_secs(10), || async {
         let events = events_of(&client, &web).await?;
@@ -156,17 +137,8 @@ async fn dry_run_records_what_would_be_done_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rejection_is_recorded_once_per_episode_not_once_per_alert() {
-    hemostat_tests::init();
-    let pki = TestPki::new();
-    let scope = Scope::new();
-    let dir = tempfile::tempdir().unwrap();
-    let coordinator = TestCoordinator::start(fleet::coordinator_config(
-        &pki,
-        StoreConfig::Embedded { path: dir.path().join("state.redb") },
-    ));
-    let _node = TestNode::start(fleet::node_config(&pki, "host-a", &coordinator.endpoint(), &scope.selector()));
-    let client = fleet::operator(&pki, OperatorRole::Viewer, coordinator.addr()).await;
-    eventually("node connected", Duration::from_secs(10), || node_connected(&client, "host-a")).await;
+    let fleet = TestFleet::start().await;
+    let (scope, client) = (&fleet.scope, fleet.client.clone());
     let web = scope.run("web", &[], &hemostat_tests::docker::crash_again_later(1));
     let count = |kind: &'static str| {
         let client = client.clone();
@@ -201,17 +173,10 @@ async fn a_rejection_is_recorded_once_per_episode_not_once_per_alert() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_real_crash_loop_gets_at_most_the_hourly_budget_of_restarts() {
-    hemostat_tests::init();
-    let pki = TestPki::new();
-    let scope = Scope::new();
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = fleet::coordinator_config(&pki, StoreConfig::Embedded { path: dir.path().join("state.redb") });
     // A short cooldown, so that the hourly limit is what stops the loop.
-    config.remediation.budget.cooldown = Duration::from_secs(1);
-    let coordinator = TestCoordinator::start(config);
-    let _node = TestNode::start(fleet::node_config(&pki, "host-a", &coordinator.endpoint(), &scope.selector()));
-    let client = fleet::operator(&pki, OperatorRole::Viewer, coordinator.addr()).await;
-    eventually("node connected", Duration::from_secs(10), || node_connected(&client, "host-a")).await;
+    let fleet =
+        TestFleet::start_with(|config| config.remediation.budget.cooldown = Duration::from_secs(1), |_| {}).await;
+    let (scope, client) = (&fleet.scope, fleet.client.clone());
     // Crashes 1.5 s after every start: each restart passes the 1 s verification, then it crashes again.
     let looping = scope.run("loop", &[], "sleep 1.5; exit 1");
     let events = eventually("the breaker to open", Duration::from_secs(40), || async {
@@ -234,17 +199,8 @@ async fn a_real_crash_loop_gets_at_most_the_hourly_budget_of_restarts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_containers_crashing_at_once_make_a_storm_with_at_most_five_actions_and_one_alert() {
-    hemostat_tests::init();
-    let pki = TestPki::new();
-    let scope = Scope::new();
-    let dir = tempfile::tempdir().unwrap();
-    let coordinator = TestCoordinator::start(fleet::coordinator_config(
-        &pki,
-        StoreConfig::Embedded { path: dir.path().join("state.redb") },
-    ));
-    let _node = TestNode::start(fleet::node_config(&pki, "host-a", &coordinator.endpoint(), &scope.selector()));
-    let client = fleet::operator(&pki, OperatorRole::Viewer, coordinator.addr()).await;
-    eventually("node connected", Duration::from_secs(10), || node_connected(&client, "host-a")).await;
+    let fleet = TestFleet::start().await;
+    let (scope, client) = (&fleet.scope, fleet.client.clone());
     // Ten containers that wait for one file, then all crash together (a shared dependency going down).
     let names: Vec<String> = (0..10)
         .map(|i| scope.run(&format!("dep{i}"), &[], "while [ ! -f /tmp/go ]; do sleep 0.1; done; exit 1"))
@@ -289,21 +245,9 @@ async fn ten_containers_crashing_at_once_make_a_storm_with_at_most_five_actions_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_cut_off_restarts_a_crash_on_its_own_and_the_coordinator_counts_it() {
-    hemostat_tests::init();
-    let pki = TestPki::new();
-    let scope = Scope::new();
-    let dir = tempfile::tempdir().unwrap();
-    let mut coordinator = TestCoordinator::start(fleet::coordinator_config(
-        &pki,
-        StoreConfig::Embedded { path: dir.path().join("state.redb") },
-    ));
-    let mut config = fleet::node_config(&pki, "host-a", &coordinator.endpoint(), &scope.selector());
-    config.local_policy.after = Duration::from_secs(2);
-    let _node = TestNode::start(config);
-    let client = fleet::operator(&pki, OperatorRole::Viewer, coordinator.addr()).await;
-    eventually("node connected", Duration::from_secs(10), || node_connected(&client, "host-a")).await;
-
-    coordinator.kill();
+    let mut fleet = TestFleet::start_with(|_| {}, |config| config.local_policy.after = Duration::from_secs(2)).await;
+    fleet.coordinator.kill();
+    let scope = &fleet.scope;
     // Crashes 3 s after it starts (the node is cut off for longer than 2 s by then), and 6 s after a restart.
     let web = scope.run("web", &[], "if [ -f /tmp/ran ]; then sleep 6; exit 1; fi; touch /tmp/ran; sleep 3; exit 1");
     let first = scope.state(&web).started_at;
@@ -313,8 +257,9 @@ async fn a_node_cut_off_restarts_a_crash_on_its_own_and_the_coordinator_counts_i
     })
     .await;
 
-    coordinator.restart();
-    let client = fleet::operator(&pki, OperatorRole::Viewer, coordinator.addr()).await;
+    fleet.coordinator.restart();
+    fleet.reconnect().await;
+    let client = fleet.client.clone();
     let events = eventually(
         "the local action reported, and the next crash met the cooldown",
         Duration::from_secs(20),
