@@ -33,17 +33,24 @@ fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
     Ok(Caller { identity, address })
 }
 
-/// Interceptor for AgentService: only node certificates may open a session.
-pub fn require_node(mut request: Request<()>) -> Result<Request<()>, Status> {
+/// Lets the call through if the caller's role passes `allowed`; otherwise refuses it, logging which
+/// certificate `service` needs and how to get one.
+fn require(
+    mut request: Request<()>,
+    service: &str,
+    allowed: fn(Role) -> bool,
+    needed: &str,
+    how: &str,
+) -> Result<Request<()>, Status> {
     let caller = caller(&request)?;
-    if caller.identity.role != Role::Node {
+    if !allowed(caller.identity.role) {
         tracing::warn!(
             address = ?caller.address,
             caller = %caller.identity,
-            "refused AgentService call: it needs a node certificate (`hemostat certs issue node <name>`)"
+            "refused {service} call: it needs {needed} (`{how}`)"
         );
         return Err(Status::permission_denied(format!(
-            "AgentService needs a node certificate; this one is for {}",
+            "{service} needs {needed}; this one is for {}",
             caller.identity
         )));
     }
@@ -51,22 +58,26 @@ pub fn require_node(mut request: Request<()>) -> Result<Request<()>, Status> {
     Ok(request)
 }
 
+/// Interceptor for AgentService: only node certificates may open a session.
+pub fn require_node(request: Request<()>) -> Result<Request<()>, Status> {
+    require(
+        request,
+        "AgentService",
+        |role| role == Role::Node,
+        "a node certificate",
+        "hemostat certs issue node <name>",
+    )
+}
+
 /// Interceptor for FleetService: only operator certificates may call it.
-pub fn require_operator(mut request: Request<()>) -> Result<Request<()>, Status> {
-    let caller = caller(&request)?;
-    if !matches!(caller.identity.role, Role::Operator(_)) {
-        tracing::warn!(
-            address = ?caller.address,
-            caller = %caller.identity,
-            "refused FleetService call: it needs an operator certificate (`hemostat certs issue operator <name>`)"
-        );
-        return Err(Status::permission_denied(format!(
-            "FleetService needs an operator certificate; this one is for {}",
-            caller.identity
-        )));
-    }
-    request.extensions_mut().insert(caller);
-    Ok(request)
+pub fn require_operator(request: Request<()>) -> Result<Request<()>, Status> {
+    require(
+        request,
+        "FleetService",
+        |role| matches!(role, Role::Operator(_)),
+        "an operator certificate",
+        "hemostat certs issue operator <name>",
+    )
 }
 
 /// The caller an interceptor authenticated.

@@ -33,6 +33,33 @@ async fn alerts_of(s: &TestFleet, name: &str, wanted: impl Fn(&[Vec<(String, Str
     .await
 }
 
+/// Waits until the container's remediation is complete and returns its events.
+async fn remediated(client: &hemostat_tests::fleet::FleetClient, name: &str, deadline: Duration) -> Vec<pb::Event> {
+    eventually(&format!("{name} remediated"), deadline, || async {
+        let events = events_of(client, name).await?;
+        if kinds(&events).contains(&"remediation_complete".to_owned()) {
+            Ok(events)
+        } else {
+            Err(format!("{:?}", kinds(&events)))
+        }
+    })
+    .await
+}
+
+/// The messages in a node's spool folder, read from a copy as the node would after a restart.
+fn spooled(dir: &std::path::Path, capacity: usize) -> Result<Vec<hemostat_node::outbox::Sequenced>, String> {
+    let copy = tempfile::tempdir().map_err(|e| e.to_string())?;
+    for file in ["stream", "acked", "spool.log"] {
+        let _ = std::fs::copy(dir.join(file), copy.path().join(file));
+    }
+    Ok(Outbox::open(copy.path(), capacity).map_err(|e| e.to_string())?.after(0))
+}
+
+/// Whether a spooled message is the health alert of the container `name`.
+fn is_alert_of(message: &hemostat_node::outbox::Sequenced, name: &str) -> bool {
+    matches!(&message.body, Body::HealthAlert(a) if a.container.as_ref().is_some_and(|c| c.name == name))
+}
+
 fn has(alerts: &[Vec<(String, String)>], kind: &str) -> bool {
     alerts.iter().flatten().any(|(k, _)| k == kind)
 }
@@ -201,16 +228,7 @@ async fn an_alert_raised_while_the_coordinator_is_away_for_30s_arrives_once() {
     tokio::time::sleep(Duration::from_secs(30)).await; // the outage itself, not a wait for a condition
     s.coordinator.restart();
     s.reconnect().await;
-    let client = s.client.clone();
-    let events = eventually("the alert after the outage", Duration::from_secs(15), || async {
-        let events = events_of(&client, &crash).await?;
-        if kinds(&events).contains(&"remediation_complete".to_owned()) {
-            Ok(events)
-        } else {
-            Err(format!("{:?}", kinds(&events)))
-        }
-    })
-    .await;
+    let events = remediated(&s.client, &crash, Duration::from_secs(15)).await;
     assert_eq!(alerted(&events), vec![vec![("non_zero_exit".to_owned(), "high".to_owned())]], "exactly once");
 }
 
@@ -222,16 +240,12 @@ async fn alerts_spooled_on_disk_survive_a_node_restart() {
     s.coordinator.kill();
     let crash = s.scope.run("crash", &[], &crash_once(6));
     eventually("the alert in the spool", Duration::from_secs(20), || async {
-        // Read a copy, as the node would after a restart.
-        let copy = tempfile::tempdir().map_err(|e| e.to_string())?;
-        for file in ["stream", "acked", "spool.log"] {
-            let _ = std::fs::copy(spool_dir.join(file), copy.path().join(file));
+        let spooled = spooled(&spool_dir, 100)?;
+        if spooled.iter().any(|m| is_alert_of(m, &crash)) {
+            Ok(())
+        } else {
+            Err(format!("{} messages, no alert yet", spooled.len()))
         }
-        let spooled = Outbox::open(copy.path(), 100).map_err(|e| e.to_string())?.after(0);
-        let alert = spooled
-            .iter()
-            .any(|m| matches!(&m.body, Body::HealthAlert(a) if a.container.as_ref().is_some_and(|c| c.name == crash)));
-        if alert { Ok(()) } else { Err(format!("{} messages, no alert yet", spooled.len())) }
     })
     .await;
     s.node.kill();
@@ -240,16 +254,7 @@ async fn alerts_spooled_on_disk_survive_a_node_restart() {
     let _node = TestNode::start(config);
     s.coordinator.restart();
     s.reconnect().await;
-    let client = s.client.clone();
-    let events = eventually("the spooled alert", Duration::from_secs(30), || async {
-        let events = events_of(&client, &crash).await?;
-        if kinds(&events).contains(&"remediation_complete".to_owned()) {
-            Ok(events)
-        } else {
-            Err(format!("{:?}", kinds(&events)))
-        }
-    })
-    .await;
+    let events = remediated(&s.client, &crash, Duration::from_secs(30)).await;
     assert_eq!(alerted(&events), vec![vec![("non_zero_exit".to_owned(), "high".to_owned())]], "exactly once");
 }
 
@@ -301,14 +306,9 @@ async fn a_full_spool_drops_metrics_before_alerts_and_says_so() {
     // Metrics keep coming every second while the coordinator is away: wait until at least three more than
     // the capacity have been queued after the alert.
     eventually("the spool to overflow", Duration::from_secs(30), || async {
-        let copy = tempfile::tempdir().map_err(|e| e.to_string())?;
-        for file in ["stream", "acked", "spool.log"] {
-            let _ = std::fs::copy(spool_dir.join(file), copy.path().join(file));
-        }
-        let logged = Outbox::open(copy.path(), usize::MAX).map_err(|e| e.to_string())?.after(0);
-        let alert = logged
-            .iter()
-            .find(|m| matches!(&m.body, Body::HealthAlert(a) if a.container.as_ref().is_some_and(|c| c.name == crash)));
+        // Everything written, dropped from memory or not: the log keeps it until the coordinator acknowledges.
+        let logged = spooled(&spool_dir, usize::MAX)?;
+        let alert = logged.iter().find(|m| is_alert_of(m, &crash));
         let after =
             alert.map_or(0, |a| logged.iter().filter(|m| m.seq > a.seq && matches!(m.body, Body::Metrics(_))).count());
         if after >= 4 { Ok(()) } else { Err(format!("{after} metrics reports after the alert")) }
