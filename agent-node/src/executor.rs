@@ -46,6 +46,8 @@ pub enum NodeAction {
         /// The argument vector.
         argv: Vec<String>,
     },
+    /// Remove exited containers of the same Compose service (else the same image) and dangling images.
+    Cleanup,
 }
 
 impl NodeAction {
@@ -54,6 +56,7 @@ impl NodeAction {
         match self {
             NodeAction::Restart { .. } => "restart",
             NodeAction::Exec { .. } => "exec",
+            NodeAction::Cleanup => "cleanup",
         }
     }
 }
@@ -83,6 +86,7 @@ impl CommandRequest {
             }
             pb::Action::Exec if command.argv.is_empty() => Err("exec without a command".to_owned()),
             pb::Action::Exec => Ok(NodeAction::Exec { argv: command.argv }),
+            pb::Action::Cleanup => Ok(NodeAction::Cleanup),
             other => Err(format!("action {} is not one this node executes", other.as_str_name())),
         };
         CommandRequest { id: command.command_id, container_id: command.container_id, action }
@@ -105,7 +109,7 @@ pub struct ExecutionPolicy {
 impl Default for ExecutionPolicy {
     fn default() -> Self {
         ExecutionPolicy {
-            allowed_actions: vec!["restart".into(), "exec".into()],
+            allowed_actions: vec!["restart".into(), "exec".into(), "cleanup".into()],
             exec_allowlist: parse_allowlist(DEFAULT_EXEC_ALLOWLIST),
             exec_timeout: Duration::from_secs(10),
             verify_window: Duration::from_secs(30),
@@ -235,7 +239,84 @@ impl Executor {
         match action {
             NodeAction::Restart { stop_timeout } => self.restart(&id, *stop_timeout).await,
             NodeAction::Exec { argv } => self.exec(&id, argv).await,
+            NodeAction::Cleanup => self.cleanup(&id, &inspect).await,
         }
+    }
+
+    /// Removes the exited containers of the target's Compose service (without Compose labels: of its
+    /// image) that this node watches, keeping their volumes, then prunes dangling images. Never the target,
+    /// never a running container.
+    async fn cleanup(&self, target: &str, inspect: &bollard::models::ContainerInspectResponse) -> Done {
+        use bollard::query_parameters::{ListContainersOptions, PruneImagesOptions, RemoveContainerOptions};
+        let labels = inspect.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
+        let compose = (labels.get("com.docker.compose.project"), labels.get("com.docker.compose.service"));
+        let mut filters =
+            std::collections::HashMap::from([("status".to_owned(), vec!["exited".to_owned(), "dead".to_owned()])]);
+        let scope = match compose {
+            (Some(project), Some(service)) => {
+                filters.insert(
+                    "label".to_owned(),
+                    vec![
+                        format!("com.docker.compose.project={project}"),
+                        format!("com.docker.compose.service={service}"),
+                    ],
+                );
+                format!("Compose service {project}/{service}")
+            }
+            _ => format!("image {}", inspect.config.as_ref().and_then(|c| c.image.clone()).unwrap_or_default()),
+        };
+        let image = inspect.image.clone().unwrap_or_default();
+        let listed = match self
+            .docker
+            .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() }))
+            .await
+        {
+            Ok(listed) => listed,
+            Err(error) => return Done::new(pb::Outcome::Failed, format!("cannot list containers: {error}")),
+        };
+        let mut removed = Vec::new();
+        for summary in listed {
+            let (Some(id), name) =
+                (summary.id.clone(), summary.names.as_ref().and_then(|n| n.first()).cloned().unwrap_or_default())
+            else {
+                continue;
+            };
+            let same_image = compose.0.is_some() || summary.image_id.as_deref() == Some(image.as_str());
+            let running = matches!(summary.state, Some(bollard::models::ContainerSummaryStateEnum::RUNNING));
+            if id == target
+                || running
+                || !same_image
+                || !self.selector.matches(&id, &name, &summary.labels.clone().unwrap_or_default())
+            {
+                continue;
+            }
+            // `v: false`: volumes, named or anonymous, are never removed.
+            let options = RemoveContainerOptions { v: false, force: false, link: false };
+            match self.docker.remove_container(&id, Some(options)).await {
+                Ok(()) => removed.push(name.trim_start_matches('/').to_owned()),
+                Err(error) => tracing::warn!(container = %name, %error, "cleanup could not remove a container"),
+            }
+        }
+        let dangling = std::collections::HashMap::from([("dangling".to_owned(), vec!["true".to_owned()])]);
+        let pruned = self.docker.prune_images(Some(PruneImagesOptions { filters: Some(dangling) })).await;
+        let (images, bytes) = match pruned {
+            Ok(r) => (r.images_deleted.map_or(0, |d| d.len()), r.space_reclaimed.unwrap_or(0)),
+            Err(error) => {
+                tracing::warn!(%error, "cleanup could not prune dangling images");
+                (0, 0)
+            }
+        };
+        let detail = format!(
+            "removed {} exited containers of {scope}{}{}; pruned {images} dangling images ({} MiB)",
+            removed.len(),
+            if removed.is_empty() { "" } else { ": " },
+            removed.join(", "),
+            bytes / (1 << 20)
+        );
+        Done::new(
+            if removed.is_empty() && images == 0 { pb::Outcome::NotApplicable } else { pb::Outcome::Success },
+            detail,
+        )
     }
 
     async fn restart(&self, id: &str, stop_timeout: Duration) -> Done {

@@ -290,3 +290,97 @@ async fn a_node_cut_off_restarts_a_crash_on_its_own_and_the_coordinator_counts_i
     assert_eq!(events[2].command_id, events[1].command_id);
     assert_eq!(events[5].rejection, "cooldown_active", "the coordinator's budget counted the node's restart");
 }
+
+/// A Compose project of this test, taken down (with its volumes) when dropped.
+struct ComposeProject {
+    name: String,
+    file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ComposeProject {
+    fn up(scope: &Scope, yaml: &str, args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("compose.yaml");
+        std::fs::write(
+            &file,
+            yaml.replace("SCOPE", &scope.selector()).replace("IMAGE", hemostat_tests::docker::TEST_IMAGE),
+        )
+        .unwrap();
+        let name = format!("hs{:08x}", rand::random::<u32>());
+        let project = ComposeProject { name, file, _dir: dir };
+        project.run(&[&["up", "-d"], args].concat());
+        project
+    }
+
+    fn run(&self, args: &[&str]) {
+        let out = std::process::Command::new("docker-compose")
+            .arg("-p")
+            .arg(&self.name)
+            .arg("-f")
+            .arg(&self.file)
+            .args(args)
+            .output()
+            .expect("docker-compose is installed");
+        assert!(out.status.success(), "docker-compose {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn container(&self, service: &str, n: u32) -> String {
+        format!("{}_{service}_{n}", self.name)
+    }
+}
+
+impl Drop for ComposeProject {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker-compose")
+            .arg("-p")
+            .arg(&self.name)
+            .arg("-f")
+            .arg(&self.file)
+            .args(["down", "-v", "-t", "1"])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cleanup_removes_exited_replicas_of_the_service_and_never_the_target_a_running_container_or_a_volume() {
+    hemostat_tests::init();
+    let pki = TestPki::new();
+    let scope = Scope::new();
+    let peer = CoordinatorPeer::start(&pki).await;
+    let _node = TestNode::start(fleet::node_config(&pki, "host-a", &peer.endpoint(), &scope.selector()));
+    let project = ComposeProject::up(
+        &scope,
+        "services:\n  api:\n    image: IMAGE\n    init: true\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 86400 & wait\"]\n    labels: [SCOPE]\n    volumes: [\"data:/data\"]\n  worker:\n    image: IMAGE\n    command: [\"sh\", \"-c\", \"exit 0\"]\n    labels: [SCOPE]\nvolumes:\n  data: {}\n",
+        &["--scale", "api=4"],
+    );
+    let (target, spare) = (project.container("api", 1), project.container("api", 4));
+    let (old2, old3) = (project.container("api", 2), project.container("api", 3));
+    scope.docker(&["stop", "-t", "1", &old2, &old3]);
+    let plain = scope.run("plain", &[], "exit 0");
+    let worker = project.container("worker", 1);
+    eventually("the worker and the plain container exited", Duration::from_secs(10), || async {
+        let exited = [&worker, &plain].iter().all(|n| scope.state(n).status == "exited");
+        if exited { Ok(()) } else { Err("not yet".into()) }
+    })
+    .await;
+
+    let target_id = scope.docker(&["inspect", "-f", "{{.Id}}", &target]);
+    peer.send(pb::Command { action: pb::Action::Cleanup as i32, ..exec("c1", &target_id, &[]) }).await;
+    let result = peer.result(Duration::from_secs(20)).await.expect("a result");
+    assert_eq!(result.outcome(), pb::Outcome::Success, "{result:?}");
+    assert!(result.detail.contains("removed 2 exited containers"), "{}", result.detail);
+
+    let exists =
+        |name: &str| std::process::Command::new("docker").args(["inspect", name]).output().unwrap().status.success();
+    assert!(!exists(&old2) && !exists(&old3), "the exited replicas of the service are gone");
+    assert_eq!(scope.state(&target).status, "running", "never the target");
+    assert_eq!(scope.state(&spare).status, "running", "never a running container");
+    assert!(exists(&worker), "another service's exited container stays");
+    assert!(exists(&plain), "a container outside the Compose service stays");
+    let volume = format!("{}_data", project.name);
+    assert!(
+        std::process::Command::new("docker").args(["volume", "inspect", &volume]).output().unwrap().status.success(),
+        "named volumes stay"
+    );
+}
