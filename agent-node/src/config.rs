@@ -93,7 +93,7 @@ pub struct NodeArgs {
     /// Log lines gathered at each failure as evidence, 0 for none [default: 50].
     #[arg(long, env = "NODE_EVIDENCE_LOG_LINES")]
     pub log_lines: Option<usize>,
-    /// Actions this node executes, comma-separated [default: restart,exec,cleanup].
+    /// Actions this node executes, comma-separated [default: restart,exec,cleanup,scale_up].
     #[arg(long, env = "NODE_ALLOWED_ACTIONS")]
     pub allowed_actions: Option<String>,
     /// Diagnostic commands allowed for exec, `;`-separated, each matched as a whole argument vector

@@ -6,6 +6,11 @@
 //! A refused command is reported and logged. A compromised coordinator therefore cannot run arbitrary
 //! commands on the host.
 //!
+//! Actions: `restart` (graceful, then verified), `exec` (a diagnostic command from the allow-list, its output
+//! capped and masked), `cleanup` (exited containers of the same Compose service, else image, and dangling
+//! images; never the target, a running container or a volume), `scale_up` (the next replica of a Compose
+//! service; not applicable elsewhere).
+//!
 //! After a restart the node verifies: it watches the container for `RESPONDER_VERIFY_SECONDS` (30): still
 //! running, and healthy if it has a health check → `success`; otherwise `failed` with what it saw.
 
@@ -48,6 +53,8 @@ pub enum NodeAction {
     },
     /// Remove exited containers of the same Compose service (else the same image) and dangling images.
     Cleanup,
+    /// One more replica of the container's Compose service.
+    ScaleUp,
 }
 
 impl NodeAction {
@@ -57,6 +64,7 @@ impl NodeAction {
             NodeAction::Restart { .. } => "restart",
             NodeAction::Exec { .. } => "exec",
             NodeAction::Cleanup => "cleanup",
+            NodeAction::ScaleUp => "scale_up",
         }
     }
 }
@@ -87,6 +95,7 @@ impl CommandRequest {
             pb::Action::Exec if command.argv.is_empty() => Err("exec without a command".to_owned()),
             pb::Action::Exec => Ok(NodeAction::Exec { argv: command.argv }),
             pb::Action::Cleanup => Ok(NodeAction::Cleanup),
+            pb::Action::ScaleUp => Ok(NodeAction::ScaleUp),
             other => Err(format!("action {} is not one this node executes", other.as_str_name())),
         };
         CommandRequest { id: command.command_id, container_id: command.container_id, action }
@@ -109,7 +118,7 @@ pub struct ExecutionPolicy {
 impl Default for ExecutionPolicy {
     fn default() -> Self {
         ExecutionPolicy {
-            allowed_actions: vec!["restart".into(), "exec".into(), "cleanup".into()],
+            allowed_actions: vec!["restart".into(), "exec".into(), "cleanup".into(), "scale_up".into()],
             exec_allowlist: parse_allowlist(DEFAULT_EXEC_ALLOWLIST),
             exec_timeout: Duration::from_secs(10),
             verify_window: Duration::from_secs(30),
@@ -240,7 +249,87 @@ impl Executor {
             NodeAction::Restart { stop_timeout } => self.restart(&id, *stop_timeout).await,
             NodeAction::Exec { argv } => self.exec(&id, argv).await,
             NodeAction::Cleanup => self.cleanup(&id, &inspect).await,
+            NodeAction::ScaleUp => self.scale_up(&inspect).await,
         }
+    }
+
+    /// Starts one more replica of the target's Compose service: the same configuration, labels, volumes
+    /// and networks, the next replica number, and no host port bindings (the first replica holds them).
+    /// A container outside Compose is `not_applicable`. (Swarm services are not handled yet.)
+    async fn scale_up(&self, inspect: &bollard::models::ContainerInspectResponse) -> Done {
+        use bollard::models::{ContainerCreateBody, EndpointSettings, NetworkConnectRequest, NetworkingConfig};
+        use bollard::query_parameters::{CreateContainerOptions, ListContainersOptions};
+        let labels = inspect.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
+        let (Some(project), Some(service)) =
+            (labels.get("com.docker.compose.project").cloned(), labels.get("com.docker.compose.service").cloned())
+        else {
+            return Done::new(
+                pb::Outcome::NotApplicable,
+                "not applicable: the container is not part of a Compose service",
+            );
+        };
+        let filters = std::collections::HashMap::from([(
+            "label".to_owned(),
+            vec![format!("com.docker.compose.project={project}"), format!("com.docker.compose.service={service}")],
+        )]);
+        let replicas = match self
+            .docker
+            .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() }))
+            .await
+        {
+            Ok(listed) => listed,
+            Err(error) => {
+                return Done::new(pb::Outcome::Failed, format!("cannot list the service's containers: {error}"));
+            }
+        };
+        let next = replicas
+            .iter()
+            .filter_map(|c| c.labels.as_ref()?.get("com.docker.compose.container-number")?.parse::<u32>().ok())
+            .max()
+            .unwrap_or(0)
+            + 1;
+        // The inspect document's config has the create body's field names.
+        let Ok(mut body) = serde_json::to_value(inspect.config.clone().unwrap_or_default())
+            .and_then(serde_json::from_value::<ContainerCreateBody>)
+        else {
+            return Done::new(pb::Outcome::Failed, "cannot copy the container's configuration");
+        };
+        body.hostname = None;
+        let mut labels = labels;
+        labels.insert("com.docker.compose.container-number".into(), next.to_string());
+        body.labels = Some(labels);
+        let mut host_config = inspect.host_config.clone().unwrap_or_default();
+        host_config.port_bindings = None;
+        body.host_config = Some(host_config);
+        let networks: Vec<String> = inspect
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.networks.as_ref())
+            .map(|n| n.keys().cloned().collect())
+            .unwrap_or_default();
+        let endpoint = || EndpointSettings { aliases: Some(vec![service.clone()]), ..Default::default() };
+        body.networking_config = networks.first().map(|first| NetworkingConfig {
+            endpoints_config: Some(std::collections::HashMap::from([(first.clone(), endpoint())])),
+        });
+        let name = format!("{project}_{service}_{next}");
+        let options = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
+        let created = match self.docker.create_container(Some(options), body).await {
+            Ok(created) => created,
+            Err(error) => return Done::new(pb::Outcome::Failed, format!("cannot create replica {next}: {error}")),
+        };
+        for network in networks.iter().skip(1) {
+            let request = NetworkConnectRequest { container: created.id.clone(), endpoint_config: Some(endpoint()) };
+            if let Err(error) = self.docker.connect_network(network, request).await {
+                return Done::new(
+                    pb::Outcome::Failed,
+                    format!("created {name}, but cannot connect it to {network}: {error}"),
+                );
+            }
+        }
+        if let Err(error) = self.docker.start_container(&created.id, None).await {
+            return Done::new(pb::Outcome::Failed, format!("created {name}, but it does not start: {error}"));
+        }
+        Done::new(pb::Outcome::Success, format!("started {name}, replica {next} of {project}/{service}"))
     }
 
     /// Removes the exited containers of the target's Compose service (without Compose labels: of its

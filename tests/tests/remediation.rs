@@ -384,3 +384,36 @@ async fn cleanup_removes_exited_replicas_of_the_service_and_never_the_target_a_r
         "named volumes stay"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scale_up_starts_the_next_replica_of_a_compose_service_and_is_not_applicable_elsewhere() {
+    hemostat_tests::init();
+    let pki = TestPki::new();
+    let scope = Scope::new();
+    let peer = CoordinatorPeer::start(&pki).await;
+    let _node = TestNode::start(fleet::node_config(&pki, "host-a", &peer.endpoint(), &scope.selector()));
+    let project = ComposeProject::up(
+        &scope,
+        "services:\n  api:\n    image: IMAGE\n    init: true\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 86400 & wait\"]\n    labels: [SCOPE]\n    environment: [ROLE=api]\n    volumes: [\"data:/data\"]\nvolumes:\n  data: {}\n",
+        &[],
+    );
+    let first_id = scope.docker(&["inspect", "-f", "{{.Id}}", &project.container("api", 1)]);
+    peer.send(pb::Command { action: pb::Action::ScaleUp as i32, ..exec("s1", &first_id, &[]) }).await;
+    let result = peer.result(Duration::from_secs(20)).await.expect("a result");
+    assert_eq!(result.outcome(), pb::Outcome::Success, "{result:?}");
+    let second = project.container("api", 2);
+    assert_eq!(scope.state(&second).status, "running");
+    let labels = scope.docker(&["inspect", "-f", "{{index .Config.Labels \"com.docker.compose.container-number\"}} {{index .Config.Labels \"com.docker.compose.service\"}}", &second]);
+    assert_eq!(labels, "2 api", "the next replica, with the service's labels");
+    let env = scope.docker(&["inspect", "-f", "{{json .Config.Env}}", &second]);
+    assert!(env.contains("ROLE=api"), "the same configuration: {env}");
+    let mounts = scope.docker(&["inspect", "-f", "{{range .Mounts}}{{.Name}}{{end}}", &second]);
+    assert_eq!(mounts, format!("{}_data", project.name), "the same named volume");
+
+    let plain = scope.run("plain", &[], "trap 'exit 0' TERM; sleep 86400 & wait");
+    let plain_id = scope.docker(&["inspect", "-f", "{{.Id}}", &plain]);
+    peer.send(pb::Command { action: pb::Action::ScaleUp as i32, ..exec("s2", &plain_id, &[]) }).await;
+    let result = peer.result(Duration::from_secs(20)).await.expect("a result");
+    assert_eq!(result.outcome(), pb::Outcome::NotApplicable, "{result:?}");
+    assert!(result.detail.contains("not part of a Compose service"), "{}", result.detail);
+}
