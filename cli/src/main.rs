@@ -1,5 +1,6 @@
 //! `hemostat`: the operator's command. Certificates (`certs`), the single-host all-in-one mode
-//! (`standalone`), and queries of a running coordinator (`nodes`, `containers`, `events`).
+//! (`standalone`), queries of a running coordinator (`nodes`, `containers`, `events`), and approvals
+//! (`approve`).
 
 mod certs;
 mod output;
@@ -33,6 +34,8 @@ enum Command {
     Containers(query::ContainersArgs),
     /// Read the event log.
     Events(query::EventsArgs),
+    /// Let a decision that waits for approval go ahead (admins; the id is in the `awaiting_approval` event).
+    Approve(query::ApproveArgs),
 }
 
 #[tokio::main]
@@ -45,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Nodes(connection) => query::nodes(connection).await,
         Command::Containers(args) => query::containers(args).await,
         Command::Events(args) => query::events(args).await,
+        Command::Approve(args) => query::approve(args).await,
     }
 }
 

@@ -227,3 +227,24 @@ fn event_json(e: &pb::Event) -> serde_json::Value {
         "exit_code": e.exit_code,
     })
 }
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// The approval's id (the command id of the `awaiting_approval` event).
+    id: String,
+}
+
+pub async fn approve(args: ApproveArgs) -> anyhow::Result<()> {
+    let request = pb::ApproveActionRequest { approval_id: args.id.clone() };
+    let response = args.connection.client().await?.approve_action(request).await?.into_inner();
+    match args.connection.output {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"command_id": response.command_id, "detail": response.detail}))?
+        ),
+        Format::Table => println!("{}", output::printable(&response.detail)),
+    }
+    Ok(())
+}

@@ -6,8 +6,12 @@ use hemostat_proto::timestamp::to_proto as timestamp;
 use hemostat_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
+use hemostat_pki::{OperatorRole, Role};
+
+use crate::auth::{Caller, authenticated};
 use crate::events::{EventId, EventKind};
 use crate::registry::Registry;
+use crate::remediation::{ApprovalError, Remediator};
 use crate::store::StateStore;
 
 /// Events returned when the request does not say.
@@ -23,13 +27,23 @@ const MAX_NAME_LEN: usize = 253;
 pub struct FleetApi {
     registry: Arc<Registry>,
     store: Arc<dyn StateStore>,
+    remediator: Arc<Remediator>,
 }
 
 impl FleetApi {
-    /// The API over this registry and store.
-    pub fn new(registry: Arc<Registry>, store: Arc<dyn StateStore>) -> Self {
-        FleetApi { registry, store }
+    /// The API over this registry, store and remediator.
+    pub fn new(registry: Arc<Registry>, store: Arc<dyn StateStore>, remediator: Arc<Remediator>) -> Self {
+        FleetApi { registry, store, remediator }
     }
+}
+
+/// Refuses callers who are not admins, saying which role is needed.
+fn require_admin(caller: &Caller) -> Result<(), Status> {
+    if caller.identity.role == Role::Operator(OperatorRole::Admin) {
+        return Ok(());
+    }
+    tracing::warn!(caller = %caller.identity, "refused a change: it needs the admin role");
+    Err(Status::permission_denied(format!("this needs the admin role; {} is not an admin", caller.identity)))
 }
 
 fn check_name(field: &str, value: &str) -> Result<(), Status> {
@@ -141,5 +155,29 @@ impl pb::fleet_service_server::FleetService for FleetApi {
         }
         let next_page_token = cursor.map(|id| id.to_string()).unwrap_or(request.page_token);
         Ok(Response::new(pb::ListEventsResponse { events, next_page_token }))
+    }
+
+    async fn approve_action(
+        &self,
+        request: Request<pb::ApproveActionRequest>,
+    ) -> Result<Response<pb::ApproveActionResponse>, Status> {
+        let caller = authenticated(&request)?.clone();
+        require_admin(&caller)?;
+        let id = request.into_inner().approval_id;
+        if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Status::invalid_argument(
+                "approval_id must be the hexadecimal id of an awaiting_approval event",
+            ));
+        }
+        match self.remediator.approve(&id, &caller.identity).await {
+            Ok(detail) => Ok(Response::new(pb::ApproveActionResponse { command_id: id, detail })),
+            Err(error @ ApprovalError::Unknown) => Err(Status::not_found(error.to_string())),
+            Err(error @ (ApprovalError::Expired | ApprovalError::Rejected(_))) => {
+                Err(Status::failed_precondition(error.to_string()))
+            }
+            Err(ApprovalError::Store(error)) => {
+                Err(Status::unavailable(format!("the state store did not answer: {error}")))
+            }
+        }
     }
 }

@@ -83,6 +83,12 @@ pub struct CoordinatorArgs {
     /// The storm window, in seconds [default: 60].
     #[arg(long, env = "RESPONDER_STORM_WINDOW_SECONDS")]
     pub storm_window_seconds: Option<u64>,
+    /// Decisions wait for an admin's approval (`hemostat approve <id>`) (true/false) [default: false].
+    #[arg(long, env = "RESPONDER_REQUIRE_APPROVAL")]
+    pub require_approval: Option<bool>,
+    /// Seconds a decision waits for approval before it expires [default: 3600].
+    #[arg(long, env = "RESPONDER_APPROVAL_TTL_SECONDS")]
+    pub approval_ttl_seconds: Option<u64>,
     /// Record what would be done and do nothing (true/false) [default: false].
     #[arg(long, env = "RESPONDER_DRY_RUN")]
     pub dry_run: Option<bool>,
@@ -121,6 +127,8 @@ struct CoordinatorFile {
     max_retries_per_hour: Option<u32>,
     stop_timeout_seconds: Option<u32>,
     dry_run: Option<bool>,
+    require_approval: Option<bool>,
+    approval_ttl_seconds: Option<u64>,
     storm_threshold: Option<u32>,
     storm_window_seconds: Option<u64>,
     confidence_threshold: Option<f64>,
@@ -208,6 +216,9 @@ impl CoordinatorConfig {
                 },
                 stop_timeout: Duration::from_secs(u64::from(stop_timeout)),
                 dry_run: pick!(dry_run).unwrap_or(false),
+                approval_ttl: pick!(require_approval)
+                    .unwrap_or(false)
+                    .then(|| Duration::from_secs(pick!(approval_ttl_seconds).unwrap_or(3600).max(1))),
                 storm: StormConfig {
                     threshold: pick!(storm_threshold).unwrap_or(StormConfig::default().threshold),
                     window: pick!(storm_window_seconds)

@@ -171,6 +171,8 @@ pub enum Rejection {
     DryRun,
     /// The storm breaker is on.
     Storm,
+    /// The decision waits for an admin's approval.
+    AwaitingApproval,
 }
 
 impl Rejection {
@@ -182,6 +184,7 @@ impl Rejection {
             Rejection::NodeDisconnected => "node_disconnected",
             Rejection::DryRun => "dry_run",
             Rejection::Storm => "storm",
+            Rejection::AwaitingApproval => "awaiting_approval",
         }
     }
 }

@@ -21,7 +21,8 @@ use crate::container::{AlertReport, Anomaly, AnomalyKind, ContainerFacts, Severi
 use crate::events::{Action, EventKind, EventRecord, Outcome, Rejection, unix_ms};
 use crate::policy::{Budget, BudgetVerdict};
 use crate::registry::{Command, Outbound, Registry};
-use crate::store::{StateStore, StoreError, StormConfig, StormVerdict};
+use crate::store::{PendingApproval, StateStore, StoreError, StormConfig, StormVerdict};
+use hemostat_pki::Identity;
 
 /// The remediation settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +35,8 @@ pub struct RemediationConfig {
     pub dry_run: bool,
     /// The storm breaker's limits.
     pub storm: StormConfig,
+    /// `RESPONDER_REQUIRE_APPROVAL`: decisions wait this long for an admin's approval; `None` acts at once.
+    pub approval_ttl: Option<Duration>,
 }
 
 impl Default for RemediationConfig {
@@ -43,6 +46,7 @@ impl Default for RemediationConfig {
             stop_timeout: Duration::from_secs(10),
             dry_run: false,
             storm: StormConfig::default(),
+            approval_ttl: None,
         }
     }
 }
@@ -76,6 +80,32 @@ impl CommandReport {
             output: result.output,
         }
     }
+}
+
+/// The container an action is for.
+struct Target<'a> {
+    node: &'a str,
+    container_id: &'a str,
+    container_name: &'a str,
+    /// Its budget key.
+    key: String,
+}
+
+/// Why an approval did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    /// No pending approval has this id (unknown, already approved, or long expired).
+    #[error("no decision awaits approval under this id (unknown, already approved, or expired)")]
+    Unknown,
+    /// It expired.
+    #[error("the approval expired; the container was not acted on")]
+    Expired,
+    /// The policy stopped it.
+    #[error("approved, but the policy stopped it: {0}")]
+    Rejected(String),
+    /// The state store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// A command sent and not yet answered.
@@ -228,15 +258,84 @@ impl Remediator {
         needed.command_id = Some(command_id.clone());
         self.store.append_event(&needed).await?;
 
-        let key = container.budget_key(node);
+        let target = Target {
+            node,
+            container_id: &container.id,
+            container_name: &container.name,
+            key: container.budget_key(node),
+        };
         if self.config.dry_run {
-            let reason = format!("dry run: would {} {key}; nothing was done and no budget was used", action.name());
-            return self.reject(node, container, action, &key, Rejection::DryRun, reason, command_id).await;
+            let reason =
+                format!("dry run: would {} {}; nothing was done and no budget was used", action.name(), target.key);
+            return self.reject(&target, action, Rejection::DryRun, reason, command_id).await;
         }
+        if let Some(ttl) = self.config.approval_ttl {
+            let expires_ms = unix_ms(SystemTime::now()) + ttl.as_millis() as u64;
+            let approval = PendingApproval {
+                node: node.to_owned(),
+                container_id: container.id.clone(),
+                container_name: container.name.clone(),
+                budget_key: target.key.clone(),
+                action,
+                expires_ms,
+            };
+            self.store.put_approval(&command_id, &approval).await?;
+            let reason = format!(
+                "awaiting approval: an admin can approve it with `hemostat approve {command_id}` within {}s",
+                ttl.as_secs()
+            );
+            return self.reject(&target, action, Rejection::AwaitingApproval, reason, command_id).await;
+        }
+        self.dispatch(&target, action, command_id).await.map(|_| ())
+    }
+
+    /// Lets a decision that waits for approval go ahead, through the same policy (storm breaker, cooldown,
+    /// circuit breaker), recording the approver.
+    pub async fn approve(&self, approval_id: &str, approver: &Identity) -> Result<String, ApprovalError> {
+        let approval = self.store.take_approval(approval_id).await?.ok_or(ApprovalError::Unknown)?;
+        if unix_ms(SystemTime::now()) > approval.expires_ms {
+            return Err(ApprovalError::Expired);
+        }
+        let target = Target {
+            node: &approval.node,
+            container_id: &approval.container_id,
+            container_name: &approval.container_name,
+            key: approval.budget_key.clone(),
+        };
+        let reason = format!("approved by {approver}");
+        let mut record = EventRecord::new(
+            EventKind::RemediationNeeded,
+            target.node,
+            target.container_id,
+            target.container_name,
+            reason,
+        );
+        record.action = Some(approval.action);
+        record.analysis_method = Some("operator".into());
+        record.decided_by = Some(format!("operator:{}", approver.name));
+        record.command_id = Some(approval_id.to_owned());
+        self.store.append_event(&record).await?;
+        match self.dispatch(&target, approval.action, approval_id.to_owned()).await? {
+            None => {
+                Ok(format!("sent {} of {} to node {}", approval.action.name(), approval.container_name, approval.node))
+            }
+            Some(reason) => Err(ApprovalError::Rejected(reason)),
+        }
+    }
+
+    /// Checks the storm breaker and the budget and sends the command; returns the rejection's reason when
+    /// the policy stopped it.
+    async fn dispatch(
+        &self,
+        target: &Target<'_>,
+        action: Action,
+        command_id: String,
+    ) -> Result<Option<String>, StoreError> {
+        let (node, key) = (target.node, &target.key);
         let now = unix_ms(SystemTime::now());
         let scopes = ["fleet".to_owned(), format!("node:{node}")];
         if let StormVerdict::Storm { scope, started, members } =
-            self.store.note_need(&scopes, &key, now, &self.config.storm).await?
+            self.store.note_need(&scopes, key, now, &self.config.storm).await?
         {
             let window = self.config.storm.window.as_secs();
             if started {
@@ -248,19 +347,21 @@ impl Remediator {
                     self.config.storm.threshold
                 );
                 tracing::warn!(%scope, containers = members.len(), "storm: automatic actions stopped");
-                let mut record = EventRecord::new(EventKind::Storm, node, &container.id, &container.name, reason);
+                let mut record =
+                    EventRecord::new(EventKind::Storm, node, target.container_id, target.container_name, reason);
                 record.action = Some(action);
                 self.store.append_event(&record).await?;
             }
             let reason =
                 format!("storm in {scope}: too many containers need remediation at once; not acting automatically");
-            return self.reject(node, container, action, &key, Rejection::Storm, reason, command_id).await;
+            self.reject(target, action, Rejection::Storm, reason.clone(), command_id).await?;
+            return Ok(Some(reason));
         }
-        let verdict = self.store.try_begin_action(&key, now, &self.config.budget).await?;
+        let verdict = self.store.try_begin_action(key, now, &self.config.budget).await?;
         let rejection = match verdict {
             BudgetVerdict::Allowed { attempts_in_window } => {
-                tracing::info!(node, container = %container.name, ?action, attempts_in_window, "remediating");
-                self.episodes.lock().expect("episodes lock").remove(&key);
+                tracing::info!(node, container = %target.container_name, ?action, attempts_in_window, "remediating");
+                self.episodes.lock().expect("episodes lock").remove(key);
                 None
             }
             BudgetVerdict::CooldownActive { retry_after } => Some((
@@ -283,55 +384,49 @@ impl Remediator {
             )),
         };
         if let Some((rejection, reason)) = rejection {
-            return self.reject(node, container, action, &key, rejection, reason, command_id).await;
+            self.reject(target, action, rejection, reason.clone(), command_id).await?;
+            return Ok(Some(reason));
         }
 
         let command = Command {
             id: command_id.clone(),
-            container_id: container.id.clone(),
-            container_name: container.name.clone(),
+            container_id: target.container_id.to_owned(),
+            container_name: target.container_name.to_owned(),
             action,
             stop_timeout_secs: self.config.stop_timeout.as_secs() as u32,
         };
-        self.pending
-            .lock()
-            .expect("pending lock")
-            .insert(command_id.clone(), Pending { container_name: container.name.clone(), action, budget_key: key });
+        self.pending.lock().expect("pending lock").insert(
+            command_id.clone(),
+            Pending { container_name: target.container_name.to_owned(), action, budget_key: key.clone() },
+        );
         if let Err(error) = self.registry.send(node, Outbound::Command(command)) {
-            let key = self
-                .pending
-                .lock()
-                .expect("pending lock")
-                .remove(&command_id)
-                .map(|p| p.budget_key)
-                .unwrap_or_default();
+            self.pending.lock().expect("pending lock").remove(&command_id);
             let reason = format!("{error} any more; the command was not sent");
-            return self.reject(node, container, action, &key, Rejection::NodeDisconnected, reason, command_id).await;
+            self.reject(target, action, Rejection::NodeDisconnected, reason.clone(), command_id).await?;
+            return Ok(Some(reason));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Records a rejection, unless the same rejection of the same container was already recorded in this
     /// episode (since its last allowed action): one event per episode, not one per alert.
-    #[allow(clippy::too_many_arguments)]
     async fn reject(
         &self,
-        node: &str,
-        container: &ContainerFacts,
+        target: &Target<'_>,
         action: Action,
-        key: &str,
         rejection: Rejection,
         reason: String,
         command_id: String,
     ) -> Result<(), StoreError> {
         let repeated =
-            self.episodes.lock().expect("episodes lock").insert(key.to_owned(), rejection) == Some(rejection);
+            self.episodes.lock().expect("episodes lock").insert(target.key.clone(), rejection) == Some(rejection);
         if repeated {
-            tracing::debug!(node, container = %container.name, code = rejection.code(), "rejected again in the same episode");
+            tracing::debug!(node = target.node, container = %target.container_name, code = rejection.code(), "rejected again in the same episode");
             return Ok(());
         }
-        tracing::info!(node, container = %container.name, reason = %reason, "action rejected");
-        let mut record = EventRecord::new(EventKind::Rejected, node, &container.id, &container.name, reason);
+        tracing::info!(node = target.node, container = %target.container_name, reason = %reason, "action rejected");
+        let mut record =
+            EventRecord::new(EventKind::Rejected, target.node, target.container_id, target.container_name, reason);
         record.action = Some(action);
         record.rejection = Some(rejection);
         record.command_id = Some(command_id);

@@ -112,8 +112,8 @@ impl Coordinator {
             Arc::new(Remediator::new(self.store.clone(), registry.clone(), analyzer, self.config.remediation));
         let (stop_tx, stop_rx) = watch::channel(false);
 
-        let sessions = AgentSessions::new(registry.clone(), remediator, stop_rx);
-        let fleet = FleetApi::new(registry.clone(), self.store.clone());
+        let sessions = AgentSessions::new(registry.clone(), remediator.clone(), stop_rx);
+        let fleet = FleetApi::new(registry.clone(), self.store.clone(), remediator);
         let (health_reporter, health) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<AgentServiceServer<AgentSessions>>().await;
         health_reporter.set_serving::<FleetServiceServer<FleetApi>>().await;

@@ -417,3 +417,74 @@ async fn scale_up_starts_the_next_replica_of_a_compose_service_and_is_not_applic
     assert_eq!(result.outcome(), pb::Outcome::NotApplicable, "{result:?}");
     assert!(result.detail.contains("not part of a Compose service"), "{}", result.detail);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_approval_required_a_decision_waits_for_an_admin_and_expires() {
+    let fleet =
+        TestFleet::start_with(|config| config.remediation.approval_ttl = Some(Duration::from_secs(600)), |_| {}).await;
+    let (scope, client) = (&fleet.scope, fleet.client.clone());
+    let web = scope.run("web", &[], &hemostat_tests::docker::crash_once(1));
+    let awaiting = eventually("the decision to wait", Duration::from_secs(15), || async {
+        let events = events_of(&client, &web).await?;
+        events.into_iter().find(|e| e.rejection == "awaiting_approval").ok_or_else(|| "not yet".to_owned())
+    })
+    .await;
+    assert_eq!(scope.state(&web).status, "exited", "nothing happens before the approval");
+    let approve = |id: String| pb::ApproveActionRequest { approval_id: id };
+
+    let mut viewer = client.clone();
+    let refused = viewer.approve_action(approve(awaiting.command_id.clone())).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    assert!(refused.message().contains("admin role"), "{}", refused.message());
+    let mut admin = fleet::operator(&fleet.pki, hemostat_pki::OperatorRole::Admin, fleet.coordinator.addr()).await;
+    assert_eq!(
+        admin.approve_action(approve("not hex!".into())).await.unwrap_err().code(),
+        tonic::Code::InvalidArgument
+    );
+
+    admin.approve_action(approve(awaiting.command_id.clone())).await.expect("approved");
+    let events = eventually("the approved restart", Duration::from_secs(15), || async {
+        let events = events_of(&client, &web).await?;
+        if kinds(&events).contains(&"remediation_complete".to_owned()) {
+            Ok(events)
+        } else {
+            Err(format!("{:?}", kinds(&events)))
+        }
+    })
+    .await;
+    let approved = events.iter().rfind(|e| e.r#type() == pb::EventType::RemediationNeeded).unwrap();
+    assert_eq!((approved.analysis_method.as_str(), approved.decided_by.as_str()), ("operator", "operator:op-admin"));
+    assert_eq!(
+        admin.approve_action(approve(awaiting.command_id.clone())).await.unwrap_err().code(),
+        tonic::Code::NotFound,
+        "once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approval_past_its_expiry_does_nothing() {
+    let fleet =
+        TestFleet::start_with(|config| config.remediation.approval_ttl = Some(Duration::from_secs(1)), |_| {}).await;
+    let (scope, client) = (&fleet.scope, fleet.client.clone());
+    let web = scope.run("web", &[], &hemostat_tests::docker::crash_once(1));
+    let awaiting = eventually("the decision to wait", Duration::from_secs(15), || async {
+        let events = events_of(&client, &web).await?;
+        events.into_iter().find(|e| e.rejection == "awaiting_approval").ok_or_else(|| "not yet".to_owned())
+    })
+    .await;
+    let recorded = hemostat_proto::timestamp::from_proto(awaiting.time.as_ref().unwrap());
+    eventually("the approval window to pass", Duration::from_secs(5), || async {
+        if std::time::SystemTime::now() > recorded + Duration::from_millis(1500) {
+            Ok(())
+        } else {
+            Err("not yet".into())
+        }
+    })
+    .await;
+    let mut admin = fleet::operator(&fleet.pki, hemostat_pki::OperatorRole::Admin, fleet.coordinator.addr()).await;
+    let expired =
+        admin.approve_action(pb::ApproveActionRequest { approval_id: awaiting.command_id }).await.unwrap_err();
+    assert_eq!(expired.code(), tonic::Code::FailedPrecondition);
+    assert!(expired.message().contains("expired"), "{}", expired.message());
+    assert_eq!(scope.state(&web).status, "exited");
+}

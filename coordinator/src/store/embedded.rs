@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::{
-    DEFAULT_EVENT_RETENTION, StateStore, StoreError, StormConfig, StormVerdict, decode_event, encode_event, fresh,
+    DEFAULT_EVENT_RETENTION, PendingApproval, StateStore, StoreError, StormConfig, StormVerdict, decode_event,
+    encode_event, fresh,
 };
 use crate::analysis::HistoryEntry;
 use crate::events::{EventId, EventRecord, StoredEvent};
@@ -21,6 +22,8 @@ use crate::policy::{Budget, BudgetState, BudgetVerdict};
 const BUDGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("budgets");
 /// Container key → JSON list of `HistoryEntry`, oldest first.
 const HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("history");
+/// Approval id → JSON `PendingApproval`.
+const APPROVALS: TableDefinition<&str, &[u8]> = TableDefinition::new("approvals");
 /// Storm scope → JSON `StormWindow`.
 const STORMS: TableDefinition<&str, &[u8]> = TableDefinition::new("storms");
 /// (ms, seq) → JSON `EventRecord`.
@@ -53,6 +56,7 @@ impl EmbeddedStore {
             txn.open_table(EVENTS).map_err(redb::Error::from)?;
             txn.open_table(HISTORY).map_err(redb::Error::from)?;
             txn.open_table(STORMS).map_err(redb::Error::from)?;
+            txn.open_table(APPROVALS).map_err(redb::Error::from)?;
             txn.commit().map_err(redb::Error::from)?;
             Ok(EmbeddedStore { db: Arc::new(db), retention: DEFAULT_EVENT_RETENTION })
         })
@@ -168,6 +172,36 @@ impl StateStore for EmbeddedStore {
             }
             txn.commit().map_err(redb::Error::from)?;
             Ok(verdict)
+        })
+        .await
+    }
+
+    async fn put_approval(&self, id: &str, approval: &PendingApproval) -> Result<(), StoreError> {
+        let (id, raw) = (id.to_owned(), serde_json::to_vec(approval).expect("approval serializes"));
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(redb::Error::from)?;
+            txn.open_table(APPROVALS)
+                .map_err(redb::Error::from)?
+                .insert(id.as_str(), raw.as_slice())
+                .map_err(redb::Error::from)?;
+            txn.commit().map_err(redb::Error::from)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_approval(&self, id: &str) -> Result<Option<PendingApproval>, StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(redb::Error::from)?;
+            let taken = {
+                let mut table = txn.open_table(APPROVALS).map_err(redb::Error::from)?;
+                let raw = table.remove(id.as_str()).map_err(redb::Error::from)?.map(|v| v.value().to_vec());
+                raw.map(|raw| serde_json::from_slice(&raw).map_err(|e| StoreError::Corrupt(format!("approval: {e}"))))
+                    .transpose()?
+            };
+            txn.commit().map_err(redb::Error::from)?;
+            Ok(taken)
         })
         .await
     }

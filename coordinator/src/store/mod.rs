@@ -64,6 +64,12 @@ pub trait StateStore: Send + Sync + 'static {
         storm: &StormConfig,
     ) -> Result<StormVerdict, StoreError>;
 
+    /// Keeps a decision that waits for an admin's approval, until `approval.expires_ms`.
+    async fn put_approval(&self, id: &str, approval: &PendingApproval) -> Result<(), StoreError>;
+
+    /// Takes (reads and removes, atomically) the approval `id`, so only one admin can approve it once.
+    async fn take_approval(&self, id: &str) -> Result<Option<PendingApproval>, StoreError>;
+
     /// Appends an event to the log and returns its id. Ids increase.
     async fn append_event(&self, record: &EventRecord) -> Result<EventId, StoreError>;
 
@@ -84,6 +90,23 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// The backend's name for logs: `redis` or `embedded`.
     fn backend(&self) -> &'static str;
+}
+
+/// A decision waiting for an admin's approval.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PendingApproval {
+    /// The node the container is on.
+    pub node: String,
+    /// The container's id.
+    pub container_id: String,
+    /// The container's name.
+    pub container_name: String,
+    /// The container's budget key.
+    pub budget_key: String,
+    /// The action to take.
+    pub action: crate::events::Action,
+    /// When the approval expires, Unix milliseconds.
+    pub expires_ms: u64,
 }
 
 /// The storm breaker's limits.

@@ -13,8 +13,8 @@ use redis::aio::ConnectionManager;
 use redis::streams::{StreamMaxlen, StreamRangeReply};
 
 use super::{
-    DEFAULT_EVENT_RETENTION, StateStore, StoreError, StormConfig, StormVerdict, decode_event, decode_history,
-    encode_event, fresh,
+    DEFAULT_EVENT_RETENTION, PendingApproval, StateStore, StoreError, StormConfig, StormVerdict, decode_event,
+    decode_history, encode_event, fresh,
 };
 use crate::analysis::HistoryEntry;
 use crate::events::{EventId, EventRecord, StoredEvent};
@@ -224,6 +224,24 @@ impl StateStore for RedisStore {
             }
             other => Err(StoreError::Corrupt(format!("storm script answered {other:?}"))),
         }
+    }
+
+    async fn put_approval(&self, id: &str, approval: &PendingApproval) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let now = crate::events::unix_ms(std::time::SystemTime::now());
+        // Kept a minute past its expiry, so that a late approval is told it expired rather than unknown.
+        let ttl = approval.expires_ms.saturating_sub(now) + 60_000;
+        let raw = serde_json::to_vec(approval).expect("approval serializes");
+        let _: () = conn.pset_ex(format!("hemostat:approval:{id}"), raw, ttl).await?;
+        Ok(())
+    }
+
+    async fn take_approval(&self, id: &str) -> Result<Option<PendingApproval>, StoreError> {
+        let mut conn = self.conn.clone();
+        let raw: Option<Vec<u8>> =
+            redis::cmd("GETDEL").arg(format!("hemostat:approval:{id}")).query_async(&mut conn).await?;
+        raw.map(|raw| serde_json::from_slice(&raw).map_err(|e| StoreError::Corrupt(format!("approval: {e}"))))
+            .transpose()
     }
 
     async fn append_event(&self, record: &EventRecord) -> Result<EventId, StoreError> {
