@@ -37,6 +37,68 @@ impl FleetApi {
     }
 }
 
+/// Which log a query reads.
+#[derive(Clone, Copy)]
+enum Log {
+    Events,
+    Audit,
+}
+
+/// A validated-on-use query of a log.
+struct Query {
+    types: Vec<EventKind>,
+    node: String,
+    container: String,
+    page_size: u32,
+    page_token: String,
+}
+
+impl FleetApi {
+    /// One page of `log` matching `query`, oldest first, and the token to read on.
+    async fn page(&self, log: Log, query: Query) -> Result<(Vec<pb::Event>, String), Status> {
+        check_name("node", &query.node)?;
+        check_name("container", &query.container)?;
+        let page_size = match query.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n > MAX_PAGE_SIZE => {
+                return Err(Status::invalid_argument(format!("page_size {n} is above the maximum of {MAX_PAGE_SIZE}")));
+            }
+            n => n,
+        } as usize;
+        let mut cursor = match query.page_token.as_str() {
+            "" => None,
+            token => Some(token.parse::<EventId>().map_err(|e| Status::invalid_argument(format!("page_token: {e}")))?),
+        };
+        let mut events = Vec::new();
+        let mut scanned = 0;
+        while events.len() < page_size && scanned < MAX_SCAN {
+            let batch = match log {
+                Log::Events => self.store.read_events(cursor, 500).await,
+                Log::Audit => self.store.read_audit(cursor, 500).await,
+            }
+            .map_err(|e| Status::unavailable(format!("the state store did not answer: {e}")))?;
+            if batch.is_empty() {
+                break;
+            }
+            for event in batch {
+                scanned += 1;
+                cursor = Some(event.id);
+                let r = &event.record;
+                let matches = (query.types.is_empty() || query.types.contains(&r.kind))
+                    && (query.node.is_empty() || r.node == query.node)
+                    && (query.container.is_empty() || r.container_name == query.container);
+                if matches {
+                    events.push(event.to_proto());
+                    if events.len() == page_size {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok((events, cursor.map(|id| id.to_string()).unwrap_or(query.page_token)))
+    }
+}
+
 /// Refuses callers who are not admins, saying which role is needed.
 fn require_admin(caller: &Caller) -> Result<(), Status> {
     if caller.identity.role == Role::Operator(OperatorRole::Admin) {
@@ -105,15 +167,6 @@ impl pb::fleet_service_server::FleetService for FleetApi {
         request: Request<pb::ListEventsRequest>,
     ) -> Result<Response<pb::ListEventsResponse>, Status> {
         let request = request.into_inner();
-        check_name("node", &request.node)?;
-        check_name("container", &request.container)?;
-        let page_size = match request.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if n > MAX_PAGE_SIZE => {
-                return Err(Status::invalid_argument(format!("page_size {n} is above the maximum of {MAX_PAGE_SIZE}")));
-            }
-            n => n,
-        } as usize;
         let mut types = Vec::with_capacity(request.types.len());
         for raw in &request.types {
             let kind = pb::EventType::try_from(*raw)
@@ -122,39 +175,31 @@ impl pb::fleet_service_server::FleetService for FleetApi {
                 .ok_or_else(|| Status::invalid_argument(format!("types: {raw} is not an event type")))?;
             types.push(kind);
         }
-        let mut cursor = match request.page_token.as_str() {
-            "" => None,
-            token => Some(token.parse::<EventId>().map_err(|e| Status::invalid_argument(format!("page_token: {e}")))?),
+        let query = Query {
+            types,
+            node: request.node,
+            container: request.container,
+            page_size: request.page_size,
+            page_token: request.page_token,
         };
-
-        let mut events = Vec::new();
-        let mut scanned = 0;
-        while events.len() < page_size && scanned < MAX_SCAN {
-            let batch = self
-                .store
-                .read_events(cursor, 500)
-                .await
-                .map_err(|e| Status::unavailable(format!("the state store did not answer: {e}")))?;
-            if batch.is_empty() {
-                break;
-            }
-            for event in batch {
-                scanned += 1;
-                cursor = Some(event.id);
-                let r = &event.record;
-                let matches = (types.is_empty() || types.contains(&r.kind))
-                    && (request.node.is_empty() || r.node == request.node)
-                    && (request.container.is_empty() || r.container_name == request.container);
-                if matches {
-                    events.push(event.to_proto());
-                    if events.len() == page_size {
-                        break;
-                    }
-                }
-            }
-        }
-        let next_page_token = cursor.map(|id| id.to_string()).unwrap_or(request.page_token);
+        let (events, next_page_token) = self.page(Log::Events, query).await?;
         Ok(Response::new(pb::ListEventsResponse { events, next_page_token }))
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<pb::ListAuditRequest>,
+    ) -> Result<Response<pb::ListAuditResponse>, Status> {
+        let request = request.into_inner();
+        let query = Query {
+            types: vec![],
+            node: request.node,
+            container: request.container,
+            page_size: request.page_size,
+            page_token: request.page_token,
+        };
+        let (events, next_page_token) = self.page(Log::Audit, query).await?;
+        Ok(Response::new(pb::ListAuditResponse { events, next_page_token }))
     }
 
     async fn approve_action(

@@ -89,6 +89,9 @@ pub struct CoordinatorArgs {
     /// Seconds a decision waits for approval before it expires [default: 3600].
     #[arg(long, env = "RESPONDER_APPROVAL_TTL_SECONDS")]
     pub approval_ttl_seconds: Option<u64>,
+    /// Seconds the audit log keeps its records [default: 604800, 7 days].
+    #[arg(long, env = "RESPONDER_AUDIT_RETENTION_SECONDS")]
+    pub audit_retention_seconds: Option<u64>,
     /// Record what would be done and do nothing (true/false) [default: false].
     #[arg(long, env = "RESPONDER_DRY_RUN")]
     pub dry_run: Option<bool>,
@@ -127,6 +130,7 @@ struct CoordinatorFile {
     max_retries_per_hour: Option<u32>,
     stop_timeout_seconds: Option<u32>,
     dry_run: Option<bool>,
+    audit_retention_seconds: Option<u64>,
     require_approval: Option<bool>,
     approval_ttl_seconds: Option<u64>,
     storm_threshold: Option<u32>,
@@ -216,6 +220,7 @@ impl CoordinatorConfig {
                 },
                 stop_timeout: Duration::from_secs(u64::from(stop_timeout)),
                 dry_run: pick!(dry_run).unwrap_or(false),
+                audit_retention: Duration::from_secs(pick!(audit_retention_seconds).unwrap_or(7 * 24 * 3600).max(60)),
                 approval_ttl: pick!(require_approval)
                     .unwrap_or(false)
                     .then(|| Duration::from_secs(pick!(approval_ttl_seconds).unwrap_or(3600).max(1))),

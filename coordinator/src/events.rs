@@ -67,6 +67,18 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Whether records of this kind also go to the audit log: decisions, rejections, results, storms.
+    pub fn audited(self) -> bool {
+        matches!(
+            self,
+            EventKind::RemediationNeeded
+                | EventKind::FalseAlarm
+                | EventKind::Rejected
+                | EventKind::RemediationComplete
+                | EventKind::Storm
+        )
+    }
+
     /// The wire enum.
     pub fn to_proto(self) -> pb::EventType {
         match self {
@@ -240,6 +252,9 @@ pub struct EventRecord {
     /// For `remediation_complete` of a diagnostic command: its output (capped, secrets masked by the node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// For `remediation_complete`: how long the action took on the node, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
 }
 
 impl EventRecord {
@@ -270,6 +285,7 @@ impl EventRecord {
             decided_by: None,
             evidence: None,
             output: None,
+            duration_ms: None,
         }
     }
 }
@@ -309,6 +325,7 @@ impl StoredEvent {
             decided_by: r.decided_by.clone().unwrap_or_default(),
             evidence: r.evidence.clone().unwrap_or_default(),
             output: r.output.clone().unwrap_or_default(),
+            duration_ms: r.duration_ms.unwrap_or_default(),
         }
     }
 }

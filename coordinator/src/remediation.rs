@@ -37,6 +37,8 @@ pub struct RemediationConfig {
     pub storm: StormConfig,
     /// `RESPONDER_REQUIRE_APPROVAL`: decisions wait this long for an admin's approval; `None` acts at once.
     pub approval_ttl: Option<Duration>,
+    /// `RESPONDER_AUDIT_RETENTION_SECONDS`: how long the audit log keeps records (7 days).
+    pub audit_retention: Duration,
 }
 
 impl Default for RemediationConfig {
@@ -47,6 +49,7 @@ impl Default for RemediationConfig {
             dry_run: false,
             storm: StormConfig::default(),
             approval_ttl: None,
+            audit_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -160,7 +163,7 @@ impl Remediator {
         record.anomalies = alert.anomalies.clone();
         record.exit_code = alert.exit.map(|e| e.exit_code);
         record.observed_ms = alert.observed_at.map(unix_ms);
-        self.store.append_event(&record).await?;
+        self.log(&record).await?;
         if let Some(command_id) = &alert.local_restart {
             return self.on_local_restart(node, &alert, command_id).await;
         }
@@ -205,7 +208,7 @@ impl Remediator {
         record.analysis_method = Some("local".into());
         record.decided_by = Some("node_local_policy".into());
         record.command_id = Some(command_id.to_owned());
-        self.store.append_event(&record).await?;
+        self.log(&record).await?;
         self.pending.lock().expect("pending lock").insert(
             command_id.to_owned(),
             Pending { container_name: container.name.clone(), action: Action::Restart, budget_key: key },
@@ -213,9 +216,18 @@ impl Remediator {
         Ok(())
     }
 
+    /// Appends a record to the event log and, for decisions, actions and results, to the audit log.
+    async fn log(&self, record: &EventRecord) -> Result<(), StoreError> {
+        self.store.append_event(record).await?;
+        if record.kind.audited() {
+            self.store.append_audit(record, self.config.audit_retention).await?;
+        }
+        Ok(())
+    }
+
     /// Records an event that needs no decision.
     pub async fn record(&self, record: EventRecord) -> Result<(), StoreError> {
-        self.store.append_event(&record).await.map(|_| ())
+        self.log(&record).await
     }
 
     /// Records that a container's standing anomalies cleared.
@@ -237,7 +249,7 @@ impl Remediator {
             .iter()
             .map(|kind| Anomaly { kind: *kind, severity: Severity::Medium, threshold: 0.0, actual: 0.0 })
             .collect();
-        self.store.append_event(&record).await?;
+        self.log(&record).await?;
         Ok(())
     }
 
@@ -250,13 +262,13 @@ impl Remediator {
         decision.decided_by = Some(verdict.decided_by);
         decision.evidence = Some(verdict.evidence);
         let Some(action) = verdict.action else {
-            self.store.append_event(&decision).await?;
+            self.log(&decision).await?;
             return Ok(());
         };
         let mut needed = EventRecord { kind: EventKind::RemediationNeeded, action: Some(action), ..decision };
         let command_id = new_command_id();
         needed.command_id = Some(command_id.clone());
-        self.store.append_event(&needed).await?;
+        self.log(&needed).await?;
 
         let target = Target {
             node,
@@ -314,7 +326,7 @@ impl Remediator {
         record.analysis_method = Some("operator".into());
         record.decided_by = Some(format!("operator:{}", approver.name));
         record.command_id = Some(approval_id.to_owned());
-        self.store.append_event(&record).await?;
+        self.log(&record).await?;
         match self.dispatch(&target, approval.action, approval_id.to_owned()).await? {
             None => {
                 Ok(format!("sent {} of {} to node {}", approval.action.name(), approval.container_name, approval.node))
@@ -350,7 +362,7 @@ impl Remediator {
                 let mut record =
                     EventRecord::new(EventKind::Storm, node, target.container_id, target.container_name, reason);
                 record.action = Some(action);
-                self.store.append_event(&record).await?;
+                self.log(&record).await?;
             }
             let reason =
                 format!("storm in {scope}: too many containers need remediation at once; not acting automatically");
@@ -430,7 +442,7 @@ impl Remediator {
         record.action = Some(action);
         record.rejection = Some(rejection);
         record.command_id = Some(command_id);
-        self.store.append_event(&record).await?;
+        self.log(&record).await?;
         Ok(())
     }
 
@@ -463,8 +475,9 @@ impl Remediator {
         record.outcome = Some(report.outcome);
         record.action = action;
         record.output = (!report.output.is_empty()).then_some(report.output);
+        record.duration_ms = Some(report.duration.as_millis() as u64);
         record.command_id = Some(report.command_id);
-        self.store.append_event(&record).await?;
+        self.log(&record).await?;
         Ok(())
     }
 }

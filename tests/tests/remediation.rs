@@ -485,3 +485,25 @@ async fn an_approval_past_its_expiry_does_nothing() {
     assert!(expired.message().contains("expired"), "{}", expired.message());
     assert_eq!(scope.state(&web).status, "exited");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_decision_and_result_is_in_the_audit_log() {
+    let fleet = TestFleet::start().await;
+    let (scope, client) = (&fleet.scope, fleet.client.clone());
+    let web = scope.run("web", &[], &hemostat_tests::docker::crash_once(1));
+    let audit = eventually("the audit records", Duration::from_secs(15), || async {
+        let request = pb::ListAuditRequest { container: web.clone(), ..Default::default() };
+        let events = client.clone().list_audit(request).await.map_err(|e| e.to_string())?.into_inner().events;
+        if kinds(&events) == ["remediation_needed", "remediation_complete"] {
+            Ok(events)
+        } else {
+            Err(format!("{:?}", kinds(&events)))
+        }
+    })
+    .await;
+    assert_eq!((audit[0].decided_by.as_str(), audit[0].analysis_method.as_str()), ("non_zero_exit", "rules"));
+    assert!((audit[0].confidence - 0.9).abs() < 1e-9);
+    assert_eq!(audit[1].outcome(), pb::Outcome::Success);
+    assert!(audit[1].duration_ms > 0, "the action's duration: {:?}", audit[1]);
+    assert_eq!(audit[1].command_id, audit[0].command_id);
+}

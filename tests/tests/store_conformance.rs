@@ -10,6 +10,7 @@ use hemostat_coordinator::container::{Anomaly, AnomalyKind, Severity};
 use hemostat_coordinator::events::{EventKind, EventRecord};
 use hemostat_coordinator::policy::{Budget, BudgetVerdict};
 use hemostat_coordinator::store::{self, StateStore, StoreConfig, StormConfig, StormVerdict};
+use hemostat_tests::eventually;
 use hemostat_tests::redis::RedisServer;
 
 const MIN: u64 = 60_000;
@@ -335,5 +336,24 @@ async fn an_action_taken_elsewhere_counts_in_the_budget() {
             b.store.try_begin_action("n/web", T0 + 10 * MIN, &budget).await.unwrap(),
             BudgetVerdict::Allowed { attempts_in_window: 2 }
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_log_keeps_records_by_age() {
+    for b in backends().await {
+        let s = &b.store;
+        let old = s.append_audit(&record("web", "old"), Duration::from_secs(3600)).await.unwrap();
+        // Once the clock has moved on, a short retention drops the old record on the next append.
+        eventually("the clock to move", Duration::from_secs(5), || async {
+            let now = hemostat_coordinator::events::unix_ms(std::time::SystemTime::now());
+            if now > old.ms + 50 { Ok(()) } else { Err("not yet".to_owned()) }
+        })
+        .await;
+        let new = s.append_audit(&record("web", "new"), Duration::from_millis(20)).await.unwrap();
+        let kept = s.read_audit(None, 10).await.unwrap();
+        assert_eq!(kept.iter().map(|e| e.id).collect::<Vec<_>>(), vec![new], "{}", s.backend());
+        assert_eq!(kept[0].record.reason, "new");
+        assert!(s.read_events(None, 10).await.unwrap().is_empty(), "the audit log is its own");
     }
 }

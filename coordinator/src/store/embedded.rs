@@ -22,6 +22,8 @@ use crate::policy::{Budget, BudgetState, BudgetVerdict};
 const BUDGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("budgets");
 /// Container key → JSON list of `HistoryEntry`, oldest first.
 const HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("history");
+/// (ms, seq) → JSON `EventRecord`: the audit log.
+const AUDIT: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("audit");
 /// Approval id → JSON `PendingApproval`.
 const APPROVALS: TableDefinition<&str, &[u8]> = TableDefinition::new("approvals");
 /// Storm scope → JSON `StormWindow`.
@@ -34,6 +36,15 @@ const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("events"
 struct StormWindow {
     members: std::collections::BTreeMap<String, u64>,
     active_until: Option<u64>,
+}
+
+/// How a log table is trimmed.
+#[derive(Clone, Copy)]
+enum Trim {
+    /// Keep the newest this many.
+    Count(u64),
+    /// Drop what is older than this.
+    OlderThan(Duration),
 }
 
 /// The embedded state store.
@@ -57,10 +68,77 @@ impl EmbeddedStore {
             txn.open_table(HISTORY).map_err(redb::Error::from)?;
             txn.open_table(STORMS).map_err(redb::Error::from)?;
             txn.open_table(APPROVALS).map_err(redb::Error::from)?;
+            txn.open_table(AUDIT).map_err(redb::Error::from)?;
             txn.commit().map_err(redb::Error::from)?;
             Ok(EmbeddedStore { db: Arc::new(db), retention: DEFAULT_EVENT_RETENTION })
         })
         .await?
+    }
+
+    /// Appends a record to a log table with a Redis-like id, then trims the table.
+    async fn append_to(
+        &self,
+        log: TableDefinition<'static, (u64, u64), &'static [u8]>,
+        record: &EventRecord,
+        trim: Trim,
+    ) -> Result<EventId, StoreError> {
+        let raw = encode_event(record);
+        self.blocking(move |db| {
+            let now_ms = crate::events::unix_ms(std::time::SystemTime::now());
+            let txn = db.begin_write().map_err(redb::Error::from)?;
+            let id = {
+                let mut table = txn.open_table(log).map_err(redb::Error::from)?;
+                let last = table.last().map_err(redb::Error::from)?.map(|(k, _)| k.value());
+                // Same rule as Redis: time-ordered, never going backwards even if the clock does.
+                let id = match last {
+                    Some((ms, seq)) if ms >= now_ms => EventId { ms, seq: seq + 1 },
+                    _ => EventId { ms: now_ms, seq: 0 },
+                };
+                table.insert((id.ms, id.seq), raw.as_slice()).map_err(redb::Error::from)?;
+                match trim {
+                    Trim::Count(keep) => {
+                        let excess = table.len().map_err(redb::Error::from)?.saturating_sub(keep);
+                        for _ in 0..excess {
+                            table.pop_first().map_err(redb::Error::from)?;
+                        }
+                    }
+                    Trim::OlderThan(age) => {
+                        let oldest = now_ms.saturating_sub(age.as_millis() as u64);
+                        table.retain_in(..(oldest, 0), |_, _| false).map_err(redb::Error::from)?;
+                    }
+                }
+                id
+            };
+            txn.commit().map_err(redb::Error::from)?;
+            Ok(id)
+        })
+        .await
+    }
+
+    /// Reads up to `limit` records of a log table after `after`, oldest first.
+    async fn read_from(
+        &self,
+        log: TableDefinition<'static, (u64, u64), &'static [u8]>,
+        after: Option<EventId>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(redb::Error::from)?;
+            let table = txn.open_table(log).map_err(redb::Error::from)?;
+            let start = match after {
+                Some(id) if id.seq == u64::MAX => (id.ms + 1, 0),
+                Some(id) => (id.ms, id.seq + 1),
+                None => (0, 0),
+            };
+            let mut events = Vec::new();
+            for entry in table.range(start..).map_err(redb::Error::from)?.take(limit) {
+                let (key, value) = entry.map_err(redb::Error::from)?;
+                let (ms, seq) = key.value();
+                events.push(StoredEvent { id: EventId { ms, seq }, record: decode_event(value.value())? });
+            }
+            Ok(events)
+        })
+        .await
     }
 
     /// Applies `change` to the container `key`'s budget state in one transaction.
@@ -207,50 +285,19 @@ impl StateStore for EmbeddedStore {
     }
 
     async fn append_event(&self, record: &EventRecord) -> Result<EventId, StoreError> {
-        let raw = encode_event(record);
-        let retention = self.retention;
-        self.blocking(move |db| {
-            let now_ms = crate::events::unix_ms(std::time::SystemTime::now());
-            let txn = db.begin_write().map_err(redb::Error::from)?;
-            let id = {
-                let mut table = txn.open_table(EVENTS).map_err(redb::Error::from)?;
-                let last = table.last().map_err(redb::Error::from)?.map(|(k, _)| k.value());
-                // Same rule as Redis: time-ordered, never going backwards even if the clock does.
-                let id = match last {
-                    Some((ms, seq)) if ms >= now_ms => EventId { ms, seq: seq + 1 },
-                    _ => EventId { ms: now_ms, seq: 0 },
-                };
-                table.insert((id.ms, id.seq), raw.as_slice()).map_err(redb::Error::from)?;
-                let excess = table.len().map_err(redb::Error::from)?.saturating_sub(retention);
-                for _ in 0..excess {
-                    table.pop_first().map_err(redb::Error::from)?;
-                }
-                id
-            };
-            txn.commit().map_err(redb::Error::from)?;
-            Ok(id)
-        })
-        .await
+        self.append_to(EVENTS, record, Trim::Count(self.retention)).await
     }
 
     async fn read_events(&self, after: Option<EventId>, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(redb::Error::from)?;
-            let table = txn.open_table(EVENTS).map_err(redb::Error::from)?;
-            let start = match after {
-                Some(id) if id.seq == u64::MAX => (id.ms + 1, 0),
-                Some(id) => (id.ms, id.seq + 1),
-                None => (0, 0),
-            };
-            let mut events = Vec::new();
-            for entry in table.range(start..).map_err(redb::Error::from)?.take(limit) {
-                let (key, value) = entry.map_err(redb::Error::from)?;
-                let (ms, seq) = key.value();
-                events.push(StoredEvent { id: EventId { ms, seq }, record: decode_event(value.value())? });
-            }
-            Ok(events)
-        })
-        .await
+        self.read_from(EVENTS, after, limit).await
+    }
+
+    async fn append_audit(&self, record: &EventRecord, retention: Duration) -> Result<EventId, StoreError> {
+        self.append_to(AUDIT, record, Trim::OlderThan(retention)).await
+    }
+
+    async fn read_audit(&self, after: Option<EventId>, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read_from(AUDIT, after, limit).await
     }
 
     async fn append_history(

@@ -76,6 +76,13 @@ pub trait StateStore: Send + Sync + 'static {
     /// Reads up to `limit` events, oldest first, strictly after `after` (from the start when `None`).
     async fn read_events(&self, after: Option<EventId>, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
 
+    /// Appends a record to the audit log (decisions, actions, results, approvals), dropping what is older
+    /// than `retention`.
+    async fn append_audit(&self, record: &EventRecord, retention: Duration) -> Result<EventId, StoreError>;
+
+    /// Reads up to `limit` audit records, oldest first, strictly after `after`.
+    async fn read_audit(&self, after: Option<EventId>, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
+
     /// Adds an alert to the container `key`'s history, keeping the newest `keep` within `ttl` of `now_ms`.
     async fn append_history(
         &self,

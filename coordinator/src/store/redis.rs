@@ -113,6 +113,9 @@ fn budget_ttl_ms(budget: &Budget) -> u64 {
     budget.cooldown.max(budget.window).as_millis() as u64 * 2 + 60_000
 }
 
+/// The audit log's stream key.
+const AUDIT_KEY: &str = "hemostat:audit";
+
 /// The Redis state store.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -125,6 +128,29 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
+    /// Reads up to `limit` entries of a stream after `after`, oldest first.
+    async fn read_stream(
+        &self,
+        key: &str,
+        after: Option<EventId>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut conn = self.conn.clone();
+        let start = after.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
+        let reply: StreamRangeReply = conn.xrange_count(key, start, "+", limit).await?;
+        reply
+            .ids
+            .into_iter()
+            .map(|entry| {
+                let id = entry.id.parse().map_err(|e| StoreError::Corrupt(format!("stream id: {e}")))?;
+                let raw: Vec<u8> = entry
+                    .get("e")
+                    .ok_or_else(|| StoreError::Corrupt(format!("stream entry {} has no field e", entry.id)))?;
+                Ok(StoredEvent { id, record: decode_event(&raw)? })
+            })
+            .collect()
+    }
+
     /// Connects to the server at `url` (reconnecting by itself later) and checks it answers.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let client = redis::Client::open(url)?;
@@ -253,20 +279,27 @@ impl StateStore for RedisStore {
     }
 
     async fn read_events(&self, after: Option<EventId>, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read_stream(EVENTS_KEY, after, limit).await
+    }
+
+    async fn append_audit(&self, record: &EventRecord, retention: Duration) -> Result<EventId, StoreError> {
         let mut conn = self.conn.clone();
-        let start = after.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
-        let reply: StreamRangeReply = conn.xrange_count(EVENTS_KEY, start, "+", limit).await?;
-        reply
-            .ids
-            .into_iter()
-            .map(|entry| {
-                let id = entry.id.parse().map_err(|e| StoreError::Corrupt(format!("stream id: {e}")))?;
-                let raw: Vec<u8> = entry
-                    .get("e")
-                    .ok_or_else(|| StoreError::Corrupt(format!("stream entry {} has no field e", entry.id)))?;
-                Ok(StoredEvent { id, record: decode_event(&raw)? })
-            })
-            .collect()
+        let oldest = crate::events::unix_ms(std::time::SystemTime::now()).saturating_sub(retention.as_millis() as u64);
+        let id: String = redis::cmd("XADD")
+            .arg(AUDIT_KEY)
+            .arg("MINID")
+            .arg("=")
+            .arg(format!("{oldest}-0"))
+            .arg("*")
+            .arg("e")
+            .arg(encode_event(record))
+            .query_async(&mut conn)
+            .await?;
+        id.parse().map_err(|e| StoreError::Corrupt(format!("stream id: {e}")))
+    }
+
+    async fn read_audit(&self, after: Option<EventId>, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read_stream(AUDIT_KEY, after, limit).await
     }
 
     async fn append_history(
