@@ -202,6 +202,17 @@ impl pb::fleet_service_server::FleetService for FleetApi {
         Ok(Response::new(pb::ListAuditResponse { events, next_page_token }))
     }
 
+    async fn end_storm(&self, request: Request<pb::EndStormRequest>) -> Result<Response<pb::EndStormResponse>, Status> {
+        let caller = authenticated(&request)?.clone();
+        require_admin(&caller)?;
+        let cleared = self
+            .remediator
+            .end_storms(&caller.identity)
+            .await
+            .map_err(|e| Status::unavailable(format!("the state store did not answer: {e}")))?;
+        Ok(Response::new(pb::EndStormResponse { cleared }))
+    }
+
     async fn approve_action(
         &self,
         request: Request<pb::ApproveActionRequest>,

@@ -301,6 +301,17 @@ impl Remediator {
         self.dispatch(&target, action, command_id).await.map(|_| ())
     }
 
+    /// Ends every storm at an admin's word, and records who said so.
+    pub async fn end_storms(&self, admin: &Identity) -> Result<Vec<String>, StoreError> {
+        let cleared = self.store.end_storms().await?;
+        let reason = format!("automatic actions resumed by {admin}; storms cleared: {}", cleared.join(", "));
+        tracing::warn!(%admin, ?cleared, "storm ended by an admin");
+        let mut record = EventRecord::new(EventKind::Storm, "", "", "", reason);
+        record.decided_by = Some(format!("operator:{}", admin.name));
+        self.log(&record).await?;
+        Ok(cleared)
+    }
+
     /// Lets a decision that waits for approval go ahead, through the same policy (storm breaker, cooldown,
     /// circuit breaker), recording the approver.
     pub async fn approve(&self, approval_id: &str, approver: &Identity) -> Result<String, ApprovalError> {

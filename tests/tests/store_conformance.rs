@@ -357,3 +357,24 @@ async fn the_audit_log_keeps_records_by_age() {
         assert!(s.read_events(None, 10).await.unwrap().is_empty(), "the audit log is its own");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_can_end_a_storm() {
+    for b in backends().await {
+        let s = &b.store;
+        let storm = StormConfig { threshold: 1, window: Duration::from_secs(60) };
+        let scopes = vec!["fleet".to_owned(), "node:a".to_owned()];
+        let now = hemostat_coordinator::events::unix_ms(std::time::SystemTime::now());
+        s.note_need(&scopes, "a/one", now, &storm).await.unwrap();
+        assert!(matches!(s.note_need(&scopes, "a/two", now, &storm).await.unwrap(), StormVerdict::Storm { .. }));
+        let mut cleared = s.end_storms().await.unwrap();
+        cleared.sort();
+        assert_eq!(cleared, vec!["fleet".to_owned()], "{}", s.backend());
+        assert_eq!(
+            s.note_need(&scopes, "a/three", now + 1, &storm).await.unwrap(),
+            StormVerdict::Calm,
+            "{}",
+            s.backend()
+        );
+    }
+}

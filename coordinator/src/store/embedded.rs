@@ -254,6 +254,33 @@ impl StateStore for EmbeddedStore {
         .await
     }
 
+    async fn end_storms(&self) -> Result<Vec<String>, StoreError> {
+        self.blocking(move |db| {
+            let now_ms = crate::events::unix_ms(std::time::SystemTime::now());
+            let txn = db.begin_write().map_err(redb::Error::from)?;
+            let mut stormy = Vec::new();
+            {
+                let mut table = txn.open_table(STORMS).map_err(redb::Error::from)?;
+                let mut scopes = Vec::new();
+                for entry in table.iter().map_err(redb::Error::from)? {
+                    let (scope, raw) = entry.map_err(redb::Error::from)?;
+                    let window: StormWindow =
+                        serde_json::from_slice(raw.value()).map_err(|e| StoreError::Corrupt(format!("storm: {e}")))?;
+                    if window.active_until.is_some_and(|until| until >= now_ms) {
+                        stormy.push(scope.value().to_owned());
+                    }
+                    scopes.push(scope.value().to_owned());
+                }
+                for scope in scopes {
+                    table.remove(scope.as_str()).map_err(redb::Error::from)?;
+                }
+            }
+            txn.commit().map_err(redb::Error::from)?;
+            Ok(stormy)
+        })
+        .await
+    }
+
     async fn put_approval(&self, id: &str, approval: &PendingApproval) -> Result<(), StoreError> {
         let (id, raw) = (id.to_owned(), serde_json::to_vec(approval).expect("approval serializes"));
         self.blocking(move |db| {

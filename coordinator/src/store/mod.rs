@@ -64,6 +64,9 @@ pub trait StateStore: Send + Sync + 'static {
         storm: &StormConfig,
     ) -> Result<StormVerdict, StoreError>;
 
+    /// Ends every storm: clears the windows of all scopes; returns the scopes that were in a storm.
+    async fn end_storms(&self) -> Result<Vec<String>, StoreError>;
+
     /// Keeps a decision that waits for an admin's approval, until `approval.expires_ms`.
     async fn put_approval(&self, id: &str, approval: &PendingApproval) -> Result<(), StoreError>;
 

@@ -252,6 +252,29 @@ impl StateStore for RedisStore {
         }
     }
 
+    async fn end_storms(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        let keys: Vec<String> = {
+            // SCAN, not KEYS: it never blocks the server.
+            let mut iter = conn.scan_match::<_, String>("hemostat:{storm}:*").await?;
+            let mut keys = Vec::new();
+            while let Some(key) = futures::StreamExt::next(&mut iter).await {
+                keys.push(key?);
+            }
+            keys
+        };
+        let mut conn = self.conn.clone();
+        let stormy = keys
+            .iter()
+            .filter_map(|k| k.strip_prefix("hemostat:{storm}:")?.strip_suffix(":active"))
+            .map(str::to_owned)
+            .collect();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
+        }
+        Ok(stormy)
+    }
+
     async fn put_approval(&self, id: &str, approval: &PendingApproval) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let now = crate::events::unix_ms(std::time::SystemTime::now());
