@@ -76,6 +76,9 @@ pub struct EventsArgs {
     /// At most this many events.
     #[arg(long, default_value_t = 100)]
     limit: u32,
+    /// Keep watching: print each new event as it is recorded (resume with --after <last id>).
+    #[arg(long, short = 'f')]
+    follow: bool,
 }
 
 fn parse_event_type(name: &str) -> Result<pb::EventType, String> {
@@ -160,7 +163,36 @@ pub async fn containers(args: ContainersArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints events as they are recorded, one line (or one JSON object) each, until interrupted.
+async fn follow(args: EventsArgs) -> anyhow::Result<()> {
+    let request = pb::WatchEventsRequest {
+        after_id: args.after.clone().unwrap_or_default(),
+        types: args.types.iter().map(|t| *t as i32).collect(),
+        node: args.node.clone().unwrap_or_default(),
+        container: args.container.clone().unwrap_or_default(),
+    };
+    let mut stream = args.connection.client().await?.watch_events(request).await?.into_inner();
+    while let Some(message) = stream.message().await? {
+        let Some(e) = message.event else { continue };
+        match args.connection.output {
+            Format::Json => println!("{}", serde_json::to_string(&event_json(&e))?),
+            Format::Table => println!(
+                "{}  {}  {}  {}  {}",
+                output::time(e.time.as_ref()),
+                short(e.r#type().as_str_name(), "EVENT_TYPE_"),
+                output::printable(&e.node),
+                output::printable(&e.container_name),
+                output::printable(&detail(&e))
+            ),
+        }
+    }
+    Ok(())
+}
+
 pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
+    if args.follow {
+        return follow(args).await;
+    }
     let request = pb::ListEventsRequest {
         types: args.types.iter().map(|t| *t as i32).collect(),
         node: args.node.clone().unwrap_or_default(),

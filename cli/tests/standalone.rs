@@ -135,6 +135,23 @@ async fn standalone_heals_a_crash_and_shows_it_to_the_cli_and_grpcurl() {
     );
     let health = json(&stdout(&standalone.grpcurl(&[&standalone.target(), "grpc.health.v1.Health/Check"])).unwrap());
     assert_eq!(health["status"], "SERVING");
+    let containers =
+        json(&stdout(&standalone.grpcurl(&[&standalone.target(), "hemostat.v1.FleetService/ListContainers"])).unwrap());
+    assert!(
+        containers["containers"].as_array().unwrap().iter().any(|c| c["state"]["name"] == web.as_str()),
+        "{containers}"
+    );
+    // A stream: grpcurl prints what arrives until its own deadline ends the call.
+    let watched = standalone.grpcurl(&[
+        "-max-time",
+        "2",
+        "-d",
+        "{}",
+        &standalone.target(),
+        "hemostat.v1.FleetService/WatchEvents",
+    ]);
+    let watched = String::from_utf8_lossy(&watched.stdout);
+    assert!(watched.contains("EVENT_TYPE_REMEDIATION_COMPLETE") && watched.contains(&web), "{watched}");
 
     // SIGTERM stops it cleanly.
     let mut standalone = standalone;

@@ -115,8 +115,71 @@ fn check_name(field: &str, value: &str) -> Result<(), Status> {
     Ok(())
 }
 
+/// How often a live reader looks for events recorded by other coordinators on the same store.
+const WATCH_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
 #[tonic::async_trait]
 impl pb::fleet_service_server::FleetService for FleetApi {
+    type WatchEventsStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
+
+    async fn watch_events(
+        &self,
+        request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let request = request.into_inner();
+        check_name("node", &request.node)?;
+        check_name("container", &request.container)?;
+        let mut types = Vec::with_capacity(request.types.len());
+        for raw in &request.types {
+            types.push(
+                pb::EventType::try_from(*raw)
+                    .ok()
+                    .and_then(EventKind::from_proto)
+                    .ok_or_else(|| Status::invalid_argument(format!("types: {raw} is not an event type")))?,
+            );
+        }
+        let mut cursor = match request.after_id.as_str() {
+            "" => None,
+            id => Some(id.parse::<EventId>().map_err(|e| Status::invalid_argument(format!("after_id: {e}")))?),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let (store, remediator) = (self.store.clone(), self.remediator.clone());
+        tokio::spawn(async move {
+            loop {
+                let appended = remediator.appended();
+                let batch = match store.read_events(cursor, 500).await {
+                    Ok(batch) => batch,
+                    Err(error) => {
+                        let _ =
+                            tx.send(Err(Status::unavailable(format!("the state store did not answer: {error}")))).await;
+                        return;
+                    }
+                };
+                let caught_up = batch.len() < 500;
+                for event in batch {
+                    cursor = Some(event.id);
+                    let r = &event.record;
+                    let matches = (types.is_empty() || types.contains(&r.kind))
+                        && (request.node.is_empty() || r.node == request.node)
+                        && (request.container.is_empty() || r.container_name == request.container);
+                    if matches && tx.send(Ok(pb::WatchEventsResponse { event: Some(event.to_proto()) })).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                if caught_up {
+                    tokio::select! {
+                        _ = appended => {}
+                        _ = tokio::time::sleep(WATCH_POLL) => {}
+                        _ = tx.closed() => return,
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
     async fn list_nodes(
         &self,
         _request: Request<pb::ListNodesRequest>,

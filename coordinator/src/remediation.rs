@@ -127,6 +127,8 @@ pub struct Remediator {
     pending: Mutex<HashMap<String, Pending>>,
     /// The last rejection recorded per budget key, until an action is allowed again.
     episodes: Mutex<HashMap<String, Rejection>>,
+    /// Woken at every event this coordinator records, for live readers.
+    appended: tokio::sync::Notify,
 }
 
 impl Remediator {
@@ -144,6 +146,7 @@ impl Remediator {
             config,
             pending: Mutex::new(HashMap::new()),
             episodes: Mutex::new(HashMap::new()),
+            appended: tokio::sync::Notify::new(),
         }
     }
 
@@ -219,10 +222,17 @@ impl Remediator {
     /// Appends a record to the event log and, for decisions, actions and results, to the audit log.
     async fn log(&self, record: &EventRecord) -> Result<(), StoreError> {
         self.store.append_event(record).await?;
+        self.appended.notify_waiters();
         if record.kind.audited() {
             self.store.append_audit(record, self.config.audit_retention).await?;
         }
         Ok(())
+    }
+
+    /// Completes when this coordinator records its next event (create it before reading, so none is
+    /// missed). Events recorded by other coordinators on the same store are found by polling.
+    pub fn appended(&self) -> tokio::sync::futures::Notified<'_> {
+        self.appended.notified()
     }
 
     /// Records an event that needs no decision.

@@ -165,3 +165,45 @@ async fn after_a_coordinator_restart_nodes_reconnect_and_the_cooldown_holds_redi
     let redis = RedisServer::start();
     cooldown_survives_a_coordinator_restart(Some(StoreConfig::Redis { url: redis.url() })).await;
 }
+
+/// The next event of a watch, within a deadline.
+async fn next(stream: &mut tonic::Streaming<pb::WatchEventsResponse>) -> pb::Event {
+    let message = tokio::time::timeout(Duration::from_secs(20), stream.message()).await.expect("an event in time");
+    message.expect("the stream stays up").expect("an event").event.expect("with its event")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watching_events_resumes_after_a_disconnect_without_missing_or_repeating_any() {
+    let s = setup(None).await;
+    let first = s.scope.run("first", &[], &crash_once(1));
+    events_are(&s.client, &first, &["health_alert", "remediation_needed", "remediation_complete"]).await;
+    let watch = |after: String| {
+        let client = s.client.clone();
+        async move {
+            let request = pb::WatchEventsRequest { after_id: after, ..Default::default() };
+            client.clone().watch_events(request).await.unwrap().into_inner()
+        }
+    };
+    // Read two events, then drop the stream (a disconnect).
+    let mut stream = watch(String::new()).await;
+    let (a, b) = (next(&mut stream).await, next(&mut stream).await);
+    drop(stream);
+    // More happens while nobody watches.
+    let second = s.scope.run("second", &[], &crash_once(2));
+    events_are(&s.client, &second, &["health_alert", "remediation_needed", "remediation_complete"]).await;
+    // Resume after the last one received: the rest, once each, in order, then live events as they come.
+    let mut stream = watch(b.id.clone()).await;
+    let mut seen = vec![a.id.clone(), b.id.clone()];
+    let all = events_of(&s.client, &first).await.unwrap().len() + events_of(&s.client, &second).await.unwrap().len();
+    while seen.len() < all {
+        seen.push(next(&mut stream).await.id);
+    }
+    let third = s.scope.run("third", &[], &crash_once(3));
+    let live = next(&mut stream).await;
+    assert_eq!(live.container_name, third, "a live event arrives without polling by the client");
+    seen.push(live.id);
+    let mut sorted = seen.clone();
+    sorted.sort_by_key(|id| id.parse::<hemostat_coordinator::events::EventId>().unwrap());
+    sorted.dedup();
+    assert_eq!(seen, sorted, "in order, none repeated");
+}
