@@ -334,3 +334,26 @@ impl TestFleet {
         self.client = operator(&self.pki, OperatorRole::Viewer, self.coordinator.addr()).await;
     }
 }
+
+/// Waits until the container's remediation is complete (a `remediation_complete` event) and returns all
+/// its events.
+pub async fn remediated(client: &FleetClient, name: &str, deadline: Duration) -> Vec<pb::Event> {
+    crate::eventually(&format!("{name} remediated"), deadline, || async {
+        let events = events_of(client, name).await?;
+        if kinds(&events).contains(&"remediation_complete".to_owned()) {
+            Ok(events)
+        } else {
+            Err(format!("{:?}", kinds(&events)))
+        }
+    })
+    .await
+}
+
+/// Waits until the container has an event with this rejection code and returns it.
+pub async fn rejection(client: &FleetClient, name: &str, code: &str, deadline: Duration) -> pb::Event {
+    crate::eventually(&format!("a {code} rejection of {name}"), deadline, || async {
+        let events = events_of(client, name).await?;
+        events.into_iter().find(|e| e.rejection == code).ok_or_else(|| "not yet".to_owned())
+    })
+    .await
+}

@@ -1,6 +1,6 @@
 //! Throw-away certificates for tests.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use hemostat_pki::{CertificateAuthority, Identity, IssueRequest, OperatorRole, Role, TlsFiles};
 
@@ -61,11 +61,6 @@ impl TestPki {
     pub fn foreign(&self, role: Role, name: &str) -> TlsFiles {
         let files = write(&self.foreign, self.dir(), role, name, &format!("foreign-{name}"));
         TlsFiles { ca: self.dir().join("ca.pem"), ..files }
-    }
-
-    /// The folder's path, for configurations that take a certificates folder.
-    pub fn dir_buf(&self) -> PathBuf {
-        self.dir().to_owned()
     }
 }
 

@@ -10,7 +10,7 @@ use hemostat_proto::v1 as pb;
 use hemostat_proto::v1::session_request::Body;
 use hemostat_tests::docker::crash_once;
 use hemostat_tests::eventually;
-use hemostat_tests::fleet::{TestFleet, TestNode, alerted, container, events_of, kinds};
+use hemostat_tests::fleet::{TestFleet, TestNode, alerted, container, events_of, kinds, remediated};
 
 async fn setup_with(configure: impl FnOnce(&mut NodeConfig)) -> TestFleet {
     TestFleet::start_with(|_| {}, configure).await
@@ -29,19 +29,6 @@ async fn alerts_of(s: &TestFleet, name: &str, wanted: impl Fn(&[Vec<(String, Str
     eventually(&format!("alerts for {name}"), Duration::from_secs(20), || async {
         let events = events_of(&s.client, name).await?;
         if wanted(&alerted(&events)) { Ok(events) } else { Err(format!("{:?}", alerted(&events))) }
-    })
-    .await
-}
-
-/// Waits until the container's remediation is complete and returns its events.
-async fn remediated(client: &hemostat_tests::fleet::FleetClient, name: &str, deadline: Duration) -> Vec<pb::Event> {
-    eventually(&format!("{name} remediated"), deadline, || async {
-        let events = events_of(client, name).await?;
-        if kinds(&events).contains(&"remediation_complete".to_owned()) {
-            Ok(events)
-        } else {
-            Err(format!("{:?}", kinds(&events)))
-        }
     })
     .await
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use hemostat_proto::v1 as pb;
 use hemostat_tests::docker::Scope;
 use hemostat_tests::eventually;
-use hemostat_tests::fleet::{self, TestFleet, TestNode, events_of, kinds};
+use hemostat_tests::fleet::{self, TestFleet, TestNode, events_of, kinds, rejection, remediated};
 use hemostat_tests::peer::CoordinatorPeer;
 use hemostat_tests::pki::TestPki;
 
@@ -158,15 +158,7 @@ async fn a_rejection_is_recorded_once_per_episode_not_once_per_alert() {
     }
     // ...and, once a later crash elsewhere is recorded (the node reports in order), still one rejection.
     let sentinel = scope.run("sentinel", &[], &hemostat_tests::docker::crash_once(2));
-    eventually("the sentinel's restart", Duration::from_secs(15), || async {
-        let events = events_of(&client, &sentinel).await?;
-        if kinds(&events).contains(&"remediation_complete".to_owned()) {
-            Ok(())
-        } else {
-            Err(format!("{:?}", kinds(&events)))
-        }
-    })
-    .await;
+    remediated(&client, &sentinel, Duration::from_secs(15)).await;
     assert_eq!(count("rejected").await, 1, "{:?}", kinds(&events_of(&client, &web).await.unwrap()));
 }
 
@@ -421,11 +413,7 @@ async fn with_approval_required_a_decision_waits_for_an_admin_and_expires() {
         TestFleet::start_with(|config| config.remediation.approval_ttl = Some(Duration::from_secs(600)), |_| {}).await;
     let (scope, client) = (&fleet.scope, fleet.client.clone());
     let web = scope.run("web", &[], &hemostat_tests::docker::crash_once(1));
-    let awaiting = eventually("the decision to wait", Duration::from_secs(15), || async {
-        let events = events_of(&client, &web).await?;
-        events.into_iter().find(|e| e.rejection == "awaiting_approval").ok_or_else(|| "not yet".to_owned())
-    })
-    .await;
+    let awaiting = rejection(&client, &web, "awaiting_approval", Duration::from_secs(15)).await;
     assert_eq!(scope.state(&web).status, "exited", "nothing happens before the approval");
     let approve = |id: String| pb::ApproveActionRequest { approval_id: id };
 
@@ -440,15 +428,7 @@ async fn with_approval_required_a_decision_waits_for_an_admin_and_expires() {
     );
 
     admin.approve_action(approve(awaiting.command_id.clone())).await.expect("approved");
-    let events = eventually("the approved restart", Duration::from_secs(15), || async {
-        let events = events_of(&client, &web).await?;
-        if kinds(&events).contains(&"remediation_complete".to_owned()) {
-            Ok(events)
-        } else {
-            Err(format!("{:?}", kinds(&events)))
-        }
-    })
-    .await;
+    let events = remediated(&client, &web, Duration::from_secs(15)).await;
     let approved = events.iter().rfind(|e| e.r#type() == pb::EventType::RemediationNeeded).unwrap();
     assert_eq!((approved.analysis_method.as_str(), approved.decided_by.as_str()), ("operator", "operator:op-admin"));
     assert_eq!(
@@ -464,11 +444,7 @@ async fn an_approval_past_its_expiry_does_nothing() {
         TestFleet::start_with(|config| config.remediation.approval_ttl = Some(Duration::from_secs(1)), |_| {}).await;
     let (scope, client) = (&fleet.scope, fleet.client.clone());
     let web = scope.run("web", &[], &hemostat_tests::docker::crash_once(1));
-    let awaiting = eventually("the decision to wait", Duration::from_secs(15), || async {
-        let events = events_of(&client, &web).await?;
-        events.into_iter().find(|e| e.rejection == "awaiting_approval").ok_or_else(|| "not yet".to_owned())
-    })
-    .await;
+    let awaiting = rejection(&client, &web, "awaiting_approval", Duration::from_secs(15)).await;
     let recorded = hemostat_proto::timestamp::from_proto(awaiting.time.as_ref().unwrap());
     eventually("the approval window to pass", Duration::from_secs(5), || async {
         if std::time::SystemTime::now() > recorded + Duration::from_millis(1500) {
