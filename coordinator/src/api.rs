@@ -9,10 +9,11 @@ use tonic::{Request, Response, Status};
 use hemostat_pki::{OperatorRole, Role};
 
 use crate::auth::{Caller, authenticated};
-use crate::events::{EventId, EventKind};
-use crate::registry::Registry;
-use crate::remediation::{ApprovalError, Remediator};
-use crate::store::StateStore;
+use crate::events::{Action, EventId, EventKind, Outcome, unix_ms};
+use crate::registry::{ContainerEntry, Registry};
+use crate::remediation::{ApprovalError, ManualAction, Remediator, TriggerError};
+use crate::silence::{MAX_SILENCE, Silence, new_silence_id};
+use crate::store::{StateStore, StoreError};
 
 /// Events returned when the request does not say.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -22,6 +23,16 @@ pub const MAX_PAGE_SIZE: u32 = 1000;
 const MAX_SCAN: usize = 20_000;
 /// The longest node or container name a filter may hold.
 const MAX_NAME_LEN: usize = 253;
+/// The longest reason an operator may give.
+const MAX_REASON_LEN: usize = 500;
+/// The most arguments an exec may have, and the longest one.
+const MAX_ARGS: usize = 32;
+const MAX_ARG_LEN: usize = 256;
+/// Recent events GetContainer returns when the request does not say, and at most.
+const DEFAULT_RECENT_EVENTS: u32 = 20;
+const MAX_RECENT_EVENTS: u32 = 200;
+/// How far back GetContainer looks for a container's recent events.
+const RECENT_EVENTS_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// The FleetService implementation.
 pub struct FleetApi {
@@ -51,6 +62,28 @@ struct Query {
     container: String,
     page_size: u32,
     page_token: String,
+    /// Only `remediation_complete` events with this outcome.
+    outcome: Option<Outcome>,
+    /// Only events at or after this time (Unix ms).
+    since_ms: Option<u64>,
+    /// Only events before this time (Unix ms).
+    until_ms: Option<u64>,
+}
+
+impl Query {
+    /// A query of everything, one default page at a time.
+    fn all() -> Self {
+        Query {
+            types: Vec::new(),
+            node: String::new(),
+            container: String::new(),
+            page_size: 0,
+            page_token: String::new(),
+            outcome: None,
+            since_ms: None,
+            until_ms: None,
+        }
+    }
 }
 
 impl FleetApi {
@@ -66,12 +99,12 @@ impl FleetApi {
             n => n,
         } as usize;
         let mut cursor = match query.page_token.as_str() {
-            "" => None,
+            "" => query.since_ms.map(|ms| EventId { ms: ms.saturating_sub(1), seq: u64::MAX }),
             token => Some(token.parse::<EventId>().map_err(|e| Status::invalid_argument(format!("page_token: {e}")))?),
         };
         let mut events = Vec::new();
         let mut scanned = 0;
-        while events.len() < page_size && scanned < MAX_SCAN {
+        'scan: while events.len() < page_size && scanned < MAX_SCAN {
             let batch = match log {
                 Log::Events => self.store.read_events(cursor, 500).await,
                 Log::Audit => self.store.read_audit(cursor, 500).await,
@@ -81,12 +114,16 @@ impl FleetApi {
                 break;
             }
             for event in batch {
+                if query.until_ms.is_some_and(|until| event.id.ms >= until) {
+                    break 'scan;
+                }
                 scanned += 1;
                 cursor = Some(event.id);
                 let r = &event.record;
                 let matches = (query.types.is_empty() || query.types.contains(&r.kind))
                     && (query.node.is_empty() || r.node == query.node)
-                    && (query.container.is_empty() || r.container_name == query.container);
+                    && (query.container.is_empty() || r.container_name == query.container)
+                    && query.outcome.is_none_or(|outcome| r.outcome == Some(outcome));
                 if matches {
                     events.push(event.to_proto());
                     if events.len() == page_size {
@@ -97,6 +134,57 @@ impl FleetApi {
         }
         Ok((events, cursor.map(|id| id.to_string()).unwrap_or(query.page_token)))
     }
+}
+
+/// The state store's failure, as operators see it.
+fn unavailable(error: StoreError) -> Status {
+    Status::unavailable(format!("the state store did not answer: {error}"))
+}
+
+/// A required name: present, and not too long.
+fn require_name(field: &str, value: &str) -> Result<(), Status> {
+    if value.trim().is_empty() {
+        return Err(Status::invalid_argument(format!("{field} is required")));
+    }
+    check_name(field, value)
+}
+
+/// An operator's reason: at most [`MAX_REASON_LEN`] characters, no control characters.
+fn check_reason(value: &str, required: bool) -> Result<(), Status> {
+    if required && value.trim().is_empty() {
+        return Err(Status::invalid_argument("reason is required: say why, for the people who read the log later"));
+    }
+    if value.chars().count() > MAX_REASON_LEN {
+        return Err(Status::invalid_argument(format!("reason is longer than {MAX_REASON_LEN} characters")));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(Status::invalid_argument("reason holds control characters"));
+    }
+    Ok(())
+}
+
+/// An optional wire timestamp as Unix milliseconds.
+fn time_filter(field: &str, value: Option<prost_types::Timestamp>) -> Result<Option<u64>, Status> {
+    value
+        .map(|t| {
+            if t.seconds < 0 || !(0..1_000_000_000).contains(&t.nanos) {
+                return Err(Status::invalid_argument(format!("{field} is not a valid time after 1970")));
+            }
+            Ok(t.seconds as u64 * 1000 + t.nanos as u64 / 1_000_000)
+        })
+        .transpose()
+}
+
+/// The event types of a filter.
+fn event_types(raw: &[i32]) -> Result<Vec<EventKind>, Status> {
+    raw.iter()
+        .map(|raw| {
+            pb::EventType::try_from(*raw)
+                .ok()
+                .and_then(EventKind::from_proto)
+                .ok_or_else(|| Status::invalid_argument(format!("types: {raw} is not an event type")))
+        })
+        .collect()
 }
 
 /// Refuses callers who are not admins, saying which role is needed.
@@ -130,15 +218,7 @@ impl pb::fleet_service_server::FleetService for FleetApi {
         let request = request.into_inner();
         check_name("node", &request.node)?;
         check_name("container", &request.container)?;
-        let mut types = Vec::with_capacity(request.types.len());
-        for raw in &request.types {
-            types.push(
-                pb::EventType::try_from(*raw)
-                    .ok()
-                    .and_then(EventKind::from_proto)
-                    .ok_or_else(|| Status::invalid_argument(format!("types: {raw} is not an event type")))?,
-            );
-        }
+        let types = event_types(&request.types)?;
         let mut cursor = match request.after_id.as_str() {
             "" => None,
             id => Some(id.parse::<EventId>().map_err(|e| Status::invalid_argument(format!("after_id: {e}")))?),
@@ -210,18 +290,7 @@ impl pb::fleet_service_server::FleetService for FleetApi {
         let request = request.into_inner();
         check_name("node", &request.node)?;
         let node = (!request.node.is_empty()).then_some(request.node.as_str());
-        let containers = self
-            .registry
-            .containers(node)
-            .into_iter()
-            .map(|entry| pb::Container {
-                metrics: entry.metrics.map(|m| m.to_proto(&entry.facts)),
-                anomalies: entry.anomalies.iter().map(|a| a.to_proto()).collect(),
-                state: Some(entry.facts.to_proto()),
-                updated_at: Some(timestamp(entry.updated_at)),
-                node: entry.node,
-            })
-            .collect();
+        let containers = self.registry.containers(node).into_iter().map(container_to_proto).collect();
         Ok(Response::new(pb::ListContainersResponse { containers }))
     }
 
@@ -230,20 +299,27 @@ impl pb::fleet_service_server::FleetService for FleetApi {
         request: Request<pb::ListEventsRequest>,
     ) -> Result<Response<pb::ListEventsResponse>, Status> {
         let request = request.into_inner();
-        let mut types = Vec::with_capacity(request.types.len());
-        for raw in &request.types {
-            let kind = pb::EventType::try_from(*raw)
-                .ok()
-                .and_then(EventKind::from_proto)
-                .ok_or_else(|| Status::invalid_argument(format!("types: {raw} is not an event type")))?;
-            types.push(kind);
+        let outcome = match pb::Outcome::try_from(request.outcome) {
+            Ok(pb::Outcome::Unspecified) => None,
+            Ok(outcome) => Some(Outcome::from_proto(outcome)),
+            Err(_) => return Err(Status::invalid_argument(format!("outcome: {} is not an outcome", request.outcome))),
+        };
+        let since_ms = time_filter("since", request.since)?;
+        let until_ms = time_filter("until", request.until)?;
+        if let (Some(since), Some(until)) = (since_ms, until_ms)
+            && since >= until
+        {
+            return Err(Status::invalid_argument("since must be before until"));
         }
         let query = Query {
-            types,
+            types: event_types(&request.types)?,
             node: request.node,
             container: request.container,
             page_size: request.page_size,
             page_token: request.page_token,
+            outcome,
+            since_ms,
+            until_ms,
         };
         let (events, next_page_token) = self.page(Log::Events, query).await?;
         Ok(Response::new(pb::ListEventsResponse { events, next_page_token }))
@@ -255,11 +331,11 @@ impl pb::fleet_service_server::FleetService for FleetApi {
     ) -> Result<Response<pb::ListAuditResponse>, Status> {
         let request = request.into_inner();
         let query = Query {
-            types: vec![],
             node: request.node,
             container: request.container,
             page_size: request.page_size,
             page_token: request.page_token,
+            ..Query::all()
         };
         let (events, next_page_token) = self.page(Log::Audit, query).await?;
         Ok(Response::new(pb::ListAuditResponse { events, next_page_token }))
@@ -272,7 +348,7 @@ impl pb::fleet_service_server::FleetService for FleetApi {
             .remediator
             .end_storms(&caller.identity)
             .await
-            .map_err(|e| Status::unavailable(format!("the state store did not answer: {e}")))?;
+            .map_err(unavailable)?;
         Ok(Response::new(pb::EndStormResponse { cleared }))
     }
 
@@ -294,9 +370,225 @@ impl pb::fleet_service_server::FleetService for FleetApi {
             Err(error @ (ApprovalError::Expired | ApprovalError::Rejected(_))) => {
                 Err(Status::failed_precondition(error.to_string()))
             }
-            Err(ApprovalError::Store(error)) => {
-                Err(Status::unavailable(format!("the state store did not answer: {error}")))
-            }
+            Err(ApprovalError::Store(error)) => Err(unavailable(error)),
         }
+    }
+
+    async fn get_container(
+        &self,
+        request: Request<pb::GetContainerRequest>,
+    ) -> Result<Response<pb::GetContainerResponse>, Status> {
+        let request = request.into_inner();
+        let entry = self.container(&request.node, &request.container)?;
+        let recent = match request.recent_events {
+            0 => DEFAULT_RECENT_EVENTS,
+            n if n > MAX_RECENT_EVENTS => {
+                return Err(Status::invalid_argument(format!(
+                    "recent_events {n} is above the maximum of {MAX_RECENT_EVENTS}"
+                )));
+            }
+            n => n,
+        } as usize;
+        let now = unix_ms(std::time::SystemTime::now());
+        let key = entry.facts.budget_key(&entry.node);
+        let budget = self.remediator.budget().status(&self.store.read_budget(&key).await.map_err(unavailable)?, now);
+        let silence = self.remediator.silence_for(&entry.node, &entry.facts.name).await.map_err(unavailable)?;
+        let mut recent_events = Vec::new();
+        let mut query = Query {
+            node: entry.node.clone(),
+            container: entry.facts.name.clone(),
+            page_size: MAX_PAGE_SIZE,
+            since_ms: Some(now.saturating_sub(RECENT_EVENTS_WINDOW.as_millis() as u64)),
+            ..Query::all()
+        };
+        loop {
+            let (events, next) = self.page(Log::Events, query).await?;
+            let done = events.is_empty() || next.is_empty();
+            recent_events.extend(events);
+            let excess = recent_events.len().saturating_sub(recent);
+            recent_events.drain(..excess);
+            if done {
+                break;
+            }
+            query = Query {
+                node: entry.node.clone(),
+                container: entry.facts.name.clone(),
+                page_size: MAX_PAGE_SIZE,
+                page_token: next,
+                ..Query::all()
+            };
+        }
+        let circuit_retry = match budget.circuit {
+            crate::policy::Circuit::Open { retry_after } => retry_after.as_secs().max(1),
+            _ => 0,
+        };
+        let budget = pb::BudgetStatus {
+            key,
+            cooldown_remaining_seconds: budget.cooldown_remaining.as_secs_f64().ceil() as u64,
+            attempts_in_window: budget.attempts_in_window,
+            max_attempts: self.remediator.budget().max_attempts,
+            consecutive_failures: budget.consecutive_failures,
+            circuit: budget.circuit.name().to_owned(),
+            circuit_retry_seconds: circuit_retry,
+            last_action: budget.last_action_ms.map(|ms| {
+                timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+            }),
+        };
+        Ok(Response::new(pb::GetContainerResponse {
+            recent_metrics: entry.recent.iter().map(|m| m.to_proto(&entry.facts)).collect(),
+            container: Some(container_to_proto(entry)),
+            budget: Some(budget),
+            silence: silence.map(|s| s.to_proto()),
+            recent_events,
+        }))
+    }
+
+    async fn create_silence(
+        &self,
+        request: Request<pb::CreateSilenceRequest>,
+    ) -> Result<Response<pb::CreateSilenceResponse>, Status> {
+        let caller = authenticated(&request)?.clone();
+        require_admin(&caller)?;
+        let request = request.into_inner();
+        require_name("node", &request.node)?;
+        check_name("container", &request.container)?;
+        check_reason(&request.reason, true)?;
+        if request.duration_seconds == 0 || request.duration_seconds > MAX_SILENCE.as_secs() {
+            return Err(Status::invalid_argument(format!(
+                "duration_seconds must be between 1 and {} (30 days)",
+                MAX_SILENCE.as_secs()
+            )));
+        }
+        let now = unix_ms(std::time::SystemTime::now());
+        let silence = Silence {
+            id: new_silence_id(),
+            node: request.node,
+            container: (!request.container.is_empty()).then_some(request.container),
+            reason: request.reason,
+            created_by: format!("operator:{}", caller.identity.name),
+            created_ms: now,
+            expires_ms: now + request.duration_seconds * 1000,
+        };
+        let silence = self.remediator.silence(silence).await.map_err(unavailable)?;
+        tracing::warn!(admin = %caller.identity, target = %silence.target(), "silence created");
+        Ok(Response::new(pb::CreateSilenceResponse { silence: Some(silence.to_proto()) }))
+    }
+
+    async fn list_silences(
+        &self,
+        _request: Request<pb::ListSilencesRequest>,
+    ) -> Result<Response<pb::ListSilencesResponse>, Status> {
+        let now = unix_ms(std::time::SystemTime::now());
+        let silences = self.store.silences(now).await.map_err(unavailable)?;
+        Ok(Response::new(pb::ListSilencesResponse { silences: silences.iter().map(Silence::to_proto).collect() }))
+    }
+
+    async fn delete_silence(
+        &self,
+        request: Request<pb::DeleteSilenceRequest>,
+    ) -> Result<Response<pb::DeleteSilenceResponse>, Status> {
+        let caller = authenticated(&request)?.clone();
+        require_admin(&caller)?;
+        let id = request.into_inner().id;
+        if id.is_empty() || id.len() > 32 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Status::invalid_argument("id must be a silence's hexadecimal id (see ListSilences)"));
+        }
+        match self.remediator.unsilence(&id, &caller.identity).await.map_err(unavailable)? {
+            Some(silence) => Ok(Response::new(pb::DeleteSilenceResponse { silence: Some(silence.to_proto()) })),
+            None => Err(Status::not_found(format!("no silence has the id {id} (it may have expired)"))),
+        }
+    }
+
+    async fn get_dry_run(
+        &self,
+        _request: Request<pb::GetDryRunRequest>,
+    ) -> Result<Response<pb::GetDryRunResponse>, Status> {
+        let (enabled, source) = self.remediator.dry_run().await.map_err(unavailable)?;
+        Ok(Response::new(pb::GetDryRunResponse { enabled, source: source.to_owned() }))
+    }
+
+    async fn set_dry_run(
+        &self,
+        request: Request<pb::SetDryRunRequest>,
+    ) -> Result<Response<pb::SetDryRunResponse>, Status> {
+        let caller = authenticated(&request)?.clone();
+        require_admin(&caller)?;
+        let enabled = request.into_inner().enabled;
+        let previous = self.remediator.set_dry_run(enabled, &caller.identity).await.map_err(unavailable)?;
+        Ok(Response::new(pb::SetDryRunResponse { enabled, previous }))
+    }
+
+    async fn trigger_action(
+        &self,
+        request: Request<pb::TriggerActionRequest>,
+    ) -> Result<Response<pb::TriggerActionResponse>, Status> {
+        let caller = authenticated(&request)?.clone();
+        require_admin(&caller)?;
+        let request = request.into_inner();
+        let action = pb::Action::try_from(request.action)
+            .ok()
+            .and_then(Action::from_proto)
+            .ok_or_else(|| Status::invalid_argument("action must be restart, exec, cleanup or scale_up"))?;
+        check_reason(&request.reason, false)?;
+        match action {
+            Action::Exec if request.argv.is_empty() => {
+                return Err(Status::invalid_argument("exec needs argv: the command's argument vector"));
+            }
+            Action::Exec => {
+                if request.argv.len() > MAX_ARGS || request.argv.iter().any(|a| a.len() > MAX_ARG_LEN) {
+                    return Err(Status::invalid_argument(format!(
+                        "argv may hold at most {MAX_ARGS} arguments of at most {MAX_ARG_LEN} bytes"
+                    )));
+                }
+            }
+            _ if !request.argv.is_empty() => {
+                return Err(Status::invalid_argument(format!("argv is only for exec, not {}", action.name())));
+            }
+            _ => {}
+        }
+        let entry = self.container(&request.node, &request.container)?;
+        let manual = ManualAction {
+            node: entry.node,
+            container: entry.facts,
+            action,
+            argv: request.argv,
+            force: request.force,
+            reason: if request.reason.is_empty() { "no reason given".into() } else { request.reason },
+        };
+        let name = manual.container.name.clone();
+        match self.remediator.trigger(manual, &caller.identity).await {
+            Ok(command_id) => Ok(Response::new(pb::TriggerActionResponse {
+                detail: format!("sent {} of {name} to node {}; its result arrives as remediation_complete", action.name(), request.node),
+                command_id,
+            })),
+            Err(error @ TriggerError::NotPermitted(_)) => Err(Status::failed_precondition(error.to_string())),
+            Err(error @ TriggerError::Rejected(_)) => Err(Status::failed_precondition(error.to_string())),
+            Err(TriggerError::NodeNotConnected(error)) => Err(Status::unavailable(error)),
+            Err(TriggerError::Store(error)) => Err(unavailable(error)),
+        }
+    }
+}
+
+impl FleetApi {
+    /// The container `ident` (its name, full id, or an id prefix of at least 12 characters) on `node`.
+    fn container(&self, node: &str, ident: &str) -> Result<ContainerEntry, Status> {
+        require_name("node", node)?;
+        require_name("container", ident)?;
+        let entries = self.registry.containers(Some(node));
+        entries
+            .into_iter()
+            .find(|e| e.facts.name == ident || e.facts.id == ident || (ident.len() >= 12 && e.facts.id.starts_with(ident)))
+            .ok_or_else(|| Status::not_found(format!("node {node:?} has reported no container {ident:?}")))
+    }
+}
+
+/// A registry entry on the wire.
+fn container_to_proto(entry: ContainerEntry) -> pb::Container {
+    pb::Container {
+        metrics: entry.metrics.map(|m| m.to_proto(&entry.facts)),
+        anomalies: entry.anomalies.iter().map(|a| a.to_proto()).collect(),
+        state: Some(entry.facts.to_proto()),
+        updated_at: Some(timestamp(entry.updated_at)),
+        node: entry.node,
     }
 }

@@ -9,9 +9,11 @@ use clap::Parser;
 use hemostat_pki::TlsFiles;
 use serde::Deserialize;
 
+use crate::alerting::AlertingConfig;
 use crate::analysis::AnalyzerConfig;
 use crate::analysis::llm::LlmConfig;
 use crate::analysis::patterns::PatternConfig;
+use crate::events::EventRetention;
 use crate::policy::Budget;
 use crate::remediation::RemediationConfig;
 use crate::store::{StoreConfig, StormConfig};
@@ -50,6 +52,9 @@ pub struct CoordinatorArgs {
     /// Address to serve gRPC on (nodes, operators, health, reflection) [default: 0.0.0.0:50051].
     #[arg(long, env = "HEMOSTAT_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Address to serve Prometheus metrics on, plain HTTP `/metrics` (e.g. 0.0.0.0:9464) [default: off].
+    #[arg(long, env = "HEMOSTAT_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Folder with ca.pem, coordinator.pem and coordinator-key.pem [default: certs].
     #[arg(long, env = "HEMOSTAT_CERTS_DIR")]
     pub certs_dir: Option<PathBuf>,
@@ -113,6 +118,36 @@ pub struct CoordinatorArgs {
     /// A leak matters when it reaches the limit within this many seconds [default: 3600].
     #[arg(long, env = "ANALYZER_LEAK_HORIZON_SECONDS")]
     pub leak_horizon_seconds: Option<u64>,
+    /// Events of each type the event log keeps; older ones are trimmed as new ones arrive [default: 10000].
+    #[arg(long, env = "ALERT_MAX_EVENTS")]
+    pub max_events: Option<u64>,
+    /// Seconds the event log keeps an event [default: 604800, 7 days].
+    #[arg(long, env = "ALERT_EVENT_TTL")]
+    pub event_ttl: Option<u64>,
+    /// Send notifications (true/false); the event log is kept either way [default: true].
+    #[arg(long, env = "ALERT_ENABLED")]
+    pub alert_enabled: Option<bool>,
+    /// A Slack incoming webhook URL for notifications.
+    #[arg(long, env = "SLACK_WEBHOOK_URL", hide_env_values = true)]
+    pub slack_webhook_url: Option<String>,
+    /// A URL that receives every notification as JSON (POST).
+    #[arg(long, env = "ALERT_WEBHOOK_URL", hide_env_values = true)]
+    pub alert_webhook_url: Option<String>,
+    /// Seconds within which the same (type, node, container, outcome) is notified once [default: 60].
+    #[arg(long, env = "ALERT_DEDUPE_TTL")]
+    pub alert_dedupe_ttl: Option<u64>,
+    /// Seconds within which notifications are grouped into one message [default: 2].
+    #[arg(long, env = "ALERT_GROUP_WINDOW_SECONDS")]
+    pub alert_group_window_seconds: Option<u64>,
+    /// Do not notify actions that succeeded and were verified (true/false) [default: false].
+    #[arg(long, env = "ALERT_QUIET_SUCCESS")]
+    pub alert_quiet_success: Option<bool>,
+    /// Notifications waiting to be sent; beyond it the oldest are dropped and counted [default: 1000].
+    #[arg(long, env = "ALERT_QUEUE_CAPACITY")]
+    pub alert_queue_capacity: Option<usize>,
+    /// Seconds without a heartbeat after which a node is reported lost [default: 30].
+    #[arg(long, env = "NODE_LOST_SECONDS")]
+    pub node_lost_seconds: Option<u64>,
 }
 
 /// The configuration file's keys.
@@ -120,6 +155,7 @@ pub struct CoordinatorArgs {
 #[serde(deny_unknown_fields)]
 struct CoordinatorFile {
     listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
     certs_dir: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     redis_url: Option<String>,
@@ -141,6 +177,16 @@ struct CoordinatorFile {
     sustain_seconds: Option<u64>,
     leak_window_seconds: Option<u64>,
     leak_horizon_seconds: Option<u64>,
+    max_events: Option<u64>,
+    event_ttl: Option<u64>,
+    alert_enabled: Option<bool>,
+    slack_webhook_url: Option<String>,
+    alert_webhook_url: Option<String>,
+    alert_dedupe_ttl: Option<u64>,
+    alert_group_window_seconds: Option<u64>,
+    alert_quiet_success: Option<bool>,
+    alert_queue_capacity: Option<usize>,
+    node_lost_seconds: Option<u64>,
 }
 
 /// The resolved configuration.
@@ -148,6 +194,8 @@ struct CoordinatorFile {
 pub struct CoordinatorConfig {
     /// Where to listen.
     pub listen: SocketAddr,
+    /// Where to serve Prometheus metrics (`/metrics`, plain HTTP); `None` serves none.
+    pub metrics_listen: Option<SocketAddr>,
     /// The coordinator's certificate files.
     pub tls: TlsFiles,
     /// The state store.
@@ -156,6 +204,10 @@ pub struct CoordinatorConfig {
     pub remediation: RemediationConfig,
     /// Analysis (rules, patterns, history, LLM from the `AI_*` and provider key variables).
     pub analyzer: AnalyzerConfig,
+    /// Notifications.
+    pub alerting: AlertingConfig,
+    /// A node silent for this long is reported lost (`node_lost`).
+    pub node_lost_after: Duration,
 }
 
 impl CoordinatorConfig {
@@ -207,9 +259,39 @@ impl CoordinatorConfig {
             history_ttl: pick!(history_ttl).map_or(defaults.history_ttl, Duration::from_secs),
             llm: LlmConfig::from_env(|k| std::env::var(k).ok()),
         };
+        let max_per_type = pick!(max_events).unwrap_or(EventRetention::default().max_per_type);
+        if max_per_type == 0 {
+            return Err(ConfigError::Invalid("ALERT_MAX_EVENTS must be at least 1".into()));
+        }
+        let event_retention = EventRetention {
+            max_per_type,
+            max_age: pick!(event_ttl).map_or(EventRetention::default().max_age, |s| Duration::from_secs(s.max(60))),
+        };
+        let alert_defaults = AlertingConfig::default();
+        let non_empty = |url: Option<String>| url.filter(|u| !u.trim().is_empty());
+        let alerting = AlertingConfig {
+            enabled: pick!(alert_enabled).unwrap_or(alert_defaults.enabled),
+            slack_webhook_url: non_empty(pick!(slack_webhook_url)),
+            webhook_url: non_empty(pick!(alert_webhook_url)),
+            dedupe_ttl: pick!(alert_dedupe_ttl).map_or(alert_defaults.dedupe_ttl, Duration::from_secs),
+            group_window: pick!(alert_group_window_seconds).map_or(alert_defaults.group_window, Duration::from_secs),
+            quiet_success: pick!(alert_quiet_success).unwrap_or(alert_defaults.quiet_success),
+            queue_capacity: pick!(alert_queue_capacity).unwrap_or(alert_defaults.queue_capacity).max(1),
+        };
+        for url in [&alerting.slack_webhook_url, &alerting.webhook_url].into_iter().flatten() {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "notification URLs must start with http:// or https://, not {:?}",
+                    url.chars().take(16).collect::<String>()
+                )));
+            }
+        }
         Ok(CoordinatorConfig {
+            alerting,
+            node_lost_after: Duration::from_secs(pick!(node_lost_seconds).unwrap_or(30).max(1)),
             analyzer,
             listen: pick!(listen).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 50051))),
+            metrics_listen: pick!(metrics_listen),
             tls: TlsFiles::in_dir(&certs_dir, "coordinator"),
             store,
             remediation: RemediationConfig {
@@ -219,6 +301,7 @@ impl CoordinatorConfig {
                     window: Budget::DEFAULT.window,
                 },
                 stop_timeout: Duration::from_secs(u64::from(stop_timeout)),
+                event_retention,
                 dry_run: pick!(dry_run).unwrap_or(false),
                 audit_retention: Duration::from_secs(pick!(audit_retention_seconds).unwrap_or(7 * 24 * 3600).max(60)),
                 approval_ttl: pick!(require_approval)
@@ -300,6 +383,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("at least 1"), "{err}");
+    }
+
+    #[test]
+    fn metrics_are_off_unless_an_address_is_given() {
+        assert_eq!(CoordinatorConfig::resolve(CoordinatorArgs::default()).unwrap().metrics_listen, None);
+        let path = write("metrics_listen = \"127.0.0.1:9464\"\n");
+        let config = CoordinatorConfig::resolve(CoordinatorArgs { config: Some(path.clone()), ..Default::default() });
+        assert_eq!(config.unwrap().metrics_listen, Some(SocketAddr::from(([127, 0, 0, 1], 9464))));
+        std::fs::remove_file(path).unwrap();
+        let args = CoordinatorArgs::try_parse_from(["hemostat-coordinator", "--metrics-listen", "0.0.0.0:9464"]);
+        let args = args.unwrap();
+        assert_eq!(args.metrics_listen, Some(SocketAddr::from(([0, 0, 0, 0], 9464))));
     }
 
     #[test]

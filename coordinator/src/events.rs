@@ -44,6 +44,24 @@ impl FromStr for EventId {
     }
 }
 
+/// How long the event log keeps events (`ALERT_MAX_EVENTS`, `ALERT_EVENT_TTL`), trimmed as events are appended.
+///
+/// The original kept 100 events for an hour; an operator looking back at last night's incident needs more, so
+/// the defaults are 10,000 events of each type and 7 days, whichever is reached first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventRetention {
+    /// Events kept of each type.
+    pub max_per_type: u64,
+    /// Events older than this are dropped.
+    pub max_age: Duration,
+}
+
+impl Default for EventRetention {
+    fn default() -> Self {
+        EventRetention { max_per_type: 10_000, max_age: Duration::from_secs(7 * 24 * 3600) }
+    }
+}
+
 /// The kinds of event, named as the original's channels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -64,9 +82,32 @@ pub enum EventKind {
     Storm,
     /// A node dropped unacknowledged messages from its full spool.
     SpoolOverflow,
+    /// A node missed its heartbeats for longer than `NODE_LOST_SECONDS`.
+    NodeLost,
+    /// A lost node is back.
+    NodeRecovered,
+    /// An operator changed something: a silence, dry-run, a manual action (the reason says what).
+    OperatorAction,
 }
 
 impl EventKind {
+    /// The type's name, as in the event log and notifications: `health_alert`, `node_lost`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::HealthAlert => "health_alert",
+            EventKind::RemediationNeeded => "remediation_needed",
+            EventKind::FalseAlarm => "false_alarm",
+            EventKind::RemediationComplete => "remediation_complete",
+            EventKind::Rejected => "rejected",
+            EventKind::Resolved => "resolved",
+            EventKind::Storm => "storm",
+            EventKind::SpoolOverflow => "spool_overflow",
+            EventKind::NodeLost => "node_lost",
+            EventKind::NodeRecovered => "node_recovered",
+            EventKind::OperatorAction => "operator_action",
+        }
+    }
+
     /// Whether records of this kind also go to the audit log: decisions, rejections, results, storms.
     pub fn audited(self) -> bool {
         matches!(
@@ -76,6 +117,7 @@ impl EventKind {
                 | EventKind::Rejected
                 | EventKind::RemediationComplete
                 | EventKind::Storm
+                | EventKind::OperatorAction
         )
     }
 
@@ -90,6 +132,9 @@ impl EventKind {
             EventKind::Resolved => pb::EventType::Resolved,
             EventKind::Storm => pb::EventType::Storm,
             EventKind::SpoolOverflow => pb::EventType::SpoolOverflow,
+            EventKind::NodeLost => pb::EventType::NodeLost,
+            EventKind::NodeRecovered => pb::EventType::NodeRecovered,
+            EventKind::OperatorAction => pb::EventType::OperatorAction,
         }
     }
 
@@ -105,6 +150,9 @@ impl EventKind {
             pb::EventType::Resolved => EventKind::Resolved,
             pb::EventType::Storm => EventKind::Storm,
             pb::EventType::SpoolOverflow => EventKind::SpoolOverflow,
+            pb::EventType::NodeLost => EventKind::NodeLost,
+            pb::EventType::NodeRecovered => EventKind::NodeRecovered,
+            pb::EventType::OperatorAction => EventKind::OperatorAction,
         })
     }
 }
@@ -115,20 +163,51 @@ impl EventKind {
 pub enum Action {
     /// Graceful stop with a timeout, then start.
     Restart,
+    /// A diagnostic command from the node's allow-list; its argument vector travels with the command.
+    Exec,
+    /// Remove exited containers of the same service or image, and dangling resources.
+    Cleanup,
+    /// One more replica of the container's Compose or Swarm service.
+    ScaleUp,
 }
 
 impl Action {
-    /// The action's name, as in labels and prompts: `restart`.
+    /// Every action.
+    pub const ALL: [Action; 4] = [Action::Restart, Action::Exec, Action::Cleanup, Action::ScaleUp];
+
+    /// The action's name, as in labels and prompts: `restart`, `exec`, `cleanup`, `scale_up`.
     pub fn name(self) -> &'static str {
         match self {
             Action::Restart => "restart",
+            Action::Exec => "exec",
+            Action::Cleanup => "cleanup",
+            Action::ScaleUp => "scale_up",
         }
+    }
+
+    /// The action named `name`, as [`Action::name`] writes it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Action::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// From the wire enum; `None` for NONE and unknown values.
+    pub fn from_proto(action: pb::Action) -> Option<Self> {
+        Some(match action {
+            pb::Action::Restart => Action::Restart,
+            pb::Action::Exec => Action::Exec,
+            pb::Action::Cleanup => Action::Cleanup,
+            pb::Action::ScaleUp => Action::ScaleUp,
+            _ => return None,
+        })
     }
 
     /// The wire enum.
     pub fn to_proto(self) -> pb::Action {
         match self {
             Action::Restart => pb::Action::Restart,
+            Action::Exec => pb::Action::Exec,
+            Action::Cleanup => pb::Action::Cleanup,
+            Action::ScaleUp => pb::Action::ScaleUp,
         }
     }
 }
@@ -185,6 +264,8 @@ pub enum Rejection {
     Storm,
     /// The decision waits for an admin's approval.
     AwaitingApproval,
+    /// An operator silenced the container or its node.
+    Silenced,
 }
 
 impl Rejection {
@@ -197,6 +278,7 @@ impl Rejection {
             Rejection::DryRun => "dry_run",
             Rejection::Storm => "storm",
             Rejection::AwaitingApproval => "awaiting_approval",
+            Rejection::Silenced => "silenced",
         }
     }
 }
@@ -255,6 +337,12 @@ pub struct EventRecord {
     /// For `remediation_complete`: how long the action took on the node, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// For actions: the arguments sent to the node (an exec's argument vector, a restart's stop timeout).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arguments: Vec<String>,
+    /// The container or its node was silenced when this was recorded: notifications leave it out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub silenced: bool,
 }
 
 impl EventRecord {
@@ -286,6 +374,8 @@ impl EventRecord {
             evidence: None,
             output: None,
             duration_ms: None,
+            arguments: Vec::new(),
+            silenced: false,
         }
     }
 }
@@ -326,8 +416,14 @@ impl StoredEvent {
             evidence: r.evidence.clone().unwrap_or_default(),
             output: r.output.clone().unwrap_or_default(),
             duration_ms: r.duration_ms.unwrap_or_default(),
+            arguments: r.arguments.clone(),
         }
     }
+}
+
+/// Unix milliseconds as an RFC 3339 UTC time, for people: `2026-11-28T16:00:00Z`.
+pub fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 /// Milliseconds since the Unix epoch.

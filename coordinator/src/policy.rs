@@ -70,6 +70,77 @@ impl Budget {
         state.attempts_ms.push(now_ms);
         BudgetVerdict::Allowed { attempts_in_window: state.attempts_ms.len() as u32 }
     }
+
+    /// What `state` means at `now_ms`, for people: the cooldown left, the attempts in the window, and the
+    /// circuit breaker's state by the rules above. Changes nothing.
+    pub fn status(&self, state: &BudgetState, now_ms: u64) -> BudgetStatus {
+        let window_ms = self.window.as_millis() as u64;
+        let cooldown_remaining = state
+            .last_action_ms
+            .map(|last| last.saturating_add(self.cooldown.as_millis() as u64).saturating_sub(now_ms))
+            .map_or(Duration::ZERO, Duration::from_millis);
+        let attempts: Vec<u64> =
+            state.attempts_ms.iter().copied().filter(|&t| t.saturating_add(window_ms) > now_ms).collect();
+        let tripped_until = state.last_failure_ms.map(|failed| failed.saturating_add(window_ms));
+        let circuit = if state.consecutive_failures >= self.max_attempts {
+            match tripped_until {
+                Some(until) if now_ms < until => Circuit::Open { retry_after: Duration::from_millis(until - now_ms) },
+                _ => Circuit::HalfOpen,
+            }
+        } else if attempts.len() as u64 >= u64::from(self.max_attempts) {
+            let oldest = attempts.iter().copied().min().unwrap_or(now_ms);
+            Circuit::Open { retry_after: Duration::from_millis(oldest + window_ms - now_ms) }
+        } else {
+            Circuit::Closed
+        };
+        BudgetStatus {
+            cooldown_remaining,
+            attempts_in_window: attempts.len() as u32,
+            consecutive_failures: state.consecutive_failures,
+            circuit,
+            last_action_ms: state.last_action_ms,
+        }
+    }
+}
+
+/// A container's budget as people see it (`GetContainer`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BudgetStatus {
+    /// Time until the cooldown ends; zero when none runs.
+    pub cooldown_remaining: Duration,
+    /// Attempts within the rolling window.
+    pub attempts_in_window: u32,
+    /// Failed verifications in a row.
+    pub consecutive_failures: u32,
+    /// The circuit breaker.
+    pub circuit: Circuit,
+    /// When the container was last acted on, Unix milliseconds.
+    pub last_action_ms: Option<u64>,
+}
+
+/// The circuit breaker's state (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Circuit {
+    /// Actions go ahead (subject to the cooldown).
+    Closed,
+    /// Every action is rejected for this much longer.
+    Open {
+        /// Time until a trial (half-open) or closing.
+        retry_after: Duration,
+    },
+    /// One trial action may go ahead.
+    HalfOpen,
+}
+
+impl Circuit {
+    /// `closed`, `open` or `half_open`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Circuit::Closed => "closed",
+            Circuit::Open { .. } => "open",
+            Circuit::HalfOpen => "half_open",
+        }
+    }
 }
 
 /// What the store remembers about one container's budget.
@@ -187,5 +258,26 @@ mod tests {
         state.record_outcome(true, reopened + hour + MIN);
         assert_eq!(state.consecutive_failures, 0);
         assert!(matches!(budget.evaluate(&mut state, reopened + 2 * hour + MIN), BudgetVerdict::Allowed { .. }));
+    }
+
+    #[test]
+    fn status_reads_the_cooldown_and_the_breaker_without_changing_them() {
+        let budget = Budget { cooldown: Duration::from_secs(60), ..Budget::DEFAULT };
+        let mut state = BudgetState::default();
+        assert_eq!(budget.status(&state, 0).circuit, Circuit::Closed);
+        for t in [0, 2 * MIN, 4 * MIN] {
+            budget.evaluate(&mut state, t);
+        }
+        let status = budget.status(&state, 4 * MIN + 30_000);
+        assert_eq!(status.cooldown_remaining, Duration::from_secs(30));
+        assert_eq!(status.attempts_in_window, 3);
+        assert_eq!(status.circuit, Circuit::Open { retry_after: Duration::from_secs(55 * 60 + 30) });
+        assert_eq!(budget.status(&state, 61 * MIN).circuit, Circuit::Closed);
+        for i in 0..3 {
+            state.record_outcome(false, 5 * MIN + i);
+        }
+        assert!(matches!(budget.status(&state, 70 * MIN).circuit, Circuit::Open { .. }));
+        assert_eq!(budget.status(&state, 5 * MIN + 2 + 60 * MIN).circuit, Circuit::HalfOpen);
+        assert_eq!(state.attempts_ms.len(), 3, "status changes nothing");
     }
 }

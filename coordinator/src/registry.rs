@@ -26,6 +26,8 @@ pub struct Command {
     pub action: Action,
     /// For restarts: seconds to wait for a graceful stop.
     pub stop_timeout_secs: u32,
+    /// For exec: the argument vector.
+    pub argv: Vec<String>,
 }
 
 /// What a session sends to its node.

@@ -204,7 +204,7 @@ fn to_proto(message: Outbound) -> pb::SessionResponse {
             container_name: command.container_name,
             action: command.action.to_proto() as i32,
             stop_timeout_seconds: command.stop_timeout_secs,
-            argv: Vec::new(),
+            argv: command.argv,
         }),
     };
     pb::SessionResponse { body: Some(body) }

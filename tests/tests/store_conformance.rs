@@ -7,8 +7,9 @@ use std::time::Duration;
 use hemostat_coordinator::analysis::HistoryEntry;
 use hemostat_coordinator::analysis::patterns::Sample;
 use hemostat_coordinator::container::{Anomaly, AnomalyKind, Severity};
-use hemostat_coordinator::events::{EventKind, EventRecord};
-use hemostat_coordinator::policy::{Budget, BudgetVerdict};
+use hemostat_coordinator::events::{EventKind, EventRecord, EventRetention};
+use hemostat_coordinator::policy::{Budget, BudgetState, BudgetVerdict};
+use hemostat_coordinator::silence::Silence;
 use hemostat_coordinator::store::{self, StateStore, StoreConfig, StormConfig, StormVerdict};
 use hemostat_tests::eventually;
 use hemostat_tests::redis::RedisServer;
@@ -110,6 +111,91 @@ async fn concurrent_decisions_allow_exactly_one_per_cooldown() {
     }
 }
 
+/// The default event retention.
+const KEEP: EventRetention = EventRetention { max_per_type: 10_000, max_age: Duration::from_secs(7 * 24 * 3600) };
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_event_log_keeps_a_count_per_type_and_drops_what_is_too_old() {
+    for b in backends().await {
+        let s = &b.store;
+        let three = EventRetention { max_per_type: 3, ..KEEP };
+        for i in 0..5 {
+            s.append_event(&record("web", &format!("alert {i}")), &three).await.unwrap();
+            let mut resolved = record("web", &format!("resolved {i}"));
+            resolved.kind = EventKind::Resolved;
+            if i < 2 {
+                s.append_event(&resolved, &three).await.unwrap();
+            }
+        }
+        let kept: Vec<String> = s.read_events(None, 100).await.unwrap().into_iter().map(|e| e.record.reason).collect();
+        assert_eq!(
+            kept,
+            ["resolved 0", "resolved 1", "alert 2", "alert 3", "alert 4"],
+            "three alerts kept, the two resolved untouched by the alerts' count ({})",
+            s.backend()
+        );
+        // An event older than the age limit is dropped when the next one is appended.
+        let mut old = record("web", "old");
+        old.kind = EventKind::Storm;
+        s.append_event(&old, &KEEP).await.unwrap();
+        let young = EventRetention { max_per_type: 10, max_age: Duration::from_millis(1) };
+        let before = std::time::Instant::now();
+        while before.elapsed() < Duration::from_millis(5) {
+            tokio::task::yield_now().await;
+        }
+        s.append_event(&record("web", "new"), &young).await.unwrap();
+        let kept: Vec<String> = s.read_events(None, 100).await.unwrap().into_iter().map(|e| e.record.reason).collect();
+        assert_eq!(kept, ["new"], "{}", s.backend());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn silences_are_kept_until_they_expire_or_are_removed() {
+    for b in backends().await {
+        let s = &b.store;
+        let silence = |id: &str, container: Option<&str>, expires_ms: u64| Silence {
+            id: id.into(),
+            node: "node-a".into(),
+            container: container.map(str::to_owned),
+            reason: "maintenance <b>".into(),
+            created_by: "operator:alice".into(),
+            created_ms: T0,
+            expires_ms,
+        };
+        s.put_silence(&silence("aa", Some("web"), T0 + 10 * MIN)).await.unwrap();
+        s.put_silence(&silence("bb", None, T0 + 5 * MIN)).await.unwrap();
+        s.put_silence(&silence("cc", Some("db"), T0 + MIN)).await.unwrap();
+        let ids = |list: Vec<Silence>| list.into_iter().map(|s| s.id).collect::<Vec<_>>();
+        assert_eq!(ids(s.silences(T0).await.unwrap()), ["cc", "bb", "aa"], "soonest to expire first ({})", s.backend());
+        assert_eq!(ids(s.silences(T0 + 2 * MIN).await.unwrap()), ["bb", "aa"], "expired dropped");
+        assert_eq!(s.remove_silence("aa").await.unwrap().map(|s| s.reason), Some("maintenance <b>".into()));
+        assert_eq!(s.remove_silence("aa").await.unwrap(), None, "removed once");
+        assert_eq!(ids(s.silences(T0).await.unwrap()), ["bb"], "cc expired and was dropped for good");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_set_at_runtime_is_kept_and_budgets_read_back() {
+    for b in backends().await {
+        let s = &b.store;
+        assert_eq!(s.dry_run_override().await.unwrap(), None, "no operator has set it ({})", s.backend());
+        s.set_dry_run_override(true).await.unwrap();
+        assert_eq!(s.dry_run_override().await.unwrap(), Some(true));
+        s.set_dry_run_override(false).await.unwrap();
+        assert_eq!(s.dry_run_override().await.unwrap(), Some(false));
+
+        assert_eq!(s.read_budget("n/none").await.unwrap(), BudgetState::default());
+        let budget = budget(60, 3);
+        s.try_begin_action("n/web", T0, &budget).await.unwrap();
+        s.try_begin_action("n/web", T0 + 2 * MIN, &budget).await.unwrap();
+        s.record_outcome("n/web", false, T0 + 3 * MIN, &budget).await.unwrap();
+        let state = s.read_budget("n/web").await.unwrap();
+        assert_eq!(state.last_action_ms, Some(T0 + 2 * MIN), "{}", s.backend());
+        assert_eq!(state.attempts_ms.len(), 2);
+        assert_eq!((state.consecutive_failures, state.last_failure_ms), (1, Some(T0 + 3 * MIN)));
+    }
+}
+
 fn record(container: &str, reason: &str) -> EventRecord {
     EventRecord::new(EventKind::HealthAlert, "node-a", "id", container, reason)
 }
@@ -120,7 +206,7 @@ async fn events_come_back_in_order_and_resume_after_an_id() {
         let s = &b.store;
         let mut ids = Vec::new();
         for i in 0..25 {
-            ids.push(s.append_event(&record("web", &format!("event {i}"))).await.unwrap());
+            ids.push(s.append_event(&record("web", &format!("event {i}")), &KEEP).await.unwrap());
         }
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase ({})", s.backend());
         let all = s.read_events(None, 100).await.unwrap();
@@ -134,7 +220,7 @@ async fn events_come_back_in_order_and_resume_after_an_id() {
         assert!(s.read_events(Some(ids[24]), 5).await.unwrap().is_empty());
         // Untrusted text goes in and comes out unchanged.
         let hostile = "web\n\u{1b}[31m<script>\"'; DROP";
-        let id = s.append_event(&record(hostile, hostile)).await.unwrap();
+        let id = s.append_event(&record(hostile, hostile), &KEEP).await.unwrap();
         let back = s.read_events(Some(ids[24]), 5).await.unwrap();
         assert_eq!((back[0].id, back[0].record.container_name.as_str()), (id, hostile));
     }
@@ -145,7 +231,7 @@ async fn state_survives_reopening_the_store() {
     for b in backends().await {
         let budget = budget(3600, 3);
         b.store.try_begin_action("n/web", T0, &budget).await.unwrap();
-        let id = b.store.append_event(&record("web", "before")).await.unwrap();
+        let id = b.store.append_event(&record("web", "before"), &KEEP).await.unwrap();
         let backend = b.store.backend();
         drop(b.store);
         let reopened = open_retrying(&b.config).await;

@@ -160,12 +160,18 @@ pub fn alert_samples(alert: &AlertReport) -> Vec<Sample> {
         .collect()
 }
 
-/// The actions allowed on a container: every action HemoStat knows, narrowed by the `hemostat.actions`
-/// label (a comma-separated list; `none` allows nothing).
+/// The actions analysis may decide on a container: a restart (the other actions need an operator's
+/// arguments or judgement, through `TriggerAction`), narrowed by the `hemostat.actions` label.
 pub fn allowed_actions(container: &ContainerFacts) -> Vec<Action> {
-    let all = [Action::Restart];
+    permitted_by_label(container, &[Action::Restart])
+}
+
+/// `candidates` narrowed by the container's `hemostat.actions` label (a comma-separated list of action
+/// names; `none` allows nothing; without the label, all of them).
+pub fn permitted_by_label(container: &ContainerFacts, candidates: &[Action]) -> Vec<Action> {
+    let all = candidates.iter().copied();
     match container.labels.get(ACTIONS_LABEL) {
-        None => all.to_vec(),
+        None => all.collect(),
         Some(list) => {
             let names: Vec<String> = list.split(',').map(|n| n.trim().to_ascii_lowercase()).collect();
             all.into_iter().filter(|a| names.iter().any(|n| n == a.name())).collect()

@@ -8,15 +8,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{
-    DEFAULT_EVENT_RETENTION, PendingApproval, StateStore, StoreError, StormConfig, StormVerdict, decode_event,
-    encode_event, fresh,
+    PendingApproval, StateStore, StoreError, StormConfig, StormVerdict, decode_event, decode_silence, encode_event,
+    fresh, in_force,
 };
 use crate::analysis::HistoryEntry;
-use crate::events::{EventId, EventRecord, StoredEvent};
+use crate::events::{EventId, EventRecord, EventRetention, StoredEvent};
 use crate::policy::{Budget, BudgetState, BudgetVerdict};
+use crate::silence::Silence;
 
 /// Container key → JSON `BudgetState`.
 const BUDGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("budgets");
@@ -30,6 +31,14 @@ const APPROVALS: TableDefinition<&str, &[u8]> = TableDefinition::new("approvals"
 const STORMS: TableDefinition<&str, &[u8]> = TableDefinition::new("storms");
 /// (ms, seq) → JSON `EventRecord`.
 const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("events");
+/// (event type, ms, seq): the event log by type, for trimming each type to its count.
+const EVENTS_BY_KIND: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("events_by_kind");
+/// Event type → how many events of it the log holds.
+const EVENT_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("event_counts");
+/// Silence id → JSON `Silence`.
+const SILENCES: TableDefinition<&str, &[u8]> = TableDefinition::new("silences");
+/// Setting name → JSON value (`dry_run`).
+const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
 
 /// One storm scope's window: who needed remediation when, and until when a storm is on.
 #[derive(Default, serde::Serialize, serde::Deserialize)]
@@ -41,8 +50,8 @@ struct StormWindow {
 /// How a log table is trimmed.
 #[derive(Clone, Copy)]
 enum Trim {
-    /// Keep the newest this many.
-    Count(u64),
+    /// The event log: a count per type and an age.
+    PerKind(EventRetention),
     /// Drop what is older than this.
     OlderThan(Duration),
 }
@@ -51,7 +60,6 @@ enum Trim {
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
-    retention: u64,
 }
 
 impl EmbeddedStore {
@@ -69,8 +77,12 @@ impl EmbeddedStore {
             txn.open_table(STORMS).map_err(redb::Error::from)?;
             txn.open_table(APPROVALS).map_err(redb::Error::from)?;
             txn.open_table(AUDIT).map_err(redb::Error::from)?;
+            txn.open_table(EVENTS_BY_KIND).map_err(redb::Error::from)?;
+            txn.open_table(EVENT_COUNTS).map_err(redb::Error::from)?;
+            txn.open_table(SILENCES).map_err(redb::Error::from)?;
+            txn.open_table(SETTINGS).map_err(redb::Error::from)?;
             txn.commit().map_err(redb::Error::from)?;
-            Ok(EmbeddedStore { db: Arc::new(db), retention: DEFAULT_EVENT_RETENTION })
+            Ok(EmbeddedStore { db: Arc::new(db) })
         })
         .await?
     }
@@ -83,6 +95,7 @@ impl EmbeddedStore {
         trim: Trim,
     ) -> Result<EventId, StoreError> {
         let raw = encode_event(record);
+        let kind = record.kind.name();
         self.blocking(move |db| {
             let now_ms = crate::events::unix_ms(std::time::SystemTime::now());
             let txn = db.begin_write().map_err(redb::Error::from)?;
@@ -96,10 +109,39 @@ impl EmbeddedStore {
                 };
                 table.insert((id.ms, id.seq), raw.as_slice()).map_err(redb::Error::from)?;
                 match trim {
-                    Trim::Count(keep) => {
-                        let excess = table.len().map_err(redb::Error::from)?.saturating_sub(keep);
-                        for _ in 0..excess {
-                            table.pop_first().map_err(redb::Error::from)?;
+                    Trim::PerKind(retention) => {
+                        let mut by_kind = txn.open_table(EVENTS_BY_KIND).map_err(redb::Error::from)?;
+                        let mut counts = txn.open_table(EVENT_COUNTS).map_err(redb::Error::from)?;
+                        by_kind.insert((kind, id.ms, id.seq), ()).map_err(redb::Error::from)?;
+                        let mut count = counts.get(kind).map_err(redb::Error::from)?.map_or(0, |c| c.value()) + 1;
+                        while count > retention.max_per_type {
+                            let oldest = by_kind
+                                .range((kind, 0, 0)..=(kind, u64::MAX, u64::MAX))
+                                .map_err(redb::Error::from)?
+                                .next()
+                                .transpose()
+                                .map_err(redb::Error::from)?
+                                .map(|(key, _)| {
+                                    let (_, ms, seq) = key.value();
+                                    (ms, seq)
+                                });
+                            let Some((ms, seq)) = oldest else { break };
+                            by_kind.remove((kind, ms, seq)).map_err(redb::Error::from)?;
+                            table.remove((ms, seq)).map_err(redb::Error::from)?;
+                            count -= 1;
+                        }
+                        counts.insert(kind, count).map_err(redb::Error::from)?;
+                        let oldest = (now_ms.saturating_sub(retention.max_age.as_millis() as u64), 0);
+                        let mut expired = Vec::new();
+                        for entry in table.range(..oldest).map_err(redb::Error::from)? {
+                            let (key, value) = entry.map_err(redb::Error::from)?;
+                            expired.push((key.value(), decode_event(value.value())?.kind.name()));
+                        }
+                        for ((ms, seq), expired_kind) in expired {
+                            table.remove((ms, seq)).map_err(redb::Error::from)?;
+                            by_kind.remove((expired_kind, ms, seq)).map_err(redb::Error::from)?;
+                            let left = counts.get(expired_kind).map_err(redb::Error::from)?.map_or(0, |c| c.value());
+                            counts.insert(expired_kind, left.saturating_sub(1)).map_err(redb::Error::from)?;
                         }
                     }
                     Trim::OlderThan(age) => {
@@ -311,8 +353,8 @@ impl StateStore for EmbeddedStore {
         .await
     }
 
-    async fn append_event(&self, record: &EventRecord) -> Result<EventId, StoreError> {
-        self.append_to(EVENTS, record, Trim::Count(self.retention)).await
+    async fn append_event(&self, record: &EventRecord, retention: &EventRetention) -> Result<EventId, StoreError> {
+        self.append_to(EVENTS, record, Trim::PerKind(*retention)).await
     }
 
     async fn read_events(&self, after: Option<EventId>, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
@@ -371,6 +413,104 @@ impl StateStore for EmbeddedStore {
                 None => Vec::new(),
             };
             Ok(fresh(entries, now_ms, ttl))
+        })
+        .await
+    }
+
+    async fn read_budget(&self, key: &str) -> Result<BudgetState, StoreError> {
+        let key = key.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(redb::Error::from)?;
+            let table = txn.open_table(BUDGETS).map_err(redb::Error::from)?;
+            match table.get(key.as_str()).map_err(redb::Error::from)? {
+                Some(raw) => serde_json::from_slice(raw.value())
+                    .map_err(|e| StoreError::Corrupt(format!("budget of {key}: {e}"))),
+                None => Ok(BudgetState::default()),
+            }
+        })
+        .await
+    }
+
+    async fn put_silence(&self, silence: &Silence) -> Result<(), StoreError> {
+        let (id, raw) = (silence.id.clone(), serde_json::to_vec(silence).expect("silences serialize"));
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(redb::Error::from)?;
+            txn.open_table(SILENCES)
+                .map_err(redb::Error::from)?
+                .insert(id.as_str(), raw.as_slice())
+                .map_err(redb::Error::from)?;
+            txn.commit().map_err(redb::Error::from)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_silence(&self, id: &str) -> Result<Option<Silence>, StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(redb::Error::from)?;
+            let removed = {
+                let mut table = txn.open_table(SILENCES).map_err(redb::Error::from)?;
+                let raw = table.remove(id.as_str()).map_err(redb::Error::from)?.map(|v| v.value().to_vec());
+                raw.map(|raw| decode_silence(&raw)).transpose()?
+            };
+            txn.commit().map_err(redb::Error::from)?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn silences(&self, now_ms: u64) -> Result<Vec<Silence>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(redb::Error::from)?;
+            let table = txn.open_table(SILENCES).map_err(redb::Error::from)?;
+            let mut all = Vec::new();
+            for entry in table.iter().map_err(redb::Error::from)? {
+                let (_, raw) = entry.map_err(redb::Error::from)?;
+                all.push(decode_silence(raw.value())?);
+            }
+            drop(table);
+            drop(txn);
+            let (live, expired) = in_force(all, now_ms);
+            if !expired.is_empty() {
+                let txn = db.begin_write().map_err(redb::Error::from)?;
+                {
+                    let mut table = txn.open_table(SILENCES).map_err(redb::Error::from)?;
+                    for id in &expired {
+                        table.remove(id.as_str()).map_err(redb::Error::from)?;
+                    }
+                }
+                txn.commit().map_err(redb::Error::from)?;
+            }
+            Ok(live)
+        })
+        .await
+    }
+
+    async fn dry_run_override(&self) -> Result<Option<bool>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(redb::Error::from)?;
+            let table = txn.open_table(SETTINGS).map_err(redb::Error::from)?;
+            let value = table.get("dry_run").map_err(redb::Error::from)?;
+            value
+                .map(|raw| {
+                    serde_json::from_slice(raw.value()).map_err(|e| StoreError::Corrupt(format!("dry_run setting: {e}")))
+                })
+                .transpose()
+        })
+        .await
+    }
+
+    async fn set_dry_run_override(&self, enabled: bool) -> Result<(), StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(redb::Error::from)?;
+            let raw = serde_json::to_vec(&enabled).expect("a bool serializes");
+            txn.open_table(SETTINGS)
+                .map_err(redb::Error::from)?
+                .insert("dry_run", raw.as_slice())
+                .map_err(redb::Error::from)?;
+            txn.commit().map_err(redb::Error::from)?;
+            Ok(())
         })
         .await
     }

@@ -16,11 +16,9 @@ use async_trait::async_trait;
 
 use crate::analysis::HistoryEntry;
 
-use crate::events::{EventId, EventRecord, StoredEvent};
-use crate::policy::{Budget, BudgetVerdict};
-
-/// How many events the log keeps; older ones are trimmed as new ones arrive.
-pub const DEFAULT_EVENT_RETENTION: u64 = 10_000;
+use crate::events::{EventId, EventRecord, EventRetention, StoredEvent};
+use crate::policy::{Budget, BudgetState, BudgetVerdict};
+use crate::silence::Silence;
 
 /// Why the store could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -73,8 +71,9 @@ pub trait StateStore: Send + Sync + 'static {
     /// Takes (reads and removes, atomically) the approval `id`, so only one admin can approve it once.
     async fn take_approval(&self, id: &str) -> Result<Option<PendingApproval>, StoreError>;
 
-    /// Appends an event to the log and returns its id. Ids increase.
-    async fn append_event(&self, record: &EventRecord) -> Result<EventId, StoreError>;
+    /// Appends an event to the log and returns its id. Ids increase. Trims the log as it goes: at most
+    /// `retention.max_per_type` events of each type, none older than `retention.max_age`.
+    async fn append_event(&self, record: &EventRecord, retention: &EventRetention) -> Result<EventId, StoreError>;
 
     /// Reads up to `limit` events, oldest first, strictly after `after` (from the start when `None`).
     async fn read_events(&self, after: Option<EventId>, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
@@ -97,6 +96,25 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// The container `key`'s history within `ttl` of `now_ms`, oldest first.
     async fn history(&self, key: &str, now_ms: u64, ttl: Duration) -> Result<Vec<HistoryEntry>, StoreError>;
+
+    /// The container `key`'s budget state as stored (for `GetContainer`; decisions use `try_begin_action`).
+    async fn read_budget(&self, key: &str) -> Result<BudgetState, StoreError>;
+
+    /// Keeps a silence until it expires (replacing one with the same id).
+    async fn put_silence(&self, silence: &Silence) -> Result<(), StoreError>;
+
+    /// Removes the silence `id`; returns it if it was there.
+    async fn remove_silence(&self, id: &str) -> Result<Option<Silence>, StoreError>;
+
+    /// The silences in force at `now_ms` (expired ones are dropped), soonest to expire first.
+    async fn silences(&self, now_ms: u64) -> Result<Vec<Silence>, StoreError>;
+
+    /// Dry-run as an operator set it at runtime (`SetDryRun`); `None` when no operator has, and the
+    /// configuration decides.
+    async fn dry_run_override(&self) -> Result<Option<bool>, StoreError>;
+
+    /// Sets dry-run for every coordinator on this store, until changed again.
+    async fn set_dry_run_override(&self, enabled: bool) -> Result<(), StoreError>;
 
     /// The backend's name for logs: `redis` or `embedded`.
     fn backend(&self) -> &'static str;
@@ -190,4 +208,15 @@ fn fresh(mut entries: Vec<HistoryEntry>, now_ms: u64, ttl: Duration) -> Vec<Hist
 
 fn encode_event(record: &EventRecord) -> Vec<u8> {
     serde_json::to_vec(record).expect("event records always serialize")
+}
+
+fn decode_silence(json: &[u8]) -> Result<Silence, StoreError> {
+    serde_json::from_slice(json).map_err(|e| StoreError::Corrupt(format!("silence: {e}")))
+}
+
+/// The silences among `all` in force at `now_ms`, soonest to expire first, and the ids of expired ones.
+fn in_force(all: Vec<Silence>, now_ms: u64) -> (Vec<Silence>, Vec<String>) {
+    let (mut live, expired): (Vec<Silence>, Vec<Silence>) = all.into_iter().partition(|s| s.expires_ms > now_ms);
+    live.sort_by(|a, b| (a.expires_ms, &a.id).cmp(&(b.expires_ms, &b.id)));
+    (live, expired.into_iter().map(|s| s.id).collect())
 }

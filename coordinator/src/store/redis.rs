@@ -10,19 +10,47 @@
 use async_trait::async_trait;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
-use redis::streams::{StreamMaxlen, StreamRangeReply};
+use redis::streams::StreamRangeReply;
 
 use super::{
-    DEFAULT_EVENT_RETENTION, PendingApproval, StateStore, StoreError, StormConfig, StormVerdict, decode_event,
-    decode_history, encode_event, fresh,
+    PendingApproval, StateStore, StoreError, StormConfig, StormVerdict, decode_event, decode_history, decode_silence,
+    encode_event, fresh, in_force,
 };
 use crate::analysis::HistoryEntry;
-use crate::events::{EventId, EventRecord, StoredEvent};
-use crate::policy::{Budget, BudgetVerdict};
+use crate::events::{EventId, EventRecord, EventRetention, StoredEvent};
+use crate::policy::{Budget, BudgetState, BudgetVerdict};
+use crate::silence::Silence;
 use std::time::Duration;
 
 /// The event log's stream key.
 const EVENTS_KEY: &str = "hemostat:events";
+/// Silence id → JSON `Silence`.
+const SILENCES_KEY: &str = "hemostat:silences";
+/// Dry-run as an operator set it: `1` or `0`; absent when the configuration decides.
+const DRY_RUN_KEY: &str = "hemostat:settings:dry_run";
+
+/// Appends to the event log and trims it, in Lua. KEYS: the stream, the list of that event type's ids.
+/// ARGV: the record's JSON, events kept per type, the oldest id kept (`<ms>-0`).
+/// Each type's ids are listed in order so its oldest can be deleted from the stream when the type is over
+/// its count; `XTRIM MINID` drops what is too old. Returns the new id.
+pub const APPEND_EVENT_SCRIPT: &str = r#"
+local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
+redis.call('RPUSH', KEYS[2], id)
+local excess = redis.call('LLEN', KEYS[2]) - tonumber(ARGV[2])
+while excess > 0 do
+  local old = redis.call('LPOP', KEYS[2], math.min(excess, 100))
+  redis.call('XDEL', KEYS[1], unpack(old))
+  excess = excess - #old
+end
+local oldest_ms = tonumber(string.match(ARGV[3], '^(%d+)'))
+while true do
+  local head = redis.call('LINDEX', KEYS[2], 0)
+  if not head or tonumber(string.match(head, '^(%d+)')) >= oldest_ms then break end
+  redis.call('LPOP', KEYS[2])
+end
+redis.call('XTRIM', KEYS[1], 'MINID', ARGV[3])
+return id
+"#;
 
 /// [`Budget::evaluate`](crate::policy::Budget::evaluate) in Lua, run atomically by Redis.
 /// KEYS: budget hash, attempts zset. ARGV: now_ms, cooldown_ms, window_ms, max_attempts.
@@ -124,7 +152,7 @@ pub struct RedisStore {
     outcome: redis::Script,
     attempt: redis::Script,
     storm: redis::Script,
-    retention: u64,
+    append_event: redis::Script,
 }
 
 impl RedisStore {
@@ -162,7 +190,7 @@ impl RedisStore {
             outcome: redis::Script::new(OUTCOME_SCRIPT),
             attempt: redis::Script::new(ATTEMPT_SCRIPT),
             storm: redis::Script::new(STORM_SCRIPT),
-            retention: DEFAULT_EVENT_RETENTION,
+            append_event: redis::Script::new(APPEND_EVENT_SCRIPT),
         })
     }
 }
@@ -293,10 +321,18 @@ impl StateStore for RedisStore {
             .transpose()
     }
 
-    async fn append_event(&self, record: &EventRecord) -> Result<EventId, StoreError> {
+    async fn append_event(&self, record: &EventRecord, retention: &EventRetention) -> Result<EventId, StoreError> {
         let mut conn = self.conn.clone();
-        let id: String = conn
-            .xadd_maxlen(EVENTS_KEY, StreamMaxlen::Approx(self.retention as usize), "*", &[("e", encode_event(record))])
+        let now_ms = crate::events::unix_ms(std::time::SystemTime::now());
+        let oldest = now_ms.saturating_sub(retention.max_age.as_millis() as u64);
+        let id: String = self
+            .append_event
+            .key(EVENTS_KEY)
+            .key(format!("{EVENTS_KEY}:by_type:{}", record.kind.name()))
+            .arg(encode_event(record))
+            .arg(retention.max_per_type)
+            .arg(format!("{oldest}-0"))
+            .invoke_async(&mut conn)
             .await?;
         id.parse().map_err(|e| StoreError::Corrupt(format!("stream id: {e}")))
     }
@@ -353,6 +389,58 @@ impl StateStore for RedisStore {
         let raw: Vec<Vec<u8>> = conn.lrange(format!("hemostat:{{{key}}}:history"), 0, -1).await?;
         let entries = raw.iter().map(|r| decode_history(r)).collect::<Result<Vec<_>, _>>()?;
         Ok(fresh(entries, now_ms, ttl))
+    }
+
+    async fn read_budget(&self, key: &str) -> Result<BudgetState, StoreError> {
+        let mut conn = self.conn.clone();
+        let (fields, attempts): (std::collections::HashMap<String, u64>, Vec<(String, u64)>) = redis::pipe()
+            .hgetall(format!("hemostat:{{{key}}}:budget"))
+            .zrange_withscores(format!("hemostat:{{{key}}}:attempts"), 0, -1)
+            .query_async(&mut conn)
+            .await?;
+        Ok(BudgetState {
+            last_action_ms: fields.get("last_action_ms").copied(),
+            attempts_ms: attempts.into_iter().map(|(_, at)| at).collect(),
+            consecutive_failures: fields.get("failures").copied().unwrap_or(0) as u32,
+            last_failure_ms: fields.get("last_failure_ms").copied(),
+        })
+    }
+
+    async fn put_silence(&self, silence: &Silence) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let raw = serde_json::to_vec(silence).expect("silences serialize");
+        let _: i64 = conn.hset(SILENCES_KEY, &silence.id, raw).await?;
+        Ok(())
+    }
+
+    async fn remove_silence(&self, id: &str) -> Result<Option<Silence>, StoreError> {
+        let mut conn = self.conn.clone();
+        let (raw, _): (Option<Vec<u8>>, i64) =
+            redis::pipe().atomic().hget(SILENCES_KEY, id).hdel(SILENCES_KEY, id).query_async(&mut conn).await?;
+        raw.map(|raw| decode_silence(&raw)).transpose()
+    }
+
+    async fn silences(&self, now_ms: u64) -> Result<Vec<Silence>, StoreError> {
+        let mut conn = self.conn.clone();
+        let raw: Vec<Vec<u8>> = conn.hvals(SILENCES_KEY).await?;
+        let all = raw.iter().map(|raw| decode_silence(raw)).collect::<Result<Vec<_>, _>>()?;
+        let (live, expired) = in_force(all, now_ms);
+        if !expired.is_empty() {
+            let _: i64 = conn.hdel(SILENCES_KEY, expired).await?;
+        }
+        Ok(live)
+    }
+
+    async fn dry_run_override(&self) -> Result<Option<bool>, StoreError> {
+        let mut conn = self.conn.clone();
+        let value: Option<u8> = conn.get(DRY_RUN_KEY).await?;
+        Ok(value.map(|v| v == 1))
+    }
+
+    async fn set_dry_run_override(&self, enabled: bool) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: () = conn.set(DRY_RUN_KEY, u8::from(enabled)).await?;
+        Ok(())
     }
 
     fn backend(&self) -> &'static str {
