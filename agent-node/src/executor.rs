@@ -9,10 +9,12 @@
 //! Actions: `restart` (graceful, then verified), `exec` (a diagnostic command from the allow-list, its output
 //! capped and masked), `cleanup` (exited containers of the same Compose service, else image, and dangling
 //! images; never the target, a running container or a volume), `scale_up` (the next replica of a Compose
-//! service; not applicable elsewhere).
+//! service, or one more replica of a replicated Swarm service; not applicable elsewhere, to a global
+//! service, or on a node that is not a swarm manager).
 //!
 //! After a restart the node verifies: it watches the container for `RESPONDER_VERIFY_SECONDS` (30): still
-//! running, and healthy if it has a health check → `success`; otherwise `failed` with what it saw.
+//! running, and healthy if it has a health check → `success`; otherwise `failed` with what it saw. After
+//! scaling up a Swarm service it waits, within the same window, for the new replica count of running tasks.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -27,6 +29,7 @@ use hemostat_proto::v1::session_request::Body;
 
 use crate::inventory::{self, ContainerSelector};
 use crate::outbox::Outbox;
+use crate::swarm;
 
 /// How many recent command ids are remembered for de-duplication.
 const REMEMBERED_COMMANDS: usize = 4096;
@@ -53,7 +56,7 @@ pub enum NodeAction {
     },
     /// Remove exited containers of the same Compose service (else the same image) and dangling images.
     Cleanup,
-    /// One more replica of the container's Compose service.
+    /// One more replica of the container's Compose or Swarm service.
     ScaleUp,
 }
 
@@ -213,6 +216,7 @@ impl Executor {
                     tracing::warn!(command_id = %command.id, ?outcome, detail = %done.detail, "command did not succeed")
                 }
             }
+            crate::instruments::global().command_finished(command.action.as_ref().ok(), done.outcome);
             executor.outbox.push(Body::CommandResult(pb::CommandResult {
                 command_id: command.id,
                 container_id: command.container_id,
@@ -253,19 +257,39 @@ impl Executor {
         }
     }
 
-    /// Starts one more replica of the target's Compose service: the same configuration, labels, volumes
-    /// and networks, the next replica number, and no host port bindings (the first replica holds them).
-    /// A container outside Compose is `not_applicable`. (Swarm services are not handled yet.)
+    /// One more replica of the target's service: a Swarm task's replicated service gets its replica count
+    /// raised and verified ([`swarm::scale_up`]); a Compose service gets its next replica started: the same
+    /// configuration, labels, volumes and networks, the next replica number, and no host port bindings (the
+    /// first replica holds them). Any other container is `not_applicable`.
     async fn scale_up(&self, inspect: &bollard::models::ContainerInspectResponse) -> Done {
         use bollard::models::{ContainerCreateBody, EndpointSettings, NetworkConnectRequest, NetworkingConfig};
         use bollard::query_parameters::{CreateContainerOptions, ListContainersOptions};
         let labels = inspect.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
+        if let Some(service_id) = labels.get(swarm::SERVICE_ID_LABEL) {
+            return match swarm::scale_up(&self.docker, service_id, self.policy.verify_window).await {
+                Ok(scaled) => Done::new(
+                    pb::Outcome::Success,
+                    format!(
+                        "scaled Swarm service {} from {} to {} replicas; {} tasks running after {:.1}s",
+                        scaled.service,
+                        scaled.from,
+                        scaled.to,
+                        scaled.to,
+                        scaled.waited.as_secs_f64()
+                    ),
+                ),
+                Err(error) if error.is_not_applicable() => {
+                    Done::new(pb::Outcome::NotApplicable, format!("not applicable: {error}"))
+                }
+                Err(error) => Done::new(pb::Outcome::Failed, error.to_string()),
+            };
+        }
         let (Some(project), Some(service)) =
             (labels.get("com.docker.compose.project").cloned(), labels.get("com.docker.compose.service").cloned())
         else {
             return Done::new(
                 pb::Outcome::NotApplicable,
-                "not applicable: the container is not part of a Compose service",
+                "not applicable: the container is not part of a Compose service or a Swarm service",
             );
         };
         let filters = std::collections::HashMap::from([(

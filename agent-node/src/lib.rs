@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod poller;
 pub mod redact;
 pub mod session;
+pub mod swarm;
 pub mod watcher;
 
 use std::future::Future;

@@ -1,5 +1,6 @@
 //! Docker for tests: a busybox image built locally (no registry is reachable here), and containers scoped
-//! to one test by a label so that parallel tests never touch each other's containers.
+//! to one test by a label so that parallel tests never touch each other's containers; Swarm services whose
+//! tasks carry that label, on an engine put in single-node swarm mode when it is not already.
 
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -133,5 +134,135 @@ impl Drop for Scope {
         if !ids.is_empty() {
             let _ = Command::new("docker").args(["rm", "-f"]).args(&ids).stdout(Stdio::null()).status();
         }
+    }
+}
+
+/// Puts this engine in single-node swarm mode (`docker swarm init --advertise-addr 127.0.0.1`) unless it is
+/// in swarm mode already, once per process, and waits until it is an active manager; panics if it is a
+/// worker (services are only created on managers). The engine is left in swarm mode on purpose: leaving
+/// would take the services away from tests running in parallel, in this process or in another one on the
+/// same engine, and nothing else the tests do needs swarm mode off (docker-compose 1.29 only prints a
+/// warning).
+pub fn ensure_swarm() {
+    static SWARM: OnceLock<()> = OnceLock::new();
+    SWARM.get_or_init(|| {
+        let state = || {
+            let out = Command::new("docker")
+                .args(["info", "-f", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"])
+                .output()
+                .expect("docker is installed");
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        if state().starts_with("inactive") {
+            // Another process may be initialising it at the same moment: then this one fails, and the
+            // wait below sees the other one's swarm.
+            let _ = Command::new("docker")
+                .args(["swarm", "init", "--advertise-addr", "127.0.0.1"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let now = state();
+            if now == "active true" {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline && !now.starts_with("active"),
+                "the engine must be a swarm manager for the swarm tests (`docker swarm init --advertise-addr \
+                 127.0.0.1`); it is: {now}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    });
+}
+
+/// A Swarm service of one test, running the test image's `sh -c script`, its task containers labelled
+/// with the scope's label (so the test's node watches them); removed when dropped. Puts the engine in
+/// swarm mode first if needed ([`ensure_swarm`]).
+pub struct SwarmService {
+    name: String,
+}
+
+impl SwarmService {
+    /// `docker service create --detach` named after `base` in `scope`, with `extra` options (`--mode
+    /// global`, `--container-label k=v`, `--reserve-memory n`, ...). Returns at once; wait for its tasks
+    /// with [`SwarmService::running_tasks`] or [`SwarmService::containers`].
+    pub fn create(scope: &Scope, base: &str, extra: &[&str], script: &str) -> Self {
+        ensure_swarm();
+        let service = SwarmService { name: scope.name(base) };
+        let label = scope.selector();
+        let mut args = vec![
+            "service",
+            "create",
+            "--detach",
+            "--quiet",
+            "--name",
+            &service.name,
+            "--container-label",
+            &label,
+            "--stop-grace-period",
+            "1s",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[TEST_IMAGE, "sh", "-c", script]);
+        scope.docker(&args);
+        service
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The full ids of its tasks' running containers.
+    pub fn containers(&self) -> Vec<String> {
+        let filter = format!("label=com.docker.swarm.service.name={}", self.name);
+        let out = Command::new("docker")
+            .args(["ps", "-q", "--no-trunc", "--filter", &filter, "--filter", "status=running"])
+            .output()
+            .expect("docker is installed");
+        String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect()
+    }
+
+    /// How many of its tasks are running now (of those the orchestrator wants running).
+    pub fn running_tasks(&self) -> usize {
+        let out = Command::new("docker")
+            .args(["service", "ps", &self.name, "--filter", "desired-state=running", "--format", "{{.CurrentState}}"])
+            .output()
+            .expect("docker is installed");
+        String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with("Running")).count()
+    }
+
+    /// `docker service ps` of its tasks, for a failure message.
+    pub fn tasks(&self) -> String {
+        let out = Command::new("docker")
+            .args(["service", "ps", "--no-trunc", &self.name])
+            .output()
+            .expect("docker is installed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Its current spec and version index, as `docker service inspect` gives them.
+    pub fn spec(&self) -> (serde_json::Value, u64) {
+        let out = Command::new("docker")
+            .args(["service", "inspect", "-f", "{{json .Spec}}|{{.Version.Index}}", &self.name])
+            .output()
+            .expect("docker is installed");
+        assert!(out.status.success(), "docker service inspect: {}", String::from_utf8_lossy(&out.stderr));
+        let out = String::from_utf8_lossy(&out.stdout);
+        let (spec, index) = out.trim().rsplit_once('|').expect("spec|index");
+        (serde_json::from_str(spec).expect("the spec is JSON"), index.parse().expect("the index is a number"))
+    }
+}
+
+impl Drop for SwarmService {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["service", "rm", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use hemostat_proto::v1 as pb;
-use hemostat_tests::docker::Scope;
+use hemostat_tests::docker::{Scope, SwarmService};
 use hemostat_tests::eventually;
 use hemostat_tests::fleet::{self, TestFleet, TestNode, events_of, kinds, rejection, remediated};
 use hemostat_tests::peer::CoordinatorPeer;
@@ -482,4 +482,104 @@ async fn every_decision_and_result_is_in_the_audit_log() {
     assert_eq!(audit[1].outcome(), pb::Outcome::Success);
     assert!(audit[1].duration_ms > 0, "the action's duration: {:?}", audit[1]);
     assert_eq!(audit[1].command_id, audit[0].command_id);
+}
+
+fn scale_up(id: &str, container: &str) -> pb::Command {
+    pb::Command { action: pb::Action::ScaleUp as i32, ..exec(id, container, &[]) }
+}
+
+/// A long-running service task's script (exits at once on SIGTERM).
+const SERVING: &str = "trap 'exit 0' TERM; sleep 86400 & wait";
+
+/// A node watching `scope`, talking to `peer`, verifying for `window`.
+fn swarm_node(pki: &TestPki, peer: &CoordinatorPeer, scope: &Scope, window: Duration) -> TestNode {
+    let mut config = fleet::node_config(pki, "host-a", &peer.endpoint(), &scope.selector());
+    config.execution.verify_window = window;
+    TestNode::start(config)
+}
+
+/// Waits until `service` runs `n` tasks and returns the id of one of its containers.
+async fn running(service: &SwarmService, n: usize) -> String {
+    eventually(&format!("{} running {n} tasks", service.name()), Duration::from_secs(30), || async {
+        let containers = service.containers();
+        if service.running_tasks() == n && containers.len() == n {
+            Ok(containers[0].clone())
+        } else {
+            Err(service.tasks())
+        }
+    })
+    .await
+}
+
+// These tests leave the engine in single-node swarm mode (see `docker::ensure_swarm`).
+#[tokio::test(flavor = "multi_thread")]
+async fn swarm_scale_up_adds_one_replica_with_the_same_spec_and_waits_for_it_to_run() {
+    hemostat_tests::init();
+    let pki = TestPki::new();
+    let scope = Scope::new();
+    let peer = CoordinatorPeer::start(&pki).await;
+    let _node = swarm_node(&pki, &peer, &scope, Duration::from_secs(20));
+    let service = SwarmService::create(&scope, "api", &["--env", "ROLE=api"], SERVING);
+    let task = running(&service, 1).await;
+    let (before, version) = service.spec();
+
+    peer.send(scale_up("w1", &task)).await;
+    let result = peer.result(Duration::from_secs(30)).await.expect("a result");
+    assert_eq!(result.outcome(), pb::Outcome::Success, "{result:?}");
+    assert!(result.detail.contains("from 1 to 2 replicas"), "{}", result.detail);
+    assert_eq!(service.running_tasks(), 2, "the node waited for the new task to run: {}", service.tasks());
+    let (after, new_version) = service.spec();
+    let mut expected = before;
+    expected["Mode"]["Replicated"]["Replicas"] = 2.into();
+    assert_eq!(after, expected, "the spec is the same but for the replica count");
+    assert!(new_version > version);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn swarm_scale_up_is_not_applicable_to_a_global_service_and_refused_for_an_opted_out_task() {
+    hemostat_tests::init();
+    let pki = TestPki::new();
+    let scope = Scope::new();
+    let peer = CoordinatorPeer::start(&pki).await;
+    let _node = swarm_node(&pki, &peer, &scope, Duration::from_secs(20));
+    let global = SwarmService::create(&scope, "agent", &["--mode", "global"], SERVING);
+    let opted_out = SwarmService::create(&scope, "private", &["--container-label", "hemostat.enable=false"], SERVING);
+    let (global_task, opted_out_task) = (running(&global, 1).await, running(&opted_out, 1).await);
+    let (global_before, opted_out_before) = (global.spec(), opted_out.spec());
+
+    peer.send(scale_up("g1", &global_task)).await;
+    let result = peer.result(Duration::from_secs(30)).await.expect("a result");
+    assert_eq!(result.outcome(), pb::Outcome::NotApplicable, "{result:?}");
+    assert!(result.detail.contains("is global"), "{}", result.detail);
+
+    peer.send(scale_up("o1", &opted_out_task)).await;
+    let result = peer.result(Duration::from_secs(30)).await.expect("a result");
+    assert_eq!(result.outcome(), pb::Outcome::Refused, "{result:?}");
+    assert!(result.detail.contains("not watched by this node"), "{}", result.detail);
+
+    assert_eq!(global.spec(), global_before, "the global service is unchanged");
+    assert_eq!(opted_out.spec(), opted_out_before, "the opted-out service is unchanged");
+    assert_eq!((global.running_tasks(), opted_out.running_tasks()), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn swarm_scale_up_whose_new_replica_cannot_run_fails_with_what_the_node_saw() {
+    hemostat_tests::init();
+    let pki = TestPki::new();
+    let scope = Scope::new();
+    let peer = CoordinatorPeer::start(&pki).await;
+    let _node = swarm_node(&pki, &peer, &scope, Duration::from_secs(3));
+    // Each task reserves more than half of the engine's memory: the first one fits, a second one cannot.
+    let total: u64 = scope.docker(&["info", "-f", "{{.MemTotal}}"]).parse().expect("MemTotal");
+    let reserve = (total / 5 * 3).to_string();
+    let service = SwarmService::create(&scope, "big", &["--reserve-memory", &reserve], SERVING);
+    let task = running(&service, 1).await;
+
+    peer.send(scale_up("b1", &task)).await;
+    let result = peer.result(Duration::from_secs(30)).await.expect("a result");
+    assert_eq!(result.outcome(), pb::Outcome::Failed, "{result:?}");
+    assert!(result.detail.contains("from 1 to 2 replicas"), "{}", result.detail);
+    assert!(result.detail.contains("1 of 2 tasks running"), "{}", result.detail);
+    assert!(result.detail.contains("pending"), "what it saw: {}", result.detail);
+    assert_eq!(service.running_tasks(), 1);
 }
