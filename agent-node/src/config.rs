@@ -1,6 +1,7 @@
 //! The node's configuration: flags, environment and an optional TOML file, with precedence
 //! flag > environment > file > default. Unknown keys in the file are an error.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -54,6 +55,9 @@ pub struct NodeArgs {
     /// Folder with ca.pem, node.pem and node-key.pem [default: certs].
     #[arg(long, env = "HEMOSTAT_CERTS_DIR")]
     pub certs_dir: Option<PathBuf>,
+    /// Address to serve Prometheus metrics on, plain HTTP `/metrics` (e.g. 0.0.0.0:9465) [default: off].
+    #[arg(long, env = "NODE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Watch only containers with this label, `key=value` [default: all containers].
     #[arg(long, env = "NODE_CONTAINER_SELECTOR")]
     pub select_label: Option<String>,
@@ -124,6 +128,7 @@ struct NodeFile {
     coordinator: Option<String>,
     coordinator_name: Option<String>,
     certs_dir: Option<PathBuf>,
+    metrics_listen: Option<SocketAddr>,
     select_label: Option<String>,
     heartbeat_seconds: Option<u64>,
     reconnect_max_seconds: Option<u64>,
@@ -155,6 +160,8 @@ pub struct NodeConfig {
     pub coordinator_name: String,
     /// This node's certificate files.
     pub tls: TlsFiles,
+    /// Where to serve Prometheus metrics (`/metrics`, plain HTTP); `None` serves none.
+    pub metrics_listen: Option<SocketAddr>,
     /// Which containers to watch.
     pub selector: ContainerSelector,
     /// Heartbeat period.
@@ -229,6 +236,7 @@ impl NodeConfig {
             coordinator,
             coordinator_name: pick!(coordinator_name).unwrap_or(host),
             tls: TlsFiles::in_dir(&pick!(certs_dir).unwrap_or_else(|| PathBuf::from("certs")), "node"),
+            metrics_listen: pick!(metrics_listen),
             selector,
             heartbeat: Duration::from_secs(heartbeat),
             reconnect_max: Duration::from_secs(pick!(reconnect_max_seconds).unwrap_or(5).max(1)),
@@ -320,6 +328,10 @@ mod tests {
         assert!(err.to_string().contains("at least 1 second"), "{err}");
         let err = NodeConfig::resolve(NodeArgs { cpu_threshold: Some(f64::NAN), ..Default::default() }).unwrap_err();
         assert!(err.to_string().contains("THRESHOLD_CPU_PERCENT"), "{err}");
+        assert_eq!(NodeConfig::resolve(NodeArgs::default()).unwrap().metrics_listen, None, "off by default");
+        std::fs::write(&path, "metrics_listen = \"127.0.0.1:9465\"\n").unwrap();
+        let config = NodeConfig::resolve(NodeArgs { config: Some(path.clone()), ..Default::default() }).unwrap();
+        assert_eq!(config.metrics_listen, Some("127.0.0.1:9465".parse().unwrap()));
         std::fs::remove_file(path).unwrap();
     }
 }

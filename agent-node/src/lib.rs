@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod config;
 pub mod detection;
 pub mod executor;
+pub mod instruments;
 pub mod inventory;
 pub mod local_policy;
 pub mod metrics;
@@ -46,6 +47,9 @@ pub enum NodeError {
     /// The spool folder cannot be used.
     #[error(transparent)]
     Spool(#[from] outbox::SpoolError),
+    /// The metrics address cannot be bound.
+    #[error(transparent)]
+    Metrics(#[from] hemostat_telemetry::exposition::ExpositionError),
     /// Docker cannot be reached.
     #[error("cannot reach Docker (is the socket mounted, and DOCKER_HOST right?): {0}")]
     Docker(#[from] bollard::errors::Error),
@@ -61,6 +65,10 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             found: tls.identity.to_string(),
         });
     }
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(hemostat_telemetry::exposition::bind(addr).await?),
+        None => None,
+    };
     let docker = Docker::connect_with_defaults()?.negotiate_version().await?;
     let version = docker.version().await?;
     tracing::info!(
@@ -72,6 +80,10 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let outbox = Arc::new(match &config.spool_dir {
         Some(dir) => outbox::Outbox::open(dir, config.spool_capacity)?,
         None => outbox::Outbox::new(config.spool_capacity),
+    });
+    let exposition = metrics.map(|listener| {
+        let registry = instruments::global().registry(outbox.clone());
+        hemostat_telemetry::exposition::spawn(listener, registry, std::future::pending())
     });
     let selector = config.selector.clone().with_own_container(inventory::own_container_id());
     let executor =
@@ -105,7 +117,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let session = tokio::spawn(session::run(settings, outbox, executor, resync, connectivity));
     shutdown.await;
     tracing::info!("node stopping");
-    for task in [watcher, poller, monitor, session] {
+    for task in [watcher, poller, monitor, session].into_iter().chain(exposition) {
         task.abort();
     }
     Ok(())

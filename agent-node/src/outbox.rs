@@ -113,6 +113,7 @@ impl Outbox {
 
     /// Queues a message and returns its sequence number.
     pub fn push(&self, body: Body) -> u64 {
+        crate::instruments::global().outgoing(&body);
         let seq = {
             let mut state = self.state.lock().expect("outbox lock");
             if state.unacked.len() >= self.capacity {

@@ -46,6 +46,7 @@ impl Poller {
             let started = Instant::now();
             match self.poll().await {
                 Ok(samples) => {
+                    crate::instruments::global().poll_finished(started.elapsed());
                     tracing::debug!(containers = samples.len(), elapsed = ?started.elapsed(), "poll done");
                     if self.observations.send(Observation::Samples { at: SystemTime::now(), samples }).await.is_err() {
                         return;

@@ -113,6 +113,7 @@ impl Watcher {
                         tracing::warn!(%error, file = %file.display(), "cannot record the event stream position");
                     }
                 }
+                crate::instruments::global().docker_event(event.action.as_deref());
                 if let Some(observation) = self.observe(event).await
                     && self.observations.send(observation).await.is_err()
                 {

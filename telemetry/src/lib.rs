@@ -1,7 +1,10 @@
-//! Logging set-up shared by `hemostat-coordinator`, `hemostat-node` and `hemostat`.
+//! What HemoStat's programs tell their operators about themselves, shared by `hemostat-coordinator`,
+//! `hemostat-node` and `hemostat`: logs (here) and Prometheus metrics ([`exposition`]).
 //!
 //! `LOG_LEVEL` (a level such as `info`, or a full `tracing` filter such as `hemostat_node=debug,info`) and
 //! `LOG_FORMAT` (`text` or `json`, as the original) choose what is written to standard error.
+
+pub mod exposition;
 
 use std::str::FromStr;
 
