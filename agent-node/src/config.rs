@@ -46,7 +46,8 @@ pub struct NodeArgs {
     /// A TOML configuration file (keys as the long flags, with underscores).
     #[arg(long, env = "HEMOSTAT_CONFIG")]
     pub config: Option<PathBuf>,
-    /// The coordinator, `host:port` or `https://host:port` [default: https://localhost:50051].
+    /// The coordinator, `host:port` or `https://host:port`; several, comma-separated, to fail over between
+    /// coordinators of one fleet, tried in order [default: https://localhost:50051].
     #[arg(long, env = "HEMOSTAT_COORDINATOR")]
     pub coordinator: Option<String>,
     /// The name the coordinator's certificate carries [default: the coordinator's host].
@@ -151,13 +152,26 @@ struct NodeFile {
     cooldown_seconds: Option<u64>,
 }
 
+/// One coordinator a node may connect to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoordinatorAddress {
+    /// Its URL, `https://host:port`.
+    pub url: String,
+    /// The name its certificate must carry.
+    pub server_name: String,
+}
+
+impl std::fmt::Display for CoordinatorAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
 /// The resolved node configuration.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
-    /// The coordinator's URL, `https://host:port`.
-    pub coordinator: String,
-    /// The name its certificate must carry.
-    pub coordinator_name: String,
+    /// The coordinators of the fleet, in the order they are tried (at least one).
+    pub coordinators: Vec<CoordinatorAddress>,
     /// This node's certificate files.
     pub tls: TlsFiles,
     /// Where to serve Prometheus metrics (`/metrics`, plain HTTP); `None` serves none.
@@ -196,7 +210,20 @@ impl NodeConfig {
                 args.$field.or(file.$field)
             };
         }
-        let (coordinator, host) = normalize_endpoint(&pick!(coordinator).unwrap_or_else(|| "localhost:50051".into()))?;
+        let name_override = pick!(coordinator_name);
+        let coordinators = pick!(coordinator)
+            .unwrap_or_else(|| "localhost:50051".into())
+            .split(',')
+            .map(str::trim)
+            .filter(|spec| !spec.is_empty())
+            .map(|spec| {
+                let (url, host) = normalize_endpoint(spec)?;
+                Ok(CoordinatorAddress { url, server_name: name_override.clone().unwrap_or(host) })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        if coordinators.is_empty() {
+            return Err(ConfigError::Invalid("HEMOSTAT_COORDINATOR names no coordinator".into()));
+        }
         let blacklist: Vec<String> = pick!(blacklist)
             .unwrap_or_default()
             .split(',')
@@ -233,8 +260,7 @@ impl NodeConfig {
             return Err(ConfigError::Invalid("NODE_HEARTBEAT_SECONDS must be at least 1".into()));
         }
         Ok(NodeConfig {
-            coordinator,
-            coordinator_name: pick!(coordinator_name).unwrap_or(host),
+            coordinators,
             tls: TlsFiles::in_dir(&pick!(certs_dir).unwrap_or_else(|| PathBuf::from("certs")), "node"),
             metrics_listen: pick!(metrics_listen),
             selector,
@@ -320,7 +346,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        assert_eq!(config.coordinator, "https://d:2");
+        assert_eq!(config.coordinators[0].url, "https://d:2");
         assert_eq!(config.selector, ContainerSelector::parse("team=a").unwrap());
         assert_eq!(config.poll_interval, Duration::from_secs(30), "the original's default");
         std::fs::write(&path, "poll_interval = 0\n").unwrap();

@@ -74,7 +74,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     tracing::info!(
         node = %tls.identity.name,
         docker = version.version.as_deref().unwrap_or("?"),
-        coordinator = %config.coordinator,
+        coordinators = ?config.coordinators.iter().map(|c| c.url.as_str()).collect::<Vec<_>>(),
         "node starting"
     );
     let outbox = Arc::new(match &config.spool_dir {
@@ -107,8 +107,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let watcher = tokio::spawn(watcher.run());
     let poller = tokio::spawn(poller::Poller::new(docker, selector, config.poll_interval, observations).run());
     let settings = session::SessionSettings {
-        endpoint: config.coordinator.clone(),
-        server_name: config.coordinator_name.clone(),
+        coordinators: config.coordinators.clone(),
         tls,
         heartbeat: config.heartbeat,
         reconnect_initial: Duration::from_millis(100),

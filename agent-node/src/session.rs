@@ -14,6 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::backoff::Backoff;
+use crate::config::CoordinatorAddress;
 use crate::executor::{CommandRequest, Executor};
 use crate::local_policy::Connectivity;
 use crate::outbox::Outbox;
@@ -21,10 +22,8 @@ use crate::outbox::Outbox;
 /// What a session needs to know.
 #[derive(Clone, Debug)]
 pub struct SessionSettings {
-    /// The coordinator's URL, `https://host:port`.
-    pub endpoint: String,
-    /// The name the coordinator's certificate must carry.
-    pub server_name: String,
+    /// The coordinators of the fleet, tried in turn (at least one).
+    pub coordinators: Vec<CoordinatorAddress>,
     /// This node's certificates.
     pub tls: TlsMaterial,
     /// Heartbeat period.
@@ -61,7 +60,9 @@ impl From<tonic::Status> for SessionError {
 }
 
 /// Runs sessions forever (until the task is dropped). After each connect, `resync` asks for a fresh
-/// snapshot of the containers, so a restarted coordinator learns the whole host again.
+/// snapshot of the containers, so a restarted coordinator learns the whole host again. When a session
+/// breaks or a connection fails, the next coordinator of the list is tried at once; only after every one
+/// has failed in a row does the node back off.
 pub async fn run(
     settings: SessionSettings,
     outbox: Arc<Outbox>,
@@ -70,25 +71,32 @@ pub async fn run(
     connectivity: Arc<Connectivity>,
 ) {
     let mut backoff = Backoff::new(settings.reconnect_initial, settings.reconnect_max);
+    let count = settings.coordinators.len().max(1);
+    let (mut index, mut failed_in_a_row) = (0, 0);
     loop {
-        let result = serve_one(&settings, &outbox, &executor, &mut backoff, &resync, &connectivity).await;
+        let coordinator = &settings.coordinators[index % count];
+        let result = serve_one(coordinator, &settings, &outbox, &executor, &mut backoff, &resync, &connectivity).await;
         connectivity.disconnected();
-        match result {
-            Err(SessionError::Closed) => tracing::info!("the coordinator closed the session; reconnecting"),
+        match &result {
+            Err(SessionError::Closed) => tracing::info!(%coordinator, "the coordinator closed the session; reconnecting"),
             Err(error) => tracing::warn!("{error}"),
             Ok(()) => {}
         }
-        let delay = backoff.next_delay();
-        tracing::debug!(?delay, unacknowledged = outbox.len(), "reconnecting after a pause");
-        tokio::time::sleep(delay).await;
+        failed_in_a_row = if matches!(result, Err(SessionError::Connect { .. })) { failed_in_a_row + 1 } else { 1 };
+        index += 1;
+        if failed_in_a_row >= count {
+            let delay = backoff.next_delay();
+            tracing::debug!(?delay, unacknowledged = outbox.len(), "reconnecting after a pause");
+            tokio::time::sleep(delay).await;
+        }
     }
 }
 
-async fn connect(settings: &SessionSettings) -> Result<Channel, SessionError> {
-    let error = |source| SessionError::Connect { endpoint: settings.endpoint.clone(), source };
-    Endpoint::from_shared(settings.endpoint.clone())
+async fn connect(coordinator: &CoordinatorAddress, settings: &SessionSettings) -> Result<Channel, SessionError> {
+    let error = |source| SessionError::Connect { endpoint: coordinator.url.clone(), source };
+    Endpoint::from_shared(coordinator.url.clone())
         .map_err(error)?
-        .tls_config(settings.tls.client_config(&settings.server_name))
+        .tls_config(settings.tls.client_config(&coordinator.server_name))
         .map_err(error)?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
@@ -101,6 +109,7 @@ async fn connect(settings: &SessionSettings) -> Result<Channel, SessionError> {
 }
 
 async fn serve_one(
+    coordinator: &CoordinatorAddress,
     settings: &SessionSettings,
     outbox: &Outbox,
     executor: &Arc<Executor>,
@@ -108,7 +117,7 @@ async fn serve_one(
     resync: &Notify,
     connectivity: &Connectivity,
 ) -> Result<(), SessionError> {
-    let channel = connect(settings).await?;
+    let channel = connect(coordinator, settings).await?;
     let (tx, rx) = mpsc::channel::<pb::SessionRequest>(256);
     let hello = pb::Hello {
         node_name: settings.tls.identity.name.clone(),
@@ -122,7 +131,7 @@ async fn serve_one(
     backoff.reset();
     connectivity.connected();
     resync.notify_one();
-    tracing::info!(coordinator = %settings.endpoint, unacknowledged = outbox.len(), "session open");
+    tracing::info!(%coordinator, unacknowledged = outbox.len(), "session open");
 
     let mut sent = 0;
     let mut heartbeat = tokio::time::interval(settings.heartbeat);

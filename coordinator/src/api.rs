@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 use hemostat_pki::{OperatorRole, Role};
 
 use crate::auth::{Caller, authenticated};
+use crate::directory::Directory;
 use crate::events::{Action, EventId, EventKind, Outcome, unix_ms};
 use crate::registry::{ContainerEntry, Registry};
 use crate::remediation::{ApprovalError, ManualAction, Remediator, TriggerError};
@@ -39,12 +40,24 @@ pub struct FleetApi {
     registry: Arc<Registry>,
     store: Arc<dyn StateStore>,
     remediator: Arc<Remediator>,
+    directory: Arc<Directory>,
 }
 
 impl FleetApi {
-    /// The API over this registry, store and remediator.
-    pub fn new(registry: Arc<Registry>, store: Arc<dyn StateStore>, remediator: Arc<Remediator>) -> Self {
-        FleetApi { registry, store, remediator }
+    /// The API over this registry, store and remediator; `directory` adds the nodes connected to other
+    /// coordinators of the fleet.
+    pub fn new(
+        registry: Arc<Registry>,
+        store: Arc<dyn StateStore>,
+        remediator: Arc<Remediator>,
+        directory: Arc<Directory>,
+    ) -> Self {
+        FleetApi { registry, store, remediator, directory }
+    }
+
+    /// The nodes connected to other coordinators, with their containers.
+    async fn elsewhere(&self) -> Result<Vec<pb::DirectoryEntry>, Status> {
+        self.directory.elsewhere().await.map_err(unavailable)
     }
 }
 
@@ -264,22 +277,16 @@ impl pb::fleet_service_server::FleetService for FleetApi {
         &self,
         _request: Request<pb::ListNodesRequest>,
     ) -> Result<Response<pb::ListNodesResponse>, Status> {
-        let nodes = self
+        let elsewhere = self.elsewhere().await?;
+        let mut nodes: Vec<pb::Node> = self
             .registry
             .nodes()
-            .into_iter()
-            .map(|node| pb::Node {
-                name: node.hello.name,
-                connected: node.connected,
-                address: node.address.map(|a| a.to_string()).unwrap_or_default(),
-                version: node.hello.version,
-                hostname: node.hello.hostname,
-                connected_at: Some(timestamp(node.connected_at)),
-                last_seen: Some(timestamp(node.last_seen)),
-                spool_depth: node.spool_depth,
-                spool_dropped: node.spool_dropped,
-            })
+            .iter()
+            .filter(|local| !elsewhere.iter().any(|e| e.node.as_ref().is_some_and(|n| n.name == local.hello.name)))
+            .map(|node| node.to_proto())
             .collect();
+        nodes.extend(elsewhere.into_iter().filter_map(|entry| entry.node));
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Response::new(pb::ListNodesResponse { nodes }))
     }
 
@@ -290,7 +297,17 @@ impl pb::fleet_service_server::FleetService for FleetApi {
         let request = request.into_inner();
         check_name("node", &request.node)?;
         let node = (!request.node.is_empty()).then_some(request.node.as_str());
-        let containers = self.registry.containers(node).into_iter().map(container_to_proto).collect();
+        let elsewhere = self.elsewhere().await?;
+        let moved = |name: &str| elsewhere.iter().any(|e| e.node.as_ref().is_some_and(|n| n.name == name));
+        let mut containers: Vec<pb::Container> =
+            self.registry.containers(node).iter().filter(|c| !moved(&c.node)).map(ContainerEntry::to_proto).collect();
+        for entry in elsewhere {
+            containers.extend(entry.containers.into_iter().filter(|c| node.is_none_or(|n| c.node == n)));
+        }
+        containers.sort_by(|a, b| {
+            let name = |c: &pb::Container| c.state.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+            (&a.node, name(a)).cmp(&(&b.node, name(b)))
+        });
         Ok(Response::new(pb::ListContainersResponse { containers }))
     }
 
@@ -379,7 +396,7 @@ impl pb::fleet_service_server::FleetService for FleetApi {
         request: Request<pb::GetContainerRequest>,
     ) -> Result<Response<pb::GetContainerResponse>, Status> {
         let request = request.into_inner();
-        let entry = self.container(&request.node, &request.container)?;
+        let entry = self.container(&request.node, &request.container).await?;
         let recent = match request.recent_events {
             0 => DEFAULT_RECENT_EVENTS,
             n if n > MAX_RECENT_EVENTS => {
@@ -436,7 +453,7 @@ impl pb::fleet_service_server::FleetService for FleetApi {
         };
         Ok(Response::new(pb::GetContainerResponse {
             recent_metrics: entry.recent.iter().map(|m| m.to_proto(&entry.facts)).collect(),
-            container: Some(container_to_proto(entry)),
+            container: Some(entry.to_proto()),
             budget: Some(budget),
             silence: silence.map(|s| s.to_proto()),
             recent_events,
@@ -546,7 +563,7 @@ impl pb::fleet_service_server::FleetService for FleetApi {
             }
             _ => {}
         }
-        let entry = self.container(&request.node, &request.container)?;
+        let entry = self.container(&request.node, &request.container).await?;
         let manual = ManualAction {
             node: entry.node,
             container: entry.facts,
@@ -571,24 +588,25 @@ impl pb::fleet_service_server::FleetService for FleetApi {
 
 impl FleetApi {
     /// The container `ident` (its name, full id, or an id prefix of at least 12 characters) on `node`.
-    fn container(&self, node: &str, ident: &str) -> Result<ContainerEntry, Status> {
+    /// Looks in this coordinator's registry, then in the fleet directory (a node connected elsewhere).
+    async fn container(&self, node: &str, ident: &str) -> Result<ContainerEntry, Status> {
         require_name("node", node)?;
         require_name("container", ident)?;
-        let entries = self.registry.containers(Some(node));
+        let matches = |e: &ContainerEntry| {
+            e.facts.name == ident || e.facts.id == ident || (ident.len() >= 12 && e.facts.id.starts_with(ident))
+        };
+        let mut entries = self.registry.containers(Some(node));
+        if !self.registry.is_connected(node) {
+            let elsewhere = self.elsewhere().await?;
+            if let Some(entry) = elsewhere.into_iter().find(|e| e.node.as_ref().is_some_and(|n| n.name == node)) {
+                entries = entry.containers.iter().filter_map(ContainerEntry::from_proto).collect();
+            }
+        }
         entries
             .into_iter()
-            .find(|e| e.facts.name == ident || e.facts.id == ident || (ident.len() >= 12 && e.facts.id.starts_with(ident)))
+            .find(matches)
             .ok_or_else(|| Status::not_found(format!("node {node:?} has reported no container {ident:?}")))
     }
 }
 
-/// A registry entry on the wire.
-fn container_to_proto(entry: ContainerEntry) -> pb::Container {
-    pb::Container {
-        metrics: entry.metrics.map(|m| m.to_proto(&entry.facts)),
-        anomalies: entry.anomalies.iter().map(|a| a.to_proto()).collect(),
-        state: Some(entry.facts.to_proto()),
-        updated_at: Some(timestamp(entry.updated_at)),
-        node: entry.node,
-    }
-}
+

@@ -88,6 +88,50 @@ pub struct ContainerEntry {
     pub anomalies: Vec<Anomaly>,
 }
 
+impl NodeInfo {
+    /// The wire form.
+    pub fn to_proto(&self) -> hemostat_proto::v1::Node {
+        use hemostat_proto::timestamp::to_proto as timestamp;
+        hemostat_proto::v1::Node {
+            name: self.hello.name.clone(),
+            connected: self.connected,
+            address: self.address.map(|a| a.to_string()).unwrap_or_default(),
+            version: self.hello.version.clone(),
+            hostname: self.hello.hostname.clone(),
+            connected_at: Some(timestamp(self.connected_at)),
+            last_seen: Some(timestamp(self.last_seen)),
+            spool_depth: self.spool_depth,
+            spool_dropped: self.spool_dropped,
+        }
+    }
+}
+
+impl ContainerEntry {
+    /// From the wire form another coordinator published (no recent samples travel); `None` without a state.
+    pub fn from_proto(container: &hemostat_proto::v1::Container) -> Option<Self> {
+        let facts = ContainerFacts::from_proto(container.state.as_ref()?);
+        Some(ContainerEntry {
+            node: container.node.clone(),
+            updated_at: container.updated_at.as_ref().map_or(SystemTime::UNIX_EPOCH, hemostat_proto::timestamp::from_proto),
+            metrics: container.metrics.as_ref().map(Metrics::from_proto),
+            recent: VecDeque::new(),
+            anomalies: container.anomalies.iter().filter_map(Anomaly::from_proto).collect(),
+            facts,
+        })
+    }
+
+    /// The wire form: latest state, metrics and anomalies.
+    pub fn to_proto(&self) -> hemostat_proto::v1::Container {
+        hemostat_proto::v1::Container {
+            metrics: self.metrics.map(|m| m.to_proto(&self.facts)),
+            anomalies: self.anomalies.iter().map(|a| a.to_proto()).collect(),
+            state: Some(self.facts.to_proto()),
+            updated_at: Some(hemostat_proto::timestamp::to_proto(self.updated_at)),
+            node: self.node.clone(),
+        }
+    }
+}
+
 /// Samples kept per container for trends.
 pub const RECENT_SAMPLES: usize = 240;
 
@@ -273,6 +317,11 @@ impl Registry {
         };
         let sender = sender.ok_or_else(|| NodeNotConnected(node.to_owned()))?;
         sender.try_send(message).map_err(|_| NodeNotConnected(node.to_owned()))
+    }
+
+    /// Whether the node has a session open here.
+    pub fn is_connected(&self, node: &str) -> bool {
+        self.state.lock().expect("registry lock").nodes.get(node).is_some_and(|entry| entry.session.is_some())
     }
 
     /// Every known node, by name.

@@ -39,6 +39,10 @@ const EVENT_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("event_cou
 const SILENCES: TableDefinition<&str, &[u8]> = TableDefinition::new("silences");
 /// Setting name → JSON value (`dry_run`).
 const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
+/// Node name → expiry (Unix ms, 8 bytes big-endian) followed by the encoded directory entry.
+const DIRECTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("directory");
+/// (coordinator instance, sequence) → an encoded routed command.
+const ROUTED: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("routed_commands");
 
 /// One storm scope's window: who needed remediation when, and until when a storm is on.
 #[derive(Default, serde::Serialize, serde::Deserialize)]
@@ -81,6 +85,8 @@ impl EmbeddedStore {
             txn.open_table(EVENT_COUNTS).map_err(redb::Error::from)?;
             txn.open_table(SILENCES).map_err(redb::Error::from)?;
             txn.open_table(SETTINGS).map_err(redb::Error::from)?;
+            txn.open_table(DIRECTORY).map_err(redb::Error::from)?;
+            txn.open_table(ROUTED).map_err(redb::Error::from)?;
             txn.commit().map_err(redb::Error::from)?;
             Ok(EmbeddedStore { db: Arc::new(db) })
         })
@@ -511,6 +517,90 @@ impl StateStore for EmbeddedStore {
                 .map_err(redb::Error::from)?;
             txn.commit().map_err(redb::Error::from)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn put_directory_entry(&self, node: &str, entry: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        let expires_ms = crate::events::unix_ms(std::time::SystemTime::now()) + ttl.as_millis() as u64;
+        let mut value = expires_ms.to_be_bytes().to_vec();
+        value.extend_from_slice(entry);
+        let node = node.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(redb::Error::from)?;
+            txn.open_table(DIRECTORY)
+                .map_err(redb::Error::from)?
+                .insert(node.as_str(), value.as_slice())
+                .map_err(redb::Error::from)?;
+            txn.commit().map_err(redb::Error::from)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn directory_entries(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.blocking(move |db| {
+            let now_ms = crate::events::unix_ms(std::time::SystemTime::now());
+            let txn = db.begin_read().map_err(redb::Error::from)?;
+            let table = txn.open_table(DIRECTORY).map_err(redb::Error::from)?;
+            let mut live = Vec::new();
+            for entry in table.iter().map_err(redb::Error::from)? {
+                let (node, value) = entry.map_err(redb::Error::from)?;
+                let value = value.value();
+                let Some((expiry, entry)) = value.split_first_chunk::<8>() else {
+                    return Err(StoreError::Corrupt(format!("directory entry of {}", node.value())));
+                };
+                if u64::from_be_bytes(*expiry) > now_ms {
+                    live.push((node.value().to_owned(), entry.to_vec()));
+                }
+            }
+            Ok(live)
+        })
+        .await
+    }
+
+    async fn route_command(&self, coordinator: &str, command: &[u8]) -> Result<(), StoreError> {
+        let (coordinator, command) = (coordinator.to_owned(), command.to_vec());
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(redb::Error::from)?;
+            {
+                let mut table = txn.open_table(ROUTED).map_err(redb::Error::from)?;
+                let last = table
+                    .range((coordinator.as_str(), 0)..=(coordinator.as_str(), u64::MAX))
+                    .map_err(redb::Error::from)?
+                    .next_back()
+                    .transpose()
+                    .map_err(redb::Error::from)?
+                    .map(|(key, _)| key.value().1);
+                let seq = last.map_or(0, |n| n + 1);
+                table.insert((coordinator.as_str(), seq), command.as_slice()).map_err(redb::Error::from)?;
+            }
+            txn.commit().map_err(redb::Error::from)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_routed_command(&self, coordinator: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let coordinator = coordinator.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(redb::Error::from)?;
+            let taken = {
+                let mut table = txn.open_table(ROUTED).map_err(redb::Error::from)?;
+                let first = table
+                    .range((coordinator.as_str(), 0)..=(coordinator.as_str(), u64::MAX))
+                    .map_err(redb::Error::from)?
+                    .next()
+                    .transpose()
+                    .map_err(redb::Error::from)?
+                    .map(|(key, value)| (key.value().1, value.value().to_vec()));
+                if let Some((seq, _)) = &first {
+                    table.remove((coordinator.as_str(), *seq)).map_err(redb::Error::from)?;
+                }
+                first.map(|(_, command)| command)
+            };
+            txn.commit().map_err(redb::Error::from)?;
+            Ok(taken)
         })
         .await
     }

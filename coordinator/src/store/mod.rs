@@ -116,6 +116,19 @@ pub trait StateStore: Send + Sync + 'static {
     /// Sets dry-run for every coordinator on this store, until changed again.
     async fn set_dry_run_override(&self, enabled: bool) -> Result<(), StoreError>;
 
+    /// Publishes what this coordinator knows of the node `node` (an encoded directory entry) for the other
+    /// coordinators, until `ttl` passes without a new publication.
+    async fn put_directory_entry(&self, node: &str, entry: &[u8], ttl: Duration) -> Result<(), StoreError>;
+
+    /// Every directory entry that has not expired, by node name.
+    async fn directory_entries(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
+    /// Queues an encoded command for the coordinator instance `coordinator` (which holds the node's session).
+    async fn route_command(&self, coordinator: &str, command: &[u8]) -> Result<(), StoreError>;
+
+    /// Takes the oldest command queued for the coordinator instance `coordinator`, if any.
+    async fn take_routed_command(&self, coordinator: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
     /// The backend's name for logs: `redis` or `embedded`.
     fn backend(&self) -> &'static str;
 }

@@ -26,6 +26,10 @@ use std::time::Duration;
 const EVENTS_KEY: &str = "hemostat:events";
 /// Silence id → JSON `Silence`.
 const SILENCES_KEY: &str = "hemostat:silences";
+/// The set of node names with a directory entry; each entry is `hemostat:directory:<node>`, expiring.
+const DIRECTORY_KEY: &str = "hemostat:directory";
+/// How long commands routed to a coordinator wait for it (a coordinator that died never takes them).
+const ROUTED_COMMAND_TTL_MS: i64 = 60_000;
 /// Dry-run as an operator set it: `1` or `0`; absent when the configuration decides.
 const DRY_RUN_KEY: &str = "hemostat:settings:dry_run";
 
@@ -441,6 +445,59 @@ impl StateStore for RedisStore {
         let mut conn = self.conn.clone();
         let _: () = conn.set(DRY_RUN_KEY, u8::from(enabled)).await?;
         Ok(())
+    }
+
+    async fn put_directory_entry(&self, node: &str, entry: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: () = redis::pipe()
+            .pset_ex(format!("{DIRECTORY_KEY}:{node}"), entry, ttl.as_millis() as u64)
+            .ignore()
+            .sadd(DIRECTORY_KEY, node)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn directory_entries(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut names: Vec<String> = conn.smembers(DIRECTORY_KEY).await?;
+        names.sort();
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = names.iter().map(|n| format!("{DIRECTORY_KEY}:{n}")).collect();
+        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+        let mut live = Vec::new();
+        let mut gone = Vec::new();
+        for (name, value) in names.into_iter().zip(values) {
+            match value {
+                Some(entry) => live.push((name, entry)),
+                None => gone.push(name),
+            }
+        }
+        if !gone.is_empty() {
+            let _: i64 = conn.srem(DIRECTORY_KEY, gone).await?;
+        }
+        Ok(live)
+    }
+
+    async fn route_command(&self, coordinator: &str, command: &[u8]) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let key = format!("hemostat:coordinator:{coordinator}:commands");
+        let _: () = redis::pipe()
+            .rpush(&key, command)
+            .ignore()
+            .pexpire(&key, ROUTED_COMMAND_TTL_MS)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn take_routed_command(&self, coordinator: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.lpop(format!("hemostat:coordinator:{coordinator}:commands"), None).await?)
     }
 
     fn backend(&self) -> &'static str {

@@ -1,0 +1,94 @@
+//! The fleet directory: how several coordinators on one Redis answer for the whole fleet.
+//!
+//! A node holds one session, with one coordinator. Every [`PUBLISH_INTERVAL`] each coordinator publishes,
+//! in the shared state store, a [`pb::DirectoryEntry`] for each node connected to it: the node, its
+//! containers with their latest state, metrics and anomalies, and the coordinator's instance id. Entries
+//! expire after three intervals, so a coordinator that dies stops answering for its nodes within seconds.
+//! Any coordinator then lists the whole fleet (its own nodes from memory, the others' from the directory)
+//! and routes a command for a node connected elsewhere to that node's coordinator (see [`crate::routing`]).
+//!
+//! With the embedded store there is one coordinator and the directory only ever holds its own nodes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hemostat_proto::v1 as pb;
+use prost::Message;
+use tokio::sync::watch;
+
+use crate::registry::Registry;
+use crate::store::{StateStore, StoreError};
+
+/// How often a coordinator publishes its nodes.
+pub const PUBLISH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The directory as one coordinator sees it.
+pub struct Directory {
+    store: Arc<dyn StateStore>,
+    registry: Arc<Registry>,
+    instance: String,
+}
+
+impl Directory {
+    /// The directory of the coordinator instance `instance` (a random id per process).
+    pub fn new(store: Arc<dyn StateStore>, registry: Arc<Registry>, instance: String) -> Self {
+        Directory { store, registry, instance }
+    }
+
+    /// This coordinator's instance id.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Publishes an entry for each node connected here.
+    pub async fn publish(&self) -> Result<(), StoreError> {
+        let nodes = self.registry.nodes();
+        for node in nodes.iter().filter(|n| n.connected && self.registry.is_connected(&n.hello.name)) {
+            let entry = pb::DirectoryEntry {
+                coordinator: self.instance.clone(),
+                node: Some(node.to_proto()),
+                containers: self.registry.containers(Some(&node.hello.name)).iter().map(|c| c.to_proto()).collect(),
+            };
+            self.store.put_directory_entry(&node.hello.name, &entry.encode_to_vec(), PUBLISH_INTERVAL * 3).await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes every [`PUBLISH_INTERVAL`] until `stop` turns true.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(PUBLISH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+            if let Err(error) = self.publish().await {
+                tracing::warn!(%error, "could not publish this coordinator's nodes to the fleet directory");
+            }
+        }
+    }
+
+    /// The entries of nodes whose session another coordinator holds (not this one), by node name.
+    pub async fn elsewhere(&self) -> Result<Vec<pb::DirectoryEntry>, StoreError> {
+        let mut entries = Vec::new();
+        for (name, raw) in self.store.directory_entries().await? {
+            let entry = pb::DirectoryEntry::decode(raw.as_slice())
+                .map_err(|e| StoreError::Corrupt(format!("directory entry of {name}: {e}")))?;
+            if entry.coordinator != self.instance && !self.registry.is_connected(&name) {
+                entries.push(entry);
+            }
+        }
+        Ok(entries)
+    }
+
+    /// The instance id of the other coordinator holding `node`'s session, if one does.
+    pub async fn owner(&self, node: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .elsewhere()
+            .await?
+            .into_iter()
+            .find(|entry| entry.node.as_ref().is_some_and(|n| n.name == node))
+            .map(|entry| entry.coordinator))
+    }
+}

@@ -1,0 +1,72 @@
+//! Command routing between coordinators: a command for a node whose session another coordinator holds is
+//! queued in the shared state store for that coordinator, which takes it within [`POLL_INTERVAL`], sends it
+//! to its node, and records the result. The policy was already checked (and the attempt recorded) by the
+//! coordinator that decided, so the action still runs at most once per budget.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::events::Action;
+use crate::remediation::Remediator;
+use crate::store::StoreError;
+
+/// How often a coordinator looks for commands routed to it.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A command on its way to the coordinator that holds the node's session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutedCommand {
+    /// The node.
+    pub node: String,
+    /// The command's id.
+    pub command_id: String,
+    /// The target container's id.
+    pub container_id: String,
+    /// The target container's name.
+    pub container_name: String,
+    /// What to do.
+    pub action: Action,
+    /// For restarts: seconds to wait for a graceful stop.
+    pub stop_timeout_secs: u32,
+    /// For exec: the argument vector.
+    pub argv: Vec<String>,
+    /// The container's budget key, for recording the verified result.
+    pub budget_key: String,
+}
+
+impl RoutedCommand {
+    /// The stored form.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("routed commands serialize")
+    }
+
+    /// From the stored form.
+    pub fn decode(raw: &[u8]) -> Result<Self, StoreError> {
+        serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt(format!("routed command: {e}")))
+    }
+}
+
+/// Takes the commands routed to this coordinator and hands them to its nodes, until `stop` turns true.
+pub async fn serve(remediator: Arc<Remediator>, instance: String, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(POLL_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        loop {
+            match remediator.take_routed(&instance).await {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(error) => {
+                    tracing::warn!(%error, "could not take the commands routed to this coordinator");
+                    break;
+                }
+            }
+        }
+    }
+}
