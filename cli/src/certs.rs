@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use hemostat_pki::{CertificateAuthority, Identity, IssueRequest, OperatorRole, Role};
 
+/// Arguments of `hemostat certs`.
 #[derive(Debug, Args)]
 pub struct CertsArgs {
     /// The folder holding ca.pem and ca-key.pem, where new files are written.
@@ -69,6 +70,7 @@ enum IssueKind {
     },
 }
 
+/// Runs `hemostat certs ...`.
 pub fn run(args: CertsArgs) -> anyhow::Result<()> {
     match args.command {
         CertsCommand::Init => {

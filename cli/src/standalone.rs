@@ -11,6 +11,7 @@ use clap::{Args, Parser};
 use hemostat_coordinator::{Coordinator, CoordinatorArgs, CoordinatorConfig};
 use hemostat_node::{NodeArgs, NodeConfig};
 
+/// Arguments of `hemostat standalone`.
 #[derive(Debug, Args)]
 pub struct StandaloneArgs {
     /// Folder for state (state.redb) and certificates (certs/).
@@ -30,6 +31,7 @@ pub struct StandaloneArgs {
     select_label: Option<String>,
 }
 
+/// Runs the coordinator and the node until SIGINT or SIGTERM.
 pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     hemostat_telemetry::init_from_env()?;
     let certs = args.data_dir.join("certs");

@@ -1,0 +1,613 @@
+//! What the coordinator tells the CLI, as plain values: converted once from the wire types (`hemostat.v1`)
+//! here, at the edge, and serialised with stable field names for `-o json`.
+//!
+//! Conventions of the JSON form: enum values are lower-case names without their prefix (`health_alert`,
+//! `success`, `high_cpu`); times are RFC 3339 UTC strings with milliseconds; a value the coordinator did
+//! not give (an event without an action, a container without metrics) is `null`, never an empty string or
+//! a made-up zero.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use hemostat_proto::v1 as pb;
+use serde::Serialize;
+
+/// A moment in time, shown as RFC 3339 UTC: to the second for people ([`fmt::Display`]), to the
+/// millisecond in JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UtcTime(pub SystemTime);
+
+impl UtcTime {
+    fn from_proto(ts: Option<prost_types::Timestamp>) -> Option<Self> {
+        ts.map(|ts| UtcTime(hemostat_proto::timestamp::from_proto(&ts)))
+    }
+
+    /// The time `rfc3339` names (UTC, `Z` suffix; seconds or finer), e.g. `2026-11-28T14:17:05Z`.
+    pub fn parse(rfc3339: &str) -> Option<Self> {
+        humantime::parse_rfc3339(rfc3339).ok().map(UtcTime)
+    }
+}
+
+impl fmt::Display for UtcTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_rfc3339_seconds(self.0))
+    }
+}
+
+impl Serialize for UtcTime {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&humantime::format_rfc3339_millis(self.0))
+    }
+}
+
+/// The lower-case name of a wire enum value without its prefix (`EVENT_TYPE_HEALTH_ALERT` →
+/// `health_alert`); `None` for UNSPECIFIED, `unknown_<n>` for a value newer than this CLI.
+fn enum_name(name: Option<&str>, raw: i32, prefix: &str) -> Option<String> {
+    match name {
+        Some(name) => {
+            let name = name.strip_prefix(prefix).unwrap_or(name);
+            (name != "UNSPECIFIED").then(|| name.to_ascii_lowercase())
+        }
+        None => Some(format!("unknown_{raw}")),
+    }
+}
+
+fn event_type_name(raw: i32) -> Option<String> {
+    enum_name(pb::EventType::try_from(raw).ok().map(|t| t.as_str_name()), raw, "EVENT_TYPE_")
+}
+
+fn action_name(raw: i32) -> Option<String> {
+    enum_name(pb::Action::try_from(raw).ok().map(|a| a.as_str_name()), raw, "ACTION_")
+}
+
+fn outcome_name(raw: i32) -> Option<String> {
+    enum_name(pb::Outcome::try_from(raw).ok().map(|o| o.as_str_name()), raw, "OUTCOME_")
+}
+
+fn status_name(raw: i32) -> Option<String> {
+    enum_name(pb::ContainerStatus::try_from(raw).ok().map(|s| s.as_str_name()), raw, "CONTAINER_STATUS_")
+}
+
+fn health_name(raw: i32) -> Option<String> {
+    enum_name(pb::HealthStatus::try_from(raw).ok().map(|h| h.as_str_name()), raw, "HEALTH_STATUS_")
+}
+
+/// `None` for the empty string (proto3 has no "absent" for strings).
+fn text(value: String) -> Option<String> {
+    (!value.is_empty()).then_some(value)
+}
+
+/// A node, as the coordinator sees it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Node {
+    /// The node's name, from its certificate.
+    pub name: String,
+    /// Whether it has a session open with the coordinator.
+    pub connected: bool,
+    /// The network address it connected from.
+    pub address: Option<String>,
+    /// Its software version.
+    pub version: Option<String>,
+    /// The Docker host's name.
+    pub hostname: Option<String>,
+    /// When its current (or last) session opened.
+    pub connected_at: Option<UtcTime>,
+    /// When it was last heard from.
+    pub last_seen: Option<UtcTime>,
+    /// Messages waiting in its spool at its last heartbeat.
+    pub spool_depth: u64,
+    /// Messages it dropped from a full spool since it started.
+    pub spool_dropped: u64,
+}
+
+impl From<pb::Node> for Node {
+    fn from(n: pb::Node) -> Self {
+        Node {
+            name: n.name,
+            connected: n.connected,
+            address: text(n.address),
+            version: text(n.version),
+            hostname: text(n.hostname),
+            connected_at: UtcTime::from_proto(n.connected_at),
+            last_seen: UtcTime::from_proto(n.last_seen),
+            spool_depth: n.spool_depth,
+            spool_dropped: n.spool_dropped,
+        }
+    }
+}
+
+/// An anomaly a node detected.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Anomaly {
+    /// What kind: `high_cpu`, `high_memory`, `unhealthy`, `non_zero_exit`, `oom_killed`,
+    /// `excessive_restarts`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// How bad: `medium`, `high`, `critical`.
+    pub severity: Option<String>,
+    /// The threshold it crossed.
+    pub threshold: f64,
+    /// The value seen.
+    pub actual: f64,
+}
+
+impl From<pb::Anomaly> for Anomaly {
+    fn from(a: pb::Anomaly) -> Self {
+        Anomaly {
+            kind: enum_name(
+                pb::AnomalyType::try_from(a.r#type).ok().map(|t| t.as_str_name()),
+                a.r#type,
+                "ANOMALY_TYPE_",
+            ),
+            severity: enum_name(
+                pb::Severity::try_from(a.severity).ok().map(|s| s.as_str_name()),
+                a.severity,
+                "SEVERITY_",
+            ),
+            threshold: a.threshold,
+            actual: a.actual,
+        }
+    }
+}
+
+/// One metrics sample of a container (the docker CLI's formulas: CPU 100 % = one core).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Metrics {
+    /// When Docker read the counters.
+    pub sampled_at: Option<UtcTime>,
+    /// CPU %; absent on a container's first sample.
+    pub cpu_percent: Option<f64>,
+    /// Memory in use without inactive file cache, bytes.
+    pub memory_used_bytes: u64,
+    /// Memory limit, bytes (the host's memory when the container has none).
+    pub memory_limit_bytes: u64,
+    /// Memory in use as a percentage of the limit.
+    pub memory_percent: f64,
+    /// Bytes received.
+    pub network_rx_bytes: u64,
+    /// Bytes sent.
+    pub network_tx_bytes: u64,
+    /// Bytes read from block devices.
+    pub block_read_bytes: u64,
+    /// Bytes written to block devices.
+    pub block_write_bytes: u64,
+    /// Processes and threads.
+    pub pids: u64,
+    /// Restarts the node saw within its restart window.
+    pub restarts_in_window: u32,
+    /// Lifecycle state at sampling time.
+    pub status: Option<String>,
+    /// Health at sampling time.
+    pub health: Option<String>,
+    /// Exit code of the last run.
+    pub exit_code: i64,
+}
+
+impl From<pb::ContainerMetrics> for Metrics {
+    fn from(m: pb::ContainerMetrics) -> Self {
+        Metrics {
+            sampled_at: UtcTime::from_proto(m.sampled_at),
+            cpu_percent: m.cpu_percent,
+            memory_used_bytes: m.memory_used_bytes,
+            memory_limit_bytes: m.memory_limit_bytes,
+            memory_percent: m.memory_percent,
+            network_rx_bytes: m.network_rx_bytes,
+            network_tx_bytes: m.network_tx_bytes,
+            block_read_bytes: m.block_read_bytes,
+            block_write_bytes: m.block_write_bytes,
+            pids: m.pids,
+            restarts_in_window: m.restarts_in_window,
+            status: status_name(m.status),
+            health: health_name(m.health),
+            exit_code: m.exit_code,
+        }
+    }
+}
+
+/// A container on a node, with its latest state, metrics and anomalies.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Container {
+    /// The node it runs on.
+    pub node: String,
+    /// Docker's full container id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// The image it was created from.
+    pub image: Option<String>,
+    /// Lifecycle state: `running`, `exited`, ...
+    pub status: Option<String>,
+    /// Health check state: `none`, `starting`, `healthy`, `unhealthy`.
+    pub health: Option<String>,
+    /// Exit code of the last run (meaningful when exited).
+    pub exit_code: i64,
+    /// Docker's restart policy name.
+    pub restart_policy: Option<String>,
+    /// When it last started.
+    pub started_at: Option<UtcTime>,
+    /// When its node last reported on it.
+    pub updated_at: Option<UtcTime>,
+    /// Its memory limit, bytes; `null` for none.
+    pub memory_limit_bytes: Option<u64>,
+    /// Its CPU limit, in CPUs; `null` for none.
+    pub cpu_limit: Option<f64>,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Its latest metrics sample.
+    pub metrics: Option<Metrics>,
+    /// Its anomalies now.
+    pub anomalies: Vec<Anomaly>,
+}
+
+impl From<pb::Container> for Container {
+    fn from(c: pb::Container) -> Self {
+        let state = c.state.unwrap_or_default();
+        Container {
+            node: c.node,
+            id: state.id,
+            name: state.name,
+            image: text(state.image),
+            status: status_name(state.status),
+            health: health_name(state.health),
+            exit_code: state.exit_code,
+            restart_policy: text(state.restart_policy),
+            started_at: UtcTime::from_proto(state.started_at),
+            updated_at: UtcTime::from_proto(c.updated_at),
+            memory_limit_bytes: (state.memory_limit_bytes > 0).then_some(state.memory_limit_bytes),
+            cpu_limit: (state.cpu_limit > 0.0).then_some(state.cpu_limit),
+            labels: state.labels.into_iter().collect(),
+            metrics: c.metrics.map(Metrics::from),
+            anomalies: c.anomalies.into_iter().map(Anomaly::from).collect(),
+        }
+    }
+}
+
+/// A container's remediation budget: its cooldown and circuit breaker.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Budget {
+    /// The key budgets are kept under.
+    pub key: String,
+    /// Seconds until the cooldown ends; 0 when none runs.
+    pub cooldown_remaining_seconds: u64,
+    /// Attempts within the rolling hour.
+    pub attempts_in_window: u32,
+    /// The most attempts allowed in the hour.
+    pub max_attempts: u32,
+    /// Verifications failed in a row.
+    pub consecutive_failures: u32,
+    /// The circuit breaker: `closed`, `open` or `half_open`.
+    pub circuit: Option<String>,
+    /// When open: seconds until a trial is allowed.
+    pub circuit_retry_seconds: u64,
+    /// When the container was last acted on.
+    pub last_action: Option<UtcTime>,
+}
+
+impl From<pb::BudgetStatus> for Budget {
+    fn from(b: pb::BudgetStatus) -> Self {
+        Budget {
+            key: b.key,
+            cooldown_remaining_seconds: b.cooldown_remaining_seconds,
+            attempts_in_window: b.attempts_in_window,
+            max_attempts: b.max_attempts,
+            consecutive_failures: b.consecutive_failures,
+            circuit: text(b.circuit),
+            circuit_retry_seconds: b.circuit_retry_seconds,
+            last_action: UtcTime::from_proto(b.last_action),
+        }
+    }
+}
+
+/// A silence: no actions on, and no notifications about, a container or a node until it expires.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Silence {
+    /// Its id.
+    pub id: String,
+    /// The node silenced, or the node of the container silenced.
+    pub node: String,
+    /// The container's name; `null` when the whole node is silenced.
+    pub container: Option<String>,
+    /// Why, in the operator's words.
+    pub reason: String,
+    /// Who created it.
+    pub created_by: Option<String>,
+    /// When it was created.
+    pub created_at: Option<UtcTime>,
+    /// When it ends.
+    pub expires_at: Option<UtcTime>,
+}
+
+impl From<pb::Silence> for Silence {
+    fn from(s: pb::Silence) -> Self {
+        Silence {
+            id: s.id,
+            node: s.node,
+            container: text(s.container),
+            reason: s.reason,
+            created_by: text(s.created_by),
+            created_at: UtcTime::from_proto(s.created_at),
+            expires_at: UtcTime::from_proto(s.expires_at),
+        }
+    }
+}
+
+/// One entry of the event log (or of the audit log, which has the same form).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Event {
+    /// Stable, ordered id; `events --after <id>` reads on from it.
+    pub id: String,
+    /// When it was recorded.
+    pub time: Option<UtcTime>,
+    /// What kind of event: `health_alert`, `remediation_needed`, `false_alarm`, `remediation_complete`,
+    /// `rejected`, `resolved`, `storm`, `spool_overflow`, `node_lost`, `node_recovered`,
+    /// `operator_action`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// The node.
+    pub node: Option<String>,
+    /// The container's id.
+    pub container_id: Option<String>,
+    /// The container's name.
+    pub container: Option<String>,
+    /// The action decided or executed: `none`, `restart`, `exec`, `cleanup`, `scale_up`.
+    pub action: Option<String>,
+    /// The arguments sent to the node with the action.
+    pub arguments: Vec<String>,
+    /// Why, in words for people.
+    pub reason: Option<String>,
+    /// For `remediation_complete`: `success`, `failed`, `refused`, `not_applicable`.
+    pub outcome: Option<String>,
+    /// For `rejected`: the rejection's code (`cooldown_active`, `circuit_open`, ...).
+    pub rejection: Option<String>,
+    /// For decisions: confidence from 0 to 1.
+    pub confidence: Option<f64>,
+    /// For decisions: `rules`, `ai` or `operator`.
+    pub analysis_method: Option<String>,
+    /// For decisions: the rule's name, the model's, or the operator's.
+    pub decided_by: Option<String>,
+    /// The command's id, linking the needed, rejected and complete events of one action.
+    pub command_id: Option<String>,
+    /// For alerts about an exit: the exit code.
+    pub exit_code: Option<i64>,
+    /// For `health_alert`: the anomalies; for `resolved`: those that cleared.
+    pub anomalies: Vec<Anomaly>,
+    /// For `health_alert`: when the node observed what it reports.
+    pub observed_at: Option<UtcTime>,
+    /// For decisions: the evidence, a JSON document as text.
+    pub evidence: Option<String>,
+    /// For a diagnostic command's `remediation_complete`: its output.
+    pub output: Option<String>,
+    /// For `remediation_complete`: how long the action took on the node.
+    pub duration_ms: Option<u64>,
+}
+
+impl From<pb::Event> for Event {
+    fn from(e: pb::Event) -> Self {
+        let decision = !e.analysis_method.is_empty() || e.confidence != 0.0;
+        let exit_anomaly = [pb::AnomalyType::NonZeroExit as i32, pb::AnomalyType::OomKilled as i32];
+        let exit = e.exit_code != 0 || e.anomalies.iter().any(|a| exit_anomaly.contains(&a.r#type));
+        Event {
+            id: e.id,
+            time: UtcTime::from_proto(e.time),
+            kind: event_type_name(e.r#type),
+            node: text(e.node),
+            container_id: text(e.container_id),
+            container: text(e.container_name),
+            action: action_name(e.action),
+            arguments: e.arguments,
+            reason: text(e.reason),
+            outcome: outcome_name(e.outcome),
+            rejection: text(e.rejection),
+            confidence: decision.then_some(e.confidence),
+            analysis_method: text(e.analysis_method),
+            decided_by: text(e.decided_by),
+            command_id: text(e.command_id),
+            exit_code: exit.then_some(e.exit_code),
+            anomalies: e.anomalies.into_iter().map(Anomaly::from).collect(),
+            observed_at: UtcTime::from_proto(e.observed_at),
+            evidence: text(e.evidence),
+            output: text(e.output),
+            duration_ms: (e.duration_ms > 0 || e.r#type == pb::EventType::RemediationComplete as i32)
+                .then_some(e.duration_ms),
+        }
+    }
+}
+
+/// Everything about one container: `hemostat container <node>/<name>`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ContainerDetail {
+    /// The container, with its latest state, metrics and anomalies.
+    pub container: Container,
+    /// Its recent metrics samples, oldest first.
+    pub recent_metrics: Vec<Metrics>,
+    /// Its cooldown and circuit breaker.
+    pub budget: Option<Budget>,
+    /// The silence covering it, if any.
+    pub silence: Option<Silence>,
+    /// Its most recent events, oldest first.
+    pub recent_events: Vec<Event>,
+}
+
+impl ContainerDetail {
+    /// From the wire response; `node` is the one asked about, in case the response leaves it out.
+    pub fn from_proto(response: pb::GetContainerResponse, node: &str) -> Self {
+        let mut container = Container::from(response.container.unwrap_or_default());
+        if container.node.is_empty() {
+            container.node = node.to_owned();
+        }
+        ContainerDetail {
+            container,
+            recent_metrics: response.recent_metrics.into_iter().map(Metrics::from).collect(),
+            budget: response.budget.map(Budget::from),
+            silence: response.silence.map(Silence::from),
+            recent_events: response.recent_events.into_iter().map(Event::from).collect(),
+        }
+    }
+}
+
+/// Whether the fleet is in dry-run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DryRun {
+    /// Dry-run on (decisions recorded, nothing executed).
+    pub enabled: bool,
+    /// What decides: `configuration` (RESPONDER_DRY_RUN) or `operator` (set at runtime).
+    pub source: Option<String>,
+}
+
+impl From<pb::GetDryRunResponse> for DryRun {
+    fn from(r: pb::GetDryRunResponse) -> Self {
+        DryRun { enabled: r.enabled, source: text(r.source) }
+    }
+}
+
+/// The answer to `dry-run on|off`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DryRunChange {
+    /// Whether the fleet is in dry-run now.
+    pub enabled: bool,
+    /// Whether it was before.
+    pub previous: bool,
+}
+
+impl From<pb::SetDryRunResponse> for DryRunChange {
+    fn from(r: pb::SetDryRunResponse) -> Self {
+        DryRunChange { enabled: r.enabled, previous: r.previous }
+    }
+}
+
+/// A command the coordinator accepted: a manual action or an approval.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Accepted {
+    /// The command's id; the `remediation_complete` event carrying it tells the result.
+    pub command_id: Option<String>,
+    /// What happened, for people.
+    pub detail: String,
+}
+
+impl From<pb::TriggerActionResponse> for Accepted {
+    fn from(r: pb::TriggerActionResponse) -> Self {
+        Accepted { command_id: text(r.command_id), detail: r.detail }
+    }
+}
+
+impl From<pb::ApproveActionResponse> for Accepted {
+    fn from(r: pb::ApproveActionResponse) -> Self {
+        Accepted { command_id: text(r.command_id), detail: r.detail }
+    }
+}
+
+/// A manual action and, with `--wait`, how it ended.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ActionReport {
+    /// The command's id.
+    pub command_id: Option<String>,
+    /// What the coordinator said when it accepted the action.
+    pub detail: String,
+    /// The event that ended it (`remediation_complete`, or `rejected`); `null` without `--wait`.
+    pub result: Option<Event>,
+}
+
+/// The answer to `end-storm`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StormEnd {
+    /// The storm scopes that were cleared (`fleet`, `node/<name>`); empty when no storm was in force.
+    pub cleared: Vec<String>,
+}
+
+impl From<pb::EndStormResponse> for StormEnd {
+    fn from(r: pb::EndStormResponse) -> Self {
+        StormEnd { cleared: r.cleared }
+    }
+}
+
+/// What a command is about: a node, or a container on a node, written `node` or `node/container`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// The node.
+    pub node: String,
+    /// The container's name (or id); `None` for the whole node.
+    pub container: Option<String>,
+}
+
+impl FromStr for Target {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (node, container) = match text.split_once('/') {
+            Some((node, container)) => (node, Some(container)),
+            None => (text, None),
+        };
+        if node.is_empty() || container.is_some_and(|c| c.is_empty() || c.contains('/')) {
+            return Err(format!("{text:?} is not <node> or <node>/<container>"));
+        }
+        Ok(Target { node: node.to_owned(), container: container.map(str::to_owned) })
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.container {
+            Some(container) => write!(f, "{}/{container}", self.node),
+            None => write!(f, "{}", self.node),
+        }
+    }
+}
+
+/// A container on a node, written `node/container`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerTarget {
+    /// The node.
+    pub node: String,
+    /// The container's name (or id).
+    pub container: String,
+}
+
+impl FromStr for ContainerTarget {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.parse::<Target>() {
+            Ok(Target { node, container: Some(container) }) => Ok(ContainerTarget { node, container }),
+            _ => Err(format!("{text:?} is not <node>/<container>")),
+        }
+    }
+}
+
+impl fmt::Display for ContainerTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.node, self.container)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse() {
+        assert_eq!("vm".parse(), Ok(Target { node: "vm".into(), container: None }));
+        assert_eq!("vm/web".parse(), Ok(Target { node: "vm".into(), container: Some("web".into()) }));
+        for bad in ["", "/web", "vm/", "vm/a/b"] {
+            assert!(bad.parse::<Target>().is_err(), "{bad:?}");
+        }
+        assert!("vm".parse::<ContainerTarget>().is_err());
+        assert_eq!("vm/web".parse::<ContainerTarget>().unwrap().to_string(), "vm/web");
+    }
+
+    #[test]
+    fn wire_enums_become_lower_case_names() {
+        let event = Event::from(pb::Event {
+            r#type: pb::EventType::RemediationComplete as i32,
+            outcome: pb::Outcome::NotApplicable as i32,
+            action: 99,
+            ..Default::default()
+        });
+        assert_eq!(event.kind.as_deref(), Some("remediation_complete"));
+        assert_eq!(event.outcome.as_deref(), Some("not_applicable"));
+        assert_eq!(event.action.as_deref(), Some("unknown_99"));
+        assert_eq!(event.rejection, None);
+        assert_eq!(event.confidence, None);
+    }
+}
