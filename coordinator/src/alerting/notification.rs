@@ -1,0 +1,270 @@
+//! One notification: a stored event, with the decision behind it, and how it reads to a person.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::events::{Action, EventId, EventKind, EventRecord, Outcome, Rejection};
+
+/// What the analysis said when it decided an action: remembered from the `remediation_needed` event so that
+/// the result (`remediation_complete`, `rejected`), whose record does not repeat it, can show it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Decision {
+    /// The decision's confidence, 0 to 1.
+    pub confidence: Option<f64>,
+    /// `rules`, `ai`, `operator` or `local`.
+    pub analysis_method: Option<String>,
+    /// The rule's name, the model's, or the operator's.
+    pub decided_by: Option<String>,
+}
+
+impl Decision {
+    /// The decision fields of a record, if it has any.
+    pub fn of(record: &EventRecord) -> Option<Self> {
+        let decision = Decision {
+            confidence: record.confidence,
+            analysis_method: record.analysis_method.clone(),
+            decided_by: record.decided_by.clone(),
+        };
+        (decision != Decision::default()).then_some(decision)
+    }
+}
+
+/// An event to notify, as it was stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notification {
+    /// Its id in the event log (an operator finds it with `hemostat events`).
+    pub id: EventId,
+    /// The stored record.
+    pub record: EventRecord,
+    /// The decision that led to it, for results and rejections.
+    pub decision: Option<Decision>,
+}
+
+/// How a notification should strike the reader; each sink maps it to its own colour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tone {
+    /// Nothing was done because nothing applied (grey).
+    NotApplicable,
+    /// Fixed, or back (green).
+    Success,
+    /// Analysis decided no action was needed (yellow).
+    FalseAlarm,
+    /// Held back by the policy or the node, or data lost on a node (orange).
+    Warning,
+    /// An action failed, or a node was lost (red).
+    Failure,
+    /// Automatic actions stopped fleet- or node-wide (dark red).
+    Critical,
+}
+
+impl Notification {
+    /// The event's kind.
+    pub fn kind(&self) -> EventKind {
+        self.record.kind
+    }
+
+    /// The decision's confidence: the record's own, else the remembered decision's.
+    pub fn confidence(&self) -> Option<f64> {
+        self.record.confidence.or_else(|| self.decision.as_ref().and_then(|d| d.confidence))
+    }
+
+    /// How it was decided (`rules`, `ai`, `operator`, `local`).
+    pub fn analysis_method(&self) -> Option<&str> {
+        self.record.analysis_method.as_deref().or_else(|| self.decision.as_ref()?.analysis_method.as_deref())
+    }
+
+    /// Who decided: the rule, the model, the operator.
+    pub fn decided_by(&self) -> Option<&str> {
+        self.record.decided_by.as_deref().or_else(|| self.decision.as_ref()?.decided_by.as_deref())
+    }
+
+    /// Whether this is a dry run's record of what would have been done.
+    pub fn dry_run(&self) -> bool {
+        self.record.rejection == Some(Rejection::DryRun)
+    }
+
+    /// When the coordinator recorded it, RFC 3339 in UTC to the second (`2026-11-28T14:17:05Z`).
+    pub fn time_rfc3339(&self) -> String {
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(self.record.time_ms)).to_string()
+    }
+
+    /// Whether this storm record is an operator ending the storms rather than one starting.
+    fn storm_ended(&self) -> bool {
+        self.record.decided_by.as_deref().is_some_and(|by| by.starts_with("operator:"))
+    }
+
+    /// How it should strike the reader.
+    pub fn tone(&self) -> Tone {
+        let record = &self.record;
+        match record.kind {
+            EventKind::RemediationComplete => match record.outcome {
+                Some(Outcome::Success) => Tone::Success,
+                Some(Outcome::Failed) | None => Tone::Failure,
+                Some(Outcome::Refused) => Tone::Warning,
+                Some(Outcome::NotApplicable) => Tone::NotApplicable,
+            },
+            EventKind::Rejected => Tone::Warning,
+            EventKind::FalseAlarm => Tone::FalseAlarm,
+            EventKind::Storm if self.storm_ended() => Tone::Success,
+            EventKind::Storm => Tone::Critical,
+            EventKind::NodeLost => Tone::Failure,
+            EventKind::NodeRecovered => Tone::Success,
+            EventKind::SpoolOverflow => Tone::Warning,
+            EventKind::HealthAlert | EventKind::RemediationNeeded | EventKind::Resolved | EventKind::OperatorAction => {
+                Tone::NotApplicable
+            }
+        }
+    }
+
+    /// The result in one word or code: the outcome (`success`, ...) or the rejection code (`cooldown_active`).
+    pub fn result(&self) -> Option<&'static str> {
+        match (self.record.outcome, self.record.rejection) {
+            (Some(outcome), _) => Some(outcome_name(outcome)),
+            (None, Some(rejection)) => Some(rejection.code()),
+            (None, None) => None,
+        }
+    }
+
+    /// One line saying what happened, from the record's raw (untrusted) text: sinks escape it as they need.
+    pub fn headline(&self) -> String {
+        let r = &self.record;
+        let (node, container) = (r.node.as_str(), r.container_name.as_str());
+        let target = if container.is_empty() { format!("on {node}") } else { format!("{container} on {node}") };
+        let action = r.action.map_or("action", Action::name);
+        match r.kind {
+            EventKind::RemediationComplete => {
+                let result = match r.outcome {
+                    Some(Outcome::Success) => "succeeded",
+                    Some(Outcome::Failed) | None => "FAILED",
+                    Some(Outcome::Refused) => "refused by the node",
+                    Some(Outcome::NotApplicable) => "not applicable",
+                };
+                format!("{} of {target} {result}", capitalized(action))
+            }
+            EventKind::Rejected => match r.rejection {
+                Some(Rejection::DryRun) => format!("Dry run: would {action} {target}; nothing was done"),
+                Some(Rejection::AwaitingApproval) => {
+                    format!("{} of {target} awaits an admin's approval", capitalized(action))
+                }
+                Some(Rejection::CircuitOpen) => {
+                    format!("{} of {target} not done: budget exhausted (circuit open)", capitalized(action))
+                }
+                Some(rejection) => format!("{} of {target} not done: {}", capitalized(action), rejection.code()),
+                None => format!("{} of {target} not done", capitalized(action)),
+            },
+            EventKind::FalseAlarm => format!("False alarm: {target}, no action needed"),
+            EventKind::Storm if self.storm_ended() => "Storm over: automatic actions resumed".to_owned(),
+            EventKind::Storm => "Storm: automatic actions stopped".to_owned(),
+            EventKind::NodeLost => format!("Node {node} lost: no heartbeat"),
+            EventKind::NodeRecovered => format!("Node {node} is back"),
+            EventKind::SpoolOverflow => format!("Node {node} dropped reports: its spool was full"),
+            EventKind::HealthAlert => format!("Problem with {target}"),
+            EventKind::RemediationNeeded => format!("{} of {target} decided", capitalized(action)),
+            EventKind::Resolved => format!("Resolved: {target}"),
+            EventKind::OperatorAction => format!("Operator action {target}"),
+        }
+    }
+}
+
+/// An outcome's name, as the event log and the CLI write it.
+pub fn outcome_name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Success => "success",
+        Outcome::Failed => "failed",
+        Outcome::Refused => "refused",
+        Outcome::NotApplicable => "not_applicable",
+    }
+}
+
+/// An event kind's name, as the event log writes it (`remediation_complete`).
+pub fn kind_name(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::HealthAlert => "health_alert",
+        EventKind::RemediationNeeded => "remediation_needed",
+        EventKind::FalseAlarm => "false_alarm",
+        EventKind::RemediationComplete => "remediation_complete",
+        EventKind::Rejected => "rejected",
+        EventKind::Resolved => "resolved",
+        EventKind::Storm => "storm",
+        EventKind::SpoolOverflow => "spool_overflow",
+        EventKind::NodeLost => "node_lost",
+        EventKind::NodeRecovered => "node_recovered",
+        EventKind::OperatorAction => "operator_action",
+    }
+}
+
+/// `restart` → `Restart`, `scale_up` → `Scale up`.
+fn capitalized(name: &str) -> String {
+    let name = name.replace('_', " ");
+    let mut chars = name.chars();
+    chars.next().map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A stored event of `kind` about container `name` on `host-a`, at a fixed time.
+    pub(crate) fn notification(kind: EventKind, name: &str) -> Notification {
+        let mut record = EventRecord::new(kind, "host-a", "c0ffee", name, "exited unexpectedly with code 1");
+        record.time_ms = 1_795_000_000_000;
+        record.action = Some(Action::Restart);
+        Notification { id: EventId { ms: record.time_ms, seq: 0 }, record, decision: None }
+    }
+
+    #[test]
+    fn kind_names_match_the_event_logs_serialisation() {
+        for kind in [
+            EventKind::HealthAlert,
+            EventKind::RemediationNeeded,
+            EventKind::FalseAlarm,
+            EventKind::RemediationComplete,
+            EventKind::Rejected,
+            EventKind::Resolved,
+            EventKind::Storm,
+            EventKind::SpoolOverflow,
+            EventKind::NodeLost,
+            EventKind::NodeRecovered,
+            EventKind::OperatorAction,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind_name(kind), "{kind:?}");
+        }
+        for outcome in [Outcome::Success, Outcome::Failed, Outcome::Refused, Outcome::NotApplicable] {
+            assert_eq!(serde_json::to_value(outcome).unwrap(), outcome_name(outcome));
+        }
+    }
+
+    #[test]
+    fn results_and_rejections_show_the_decision_behind_them() {
+        let mut n = notification(EventKind::RemediationComplete, "web");
+        n.record.outcome = Some(Outcome::Success);
+        assert_eq!(n.confidence(), None);
+        n.decision = Some(Decision {
+            confidence: Some(0.9),
+            analysis_method: Some("rules".into()),
+            decided_by: Some("unexpected_exit".into()),
+        });
+        assert_eq!(
+            (n.confidence(), n.analysis_method(), n.decided_by()),
+            (Some(0.9), Some("rules"), Some("unexpected_exit"))
+        );
+        assert_eq!(n.result(), Some("success"));
+        assert_eq!(n.headline(), "Restart of web on host-a succeeded");
+        assert_eq!(n.time_rfc3339(), "2026-11-18T11:06:40Z");
+    }
+
+    #[test]
+    fn headlines_say_what_happened() {
+        let mut dry = notification(EventKind::Rejected, "web");
+        dry.record.rejection = Some(Rejection::DryRun);
+        assert!(dry.dry_run());
+        assert_eq!(dry.headline(), "Dry run: would restart web on host-a; nothing was done");
+        let mut lost = notification(EventKind::NodeLost, "");
+        lost.record.action = None;
+        assert_eq!(lost.headline(), "Node host-a lost: no heartbeat");
+        let mut ended = notification(EventKind::Storm, "");
+        ended.record.decided_by = Some("operator:alice".into());
+        assert_eq!((ended.headline().as_str(), ended.tone()), ("Storm over: automatic actions resumed", Tone::Success));
+        assert_eq!(notification(EventKind::Storm, "").tone(), Tone::Critical);
+        assert_eq!(capitalized("scale_up"), "Scale up");
+    }
+}
