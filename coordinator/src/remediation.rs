@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use hemostat_proto::v1 as pb;
 
+use crate::alerting::Notifier;
 use crate::analysis::exit::{Assessment, assess_exit};
 use crate::analysis::{Analyzer, HistoryEntry, Verdict, alert_samples};
 use crate::container::{AlertReport, Anomaly, AnomalyKind, ContainerFacts, Severity};
@@ -129,6 +130,8 @@ pub struct Remediator {
     episodes: Mutex<HashMap<String, Rejection>>,
     /// Woken at every event this coordinator records, for live readers.
     appended: tokio::sync::Notify,
+    /// Told of every stored event; sends the notifications (never waits).
+    notifier: Notifier,
 }
 
 impl Remediator {
@@ -147,7 +150,14 @@ impl Remediator {
             pending: Mutex::new(HashMap::new()),
             episodes: Mutex::new(HashMap::new()),
             appended: tokio::sync::Notify::new(),
+            notifier: Notifier::disabled(),
         }
+    }
+
+    /// Sends notifications of the events it records through `notifier`.
+    pub fn with_notifier(mut self, notifier: Notifier) -> Self {
+        self.notifier = notifier;
+        self
     }
 
     /// Handles a node's health alert: records it, then decides and acts within the policy. With an LLM
@@ -221,7 +231,8 @@ impl Remediator {
 
     /// Appends a record to the event log and, for decisions, actions and results, to the audit log.
     async fn log(&self, record: &EventRecord) -> Result<(), StoreError> {
-        self.store.append_event(record).await?;
+        let id = self.store.append_event(record).await?;
+        self.notifier.notify(id, record);
         self.appended.notify_waiters();
         if record.kind.audited() {
             self.store.append_audit(record, self.config.audit_retention).await?;

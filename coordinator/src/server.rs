@@ -14,6 +14,7 @@ use hemostat_proto::v1::fleet_service_server::FleetServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::alerting::Notifier;
 use crate::analysis::Analyzer;
 use crate::api::FleetApi;
 use crate::auth;
@@ -108,8 +109,11 @@ impl Coordinator {
         let addr = self.local_addr();
         let registry = Arc::new(Registry::default());
         let analyzer = Analyzer::new(self.config.analyzer.clone());
-        let remediator =
-            Arc::new(Remediator::new(self.store.clone(), registry.clone(), analyzer, self.config.remediation));
+        let notifier = Notifier::new(&self.config.alerting);
+        let remediator = Arc::new(
+            Remediator::new(self.store.clone(), registry.clone(), analyzer, self.config.remediation)
+                .with_notifier(notifier.clone()),
+        );
         let (stop_tx, stop_rx) = watch::channel(false);
 
         let sessions = AgentSessions::new(registry.clone(), remediator.clone(), stop_rx);

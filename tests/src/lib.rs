@@ -9,6 +9,7 @@
 //! - [`llm`]: a local HTTP server that speaks the OpenAI and Anthropic wire formats from a script.
 //! - [`peer`]: a stand-in coordinator that sends a node whatever commands a test scripts.
 //! - [`eventually`]: wait for a condition with a deadline, instead of sleeping and hoping.
+//! - [`webhook`]: a local Slack or JSON webhook that records what it gets and fails when told.
 
 pub mod docker;
 pub mod eventually;
@@ -17,6 +18,7 @@ pub mod llm;
 pub mod peer;
 pub mod pki;
 pub mod redis;
+pub mod webhook;
 
 pub use eventually::eventually;
 
