@@ -5,10 +5,11 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use hemostat_coordinator::CoordinatorConfig;
+use hemostat_pki::OperatorRole;
 use hemostat_proto::v1 as pb;
 use hemostat_tests::docker::crash_once;
 use hemostat_tests::eventually;
-use hemostat_tests::fleet::{TestFleet, events_of, rejection, remediated};
+use hemostat_tests::fleet::{TestFleet, events_of, operator, rejection, remediated};
 use hemostat_tests::webhook::{Answer, WebhookServer};
 use serde_json::Value;
 
@@ -227,4 +228,32 @@ async fn a_failing_slack_delays_its_notifications_but_loses_none_and_never_stall
     let names: BTreeSet<&str> = hooked.iter().filter_map(|r| r.body["container_name"].as_str()).collect();
     assert_eq!(names, BTreeSet::from([web.as_str(), db.as_str()]));
     assert!(hooked.iter().all(|r| r.at < requests[3].at && r.status == 200), "{hooked:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_about_a_silenced_container_is_notified() {
+    let (slack, hook) = (WebhookServer::start().await, WebhookServer::start().await);
+    let fleet = notifying_fleet(&slack, &hook, |_| {}).await;
+    let mut admin = operator(&fleet.pki, OperatorRole::Admin, fleet.coordinator.addr()).await;
+    let silence = pb::CreateSilenceRequest {
+        node: "host-a".into(),
+        container: fleet.scope.name("quiet"),
+        duration_seconds: 3600,
+        reason: "maintenance".into(),
+    };
+    admin.create_silence(silence).await.expect("silence created");
+    let quiet = fleet.scope.run("quiet", &[], &crash_once(1));
+    rejection(&fleet.client, &quiet, "silenced", Duration::from_secs(20)).await;
+    // A crash elsewhere after it: once its notifications are in, anything about the silenced one would be too.
+    let loud = fleet.scope.run("loud", &[], &crash_once(1));
+    remediated(&fleet.client, &loud, Duration::from_secs(20)).await;
+    eventually("loud's notifications", Duration::from_secs(20), || async {
+        let (on_slack, on_hook) = (slack_about(&slack, &loud).len(), hook.delivered().len());
+        if on_slack == 1 && on_hook >= 1 { Ok(()) } else { Err(format!("{on_slack} on Slack, {on_hook} posts")) }
+    })
+    .await;
+    let quiet_mentions = |messages: Vec<Value>| messages.into_iter().filter(|m| m.to_string().contains(&quiet)).count();
+    assert_eq!(quiet_mentions(slack.delivered()), 0, "{:#?}", slack.delivered());
+    assert_eq!(quiet_mentions(hook.delivered()), 0, "{:#?}", hook.delivered());
+    assert_eq!(fleet.scope.state(&quiet).status, "exited", "and it was not acted on");
 }

@@ -7,7 +7,8 @@
 //! - **Which events notify** ([`selection`]): `remediation_complete` (every outcome), `rejected`,
 //!   `false_alarm`, `storm`, `node_lost`, `node_recovered`, `spool_overflow`. Not `health_alert`, `resolved`,
 //!   `remediation_needed` or `operator_action`: every problem ends in a notified result, rejection or false
-//!   alarm, so those would only double the noise (the event log has them).
+//!   alarm, so those would only double the noise (the event log has them). Events about a silenced
+//!   container or node (marked `silenced` when stored) are not notified, storms excepted.
 //! - **Deduplication** ([`dedupe`]): one notification per (event type, node, container name, outcome or
 //!   rejection code) within `ALERT_DEDUPE_TTL` (60 s), counted from the last one sent. A storm and an
 //!   exhausted budget (a `circuit_open` rejection) always notify, never deduplicated and never quiet.

@@ -3,7 +3,8 @@
 //! Notified: `remediation_complete` (every outcome), `rejected`, `false_alarm`, `storm`, `node_lost`,
 //! `node_recovered`, `spool_overflow`. Not notified: `health_alert`, `resolved`, `remediation_needed` and
 //! `operator_action`: each problem already ends in a notified result, rejection or false alarm, and operators
-//! know what they did themselves; the event log keeps them all.
+//! know what they did themselves; the event log keeps them all. Nothing about a silenced container or node
+//! is notified (an operator muted it on purpose), except a storm, which is about the whole fleet.
 
 use crate::events::{EventKind, EventRecord, Outcome, Rejection};
 
@@ -22,6 +23,7 @@ pub enum Selection {
 pub fn select(record: &EventRecord, quiet_success: bool) -> Selection {
     match record.kind {
         EventKind::Storm => Selection::Always,
+        _ if record.silenced => Selection::Skip,
         EventKind::Rejected if record.rejection == Some(Rejection::CircuitOpen) => Selection::Always,
         EventKind::RemediationComplete if quiet_success && record.outcome == Some(Outcome::Success) => Selection::Skip,
         EventKind::RemediationComplete
@@ -74,5 +76,21 @@ mod tests {
         assert_eq!(select(&success, false), Selection::Deduplicated);
         let failed = record(EventKind::RemediationComplete, Some(Outcome::Failed), None);
         assert_eq!(select(&failed, true), Selection::Deduplicated, "a failure is never quiet");
+    }
+
+    #[test]
+    fn a_silenced_target_is_not_notified_but_a_storm_is() {
+        for (kind, rejection) in [
+            (EventKind::RemediationComplete, None),
+            (EventKind::Rejected, Some(Rejection::CircuitOpen)),
+            (EventKind::Rejected, Some(Rejection::Silenced)),
+            (EventKind::FalseAlarm, None),
+            (EventKind::NodeLost, None),
+        ] {
+            let silenced = EventRecord { silenced: true, ..record(kind, Some(Outcome::Failed), rejection) };
+            assert_eq!(select(&silenced, false), Selection::Skip, "{kind:?} {rejection:?}");
+        }
+        let storm = EventRecord { silenced: true, ..record(EventKind::Storm, None, None) };
+        assert_eq!(select(&storm, false), Selection::Always);
     }
 }
