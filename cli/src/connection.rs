@@ -161,23 +161,40 @@ impl Settings {
             .connect_timeout(CONNECT_TIMEOUT)
             .connect()
             .await
-            .map_err(|error| anyhow::anyhow!("cannot connect to the coordinator at {url}: {}", error_chain(&error)))?;
+            .map_err(|error| {
+                let said = error_chain(&error);
+                let hint = if said.contains("invalid peer certificate") {
+                    format!(
+                        " (the coordinator's certificate does not chain to {}, or does not name {server_name:?})",
+                        self.tls.ca.display()
+                    )
+                } else {
+                    String::new()
+                };
+                anyhow::anyhow!("cannot connect to the coordinator at {url}: {said}{hint}")
+            })?;
         Ok(FleetServiceClient::new(channel))
     }
 }
 
-/// An error and its sources on one line, repeated messages left out.
+/// An error and its sources on one line, a source left out when what is already said holds it.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = vec![error.to_string()];
-    let mut source = error.source();
+    extend_chain(error.to_string(), error.source())
+}
+
+/// `said`, then each error of the chain from `source` that `said` does not hold yet, `: `-separated.
+pub fn extend_chain(mut said: String, mut source: Option<&dyn std::error::Error>) -> String {
     while let Some(error) = source {
         let text = error.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
+        if !said.contains(&text) {
+            if !said.is_empty() {
+                said.push_str(": ");
+            }
+            said.push_str(&text);
         }
         source = error.source();
     }
-    parts.join(": ")
+    said
 }
 
 #[cfg(test)]

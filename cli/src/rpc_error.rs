@@ -5,7 +5,7 @@ use std::fmt;
 
 use tonic::{Code, Status};
 
-use crate::connection::error_chain;
+use crate::connection::extend_chain;
 
 /// A call the coordinator answered with an error status (or that failed on the way).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,13 +21,7 @@ pub struct RpcError {
 impl RpcError {
     /// The error of `rpc` from its status.
     pub fn new(rpc: &'static str, status: &Status) -> Self {
-        let mut message = status.message().to_owned();
-        if let Some(source) = std::error::Error::source(status) {
-            let detail = error_chain(source);
-            if !message.contains(&detail) {
-                message = if message.is_empty() { detail } else { format!("{message}: {detail}") };
-            }
-        }
+        let message = extend_chain(status.message().to_owned(), std::error::Error::source(status));
         RpcError { rpc, code: status.code(), message }
     }
 }
@@ -63,7 +57,12 @@ impl fmt::Display for RpcError {
             Code::Unimplemented => {
                 write!(f, " (this coordinator does not offer {} yet; is it older than this CLI?)", self.rpc)
             }
-            Code::Unknown | Code::Unavailable if message.contains("transport") || message.contains("connection") => {
+            // The call did not get through: nothing listening, or a TLS handshake that failed (an
+            // operator certificate the coordinator does not trust shows only on the first call, in
+            // many forms: CertificateRequired, a TLS alert, a closed connection, a broken pipe).
+            Code::Unknown | Code::Unavailable | Code::Cancelled
+                if message.contains("transport error") || message.contains("connection") =>
+            {
                 write!(f, " (is the coordinator running there, and does it trust this operator certificate?)")
             }
             _ => Ok(()),

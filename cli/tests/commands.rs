@@ -58,16 +58,7 @@ fn fleet() -> &'static Fleet {
         let scope = Scope::new();
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hemostat"));
-        command
-            .args(["standalone", "--listen", &format!("127.0.0.1:{port}"), "--select-label", &scope.selector()])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env("LOG_LEVEL", "warn")
-            .env("RESPONDER_VERIFY_SECONDS", "1")
-            .env("AGENT_POLL_INTERVAL", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+        let mut command = standalone(port, dir.path(), &scope.selector());
         // The standalone outlives the test that started it; a kept-alive thread spawns it so that the
         // kernel stops it (PR_SET_PDEATHSIG) if this process dies without running its exit handler.
         let (tx, rx) = std::sync::mpsc::channel();
@@ -93,23 +84,44 @@ fn fleet() -> &'static Fleet {
         unsafe { libc::atexit(clean_up) };
 
         let mut fleet = Fleet { port, certs, no_config, node: String::new() };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        fleet.node = loop {
-            let out = fleet.cli(&["nodes", "-o", "json"]);
-            if out.status.success() {
-                let nodes: Value = serde_json::from_slice(&out.stdout).unwrap();
-                if let Some(node) = nodes.as_array().unwrap().iter().find(|n| n["connected"] == true) {
-                    break node["name"].as_str().unwrap().to_owned();
-                }
-            }
-            assert!(Instant::now() < deadline, "the standalone's node never connected: {}", text(&out));
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        fleet.node = fleet.connected_node();
         fleet
     })
 }
 
+/// `hemostat standalone` on `port` with its state in `data_dir`, watching the containers `selector`
+/// names, quick to verify and to sample.
+fn standalone(port: u16, data_dir: &Path, selector: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hemostat"));
+    command
+        .args(["standalone", "--listen", &format!("127.0.0.1:{port}"), "--select-label", selector])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("LOG_LEVEL", "warn")
+        .env("RESPONDER_VERIFY_SECONDS", "1")
+        .env("AGENT_POLL_INTERVAL", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    command
+}
+
 impl Fleet {
+    /// Waits (30 s at most) until a node is connected; returns its name.
+    fn connected_node(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.cli(&["nodes", "-o", "json"]);
+            if out.status.success() {
+                let nodes: Value = serde_json::from_slice(&out.stdout).unwrap();
+                if let Some(node) = nodes.as_array().unwrap().iter().find(|n| n["connected"] == true) {
+                    return node["name"].as_str().unwrap().to_owned();
+                }
+            }
+            assert!(Instant::now() < deadline, "the standalone's node never connected: {}", text(&out));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// `hemostat <args>` pointed at this fleet through the environment.
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_hemostat"));
@@ -178,7 +190,12 @@ fn lines_of(child: &mut Child) -> Receiver<String> {
 }
 
 /// Reads lines until one satisfies `wanted`, or panics at the deadline with what was read.
-fn line_where(lines: &Receiver<String>, deadline: Duration, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+fn line_where(
+    lines: &Receiver<String>,
+    deadline: Duration,
+    what: &str,
+    mut wanted: impl FnMut(&str) -> bool,
+) -> String {
     let until = Instant::now() + deadline;
     let mut seen = Vec::new();
     loop {
@@ -402,6 +419,21 @@ fn connection_problems_are_one_clear_line() {
     assert!(error.starts_with("hemostat: cannot connect to the coordinator at https://localhost:"), "{error}");
     let error = fleet.fails(&["nodes", "--certs-dir", "/nonexistent"]);
     assert!(error.contains("/nonexistent/ca.pem"), "{error}");
+
+    // Certificates of another CA: the coordinator refuses the operator's, the CLI the coordinator's.
+    let foreign = tempfile::tempdir().unwrap();
+    let made =
+        Command::new(env!("CARGO_BIN_EXE_hemostat")).arg("certs").arg("--dir").arg(foreign.path()).arg("dev").output();
+    assert!(made.unwrap().status.success());
+    let file = |name: &str| foreign.path().join(name).display().to_string();
+    let ca = fleet.certs.join("ca.pem").display().to_string();
+    let error =
+        fleet.fails(&["nodes", "--ca", &ca, "--cert", &file("operator.pem"), "--key", &file("operator-key.pem")]);
+    assert!(error.starts_with("hemostat: ListNodes: ") && error.contains("does it trust this operator"), "{error}");
+    let error = fleet.fails(&["nodes", "--ca", &file("ca.pem")]);
+    assert!(error.contains("certificate does not chain to"), "{error}");
+    let error = fleet.fails(&["nodes", "--cert-name", "node"]);
+    assert!(error.starts_with("hemostat: ListNodes: PERMISSION_DENIED: "), "{error}");
 }
 
 /// Writes `contents` as `<dir>/hemostat/config.toml`.
@@ -453,4 +485,71 @@ fn the_config_file_is_honoured_below_flags_and_environment() {
         !out.status.success() && stderr.contains(typo.to_str().unwrap()) && stderr.contains("cert_nmae"),
         "{stderr}"
     );
+}
+
+/// A standalone of one test's own, stopped when dropped.
+struct OwnStandalone {
+    child: Child,
+}
+
+impl OwnStandalone {
+    fn start(port: u16, data_dir: &Path, selector: &str) -> Self {
+        OwnStandalone { child: standalone(port, data_dir, selector).spawn().expect("hemostat standalone starts") }
+    }
+
+    /// SIGTERM, and wait (10 s at most) for it to exit.
+    fn stop(&mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the standalone did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for OwnStandalone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn events_follow_resumes_after_the_coordinator_restarts_missing_and_repeating_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let selector = format!("hemostat.test=follow-resume-{:08x}", rand_u32());
+    let mut running = OwnStandalone::start(port, dir.path(), &selector);
+    let no_config = dir.path().join("no-config");
+    std::fs::create_dir_all(&no_config).unwrap();
+    let mut fleet = Fleet { port, certs: dir.path().join("certs"), no_config, node: String::new() };
+    fleet.node = fleet.connected_node();
+
+    let mut follower = fleet
+        .command(&["events", "--follow", "-o", "json", "--type", "operator_action"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(&mut follower);
+    let before = marker("before-restart");
+    fleet.ok(&["silence", "add", &fleet.node, "--for", "1h", "--reason", &before]);
+    line_where(&lines, Duration::from_secs(10), &before, |l| l.contains(&before));
+
+    running.stop();
+    drop(running);
+    let _running = OwnStandalone::start(port, dir.path(), &selector);
+    fleet.connected_node();
+    let after = marker("after-restart");
+    fleet.ok(&["silence", "add", &fleet.node, "--for", "1h", "--reason", &after]);
+    let mut read = Vec::new();
+    let line = line_where(&lines, Duration::from_secs(20), &after, |l| {
+        read.push(l.to_owned());
+        l.contains(&after)
+    });
+    assert!(!read.iter().any(|l| l.contains(&before)), "an event printed twice: {read:#?}");
+    assert!(serde_json::from_str::<Value>(&line).is_ok(), "{line}");
+    assert!(follower.try_wait().unwrap().is_none(), "the follower is still running");
+    let _ = follower.kill();
+    let _ = follower.wait();
 }

@@ -18,7 +18,7 @@ use crate::commands::show;
 use crate::connection::ClientArgs;
 use crate::model::Event;
 use crate::render::{self, Format};
-use crate::rpc_error::{RpcError, rpc};
+use crate::rpc_error::{RpcError, code_name, rpc};
 use crate::terminal;
 
 /// The most entries one ListEvents or ListAudit call returns.
@@ -341,7 +341,8 @@ async fn follow(
         }
         if !reported {
             let after = if request.after_id.is_empty() { "the start".to_owned() } else { request.after_id.clone() };
-            eprintln!("hemostat: {}; resuming after {after}", terminal::printable(&interruption.to_string()));
+            let why = format!("{}: {}", code_name(interruption.code), interruption.message);
+            eprintln!("hemostat: the event stream broke ({}); resuming after {after}", terminal::printable(&why));
             reported = true;
         }
         tokio::time::sleep(pause).await;
