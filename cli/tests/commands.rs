@@ -242,6 +242,18 @@ fn approve_with_an_unknown_id_is_a_clear_error() {
 }
 
 #[test]
+fn end_storm_says_what_it_cleared() {
+    let fleet = fleet();
+    let ended = fleet.json(&["end-storm", "-o", "json"]);
+    assert!(ended["cleared"].is_array(), "{ended}");
+    let said = fleet.ok(&["end-storm"]);
+    assert!(
+        said.starts_with("automatic actions resume; cleared: ") || said.starts_with("no storm was in force"),
+        "{said}"
+    );
+}
+
+#[test]
 fn dry_run_on_shows_on_then_off() {
     let fleet = fleet();
     let set = fleet.json(&["dry-run", "on", "-o", "json"]);
