@@ -162,9 +162,15 @@ impl Browser {
         element.select_by_value(value).await.unwrap_or_else(|e| panic!("select {value} in {css}: {e}"));
     }
 
-    /// Saves a screenshot of the page as `<name>.png` and prints its path.
+    /// Saves a screenshot of the whole page (the window grown to its height) as `<name>.png` and prints its
+    /// path.
     async fn screenshot(&self, name: &str) -> PathBuf {
+        let height =
+            self.js("return document.documentElement.scrollHeight;", vec![]).await.ok().and_then(|h| h.as_u64());
+        let height = height.unwrap_or(1000).clamp(1000, 2400) as u32;
+        self.client().set_window_size(1440, height + 100).await.expect("resize the window");
         let png = self.client().screenshot().await.expect("screenshot");
+        self.client().set_window_size(1440, 1000).await.expect("resize the window back");
         let path = screenshot_dir().join(format!("{name}.png"));
         std::fs::write(&path, png).expect("write screenshot");
         println!("dashboard screenshot: {}", path.display());

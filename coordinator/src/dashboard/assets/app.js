@@ -421,7 +421,8 @@
       h('button', { type: 'submit' }, 'Apply')));
     main.appendChild(h('p', { class: 'muted', id: 'event-count' }, 'Loading…'));
     main.appendChild(h('div', { class: 'panel' }, h('table', { id: 'events' },
-      h('thead', {}, h('tr', {}, ['Time', 'Type', 'Node', 'Container', 'Action', 'Result', 'Detail'].map((t) => h('th', {}, t)))),
+      h('thead', {}, h('tr', {}, [['Time', 't-time'], ['Type', 't-type'], ['Node', 't-node'], ['Container', 't-container'],
+        ['Action', 't-action'], ['Result', 't-result'], ['Detail', 't-reason']].map(([t, c]) => h('th', { class: c }, t)))),
       h('tbody', {}))));
     loadTimeline();
   }
@@ -693,7 +694,7 @@
     ];
     for (const [title, unit, series, fmt] of charts) {
       box.appendChild(h('div', { class: 'chart', dataset: { chart: title.toLowerCase().replace(/[^a-z]/g, '') } }, h('h3', {}, title),
-        points.length === 0 ? h('p', { class: 'muted' }, 'No samples yet.') : lineChart(series, tMin, tMax, markers, fmt, unit === '%' ? 100 : 0),
+        points.length === 0 ? h('p', { class: 'muted' }, 'No samples yet.') : lineChart(series, tMin, tMax, markers, fmt, unit === '%'),
         h('div', { class: 'legend' }, series.map(([name, color]) => h('span', {}, h('span', { class: 'swatch', style: `background:${color}` }), name)),
           markers.length ? h('span', {}, `${markers.length} event${markers.length === 1 ? '' : 's'} marked`) : null)));
     }
@@ -706,10 +707,12 @@
     return 10 * step;
   }
 
-  function lineChart(series, tMin, tMax, markers, fmt, floorMax) {
+  function lineChart(series, tMin, tMax, markers, fmt, percent) {
+    const minTop = percent ? 1 : 1024;
     const W = 640, H = 190, L = 64, R = 12, T = 10, B = 24;
     const values = series.flatMap(([, , pts]) => pts.map(([, v]) => v)).filter((v) => v !== null && v !== undefined);
-    const yMax = niceMax(Math.max(floorMax ? Math.min(floorMax, Math.max(...values, 1) * 1.2) : 0, ...values, 0) || 1);
+    const top = Math.max(minTop, ...values);
+    const yMax = percent && top <= 100 ? Math.min(100, niceMax(top * 1.1)) : niceMax(top * 1.1);
     const x = (t) => L + ((t - tMin) / Math.max(1, tMax - tMin)) * (W - L - R);
     const y = (v) => T + (1 - v / yMax) * (H - T - B);
     const chart = svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img' });
