@@ -3,7 +3,12 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["hemostat/v1/container.proto", "hemostat/v1/agent.proto", "hemostat/v1/fleet.proto", "hemostat/v1/directory.proto"];
+    let files = [
+        "hemostat/v1/container.proto",
+        "hemostat/v1/agent.proto",
+        "hemostat/v1/fleet.proto",
+        "hemostat/v1/directory.proto",
+    ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

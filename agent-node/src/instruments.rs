@@ -14,6 +14,8 @@
 //! | `hemostat_node_commands_total` | `action`, `result` | commands executed (the coordinator's and the local policy's) |
 //! | `hemostat_node_spool_depth` | | messages awaiting the coordinator's acknowledgement |
 //! | `hemostat_node_spool_dropped_total` | | messages dropped from a full spool since the node started |
+//! | `hemostat_node_coordinator_connected` | | 1 while a coordinator session is open and answering, else 0 |
+//! | `hemostat_node_cut_off_seconds` | | how long the node has been without a coordinator (0 when connected) |
 
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -30,6 +32,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::executor::NodeAction;
+use crate::local_policy::Connectivity;
 use crate::outbox::Outbox;
 
 /// Label sets: `N` (name, value) pairs.
@@ -116,8 +119,9 @@ impl NodeInstruments {
         self.commands.get_or_create(&[("action", action), ("result", result)]).inc();
     }
 
-    /// A registry for the exposition server: these metrics, and the spool of `outbox` read at each scrape.
-    pub fn registry(&self, outbox: Arc<Outbox>) -> Registry {
+    /// A registry for the exposition server: these metrics, and the spool of `outbox` and the node's
+    /// `connectivity`, read at each scrape.
+    pub fn registry(&self, outbox: Arc<Outbox>, connectivity: Arc<Connectivity>) -> Registry {
         let mut registry = Registry::with_prefix("hemostat_node");
         registry.register(
             "containers_watched",
@@ -136,7 +140,7 @@ impl NodeInstruments {
             self.alerts_sent.clone(),
         );
         registry.register("commands", "Commands executed, by action and result", self.commands.clone());
-        registry.register_collector(Box::new(SpoolGauges { outbox }));
+        registry.register_collector(Box::new(SessionGauges { outbox, connectivity }));
         registry
     }
 }
@@ -147,19 +151,35 @@ pub fn global() -> &'static NodeInstruments {
     &GLOBAL
 }
 
-/// The spool's depth and drops, read at each scrape.
-struct SpoolGauges {
+/// The spool's depth and drops and the coordinator connection, read at each scrape.
+struct SessionGauges {
     outbox: Arc<Outbox>,
+    connectivity: Arc<Connectivity>,
 }
 
-impl std::fmt::Debug for SpoolGauges {
+impl std::fmt::Debug for SessionGauges {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SpoolGauges").field("stream", &self.outbox.stream_id()).finish()
+        f.debug_struct("SessionGauges").field("stream", &self.outbox.stream_id()).finish()
     }
 }
 
-impl Collector for SpoolGauges {
+impl Collector for SessionGauges {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let cut_off = self.connectivity.cut_off_for(std::time::Instant::now());
+        let connected = ConstGauge::new(i64::from(cut_off.is_none()));
+        connected.encode(encoder.encode_descriptor(
+            "coordinator_connected",
+            "1 while a coordinator session is open and answering, else 0.",
+            None,
+            connected.metric_type(),
+        )?)?;
+        let seconds = ConstGauge::new(cut_off.unwrap_or_default().as_secs_f64());
+        seconds.encode(encoder.encode_descriptor(
+            "cut_off_seconds",
+            "How long the node has been without a coordinator session (0 when connected).",
+            None,
+            seconds.metric_type(),
+        )?)?;
         let depth = ConstGauge::new(self.outbox.len() as i64);
         depth.encode(encoder.encode_descriptor(
             "spool_depth",
@@ -232,7 +252,7 @@ mod tests {
             outbox.push(Body::Metrics(pb::MetricsReport::default()));
         }
 
-        let text = render(&instruments.registry(outbox), Format::Prometheus);
+        let text = render(&instruments.registry(outbox, Arc::new(Connectivity::default())), Format::Prometheus);
         let v = |series: &str| value(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"));
         assert_eq!(v("hemostat_node_containers_watched"), 2.0, "a and c; b was removed");
         assert_eq!(v("hemostat_node_alerts_sent_total{anomaly=\"non_zero_exit\"}"), 1.0);

@@ -81,8 +81,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         Some(dir) => outbox::Outbox::open(dir, config.spool_capacity)?,
         None => outbox::Outbox::new(config.spool_capacity),
     });
+    let connectivity = Arc::new(local_policy::Connectivity::default());
     let exposition = metrics.map(|listener| {
-        let registry = instruments::global().registry(outbox.clone());
+        let registry = instruments::global().registry(outbox.clone(), connectivity.clone());
         hemostat_telemetry::exposition::spawn(listener, registry, std::future::pending())
     });
     let selector = config.selector.clone().with_own_container(inventory::own_container_id());
@@ -90,7 +91,6 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         Arc::new(executor::Executor::new(docker.clone(), selector.clone(), config.execution.clone(), outbox.clone()));
     let (observations, observed) = tokio::sync::mpsc::channel(4096);
     let resync = Arc::new(tokio::sync::Notify::new());
-    let connectivity = Arc::new(local_policy::Connectivity::default());
     let local = config.local_policy.enabled.then(|| monitor::LocalAction {
         policy: local_policy::LocalPolicy::new(config.local_policy),
         connectivity: connectivity.clone(),

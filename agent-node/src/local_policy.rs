@@ -47,7 +47,12 @@ impl Connectivity {
 
     /// The session ended (keeps the earlier time if already disconnected).
     pub fn disconnected(&self) {
-        self.disconnected_since.lock().expect("connectivity lock").get_or_insert_with(Instant::now);
+        self.disconnected_at(Instant::now());
+    }
+
+    /// The session ended, the coordinator having last been heard from at `since` (keeps an earlier time).
+    pub fn disconnected_at(&self, since: Instant) {
+        self.disconnected_since.lock().expect("connectivity lock").get_or_insert(since);
     }
 
     /// How long the node has been cut off at `now`; `None` while connected.

@@ -51,6 +51,9 @@ pub enum SessionError {
     /// The coordinator closed the session (it is shutting down).
     #[error("the coordinator closed the session")]
     Closed,
+    /// Nothing came back from the coordinator for too long: the network or the coordinator is gone.
+    #[error("no answer from the coordinator for {0:?}; the connection is considered lost")]
+    Silent(Duration),
 }
 
 impl From<tonic::Status> for SessionError {
@@ -78,7 +81,9 @@ pub async fn run(
         let result = serve_one(coordinator, &settings, &outbox, &executor, &mut backoff, &resync, &connectivity).await;
         connectivity.disconnected();
         match &result {
-            Err(SessionError::Closed) => tracing::info!(%coordinator, "the coordinator closed the session; reconnecting"),
+            Err(SessionError::Closed) => {
+                tracing::info!(%coordinator, "the coordinator closed the session; reconnecting")
+            }
             Err(error) => tracing::warn!("{error}"),
             Ok(()) => {}
         }
@@ -135,6 +140,10 @@ async fn serve_one(
 
     let mut sent = 0;
     let mut heartbeat = tokio::time::interval(settings.heartbeat);
+    // The coordinator answers every heartbeat; three heartbeats without any answer mean the link is gone,
+    // long before TCP or HTTP/2 keepalives would say so.
+    let silence_limit = (settings.heartbeat * 3).max(Duration::from_secs(3));
+    let mut last_heard = tokio::time::Instant::now();
     loop {
         let changed = outbox.changed();
         for message in outbox.after(sent) {
@@ -152,9 +161,17 @@ async fn serve_one(
                 };
                 tx.send(unsequenced(pb::session_request::Body::Heartbeat(beat))).await.map_err(|_| SessionError::Closed)?;
             }
+            _ = tokio::time::sleep_until(last_heard + silence_limit) => {
+                connectivity.disconnected_at(last_heard.into_std());
+                return Err(SessionError::Silent(silence_limit));
+            }
             message = inbound.message() => match message?.and_then(|m| m.body) {
-                Some(pb::session_response::Body::Ack(ack)) => outbox.ack(ack.seq),
+                Some(pb::session_response::Body::Ack(ack)) => {
+                    last_heard = tokio::time::Instant::now();
+                    outbox.ack(ack.seq)
+                }
                 Some(pb::session_response::Body::Command(command)) => {
+                    last_heard = tokio::time::Instant::now();
                     tracing::info!(command_id = %command.command_id, container = %command.container_name.escape_debug(), action = command.action().as_str_name(), "command received");
                     executor.submit(CommandRequest::from_proto(command));
                 }

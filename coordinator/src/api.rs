@@ -361,11 +361,7 @@ impl pb::fleet_service_server::FleetService for FleetApi {
     async fn end_storm(&self, request: Request<pb::EndStormRequest>) -> Result<Response<pb::EndStormResponse>, Status> {
         let caller = authenticated(&request)?.clone();
         require_admin(&caller)?;
-        let cleared = self
-            .remediator
-            .end_storms(&caller.identity)
-            .await
-            .map_err(unavailable)?;
+        let cleared = self.remediator.end_storms(&caller.identity).await.map_err(unavailable)?;
         Ok(Response::new(pb::EndStormResponse { cleared }))
     }
 
@@ -447,9 +443,9 @@ impl pb::fleet_service_server::FleetService for FleetApi {
             consecutive_failures: budget.consecutive_failures,
             circuit: budget.circuit.name().to_owned(),
             circuit_retry_seconds: circuit_retry,
-            last_action: budget.last_action_ms.map(|ms| {
-                timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
-            }),
+            last_action: budget
+                .last_action_ms
+                .map(|ms| timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))),
         };
         Ok(Response::new(pb::GetContainerResponse {
             recent_metrics: entry.recent.iter().map(|m| m.to_proto(&entry.facts)).collect(),
@@ -551,12 +547,10 @@ impl pb::fleet_service_server::FleetService for FleetApi {
             Action::Exec if request.argv.is_empty() => {
                 return Err(Status::invalid_argument("exec needs argv: the command's argument vector"));
             }
-            Action::Exec => {
-                if request.argv.len() > MAX_ARGS || request.argv.iter().any(|a| a.len() > MAX_ARG_LEN) {
-                    return Err(Status::invalid_argument(format!(
-                        "argv may hold at most {MAX_ARGS} arguments of at most {MAX_ARG_LEN} bytes"
-                    )));
-                }
+            Action::Exec if request.argv.len() > MAX_ARGS || request.argv.iter().any(|a| a.len() > MAX_ARG_LEN) => {
+                return Err(Status::invalid_argument(format!(
+                    "argv may hold at most {MAX_ARGS} arguments of at most {MAX_ARG_LEN} bytes"
+                )));
             }
             _ if !request.argv.is_empty() => {
                 return Err(Status::invalid_argument(format!("argv is only for exec, not {}", action.name())));
@@ -575,7 +569,11 @@ impl pb::fleet_service_server::FleetService for FleetApi {
         let name = manual.container.name.clone();
         match self.remediator.trigger(manual, &caller.identity).await {
             Ok(command_id) => Ok(Response::new(pb::TriggerActionResponse {
-                detail: format!("sent {} of {name} to node {}; its result arrives as remediation_complete", action.name(), request.node),
+                detail: format!(
+                    "sent {} of {name} to node {}; its result arrives as remediation_complete",
+                    action.name(),
+                    request.node
+                ),
                 command_id,
             })),
             Err(error @ TriggerError::NotPermitted(_)) => Err(Status::failed_precondition(error.to_string())),
@@ -608,5 +606,3 @@ impl FleetApi {
             .ok_or_else(|| Status::not_found(format!("node {node:?} has reported no container {ident:?}")))
     }
 }
-
-

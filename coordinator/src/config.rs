@@ -13,6 +13,8 @@ use crate::alerting::AlertingConfig;
 use crate::analysis::AnalyzerConfig;
 use crate::analysis::llm::LlmConfig;
 use crate::analysis::patterns::PatternConfig;
+use crate::dashboard::DashboardConfig;
+use crate::dashboard::auth::DashboardTokens;
 use crate::events::EventRetention;
 use crate::policy::Budget;
 use crate::remediation::RemediationConfig;
@@ -55,6 +57,16 @@ pub struct CoordinatorArgs {
     /// Address to serve Prometheus metrics on, plain HTTP `/metrics` (e.g. 0.0.0.0:9464) [default: off].
     #[arg(long, env = "HEMOSTAT_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Address to serve the web dashboard on, plain HTTP (e.g. 127.0.0.1:8080) [default: off]. Any
+    /// non-loopback address needs dashboard tokens.
+    #[arg(long, env = "HEMOSTAT_DASHBOARD_LISTEN")]
+    pub dashboard_listen: Option<SocketAddr>,
+    /// Dashboard tokens, comma-separated `role:token` or `name:role:token` (role viewer or admin).
+    #[arg(long, env = "HEMOSTAT_DASHBOARD_TOKENS", hide_env_values = true)]
+    pub dashboard_tokens: Option<String>,
+    /// A file of dashboard tokens, one `role:token` or `name:role:token` a line.
+    #[arg(long, env = "HEMOSTAT_DASHBOARD_TOKENS_FILE")]
+    pub dashboard_tokens_file: Option<PathBuf>,
     /// Folder with ca.pem, coordinator.pem and coordinator-key.pem [default: certs].
     #[arg(long, env = "HEMOSTAT_CERTS_DIR")]
     pub certs_dir: Option<PathBuf>,
@@ -156,6 +168,9 @@ pub struct CoordinatorArgs {
 struct CoordinatorFile {
     listen: Option<SocketAddr>,
     metrics_listen: Option<SocketAddr>,
+    dashboard_listen: Option<SocketAddr>,
+    dashboard_tokens: Option<String>,
+    dashboard_tokens_file: Option<PathBuf>,
     certs_dir: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     redis_url: Option<String>,
@@ -196,6 +211,8 @@ pub struct CoordinatorConfig {
     pub listen: SocketAddr,
     /// Where to serve Prometheus metrics (`/metrics`, plain HTTP); `None` serves none.
     pub metrics_listen: Option<SocketAddr>,
+    /// The web dashboard; `None` serves none.
+    pub dashboard: Option<DashboardConfig>,
     /// The coordinator's certificate files.
     pub tls: TlsFiles,
     /// The state store.
@@ -286,7 +303,23 @@ impl CoordinatorConfig {
                 )));
             }
         }
+        let dashboard = match pick!(dashboard_listen) {
+            Some(listen) => {
+                let mut tokens = match pick!(dashboard_tokens) {
+                    Some(spec) => DashboardTokens::parse(&spec).map_err(|e| ConfigError::Invalid(e.to_string()))?,
+                    None => DashboardTokens::default(),
+                };
+                if tokens.is_empty()
+                    && let Some(path) = pick!(dashboard_tokens_file)
+                {
+                    tokens = DashboardTokens::from_file(&path).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+                }
+                Some(DashboardConfig::new(listen, tokens).map_err(|e| ConfigError::Invalid(e.to_string()))?)
+            }
+            None => None,
+        };
         Ok(CoordinatorConfig {
+            dashboard,
             alerting,
             node_lost_after: Duration::from_secs(pick!(node_lost_seconds).unwrap_or(30).max(1)),
             analyzer,
@@ -395,6 +428,35 @@ mod tests {
         let args = CoordinatorArgs::try_parse_from(["hemostat-coordinator", "--metrics-listen", "0.0.0.0:9464"]);
         let args = args.unwrap();
         assert_eq!(args.metrics_listen, Some(SocketAddr::from(([0, 0, 0, 0], 9464))));
+    }
+
+    #[test]
+    fn dashboard_is_off_by_default_and_refuses_a_non_loopback_address_without_tokens() {
+        assert!(CoordinatorConfig::resolve(CoordinatorArgs::default()).unwrap().dashboard.is_none());
+        let local = CoordinatorArgs::try_parse_from(["hemostat-coordinator", "--dashboard-listen", "127.0.0.1:8080"]);
+        let dashboard = CoordinatorConfig::resolve(local.unwrap()).unwrap().dashboard.unwrap();
+        assert_eq!(dashboard.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert!(dashboard.tokens.is_empty());
+        let open =
+            CoordinatorArgs { dashboard_listen: Some(SocketAddr::from(([0, 0, 0, 0], 8080))), ..Default::default() };
+        let err = CoordinatorConfig::resolve(open).unwrap_err().to_string();
+        assert!(err.contains("not a loopback address") && err.contains("HEMOSTAT_DASHBOARD_TOKENS"), "{err}");
+        let path = write("viewer:viewer-token-0123456789\nalice:admin:admin-token-0123456789\n");
+        let args = CoordinatorArgs {
+            dashboard_listen: Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
+            dashboard_tokens_file: Some(path.clone()),
+            ..Default::default()
+        };
+        let tokens = CoordinatorConfig::resolve(args).unwrap().dashboard.unwrap().tokens;
+        assert!(tokens.user("admin-token-0123456789").is_some_and(|u| u.name == "alice"));
+        std::fs::remove_file(path).unwrap();
+        let weak = CoordinatorArgs {
+            dashboard_listen: Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
+            dashboard_tokens: Some("admin:secret".into()),
+            ..Default::default()
+        };
+        let err = CoordinatorConfig::resolve(weak).unwrap_err().to_string();
+        assert!(err.contains("shorter than 16"), "{err}");
     }
 
     #[test]

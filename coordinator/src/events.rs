@@ -88,6 +88,9 @@ pub enum EventKind {
     NodeRecovered,
     /// An operator changed something: a silence, dry-run, a manual action (the reason says what).
     OperatorAction,
+    /// The state store stopped answering; nothing was acted on meanwhile. Notified when it starts, recorded
+    /// when the store answers again.
+    StoreUnavailable,
 }
 
 impl EventKind {
@@ -105,6 +108,7 @@ impl EventKind {
             EventKind::NodeLost => "node_lost",
             EventKind::NodeRecovered => "node_recovered",
             EventKind::OperatorAction => "operator_action",
+            EventKind::StoreUnavailable => "store_unavailable",
         }
     }
 
@@ -135,6 +139,7 @@ impl EventKind {
             EventKind::NodeLost => pb::EventType::NodeLost,
             EventKind::NodeRecovered => pb::EventType::NodeRecovered,
             EventKind::OperatorAction => pb::EventType::OperatorAction,
+            EventKind::StoreUnavailable => pb::EventType::StoreUnavailable,
         }
     }
 
@@ -153,6 +158,7 @@ impl EventKind {
             pb::EventType::NodeLost => EventKind::NodeLost,
             pb::EventType::NodeRecovered => EventKind::NodeRecovered,
             pb::EventType::OperatorAction => EventKind::OperatorAction,
+            pb::EventType::StoreUnavailable => EventKind::StoreUnavailable,
         })
     }
 }

@@ -4,17 +4,24 @@
 //! [`policy`] limits how often a container is acted on, [`remediation`] ties them into events and commands,
 //! [`store`] keeps what must survive, [`api`] answers operators, [`auth`] and [`tls`] decide who may talk.
 
+pub mod alerting;
 pub mod analysis;
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod container;
+pub mod dashboard;
+pub mod directory;
 pub mod events;
+pub mod instruments;
+pub mod liveness;
 pub mod policy;
 pub mod registry;
 pub mod remediation;
+pub mod routing;
 pub mod server;
 pub mod session;
+pub mod silence;
 pub mod store;
 pub mod tls;
 

@@ -96,12 +96,7 @@ mod tests {
 
     fn node(name: &str, last_seen: SystemTime) -> NodeInfo {
         NodeInfo {
-            hello: NodeHello {
-                name: name.into(),
-                version: "1".into(),
-                stream_id: "s".into(),
-                hostname: "h".into(),
-            },
+            hello: NodeHello { name: name.into(), version: "1".into(), stream_id: "s".into(), hostname: "h".into() },
             connected: true,
             address: None,
             connected_at: last_seen,
@@ -120,7 +115,9 @@ mod tests {
         assert!(changes(&nodes, &mut lost, t0 + Duration::from_secs(30), limit).is_empty(), "at the limit: not yet");
         let first = changes(&nodes, &mut lost, t0 + Duration::from_secs(31), limit);
         assert_eq!(first.len(), 2);
-        assert!(matches!(&first[0], Change::Lost { node, silent_for, .. } if node == "a" && silent_for.as_secs() == 31));
+        assert!(
+            matches!(&first[0], Change::Lost { node, silent_for, .. } if node == "a" && silent_for.as_secs() == 31)
+        );
         assert!(changes(&nodes, &mut lost, t0 + Duration::from_secs(90), limit).is_empty(), "lost once, not again");
         let back = [node("a", t0 + Duration::from_secs(95)), node("b", t0)];
         assert_eq!(

@@ -112,7 +112,10 @@ impl ContainerEntry {
         let facts = ContainerFacts::from_proto(container.state.as_ref()?);
         Some(ContainerEntry {
             node: container.node.clone(),
-            updated_at: container.updated_at.as_ref().map_or(SystemTime::UNIX_EPOCH, hemostat_proto::timestamp::from_proto),
+            updated_at: container
+                .updated_at
+                .as_ref()
+                .map_or(SystemTime::UNIX_EPOCH, hemostat_proto::timestamp::from_proto),
             metrics: container.metrics.as_ref().map(Metrics::from_proto),
             recent: VecDeque::new(),
             anomalies: container.anomalies.iter().filter_map(Anomaly::from_proto).collect(),
@@ -231,6 +234,11 @@ impl Registry {
         newly_dropped
     }
 
+    /// The highest sequence number of the node's current stream processed so far (0: none).
+    pub fn processed_seq(&self, node: &str) -> u64 {
+        self.state.lock().expect("registry lock").nodes.get(node).map_or(0, |entry| entry.processed.1)
+    }
+
     /// Whether message `seq` of the node's current stream was processed already (a replay).
     /// Messages numbered 0 are unsequenced and never count as processed.
     pub fn already_processed(&self, node: &str, seq: u64) -> bool {
@@ -248,9 +256,10 @@ impl Registry {
     /// Replaces everything known of the node's containers with this snapshot.
     pub fn replace_containers(&self, node: &str, containers: Vec<ContainerFacts>) {
         let mut state = self.state.lock().expect("registry lock");
-        state.containers.retain(|(n, _), _| n != node);
-        let mut previous = std::mem::take(&mut state.containers);
-        previous.retain(|(n, _), _| n == node);
+        // This node's entries (kept for their samples) apart from every other node's (kept as they are).
+        let (mut previous, others): (BTreeMap<_, _>, BTreeMap<_, _>) =
+            std::mem::take(&mut state.containers).into_iter().partition(|((n, _), _)| n == node);
+        state.containers = others;
         for facts in containers {
             let key = (node.to_owned(), facts.id.clone());
             let mut entry = previous.remove(&key).unwrap_or_else(|| ContainerEntry::new(node, facts.clone()));
@@ -345,5 +354,32 @@ impl Registry {
             entry.session = None;
             entry.info.connected = false;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(id: &str) -> ContainerFacts {
+        ContainerFacts::from_proto(&hemostat_proto::v1::ContainerState {
+            id: id.into(),
+            name: id.into(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_snapshot_replaces_its_own_nodes_containers_and_no_other() {
+        let registry = Registry::default();
+        registry.replace_containers("a", vec![facts("a1"), facts("a2")]);
+        registry.replace_containers("b", vec![facts("b1")]);
+        registry.record_metrics("a", vec![("a1".into(), Metrics { memory_used: 7, ..Default::default() })]);
+        registry.replace_containers("a", vec![facts("a1"), facts("a3")]);
+        let names = |node| registry.containers(Some(node)).into_iter().map(|c| c.facts.id).collect::<Vec<_>>();
+        assert_eq!(names("a"), ["a1", "a3"]);
+        assert_eq!(names("b"), ["b1"], "another node's snapshot leaves b's containers alone");
+        let a1 = registry.containers(Some("a")).into_iter().find(|c| c.facts.id == "a1").unwrap();
+        assert_eq!(a1.recent.len(), 1, "a container still there keeps its samples");
     }
 }

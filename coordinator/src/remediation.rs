@@ -19,9 +19,12 @@ use crate::alerting::Notifier;
 use crate::analysis::exit::{Assessment, assess_exit};
 use crate::analysis::{Analyzer, HistoryEntry, Verdict, alert_samples};
 use crate::container::{AlertReport, Anomaly, AnomalyKind, ContainerFacts, Severity};
-use crate::events::{Action, EventKind, EventRecord, Outcome, Rejection, unix_ms};
+use crate::directory::Directory;
+use crate::events::{Action, EventId, EventKind, EventRecord, EventRetention, Outcome, Rejection, unix_ms};
 use crate::policy::{Budget, BudgetVerdict};
 use crate::registry::{Command, Outbound, Registry};
+use crate::routing::RoutedCommand;
+use crate::silence::Silence;
 use crate::store::{PendingApproval, StateStore, StoreError, StormConfig, StormVerdict};
 use hemostat_pki::Identity;
 
@@ -40,6 +43,8 @@ pub struct RemediationConfig {
     pub approval_ttl: Option<Duration>,
     /// `RESPONDER_AUDIT_RETENTION_SECONDS`: how long the audit log keeps records (7 days).
     pub audit_retention: Duration,
+    /// `ALERT_MAX_EVENTS`, `ALERT_EVENT_TTL`: how long the event log keeps events.
+    pub event_retention: EventRetention,
 }
 
 impl Default for RemediationConfig {
@@ -51,6 +56,7 @@ impl Default for RemediationConfig {
             storm: StormConfig::default(),
             approval_ttl: None,
             audit_retention: Duration::from_secs(7 * 24 * 3600),
+            event_retention: EventRetention::default(),
         }
     }
 }
@@ -85,6 +91,43 @@ impl CommandReport {
         }
     }
 }
+
+/// An admin's manual action (`TriggerAction`), validated.
+#[derive(Clone, Debug)]
+pub struct ManualAction {
+    /// The node the container is on.
+    pub node: String,
+    /// The container, as the node last reported it.
+    pub container: ContainerFacts,
+    /// What to do.
+    pub action: Action,
+    /// For `exec`: the argument vector.
+    pub argv: Vec<String>,
+    /// Act even where the coordinator's policy would not (the node's own checks still apply).
+    pub force: bool,
+    /// The admin's reason.
+    pub reason: String,
+}
+
+/// Why a manual action was not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    /// The container's `hemostat.actions` label does not allow it (forcing overrides the label).
+    #[error("the container's hemostat.actions label does not allow {0}; use force to override")]
+    NotPermitted(&'static str),
+    /// The policy stopped it (cooldown, breaker, storm, silence, dry-run, node gone).
+    #[error("the policy stopped it: {0}")]
+    Rejected(String),
+    /// The node is not connected.
+    #[error("{0}")]
+    NodeNotConnected(String),
+    /// The state store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How long the silences read from the store are trusted before being read again.
+const SILENCE_CACHE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The container an action is for.
 struct Target<'a> {
@@ -130,6 +173,12 @@ pub struct Remediator {
     episodes: Mutex<HashMap<String, Rejection>>,
     /// Woken at every event this coordinator records, for live readers.
     appended: tokio::sync::Notify,
+    /// The silences in force, as last read from the store, and when.
+    silences: Mutex<Option<(std::time::Instant, Vec<Silence>)>>,
+    /// Where the nodes connected to other coordinators are, for routing commands to them.
+    directory: Option<Arc<Directory>>,
+    /// Since when the state store has not answered (Unix ms), while it does not.
+    store_down_since: Mutex<Option<u64>>,
     /// Told of every stored event; sends the notifications (never waits).
     notifier: Notifier,
 }
@@ -150,8 +199,17 @@ impl Remediator {
             pending: Mutex::new(HashMap::new()),
             episodes: Mutex::new(HashMap::new()),
             appended: tokio::sync::Notify::new(),
+            silences: Mutex::new(None),
+            directory: None,
+            store_down_since: Mutex::new(None),
             notifier: Notifier::disabled(),
         }
+    }
+
+    /// Routes commands for nodes connected to other coordinators through `directory`.
+    pub fn with_directory(mut self, directory: Arc<Directory>) -> Self {
+        self.directory = Some(directory);
+        self
     }
 
     /// Sends notifications of the events it records through `notifier`.
@@ -231,13 +289,209 @@ impl Remediator {
 
     /// Appends a record to the event log and, for decisions, actions and results, to the audit log.
     async fn log(&self, record: &EventRecord) -> Result<(), StoreError> {
-        let id = self.store.append_event(record).await?;
+        let marked;
+        let record =
+            if !record.node.is_empty() && self.silence_for(&record.node, &record.container_name).await?.is_some() {
+                marked = EventRecord { silenced: true, ..record.clone() };
+                &marked
+            } else {
+                record
+            };
+        let id = self.store.append_event(record, &self.config.event_retention).await?;
         self.notifier.notify(id, record);
+        crate::instruments::observe(record);
         self.appended.notify_waiters();
         if record.kind.audited() {
             self.store.append_audit(record, self.config.audit_retention).await?;
         }
         Ok(())
+    }
+
+    /// The silence covering the container `name` on `node` (an empty name: only whole-node silences), read
+    /// through a one-second cache so a burst of events costs one store read.
+    pub async fn silence_for(&self, node: &str, name: &str) -> Result<Option<Silence>, StoreError> {
+        let cached = {
+            let cache = self.silences.lock().expect("silences lock");
+            cache.as_ref().filter(|(at, _)| at.elapsed() < SILENCE_CACHE).map(|(_, s)| s.clone())
+        };
+        let silences = match cached {
+            Some(silences) => silences,
+            None => {
+                let fresh = self.store.silences(unix_ms(SystemTime::now())).await?;
+                *self.silences.lock().expect("silences lock") = Some((std::time::Instant::now(), fresh.clone()));
+                fresh
+            }
+        };
+        let now = unix_ms(SystemTime::now());
+        Ok(silences.into_iter().find(|s| s.covers(node, name, now)))
+    }
+
+    /// Creates a silence, records who did, and applies it at once on this coordinator.
+    pub async fn silence(&self, silence: Silence) -> Result<Silence, StoreError> {
+        self.store.put_silence(&silence).await?;
+        *self.silences.lock().expect("silences lock") = None;
+        let until = crate::events::rfc3339(silence.expires_ms);
+        let reason = format!("{} silenced {} until {until}: {}", silence.created_by, silence.target(), silence.reason);
+        let mut record = EventRecord::new(EventKind::OperatorAction, &silence.node, "", "", reason);
+        record.container_name = silence.container.clone().unwrap_or_default();
+        record.decided_by = Some(silence.created_by.clone());
+        self.log(&record).await?;
+        Ok(silence)
+    }
+
+    /// Ends the silence `id` before it expires; `None` if there is none.
+    pub async fn unsilence(&self, id: &str, admin: &Identity) -> Result<Option<Silence>, StoreError> {
+        let Some(removed) = self.store.remove_silence(id).await? else { return Ok(None) };
+        *self.silences.lock().expect("silences lock") = None;
+        let reason = format!("operator:{} ended the silence of {} ({})", admin.name, removed.target(), removed.id);
+        let mut record = EventRecord::new(EventKind::OperatorAction, &removed.node, "", "", reason);
+        record.container_name = removed.container.clone().unwrap_or_default();
+        record.decided_by = Some(format!("operator:{}", admin.name));
+        self.log(&record).await?;
+        Ok(Some(removed))
+    }
+
+    /// The budget limits every container is held to.
+    pub fn budget(&self) -> crate::policy::Budget {
+        self.config.budget
+    }
+
+    /// Whether the fleet is in dry-run now: as an admin set it at runtime, else as configured. The second
+    /// value says which (`operator` or `configuration`).
+    pub async fn dry_run(&self) -> Result<(bool, &'static str), StoreError> {
+        Ok(match self.store.dry_run_override().await? {
+            Some(enabled) => (enabled, "operator"),
+            None => (self.config.dry_run, "configuration"),
+        })
+    }
+
+    /// Turns dry-run on or off for the fleet, records who did, and returns what it was before.
+    pub async fn set_dry_run(&self, enabled: bool, admin: &Identity) -> Result<bool, StoreError> {
+        let (previous, _) = self.dry_run().await?;
+        self.store.set_dry_run_override(enabled).await?;
+        let state = if enabled { "on" } else { "off" };
+        tracing::warn!(%admin, enabled, "dry-run changed by an admin");
+        let reason = format!("operator:{} turned dry-run {state}", admin.name);
+        let mut record = EventRecord::new(EventKind::OperatorAction, "", "", "", reason);
+        record.decided_by = Some(format!("operator:{}", admin.name));
+        self.log(&record).await?;
+        Ok(previous)
+    }
+
+    /// Sends an admin's action, through the policy unless forced; returns the command id.
+    pub async fn trigger(&self, manual: ManualAction, admin: &Identity) -> Result<String, TriggerError> {
+        let ManualAction { node, container, action, argv, force, reason } = manual;
+        if !force && crate::analysis::permitted_by_label(&container, &[action]).is_empty() {
+            return Err(TriggerError::NotPermitted(action.name()));
+        }
+        let command_id = new_command_id();
+        let forced = if force { " (forced past the coordinator's policy)" } else { "" };
+        let mut record = EventRecord::new(
+            EventKind::RemediationNeeded,
+            &node,
+            &container.id,
+            &container.name,
+            format!("requested by {admin}{forced}: {reason}"),
+        );
+        record.action = Some(action);
+        record.analysis_method = Some("operator".into());
+        record.decided_by = Some(format!("operator:{}", admin.name));
+        record.command_id = Some(command_id.clone());
+        record.arguments = self.arguments(action, &argv);
+        record.confidence = Some(1.0);
+        self.log(&record).await?;
+        let target = Target {
+            node: &node,
+            container_id: &container.id,
+            container_name: &container.name,
+            key: container.budget_key(&node),
+        };
+        // A diagnostic command changes nothing: no budget, no silence or storm holds it (the node's
+        // allow-list still decides whether it runs). A forced action skips the policy but counts.
+        if force || action == Action::Exec {
+            if action != Action::Exec {
+                self.store.record_attempt(&target.key, unix_ms(SystemTime::now()), &self.config.budget).await?;
+            }
+            return match self.send(&target, action, argv, command_id.clone()).await? {
+                Ok(()) => Ok(command_id),
+                Err(error) => Err(TriggerError::NodeNotConnected(error.to_string())),
+            };
+        }
+        if let Some(reason) = self.policy_hold(&target, action, &command_id).await? {
+            return Err(TriggerError::Rejected(reason));
+        }
+        match self.dispatch(&target, action, argv, command_id.clone()).await? {
+            None => Ok(command_id),
+            Some(reason) => Err(TriggerError::Rejected(reason)),
+        }
+    }
+
+    /// Records and returns the reason when a silence or dry-run holds the action back.
+    async fn policy_hold(
+        &self,
+        target: &Target<'_>,
+        action: Action,
+        command_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let (rejection, reason) = if let Some(silence) = self.silence_for(target.node, target.container_name).await? {
+            let until = crate::events::rfc3339(silence.expires_ms);
+            (Rejection::Silenced, format!("silenced by {} until {until}: {}", silence.created_by, silence.reason))
+        } else if self.dry_run().await?.0 {
+            let reason =
+                format!("dry run: would {} {}; nothing was done and no budget was used", action.name(), target.key);
+            (Rejection::DryRun, reason)
+        } else {
+            return Ok(None);
+        };
+        self.reject(target, action, rejection, reason.clone(), command_id.to_owned()).await?;
+        Ok(Some(reason))
+    }
+
+    /// The arguments an action is sent with, for the event and audit logs.
+    fn arguments(&self, action: Action, argv: &[String]) -> Vec<String> {
+        match action {
+            Action::Restart => vec![format!("stop_timeout={}s", self.config.stop_timeout.as_secs())],
+            Action::Exec => argv.to_vec(),
+            Action::Cleanup | Action::ScaleUp => Vec::new(),
+        }
+    }
+
+    /// Notes that the state store failed to record a node's report: the first failure of an outage sends
+    /// one `store_unavailable` notification saying why (the log itself cannot be written).
+    pub fn store_failed(&self, error: &StoreError) {
+        let now = unix_ms(SystemTime::now());
+        {
+            let mut down_since = self.store_down_since.lock().expect("store outage lock");
+            if down_since.is_some() {
+                return;
+            }
+            *down_since = Some(now);
+        }
+        tracing::error!(%error, "the state store does not answer: nothing is acted on until it does");
+        let reason = format!(
+            "the state store does not answer ({error}); nothing is acted on until it does, and the nodes keep \
+             their reports and send them again"
+        );
+        let record = EventRecord::new(EventKind::StoreUnavailable, "", "", "", reason);
+        self.notifier.notify(EventId { ms: now, seq: 0 }, &record);
+    }
+
+    /// Notes that the state store answered; after an outage, records in the log how long it lasted.
+    pub async fn store_answered(&self) {
+        let Some(since) = self.store_down_since.lock().expect("store outage lock").take() else { return };
+        let now = unix_ms(SystemTime::now());
+        let reason = format!(
+            "the state store did not answer from {} to {} ({}s); nothing was acted on meanwhile, and the nodes' \
+             reports were processed once it answered",
+            crate::events::rfc3339(since),
+            crate::events::rfc3339(now),
+            (now - since) / 1000
+        );
+        tracing::warn!("the state store answers again: resuming");
+        let record = EventRecord::new(EventKind::StoreUnavailable, "", "", "", reason);
+        if let Err(error) = self.store.append_event(&record, &self.config.event_retention).await {
+            tracing::warn!(%error, "could not record the end of the state store's outage");
+        }
     }
 
     /// Completes when this coordinator records its next event (create it before reading, so none is
@@ -289,6 +543,7 @@ impl Remediator {
         let mut needed = EventRecord { kind: EventKind::RemediationNeeded, action: Some(action), ..decision };
         let command_id = new_command_id();
         needed.command_id = Some(command_id.clone());
+        needed.arguments = self.arguments(action, &[]);
         self.log(&needed).await?;
 
         let target = Target {
@@ -297,10 +552,8 @@ impl Remediator {
             container_name: &container.name,
             key: container.budget_key(node),
         };
-        if self.config.dry_run {
-            let reason =
-                format!("dry run: would {} {}; nothing was done and no budget was used", action.name(), target.key);
-            return self.reject(&target, action, Rejection::DryRun, reason, command_id).await;
+        if self.policy_hold(&target, action, &command_id).await?.is_some() {
+            return Ok(());
         }
         if let Some(ttl) = self.config.approval_ttl {
             let expires_ms = unix_ms(SystemTime::now()) + ttl.as_millis() as u64;
@@ -319,7 +572,7 @@ impl Remediator {
             );
             return self.reject(&target, action, Rejection::AwaitingApproval, reason, command_id).await;
         }
-        self.dispatch(&target, action, command_id).await.map(|_| ())
+        self.dispatch(&target, action, Vec::new(), command_id).await.map(|_| ())
     }
 
     /// Ends every storm at an admin's word, and records who said so.
@@ -359,7 +612,7 @@ impl Remediator {
         record.decided_by = Some(format!("operator:{}", approver.name));
         record.command_id = Some(approval_id.to_owned());
         self.log(&record).await?;
-        match self.dispatch(&target, approval.action, approval_id.to_owned()).await? {
+        match self.dispatch(&target, approval.action, Vec::new(), approval_id.to_owned()).await? {
             None => {
                 Ok(format!("sent {} of {} to node {}", approval.action.name(), approval.container_name, approval.node))
             }
@@ -373,6 +626,7 @@ impl Remediator {
         &self,
         target: &Target<'_>,
         action: Action,
+        argv: Vec<String>,
         command_id: String,
     ) -> Result<Option<String>, StoreError> {
         let (node, key) = (target.node, &target.key);
@@ -432,24 +686,89 @@ impl Remediator {
             return Ok(Some(reason));
         }
 
-        let command = Command {
-            id: command_id.clone(),
-            container_id: target.container_id.to_owned(),
-            container_name: target.container_name.to_owned(),
-            action,
-            stop_timeout_secs: self.config.stop_timeout.as_secs() as u32,
-        };
-        self.pending.lock().expect("pending lock").insert(
-            command_id.clone(),
-            Pending { container_name: target.container_name.to_owned(), action, budget_key: key.clone() },
-        );
-        if let Err(error) = self.registry.send(node, Outbound::Command(command)) {
-            self.pending.lock().expect("pending lock").remove(&command_id);
+        if let Err(error) = self.send(target, action, argv, command_id.clone()).await? {
             let reason = format!("{error} any more; the command was not sent");
             self.reject(target, action, Rejection::NodeDisconnected, reason.clone(), command_id).await?;
             return Ok(Some(reason));
         }
         Ok(None)
+    }
+
+    /// Hands the command to the node's session and remembers it until the node reports on it; for a node
+    /// connected to another coordinator, routes it there through the store.
+    async fn send(
+        &self,
+        target: &Target<'_>,
+        action: Action,
+        argv: Vec<String>,
+        command_id: String,
+    ) -> Result<Result<(), crate::registry::NodeNotConnected>, StoreError> {
+        let routed = RoutedCommand {
+            node: target.node.to_owned(),
+            command_id,
+            container_id: target.container_id.to_owned(),
+            container_name: target.container_name.to_owned(),
+            action,
+            stop_timeout_secs: self.config.stop_timeout.as_secs() as u32,
+            argv,
+            budget_key: target.key.clone(),
+        };
+        let Err(not_here) = self.hand_to_node(routed.clone()) else { return Ok(Ok(())) };
+        if let Some(directory) = &self.directory
+            && let Some(owner) = directory.owner(target.node).await?
+        {
+            tracing::info!(node = target.node, coordinator = %owner, command_id = %routed.command_id, "routing a command to the node's coordinator");
+            self.store.route_command(&owner, &routed.encode()).await?;
+            return Ok(Ok(()));
+        }
+        Ok(Err(not_here))
+    }
+
+    /// Gives a command to a node connected here, remembering it until the node reports on it.
+    fn hand_to_node(&self, routed: RoutedCommand) -> Result<(), crate::registry::NodeNotConnected> {
+        let RoutedCommand {
+            node,
+            command_id,
+            container_id,
+            container_name,
+            action,
+            stop_timeout_secs,
+            argv,
+            budget_key,
+        } = routed;
+        self.pending
+            .lock()
+            .expect("pending lock")
+            .insert(command_id.clone(), Pending { container_name: container_name.clone(), action, budget_key });
+        let command = Command { id: command_id.clone(), container_id, container_name, action, stop_timeout_secs, argv };
+        let sent = self.registry.send(&node, Outbound::Command(command));
+        if sent.is_err() {
+            self.pending.lock().expect("pending lock").remove(&command_id);
+        }
+        sent
+    }
+
+    /// Takes one command another coordinator routed to this one (instance `instance`) and hands it to its
+    /// node; returns whether there was one.
+    pub async fn take_routed(&self, instance: &str) -> Result<bool, StoreError> {
+        let Some(raw) = self.store.take_routed_command(instance).await? else { return Ok(false) };
+        let routed = RoutedCommand::decode(&raw)?;
+        tracing::info!(node = %routed.node, command_id = %routed.command_id, "a command routed from another coordinator");
+        if let Err(error) = self.hand_to_node(routed.clone()) {
+            let reason = format!("{error} to this coordinator any more; the routed command was not sent");
+            let mut record = EventRecord::new(
+                EventKind::Rejected,
+                &routed.node,
+                &routed.container_id,
+                &routed.container_name,
+                reason,
+            );
+            record.action = Some(routed.action);
+            record.rejection = Some(Rejection::NodeDisconnected);
+            record.command_id = Some(routed.command_id);
+            self.log(&record).await?;
+        }
+        Ok(true)
     }
 
     /// Records a rejection, unless the same rejection of the same container was already recorded in this

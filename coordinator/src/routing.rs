@@ -53,6 +53,7 @@ impl RoutedCommand {
 pub async fn serve(remediator: Arc<Remediator>, instance: String, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -61,9 +62,15 @@ pub async fn serve(remediator: Arc<Remediator>, instance: String, mut stop: watc
         loop {
             match remediator.take_routed(&instance).await {
                 Ok(true) => continue,
-                Ok(false) => break,
+                Ok(false) => {
+                    failing = false;
+                    break;
+                }
                 Err(error) => {
-                    tracing::warn!(%error, "could not take the commands routed to this coordinator");
+                    // Once per outage: the store's own failure is reported where reports are recorded.
+                    if !std::mem::replace(&mut failing, true) {
+                        tracing::warn!(%error, "could not take the commands routed to this coordinator");
+                    }
                     break;
                 }
             }

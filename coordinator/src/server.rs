@@ -19,6 +19,7 @@ use crate::analysis::Analyzer;
 use crate::api::FleetApi;
 use crate::auth;
 use crate::config::CoordinatorConfig;
+use crate::directory::Directory;
 use crate::registry::Registry;
 use crate::remediation::Remediator;
 use crate::session::AgentSessions;
@@ -58,6 +59,12 @@ pub enum CoordinatorError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The metrics address could not be bound.
+    #[error(transparent)]
+    Metrics(#[from] hemostat_telemetry::exposition::ExpositionError),
+    /// The dashboard could not start.
+    #[error(transparent)]
+    Dashboard(#[from] crate::dashboard::DashboardError),
     /// Reflection could not be set up.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -72,6 +79,10 @@ pub struct Coordinator {
     tls: rustls::ServerConfig,
     store: Arc<dyn StateStore>,
     config: CoordinatorConfig,
+    /// Where Prometheus metrics are served, when configured.
+    metrics: Option<TcpListener>,
+    /// Where the dashboard is served, when configured.
+    dashboard: Option<crate::dashboard::DashboardListener>,
 }
 
 impl Coordinator {
@@ -90,18 +101,36 @@ impl Coordinator {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| CoordinatorError::Bind { addr: config.listen, source })?;
+        let metrics = match config.metrics_listen {
+            Some(addr) => Some(hemostat_telemetry::exposition::bind(addr).await?),
+            None => None,
+        };
+        let dashboard = match config.dashboard.clone() {
+            Some(dashboard) => Some(crate::dashboard::bind(dashboard).await?),
+            None => None,
+        };
         tracing::info!(
             name = %material.identity.name,
             store = store.backend(),
             analysis = config.analyzer.llm.as_ref().map_or("rules", |l| l.model.as_str()),
             "coordinator ready"
         );
-        Ok(Coordinator { listener, tls, store, config })
+        Ok(Coordinator { listener, tls, store, config, metrics, dashboard })
     }
 
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The address Prometheus metrics are served on, when configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|listener| listener.local_addr().ok())
+    }
+
+    /// The address the dashboard is served on, when configured.
+    pub fn dashboard_addr(&self) -> Option<SocketAddr> {
+        self.dashboard.as_ref().and_then(|dashboard| dashboard.local_addr())
     }
 
     /// Serves until `shutdown` completes, then closes node sessions and stops.
@@ -110,14 +139,37 @@ impl Coordinator {
         let registry = Arc::new(Registry::default());
         let analyzer = Analyzer::new(self.config.analyzer.clone());
         let notifier = Notifier::new(&self.config.alerting);
+        let instance = format!("{:016x}", rand::random::<u64>());
+        let directory = Arc::new(Directory::new(self.store.clone(), registry.clone(), instance.clone()));
         let remediator = Arc::new(
             Remediator::new(self.store.clone(), registry.clone(), analyzer, self.config.remediation)
-                .with_notifier(notifier.clone()),
+                .with_notifier(notifier.clone())
+                .with_directory(directory.clone()),
         );
         let (stop_tx, stop_rx) = watch::channel(false);
+        if let Some(listener) = self.metrics {
+            let notifications: Arc<dyn crate::instruments::NotificationCounts> = Arc::new(notifier.clone());
+            let metrics = crate::instruments::global().registry(registry.clone(), Some(notifications));
+            let mut stopped = stop_rx.clone();
+            hemostat_telemetry::exposition::spawn(listener, metrics, async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            });
+        }
 
+        tokio::spawn(directory.clone().run(stop_rx.clone()));
+        tokio::spawn(crate::routing::serve(remediator.clone(), instance, stop_rx.clone()));
+        tokio::spawn(crate::liveness::watch_nodes(
+            registry.clone(),
+            remediator.clone(),
+            self.config.node_lost_after,
+            stop_rx.clone(),
+        ));
+        if let Some(dashboard) = self.dashboard {
+            let approval_ttl = self.config.remediation.approval_ttl;
+            dashboard.spawn(registry.clone(), self.store.clone(), remediator.clone(), approval_ttl, stop_rx.clone());
+        }
         let sessions = AgentSessions::new(registry.clone(), remediator.clone(), stop_rx);
-        let fleet = FleetApi::new(registry.clone(), self.store.clone(), remediator);
+        let fleet = FleetApi::new(registry.clone(), self.store.clone(), remediator, directory);
         let (health_reporter, health) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<AgentServiceServer<AgentSessions>>().await;
         health_reporter.set_serving::<FleetServiceServer<FleetApi>>().await;

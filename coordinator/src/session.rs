@@ -92,9 +92,19 @@ impl pb::agent_service_server::AgentService for AgentSessions {
                     Ok(Some(message)) => {
                         registry.touch(&node);
                         let seq = message.seq;
+                        let heartbeat = matches!(message.body, Some(pb::session_request::Body::Heartbeat(_)));
+                        let recorded = matches!(
+                            message.body,
+                            Some(
+                                pb::session_request::Body::HealthAlert(_)
+                                    | pb::session_request::Body::Resolved(_)
+                                    | pb::session_request::Body::CommandResult(_)
+                            )
+                        );
                         if registry.already_processed(&node, seq) {
                             tracing::debug!(node, seq, "dropped a message already processed");
                         } else if let Err(error) = handle(&node, message, &registry, &remediator).await {
+                            remediator.store_failed(&error);
                             // Not acknowledged: the node keeps it and sends it again after reconnecting.
                             tracing::error!(
                                 node, seq, %error,
@@ -102,9 +112,21 @@ impl pb::agent_service_server::AgentService for AgentSessions {
                             );
                             break;
                         } else {
+                            if recorded {
+                                remediator.store_answered().await;
+                            }
                             registry.mark_processed(&node, seq);
                         }
-                        if seq != 0 && tx.send(Outbound::Ack(seq)).await.is_err() {
+                        // Every sequenced message is acknowledged; a heartbeat is answered with the latest
+                        // acknowledgement, so the node can tell a silent link from a quiet one.
+                        let ack = if seq != 0 {
+                            seq
+                        } else if heartbeat {
+                            registry.processed_seq(&node)
+                        } else {
+                            0
+                        };
+                        if (seq != 0 || heartbeat) && tx.send(Outbound::Ack(ack)).await.is_err() {
                             break;
                         }
                     }

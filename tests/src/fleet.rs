@@ -5,11 +5,13 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use hemostat_coordinator::alerting::AlertingConfig;
 use hemostat_coordinator::analysis::AnalyzerConfig;
 use hemostat_coordinator::remediation::RemediationConfig;
 use hemostat_coordinator::store::StoreConfig;
 use hemostat_coordinator::{Coordinator, CoordinatorConfig};
 use hemostat_node::NodeConfig;
+use hemostat_node::config::CoordinatorAddress;
 use hemostat_node::detection::DetectionConfig;
 use hemostat_node::executor::ExecutionPolicy;
 use hemostat_node::inventory::ContainerSelector;
@@ -36,11 +38,25 @@ impl Isolated {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<(T, futures::future::BoxFuture<'static, ()>), String>>,
     {
+        Self::spawn_in(name, None, start)
+    }
+
+    /// [`Isolated::spawn`] with every thread of the runtime in the network namespace `netns`.
+    fn spawn_in<T, F, Fut>(name: &str, netns: Option<String>, start: F) -> Result<(T, Isolated), String>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(T, futures::future::BoxFuture<'static, ()>), String>>,
+    {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
+                if let Some(netns) = netns {
+                    crate::netlab::enter(&netns)
+                        .unwrap_or_else(|e| panic!("cannot enter network namespace {netns}: {e}"));
+                }
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
                     .enable_all()
@@ -88,10 +104,14 @@ impl Drop for Isolated {
 pub fn coordinator_config(pki: &TestPki, store: StoreConfig) -> CoordinatorConfig {
     CoordinatorConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        metrics_listen: None,
+        dashboard: None,
         tls: pki.coordinator(),
         store,
         remediation: RemediationConfig::default(),
         analyzer: AnalyzerConfig::default(),
+        alerting: AlertingConfig::default(),
+        node_lost_after: Duration::from_secs(30),
     }
 }
 
@@ -160,9 +180,9 @@ impl TestCoordinator {
 pub fn node_config(pki: &TestPki, name: &str, coordinator: &str, selector: &str) -> NodeConfig {
     let (url, host) = hemostat_node::config::normalize_endpoint(coordinator).expect("endpoint");
     NodeConfig {
-        coordinator: url,
-        coordinator_name: host,
+        coordinators: vec![CoordinatorAddress { url, server_name: host }],
         tls: pki.node(name),
+        metrics_listen: None,
         selector: ContainerSelector::parse(selector).expect("selector"),
         heartbeat: Duration::from_secs(1),
         reconnect_max: Duration::from_secs(1),
@@ -184,7 +204,17 @@ pub struct TestNode {
 impl TestNode {
     /// Starts a node; panics if it cannot start (certificates, Docker).
     pub fn start(config: NodeConfig) -> Self {
-        let (_, running) = Isolated::spawn("node", move || async move {
+        Self::start_in(config, None)
+    }
+
+    /// Starts a node on a host of a [`Lab`](crate::netlab::Lab): its connections come from the host's
+    /// address and stall when the host is cut off.
+    pub fn start_on(config: NodeConfig, host: &crate::netlab::Host) -> Self {
+        Self::start_in(config, Some(host.netns.clone()))
+    }
+
+    fn start_in(config: NodeConfig, netns: Option<String>) -> Self {
+        let (_, running) = Isolated::spawn_in("node", netns, move || async move {
             let running: futures::future::BoxFuture<'static, ()> = Box::pin(async move {
                 if let Err(error) = hemostat_node::run(config, std::future::pending()).await {
                     panic!("test node failed: {error}");
@@ -356,4 +386,23 @@ pub async fn rejection(client: &FleetClient, name: &str, code: &str, deadline: D
         events.into_iter().find(|e| e.rejection == code).ok_or_else(|| "not yet".to_owned())
     })
     .await
+}
+
+/// A free loopback address for a metrics listener (`metrics_listen`).
+pub fn free_metrics_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], crate::redis::free_port()))
+}
+
+/// The Prometheus text a metrics listener serves at `/metrics` now (one plain HTTP/1.1 GET).
+pub async fn scrape(addr: SocketAddr) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.map_err(|e| e.to_string())?;
+    match response.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_owned()),
+        _ => Err(format!("unexpected answer: {response}")),
+    }
 }

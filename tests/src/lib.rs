@@ -6,6 +6,7 @@
 //!   label, removed on drop, so tests run in parallel without touching each other's containers.
 //! - [`fleet`]: a coordinator and nodes running in-process, each on its own runtime so a test can kill one
 //!   abruptly; operator clients.
+//! - [`netlab`]: hosts with their own addresses (network namespaces on a bridge) that a test can cut off.
 //! - [`llm`]: a local HTTP server that speaks the OpenAI and Anthropic wire formats from a script.
 //! - [`peer`]: a stand-in coordinator that sends a node whatever commands a test scripts.
 //! - [`eventually`]: wait for a condition with a deadline, instead of sleeping and hoping.
@@ -14,7 +15,10 @@
 pub mod docker;
 pub mod eventually;
 pub mod fleet;
+pub mod images;
 pub mod llm;
+pub mod loadgen;
+pub mod netlab;
 pub mod peer;
 pub mod pki;
 pub mod redis;

@@ -69,11 +69,23 @@ impl RedisServer {
 
     /// Kills the server (SIGKILL) and starts it again on the same port and data (append-only file).
     pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Kills the server (SIGKILL); [`RedisServer::resume`] starts it again on the same port and data.
+    pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
-        self.spawn();
+    }
+
+    /// Starts a stopped server again, on the same port and data (append-only file).
+    pub fn resume(&mut self) {
+        if self.child.is_none() {
+            self.spawn();
+        }
     }
 }
 

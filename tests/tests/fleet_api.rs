@@ -132,17 +132,17 @@ async fn viewers_read_and_only_admins_change() {
 
     // Operator actions are in the event log, with who did them.
     let events = viewer
-        .list_events(pb::ListEventsRequest {
-            types: vec![pb::EventType::OperatorAction as i32],
-            ..Default::default()
-        })
+        .list_events(pb::ListEventsRequest { types: vec![pb::EventType::OperatorAction as i32], ..Default::default() })
         .await
         .unwrap()
         .into_inner()
         .events;
     let reasons: Vec<&str> = events.iter().map(|e| e.reason.as_str()).collect();
     assert_eq!(events.len(), 3, "{reasons:?}");
-    assert!(reasons[0].contains("operator:op-admin silenced") && reasons[2].contains("turned dry-run on"), "{reasons:?}");
+    assert!(
+        reasons[0].contains("operator:op-admin silenced") && reasons[2].contains("turned dry-run on"),
+        "{reasons:?}"
+    );
     assert!(events.iter().all(|e| e.decided_by == "operator:op-admin"));
 }
 
@@ -174,11 +174,7 @@ async fn bad_arguments_are_refused_with_a_clear_message() {
         invalid,
         "since must be before until",
     );
-    assert_code(
-        admin.list_events(list(|r| r.node = "x".repeat(300))).await,
-        invalid,
-        "node is longer than 253 bytes",
-    );
+    assert_code(admin.list_events(list(|r| r.node = "x".repeat(300))).await, invalid, "node is longer than 253 bytes");
     let mut watch = admin.clone();
     assert_code(
         watch.watch_events(pb::WatchEventsRequest { after_id: "yesterday".into(), ..Default::default() }).await,

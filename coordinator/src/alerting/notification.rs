@@ -105,7 +105,7 @@ impl Notification {
             EventKind::Rejected => Tone::Warning,
             EventKind::FalseAlarm => Tone::FalseAlarm,
             EventKind::Storm if self.storm_ended() => Tone::Success,
-            EventKind::Storm => Tone::Critical,
+            EventKind::Storm | EventKind::StoreUnavailable => Tone::Critical,
             EventKind::NodeLost => Tone::Failure,
             EventKind::NodeRecovered => Tone::Success,
             EventKind::SpoolOverflow => Tone::Warning,
@@ -161,6 +161,7 @@ impl Notification {
             EventKind::RemediationNeeded => format!("{} of {target} decided", capitalized(action)),
             EventKind::Resolved => format!("Resolved: {target}"),
             EventKind::OperatorAction => format!("Operator action {target}"),
+            EventKind::StoreUnavailable => "State store unavailable: nothing is acted on until it answers".to_owned(),
         }
     }
 }
@@ -172,23 +173,6 @@ pub fn outcome_name(outcome: Outcome) -> &'static str {
         Outcome::Failed => "failed",
         Outcome::Refused => "refused",
         Outcome::NotApplicable => "not_applicable",
-    }
-}
-
-/// An event kind's name, as the event log writes it (`remediation_complete`).
-pub fn kind_name(kind: EventKind) -> &'static str {
-    match kind {
-        EventKind::HealthAlert => "health_alert",
-        EventKind::RemediationNeeded => "remediation_needed",
-        EventKind::FalseAlarm => "false_alarm",
-        EventKind::RemediationComplete => "remediation_complete",
-        EventKind::Rejected => "rejected",
-        EventKind::Resolved => "resolved",
-        EventKind::Storm => "storm",
-        EventKind::SpoolOverflow => "spool_overflow",
-        EventKind::NodeLost => "node_lost",
-        EventKind::NodeRecovered => "node_recovered",
-        EventKind::OperatorAction => "operator_action",
     }
 }
 
@@ -225,8 +209,9 @@ pub(crate) mod tests {
             EventKind::NodeLost,
             EventKind::NodeRecovered,
             EventKind::OperatorAction,
+            EventKind::StoreUnavailable,
         ] {
-            assert_eq!(serde_json::to_value(kind).unwrap(), kind_name(kind), "{kind:?}");
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.name(), "{kind:?}");
         }
         for outcome in [Outcome::Success, Outcome::Failed, Outcome::Refused, Outcome::NotApplicable] {
             assert_eq!(serde_json::to_value(outcome).unwrap(), outcome_name(outcome));

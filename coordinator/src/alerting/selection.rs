@@ -22,7 +22,7 @@ pub enum Selection {
 /// How `record` is treated; with `quiet_success`, verified successful remediations are not notified.
 pub fn select(record: &EventRecord, quiet_success: bool) -> Selection {
     match record.kind {
-        EventKind::Storm => Selection::Always,
+        EventKind::Storm | EventKind::StoreUnavailable => Selection::Always,
         _ if record.silenced => Selection::Skip,
         EventKind::Rejected if record.rejection == Some(Rejection::CircuitOpen) => Selection::Always,
         EventKind::RemediationComplete if quiet_success && record.outcome == Some(Outcome::Success) => Selection::Skip,

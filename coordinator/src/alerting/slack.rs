@@ -12,7 +12,7 @@
 
 use serde_json::{Value, json};
 
-use super::notification::{Notification, Tone, kind_name};
+use super::notification::{Notification, Tone};
 
 /// Slack's colours, by tone.
 pub fn colour(tone: Tone) -> &'static str {
@@ -101,7 +101,7 @@ pub fn single(notification: &Notification) -> Value {
         fields.push(field("Dry run", if notification.dry_run() { "yes" } else { "no" }.to_owned(), true));
     }
     fields.push(field("Time (UTC)", notification.time_rfc3339(), true));
-    fields.push(field("Event", format!("{} {}", kind_name(record.kind), notification.id), false));
+    fields.push(field("Event", format!("{} {}", record.kind.name(), notification.id), false));
     if let Some(output) = record.output.as_deref().filter(|o| !o.is_empty()) {
         fields.push(field("Output", escape(output, MAX_OUTPUT_CHARS), false));
     }

@@ -500,7 +500,8 @@ impl StateStore for EmbeddedStore {
             let value = table.get("dry_run").map_err(redb::Error::from)?;
             value
                 .map(|raw| {
-                    serde_json::from_slice(raw.value()).map_err(|e| StoreError::Corrupt(format!("dry_run setting: {e}")))
+                    serde_json::from_slice(raw.value())
+                        .map_err(|e| StoreError::Corrupt(format!("dry_run setting: {e}")))
                 })
                 .transpose()
         })
