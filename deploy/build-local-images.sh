@@ -140,14 +140,17 @@ build() {
 build_coordinator() {
   local context="$work/coordinator"
   copy_binary "$bin_dir/hemostat-coordinator" "$context/hemostat-coordinator"
+  copy_binary "$bin_dir/hemostat" "$context/hemostat"
   cat >"$context/Dockerfile" <<EOF
 FROM hemostat-base:$tag
 COPY hemostat-coordinator /usr/local/bin/hemostat-coordinator
+COPY hemostat /usr/local/bin/hemostat
 ENV HEMOSTAT_LISTEN=0.0.0.0:50051 \\
     HEMOSTAT_METRICS_LISTEN=0.0.0.0:9464
 EXPOSE 50051 9464
+# The gRPC health service, asked over mutual TLS with the coordinator's own certificate.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \\
-  CMD /bin/busybox wget -q -O /dev/null "http://127.0.0.1:\${HEMOSTAT_METRICS_LISTEN##*:}/metrics" || exit 1
+  CMD ["/usr/local/bin/hemostat", "health", "--coordinator", "127.0.0.1:50051", "--coordinator-name", "localhost", "--certs-dir", "/etc/hemostat/certs", "--cert-name", "coordinator"]
 ENTRYPOINT ["/usr/local/bin/hemostat-coordinator"]
 LABEL org.opencontainers.image.title="HemoStat coordinator"
 EOF
@@ -163,8 +166,9 @@ COPY hemostat-node /usr/local/bin/hemostat-node
 ENV NODE_METRICS_LISTEN=0.0.0.0:9465 \\
     NODE_SPOOL_DIR=/var/lib/hemostat/spool
 EXPOSE 9465
+# Healthy while a coordinator session is open and answering (the node's own gauge).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \\
-  CMD /bin/busybox wget -q -O /dev/null "http://127.0.0.1:\${NODE_METRICS_LISTEN##*:}/metrics" || exit 1
+  CMD /bin/busybox wget -q -O - "http://127.0.0.1:\${NODE_METRICS_LISTEN##*:}/metrics" | /bin/busybox grep -q '^hemostat_node_coordinator_connected 1' || exit 1
 ENTRYPOINT ["/usr/local/bin/hemostat-node"]
 LABEL org.opencontainers.image.title="HemoStat node"
 EOF
@@ -211,7 +215,7 @@ EOF
 
 for wanted in $images; do
   case "$wanted" in
-    coordinator) [ -x "$bin_dir/hemostat-coordinator" ] || fail "no $bin_dir/hemostat-coordinator: build it first" ;;
+    coordinator) [ -x "$bin_dir/hemostat-coordinator" ] && [ -x "$bin_dir/hemostat" ] || fail "no $bin_dir/hemostat-coordinator or $bin_dir/hemostat (its health check): build them first" ;;
     node) [ -x "$bin_dir/hemostat-node" ] || fail "no $bin_dir/hemostat-node: build it first" ;;
     cli) [ -x "$bin_dir/hemostat" ] || fail "no $bin_dir/hemostat: build it first" ;;
     redis) ;;

@@ -147,6 +147,11 @@ impl ConnectionArgs {
 impl Settings {
     /// A FleetService client connected over mutual TLS with the operator's certificate.
     pub async fn client(&self) -> anyhow::Result<FleetServiceClient<Channel>> {
+        Ok(FleetServiceClient::new(self.channel().await?))
+    }
+
+    /// A mutual-TLS channel to the coordinator with the configured certificate.
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
         let tls = self.tls.load().with_context(|| {
             format!(
                 "cannot use the operator certificate (make one with `hemostat certs issue operator <name>`, or \
@@ -173,7 +178,7 @@ impl Settings {
                 };
                 anyhow::anyhow!("cannot connect to the coordinator at {url}: {said}{hint}")
             })?;
-        Ok(FleetServiceClient::new(channel))
+        Ok(channel)
     }
 }
 

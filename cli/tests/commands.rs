@@ -254,6 +254,15 @@ fn end_storm_says_what_it_cleared() {
 }
 
 #[test]
+fn health_says_serving_and_names_an_unknown_service() {
+    let fleet = fleet();
+    assert_eq!(fleet.ok(&["health"]), "SERVING\n");
+    assert_eq!(fleet.ok(&["health", "--service", "hemostat.v1.AgentService"]), "SERVING\n");
+    let said = fleet.fails(&["health", "--service", "no.such.Service"]);
+    assert!(said.contains("NotFound"), "{said}");
+}
+
+#[test]
 fn dry_run_on_shows_on_then_off() {
     let fleet = fleet();
     let set = fleet.json(&["dry-run", "on", "-o", "json"]);

@@ -65,6 +65,9 @@ pub enum CoordinatorError {
     /// The dashboard could not start.
     #[error(transparent)]
     Dashboard(#[from] crate::dashboard::DashboardError),
+    /// Notifications are configured but cannot be sent from this host.
+    #[error(transparent)]
+    Notifications(#[from] crate::alerting::NotifierError),
     /// Reflection could not be set up.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -138,7 +141,7 @@ impl Coordinator {
         let addr = self.local_addr();
         let registry = Arc::new(Registry::default());
         let analyzer = Analyzer::new(self.config.analyzer.clone());
-        let notifier = Notifier::new(&self.config.alerting);
+        let notifier = Notifier::new(&self.config.alerting)?;
         let instance = format!("{:016x}", rand::random::<u64>());
         let directory = Arc::new(Directory::new(self.store.clone(), registry.clone(), instance.clone()));
         let remediator = Arc::new(

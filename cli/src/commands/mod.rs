@@ -1,11 +1,12 @@
 //! The commands that talk to a running coordinator over FleetService, one module per concept: the fleet
 //! (`nodes`, `containers`, `container`), the logs (`events`, `audit`), silences, dry-run, and actions
-//! (`action`, `approve`, `end-storm`).
+//! (`action`, `approve`, `end-storm`); and `health`, over the gRPC health service.
 
 pub mod actions;
 pub mod dry_run;
 pub mod events;
 pub mod fleet;
+pub mod health;
 pub mod silences;
 
 use serde::Serialize;

@@ -94,20 +94,14 @@ pub struct HttpTransport {
 }
 
 impl HttpTransport {
-    /// A transport with its own connection pool.
-    pub fn new() -> Self {
+    /// A transport with its own connection pool; fails when no HTTP client can be built here (e.g. no CA
+    /// certificates on the host for HTTPS).
+    pub fn new() -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("hemostat-coordinator/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("an HTTP client can be built");
-        HttpTransport { client }
-    }
-}
-
-impl Default for HttpTransport {
-    fn default() -> Self {
-        Self::new()
+            .build()?;
+        Ok(HttpTransport { client })
     }
 }
 

@@ -43,7 +43,7 @@ pub mod selection;
 pub mod slack;
 pub mod webhook;
 
-pub use notifier::{Notifier, SinkKind};
+pub use notifier::{Notifier, NotifierError, SinkKind};
 
 /// Where and how notifications are sent (`ALERT_*`, `SLACK_WEBHOOK_URL`).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -78,12 +78,22 @@ pub struct Notifier {
     counters: Arc<Counters>,
 }
 
+/// Why notifications cannot be sent from this host.
+#[derive(Debug, thiserror::Error)]
+#[error("notifications are configured but no HTTP client can be built here: {0}")]
+pub struct NotifierError(String);
+
 impl Notifier {
     /// A notifier for `config`, sending over HTTP with the default [`RetryPolicy`]. Spawns one task per
     /// configured sink, so it must be called within a Tokio runtime. Disabled (it notifies nothing) when
-    /// `ALERT_ENABLED` is false or no URL is set.
-    pub fn new(config: &AlertingConfig) -> Self {
-        Self::with_transport(config, RetryPolicy::default(), Arc::new(HttpTransport::new()))
+    /// `ALERT_ENABLED` is false or no URL is set. Fails when a sink is configured but no HTTP client can be
+    /// built on this host.
+    pub fn new(config: &AlertingConfig) -> Result<Self, NotifierError> {
+        if !config.enabled || (config.slack_webhook_url.is_none() && config.webhook_url.is_none()) {
+            return Ok(Self::disabled());
+        }
+        let transport = HttpTransport::new().map_err(|e| NotifierError(e.to_string()))?;
+        Ok(Self::with_transport(config, RetryPolicy::default(), Arc::new(transport)))
     }
 
     /// A notifier that notifies nothing (counters stay at zero).

@@ -215,6 +215,47 @@ impl EmbeddedStore {
         .await
     }
 
+    /// Writes `raw` under `key` in a keyed table, in one transaction.
+    async fn put_value(
+        &self,
+        table: TableDefinition<'static, &'static str, &'static [u8]>,
+        key: &str,
+        raw: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(redb::Error::from)?;
+            txn.open_table(table)
+                .map_err(redb::Error::from)?
+                .insert(key.as_str(), raw.as_slice())
+                .map_err(redb::Error::from)?;
+            txn.commit().map_err(redb::Error::from)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Removes `key` from a keyed table and returns what it held, in one transaction.
+    async fn take_value(
+        &self,
+        table: TableDefinition<'static, &'static str, &'static [u8]>,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(redb::Error::from)?;
+            let taken = txn
+                .open_table(table)
+                .map_err(redb::Error::from)?
+                .remove(key.as_str())
+                .map_err(redb::Error::from)?
+                .map(|v| v.value().to_vec());
+            txn.commit().map_err(redb::Error::from)?;
+            Ok(taken)
+        })
+        .await
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
@@ -330,33 +371,13 @@ impl StateStore for EmbeddedStore {
     }
 
     async fn put_approval(&self, id: &str, approval: &PendingApproval) -> Result<(), StoreError> {
-        let (id, raw) = (id.to_owned(), serde_json::to_vec(approval).expect("approval serializes"));
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(redb::Error::from)?;
-            txn.open_table(APPROVALS)
-                .map_err(redb::Error::from)?
-                .insert(id.as_str(), raw.as_slice())
-                .map_err(redb::Error::from)?;
-            txn.commit().map_err(redb::Error::from)?;
-            Ok(())
-        })
-        .await
+        self.put_value(APPROVALS, id, serde_json::to_vec(approval).expect("approval serializes")).await
     }
 
     async fn take_approval(&self, id: &str) -> Result<Option<PendingApproval>, StoreError> {
-        let id = id.to_owned();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(redb::Error::from)?;
-            let taken = {
-                let mut table = txn.open_table(APPROVALS).map_err(redb::Error::from)?;
-                let raw = table.remove(id.as_str()).map_err(redb::Error::from)?.map(|v| v.value().to_vec());
-                raw.map(|raw| serde_json::from_slice(&raw).map_err(|e| StoreError::Corrupt(format!("approval: {e}"))))
-                    .transpose()?
-            };
-            txn.commit().map_err(redb::Error::from)?;
-            Ok(taken)
-        })
-        .await
+        let raw = self.take_value(APPROVALS, id).await?;
+        raw.map(|raw| serde_json::from_slice(&raw).map_err(|e| StoreError::Corrupt(format!("approval: {e}"))))
+            .transpose()
     }
 
     async fn append_event(&self, record: &EventRecord, retention: &EventRetention) -> Result<EventId, StoreError> {
@@ -438,32 +459,11 @@ impl StateStore for EmbeddedStore {
     }
 
     async fn put_silence(&self, silence: &Silence) -> Result<(), StoreError> {
-        let (id, raw) = (silence.id.clone(), serde_json::to_vec(silence).expect("silences serialize"));
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(redb::Error::from)?;
-            txn.open_table(SILENCES)
-                .map_err(redb::Error::from)?
-                .insert(id.as_str(), raw.as_slice())
-                .map_err(redb::Error::from)?;
-            txn.commit().map_err(redb::Error::from)?;
-            Ok(())
-        })
-        .await
+        self.put_value(SILENCES, &silence.id, serde_json::to_vec(silence).expect("silences serialize")).await
     }
 
     async fn remove_silence(&self, id: &str) -> Result<Option<Silence>, StoreError> {
-        let id = id.to_owned();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(redb::Error::from)?;
-            let removed = {
-                let mut table = txn.open_table(SILENCES).map_err(redb::Error::from)?;
-                let raw = table.remove(id.as_str()).map_err(redb::Error::from)?.map(|v| v.value().to_vec());
-                raw.map(|raw| decode_silence(&raw)).transpose()?
-            };
-            txn.commit().map_err(redb::Error::from)?;
-            Ok(removed)
-        })
-        .await
+        self.take_value(SILENCES, id).await?.map(|raw| decode_silence(&raw)).transpose()
     }
 
     async fn silences(&self, now_ms: u64) -> Result<Vec<Silence>, StoreError> {
