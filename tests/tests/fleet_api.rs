@@ -212,6 +212,12 @@ async fn bad_arguments_are_refused_with_a_clear_message() {
         "action must be",
     );
     assert_code(admin.trigger_action(trigger("host-a", &web, pb::Action::Exec, &[], false)).await, invalid, "argv");
+    let many = vec!["x"; 33];
+    assert_code(
+        admin.trigger_action(trigger("host-a", &web, pb::Action::Exec, &many, false)).await,
+        invalid,
+        "at most 32 arguments",
+    );
     assert_code(
         admin.trigger_action(trigger("host-a", &web, pb::Action::Restart, &["now"], false)).await,
         invalid,
