@@ -276,7 +276,7 @@ mod tests {
         for i in 0..3 {
             state.record_outcome(false, 5 * MIN + i);
         }
-        assert!(matches!(budget.status(&state, 70 * MIN).circuit, Circuit::Open { .. }));
+        assert!(matches!(budget.status(&state, 30 * MIN).circuit, Circuit::Open { .. }), "failures trip it");
         assert_eq!(budget.status(&state, 5 * MIN + 2 + 60 * MIN).circuit, Circuit::HalfOpen);
         assert_eq!(state.attempts_ms.len(), 3, "status changes nothing");
     }
