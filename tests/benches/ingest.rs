@@ -71,8 +71,12 @@ struct CoordinatorView {
 /// Asks the coordinator (as a viewer) for every container, to check that it kept every node's containers
 /// and their latest samples: a figure is worth nothing if the samples were acknowledged and dropped.
 async fn coordinator_view(pki: &TestPki, coordinator: &CoordinatorProcess) -> anyhow::Result<CoordinatorView> {
+    // Samples are fresh if taken within 5 s before the call: building and sending 100,000 containers takes
+    // a while, and the registry is read when the call begins.
+    let recent = SystemTime::now() - Duration::from_secs(5);
     let files = pki.operator(hemostat_pki::OperatorRole::Viewer);
     let client = fleet::fleet_client_with(&files, coordinator.addr()).await.map_err(anyhow::Error::msg)?;
+    let asked = Instant::now();
     let response = client
         .max_decoding_message_size(1 << 30)
         .list_containers(pb::ListContainersRequest::default())
@@ -80,7 +84,7 @@ async fn coordinator_view(pki: &TestPki, coordinator: &CoordinatorProcess) -> an
         .context("ListContainers")?;
     let containers = response.into_inner().containers;
     let nodes: BTreeSet<&str> = containers.iter().map(|c| c.node.as_str()).collect();
-    let recent = SystemTime::now() - Duration::from_secs(5);
+    eprintln!("ListContainers answered {} containers in {:.1?}", containers.len(), asked.elapsed());
     let fresh = containers
         .iter()
         .filter_map(|c| c.metrics.as_ref()?.sampled_at.as_ref())
