@@ -47,15 +47,19 @@ impl Directory {
             let entry = pb::DirectoryEntry {
                 coordinator: self.instance.clone(),
                 node: Some(node.to_proto()),
-                containers: self.registry.containers(Some(&node.hello.name)).iter().map(|c| c.to_proto()).collect(),
+                containers: self.registry.containers_to_proto(&node.hello.name),
             };
             self.store.put_directory_entry(&node.hello.name, &entry.encode_to_vec(), PUBLISH_INTERVAL * 3).await?;
         }
         Ok(())
     }
 
-    /// Publishes every [`PUBLISH_INTERVAL`] until `stop` turns true.
+    /// Publishes every [`PUBLISH_INTERVAL`] until `stop` turns true. With the embedded store there is no
+    /// other coordinator to tell, so nothing is published.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        if self.store.backend() == "embedded" {
+            return;
+        }
         let mut tick = tokio::time::interval(PUBLISH_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -341,10 +341,27 @@ impl Registry {
     /// Every known container (of one node, if given), by node then name.
     pub fn containers(&self, node: Option<&str>) -> Vec<ContainerEntry> {
         let state = self.state.lock().expect("registry lock");
-        let mut list: Vec<ContainerEntry> =
-            state.containers.values().filter(|c| node.is_none_or(|n| c.node == n)).cloned().collect();
+        let mut list: Vec<ContainerEntry> = match node {
+            Some(node) => Self::of_node(&state, node).cloned().collect(),
+            None => state.containers.values().cloned().collect(),
+        };
         list.sort_by(|a, b| (&a.node, &a.facts.name).cmp(&(&b.node, &b.facts.name)));
         list
+    }
+
+    /// The wire form of one node's containers (latest sample only; no history is copied).
+    pub fn containers_to_proto(&self, node: &str) -> Vec<hemostat_proto::v1::Container> {
+        let state = self.state.lock().expect("registry lock");
+        Self::of_node(&state, node).map(ContainerEntry::to_proto).collect()
+    }
+
+    /// One node's entries: a range of the map, which is ordered by (node, container id).
+    fn of_node<'a>(state: &'a State, node: &'a str) -> impl Iterator<Item = &'a ContainerEntry> + 'a {
+        state
+            .containers
+            .range((node.to_owned(), String::new())..)
+            .take_while(move |((n, _), _)| n == node)
+            .map(|(_, e)| e)
     }
 
     /// Closes every session: their outbound streams end, so their RPCs can finish.
