@@ -10,7 +10,7 @@ use hemostat_pki::{OperatorRole, Role};
 
 use crate::auth::{Caller, authenticated};
 use crate::directory::Directory;
-use crate::events::{Action, EventId, EventKind, Outcome, unix_ms};
+use crate::events::{Action, EventId, EventKind, EventRecord, Outcome, unix_ms};
 use crate::registry::{ContainerEntry, Registry};
 use crate::remediation::{ApprovalError, ManualAction, Remediator, TriggerError};
 use crate::silence::{MAX_SILENCE, Silence, new_silence_id};
@@ -97,11 +97,19 @@ impl Query {
             until_ms: None,
         }
     }
+
+    /// Whether `record` passes the type, node, container and outcome filters (times are the cursor's job).
+    fn matches(&self, r: &EventRecord) -> bool {
+        (self.types.is_empty() || self.types.contains(&r.kind))
+            && (self.node.is_empty() || r.node == self.node)
+            && (self.container.is_empty() || r.container_name == self.container)
+            && self.outcome.is_none_or(|outcome| r.outcome == Some(outcome))
+    }
 }
 
 impl FleetApi {
     /// One page of `log` matching `query`, oldest first, and the token to read on.
-    async fn page(&self, log: Log, query: Query) -> Result<(Vec<pb::Event>, String), Status> {
+    async fn page(&self, log: Log, query: &Query) -> Result<(Vec<pb::Event>, String), Status> {
         check_name("node", &query.node)?;
         check_name("container", &query.container)?;
         let page_size = match query.page_size {
@@ -122,7 +130,7 @@ impl FleetApi {
                 Log::Events => self.store.read_events(cursor, 500).await,
                 Log::Audit => self.store.read_audit(cursor, 500).await,
             }
-            .map_err(|e| Status::unavailable(format!("the state store did not answer: {e}")))?;
+            .map_err(unavailable)?;
             if batch.is_empty() {
                 break;
             }
@@ -132,12 +140,7 @@ impl FleetApi {
                 }
                 scanned += 1;
                 cursor = Some(event.id);
-                let r = &event.record;
-                let matches = (query.types.is_empty() || query.types.contains(&r.kind))
-                    && (query.node.is_empty() || r.node == query.node)
-                    && (query.container.is_empty() || r.container_name == query.container)
-                    && query.outcome.is_none_or(|outcome| r.outcome == Some(outcome));
-                if matches {
+                if query.matches(&event.record) {
                     events.push(event.to_proto());
                     if events.len() == page_size {
                         break;
@@ -145,7 +148,7 @@ impl FleetApi {
                 }
             }
         }
-        Ok((events, cursor.map(|id| id.to_string()).unwrap_or(query.page_token)))
+        Ok((events, cursor.map_or_else(|| query.page_token.clone(), |id| id.to_string())))
     }
 }
 
@@ -231,7 +234,12 @@ impl pb::fleet_service_server::FleetService for FleetApi {
         let request = request.into_inner();
         check_name("node", &request.node)?;
         check_name("container", &request.container)?;
-        let types = event_types(&request.types)?;
+        let filter = Query {
+            types: event_types(&request.types)?,
+            node: request.node,
+            container: request.container,
+            ..Query::all()
+        };
         let mut cursor = match request.after_id.as_str() {
             "" => None,
             id => Some(id.parse::<EventId>().map_err(|e| Status::invalid_argument(format!("after_id: {e}")))?),
@@ -252,11 +260,8 @@ impl pb::fleet_service_server::FleetService for FleetApi {
                 let caught_up = batch.len() < 500;
                 for event in batch {
                     cursor = Some(event.id);
-                    let r = &event.record;
-                    let matches = (types.is_empty() || types.contains(&r.kind))
-                        && (request.node.is_empty() || r.node == request.node)
-                        && (request.container.is_empty() || r.container_name == request.container);
-                    if matches && tx.send(Ok(pb::WatchEventsResponse { event: Some(event.to_proto()) })).await.is_err()
+                    if filter.matches(&event.record)
+                        && tx.send(Ok(pb::WatchEventsResponse { event: Some(event.to_proto()) })).await.is_err()
                     {
                         return;
                     }
@@ -338,7 +343,7 @@ impl pb::fleet_service_server::FleetService for FleetApi {
             since_ms,
             until_ms,
         };
-        let (events, next_page_token) = self.page(Log::Events, query).await?;
+        let (events, next_page_token) = self.page(Log::Events, &query).await?;
         Ok(Response::new(pb::ListEventsResponse { events, next_page_token }))
     }
 
@@ -354,7 +359,7 @@ impl pb::fleet_service_server::FleetService for FleetApi {
             page_token: request.page_token,
             ..Query::all()
         };
-        let (events, next_page_token) = self.page(Log::Audit, query).await?;
+        let (events, next_page_token) = self.page(Log::Audit, &query).await?;
         Ok(Response::new(pb::ListAuditResponse { events, next_page_token }))
     }
 
@@ -415,7 +420,7 @@ impl pb::fleet_service_server::FleetService for FleetApi {
             ..Query::all()
         };
         loop {
-            let (events, next) = self.page(Log::Events, query).await?;
+            let (events, next) = self.page(Log::Events, &query).await?;
             let done = events.is_empty() || next.is_empty();
             recent_events.extend(events);
             let excess = recent_events.len().saturating_sub(recent);
@@ -423,13 +428,7 @@ impl pb::fleet_service_server::FleetService for FleetApi {
             if done {
                 break;
             }
-            query = Query {
-                node: entry.node.clone(),
-                container: entry.facts.name.clone(),
-                page_size: MAX_PAGE_SIZE,
-                page_token: next,
-                ..Query::all()
-            };
+            (query.page_token, query.since_ms) = (next, None);
         }
         let circuit_retry = match budget.circuit {
             crate::policy::Circuit::Open { retry_after } => retry_after.as_secs().max(1),
@@ -478,7 +477,7 @@ impl pb::fleet_service_server::FleetService for FleetApi {
             node: request.node,
             container: (!request.container.is_empty()).then_some(request.container),
             reason: request.reason,
-            created_by: format!("operator:{}", caller.identity.name),
+            created_by: crate::remediation::operator(&caller.identity),
             created_ms: now,
             expires_ms: now + request.duration_seconds * 1000,
         };
@@ -595,11 +594,8 @@ impl FleetApi {
             e.facts.name == ident || e.facts.id == ident || (ident.len() >= 12 && e.facts.id.starts_with(ident))
         };
         let mut entries = self.registry.containers(Some(node));
-        if !self.registry.is_connected(node) {
-            let elsewhere = self.elsewhere().await?;
-            if let Some(entry) = elsewhere.into_iter().find(|e| e.node.as_ref().is_some_and(|n| n.name == node)) {
-                entries = entry.containers.iter().filter_map(ContainerEntry::from_proto).collect();
-            }
+        if let Some(entry) = self.directory.elsewhere_one(node).await.map_err(unavailable)? {
+            entries = entry.containers.iter().filter_map(ContainerEntry::from_proto).collect();
         }
         entries
             .into_iter()

@@ -86,13 +86,19 @@ impl Directory {
         Ok(entries)
     }
 
+    /// The entry of `node` if another coordinator holds its session (reads that one entry only).
+    pub async fn elsewhere_one(&self, node: &str) -> Result<Option<pb::DirectoryEntry>, StoreError> {
+        if self.registry.is_connected(node) {
+            return Ok(None);
+        }
+        let Some(raw) = self.store.directory_entry(node).await? else { return Ok(None) };
+        let entry = pb::DirectoryEntry::decode(raw.as_slice())
+            .map_err(|e| StoreError::Corrupt(format!("directory entry of {node}: {e}")))?;
+        Ok((entry.coordinator != self.instance).then_some(entry))
+    }
+
     /// The instance id of the other coordinator holding `node`'s session, if one does.
     pub async fn owner(&self, node: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .elsewhere()
-            .await?
-            .into_iter()
-            .find(|entry| entry.node.as_ref().is_some_and(|n| n.name == node))
-            .map(|entry| entry.coordinator))
+        Ok(self.elsewhere_one(node).await?.map(|entry| entry.coordinator))
     }
 }

@@ -233,6 +233,19 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome.
+    pub const ALL: [Outcome; 4] = [Outcome::Success, Outcome::Failed, Outcome::Refused, Outcome::NotApplicable];
+
+    /// The outcome's name, as in the event log: `success`, `failed`, `refused`, `not_applicable`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failed => "failed",
+            Outcome::Refused => "refused",
+            Outcome::NotApplicable => "not_applicable",
+        }
+    }
+
     /// The wire enum.
     pub fn to_proto(self) -> pb::Outcome {
         match self {

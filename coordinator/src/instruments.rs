@@ -125,7 +125,7 @@ impl CoordinatorInstruments {
 
     /// Counts one recorded event, and times decisions and results against what started them.
     pub fn observe(&self, record: &EventRecord) {
-        let kind = event_type(record.kind);
+        let kind = record.kind.name().to_owned();
         self.events.get_or_create(&[("type", kind)]).inc();
         let container = || (record.node.clone(), record.container_id.clone());
         let mut pending = self.pending.lock().expect("instruments lock");
@@ -161,7 +161,7 @@ impl CoordinatorInstruments {
             }
             EventKind::RemediationComplete => {
                 let action = record.action.map_or("unknown", |a| a.name()).to_owned();
-                let result = record.outcome.map_or("unknown", outcome_name).to_owned();
+                let result = record.outcome.map_or("unknown", Outcome::name).to_owned();
                 self.actions.get_or_create(&[("action", action.clone()), ("result", result)]).inc();
                 if let Some(decided_ms) = record.command_id.as_ref().and_then(|id| pending.decisions.remove(id)) {
                     self.remediation_latency
@@ -296,20 +296,6 @@ impl<K: Hash + Eq + Clone> BoundedMap<K> {
 /// Seconds from `start_ms` to `end_ms`; 0 when clocks disagree (the node's and the coordinator's).
 fn seconds_between(start_ms: u64, end_ms: u64) -> f64 {
     end_ms.saturating_sub(start_ms) as f64 / 1000.0
-}
-
-/// The event type's name, as in the event log: `health_alert`, `storm`, ...
-fn event_type(kind: EventKind) -> String {
-    kind.to_proto().as_str_name().trim_start_matches("EVENT_TYPE_").to_ascii_lowercase()
-}
-
-fn outcome_name(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Success => "success",
-        Outcome::Failed => "failed",
-        Outcome::Refused => "refused",
-        Outcome::NotApplicable => "not_applicable",
-    }
 }
 
 #[cfg(test)]

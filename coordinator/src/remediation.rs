@@ -126,8 +126,19 @@ pub enum TriggerError {
     Store(#[from] StoreError),
 }
 
-/// How long the silences read from the store are trusted before being read again.
-const SILENCE_CACHE: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long the runtime settings read from the store (silences, dry-run) are trusted before being read again.
+const SETTINGS_CACHE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What operators set at runtime, as last read from the store.
+#[derive(Clone)]
+struct RuntimeSettings {
+    /// When it was read.
+    read_at: std::time::Instant,
+    /// The silences in force.
+    silences: Vec<Silence>,
+    /// Dry-run as an admin set it; `None`: as configured.
+    dry_run: Option<bool>,
+}
 
 /// The container an action is for.
 struct Target<'a> {
@@ -173,8 +184,8 @@ pub struct Remediator {
     episodes: Mutex<HashMap<String, Rejection>>,
     /// Woken at every event this coordinator records, for live readers.
     appended: tokio::sync::Notify,
-    /// The silences in force, as last read from the store, and when.
-    silences: Mutex<Option<(std::time::Instant, Vec<Silence>)>>,
+    /// Silences and dry-run as last read from the store; `None` after this coordinator changed them.
+    settings: Mutex<Option<RuntimeSettings>>,
     /// Where the nodes connected to other coordinators are, for routing commands to them.
     directory: Option<Arc<Directory>>,
     /// Since when the state store has not answered (Unix ms), while it does not.
@@ -199,7 +210,7 @@ impl Remediator {
             pending: Mutex::new(HashMap::new()),
             episodes: Mutex::new(HashMap::new()),
             appended: tokio::sync::Notify::new(),
-            silences: Mutex::new(None),
+            settings: Mutex::new(None),
             directory: None,
             store_down_since: Mutex::new(None),
             notifier: Notifier::disabled(),
@@ -307,29 +318,33 @@ impl Remediator {
         Ok(())
     }
 
-    /// The silence covering the container `name` on `node` (an empty name: only whole-node silences), read
-    /// through a one-second cache so a burst of events costs one store read.
+    /// Silences and dry-run as operators set them, read through a one-second cache: a burst of events and
+    /// decisions costs one read of each, not one per event (other coordinators' changes show within a second;
+    /// this one's at once).
+    async fn settings(&self) -> Result<RuntimeSettings, StoreError> {
+        let cached = self.settings.lock().expect("settings lock").clone();
+        if let Some(settings) = cached.filter(|s| s.read_at.elapsed() < SETTINGS_CACHE) {
+            return Ok(settings);
+        }
+        let settings = RuntimeSettings {
+            read_at: std::time::Instant::now(),
+            silences: self.store.silences(unix_ms(SystemTime::now())).await?,
+            dry_run: self.store.dry_run_override().await?,
+        };
+        *self.settings.lock().expect("settings lock") = Some(settings.clone());
+        Ok(settings)
+    }
+
+    /// The silence covering the container `name` on `node` (an empty name: only whole-node silences).
     pub async fn silence_for(&self, node: &str, name: &str) -> Result<Option<Silence>, StoreError> {
-        let cached = {
-            let cache = self.silences.lock().expect("silences lock");
-            cache.as_ref().filter(|(at, _)| at.elapsed() < SILENCE_CACHE).map(|(_, s)| s.clone())
-        };
-        let silences = match cached {
-            Some(silences) => silences,
-            None => {
-                let fresh = self.store.silences(unix_ms(SystemTime::now())).await?;
-                *self.silences.lock().expect("silences lock") = Some((std::time::Instant::now(), fresh.clone()));
-                fresh
-            }
-        };
         let now = unix_ms(SystemTime::now());
-        Ok(silences.into_iter().find(|s| s.covers(node, name, now)))
+        Ok(self.settings().await?.silences.into_iter().find(|s| s.covers(node, name, now)))
     }
 
     /// Creates a silence, records who did, and applies it at once on this coordinator.
     pub async fn silence(&self, silence: Silence) -> Result<Silence, StoreError> {
         self.store.put_silence(&silence).await?;
-        *self.silences.lock().expect("silences lock") = None;
+        *self.settings.lock().expect("settings lock") = None;
         let until = crate::events::rfc3339(silence.expires_ms);
         let reason = format!("{} silenced {} until {until}: {}", silence.created_by, silence.target(), silence.reason);
         let mut record = EventRecord::new(EventKind::OperatorAction, &silence.node, "", "", reason);
@@ -342,11 +357,11 @@ impl Remediator {
     /// Ends the silence `id` before it expires; `None` if there is none.
     pub async fn unsilence(&self, id: &str, admin: &Identity) -> Result<Option<Silence>, StoreError> {
         let Some(removed) = self.store.remove_silence(id).await? else { return Ok(None) };
-        *self.silences.lock().expect("silences lock") = None;
-        let reason = format!("operator:{} ended the silence of {} ({})", admin.name, removed.target(), removed.id);
+        *self.settings.lock().expect("settings lock") = None;
+        let reason = format!("{} ended the silence of {} ({})", operator(admin), removed.target(), removed.id);
         let mut record = EventRecord::new(EventKind::OperatorAction, &removed.node, "", "", reason);
         record.container_name = removed.container.clone().unwrap_or_default();
-        record.decided_by = Some(format!("operator:{}", admin.name));
+        record.decided_by = Some(operator(admin));
         self.log(&record).await?;
         Ok(Some(removed))
     }
@@ -359,7 +374,7 @@ impl Remediator {
     /// Whether the fleet is in dry-run now: as an admin set it at runtime, else as configured. The second
     /// value says which (`operator` or `configuration`).
     pub async fn dry_run(&self) -> Result<(bool, &'static str), StoreError> {
-        Ok(match self.store.dry_run_override().await? {
+        Ok(match self.settings().await?.dry_run {
             Some(enabled) => (enabled, "operator"),
             None => (self.config.dry_run, "configuration"),
         })
@@ -367,13 +382,14 @@ impl Remediator {
 
     /// Turns dry-run on or off for the fleet, records who did, and returns what it was before.
     pub async fn set_dry_run(&self, enabled: bool, admin: &Identity) -> Result<bool, StoreError> {
-        let (previous, _) = self.dry_run().await?;
+        let previous = self.store.dry_run_override().await?.unwrap_or(self.config.dry_run);
         self.store.set_dry_run_override(enabled).await?;
+        *self.settings.lock().expect("settings lock") = None;
         let state = if enabled { "on" } else { "off" };
         tracing::warn!(%admin, enabled, "dry-run changed by an admin");
-        let reason = format!("operator:{} turned dry-run {state}", admin.name);
+        let reason = format!("{} turned dry-run {state}", operator(admin));
         let mut record = EventRecord::new(EventKind::OperatorAction, "", "", "", reason);
-        record.decided_by = Some(format!("operator:{}", admin.name));
+        record.decided_by = Some(operator(admin));
         self.log(&record).await?;
         Ok(previous)
     }
@@ -395,7 +411,7 @@ impl Remediator {
         );
         record.action = Some(action);
         record.analysis_method = Some("operator".into());
-        record.decided_by = Some(format!("operator:{}", admin.name));
+        record.decided_by = Some(operator(admin));
         record.command_id = Some(command_id.clone());
         record.arguments = self.arguments(action, &argv);
         record.confidence = Some(1.0);
@@ -581,7 +597,7 @@ impl Remediator {
         let reason = format!("automatic actions resumed by {admin}; storms cleared: {}", cleared.join(", "));
         tracing::warn!(%admin, ?cleared, "storm ended by an admin");
         let mut record = EventRecord::new(EventKind::Storm, "", "", "", reason);
-        record.decided_by = Some(format!("operator:{}", admin.name));
+        record.decided_by = Some(operator(admin));
         self.log(&record).await?;
         Ok(cleared)
     }
@@ -609,7 +625,7 @@ impl Remediator {
         );
         record.action = Some(approval.action);
         record.analysis_method = Some("operator".into());
-        record.decided_by = Some(format!("operator:{}", approver.name));
+        record.decided_by = Some(operator(approver));
         record.command_id = Some(approval_id.to_owned());
         self.log(&record).await?;
         match self.dispatch(&target, approval.action, Vec::new(), approval_id.to_owned()).await? {
@@ -831,6 +847,11 @@ impl Remediator {
         self.log(&record).await?;
         Ok(())
     }
+}
+
+/// How an operator is named in `decided_by` and silences: `operator:<name from the certificate>`.
+pub fn operator(identity: &Identity) -> String {
+    format!("operator:{}", identity.name)
 }
 
 /// A new random command id (128 bits, hex).

@@ -464,3 +464,27 @@ async fn an_admin_can_end_a_storm() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fleet_directory_expires_its_entries_and_routed_commands_come_out_in_order() {
+    for b in backends().await {
+        let s = &b.store;
+        s.put_directory_entry("node-a", b"entry a", Duration::from_secs(60)).await.unwrap();
+        s.put_directory_entry("node-b", b"entry b", Duration::from_millis(50)).await.unwrap();
+        assert_eq!(s.directory_entry("node-a").await.unwrap(), Some(b"entry a".to_vec()), "{}", s.backend());
+        assert_eq!(s.directory_entry("node-c").await.unwrap(), None);
+        eventually("node-b's entry to expire", Duration::from_secs(5), || async {
+            if s.directory_entry("node-b").await.unwrap().is_none() { Ok(()) } else { Err("still there".into()) }
+        })
+        .await;
+        assert_eq!(s.directory_entries().await.unwrap(), vec![("node-a".to_owned(), b"entry a".to_vec())]);
+
+        for command in [b"one", b"two"] {
+            s.route_command("coord-1", command).await.unwrap();
+        }
+        assert_eq!(s.take_routed_command("coord-2").await.unwrap(), None, "another coordinator's queue");
+        assert_eq!(s.take_routed_command("coord-1").await.unwrap(), Some(b"one".to_vec()));
+        assert_eq!(s.take_routed_command("coord-1").await.unwrap(), Some(b"two".to_vec()));
+        assert_eq!(s.take_routed_command("coord-1").await.unwrap(), None);
+    }
+}

@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::events::{EventKind, EventRecord};
-
-use super::notification::outcome_name;
+use crate::events::{EventKind, EventRecord, Outcome};
 
 /// Beyond this many remembered keys, expired ones are forgotten.
 const PRUNE_ABOVE: usize = 1024;
@@ -37,7 +35,7 @@ impl DedupeKey {
             kind: record.kind,
             node: record.node.clone(),
             container: record.container_name.clone(),
-            result: record.outcome.map(outcome_name).or_else(|| record.rejection.map(|r| r.code())),
+            result: record.outcome.map(Outcome::name).or_else(|| record.rejection.map(|r| r.code())),
         }
     }
 }

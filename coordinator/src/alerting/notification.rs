@@ -118,7 +118,7 @@ impl Notification {
     /// The result in one word or code: the outcome (`success`, ...) or the rejection code (`cooldown_active`).
     pub fn result(&self) -> Option<&'static str> {
         match (self.record.outcome, self.record.rejection) {
-            (Some(outcome), _) => Some(outcome_name(outcome)),
+            (Some(outcome), _) => Some(outcome.name()),
             (None, Some(rejection)) => Some(rejection.code()),
             (None, None) => None,
         }
@@ -166,16 +166,6 @@ impl Notification {
     }
 }
 
-/// An outcome's name, as the event log and the CLI write it.
-pub fn outcome_name(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Success => "success",
-        Outcome::Failed => "failed",
-        Outcome::Refused => "refused",
-        Outcome::NotApplicable => "not_applicable",
-    }
-}
-
 /// `restart` → `Restart`, `scale_up` → `Scale up`.
 fn capitalized(name: &str) -> String {
     let name = name.replace('_', " ");
@@ -214,7 +204,7 @@ pub(crate) mod tests {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.name(), "{kind:?}");
         }
         for outcome in [Outcome::Success, Outcome::Failed, Outcome::Refused, Outcome::NotApplicable] {
-            assert_eq!(serde_json::to_value(outcome).unwrap(), outcome_name(outcome));
+            assert_eq!(serde_json::to_value(outcome).unwrap(), outcome.name());
         }
     }
 

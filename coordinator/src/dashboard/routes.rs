@@ -40,14 +40,6 @@ const DETAILS_WINDOW: Duration = Duration::from_secs(2 * 3600);
 const MAX_NAME_LEN: usize = 253;
 const MAX_REASON_LEN: usize = 500;
 
-/// Every outcome, with its name.
-const OUTCOMES: [(Outcome, &str); 4] = [
-    (Outcome::Success, "success"),
-    (Outcome::Failed, "failed"),
-    (Outcome::Refused, "refused"),
-    (Outcome::NotApplicable, "not_applicable"),
-];
-
 /// An API error: a status and a message for people, as `{"error": "..."}`.
 #[derive(Debug)]
 pub struct ApiError {
@@ -484,10 +476,9 @@ impl Matcher {
         let outcome = match filter.outcome.as_str() {
             "" => None,
             name => Some(
-                OUTCOMES
-                    .iter()
-                    .find(|(_, n)| *n == name)
-                    .map(|(o, _)| *o)
+                Outcome::ALL
+                    .into_iter()
+                    .find(|o| o.name() == name)
                     .ok_or_else(|| ApiError::bad_request(format!("unknown outcome {name:?}")))?,
             ),
         };
@@ -798,7 +789,7 @@ pub async fn create_silence(
         node: request.node,
         container: (!request.container.is_empty()).then_some(request.container),
         reason: request.reason,
-        created_by: format!("operator:{}", identity.name),
+        created_by: crate::remediation::operator(&identity),
         created_ms: now,
         expires_ms: now + request.duration_seconds * 1000,
     };

@@ -60,6 +60,13 @@ enum Trim {
     OlderThan(Duration),
 }
 
+/// A stored directory value (expiry, 8 bytes big-endian, then the entry): the entry unless it expired.
+fn unexpired(node: &str, value: &[u8], now_ms: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    let (expiry, entry) =
+        value.split_first_chunk::<8>().ok_or_else(|| StoreError::Corrupt(format!("directory entry of {node}")))?;
+    Ok((u64::from_be_bytes(*expiry) > now_ms).then(|| entry.to_vec()))
+}
+
 /// The embedded state store.
 #[derive(Clone)]
 pub struct EmbeddedStore {
@@ -547,15 +554,25 @@ impl StateStore for EmbeddedStore {
             let mut live = Vec::new();
             for entry in table.iter().map_err(redb::Error::from)? {
                 let (node, value) = entry.map_err(redb::Error::from)?;
-                let value = value.value();
-                let Some((expiry, entry)) = value.split_first_chunk::<8>() else {
-                    return Err(StoreError::Corrupt(format!("directory entry of {}", node.value())));
-                };
-                if u64::from_be_bytes(*expiry) > now_ms {
-                    live.push((node.value().to_owned(), entry.to_vec()));
+                if let Some(entry) = unexpired(node.value(), value.value(), now_ms)? {
+                    live.push((node.value().to_owned(), entry));
                 }
             }
             Ok(live)
+        })
+        .await
+    }
+
+    async fn directory_entry(&self, node: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let node = node.to_owned();
+        self.blocking(move |db| {
+            let now_ms = crate::events::unix_ms(std::time::SystemTime::now());
+            let txn = db.begin_read().map_err(redb::Error::from)?;
+            let table = txn.open_table(DIRECTORY).map_err(redb::Error::from)?;
+            match table.get(node.as_str()).map_err(redb::Error::from)? {
+                Some(value) => unexpired(&node, value.value(), now_ms),
+                None => Ok(None),
+            }
         })
         .await
     }

@@ -123,6 +123,9 @@ pub trait StateStore: Send + Sync + 'static {
     /// Every directory entry that has not expired, by node name.
     async fn directory_entries(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 
+    /// The directory entry of the node `node`, if it has not expired.
+    async fn directory_entry(&self, node: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
     /// Queues an encoded command for the coordinator instance `coordinator` (which holds the node's session).
     async fn route_command(&self, coordinator: &str, command: &[u8]) -> Result<(), StoreError>;
 

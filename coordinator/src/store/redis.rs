@@ -482,6 +482,11 @@ impl StateStore for RedisStore {
         Ok(live)
     }
 
+    async fn directory_entry(&self, node: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.get(format!("{DIRECTORY_KEY}:{node}")).await?)
+    }
+
     async fn route_command(&self, coordinator: &str, command: &[u8]) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let key = format!("hemostat:coordinator:{coordinator}:commands");
