@@ -313,10 +313,11 @@ impl Executor {
             .unwrap_or(0)
             + 1;
         // The inspect document's config has the create body's field names.
-        let Ok(mut body) = serde_json::to_value(inspect.config.clone().unwrap_or_default())
+        let mut body = match serde_json::to_value(inspect.config.clone().unwrap_or_default())
             .and_then(serde_json::from_value::<ContainerCreateBody>)
-        else {
-            return Done::new(pb::Outcome::Failed, "cannot copy the container's configuration");
+        {
+            Ok(body) => body,
+            Err(e) => return Done::new(pb::Outcome::Failed, format!("cannot copy the container's configuration: {e}")),
         };
         body.hostname = None;
         let mut labels = labels;

@@ -142,6 +142,11 @@ impl Outbox {
     /// Forgets every message up to and including `seq`.
     pub fn ack(&self, seq: u64) {
         let mut state = self.state.lock().expect("outbox lock");
+        // The coordinator repeats its latest acknowledgement with every heartbeat: nothing new to forget
+        // or to write to the spool.
+        if seq <= state.acked {
+            return;
+        }
         while state.unacked.front().is_some_and(|m| m.seq <= seq) {
             state.unacked.pop_front();
         }

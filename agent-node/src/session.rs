@@ -84,7 +84,7 @@ pub async fn run(
             Err(SessionError::Closed) => {
                 tracing::info!(%coordinator, "the coordinator closed the session; reconnecting")
             }
-            Err(error) => tracing::warn!("{error}"),
+            Err(error) => tracing::warn!(%coordinator, "{error}"),
             Ok(()) => {}
         }
         failed_in_a_row = if matches!(result, Err(SessionError::Connect { .. })) { failed_in_a_row + 1 } else { 1 };

@@ -1,7 +1,4 @@
 //! One notification: a stored event, with the decision behind it, and how it reads to a person.
-
-use std::time::{Duration, UNIX_EPOCH};
-
 use crate::events::{Action, EventId, EventKind, EventRecord, Outcome, Rejection};
 
 /// What the analysis said when it decided an action: remembered from the `remediation_needed` event so that
@@ -84,7 +81,7 @@ impl Notification {
 
     /// When the coordinator recorded it, RFC 3339 in UTC to the second (`2026-11-28T14:17:05Z`).
     pub fn time_rfc3339(&self) -> String {
-        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(self.record.time_ms)).to_string()
+        crate::events::rfc3339(self.record.time_ms)
     }
 
     /// Whether this storm record is an operator ending the storms rather than one starting.
