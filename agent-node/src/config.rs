@@ -1,13 +1,15 @@
-//! The node's configuration: flags, environment and an optional TOML file, with precedence
-//! flag > environment > file > default. Unknown keys in the file are an error.
+//! The node's configuration: every setting declared once (flag, environment variable, file key,
+//! default), resolved with precedence flag > environment > file > default by [`hemostat_settings`].
+//! Unknown keys in the file and bad values are errors naming the setting and where its value came from.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use hemostat_model::Action;
 use hemostat_pki::TlsFiles;
-use serde::Deserialize;
+pub use hemostat_settings::ConfigError;
+use hemostat_settings::{Endpoint, Layers, Sourced, config_path};
 
 use crate::detection::DetectionConfig;
 use crate::executor::{DEFAULT_EXEC_ALLOWLIST, ExecutionPolicy, parse_allowlist};
@@ -15,141 +17,72 @@ use crate::inventory::ContainerSelector;
 use crate::local_policy::LocalPolicyConfig;
 use crate::outbox::DEFAULT_CAPACITY;
 
-/// Why the configuration cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read the configuration file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML or has an unknown key.
-    #[error("configuration file {path}: {source}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        source: toml::de::Error,
-    },
-    /// A value is not acceptable.
-    #[error("{0}")]
-    Invalid(String),
-}
+hemostat_settings::settings! {
+    /// Command-line flags of `hemostat-node`; each setting also reads its environment variable and its key
+    /// in the configuration file.
+    #[derive(Clone, Debug, Default, clap::Parser)]
+    #[command(name = "hemostat-node", version, about = "The HemoStat node: watches this Docker host")]
+    pub struct NodeArgs {
+        /// A TOML configuration file (keys as the long flags, with underscores) [env: HEMOSTAT_CONFIG].
+        #[arg(long)]
+        pub config: Option<PathBuf>,
+    }
 
-/// Command-line flags and environment variables of `hemostat-node`.
-#[derive(Debug, Default, Parser)]
-#[command(name = "hemostat-node", version, about = "The HemoStat node: watches this Docker host")]
-pub struct NodeArgs {
-    /// A TOML configuration file (keys as the long flags, with underscores).
-    #[arg(long, env = "HEMOSTAT_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// The coordinator, `host:port` or `https://host:port`; several, comma-separated, to fail over between
-    /// coordinators of one fleet, tried in order [default: https://localhost:50051].
-    #[arg(long, env = "HEMOSTAT_COORDINATOR")]
-    pub coordinator: Option<String>,
-    /// The name the coordinator's certificate carries [default: the coordinator's host].
-    #[arg(long, env = "HEMOSTAT_COORDINATOR_NAME")]
-    pub coordinator_name: Option<String>,
-    /// Folder with ca.pem, node.pem and node-key.pem [default: certs].
-    #[arg(long, env = "HEMOSTAT_CERTS_DIR")]
-    pub certs_dir: Option<PathBuf>,
-    /// Address to serve Prometheus metrics on, plain HTTP `/metrics` (e.g. 0.0.0.0:9465) [default: off].
-    #[arg(long, env = "NODE_METRICS_LISTEN")]
-    pub metrics_listen: Option<SocketAddr>,
-    /// Watch only containers with this label, `key=value` [default: all containers].
-    #[arg(long, env = "NODE_CONTAINER_SELECTOR")]
-    pub select_label: Option<String>,
-    /// Seconds between heartbeats [default: 5].
-    #[arg(long, env = "NODE_HEARTBEAT_SECONDS")]
-    pub heartbeat_seconds: Option<u64>,
-    /// Longest pause between reconnect attempts, in seconds [default: 5].
-    #[arg(long, env = "NODE_RECONNECT_MAX_SECONDS")]
-    pub reconnect_max_seconds: Option<u64>,
-    /// Most unacknowledged messages kept for the coordinator [default: 10000].
-    #[arg(long, env = "NODE_SPOOL_CAPACITY")]
-    pub spool_capacity: Option<usize>,
-    /// Folder where unacknowledged messages are kept across node restarts [default: hemostat-data/spool].
-    #[arg(long, env = "NODE_SPOOL_DIR")]
-    pub spool_dir: Option<PathBuf>,
-    /// Seconds between metrics samples, at least 1 [default: 30].
-    #[arg(long, env = "AGENT_POLL_INTERVAL")]
-    pub poll_interval: Option<u64>,
-    /// CPU % (100 = one core) above which CPU is high [default: 85].
-    #[arg(long, env = "THRESHOLD_CPU_PERCENT")]
-    pub cpu_threshold: Option<f64>,
-    /// Memory % of the limit above which memory is high [default: 80].
-    #[arg(long, env = "THRESHOLD_MEMORY_PERCENT")]
-    pub memory_threshold: Option<f64>,
-    /// Window, in seconds, in which restarts are counted [default: 600].
-    #[arg(long, env = "NODE_RESTART_WINDOW_SECONDS")]
-    pub restart_window_seconds: Option<u64>,
-    /// More restarts than this within the window are excessive [default: 5].
-    #[arg(long, env = "NODE_RESTART_LIMIT")]
-    pub restart_limit: Option<u32>,
-    /// Seconds after which a standing anomaly is alerted again [default: 1800].
-    #[arg(long, env = "NODE_REASSERT_SECONDS")]
-    pub reassert_seconds: Option<u64>,
-    /// Container name globs never watched, comma-separated (e.g. `hemostat-*,*-sidecar`) [default: none].
-    #[arg(long, env = "MONITOR_CONTAINER_BLACKLIST")]
-    pub blacklist: Option<String>,
-    /// Log lines gathered at each failure as evidence, 0 for none [default: 50].
-    #[arg(long, env = "NODE_EVIDENCE_LOG_LINES")]
-    pub log_lines: Option<usize>,
-    /// Actions this node executes, comma-separated [default: restart,exec,cleanup,scale_up].
-    #[arg(long, env = "NODE_ALLOWED_ACTIONS")]
-    pub allowed_actions: Option<String>,
-    /// Diagnostic commands allowed for exec, `;`-separated, each matched as a whole argument vector
-    /// [default: ps;top -b -n 1;df -h;free -m;uptime;uname -a].
-    #[arg(long, env = "RESPONDER_EXEC_ALLOWLIST")]
-    pub exec_allowlist: Option<String>,
-    /// Longest an exec may run, in seconds [default: 10].
-    #[arg(long, env = "RESPONDER_EXEC_TIMEOUT_SECONDS")]
-    pub exec_timeout_seconds: Option<u64>,
-    /// Seconds a restarted container is watched before it counts as a success [default: 30].
-    #[arg(long, env = "RESPONDER_VERIFY_SECONDS")]
-    pub verify_seconds: Option<u64>,
-    /// Whether the node restarts crashed containers on its own when cut off from every coordinator
-    /// (true/false) [default: true].
-    #[arg(long, env = "NODE_LOCAL_POLICY")]
-    pub local_policy: Option<bool>,
-    /// Seconds cut off before the local policy applies [default: 60].
-    #[arg(long, env = "NODE_LOCAL_POLICY_AFTER_SECONDS")]
-    pub local_policy_after_seconds: Option<u64>,
-    /// At most one local action per container within this many seconds [default: 3600].
-    #[arg(long, env = "RESPONDER_COOLDOWN_SECONDS")]
-    pub cooldown_seconds: Option<u64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NodeFile {
-    coordinator: Option<String>,
-    coordinator_name: Option<String>,
-    certs_dir: Option<PathBuf>,
-    metrics_listen: Option<SocketAddr>,
-    select_label: Option<String>,
-    heartbeat_seconds: Option<u64>,
-    reconnect_max_seconds: Option<u64>,
-    spool_capacity: Option<usize>,
-    spool_dir: Option<PathBuf>,
-    poll_interval: Option<u64>,
-    cpu_threshold: Option<f64>,
-    memory_threshold: Option<f64>,
-    restart_window_seconds: Option<u64>,
-    restart_limit: Option<u32>,
-    reassert_seconds: Option<u64>,
-    blacklist: Option<String>,
-    log_lines: Option<usize>,
-    allowed_actions: Option<String>,
-    exec_allowlist: Option<String>,
-    exec_timeout_seconds: Option<u64>,
-    verify_seconds: Option<u64>,
-    local_policy: Option<bool>,
-    local_policy_after_seconds: Option<u64>,
-    cooldown_seconds: Option<u64>,
+    /// Every setting of the node, each with where its value came from.
+    #[derive(Clone, Debug)]
+    pub struct NodeSettings {
+        /// The coordinator, `host:port` or `https://host:port`; several, comma-separated, to fail over
+        /// between coordinators of one fleet, tried in order [default: https://localhost:50051].
+        coordinator: String = "localhost:50051".to_owned(), env "HEMOSTAT_COORDINATOR";
+        /// The name the coordinator's certificate carries [default: the coordinator's host].
+        coordinator_name: String, env "HEMOSTAT_COORDINATOR_NAME";
+        /// Folder with ca.pem, node.pem and node-key.pem [default: certs].
+        certs_dir: PathBuf = PathBuf::from("certs"), env "HEMOSTAT_CERTS_DIR";
+        /// Address to serve Prometheus metrics on, plain HTTP `/metrics` (e.g. 0.0.0.0:9465) [default: off].
+        metrics_listen: SocketAddr, env "NODE_METRICS_LISTEN";
+        /// Watch only containers with this label, `key=value` [default: all containers].
+        select_label: String, env "NODE_CONTAINER_SELECTOR";
+        /// Seconds between heartbeats [default: 5].
+        heartbeat_seconds: u64 = 5, env "NODE_HEARTBEAT_SECONDS";
+        /// Longest pause between reconnect attempts, in seconds [default: 5].
+        reconnect_max_seconds: u64 = 5, env "NODE_RECONNECT_MAX_SECONDS";
+        /// Most unacknowledged messages kept for the coordinator [default: 10000].
+        spool_capacity: usize = DEFAULT_CAPACITY, env "NODE_SPOOL_CAPACITY";
+        /// Folder where unacknowledged messages are kept across node restarts [default: hemostat-data/spool].
+        spool_dir: PathBuf = PathBuf::from("hemostat-data/spool"), env "NODE_SPOOL_DIR";
+        /// Seconds between metrics samples, at least 1 [default: 30].
+        poll_interval: u64 = 30, env "AGENT_POLL_INTERVAL";
+        /// CPU % (100 = one core) above which CPU is high [default: 85].
+        cpu_threshold: f64 = DetectionConfig::default().cpu_threshold, env "THRESHOLD_CPU_PERCENT";
+        /// Memory % of the limit above which memory is high [default: 80].
+        memory_threshold: f64 = DetectionConfig::default().memory_threshold, env "THRESHOLD_MEMORY_PERCENT";
+        /// Window, in seconds, in which restarts are counted [default: 600].
+        restart_window_seconds: u64 = DetectionConfig::default().restart_window.as_secs(), env "NODE_RESTART_WINDOW_SECONDS";
+        /// More restarts than this within the window are excessive [default: 5].
+        restart_limit: u32 = DetectionConfig::default().restart_limit, env "NODE_RESTART_LIMIT";
+        /// Seconds after which a standing anomaly is alerted again [default: 1800].
+        reassert_seconds: u64 = DetectionConfig::default().reassert_every.as_secs(), env "NODE_REASSERT_SECONDS";
+        /// Container name globs never watched, comma-separated (e.g. `hemostat-*,*-sidecar`) [default: none].
+        blacklist: String = String::new(), env "MONITOR_CONTAINER_BLACKLIST";
+        /// Log lines gathered at each failure as evidence, 0 for none [default: 50].
+        log_lines: usize = 50, env "NODE_EVIDENCE_LOG_LINES";
+        /// Actions this node executes, comma-separated [default: restart,exec,cleanup,scale_up].
+        allowed_actions: String, env "NODE_ALLOWED_ACTIONS";
+        /// Diagnostic commands allowed for exec, `;`-separated, each matched as a whole argument vector
+        /// [default: ps;top -b -n 1;df -h;free -m;uptime;uname -a].
+        exec_allowlist: String = DEFAULT_EXEC_ALLOWLIST.to_owned(), env "RESPONDER_EXEC_ALLOWLIST";
+        /// Longest an exec may run, in seconds [default: 10].
+        exec_timeout_seconds: u64 = 10, env "RESPONDER_EXEC_TIMEOUT_SECONDS";
+        /// Seconds a restarted container is watched before it counts as a success [default: 30].
+        verify_seconds: u64 = 30, env "RESPONDER_VERIFY_SECONDS";
+        /// Whether the node restarts crashed containers on its own when cut off from every coordinator
+        /// (true/false) [default: true].
+        local_policy: bool = true, env "NODE_LOCAL_POLICY";
+        /// Seconds cut off before the local policy applies [default: 60].
+        local_policy_after_seconds: u64 = LocalPolicyConfig::default().after.as_secs(), env "NODE_LOCAL_POLICY_AFTER_SECONDS";
+        /// At most one local action per container within this many seconds [default: 3600].
+        cooldown_seconds: u64 = LocalPolicyConfig::default().cooldown.as_secs(), env "RESPONDER_COOLDOWN_SECONDS";
+    }
 }
 
 /// One coordinator a node may connect to.
@@ -159,6 +92,14 @@ pub struct CoordinatorAddress {
     pub url: String,
     /// The name its certificate must carry.
     pub server_name: String,
+}
+
+impl CoordinatorAddress {
+    /// `host:port` or `https://host:port`, whose certificate must carry its host; plaintext is refused.
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let Endpoint { url, host } = Endpoint::parse(spec)?;
+        Ok(CoordinatorAddress { url, server_name: host })
+    }
 }
 
 impl std::fmt::Display for CoordinatorAddress {
@@ -199,165 +140,167 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    /// Resolves flags and environment over the file over defaults.
+    /// Resolves the flags in `args`, the process environment, the configuration file (`--config` or
+    /// `HEMOSTAT_CONFIG`) and the defaults.
     pub fn resolve(args: NodeArgs) -> Result<Self, ConfigError> {
-        let file = match &args.config {
-            Some(path) => read_file(path)?,
-            None => NodeFile::default(),
-        };
-        macro_rules! pick {
-            ($field:ident) => {
-                args.$field.or(file.$field)
-            };
-        }
-        let name_override = pick!(coordinator_name);
-        let coordinators = pick!(coordinator)
-            .unwrap_or_else(|| "localhost:50051".into())
-            .split(',')
-            .map(str::trim)
-            .filter(|spec| !spec.is_empty())
-            .map(|spec| {
-                let (url, host) = normalize_endpoint(spec)?;
-                Ok(CoordinatorAddress { url, server_name: name_override.clone().unwrap_or(host) })
-            })
-            .collect::<Result<Vec<_>, ConfigError>>()?;
-        if coordinators.is_empty() {
-            return Err(ConfigError::Invalid("HEMOSTAT_COORDINATOR names no coordinator".into()));
-        }
-        let blacklist: Vec<String> = pick!(blacklist)
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|glob| !glob.is_empty())
-            .map(str::to_owned)
-            .collect();
-        let selector = match pick!(select_label) {
-            Some(spec) => ContainerSelector::parse(&spec).map_err(|e| ConfigError::Invalid(e.to_string()))?,
+        Self::resolve_in(args, &hemostat_settings::process_env)
+    }
+
+    /// Resolves the flags in `args`, the environment `env` (a variable's value, `None` when unset), the
+    /// configuration file and the defaults.
+    pub fn resolve_in(args: NodeArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let layers = Layers::read(env, config_path(args.config.as_deref(), env).as_deref(), &[NodeSettings::KEYS])?;
+        Self::from_settings(NodeSettings::resolve(&args, &layers)?)
+    }
+
+    /// The configuration the settings describe; a value out of range is an error naming the setting and
+    /// where its value came from.
+    pub fn from_settings(s: NodeSettings) -> Result<Self, ConfigError> {
+        let seconds = |setting: Sourced<u64>| Duration::from_secs(setting.into_value());
+        let name_override = s.coordinator_name.map(Sourced::into_value);
+        let coordinators = s.coordinator.try_map(|list| {
+            let coordinators = list
+                .split(',')
+                .map(str::trim)
+                .filter(|spec| !spec.is_empty())
+                .map(|spec| {
+                    let address = CoordinatorAddress::parse(spec)?;
+                    Ok(match &name_override {
+                        Some(name) => CoordinatorAddress { server_name: name.clone(), ..address },
+                        None => address,
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            if coordinators.is_empty() { Err("names no coordinator".to_owned()) } else { Ok(coordinators) }
+        })?;
+        let blacklist: Vec<String> =
+            s.blacklist.split(',').map(str::trim).filter(|glob| !glob.is_empty()).map(str::to_owned).collect();
+        let selector = match s.select_label {
+            Some(spec) => spec.try_map(|spec| ContainerSelector::parse(&spec))?,
             None => ContainerSelector::all(),
         }
         .with_blacklist(blacklist);
-        let poll_interval = pick!(poll_interval).unwrap_or(30);
-        if poll_interval == 0 {
-            return Err(ConfigError::Invalid("AGENT_POLL_INTERVAL must be at least 1 second".into()));
-        }
-        let defaults = DetectionConfig::default();
-        let percent = |name: &str, value: Option<f64>, default: f64| match value {
-            Some(v) if !(v > 0.0 && v.is_finite()) => {
-                Err(ConfigError::Invalid(format!("{name} must be a positive number, not {v}")))
-            }
-            Some(v) => Ok(v),
-            None => Ok(default),
+        let poll_interval = s.poll_interval.check(|n| *n >= 1, "must be at least 1 second")?;
+        let percent = |setting: Sourced<f64>| {
+            let v = *setting;
+            setting.check(|v| *v > 0.0 && v.is_finite(), format!("must be a positive number, not {v}"))
         };
         let detection = DetectionConfig {
-            cpu_threshold: percent("THRESHOLD_CPU_PERCENT", pick!(cpu_threshold), defaults.cpu_threshold)?,
-            memory_threshold: percent("THRESHOLD_MEMORY_PERCENT", pick!(memory_threshold), defaults.memory_threshold)?,
-            restart_window: pick!(restart_window_seconds).map_or(defaults.restart_window, Duration::from_secs),
-            restart_limit: pick!(restart_limit).unwrap_or(defaults.restart_limit),
-            reassert_every: pick!(reassert_seconds).map_or(defaults.reassert_every, |s| Duration::from_secs(s.max(1))),
+            cpu_threshold: percent(s.cpu_threshold)?,
+            memory_threshold: percent(s.memory_threshold)?,
+            restart_window: seconds(s.restart_window_seconds),
+            restart_limit: s.restart_limit.into_value(),
+            reassert_every: Duration::from_secs(s.reassert_seconds.into_value().max(1)),
         };
-        let heartbeat = pick!(heartbeat_seconds).unwrap_or(5);
-        if heartbeat == 0 {
-            return Err(ConfigError::Invalid("NODE_HEARTBEAT_SECONDS must be at least 1".into()));
-        }
+        let heartbeat = s.heartbeat_seconds.check(|n| *n >= 1, "must be at least 1")?;
+        let allowed_actions = match s.allowed_actions {
+            Some(list) => list.try_map(|list| {
+                list.split(',')
+                    .map(|a| a.trim().to_ascii_lowercase())
+                    .filter(|a| !a.is_empty())
+                    .map(|a| a.parse::<Action>().map(|action| action.name().to_owned()))
+                    .collect::<Result<Vec<_>, _>>()
+            })?,
+            None => ExecutionPolicy::default().allowed_actions,
+        };
         Ok(NodeConfig {
             coordinators,
-            tls: TlsFiles::in_dir(&pick!(certs_dir).unwrap_or_else(|| PathBuf::from("certs")), "node"),
-            metrics_listen: pick!(metrics_listen),
+            tls: TlsFiles::in_dir(&s.certs_dir, "node"),
+            metrics_listen: s.metrics_listen.map(Sourced::into_value),
             selector,
             heartbeat: Duration::from_secs(heartbeat),
-            reconnect_max: Duration::from_secs(pick!(reconnect_max_seconds).unwrap_or(5).max(1)),
-            spool_capacity: pick!(spool_capacity).unwrap_or(DEFAULT_CAPACITY).max(1),
-            spool_dir: Some(pick!(spool_dir).unwrap_or_else(|| PathBuf::from("hemostat-data/spool"))),
+            reconnect_max: Duration::from_secs(s.reconnect_max_seconds.into_value().max(1)),
+            spool_capacity: s.spool_capacity.into_value().max(1),
+            spool_dir: Some(s.spool_dir.into_value()),
             poll_interval: Duration::from_secs(poll_interval),
             detection,
-            log_lines: pick!(log_lines).unwrap_or(50).min(1000),
+            log_lines: s.log_lines.into_value().min(1000),
             execution: ExecutionPolicy {
-                allowed_actions: match pick!(allowed_actions) {
-                    Some(list) => {
-                        list.split(',').map(|a| a.trim().to_ascii_lowercase()).filter(|a| !a.is_empty()).collect()
-                    }
-                    None => ExecutionPolicy::default().allowed_actions,
-                },
-                exec_allowlist: parse_allowlist(
-                    &pick!(exec_allowlist).unwrap_or_else(|| DEFAULT_EXEC_ALLOWLIST.to_owned()),
-                ),
-                exec_timeout: Duration::from_secs(pick!(exec_timeout_seconds).unwrap_or(10).max(1)),
-                verify_window: Duration::from_secs(pick!(verify_seconds).unwrap_or(30)),
+                allowed_actions,
+                exec_allowlist: parse_allowlist(&s.exec_allowlist),
+                exec_timeout: Duration::from_secs(s.exec_timeout_seconds.into_value().max(1)),
+                verify_window: seconds(s.verify_seconds),
             },
             local_policy: LocalPolicyConfig {
-                enabled: pick!(local_policy).unwrap_or(true),
-                after: pick!(local_policy_after_seconds)
-                    .map_or(LocalPolicyConfig::default().after, Duration::from_secs),
-                cooldown: pick!(cooldown_seconds).map_or(LocalPolicyConfig::default().cooldown, Duration::from_secs),
+                enabled: *s.local_policy,
+                after: seconds(s.local_policy_after_seconds),
+                cooldown: seconds(s.cooldown_seconds),
             },
         })
     }
-}
-
-/// `host:port` or `https://host:port` → (`https://host:port`, host). Plaintext is refused.
-pub fn normalize_endpoint(spec: &str) -> Result<(String, String), ConfigError> {
-    let url = if spec.contains("://") { spec.to_owned() } else { format!("https://{spec}") };
-    if !url.starts_with("https://") {
-        return Err(ConfigError::Invalid(format!(
-            "coordinator {spec:?}: HemoStat speaks only mutual TLS; use https://host:port or host:port"
-        )));
-    }
-    let uri: tonic::transport::Uri =
-        url.parse().map_err(|e| ConfigError::Invalid(format!("coordinator {spec:?} is not a valid address: {e}")))?;
-    let host = uri
-        .host()
-        .ok_or_else(|| ConfigError::Invalid(format!("coordinator {spec:?} names no host")))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    Ok((url, host))
-}
-
-fn read_file(path: &Path) -> Result<NodeFile, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn endpoints_default_to_tls_and_refuse_plaintext() {
-        assert_eq!(
-            normalize_endpoint("coord.example:50051").unwrap(),
-            ("https://coord.example:50051".into(), "coord.example".into())
-        );
-        assert_eq!(normalize_endpoint("https://[::1]:7").unwrap().1, "::1");
-        assert!(normalize_endpoint("http://coord:50051").unwrap_err().to_string().contains("mutual TLS"));
-        assert!(normalize_endpoint("https://").is_err());
+    fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    fn resolve(args: NodeArgs) -> Result<NodeConfig, ConfigError> {
+        NodeConfig::resolve_in(args, &|_| None)
     }
 
     #[test]
     fn a_file_with_an_unknown_key_is_refused() {
         let path = std::env::temp_dir().join(format!("hemostat-node-{}.toml", std::process::id()));
         std::fs::write(&path, "coordinater = \"x:1\"\n").unwrap();
-        let err = NodeConfig::resolve(NodeArgs { config: Some(path.clone()), ..Default::default() }).unwrap_err();
+        let err = resolve(NodeArgs { config: Some(path.clone()), ..Default::default() }).unwrap_err();
         assert!(err.to_string().contains("unknown field `coordinater`"), "{err}");
         std::fs::write(&path, "coordinator = \"c:1\"\nselect_label = \"team=a\"\n").unwrap();
-        let config = NodeConfig::resolve(NodeArgs {
-            config: Some(path.clone()),
-            coordinator: Some("d:2".into()),
-            ..Default::default()
-        })
-        .unwrap();
+        let config =
+            resolve(NodeArgs { config: Some(path.clone()), coordinator: Some("d:2".into()), ..Default::default() })
+                .unwrap();
         assert_eq!(config.coordinators[0].url, "https://d:2");
         assert_eq!(config.selector, ContainerSelector::parse("team=a").unwrap());
         assert_eq!(config.poll_interval, Duration::from_secs(30), "the original's default");
         std::fs::write(&path, "poll_interval = 0\n").unwrap();
-        let err = NodeConfig::resolve(NodeArgs { config: Some(path.clone()), ..Default::default() }).unwrap_err();
+        let err = resolve(NodeArgs { config: Some(path.clone()), ..Default::default() }).unwrap_err();
         assert!(err.to_string().contains("at least 1 second"), "{err}");
-        let err = NodeConfig::resolve(NodeArgs { cpu_threshold: Some(f64::NAN), ..Default::default() }).unwrap_err();
+        let err = resolve(NodeArgs { cpu_threshold: Some(f64::NAN), ..Default::default() }).unwrap_err();
         assert!(err.to_string().contains("THRESHOLD_CPU_PERCENT"), "{err}");
-        assert_eq!(NodeConfig::resolve(NodeArgs::default()).unwrap().metrics_listen, None, "off by default");
+        assert_eq!(resolve(NodeArgs::default()).unwrap().metrics_listen, None, "off by default");
         std::fs::write(&path, "metrics_listen = \"127.0.0.1:9465\"\n").unwrap();
-        let config = NodeConfig::resolve(NodeArgs { config: Some(path.clone()), ..Default::default() }).unwrap();
+        let config = resolve(NodeArgs { config: Some(path.clone()), ..Default::default() }).unwrap();
         assert_eq!(config.metrics_listen, Some("127.0.0.1:9465".parse().unwrap()));
         std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn precedence_is_flag_environment_file_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, "poll_interval = 7\nheartbeat_seconds = 9\nrestart_limit = 2\n").unwrap();
+        let file = path.display().to_string();
+        let env = env_of(&[("HEMOSTAT_CONFIG", &file), ("AGENT_POLL_INTERVAL", "3"), ("NODE_RESTART_LIMIT", "4")]);
+        let config = NodeConfig::resolve_in(NodeArgs { restart_limit: Some(6), ..Default::default() }, &env).unwrap();
+        assert_eq!(config.poll_interval, Duration::from_secs(3), "env over file");
+        assert_eq!(config.heartbeat, Duration::from_secs(9), "file over default");
+        assert_eq!(config.detection.restart_limit, 6, "flag over env");
+        assert_eq!(config.reconnect_max, Duration::from_secs(5), "default");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting_and_their_source() {
+        let err = NodeConfig::resolve_in(NodeArgs::default(), &env_of(&[("NODE_HEARTBEAT_SECONDS", "0")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "NODE_HEARTBEAT_SECONDS (environment variable NODE_HEARTBEAT_SECONDS): must be at least 1"
+        );
+        let env = env_of(&[("HEMOSTAT_COORDINATOR", "http://c:1")]);
+        let err = NodeConfig::resolve_in(NodeArgs::default(), &env).unwrap_err().to_string();
+        assert!(
+            err.starts_with("HEMOSTAT_COORDINATOR (environment variable HEMOSTAT_COORDINATOR)")
+                && err.contains("mutual TLS"),
+            "{err}"
+        );
+        let err =
+            resolve(NodeArgs { allowed_actions: Some("restart,reboot".into()), ..Default::default() }).unwrap_err();
+        assert!(err.to_string().contains("unknown action \"reboot\""), "{err}");
+        let env = env_of(&[("NODE_LOCAL_POLICY", "perhaps")]);
+        let err = NodeConfig::resolve_in(NodeArgs::default(), &env).unwrap_err().to_string();
+        assert!(err.starts_with("NODE_LOCAL_POLICY (environment variable NODE_LOCAL_POLICY)"), "{err}");
     }
 }

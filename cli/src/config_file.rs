@@ -1,6 +1,7 @@
 //! The CLI's configuration file: TOML, in the user's config directory
 //! (`$XDG_CONFIG_HOME/hemostat/config.toml`, else `~/.config/hemostat/config.toml`), or wherever `--config`
-//! (or `HEMOSTAT_CONFIG`) says. Keys are the long flags with underscores:
+//! (or `HEMOSTAT_CONFIG`) says. Keys are the long flags with underscores (the connection settings of
+//! [`crate::connection`]):
 //!
 //! ```toml
 //! coordinator = "coord.example:50051"
@@ -15,55 +16,7 @@
 //!
 //! Relative paths are relative to the file's folder. An unknown key is an error that names the file.
 
-use std::path::{Path, PathBuf};
-
-use anyhow::{Context, anyhow};
-use serde::Deserialize;
-
-/// The settings a configuration file may hold; each is optional.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigFile {
-    /// The coordinator, `host:port` or `https://host:port`.
-    pub coordinator: Option<String>,
-    /// The name the coordinator's certificate carries.
-    pub coordinator_name: Option<String>,
-    /// Folder with ca.pem and the operator certificate.
-    pub certs_dir: Option<PathBuf>,
-    /// The operator certificate's file stem.
-    pub cert_name: Option<String>,
-    /// The CA certificate file.
-    pub ca: Option<PathBuf>,
-    /// The operator certificate file.
-    pub cert: Option<PathBuf>,
-    /// The operator's private key file.
-    pub key: Option<PathBuf>,
-}
-
-impl ConfigFile {
-    /// Reads and parses the file at `path`.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
-        Self::parse(&text, path)
-    }
-
-    /// Parses `text`, the contents of the file at `path` (for messages and relative paths).
-    pub fn parse(text: &str, path: &Path) -> anyhow::Result<Self> {
-        let mut file: ConfigFile = toml::from_str(text).map_err(|error| {
-            let line = error.span().map(|span| text[..span.start].matches('\n').count() + 1);
-            let at = line.map(|line| format!(", line {line}")).unwrap_or_default();
-            anyhow!("configuration file {}{at}: {}", path.display(), error.message().trim())
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        for value in [&mut file.certs_dir, &mut file.ca, &mut file.cert, &mut file.key].into_iter().flatten() {
-            if value.is_relative() {
-                *value = base.join(&*value);
-            }
-        }
-        Ok(file)
-    }
-}
+use std::path::PathBuf;
 
 /// Where the configuration file is looked for when neither `--config` nor `HEMOSTAT_CONFIG` says:
 /// `$XDG_CONFIG_HOME/hemostat/config.toml` (when set to an absolute path), else
@@ -78,22 +31,33 @@ pub fn default_path(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use hemostat_settings::Layers;
+
     use super::*;
+    use crate::connection::{ConnectionArgs, ConnectionSettings, Settings};
+
+    /// The settings of the file `text` at `path`, with no flags and no environment.
+    fn parse(text: &str, path: &Path) -> Result<Settings, hemostat_settings::ConfigError> {
+        let layers = Layers::parse(&|_| None, path, text, &[ConnectionSettings::KEYS])?;
+        Ok(Settings::from_settings(ConnectionSettings::resolve(&ConnectionArgs::default(), &layers)?, None))
+    }
 
     #[test]
     fn keys_are_read_and_relative_paths_follow_the_file() {
         let text = "coordinator = \"coord:50051\"\ncerts_dir = \"certs\"\nca = \"/etc/ca.pem\"\n";
-        let file = ConfigFile::parse(text, Path::new("/home/a/.config/hemostat/config.toml")).unwrap();
-        assert_eq!(file.coordinator.as_deref(), Some("coord:50051"));
-        assert_eq!(file.certs_dir, Some(PathBuf::from("/home/a/.config/hemostat/certs")));
-        assert_eq!(file.ca, Some(PathBuf::from("/etc/ca.pem")));
-        assert_eq!(file.cert, None);
+        let file = parse(text, Path::new("/home/a/.config/hemostat/config.toml")).unwrap();
+        assert_eq!(file.coordinator, "coord:50051");
+        assert_eq!(file.tls.key, PathBuf::from("/home/a/.config/hemostat/certs/operator-key.pem"));
+        assert_eq!(file.tls.ca, PathBuf::from("/etc/ca.pem"));
+        assert_eq!(file.tls.cert, PathBuf::from("/home/a/.config/hemostat/certs/operator.pem"));
     }
 
     #[test]
     fn an_unknown_key_names_the_file_and_the_line() {
         let text = "coordinator = \"coord:50051\"\ncoordinatr_name = \"x\"\n";
-        let error = ConfigFile::parse(text, Path::new("/etc/hemostat.toml")).unwrap_err().to_string();
+        let error = parse(text, Path::new("/etc/hemostat.toml")).unwrap_err().to_string();
         assert!(
             error.starts_with("configuration file /etc/hemostat.toml, line 2: unknown field `coordinatr_name`"),
             "{error}"

@@ -1,6 +1,6 @@
-//! How the CLI reaches the coordinator: its address and the operator's certificate, from flags, the
-//! environment, the configuration file ([`crate::config_file`]) or defaults, in that order of precedence,
-//! each setting on its own.
+//! How the CLI reaches the coordinator: its address and the operator's certificate, each setting from its
+//! flag, else its environment variable, else the configuration file ([`crate::config_file`]), else its
+//! default ([`hemostat_settings`], as for the coordinator and the node).
 //!
 //! | flag | environment | file key | default |
 //! |---|---|---|---|
@@ -12,6 +12,8 @@
 //! | `--ca` | `HEMOSTAT_CA` | `ca` | `<certs_dir>/ca.pem` |
 //! | `--cert` | `HEMOSTAT_CERT` | `cert` | `<certs_dir>/<cert_name>.pem` |
 //! | `--key` | `HEMOSTAT_KEY` | `key` | `<certs_dir>/<cert_name>-key.pem` |
+//!
+//! Relative paths in the file are relative to the file's folder.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,9 +22,10 @@ use anyhow::Context;
 use clap::Args;
 use hemostat_pki::TlsFiles;
 use hemostat_proto::v1::fleet_service_client::FleetServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use hemostat_settings::{Endpoint, Layers, Sourced, config_path};
+use tonic::transport::{Channel, Endpoint as ChannelEndpoint};
 
-use crate::config_file::{self, ConfigFile};
+use crate::config_file;
 use crate::render::Format;
 
 /// The coordinator's address when nothing says otherwise.
@@ -32,37 +35,35 @@ pub const DEFAULT_CERT_NAME: &str = "operator";
 /// How long connecting to the coordinator may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The connection flags every command that talks to the coordinator takes.
-#[derive(Clone, Debug, Default, Args)]
-#[command(next_help_heading = "Connection")]
-pub struct ConnectionArgs {
-    /// Configuration file [env: HEMOSTAT_CONFIG] [default: ~/.config/hemostat/config.toml, when it exists].
-    #[arg(long, global = true, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// The coordinator, `host:port` or `https://host:port` [env: HEMOSTAT_COORDINATOR or HEMOSTAT_ADDR]
-    /// [default: localhost:50051].
-    #[arg(long, global = true, value_name = "ADDR")]
-    pub coordinator: Option<String>,
-    /// The name the coordinator's certificate carries [env: HEMOSTAT_COORDINATOR_NAME] [default: the
-    /// coordinator's host].
-    #[arg(long, global = true, value_name = "NAME")]
-    pub coordinator_name: Option<String>,
-    /// Folder with ca.pem and the operator certificate [env: HEMOSTAT_CERTS_DIR] [default: hemostat-data/certs].
-    #[arg(long, global = true, value_name = "DIR")]
-    pub certs_dir: Option<PathBuf>,
-    /// The operator certificate's file stem: <stem>.pem and <stem>-key.pem [env: HEMOSTAT_CERT_NAME]
-    /// [default: operator].
-    #[arg(long, global = true, value_name = "STEM")]
-    pub cert_name: Option<String>,
-    /// The CA certificate file [env: HEMOSTAT_CA] [default: <certs-dir>/ca.pem].
-    #[arg(long, global = true, value_name = "FILE")]
-    pub ca: Option<PathBuf>,
-    /// The operator certificate file [env: HEMOSTAT_CERT] [default: <certs-dir>/<cert-name>.pem].
-    #[arg(long, global = true, value_name = "FILE")]
-    pub cert: Option<PathBuf>,
-    /// The operator's private key file [env: HEMOSTAT_KEY] [default: <certs-dir>/<cert-name>-key.pem].
-    #[arg(long, global = true, value_name = "FILE")]
-    pub key: Option<PathBuf>,
+hemostat_settings::settings! {
+    /// The connection flags every command that talks to the coordinator takes.
+    #[derive(Clone, Debug, Default, Args)]
+    #[command(next_help_heading = "Connection")]
+    pub struct ConnectionArgs {
+        /// Configuration file [env: HEMOSTAT_CONFIG] [default: ~/.config/hemostat/config.toml, when it exists].
+        #[arg(long, global = true, value_name = "FILE")]
+        pub config: Option<PathBuf>,
+    }
+
+    /// The connection settings, each with where its value came from.
+    #[derive(Clone, Debug)]
+    pub struct ConnectionSettings {
+        /// The coordinator, `host:port` or `https://host:port` [default: localhost:50051].
+        coordinator: String = DEFAULT_COORDINATOR.to_owned(), env "HEMOSTAT_COORDINATOR" | "HEMOSTAT_ADDR",
+            arg(global = true, value_name = "ADDR");
+        /// The name the coordinator's certificate carries [default: the coordinator's host].
+        coordinator_name: String, env "HEMOSTAT_COORDINATOR_NAME", arg(global = true, value_name = "NAME");
+        /// Folder with ca.pem and the operator certificate [default: hemostat-data/certs].
+        certs_dir: PathBuf = crate::default_certs_dir(), env "HEMOSTAT_CERTS_DIR", arg(global = true, value_name = "DIR");
+        /// The operator certificate's file stem: <stem>.pem and <stem>-key.pem [default: operator].
+        cert_name: String = DEFAULT_CERT_NAME.to_owned(), env "HEMOSTAT_CERT_NAME", arg(global = true, value_name = "STEM");
+        /// The CA certificate file [default: <certs-dir>/ca.pem].
+        ca: PathBuf, env "HEMOSTAT_CA", arg(global = true, value_name = "FILE");
+        /// The operator certificate file [default: <certs-dir>/<cert-name>.pem].
+        cert: PathBuf, env "HEMOSTAT_CERT", arg(global = true, value_name = "FILE");
+        /// The operator's private key file [default: <certs-dir>/<cert-name>-key.pem].
+        key: PathBuf, env "HEMOSTAT_KEY", arg(global = true, value_name = "FILE");
+    }
 }
 
 /// The flags of every command that asks the coordinator something: where it is, and how to print.
@@ -89,62 +90,41 @@ pub struct Settings {
     pub config_file: Option<PathBuf>,
 }
 
-/// The process environment, with empty variables read as unset.
-pub fn process_env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|value| !value.is_empty())
-}
-
 impl ConnectionArgs {
     /// The settings from these flags, the process environment and the configuration file.
     pub fn settings(&self) -> anyhow::Result<Settings> {
-        self.resolve(&process_env)
+        self.resolve(&hemostat_settings::process_env)
     }
 
     /// The settings from these flags, the environment `env` (a variable's value, `None` when unset) and
     /// the configuration file, each setting taken from the first of them that has it.
     pub fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Settings> {
-        let (file, config_file) = match self.config.clone().or_else(|| env("HEMOSTAT_CONFIG").map(PathBuf::from)) {
-            Some(path) => (ConfigFile::load(&path)?, Some(path)),
-            None => match config_file::default_path(env) {
-                Some(path) if path.exists() => (ConfigFile::load(&path)?, Some(path)),
-                _ => (ConfigFile::default(), None),
-            },
-        };
-        let coordinator = self
-            .coordinator
-            .clone()
-            .or_else(|| env("HEMOSTAT_COORDINATOR"))
-            .or_else(|| env("HEMOSTAT_ADDR"))
-            .or(file.coordinator)
-            .unwrap_or_else(|| DEFAULT_COORDINATOR.to_owned());
-        let coordinator_name =
-            self.coordinator_name.clone().or_else(|| env("HEMOSTAT_COORDINATOR_NAME")).or(file.coordinator_name);
-        let certs_dir = self
-            .certs_dir
-            .clone()
-            .or_else(|| env("HEMOSTAT_CERTS_DIR").map(PathBuf::from))
-            .or(file.certs_dir)
-            .unwrap_or_else(crate::default_certs_dir);
-        let cert_name = self
-            .cert_name
-            .clone()
-            .or_else(|| env("HEMOSTAT_CERT_NAME"))
-            .or(file.cert_name)
-            .unwrap_or_else(|| DEFAULT_CERT_NAME.to_owned());
-        let defaults = TlsFiles::in_dir(&certs_dir, &cert_name);
-        let path = |flag: &Option<PathBuf>, var: &str, from_file: Option<PathBuf>, default: PathBuf| {
-            flag.clone().or_else(|| env(var).map(PathBuf::from)).or(from_file).unwrap_or(default)
-        };
-        let tls = TlsFiles {
-            ca: path(&self.ca, "HEMOSTAT_CA", file.ca, defaults.ca),
-            cert: path(&self.cert, "HEMOSTAT_CERT", file.cert, defaults.cert),
-            key: path(&self.key, "HEMOSTAT_KEY", file.key, defaults.key),
-        };
-        Ok(Settings { coordinator, coordinator_name, tls, config_file })
+        let file = config_path(self.config.as_deref(), env)
+            .or_else(|| config_file::default_path(env).filter(|path| path.exists()));
+        let layers = Layers::read(env, file.as_deref(), &[ConnectionSettings::KEYS])?;
+        Ok(Settings::from_settings(ConnectionSettings::resolve(self, &layers)?, layers.file().map(PathBuf::from)))
     }
 }
 
 impl Settings {
+    /// The settings `s` describe, read with the configuration file `config_file`; relative paths from the
+    /// file are relative to its folder.
+    pub fn from_settings(s: ConnectionSettings, config_file: Option<PathBuf>) -> Self {
+        let defaults = TlsFiles::in_dir(&s.certs_dir.relative_to_file(), &s.cert_name);
+        let path =
+            |setting: Option<Sourced<PathBuf>>, default: PathBuf| setting.map_or(default, Sourced::relative_to_file);
+        Settings {
+            coordinator: s.coordinator.into_value(),
+            coordinator_name: s.coordinator_name.map(Sourced::into_value),
+            tls: TlsFiles {
+                ca: path(s.ca, defaults.ca),
+                cert: path(s.cert, defaults.cert),
+                key: path(s.key, defaults.key),
+            },
+            config_file,
+        }
+    }
+
     /// A FleetService client connected over mutual TLS with the operator's certificate.
     pub async fn client(&self) -> anyhow::Result<FleetServiceClient<Channel>> {
         Ok(FleetServiceClient::new(self.channel().await?))
@@ -159,9 +139,9 @@ impl Settings {
                 self.config_file.as_ref().map(|f| format!("; read {}", f.display())).unwrap_or_default()
             )
         })?;
-        let (url, host) = hemostat_node::config::normalize_endpoint(&self.coordinator)?;
+        let Endpoint { url, host } = Endpoint::parse(&self.coordinator).map_err(anyhow::Error::msg)?;
         let server_name = self.coordinator_name.clone().unwrap_or(host);
-        let channel = Endpoint::from_shared(url.clone())?
+        let channel = ChannelEndpoint::from_shared(url.clone())?
             .tls_config(tls.client_config(&server_name))?
             .connect_timeout(CONNECT_TIMEOUT)
             .connect()

@@ -1,66 +1,86 @@
 //! `hemostat standalone`: a coordinator and a node for this host in one process, with the embedded state
 //! store and development certificates made on first run. The quickest way to have HemoStat watch one host.
-//! Every setting of the two programs is read from the environment as they read it (`AGENT_POLL_INTERVAL`,
-//! `THRESHOLD_CPU_PERCENT`, `AI_MODEL`, ...); the flags here are the few a first run needs.
+//! Every setting of the two programs is read as they read it, from the environment (`AGENT_POLL_INTERVAL`,
+//! `THRESHOLD_CPU_PERCENT`, `AI_MODEL`, ...) and the configuration file (`--config` or `HEMOSTAT_CONFIG`,
+//! with the keys of either program); the flags here are the few a first run needs.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, Parser};
+use clap::Args;
+use hemostat_coordinator::config::CoordinatorSettings;
 use hemostat_coordinator::{Coordinator, CoordinatorArgs, CoordinatorConfig};
+use hemostat_node::config::NodeSettings;
 use hemostat_node::{NodeArgs, NodeConfig};
+use hemostat_settings::{Layers, Sourced, config_path};
+
+/// The coordinator's address in standalone mode, unless configured: this host only.
+const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50051);
 
 /// Arguments of `hemostat standalone`.
 #[derive(Debug, Args)]
 pub struct StandaloneArgs {
-    /// Folder for state (state.redb) and certificates (certs/).
-    #[arg(long, env = "HEMOSTAT_DATA_DIR", default_value = crate::DEFAULT_DATA_DIR)]
-    data_dir: PathBuf,
-    /// Address the coordinator listens on.
-    #[arg(long, env = "HEMOSTAT_LISTEN", default_value = "127.0.0.1:50051")]
-    listen: SocketAddr,
-    /// Seconds between two actions on one container.
-    #[arg(long, env = "RESPONDER_COOLDOWN_SECONDS")]
+    /// A TOML configuration file with settings of the coordinator and of the node (keys as their long
+    /// flags, with underscores) [env: HEMOSTAT_CONFIG].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Folder for state (state.redb) and certificates (certs/) [env: HEMOSTAT_DATA_DIR] [default:
+    /// hemostat-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address the coordinator listens on [env: HEMOSTAT_LISTEN] [default: 127.0.0.1:50051].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Seconds between two actions on one container [env: RESPONDER_COOLDOWN_SECONDS] [default: 3600].
+    #[arg(long)]
     cooldown_seconds: Option<u64>,
-    /// Most actions on one container in any rolling hour.
-    #[arg(long, env = "RESPONDER_MAX_RETRIES_PER_HOUR")]
+    /// Most actions on one container in any rolling hour [env: RESPONDER_MAX_RETRIES_PER_HOUR] [default: 3].
+    #[arg(long)]
     max_retries_per_hour: Option<u32>,
-    /// Watch only containers with this label, `key=value`.
-    #[arg(long, env = "NODE_CONTAINER_SELECTOR")]
+    /// Watch only containers with this label, `key=value` [env: NODE_CONTAINER_SELECTOR].
+    #[arg(long)]
     select_label: Option<String>,
 }
 
 /// Runs the coordinator and the node until SIGINT or SIGTERM.
 pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     hemostat_telemetry::init_from_env()?;
-    let certs = args.data_dir.join("certs");
+    let env = &hemostat_settings::process_env;
+    let file = config_path(args.config.as_deref(), env);
+    let layers = Layers::read(env, file.as_deref(), &[CoordinatorSettings::KEYS, NodeSettings::KEYS])?;
+    let flags = CoordinatorArgs {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        cooldown_seconds: args.cooldown_seconds,
+        max_retries_per_hour: args.max_retries_per_hour,
+        ..Default::default()
+    };
+    let mut settings = CoordinatorSettings::resolve(&flags, &layers)?;
+    if settings.listen.is_default() {
+        settings.listen.value = DEFAULT_LISTEN;
+    }
+    // The development certificates live in the data folder, whatever HEMOSTAT_CERTS_DIR says.
+    let data_dir = settings.data_dir.value.clone();
+    let certs = data_dir.join("certs");
+    settings.certs_dir = Sourced { value: certs.clone(), ..settings.certs_dir };
     let node_name = crate::certs::dev_bundle(&certs, None).context("cannot make development certificates")?;
-    // Everything else comes from the environment, as for the separate programs.
-    let defaults = CoordinatorArgs::parse_from(["hemostat-coordinator"]);
-    let coordinator = CoordinatorConfig::resolve(CoordinatorArgs {
-        listen: Some(args.listen),
-        certs_dir: Some(certs.clone()),
-        data_dir: Some(args.data_dir.clone()),
-        cooldown_seconds: args.cooldown_seconds.or(defaults.cooldown_seconds),
-        max_retries_per_hour: args.max_retries_per_hour.or(defaults.max_retries_per_hour),
-        ..defaults
-    })?;
+    let coordinator = CoordinatorConfig::from_settings(settings)?;
     let coordinator = Coordinator::bind(coordinator).await.context("cannot start the coordinator")?;
     let addr = coordinator.local_addr();
-    let defaults = NodeArgs::parse_from(["hemostat-node"]);
-    let node = NodeConfig::resolve(NodeArgs {
+    let flags = NodeArgs {
         coordinator: Some(format!("localhost:{}", addr.port())),
         certs_dir: Some(certs.clone()),
-        select_label: args.select_label.or(defaults.select_label.clone()),
-        spool_dir: Some(args.data_dir.join("spool")),
-        ..defaults
-    })?;
+        select_label: args.select_label,
+        spool_dir: Some(data_dir.join("spool")),
+        ..Default::default()
+    };
+    let node = NodeConfig::from_settings(NodeSettings::resolve(&flags, &layers)?)?;
     eprintln!(
         "HemoStat is watching this host as node {node_name:?} (coordinator on {addr}, state in {}).\n\
          Try:   docker run -d --name web busybox sh -c 'sleep 5; exit 1'\n\
          Then:  hemostat events          (certificates in {})",
-        args.data_dir.display(),
+        data_dir.display(),
         certs.display()
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -1,17 +1,19 @@
-//! The coordinator's configuration: flags, environment (the original's variable names), and an optional
-//! TOML file, with precedence flag > environment > file > default. Unknown keys in the file are an error.
+//! The coordinator's configuration: every setting declared once (flag, environment variable with the
+//! original's name, file key, default), resolved with precedence flag > environment > file > default by
+//! [`hemostat_settings`]. Unknown keys in the file and bad values are errors naming the setting and where
+//! its value came from.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
 use hemostat_pki::TlsFiles;
-use serde::Deserialize;
+pub use hemostat_settings::ConfigError;
+use hemostat_settings::{Layers, Sourced, config_path};
 
 use crate::alerting::AlertingConfig;
 use crate::analysis::AnalyzerConfig;
-use crate::analysis::llm::LlmConfig;
+use crate::analysis::llm::{LlmConfig, ProviderCredentials};
 use crate::analysis::patterns::PatternConfig;
 use crate::dashboard::DashboardConfig;
 use crate::dashboard::auth::DashboardTokens;
@@ -20,188 +22,113 @@ use crate::policy::Budget;
 use crate::remediation::RemediationConfig;
 use crate::store::{StoreConfig, StormConfig};
 
-/// Why the configuration cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read the configuration file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML, has an unknown key or a value of the wrong type.
-    #[error("configuration file {path}: {source}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong, with its position.
-        source: toml::de::Error,
-    },
-    /// A value is out of range.
-    #[error("{0}")]
-    Invalid(String),
-}
+hemostat_settings::settings! {
+    /// Command-line flags of `hemostat-coordinator`; each setting also reads its environment variable and
+    /// its key in the configuration file.
+    #[derive(Clone, Debug, Default, clap::Parser)]
+    #[command(name = "hemostat-coordinator", version, about = "The HemoStat coordinator")]
+    pub struct CoordinatorArgs {
+        /// A TOML configuration file (keys as the long flags, with underscores) [env: HEMOSTAT_CONFIG].
+        #[arg(long)]
+        pub config: Option<PathBuf>,
+    }
 
-/// Command-line flags and environment variables of `hemostat-coordinator`.
-#[derive(Debug, Default, Parser)]
-#[command(name = "hemostat-coordinator", version, about = "The HemoStat coordinator")]
-pub struct CoordinatorArgs {
-    /// A TOML configuration file (keys as the long flags, with underscores).
-    #[arg(long, env = "HEMOSTAT_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Address to serve gRPC on (nodes, operators, health, reflection) [default: 0.0.0.0:50051].
-    #[arg(long, env = "HEMOSTAT_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    /// Address to serve Prometheus metrics on, plain HTTP `/metrics` (e.g. 0.0.0.0:9464) [default: off].
-    #[arg(long, env = "HEMOSTAT_METRICS_LISTEN")]
-    pub metrics_listen: Option<SocketAddr>,
-    /// Address to serve the web dashboard on, plain HTTP (e.g. 127.0.0.1:8080) [default: off]. Any
-    /// non-loopback address needs dashboard tokens.
-    #[arg(long, env = "HEMOSTAT_DASHBOARD_LISTEN")]
-    pub dashboard_listen: Option<SocketAddr>,
-    /// Dashboard tokens, comma-separated `role:token` or `name:role:token` (role viewer or admin).
-    #[arg(long, env = "HEMOSTAT_DASHBOARD_TOKENS", hide_env_values = true)]
-    pub dashboard_tokens: Option<String>,
-    /// A file of dashboard tokens, one `role:token` or `name:role:token` a line.
-    #[arg(long, env = "HEMOSTAT_DASHBOARD_TOKENS_FILE")]
-    pub dashboard_tokens_file: Option<PathBuf>,
-    /// Folder with ca.pem, coordinator.pem and coordinator-key.pem [default: certs].
-    #[arg(long, env = "HEMOSTAT_CERTS_DIR")]
-    pub certs_dir: Option<PathBuf>,
-    /// Folder for the embedded state store, used when no Redis is configured [default: hemostat-data].
-    #[arg(long, env = "HEMOSTAT_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Redis URL (redis://[:password@]host:port/db); takes precedence over REDIS_HOST.
-    #[arg(long, env = "REDIS_URL")]
-    pub redis_url: Option<String>,
-    /// Redis host; with neither this nor REDIS_URL, the embedded store is used.
-    #[arg(long, env = "REDIS_HOST")]
-    pub redis_host: Option<String>,
-    /// Redis port [default: 6379].
-    #[arg(long, env = "REDIS_PORT")]
-    pub redis_port: Option<u16>,
-    /// Redis password.
-    #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true)]
-    pub redis_password: Option<String>,
-    /// Seconds between two actions on one container [default: 3600].
-    #[arg(long, env = "RESPONDER_COOLDOWN_SECONDS")]
-    pub cooldown_seconds: Option<u64>,
-    /// Most actions on one container in any rolling hour [default: 3].
-    #[arg(long, env = "RESPONDER_MAX_RETRIES_PER_HOUR")]
-    pub max_retries_per_hour: Option<u32>,
-    /// Seconds a restart waits for a graceful stop before killing [default: 10].
-    #[arg(long, env = "RESPONDER_STOP_TIMEOUT_SECONDS")]
-    pub stop_timeout_seconds: Option<u32>,
-    /// More containers than this needing remediation within the storm window stops automatic actions [default: 5].
-    #[arg(long, env = "RESPONDER_STORM_THRESHOLD")]
-    pub storm_threshold: Option<u32>,
-    /// The storm window, in seconds [default: 60].
-    #[arg(long, env = "RESPONDER_STORM_WINDOW_SECONDS")]
-    pub storm_window_seconds: Option<u64>,
-    /// Decisions wait for an admin's approval (`hemostat approve <id>`) (true/false) [default: false].
-    #[arg(long, env = "RESPONDER_REQUIRE_APPROVAL")]
-    pub require_approval: Option<bool>,
-    /// Seconds a decision waits for approval before it expires [default: 3600].
-    #[arg(long, env = "RESPONDER_APPROVAL_TTL_SECONDS")]
-    pub approval_ttl_seconds: Option<u64>,
-    /// Seconds the audit log keeps its records [default: 604800, 7 days].
-    #[arg(long, env = "RESPONDER_AUDIT_RETENTION_SECONDS")]
-    pub audit_retention_seconds: Option<u64>,
-    /// Record what would be done and do nothing (true/false) [default: false].
-    #[arg(long, env = "RESPONDER_DRY_RUN")]
-    pub dry_run: Option<bool>,
-    /// Decisions below this confidence are false alarms [default: 0.7].
-    #[arg(long, env = "ANALYZER_CONFIDENCE_THRESHOLD")]
-    pub confidence_threshold: Option<f64>,
-    /// Alerts kept per container for pattern analysis [default: 10].
-    #[arg(long, env = "ANALYZER_HISTORY_SIZE")]
-    pub history_size: Option<usize>,
-    /// Seconds alerts are kept [default: 3600].
-    #[arg(long, env = "ANALYZER_HISTORY_TTL")]
-    pub history_ttl: Option<u64>,
-    /// Seconds a value must stay above its threshold to be sustained [default: 60].
-    #[arg(long, env = "ANALYZER_SUSTAIN_SECONDS")]
-    pub sustain_seconds: Option<u64>,
-    /// Seconds of samples a memory leak is fitted over [default: 1800].
-    #[arg(long, env = "ANALYZER_LEAK_WINDOW_SECONDS")]
-    pub leak_window_seconds: Option<u64>,
-    /// A leak matters when it reaches the limit within this many seconds [default: 3600].
-    #[arg(long, env = "ANALYZER_LEAK_HORIZON_SECONDS")]
-    pub leak_horizon_seconds: Option<u64>,
-    /// Events of each type the event log keeps; older ones are trimmed as new ones arrive [default: 10000].
-    #[arg(long, env = "ALERT_MAX_EVENTS")]
-    pub max_events: Option<u64>,
-    /// Seconds the event log keeps an event [default: 604800, 7 days].
-    #[arg(long, env = "ALERT_EVENT_TTL")]
-    pub event_ttl: Option<u64>,
-    /// Send notifications (true/false); the event log is kept either way [default: true].
-    #[arg(long, env = "ALERT_ENABLED")]
-    pub alert_enabled: Option<bool>,
-    /// A Slack incoming webhook URL for notifications.
-    #[arg(long, env = "SLACK_WEBHOOK_URL", hide_env_values = true)]
-    pub slack_webhook_url: Option<String>,
-    /// A URL that receives every notification as JSON (POST).
-    #[arg(long, env = "ALERT_WEBHOOK_URL", hide_env_values = true)]
-    pub alert_webhook_url: Option<String>,
-    /// Seconds within which the same (type, node, container, outcome) is notified once [default: 60].
-    #[arg(long, env = "ALERT_DEDUPE_TTL")]
-    pub alert_dedupe_ttl: Option<u64>,
-    /// Seconds within which notifications are grouped into one message [default: 2].
-    #[arg(long, env = "ALERT_GROUP_WINDOW_SECONDS")]
-    pub alert_group_window_seconds: Option<u64>,
-    /// Do not notify actions that succeeded and were verified (true/false) [default: false].
-    #[arg(long, env = "ALERT_QUIET_SUCCESS")]
-    pub alert_quiet_success: Option<bool>,
-    /// Notifications waiting to be sent; beyond it the oldest are dropped and counted [default: 1000].
-    #[arg(long, env = "ALERT_QUEUE_CAPACITY")]
-    pub alert_queue_capacity: Option<usize>,
-    /// Seconds without a heartbeat after which a node is reported lost [default: 30].
-    #[arg(long, env = "NODE_LOST_SECONDS")]
-    pub node_lost_seconds: Option<u64>,
-}
-
-/// The configuration file's keys.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CoordinatorFile {
-    listen: Option<SocketAddr>,
-    metrics_listen: Option<SocketAddr>,
-    dashboard_listen: Option<SocketAddr>,
-    dashboard_tokens: Option<String>,
-    dashboard_tokens_file: Option<PathBuf>,
-    certs_dir: Option<PathBuf>,
-    data_dir: Option<PathBuf>,
-    redis_url: Option<String>,
-    redis_host: Option<String>,
-    redis_port: Option<u16>,
-    redis_password: Option<String>,
-    cooldown_seconds: Option<u64>,
-    max_retries_per_hour: Option<u32>,
-    stop_timeout_seconds: Option<u32>,
-    dry_run: Option<bool>,
-    audit_retention_seconds: Option<u64>,
-    require_approval: Option<bool>,
-    approval_ttl_seconds: Option<u64>,
-    storm_threshold: Option<u32>,
-    storm_window_seconds: Option<u64>,
-    confidence_threshold: Option<f64>,
-    history_size: Option<usize>,
-    history_ttl: Option<u64>,
-    sustain_seconds: Option<u64>,
-    leak_window_seconds: Option<u64>,
-    leak_horizon_seconds: Option<u64>,
-    max_events: Option<u64>,
-    event_ttl: Option<u64>,
-    alert_enabled: Option<bool>,
-    slack_webhook_url: Option<String>,
-    alert_webhook_url: Option<String>,
-    alert_dedupe_ttl: Option<u64>,
-    alert_group_window_seconds: Option<u64>,
-    alert_quiet_success: Option<bool>,
-    alert_queue_capacity: Option<usize>,
-    node_lost_seconds: Option<u64>,
+    /// Every setting of the coordinator, each with where its value came from.
+    #[derive(Clone, Debug)]
+    pub struct CoordinatorSettings {
+        /// Address to serve gRPC on (nodes, operators, health, reflection) [default: 0.0.0.0:50051].
+        listen: SocketAddr = SocketAddr::from(([0, 0, 0, 0], 50051)), env "HEMOSTAT_LISTEN";
+        /// Address to serve Prometheus metrics on, plain HTTP `/metrics` (e.g. 0.0.0.0:9464) [default: off].
+        metrics_listen: SocketAddr, env "HEMOSTAT_METRICS_LISTEN";
+        /// Address to serve the web dashboard on, plain HTTP (e.g. 127.0.0.1:8080) [default: off]. Any
+        /// non-loopback address needs dashboard tokens.
+        dashboard_listen: SocketAddr, env "HEMOSTAT_DASHBOARD_LISTEN";
+        /// Dashboard tokens, comma-separated `role:token` or `name:role:token` (role viewer or admin).
+        dashboard_tokens: String, env "HEMOSTAT_DASHBOARD_TOKENS";
+        /// A file of dashboard tokens, one `role:token` or `name:role:token` a line.
+        dashboard_tokens_file: PathBuf, env "HEMOSTAT_DASHBOARD_TOKENS_FILE";
+        /// Folder with ca.pem, coordinator.pem and coordinator-key.pem [default: certs].
+        certs_dir: PathBuf = PathBuf::from("certs"), env "HEMOSTAT_CERTS_DIR";
+        /// Folder for the embedded state store, used when no Redis is configured [default: hemostat-data].
+        data_dir: PathBuf = PathBuf::from("hemostat-data"), env "HEMOSTAT_DATA_DIR";
+        /// Redis URL (redis://[:password@]host:port/db); takes precedence over REDIS_HOST.
+        redis_url: String, env "REDIS_URL";
+        /// Redis host; with neither this nor REDIS_URL, the embedded store is used.
+        redis_host: String, env "REDIS_HOST";
+        /// Redis port [default: 6379].
+        redis_port: u16 = 6379, env "REDIS_PORT";
+        /// Redis password.
+        redis_password: String, env "REDIS_PASSWORD";
+        /// Seconds between two actions on one container [default: 3600].
+        cooldown_seconds: u64 = 3600, env "RESPONDER_COOLDOWN_SECONDS";
+        /// Most actions on one container in any rolling hour [default: 3].
+        max_retries_per_hour: u32 = Budget::DEFAULT.max_attempts, env "RESPONDER_MAX_RETRIES_PER_HOUR";
+        /// Seconds a restart waits for a graceful stop before killing [default: 10].
+        stop_timeout_seconds: u32 = 10, env "RESPONDER_STOP_TIMEOUT_SECONDS";
+        /// More containers than this needing remediation within the storm window stops automatic actions
+        /// [default: 5].
+        storm_threshold: u32 = StormConfig::default().threshold, env "RESPONDER_STORM_THRESHOLD";
+        /// The storm window, in seconds [default: 60].
+        storm_window_seconds: u64 = StormConfig::default().window.as_secs(), env "RESPONDER_STORM_WINDOW_SECONDS";
+        /// Decisions wait for an admin's approval (`hemostat approve <id>`) (true/false) [default: false].
+        require_approval: bool = false, env "RESPONDER_REQUIRE_APPROVAL";
+        /// Seconds a decision waits for approval before it expires [default: 3600].
+        approval_ttl_seconds: u64 = 3600, env "RESPONDER_APPROVAL_TTL_SECONDS";
+        /// Seconds the audit log keeps its records [default: 604800, 7 days].
+        audit_retention_seconds: u64 = 7 * 24 * 3600, env "RESPONDER_AUDIT_RETENTION_SECONDS";
+        /// Record what would be done and do nothing (true/false) [default: false].
+        dry_run: bool = false, env "RESPONDER_DRY_RUN";
+        /// Decisions below this confidence are false alarms [default: 0.7].
+        confidence_threshold: f64 = AnalyzerConfig::default().confidence_threshold, env "ANALYZER_CONFIDENCE_THRESHOLD";
+        /// Alerts kept per container for pattern analysis [default: 10].
+        history_size: usize = AnalyzerConfig::default().history_size, env "ANALYZER_HISTORY_SIZE";
+        /// Seconds alerts are kept [default: 3600].
+        history_ttl: u64 = AnalyzerConfig::default().history_ttl.as_secs(), env "ANALYZER_HISTORY_TTL";
+        /// Seconds a value must stay above its threshold to be sustained [default: 60].
+        sustain_seconds: u64 = PatternConfig::default().sustain.as_secs(), env "ANALYZER_SUSTAIN_SECONDS";
+        /// Seconds of samples a memory leak is fitted over [default: 1800].
+        leak_window_seconds: u64 = PatternConfig::default().leak_window.as_secs(), env "ANALYZER_LEAK_WINDOW_SECONDS";
+        /// A leak matters when it reaches the limit within this many seconds [default: 3600].
+        leak_horizon_seconds: u64 = PatternConfig::default().leak_horizon.as_secs(), env "ANALYZER_LEAK_HORIZON_SECONDS";
+        /// The model that analyses alerts when a provider key (or an OpenAI-compatible base URL) is set:
+        /// `claude*` for Anthropic, anything else OpenAI-compatible [default: gpt-4].
+        ai_model: String = "gpt-4".to_owned(), env "AI_MODEL";
+        /// Use the rules only, even with a provider key (true/false) [default: false].
+        ai_fallback_enabled: bool = false, env "AI_FALLBACK_ENABLED";
+        /// Seconds one LLM analysis may take, retries included [default: 10].
+        ai_timeout_seconds: u64 = 10, env "AI_TIMEOUT_SECONDS";
+        /// LLM analyses in flight at once [default: 4].
+        ai_max_concurrency: usize = 4, env "AI_MAX_CONCURRENCY";
+        /// The OpenAI (or OpenAI-compatible server's) API key; prefer the environment or the file to a flag.
+        openai_api_key: String, env "OPENAI_API_KEY";
+        /// An OpenAI-compatible server's base URL, e.g. http://127.0.0.1:11434/v1 [default:
+        /// https://api.openai.com/v1].
+        openai_base_url: String, env "OPENAI_BASE_URL";
+        /// The Anthropic API key; prefer the environment or the file to a flag.
+        anthropic_api_key: String, env "ANTHROPIC_API_KEY";
+        /// The Anthropic API's base URL [default: https://api.anthropic.com].
+        anthropic_base_url: String, env "ANTHROPIC_BASE_URL";
+        /// Events of each type the event log keeps; older ones are trimmed as new ones arrive [default: 10000].
+        max_events: u64 = EventRetention::default().max_per_type, env "ALERT_MAX_EVENTS";
+        /// Seconds the event log keeps an event [default: 604800, 7 days].
+        event_ttl: u64 = EventRetention::default().max_age.as_secs(), env "ALERT_EVENT_TTL";
+        /// Send notifications (true/false); the event log is kept either way [default: true].
+        alert_enabled: bool = AlertingConfig::default().enabled, env "ALERT_ENABLED";
+        /// A Slack incoming webhook URL for notifications.
+        slack_webhook_url: String, env "SLACK_WEBHOOK_URL";
+        /// A URL that receives every notification as JSON (POST).
+        alert_webhook_url: String, env "ALERT_WEBHOOK_URL";
+        /// Seconds within which the same (type, node, container, outcome) is notified once [default: 60].
+        alert_dedupe_ttl: u64 = AlertingConfig::default().dedupe_ttl.as_secs(), env "ALERT_DEDUPE_TTL";
+        /// Seconds within which notifications are grouped into one message [default: 2].
+        alert_group_window_seconds: u64 = AlertingConfig::default().group_window.as_secs(), env "ALERT_GROUP_WINDOW_SECONDS";
+        /// Do not notify actions that succeeded and were verified (true/false) [default: false].
+        alert_quiet_success: bool = AlertingConfig::default().quiet_success, env "ALERT_QUIET_SUCCESS";
+        /// Notifications waiting to be sent; beyond it the oldest are dropped and counted [default: 1000].
+        alert_queue_capacity: usize = AlertingConfig::default().queue_capacity, env "ALERT_QUEUE_CAPACITY";
+        /// Seconds without a heartbeat after which a node is reported lost [default: 30].
+        node_lost_seconds: u64 = 30, env "NODE_LOST_SECONDS";
+    }
 }
 
 /// The resolved configuration.
@@ -219,7 +146,7 @@ pub struct CoordinatorConfig {
     pub store: StoreConfig,
     /// Remediation policy.
     pub remediation: RemediationConfig,
-    /// Analysis (rules, patterns, history, LLM from the `AI_*` and provider key variables).
+    /// Analysis (rules, patterns, history, and the LLM when a provider is configured).
     pub analyzer: AnalyzerConfig,
     /// Notifications.
     pub alerting: AlertingConfig,
@@ -228,131 +155,126 @@ pub struct CoordinatorConfig {
 }
 
 impl CoordinatorConfig {
-    /// Resolves flags and environment over the file (if `args.config` names one) over defaults.
+    /// Resolves the flags in `args`, the process environment, the configuration file (`--config` or
+    /// `HEMOSTAT_CONFIG`) and the defaults.
     pub fn resolve(args: CoordinatorArgs) -> Result<Self, ConfigError> {
-        let file = match &args.config {
-            Some(path) => read_file(path)?,
-            None => CoordinatorFile::default(),
-        };
-        macro_rules! pick {
-            ($field:ident) => {
-                args.$field.or(file.$field)
-            };
-        }
-        let certs_dir = pick!(certs_dir).unwrap_or_else(|| PathBuf::from("certs"));
-        let data_dir = pick!(data_dir).unwrap_or_else(|| PathBuf::from("hemostat-data"));
-        let store = match (pick!(redis_url), pick!(redis_host)) {
+        Self::resolve_in(args, &hemostat_settings::process_env)
+    }
+
+    /// Resolves the flags in `args`, the environment `env` (a variable's value, `None` when unset), the
+    /// configuration file and the defaults.
+    pub fn resolve_in(args: CoordinatorArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let layers =
+            Layers::read(env, config_path(args.config.as_deref(), env).as_deref(), &[CoordinatorSettings::KEYS])?;
+        Self::from_settings(CoordinatorSettings::resolve(&args, &layers)?)
+    }
+
+    /// The configuration the settings describe; a value out of range is an error naming the setting and
+    /// where its value came from.
+    pub fn from_settings(s: CoordinatorSettings) -> Result<Self, ConfigError> {
+        let value = |setting: Option<Sourced<String>>| setting.map(Sourced::into_value);
+        let seconds = |setting: Sourced<u64>| Duration::from_secs(setting.into_value());
+        let store = match (value(s.redis_url), value(s.redis_host)) {
             (Some(url), _) => StoreConfig::Redis { url },
-            (None, Some(host)) => StoreConfig::Redis {
-                url: redis_url(&host, pick!(redis_port).unwrap_or(6379), pick!(redis_password).as_deref()),
-            },
-            (None, None) => StoreConfig::Embedded { path: data_dir.join("state.redb") },
+            (None, Some(host)) => {
+                StoreConfig::Redis { url: redis_url(&host, *s.redis_port, value(s.redis_password).as_deref()) }
+            }
+            (None, None) => StoreConfig::Embedded { path: s.data_dir.join("state.redb") },
         };
-        let max_attempts = pick!(max_retries_per_hour).unwrap_or(Budget::DEFAULT.max_attempts);
-        if max_attempts == 0 {
-            return Err(ConfigError::Invalid(
-                "RESPONDER_MAX_RETRIES_PER_HOUR must be at least 1 (to stop all actions, use dry-run)".into(),
-            ));
-        }
-        let stop_timeout = pick!(stop_timeout_seconds).unwrap_or(10);
-        if stop_timeout > 3600 {
-            return Err(ConfigError::Invalid("RESPONDER_STOP_TIMEOUT_SECONDS must be at most 3600".into()));
-        }
-        let confidence_threshold = pick!(confidence_threshold).unwrap_or(0.7);
-        if !(0.0..=1.0).contains(&confidence_threshold) {
-            return Err(ConfigError::Invalid(format!(
-                "ANALYZER_CONFIDENCE_THRESHOLD must be between 0 and 1, not {confidence_threshold}"
-            )));
-        }
-        let defaults = AnalyzerConfig::default();
+        let max_attempts =
+            s.max_retries_per_hour.check(|n| *n >= 1, "must be at least 1 (to stop all actions, use dry-run)")?;
+        let stop_timeout = s.stop_timeout_seconds.check(|n| *n <= 3600, "must be at most 3600")?;
+        let threshold = *s.confidence_threshold;
+        let confidence_threshold = s
+            .confidence_threshold
+            .check(|t| (0.0..=1.0).contains(t), format!("must be between 0 and 1, not {threshold}"))?;
+        let llm = if *s.ai_fallback_enabled {
+            None
+        } else {
+            LlmConfig::for_model(
+                s.ai_model.into_value(),
+                ProviderCredentials {
+                    openai_api_key: value(s.openai_api_key),
+                    openai_base_url: value(s.openai_base_url),
+                    anthropic_api_key: value(s.anthropic_api_key),
+                    anthropic_base_url: value(s.anthropic_base_url),
+                },
+                seconds(s.ai_timeout_seconds),
+                s.ai_max_concurrency.into_value(),
+            )
+        };
         let analyzer = AnalyzerConfig {
             confidence_threshold,
             patterns: PatternConfig {
-                sustain: pick!(sustain_seconds).map_or(defaults.patterns.sustain, Duration::from_secs),
-                leak_window: pick!(leak_window_seconds).map_or(defaults.patterns.leak_window, Duration::from_secs),
-                leak_horizon: pick!(leak_horizon_seconds).map_or(defaults.patterns.leak_horizon, Duration::from_secs),
+                sustain: seconds(s.sustain_seconds),
+                leak_window: seconds(s.leak_window_seconds),
+                leak_horizon: seconds(s.leak_horizon_seconds),
             },
-            history_size: pick!(history_size).unwrap_or(defaults.history_size).max(1),
-            history_ttl: pick!(history_ttl).map_or(defaults.history_ttl, Duration::from_secs),
-            llm: LlmConfig::from_env(|k| std::env::var(k).ok()),
+            history_size: s.history_size.into_value().max(1),
+            history_ttl: seconds(s.history_ttl),
+            llm,
         };
-        let max_per_type = pick!(max_events).unwrap_or(EventRetention::default().max_per_type);
-        if max_per_type == 0 {
-            return Err(ConfigError::Invalid("ALERT_MAX_EVENTS must be at least 1".into()));
-        }
         let event_retention = EventRetention {
-            max_per_type,
-            max_age: pick!(event_ttl).map_or(EventRetention::default().max_age, |s| Duration::from_secs(s.max(60))),
+            max_per_type: s.max_events.check(|n| *n >= 1, "must be at least 1")?,
+            max_age: Duration::from_secs(s.event_ttl.into_value().max(60)),
         };
-        let alert_defaults = AlertingConfig::default();
-        let non_empty = |url: Option<String>| url.filter(|u| !u.trim().is_empty());
-        let alerting = AlertingConfig {
-            enabled: pick!(alert_enabled).unwrap_or(alert_defaults.enabled),
-            slack_webhook_url: non_empty(pick!(slack_webhook_url)),
-            webhook_url: non_empty(pick!(alert_webhook_url)),
-            dedupe_ttl: pick!(alert_dedupe_ttl).map_or(alert_defaults.dedupe_ttl, Duration::from_secs),
-            group_window: pick!(alert_group_window_seconds).map_or(alert_defaults.group_window, Duration::from_secs),
-            quiet_success: pick!(alert_quiet_success).unwrap_or(alert_defaults.quiet_success),
-            queue_capacity: pick!(alert_queue_capacity).unwrap_or(alert_defaults.queue_capacity).max(1),
-        };
-        for url in [&alerting.slack_webhook_url, &alerting.webhook_url].into_iter().flatten() {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ConfigError::Invalid(format!(
+        let url = |setting: Option<Sourced<String>>| -> Result<Option<String>, ConfigError> {
+            match setting.filter(|url| !url.trim().is_empty()) {
+                Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => Err(url.invalid(format!(
                     "notification URLs must start with http:// or https://, not {:?}",
                     url.chars().take(16).collect::<String>()
-                )));
+                ))),
+                url => Ok(url.map(Sourced::into_value)),
             }
-        }
-        let dashboard = match pick!(dashboard_listen) {
+        };
+        let alerting = AlertingConfig {
+            enabled: *s.alert_enabled,
+            slack_webhook_url: url(s.slack_webhook_url)?,
+            webhook_url: url(s.alert_webhook_url)?,
+            dedupe_ttl: seconds(s.alert_dedupe_ttl),
+            group_window: seconds(s.alert_group_window_seconds),
+            quiet_success: *s.alert_quiet_success,
+            queue_capacity: s.alert_queue_capacity.into_value().max(1),
+        };
+        let dashboard = match s.dashboard_listen {
             Some(listen) => {
-                let mut tokens = match pick!(dashboard_tokens) {
-                    Some(spec) => DashboardTokens::parse(&spec).map_err(|e| ConfigError::Invalid(e.to_string()))?,
+                let mut tokens = match s.dashboard_tokens {
+                    Some(spec) => spec.try_map(|spec| DashboardTokens::parse(&spec))?,
                     None => DashboardTokens::default(),
                 };
                 if tokens.is_empty()
-                    && let Some(path) = pick!(dashboard_tokens_file)
+                    && let Some(path) = s.dashboard_tokens_file
                 {
-                    tokens = DashboardTokens::from_file(&path).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+                    tokens = path.try_map(|path| DashboardTokens::from_file(&path))?;
                 }
-                Some(DashboardConfig::new(listen, tokens).map_err(|e| ConfigError::Invalid(e.to_string()))?)
+                Some(listen.try_map(|listen| DashboardConfig::new(listen, tokens))?)
             }
             None => None,
         };
+        let approval_ttl = Duration::from_secs(s.approval_ttl_seconds.into_value().max(1));
         Ok(CoordinatorConfig {
             dashboard,
             alerting,
-            node_lost_after: Duration::from_secs(pick!(node_lost_seconds).unwrap_or(30).max(1)),
+            node_lost_after: Duration::from_secs(s.node_lost_seconds.into_value().max(1)),
             analyzer,
-            listen: pick!(listen).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 50051))),
-            metrics_listen: pick!(metrics_listen),
-            tls: TlsFiles::in_dir(&certs_dir, "coordinator"),
+            listen: s.listen.into_value(),
+            metrics_listen: s.metrics_listen.map(Sourced::into_value),
+            tls: TlsFiles::in_dir(&s.certs_dir, "coordinator"),
             store,
             remediation: RemediationConfig {
-                budget: Budget {
-                    cooldown: Duration::from_secs(pick!(cooldown_seconds).unwrap_or(3600)),
-                    max_attempts,
-                    window: Budget::DEFAULT.window,
-                },
+                budget: Budget { cooldown: seconds(s.cooldown_seconds), max_attempts, window: Budget::DEFAULT.window },
                 stop_timeout: Duration::from_secs(u64::from(stop_timeout)),
                 event_retention,
-                dry_run: pick!(dry_run).unwrap_or(false),
-                audit_retention: Duration::from_secs(pick!(audit_retention_seconds).unwrap_or(7 * 24 * 3600).max(60)),
-                approval_ttl: pick!(require_approval)
-                    .unwrap_or(false)
-                    .then(|| Duration::from_secs(pick!(approval_ttl_seconds).unwrap_or(3600).max(1))),
+                dry_run: *s.dry_run,
+                audit_retention: Duration::from_secs(s.audit_retention_seconds.into_value().max(60)),
+                approval_ttl: s.require_approval.then_some(approval_ttl),
                 storm: StormConfig {
-                    threshold: pick!(storm_threshold).unwrap_or(StormConfig::default().threshold),
-                    window: pick!(storm_window_seconds)
-                        .map_or(StormConfig::default().window, |s| Duration::from_secs(s.max(1))),
+                    threshold: s.storm_threshold.into_value(),
+                    window: Duration::from_secs(s.storm_window_seconds.into_value().max(1)),
                 },
             },
         })
     }
-}
-
-fn read_file(path: &Path) -> Result<CoordinatorFile, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })
 }
 
 /// A Redis URL with the password percent-encoded.
@@ -376,6 +298,21 @@ fn redis_url(host: &str, port: u16, password: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::llm::ProviderKind;
+
+    /// No environment: the tests see only what they configure.
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    fn resolve(args: CoordinatorArgs) -> Result<CoordinatorConfig, ConfigError> {
+        CoordinatorConfig::resolve_in(args, &no_env)
+    }
 
     fn write(contents: &str) -> PathBuf {
         let path =
@@ -388,41 +325,65 @@ mod tests {
     fn flags_win_over_the_file_and_the_file_over_defaults() {
         let path = write("cooldown_seconds = 60\nmax_retries_per_hour = 5\nredis_host = \"cache\"\n");
         let args = CoordinatorArgs { config: Some(path.clone()), cooldown_seconds: Some(30), ..Default::default() };
-        let config = CoordinatorConfig::resolve(args).unwrap();
+        let config = resolve(args).unwrap();
         assert_eq!(config.remediation.budget.cooldown, Duration::from_secs(30));
         assert_eq!(config.remediation.budget.max_attempts, 5);
         assert!(matches!(config.store, StoreConfig::Redis { ref url } if url == "redis://cache:6379"));
         std::fs::remove_file(path).unwrap();
 
-        let config = CoordinatorConfig::resolve(CoordinatorArgs::default()).unwrap();
+        let config = resolve(CoordinatorArgs::default()).unwrap();
         assert_eq!(config.remediation.budget, Budget::DEFAULT);
         assert!(matches!(config.store, StoreConfig::Embedded { .. }));
     }
 
     #[test]
+    fn the_environment_wins_over_the_file_and_loses_to_a_flag() {
+        let path = write("cooldown_seconds = 60\nnode_lost_seconds = 90\nstorm_threshold = 7\n");
+        let file = path.display().to_string();
+        let env =
+            env_of(&[("HEMOSTAT_CONFIG", &file), ("RESPONDER_COOLDOWN_SECONDS", "120"), ("NODE_LOST_SECONDS", "45")]);
+        let config = CoordinatorConfig::resolve_in(CoordinatorArgs::default(), &env).unwrap();
+        assert_eq!(config.remediation.budget.cooldown, Duration::from_secs(120), "env over file");
+        assert_eq!(config.node_lost_after, Duration::from_secs(45), "env over file");
+        assert_eq!(config.remediation.storm.threshold, 7, "file over default");
+        let flags = CoordinatorArgs { cooldown_seconds: Some(5), ..Default::default() };
+        let config = CoordinatorConfig::resolve_in(flags, &env).unwrap();
+        assert_eq!(config.remediation.budget.cooldown, Duration::from_secs(5), "flag over env");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
     fn bad_files_and_values_are_clear_errors() {
         let path = write("cooldown_secs = 60\n");
-        let err = CoordinatorConfig::resolve(CoordinatorArgs { config: Some(path.clone()), ..Default::default() })
-            .unwrap_err()
-            .to_string();
+        let err =
+            resolve(CoordinatorArgs { config: Some(path.clone()), ..Default::default() }).unwrap_err().to_string();
         assert!(err.contains("unknown field `cooldown_secs`"), "{err}");
+        assert!(err.contains(&path.display().to_string()), "names the file: {err}");
         std::fs::write(&path, "cooldown_seconds = \"soon\"\n").unwrap();
-        let err = CoordinatorConfig::resolve(CoordinatorArgs { config: Some(path.clone()), ..Default::default() })
-            .unwrap_err()
-            .to_string();
+        let err =
+            resolve(CoordinatorArgs { config: Some(path.clone()), ..Default::default() }).unwrap_err().to_string();
         assert!(err.contains("cooldown_seconds"), "{err}");
+        assert!(err.starts_with("RESPONDER_COOLDOWN_SECONDS (key cooldown_seconds of the configuration file"), "{err}");
         std::fs::remove_file(path).unwrap();
-        let err = CoordinatorConfig::resolve(CoordinatorArgs { max_retries_per_hour: Some(0), ..Default::default() })
-            .unwrap_err()
-            .to_string();
+        let err =
+            resolve(CoordinatorArgs { max_retries_per_hour: Some(0), ..Default::default() }).unwrap_err().to_string();
         assert!(err.contains("at least 1"), "{err}");
+        assert!(err.starts_with("RESPONDER_MAX_RETRIES_PER_HOUR (flag --max-retries-per-hour)"), "{err}");
+        let env = env_of(&[("ANALYZER_CONFIDENCE_THRESHOLD", "1.5")]);
+        let err = CoordinatorConfig::resolve_in(CoordinatorArgs::default(), &env).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "ANALYZER_CONFIDENCE_THRESHOLD (environment variable ANALYZER_CONFIDENCE_THRESHOLD): must be between 0 \
+             and 1, not 1.5"
+        );
     }
 
     #[test]
     fn metrics_are_off_unless_an_address_is_given() {
-        assert_eq!(CoordinatorConfig::resolve(CoordinatorArgs::default()).unwrap().metrics_listen, None);
+        use clap::Parser;
+        assert_eq!(resolve(CoordinatorArgs::default()).unwrap().metrics_listen, None);
         let path = write("metrics_listen = \"127.0.0.1:9464\"\n");
-        let config = CoordinatorConfig::resolve(CoordinatorArgs { config: Some(path.clone()), ..Default::default() });
+        let config = resolve(CoordinatorArgs { config: Some(path.clone()), ..Default::default() });
         assert_eq!(config.unwrap().metrics_listen, Some(SocketAddr::from(([127, 0, 0, 1], 9464))));
         std::fs::remove_file(path).unwrap();
         let args = CoordinatorArgs::try_parse_from(["hemostat-coordinator", "--metrics-listen", "0.0.0.0:9464"]);
@@ -432,14 +393,15 @@ mod tests {
 
     #[test]
     fn dashboard_is_off_by_default_and_refuses_a_non_loopback_address_without_tokens() {
-        assert!(CoordinatorConfig::resolve(CoordinatorArgs::default()).unwrap().dashboard.is_none());
+        use clap::Parser;
+        assert!(resolve(CoordinatorArgs::default()).unwrap().dashboard.is_none());
         let local = CoordinatorArgs::try_parse_from(["hemostat-coordinator", "--dashboard-listen", "127.0.0.1:8080"]);
-        let dashboard = CoordinatorConfig::resolve(local.unwrap()).unwrap().dashboard.unwrap();
+        let dashboard = resolve(local.unwrap()).unwrap().dashboard.unwrap();
         assert_eq!(dashboard.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
         assert!(dashboard.tokens.is_empty());
         let open =
             CoordinatorArgs { dashboard_listen: Some(SocketAddr::from(([0, 0, 0, 0], 8080))), ..Default::default() };
-        let err = CoordinatorConfig::resolve(open).unwrap_err().to_string();
+        let err = resolve(open).unwrap_err().to_string();
         assert!(err.contains("not a loopback address") && err.contains("HEMOSTAT_DASHBOARD_TOKENS"), "{err}");
         let path = write("viewer:viewer-token-0123456789\nalice:admin:admin-token-0123456789\n");
         let args = CoordinatorArgs {
@@ -447,7 +409,7 @@ mod tests {
             dashboard_tokens_file: Some(path.clone()),
             ..Default::default()
         };
-        let tokens = CoordinatorConfig::resolve(args).unwrap().dashboard.unwrap().tokens;
+        let tokens = resolve(args).unwrap().dashboard.unwrap().tokens;
         assert!(tokens.user("admin-token-0123456789").is_some_and(|u| u.name == "alice"));
         std::fs::remove_file(path).unwrap();
         let weak = CoordinatorArgs {
@@ -455,8 +417,61 @@ mod tests {
             dashboard_tokens: Some("admin:secret".into()),
             ..Default::default()
         };
-        let err = CoordinatorConfig::resolve(weak).unwrap_err().to_string();
+        let err = resolve(weak).unwrap_err().to_string();
         assert!(err.contains("shorter than 16"), "{err}");
+    }
+
+    #[test]
+    fn the_model_is_chosen_from_the_original_variables() {
+        let llm = |vars: &'static [(&'static str, &'static str)]| {
+            CoordinatorConfig::resolve_in(CoordinatorArgs::default(), &env_of(vars)).unwrap().analyzer.llm
+        };
+        assert_eq!(llm(&[]), None, "no key, no LLM");
+        let openai = llm(&[("OPENAI_API_KEY", "k")]).unwrap();
+        assert_eq!(
+            (openai.provider, openai.model.as_str(), openai.base_url.as_str()),
+            (ProviderKind::OpenAi, "gpt-4", "https://api.openai.com/v1")
+        );
+        let claude = llm(&[("AI_MODEL", "claude-sonnet-4"), ("ANTHROPIC_API_KEY", "k")]).unwrap();
+        assert_eq!(claude.provider, ProviderKind::Anthropic);
+        assert_eq!(llm(&[("AI_MODEL", "claude-x"), ("OPENAI_API_KEY", "k")]), None, "claude needs its own key");
+        let local = llm(&[("AI_MODEL", "llama3"), ("OPENAI_BASE_URL", "http://127.0.0.1:11434/v1/")]).unwrap();
+        assert_eq!(
+            (local.provider, local.base_url.as_str(), local.api_key),
+            (ProviderKind::OpenAi, "http://127.0.0.1:11434/v1", None)
+        );
+        assert_eq!(
+            llm(&[("OPENAI_API_KEY", "k"), ("AI_FALLBACK_ENABLED", "true")]),
+            None,
+            "true forces the rules, as documented"
+        );
+        assert!(llm(&[("OPENAI_API_KEY", "k"), ("AI_FALLBACK_ENABLED", "false")]).is_some());
+    }
+
+    #[test]
+    fn llm_settings_come_from_the_file_too_and_a_bad_one_is_named() {
+        let path = write(
+            "ai_model = \"claude-sonnet-4\"\nanthropic_api_key = \"k\"\nanthropic_base_url = \"http://127.0.0.1:9/\"\n\
+             ai_timeout_seconds = 3\nai_max_concurrency = 8\n",
+        );
+        let config = resolve(CoordinatorArgs { config: Some(path.clone()), ..Default::default() }).unwrap();
+        let llm = config.analyzer.llm.unwrap();
+        assert_eq!(
+            (llm.provider, llm.model.as_str(), llm.base_url.as_str(), llm.api_key.as_deref()),
+            (ProviderKind::Anthropic, "claude-sonnet-4", "http://127.0.0.1:9", Some("k"))
+        );
+        assert_eq!((llm.timeout, llm.concurrency), (Duration::from_secs(3), 8));
+        let fallback =
+            CoordinatorArgs { config: Some(path.clone()), ai_fallback_enabled: Some(true), ..Default::default() };
+        assert_eq!(resolve(fallback).unwrap().analyzer.llm, None, "the flag over the file");
+        std::fs::remove_file(path).unwrap();
+
+        let env = env_of(&[("OPENAI_API_KEY", "k"), ("AI_TIMEOUT_SECONDS", "ten")]);
+        let err = CoordinatorConfig::resolve_in(CoordinatorArgs::default(), &env).unwrap_err().to_string();
+        assert!(err.starts_with("AI_TIMEOUT_SECONDS (environment variable AI_TIMEOUT_SECONDS): \"ten\""), "{err}");
+        let env = env_of(&[("AI_FALLBACK_ENABLED", "sometimes")]);
+        let err = CoordinatorConfig::resolve_in(CoordinatorArgs::default(), &env).unwrap_err().to_string();
+        assert!(err.starts_with("AI_FALLBACK_ENABLED (environment variable AI_FALLBACK_ENABLED)"), "{err}");
     }
 
     #[test]

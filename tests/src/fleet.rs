@@ -178,9 +178,8 @@ impl TestCoordinator {
 /// A node configuration for tests: `name`'s certificate, watching only `selector`'s containers, sampling
 /// every second, verifying restarts for one second, with its spool in memory.
 pub fn node_config(pki: &TestPki, name: &str, coordinator: &str, selector: &str) -> NodeConfig {
-    let (url, host) = hemostat_node::config::normalize_endpoint(coordinator).expect("endpoint");
     NodeConfig {
-        coordinators: vec![CoordinatorAddress { url, server_name: host }],
+        coordinators: vec![CoordinatorAddress::parse(coordinator).expect("endpoint")],
         tls: pki.node(name),
         metrics_listen: None,
         selector: ContainerSelector::parse(selector).expect("selector"),

@@ -44,27 +44,41 @@ pub struct LlmConfig {
     pub concurrency: usize,
 }
 
+/// The providers' keys and base URLs as configured (`OPENAI_API_KEY`, `OPENAI_BASE_URL`,
+/// `ANTHROPIC_API_KEY`, `ANTHROPIC_BASE_URL`); empty values count as unset.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProviderCredentials {
+    /// The OpenAI (or compatible server's) API key.
+    pub openai_api_key: Option<String>,
+    /// An OpenAI-compatible server's base URL (`…/v1`).
+    pub openai_base_url: Option<String>,
+    /// The Anthropic API key.
+    pub anthropic_api_key: Option<String>,
+    /// The Anthropic API's base URL.
+    pub anthropic_base_url: Option<String>,
+}
+
 impl LlmConfig {
-    /// The configuration from the original's variables, or `None` when the LLM is not to be used: no key
-    /// (and no OpenAI-compatible base URL), or `AI_FALLBACK_ENABLED=true`, which forces the rules.
-    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Option<Self> {
-        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
-        if get("AI_FALLBACK_ENABLED").is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes")) {
-            return None;
-        }
-        let model = get("AI_MODEL").unwrap_or_else(|| "gpt-4".to_owned());
-        let timeout = Duration::from_secs(get("AI_TIMEOUT_SECONDS").and_then(|v| v.parse().ok()).unwrap_or(10).max(1));
-        let concurrency = get("AI_MAX_CONCURRENCY").and_then(|v| v.parse().ok()).unwrap_or(4usize).max(1);
+    /// The configuration for `model` (`claude*` speaks Anthropic Messages, anything else OpenAI-compatible
+    /// chat completions), or `None` when its provider has no key (and, for OpenAI-compatible servers, no
+    /// base URL either). `timeout` and `concurrency` are at least 1.
+    pub fn for_model(
+        model: String,
+        credentials: ProviderCredentials,
+        timeout: Duration,
+        concurrency: usize,
+    ) -> Option<Self> {
+        let given = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
         let (provider, base_url, api_key) = if model.starts_with("claude") {
-            let key = get("ANTHROPIC_API_KEY")?;
+            let key = given(credentials.anthropic_api_key)?;
             (
                 ProviderKind::Anthropic,
-                get("ANTHROPIC_BASE_URL").unwrap_or_else(|| "https://api.anthropic.com".into()),
+                given(credentials.anthropic_base_url).unwrap_or_else(|| "https://api.anthropic.com".into()),
                 Some(key),
             )
         } else {
-            let base = get("OPENAI_BASE_URL");
-            let key = get("OPENAI_API_KEY");
+            let base = given(credentials.openai_base_url);
+            let key = given(credentials.openai_api_key);
             if base.is_none() && key.is_none() {
                 return None;
             }
@@ -75,8 +89,8 @@ impl LlmConfig {
             model,
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key,
-            timeout,
-            concurrency,
+            timeout: timeout.max(Duration::from_secs(1)),
+            concurrency: concurrency.max(1),
         })
     }
 }
@@ -322,39 +336,6 @@ impl LlmClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_model_is_chosen_from_the_original_variables() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
-        };
-        assert_eq!(LlmConfig::from_env(env(&[])), None, "no key, no LLM");
-        let openai = LlmConfig::from_env(env(&[("OPENAI_API_KEY", "k")])).unwrap();
-        assert_eq!(
-            (openai.provider, openai.model.as_str(), openai.base_url.as_str()),
-            (ProviderKind::OpenAi, "gpt-4", "https://api.openai.com/v1")
-        );
-        let claude = LlmConfig::from_env(env(&[("AI_MODEL", "claude-sonnet-4"), ("ANTHROPIC_API_KEY", "k")])).unwrap();
-        assert_eq!(claude.provider, ProviderKind::Anthropic);
-        assert_eq!(
-            LlmConfig::from_env(env(&[("AI_MODEL", "claude-x"), ("OPENAI_API_KEY", "k")])),
-            None,
-            "claude needs its own key"
-        );
-        let local =
-            LlmConfig::from_env(env(&[("AI_MODEL", "llama3"), ("OPENAI_BASE_URL", "http://127.0.0.1:11434/v1/")]))
-                .unwrap();
-        assert_eq!(
-            (local.provider, local.base_url.as_str(), local.api_key),
-            (ProviderKind::OpenAi, "http://127.0.0.1:11434/v1", None)
-        );
-        assert_eq!(
-            LlmConfig::from_env(env(&[("OPENAI_API_KEY", "k"), ("AI_FALLBACK_ENABLED", "true")])),
-            None,
-            "true forces the rules, as documented"
-        );
-        assert!(LlmConfig::from_env(env(&[("OPENAI_API_KEY", "k"), ("AI_FALLBACK_ENABLED", "false")])).is_some());
-    }
 
     #[test]
     fn answers_are_validated_against_the_closed_set_and_ranges() {

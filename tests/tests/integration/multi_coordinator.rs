@@ -91,8 +91,7 @@ async fn a_node_fails_over_to_the_next_coordinator_and_nothing_runs_twice() {
     let (mut one, two) = two_coordinators(&pki, &redis);
     let scope = Scope::new();
     let mut config = fleet::node_config(&pki, "host-a", &one.endpoint(), &scope.selector());
-    let second = hemostat_node::config::normalize_endpoint(&two.endpoint()).unwrap();
-    config.coordinators.push(CoordinatorAddress { url: second.0, server_name: second.1 });
+    config.coordinators.push(CoordinatorAddress::parse(&two.endpoint()).unwrap());
     let _node = TestNode::start(config);
     let viewer_two = fleet::operator(&pki, OperatorRole::Viewer, two.addr()).await;
     sees_nodes(&viewer_two, &["host-a"]).await;
