@@ -163,3 +163,60 @@ async fn standalone_heals_a_crash_and_shows_it_to_the_cli_and_grpcurl() {
     .await;
     assert!(status.success(), "{status:?}");
 }
+
+/// `hemostat standalone` with `env` and `extra` arguments, which must stop on its own within 20 s (a
+/// configuration it refuses): its exit status and standard error.
+async fn refused(dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hemostat"))
+        .args(["standalone", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .arg("--data-dir")
+        .arg(dir)
+        .args(extra)
+        .env_remove("HEMOSTAT_CONFIG")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hemostat runs");
+    let status = eventually("standalone to refuse its configuration and stop", Duration::from_secs(20), || {
+        let exited = child.try_wait();
+        async move { exited.map_err(|e| e.to_string())?.ok_or_else(|| "still running".to_owned()) }
+    })
+    .await;
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status, stderr)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_setting_stops_standalone_with_a_message_naming_the_setting_and_its_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, stderr) = refused(dir.path(), &[], &[("AI_TIMEOUT_SECONDS", "ten")]).await;
+    assert!(!status.success());
+    assert!(
+        stderr.contains("AI_TIMEOUT_SECONDS (environment variable AI_TIMEOUT_SECONDS): \"ten\" is not a whole number"),
+        "{stderr}"
+    );
+
+    // One file holds the settings of both programs; a node setting out of range names the file and the key,
+    // and a key of neither program is refused with its line.
+    let file = dir.path().join("hemostat.toml");
+    std::fs::write(&file, "cooldown_seconds = 60\npoll_interval = 0\n").unwrap();
+    let config = file.display().to_string();
+    let (status, stderr) = refused(dir.path(), &["--config", &config], &[]).await;
+    assert!(!status.success());
+    let expected = format!("AGENT_POLL_INTERVAL (key poll_interval of the configuration file {config}, line 2)");
+    assert!(stderr.contains(&expected) && stderr.contains("at least 1 second"), "{stderr}");
+    std::fs::write(&file, "cooldown_seconds = 60\npol_interval = 1\n").unwrap();
+    let (status, stderr) = refused(dir.path(), &[], &[("HEMOSTAT_CONFIG", &config)]).await;
+    assert!(!status.success());
+    assert!(stderr.contains(&format!("configuration file {config}, line 2: unknown field `pol_interval`")), "{stderr}");
+
+    // A flag beats the environment: the coordinator's RESPONDER_MAX_RETRIES_PER_HOUR=0 is refused, unless
+    // the flag says otherwise (then the node's bad variable is the one refused).
+    let zero = [("RESPONDER_MAX_RETRIES_PER_HOUR", "0"), ("NODE_HEARTBEAT_SECONDS", "0")];
+    let (_, stderr) = refused(dir.path(), &[], &zero).await;
+    assert!(stderr.contains("RESPONDER_MAX_RETRIES_PER_HOUR (environment variable"), "{stderr}");
+    let (_, stderr) = refused(dir.path(), &["--max-retries-per-hour", "2"], &zero).await;
+    assert!(stderr.contains("NODE_HEARTBEAT_SECONDS (environment variable NODE_HEARTBEAT_SECONDS)"), "{stderr}");
+}
