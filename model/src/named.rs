@@ -1,8 +1,8 @@
 //! Enums whose values have names (`high_cpu`, `scale_up`, ...): the name of each value is written once, in
-//! [`named_enum!`], and its `ALL`, `NAMES`, `name()`, `FromStr`, `Display` and serde form derive from it.
+//! `named_enum!`, and its `ALL`, `NAMES`, `name()`, `FromStr`, `Display` and serde form derive from it.
 
 /// An enum whose values have names: what code generic over the vocabulary (flag parsers, pickers) uses.
-/// [`named_enum!`] implements it.
+/// `named_enum!` implements it.
 pub trait Named: Copy + Eq + Send + Sync + std::fmt::Display + std::str::FromStr<Err = UnknownName> + 'static {
     /// Every value, in declaration order.
     fn all() -> &'static [Self];
