@@ -26,8 +26,5 @@ pub use error::{ConfigError, Source};
 pub use layers::{Layers, Setting, Sourced, config_path, process_env};
 pub use value::{Value, flag_help, flag_value};
 
-#[doc(hidden)]
-pub use clap as __clap;
-
 #[cfg(test)]
 mod tests;
