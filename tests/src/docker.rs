@@ -1,6 +1,6 @@
 //! Docker for tests: a busybox image built locally (no registry is reachable here), and containers scoped
 //! to one test by a label so that parallel tests never touch each other's containers; Swarm services whose
-//! tasks carry that label, on an engine put in single-node swarm mode when it is not already.
+//! tasks carry that label, on an engine put in single-node swarm mode while they need it ([`SwarmLease`]).
 
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -137,36 +137,41 @@ impl Drop for Scope {
     }
 }
 
-/// Puts this engine in single-node swarm mode (`docker swarm init --advertise-addr 127.0.0.1`) unless it is
-/// in swarm mode already, once per process, and waits until it is an active manager; panics if it is a
-/// worker (services are only created on managers). The engine is left in swarm mode on purpose: leaving
-/// would take the services away from tests running in parallel, in this process or in another one on the
-/// same engine, and nothing else the tests do needs swarm mode off (docker-compose 1.29 only prints a
-/// warning).
-pub fn ensure_swarm() {
-    static SWARM: OnceLock<()> = OnceLock::new();
-    SWARM.get_or_init(|| {
-        let state = || {
-            let out = Command::new("docker")
-                .args(["info", "-f", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"])
-                .output()
-                .expect("docker is installed");
-            String::from_utf8_lossy(&out.stdout).trim().to_owned()
-        };
-        if state().starts_with("inactive") {
-            // Another process may be initialising it at the same moment: then this one fails, and the
-            // wait below sees the other one's swarm.
-            let _ = Command::new("docker")
-                .args(["swarm", "init", "--advertise-addr", "127.0.0.1"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
+/// The engine's swarm mode, shared by every test process on this machine and left as it was found: the first
+/// test that needs it puts the engine in single-node swarm mode (`docker swarm init --advertise-addr
+/// 127.0.0.1`) unless it is in swarm mode already, and the last one to finish takes it out again, but only
+/// if a test put it there. Which processes hold a lease is kept in a small file under a lock
+/// (`$TMPDIR/hemostat-swarm.*`), with their process ids, so a test process that was killed does not keep the
+/// engine in swarm mode for ever: the next one to release finds it gone. (In swarm mode dockerd idles at
+/// about half a percent of a core, which would skew every later measurement of the node.)
+pub struct SwarmLease {
+    entry: String,
+}
+
+impl SwarmLease {
+    /// Takes a lease, putting the engine in swarm mode first if needed, and waits until it is an active
+    /// manager; panics if it is a worker (services are only created on managers).
+    pub fn acquire() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let entry =
+            format!("{}:{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        with_swarm_ledger(|ledger| {
+            ledger.prune();
+            if ledger.holders.is_empty() && swarm_state().starts_with("inactive") {
+                let out = Command::new("docker")
+                    .args(["swarm", "init", "--advertise-addr", "127.0.0.1"])
+                    .output()
+                    .expect("docker is installed");
+                assert!(out.status.success(), "docker swarm init: {}", String::from_utf8_lossy(&out.stderr));
+                ledger.initialised_here = true;
+            }
+            ledger.holders.push(entry.clone());
+        });
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
-            let now = state();
+            let now = swarm_state();
             if now == "active true" {
-                return;
+                return SwarmLease { entry };
             }
             assert!(
                 std::time::Instant::now() < deadline && !now.starts_with("active"),
@@ -175,14 +180,94 @@ pub fn ensure_swarm() {
             );
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-    });
+    }
+}
+
+impl Drop for SwarmLease {
+    fn drop(&mut self) {
+        with_swarm_ledger(|ledger| {
+            ledger.holders.retain(|holder| holder != &self.entry);
+            ledger.prune();
+            if ledger.holders.is_empty() && ledger.initialised_here {
+                let _ = Command::new("docker")
+                    .args(["swarm", "leave", "--force"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+                // `swarm init` created this bridge; it stays behind after leaving.
+                let _ = Command::new("docker")
+                    .args(["network", "rm", "docker_gwbridge"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+                ledger.initialised_here = false;
+            }
+        });
+    }
+}
+
+/// Who holds a [`SwarmLease`], and whether a test put the engine in swarm mode.
+#[derive(Default)]
+struct SwarmLedger {
+    initialised_here: bool,
+    holders: Vec<String>,
+}
+
+impl SwarmLedger {
+    /// Forgets the holders whose process has ended.
+    fn prune(&mut self) {
+        self.holders.retain(|holder| {
+            let pid = holder.split(':').next().and_then(|p| p.parse::<i32>().ok()).unwrap_or(0);
+            // Signal 0 checks that the process exists.
+            pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+        });
+    }
+}
+
+/// Runs `change` on the ledger under an exclusive lock shared by every process on this machine.
+fn with_swarm_ledger(change: impl FnOnce(&mut SwarmLedger)) {
+    use std::os::fd::AsRawFd;
+    let dir = std::env::temp_dir();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("hemostat-swarm.lock"))
+        .expect("the swarm lock file");
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0, "flock the swarm lock file");
+    let path = dir.join("hemostat-swarm.ledger");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut lines = text.lines();
+    let mut ledger = SwarmLedger {
+        initialised_here: lines.next() == Some("initialised"),
+        holders: lines.map(str::to_owned).collect(),
+    };
+    change(&mut ledger);
+    let mut out = String::from(if ledger.initialised_here { "initialised\n" } else { "found\n" });
+    for holder in &ledger.holders {
+        out.push_str(holder);
+        out.push('\n');
+    }
+    std::fs::write(&path, out).expect("write the swarm ledger");
+    // The lock is released when `lock` is closed.
+}
+
+/// `LocalNodeState ControlAvailable` of the engine's swarm, e.g. `inactive false`, `active true`.
+fn swarm_state() -> String {
+    let out = Command::new("docker")
+        .args(["info", "-f", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"])
+        .output()
+        .expect("docker is installed");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// A Swarm service of one test, running the test image's `sh -c script`, its task containers labelled
 /// with the scope's label (so the test's node watches them); removed when dropped. Puts the engine in
-/// swarm mode first if needed ([`ensure_swarm`]).
+/// swarm mode first if needed, for as long as it exists ([`SwarmLease`]).
 pub struct SwarmService {
     name: String,
+    /// Keeps the engine in swarm mode while the service exists (dropped after the service is removed).
+    _swarm: SwarmLease,
 }
 
 impl SwarmService {
@@ -190,8 +275,7 @@ impl SwarmService {
     /// global`, `--container-label k=v`, `--reserve-memory n`, ...). Returns at once; wait for its tasks
     /// with [`SwarmService::running_tasks`] or [`SwarmService::containers`].
     pub fn create(scope: &Scope, base: &str, extra: &[&str], script: &str) -> Self {
-        ensure_swarm();
-        let service = SwarmService { name: scope.name(base) };
+        let service = SwarmService { name: scope.name(base), _swarm: SwarmLease::acquire() };
         let label = scope.selector();
         let mut args = vec![
             "service",

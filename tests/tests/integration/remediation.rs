@@ -511,7 +511,7 @@ async fn running(service: &SwarmService, n: usize) -> String {
     .await
 }
 
-// These tests leave the engine in single-node swarm mode (see `docker::ensure_swarm`).
+// Each puts the engine in single-node swarm mode while its service exists (see `docker::SwarmLease`).
 #[tokio::test(flavor = "multi_thread")]
 async fn swarm_scale_up_adds_one_replica_with_the_same_spec_and_waits_for_it_to_run() {
     hemostat_tests::init();
