@@ -153,8 +153,7 @@ impl SwarmLease {
     /// manager; panics if it is a worker (services are only created on managers).
     pub fn acquire() -> Self {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let entry =
-            format!("{}:{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let entry = format!("{}:{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         with_swarm_ledger(|ledger| {
             ledger.prune();
             if ledger.holders.is_empty() && swarm_state().starts_with("inactive") {
