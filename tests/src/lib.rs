@@ -2,6 +2,7 @@
 //!
 //! - [`pki`]: a throw-away CA with coordinator, node and operator certificates (and a foreign CA).
 //! - [`redis`]: a real `redis-server` on a free loopback port, one per test, stopped on drop.
+//! - [`redis_cluster`]: a real Redis Cluster (masters and replicas) that a test can fail over.
 //! - [`docker`]: the busybox test image (built locally, no registry) and containers scoped to one test by a
 //!   label, removed on drop, so tests run in parallel without touching each other's containers.
 //! - [`fleet`]: a coordinator and nodes running in-process, each on its own runtime so a test can kill one
@@ -22,6 +23,7 @@ pub mod netlab;
 pub mod peer;
 pub mod pki;
 pub mod redis;
+pub mod redis_cluster;
 pub mod webhook;
 
 pub use eventually::eventually;
