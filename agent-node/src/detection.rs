@@ -16,46 +16,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-/// The kinds of anomaly.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum AnomalyKind {
-    /// CPU above (a fraction of) the threshold.
-    HighCpu,
-    /// Memory above (a fraction of) the threshold.
-    HighMemory,
-    /// The health check fails.
-    Unhealthy,
-    /// Exited with a non-zero code, unasked.
-    NonZeroExit,
-    /// Killed by the OOM killer.
-    OomKilled,
-    /// Restarting too often.
-    ExcessiveRestarts,
-}
-
-/// How bad an anomaly is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Severity {
-    /// Above 80 % of the threshold.
-    Medium,
-    /// Above the threshold.
-    High,
-    /// Far above it.
-    Critical,
-}
-
-/// One anomaly with the figures that show it.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Anomaly {
-    /// What.
-    pub kind: AnomalyKind,
-    /// How bad.
-    pub severity: Severity,
-    /// The threshold it crossed.
-    pub threshold: f64,
-    /// The value seen.
-    pub actual: f64,
-}
+pub use hemostat_model::{Anomaly, AnomalyKind, Severity};
 
 /// The detection settings.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -24,6 +24,7 @@ use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::query_parameters::RestartContainerOptions;
 use futures::StreamExt;
+use hemostat_model::Action;
 use hemostat_proto::v1 as pb;
 use hemostat_proto::v1::session_request::Body;
 
@@ -41,7 +42,7 @@ const MAX_OUTPUT: usize = 16 * 1024;
 /// The diagnostic commands allowed by default: read-only, and none that prints secrets (so not `env`).
 pub const DEFAULT_EXEC_ALLOWLIST: &str = "ps;top -b -n 1;df -h;free -m;uptime;uname -a";
 
-/// An action the node knows how to execute.
+/// An action the node knows how to execute, with what the node needs to execute it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NodeAction {
     /// Graceful restart.
@@ -61,14 +62,19 @@ pub enum NodeAction {
 }
 
 impl NodeAction {
+    /// Which action it is.
+    pub fn action(&self) -> Action {
+        match self {
+            NodeAction::Restart { .. } => Action::Restart,
+            NodeAction::Exec { .. } => Action::Exec,
+            NodeAction::Cleanup => Action::Cleanup,
+            NodeAction::ScaleUp => Action::ScaleUp,
+        }
+    }
+
     /// The action's name, as in `NODE_ALLOWED_ACTIONS`.
     pub fn name(&self) -> &'static str {
-        match self {
-            NodeAction::Restart { .. } => "restart",
-            NodeAction::Exec { .. } => "exec",
-            NodeAction::Cleanup => "cleanup",
-            NodeAction::ScaleUp => "scale_up",
-        }
+        self.action().name()
     }
 }
 
@@ -83,11 +89,10 @@ pub struct CommandRequest {
     pub action: Result<NodeAction, String>,
 }
 
-impl CommandRequest {
-    /// From the wire.
-    pub fn from_proto(command: pb::Command) -> Self {
-        let action = match command.action() {
-            pb::Action::Restart => {
+impl From<pb::Command> for CommandRequest {
+    fn from(command: pb::Command) -> Self {
+        let action = match Action::try_from(command.action()) {
+            Ok(Action::Restart) => {
                 let stop_timeout = Duration::from_secs(u64::from(command.stop_timeout_seconds));
                 if stop_timeout > MAX_STOP_TIMEOUT {
                     Err(format!("stop timeout {}s is above the node's limit of 3600s", command.stop_timeout_seconds))
@@ -95,11 +100,11 @@ impl CommandRequest {
                     Ok(NodeAction::Restart { stop_timeout })
                 }
             }
-            pb::Action::Exec if command.argv.is_empty() => Err("exec without a command".to_owned()),
-            pb::Action::Exec => Ok(NodeAction::Exec { argv: command.argv }),
-            pb::Action::Cleanup => Ok(NodeAction::Cleanup),
-            pb::Action::ScaleUp => Ok(NodeAction::ScaleUp),
-            other => Err(format!("action {} is not one this node executes", other.as_str_name())),
+            Ok(Action::Exec) if command.argv.is_empty() => Err("exec without a command".to_owned()),
+            Ok(Action::Exec) => Ok(NodeAction::Exec { argv: command.argv }),
+            Ok(Action::Cleanup) => Ok(NodeAction::Cleanup),
+            Ok(Action::ScaleUp) => Ok(NodeAction::ScaleUp),
+            Err(_) => Err(format!("action {} is not one this node executes", command.action().as_str_name())),
         };
         CommandRequest { id: command.command_id, container_id: command.container_id, action }
     }
@@ -549,15 +554,15 @@ mod tests {
     #[test]
     fn commands_the_node_cannot_execute_are_refused_with_a_reason() {
         assert_eq!(
-            CommandRequest::from_proto(command(pb::Action::Restart, 10, &[])).action,
+            CommandRequest::from(command(pb::Action::Restart, 10, &[])).action,
             Ok(NodeAction::Restart { stop_timeout: Duration::from_secs(10) })
         );
-        assert!(CommandRequest::from_proto(command(pb::Action::Restart, 7200, &[])).action.is_err());
-        assert!(CommandRequest::from_proto(command(pb::Action::Unspecified, 10, &[])).action.is_err());
-        assert!(CommandRequest::from_proto(command(pb::Action::Exec, 0, &[])).action.is_err());
+        assert!(CommandRequest::from(command(pb::Action::Restart, 7200, &[])).action.is_err());
+        assert!(CommandRequest::from(command(pb::Action::Unspecified, 10, &[])).action.is_err());
+        assert!(CommandRequest::from(command(pb::Action::Exec, 0, &[])).action.is_err());
         let mut unknown = command(pb::Action::Restart, 10, &[]);
         unknown.action = 99;
-        assert!(CommandRequest::from_proto(unknown).action.is_err());
+        assert!(CommandRequest::from(unknown).action.is_err());
     }
 
     #[test]

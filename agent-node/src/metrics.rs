@@ -10,9 +10,8 @@
 //! - Network: received and sent bytes summed over the container's interfaces.
 //! - Block I/O: bytes read and written, summed over devices.
 
-use std::time::SystemTime;
-
 use bollard::models::ContainerStatsResponse;
+pub use hemostat_model::Metrics;
 
 /// The cumulative CPU counters one CPU % is computed from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -21,31 +20,6 @@ pub struct CpuCounters {
     pub container: u64,
     /// System CPU time, nanoseconds (all CPUs).
     pub system: u64,
-}
-
-/// One metrics sample of a running container.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Metrics {
-    /// When Docker read it.
-    pub sampled_at: Option<SystemTime>,
-    /// CPU %, 100 = one core; `None` on the first sample (no previous one yet).
-    pub cpu_percent: Option<f64>,
-    /// Memory in use, bytes, without inactive file cache.
-    pub memory_used: u64,
-    /// Memory limit, bytes.
-    pub memory_limit: u64,
-    /// Memory in use as a percentage of the limit.
-    pub memory_percent: f64,
-    /// Bytes received.
-    pub network_rx_bytes: u64,
-    /// Bytes sent.
-    pub network_tx_bytes: u64,
-    /// Bytes read from block devices.
-    pub block_read_bytes: u64,
-    /// Bytes written to block devices.
-    pub block_write_bytes: u64,
-    /// Processes and threads.
-    pub pids: u64,
 }
 
 /// Computes a sample from one-shot stats and the previous counters; returns the sample and the counters
@@ -101,6 +75,8 @@ pub fn compute(stats: &ContainerStatsResponse, previous: Option<CpuCounters>) ->
         block_read_bytes: read,
         block_write_bytes: write,
         pids: stats.pids_stats.as_ref().and_then(|p| p.current).unwrap_or(0),
+        // The monitor counts restarts; a sample of Docker's stats knows none.
+        restarts_in_window: 0,
     };
     (metrics, counters)
 }

@@ -296,7 +296,7 @@ impl Monitor {
             let tracked = self.containers.entry(id.clone()).or_default();
             let Some(state) = tracked.state.clone() else { continue };
             let count = tracked.restarts.count(now, config.restart_window);
-            let sample = to_proto(&id, &state, &metrics, count);
+            let sample = Metrics { restarts_in_window: count, ..metrics }.to_wire(&state);
             if tracked.recent.len() == RECENT_SAMPLES {
                 tracked.recent.pop_front();
             }
@@ -335,7 +335,7 @@ impl Monitor {
         if !changes.resolved.is_empty() {
             self.outbox.push(Body::Resolved(pb::AnomalyResolved {
                 container: Some(container.clone()),
-                cleared: changes.resolved.iter().map(|k| anomaly_type(*k) as i32).collect(),
+                cleared: changes.resolved.iter().map(|k| pb::AnomalyType::from(*k) as i32).collect(),
                 observed_at: Some(timestamp(at)),
             }));
         }
@@ -356,7 +356,7 @@ impl Monitor {
         );
         self.outbox.push(Body::HealthAlert(pb::HealthAlert {
             container: Some(container),
-            anomalies: alert.anomalies.iter().map(anomaly_to_proto).collect(),
+            anomalies: alert.anomalies.iter().map(pb::Anomaly::from).collect(),
             metrics: alert.recent.last().cloned(),
             exit: alert.exit,
             observed_at: Some(timestamp(at)),
@@ -380,49 +380,4 @@ struct Alert {
     reasserted: bool,
     /// The node's own restart, when the local policy acted.
     local_command_id: Option<String>,
-}
-
-fn anomaly_type(kind: AnomalyKind) -> pb::AnomalyType {
-    match kind {
-        AnomalyKind::HighCpu => pb::AnomalyType::HighCpu,
-        AnomalyKind::HighMemory => pb::AnomalyType::HighMemory,
-        AnomalyKind::Unhealthy => pb::AnomalyType::Unhealthy,
-        AnomalyKind::NonZeroExit => pb::AnomalyType::NonZeroExit,
-        AnomalyKind::OomKilled => pb::AnomalyType::OomKilled,
-        AnomalyKind::ExcessiveRestarts => pb::AnomalyType::ExcessiveRestarts,
-    }
-}
-
-fn anomaly_to_proto(anomaly: &Anomaly) -> pb::Anomaly {
-    let severity = match anomaly.severity {
-        Severity::Medium => pb::Severity::Medium,
-        Severity::High => pb::Severity::High,
-        Severity::Critical => pb::Severity::Critical,
-    };
-    pb::Anomaly {
-        r#type: anomaly_type(anomaly.kind) as i32,
-        severity: severity as i32,
-        threshold: anomaly.threshold,
-        actual: anomaly.actual,
-    }
-}
-
-fn to_proto(id: &str, state: &pb::ContainerState, m: &Metrics, restarts_in_window: u32) -> pb::ContainerMetrics {
-    pb::ContainerMetrics {
-        container_id: id.to_owned(),
-        sampled_at: m.sampled_at.map(timestamp),
-        cpu_percent: m.cpu_percent,
-        memory_used_bytes: m.memory_used,
-        memory_limit_bytes: m.memory_limit,
-        memory_percent: m.memory_percent,
-        network_rx_bytes: m.network_rx_bytes,
-        network_tx_bytes: m.network_tx_bytes,
-        block_read_bytes: m.block_read_bytes,
-        block_write_bytes: m.block_write_bytes,
-        pids: m.pids,
-        restarts_in_window,
-        status: state.status,
-        health: state.health,
-        exit_code: state.exit_code,
-    }
 }

@@ -152,31 +152,12 @@ impl From<pb::Anomaly> for Anomaly {
     }
 }
 
-/// One metrics sample of a container (the docker CLI's formulas: CPU 100 % = one core).
+/// One metrics sample of a container, with the container's state when it was taken.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Metrics {
-    /// When Docker read the counters.
-    pub sampled_at: Option<UtcTime>,
-    /// CPU %; absent on a container's first sample.
-    pub cpu_percent: Option<f64>,
-    /// Memory in use without inactive file cache, bytes.
-    pub memory_used_bytes: u64,
-    /// Memory limit, bytes (the host's memory when the container has none).
-    pub memory_limit_bytes: u64,
-    /// Memory in use as a percentage of the limit.
-    pub memory_percent: f64,
-    /// Bytes received.
-    pub network_rx_bytes: u64,
-    /// Bytes sent.
-    pub network_tx_bytes: u64,
-    /// Bytes read from block devices.
-    pub block_read_bytes: u64,
-    /// Bytes written to block devices.
-    pub block_write_bytes: u64,
-    /// Processes and threads.
-    pub pids: u64,
-    /// Restarts the node saw within its restart window.
-    pub restarts_in_window: u32,
+    /// The figures (the docker CLI's formulas: CPU 100 % = one core), the shared vocabulary's sample.
+    #[serde(flatten)]
+    pub figures: hemostat_model::Metrics,
     /// Lifecycle state at sampling time.
     pub status: Option<String>,
     /// Health at sampling time.
@@ -188,17 +169,7 @@ pub struct Metrics {
 impl From<pb::ContainerMetrics> for Metrics {
     fn from(m: pb::ContainerMetrics) -> Self {
         Metrics {
-            sampled_at: UtcTime::from_proto(m.sampled_at),
-            cpu_percent: m.cpu_percent,
-            memory_used_bytes: m.memory_used_bytes,
-            memory_limit_bytes: m.memory_limit_bytes,
-            memory_percent: m.memory_percent,
-            network_rx_bytes: m.network_rx_bytes,
-            network_tx_bytes: m.network_tx_bytes,
-            block_read_bytes: m.block_read_bytes,
-            block_write_bytes: m.block_write_bytes,
-            pids: m.pids,
-            restarts_in_window: m.restarts_in_window,
+            figures: hemostat_model::Metrics::from(&m),
             status: status_name(m.status),
             health: health_name(m.health),
             exit_code: m.exit_code,

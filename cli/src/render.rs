@@ -105,11 +105,11 @@ fn status(c: &Container) -> String {
 }
 
 fn cpu(m: Option<&Metrics>) -> String {
-    m.and_then(|m| m.cpu_percent).map(|p| format!("{p:.1}%")).unwrap_or_default()
+    m.and_then(|m| m.figures.cpu_percent).map(|p| format!("{p:.1}%")).unwrap_or_default()
 }
 
 fn memory(m: Option<&Metrics>) -> String {
-    m.map(|m| format!("{} ({:.1}%)", bytes(m.memory_used_bytes), m.memory_percent)).unwrap_or_default()
+    m.map(|m| format!("{} ({:.1}%)", bytes(m.figures.memory_used), m.figures.memory_percent)).unwrap_or_default()
 }
 
 /// The containers table of `hemostat containers`.
@@ -185,14 +185,22 @@ pub fn container_detail(d: &ContainerDetail) -> String {
     ];
     if let Some(m) = m {
         let cpu_limit = c.cpu_limit.map(|l| format!(" (limit {} CPUs)", number(l))).unwrap_or_default();
-        lines.push(("CPU", format!("{}{cpu_limit}", if m.cpu_percent.is_some() { cpu(Some(m)) } else { "-".into() })));
+        lines.push((
+            "CPU",
+            format!("{}{cpu_limit}", if m.figures.cpu_percent.is_some() { cpu(Some(m)) } else { "-".into() }),
+        ));
         lines.push((
             "MEMORY",
-            format!("{} of {} ({:.1}%)", bytes(m.memory_used_bytes), bytes(m.memory_limit_bytes), m.memory_percent),
+            format!(
+                "{} of {} ({:.1}%)",
+                bytes(m.figures.memory_used),
+                bytes(m.figures.memory_limit),
+                m.figures.memory_percent
+            ),
         ));
-        lines.push(("PIDS", m.pids.to_string()));
-        lines.push(("RESTARTS", format!("{} in the node's window", m.restarts_in_window)));
-        lines.push(("SAMPLED", time(&m.sampled_at)));
+        lines.push(("PIDS", m.figures.pids.to_string()));
+        lines.push(("RESTARTS", format!("{} in the node's window", m.figures.restarts_in_window)));
+        lines.push(("SAMPLED", time(&m.figures.sampled_at.map(UtcTime))));
     } else {
         lines.push(("METRICS", "none reported yet".into()));
     }
@@ -207,10 +215,10 @@ pub fn container_detail(d: &ContainerDetail) -> String {
         let mut table = Table::new(&["SAMPLED", "CPU", "MEMORY", "PIDS", "STATUS", "HEALTH"]);
         for m in &d.recent_metrics {
             table.row(vec![
-                time(&m.sampled_at),
+                time(&m.figures.sampled_at.map(UtcTime)),
                 cpu(Some(m)),
                 memory(Some(m)),
-                m.pids.to_string(),
+                m.figures.pids.to_string(),
                 or_blank(&m.status),
                 or_blank(&m.health),
             ]);

@@ -197,7 +197,7 @@ fn event_types(raw: &[i32]) -> Result<Vec<EventKind>, Status> {
         .map(|raw| {
             pb::EventType::try_from(*raw)
                 .ok()
-                .and_then(EventKind::from_proto)
+                .and_then(|kind| EventKind::try_from(kind).ok())
                 .ok_or_else(|| Status::invalid_argument(format!("types: {raw} is not an event type")))
         })
         .collect()
@@ -323,7 +323,7 @@ impl pb::fleet_service_server::FleetService for FleetApi {
         let request = request.into_inner();
         let outcome = match pb::Outcome::try_from(request.outcome) {
             Ok(pb::Outcome::Unspecified) => None,
-            Ok(outcome) => Some(Outcome::from_proto(outcome)),
+            Ok(outcome) => Some(Outcome::from(outcome)),
             Err(_) => return Err(Status::invalid_argument(format!("outcome: {} is not an outcome", request.outcome))),
         };
         let since_ms = time_filter("since", request.since)?;
@@ -446,8 +446,9 @@ impl pb::fleet_service_server::FleetService for FleetApi {
                 .last_action_ms
                 .map(|ms| timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))),
         };
+        let state = pb::ContainerState::from(&entry.facts);
         Ok(Response::new(pb::GetContainerResponse {
-            recent_metrics: entry.recent.iter().map(|m| m.to_proto(&entry.facts)).collect(),
+            recent_metrics: entry.recent.iter().map(|m| m.to_wire(&state)).collect(),
             container: Some(entry.to_proto()),
             budget: Some(budget),
             silence: silence.map(|s| s.to_proto()),
@@ -539,7 +540,7 @@ impl pb::fleet_service_server::FleetService for FleetApi {
         let request = request.into_inner();
         let action = pb::Action::try_from(request.action)
             .ok()
-            .and_then(Action::from_proto)
+            .and_then(|action| Action::try_from(action).ok())
             .ok_or_else(|| Status::invalid_argument("action must be restart, exec, cleanup or scale_up"))?;
         check_reason(&request.reason, false)?;
         match action {

@@ -11,6 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hemostat_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 
+pub use hemostat_model::{Action, EventKind, Outcome};
+
 use crate::container::Anomaly;
 
 /// A stable, ordered event id: milliseconds since the epoch and a sequence number within that
@@ -59,211 +61,6 @@ pub struct EventRetention {
 impl Default for EventRetention {
     fn default() -> Self {
         EventRetention { max_per_type: 10_000, max_age: Duration::from_secs(7 * 24 * 3600) }
-    }
-}
-
-/// The kinds of event, named as the original's channels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    /// A node reported a problem with a container.
-    HealthAlert,
-    /// Analysis decided an action is needed.
-    RemediationNeeded,
-    /// Analysis decided no action is needed.
-    FalseAlarm,
-    /// A node executed an action; the record carries its outcome.
-    RemediationComplete,
-    /// The safety policy stopped an action.
-    Rejected,
-    /// A container's standing anomalies cleared.
-    Resolved,
-    /// Too many containers needed remediation at once; automatic actions stopped.
-    Storm,
-    /// A node dropped unacknowledged messages from its full spool.
-    SpoolOverflow,
-    /// A node missed its heartbeats for longer than `NODE_LOST_SECONDS`.
-    NodeLost,
-    /// A lost node is back.
-    NodeRecovered,
-    /// An operator changed something: a silence, dry-run, a manual action (the reason says what).
-    OperatorAction,
-    /// The state store stopped answering; nothing was acted on meanwhile. Notified when it starts, recorded
-    /// when the store answers again.
-    StoreUnavailable,
-}
-
-impl EventKind {
-    /// The type's name, as in the event log and notifications: `health_alert`, `node_lost`, ...
-    pub fn name(self) -> &'static str {
-        match self {
-            EventKind::HealthAlert => "health_alert",
-            EventKind::RemediationNeeded => "remediation_needed",
-            EventKind::FalseAlarm => "false_alarm",
-            EventKind::RemediationComplete => "remediation_complete",
-            EventKind::Rejected => "rejected",
-            EventKind::Resolved => "resolved",
-            EventKind::Storm => "storm",
-            EventKind::SpoolOverflow => "spool_overflow",
-            EventKind::NodeLost => "node_lost",
-            EventKind::NodeRecovered => "node_recovered",
-            EventKind::OperatorAction => "operator_action",
-            EventKind::StoreUnavailable => "store_unavailable",
-        }
-    }
-
-    /// Whether records of this kind also go to the audit log: decisions, rejections, results, storms.
-    pub fn audited(self) -> bool {
-        matches!(
-            self,
-            EventKind::RemediationNeeded
-                | EventKind::FalseAlarm
-                | EventKind::Rejected
-                | EventKind::RemediationComplete
-                | EventKind::Storm
-                | EventKind::OperatorAction
-        )
-    }
-
-    /// The wire enum.
-    pub fn to_proto(self) -> pb::EventType {
-        match self {
-            EventKind::HealthAlert => pb::EventType::HealthAlert,
-            EventKind::RemediationNeeded => pb::EventType::RemediationNeeded,
-            EventKind::FalseAlarm => pb::EventType::FalseAlarm,
-            EventKind::RemediationComplete => pb::EventType::RemediationComplete,
-            EventKind::Rejected => pb::EventType::Rejected,
-            EventKind::Resolved => pb::EventType::Resolved,
-            EventKind::Storm => pb::EventType::Storm,
-            EventKind::SpoolOverflow => pb::EventType::SpoolOverflow,
-            EventKind::NodeLost => pb::EventType::NodeLost,
-            EventKind::NodeRecovered => pb::EventType::NodeRecovered,
-            EventKind::OperatorAction => pb::EventType::OperatorAction,
-            EventKind::StoreUnavailable => pb::EventType::StoreUnavailable,
-        }
-    }
-
-    /// From the wire enum; `None` for UNSPECIFIED.
-    pub fn from_proto(kind: pb::EventType) -> Option<Self> {
-        Some(match kind {
-            pb::EventType::Unspecified => return None,
-            pb::EventType::HealthAlert => EventKind::HealthAlert,
-            pb::EventType::RemediationNeeded => EventKind::RemediationNeeded,
-            pb::EventType::FalseAlarm => EventKind::FalseAlarm,
-            pb::EventType::RemediationComplete => EventKind::RemediationComplete,
-            pb::EventType::Rejected => EventKind::Rejected,
-            pb::EventType::Resolved => EventKind::Resolved,
-            pb::EventType::Storm => EventKind::Storm,
-            pb::EventType::SpoolOverflow => EventKind::SpoolOverflow,
-            pb::EventType::NodeLost => EventKind::NodeLost,
-            pb::EventType::NodeRecovered => EventKind::NodeRecovered,
-            pb::EventType::OperatorAction => EventKind::OperatorAction,
-            pb::EventType::StoreUnavailable => EventKind::StoreUnavailable,
-        })
-    }
-}
-
-/// A remediation action.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// Graceful stop with a timeout, then start.
-    Restart,
-    /// A diagnostic command from the node's allow-list; its argument vector travels with the command.
-    Exec,
-    /// Remove exited containers of the same service or image, and dangling resources.
-    Cleanup,
-    /// One more replica of the container's Compose or Swarm service.
-    ScaleUp,
-}
-
-impl Action {
-    /// Every action.
-    pub const ALL: [Action; 4] = [Action::Restart, Action::Exec, Action::Cleanup, Action::ScaleUp];
-
-    /// The action's name, as in labels and prompts: `restart`, `exec`, `cleanup`, `scale_up`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Action::Restart => "restart",
-            Action::Exec => "exec",
-            Action::Cleanup => "cleanup",
-            Action::ScaleUp => "scale_up",
-        }
-    }
-
-    /// The action named `name`, as [`Action::name`] writes it.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Action::ALL.into_iter().find(|a| a.name() == name)
-    }
-
-    /// From the wire enum; `None` for NONE and unknown values.
-    pub fn from_proto(action: pb::Action) -> Option<Self> {
-        Some(match action {
-            pb::Action::Restart => Action::Restart,
-            pb::Action::Exec => Action::Exec,
-            pb::Action::Cleanup => Action::Cleanup,
-            pb::Action::ScaleUp => Action::ScaleUp,
-            _ => return None,
-        })
-    }
-
-    /// The wire enum.
-    pub fn to_proto(self) -> pb::Action {
-        match self {
-            Action::Restart => pb::Action::Restart,
-            Action::Exec => pb::Action::Exec,
-            Action::Cleanup => pb::Action::Cleanup,
-            Action::ScaleUp => pb::Action::ScaleUp,
-        }
-    }
-}
-
-/// How an executed command ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// Done and verified.
-    Success,
-    /// Attempted and did not work.
-    Failed,
-    /// The node refused under its own configuration.
-    Refused,
-    /// The action does not apply to this container.
-    NotApplicable,
-}
-
-impl Outcome {
-    /// Every outcome.
-    pub const ALL: [Outcome; 4] = [Outcome::Success, Outcome::Failed, Outcome::Refused, Outcome::NotApplicable];
-
-    /// The outcome's name, as in the event log: `success`, `failed`, `refused`, `not_applicable`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Outcome::Success => "success",
-            Outcome::Failed => "failed",
-            Outcome::Refused => "refused",
-            Outcome::NotApplicable => "not_applicable",
-        }
-    }
-
-    /// The wire enum.
-    pub fn to_proto(self) -> pb::Outcome {
-        match self {
-            Outcome::Success => pb::Outcome::Success,
-            Outcome::Failed => pb::Outcome::Failed,
-            Outcome::Refused => pb::Outcome::Refused,
-            Outcome::NotApplicable => pb::Outcome::NotApplicable,
-        }
-    }
-
-    /// From the wire enum; an unknown or unspecified outcome counts as a failure.
-    pub fn from_proto(outcome: pb::Outcome) -> Self {
-        match outcome {
-            pb::Outcome::Success => Outcome::Success,
-            pb::Outcome::Refused => Outcome::Refused,
-            pb::Outcome::NotApplicable => Outcome::NotApplicable,
-            pb::Outcome::Failed | pb::Outcome::Unspecified => Outcome::Failed,
-        }
     }
 }
 
@@ -415,19 +212,19 @@ impl StoredEvent {
         pb::Event {
             id: self.id.to_string(),
             time: Some(hemostat_proto::timestamp::to_proto(UNIX_EPOCH + Duration::from_millis(r.time_ms))),
-            r#type: r.kind.to_proto() as i32,
+            r#type: pb::EventType::from(r.kind) as i32,
             node: r.node.clone(),
             container_id: r.container_id.clone(),
             container_name: r.container_name.clone(),
-            action: r.action.map_or(pb::Action::Unspecified, Action::to_proto) as i32,
+            action: r.action.map_or(pb::Action::Unspecified, pb::Action::from) as i32,
             reason: r.reason.clone(),
-            outcome: r.outcome.map_or(pb::Outcome::Unspecified, Outcome::to_proto) as i32,
+            outcome: r.outcome.map_or(pb::Outcome::Unspecified, pb::Outcome::from) as i32,
             rejection: r.rejection.map(|r| r.code().to_owned()).unwrap_or_default(),
             confidence: r.confidence.unwrap_or_default(),
             analysis_method: r.analysis_method.clone().unwrap_or_default(),
             command_id: r.command_id.clone().unwrap_or_default(),
             exit_code: r.exit_code.unwrap_or_default(),
-            anomalies: r.anomalies.iter().map(Anomaly::to_proto).collect(),
+            anomalies: r.anomalies.iter().map(pb::Anomaly::from).collect(),
             observed_at: r
                 .observed_ms
                 .map(|ms| hemostat_proto::timestamp::to_proto(UNIX_EPOCH + Duration::from_millis(ms))),

@@ -109,26 +109,27 @@ impl NodeInfo {
 impl ContainerEntry {
     /// From the wire form another coordinator published (no recent samples travel); `None` without a state.
     pub fn from_proto(container: &hemostat_proto::v1::Container) -> Option<Self> {
-        let facts = ContainerFacts::from_proto(container.state.as_ref()?);
+        let facts = ContainerFacts::from(container.state.as_ref()?);
         Some(ContainerEntry {
             node: container.node.clone(),
             updated_at: container
                 .updated_at
                 .as_ref()
                 .map_or(SystemTime::UNIX_EPOCH, hemostat_proto::timestamp::from_proto),
-            metrics: container.metrics.as_ref().map(Metrics::from_proto),
+            metrics: container.metrics.as_ref().map(Metrics::from),
             recent: VecDeque::new(),
-            anomalies: container.anomalies.iter().filter_map(Anomaly::from_proto).collect(),
+            anomalies: container.anomalies.iter().filter_map(|a| Anomaly::try_from(a).ok()).collect(),
             facts,
         })
     }
 
     /// The wire form: latest state, metrics and anomalies.
     pub fn to_proto(&self) -> hemostat_proto::v1::Container {
+        let state = hemostat_proto::v1::ContainerState::from(&self.facts);
         hemostat_proto::v1::Container {
-            metrics: self.metrics.map(|m| m.to_proto(&self.facts)),
-            anomalies: self.anomalies.iter().map(|a| a.to_proto()).collect(),
-            state: Some(self.facts.to_proto()),
+            metrics: self.metrics.map(|m| m.to_wire(&state)),
+            anomalies: self.anomalies.iter().map(hemostat_proto::v1::Anomaly::from).collect(),
+            state: Some(state),
             updated_at: Some(hemostat_proto::timestamp::to_proto(self.updated_at)),
             node: self.node.clone(),
         }
@@ -379,7 +380,7 @@ mod tests {
     use super::*;
 
     fn facts(id: &str) -> ContainerFacts {
-        ContainerFacts::from_proto(&hemostat_proto::v1::ContainerState {
+        ContainerFacts::from(&hemostat_proto::v1::ContainerState {
             id: id.into(),
             name: id.into(),
             ..Default::default()

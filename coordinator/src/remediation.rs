@@ -82,7 +82,7 @@ impl CommandReport {
     /// From the wire.
     pub fn from_proto(result: pb::CommandResult) -> Self {
         CommandReport {
-            outcome: Outcome::from_proto(result.outcome()),
+            outcome: Outcome::from(result.outcome()),
             duration: Duration::from_millis(result.duration_ms),
             command_id: result.command_id,
             container_id: result.container_id,

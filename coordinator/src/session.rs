@@ -170,11 +170,11 @@ async fn handle(
             Ok(())
         }
         Some(Body::Snapshot(snapshot)) => {
-            registry.replace_containers(node, snapshot.containers.iter().map(ContainerFacts::from_proto).collect());
+            registry.replace_containers(node, snapshot.containers.iter().map(ContainerFacts::from).collect());
             Ok(())
         }
         Some(Body::ContainerEvent(event)) => {
-            let Some(container) = event.container.as_ref().map(ContainerFacts::from_proto) else {
+            let Some(container) = event.container.as_ref().map(ContainerFacts::from) else {
                 tracing::warn!(node, "ignored a container event without a container");
                 return Ok(());
             };
@@ -185,7 +185,7 @@ async fn handle(
             Ok(())
         }
         Some(Body::HealthAlert(alert)) => {
-            let Some(alert) = AlertReport::from_proto(&alert) else {
+            let Ok(alert) = AlertReport::try_from(&alert) else {
                 tracing::warn!(node, "ignored a health alert without a container");
                 return Ok(());
             };
@@ -194,19 +194,16 @@ async fn handle(
             remediator.on_alert(node, alert).await
         }
         Some(Body::Resolved(resolved)) => {
-            let Some(container) = resolved.container.as_ref().map(ContainerFacts::from_proto) else { return Ok(()) };
-            let cleared: Vec<AnomalyKind> = resolved
-                .cleared
-                .iter()
-                .filter_map(|t| pb::AnomalyType::try_from(*t).ok().and_then(AnomalyKind::from_proto))
-                .collect();
+            let Some(container) = resolved.container.as_ref().map(ContainerFacts::from) else { return Ok(()) };
+            let cleared: Vec<AnomalyKind> =
+                resolved.cleared.iter().filter_map(|t| AnomalyKind::try_from(*t).ok()).collect();
             registry.clear_anomalies(node, &container.id, &cleared);
             remediator.on_resolved(node, &container, &cleared).await
         }
         Some(Body::Metrics(report)) => {
             registry.record_metrics(
                 node,
-                report.samples.iter().map(|m| (m.container_id.clone(), Metrics::from_proto(m))).collect(),
+                report.samples.iter().map(|m| (m.container_id.clone(), Metrics::from(m))).collect(),
             );
             Ok(())
         }
@@ -224,7 +221,7 @@ fn to_proto(message: Outbound) -> pb::SessionResponse {
             command_id: command.id,
             container_id: command.container_id,
             container_name: command.container_name,
-            action: command.action.to_proto() as i32,
+            action: pb::Action::from(command.action) as i32,
             stop_timeout_seconds: command.stop_timeout_secs,
             argv: command.argv,
         }),

@@ -5,51 +5,18 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
+use hemostat_model::Action;
 use hemostat_proto::v1 as pb;
 use hemostat_proto::v1::fleet_service_client::FleetServiceClient;
 use tonic::transport::Channel;
 
-use crate::commands::show;
+use crate::commands::{named, show};
 use crate::connection::ClientArgs;
 use crate::model::{Accepted, ActionReport, ContainerTarget, Event, StormEnd};
 use crate::render;
 use crate::rpc_error::rpc;
 use crate::terminal::printable;
-
-/// The actions an admin can ask for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ActionKind {
-    /// Graceful restart: stop with a timeout, then start.
-    Restart,
-    /// Run a diagnostic command (after `--`) from the node's allow-list inside the container.
-    Exec,
-    /// Remove exited containers of the same Compose service (else image) and dangling images.
-    Cleanup,
-    /// Start one more replica of the container's Compose service.
-    #[value(name = "scale_up", alias = "scale-up")]
-    ScaleUp,
-}
-
-impl ActionKind {
-    fn to_proto(self) -> pb::Action {
-        match self {
-            ActionKind::Restart => pb::Action::Restart,
-            ActionKind::Exec => pb::Action::Exec,
-            ActionKind::Cleanup => pb::Action::Cleanup,
-            ActionKind::ScaleUp => pb::Action::ScaleUp,
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            ActionKind::Restart => "restart",
-            ActionKind::Exec => "exec",
-            ActionKind::Cleanup => "cleanup",
-            ActionKind::ScaleUp => "scale_up",
-        }
-    }
-}
 
 /// Arguments of `hemostat action`.
 #[derive(Debug, Args)]
@@ -57,7 +24,8 @@ pub struct ActionArgs {
     #[command(flatten)]
     client: ClientArgs,
     /// What to do.
-    kind: ActionKind,
+    #[arg(value_parser = named::<Action>(true))]
+    kind: Action,
     /// The container: <node>/<name> (or <node>/<id>).
     target: ContainerTarget,
     /// Act even if the cooldown, circuit breaker, storm breaker, a silence or dry-run would stop it (the
@@ -82,17 +50,17 @@ pub struct ActionArgs {
 /// Sends an admin's action to a container, and with `--wait` reports how it ended.
 pub async fn action(args: ActionArgs) -> anyhow::Result<()> {
     match (args.kind, args.argv.is_empty()) {
-        (ActionKind::Exec, true) => {
+        (Action::Exec, true) => {
             bail!("exec needs the command after `--`, e.g. `hemostat action exec node/web -- ps`")
         }
-        (kind, false) if kind != ActionKind::Exec => bail!("only exec takes a command after `--`"),
+        (kind, false) if kind != Action::Exec => bail!("only exec takes a command after `--`"),
         _ => {}
     }
     let mut client = args.client.connection.settings()?.client().await?;
     let request = pb::TriggerActionRequest {
         node: args.target.node.clone(),
         container: args.target.container.clone(),
-        action: args.kind.to_proto() as i32,
+        action: pb::Action::from(args.kind) as i32,
         argv: args.argv.clone(),
         force: args.force,
         reason: args.reason.clone().unwrap_or_default(),
@@ -127,7 +95,7 @@ pub async fn action(args: ActionArgs) -> anyhow::Result<()> {
         }
         Some(event) => Err(anyhow!(
             "{} of {}: {}",
-            args.kind.as_str(),
+            args.kind.name(),
             printable(&args.target.to_string()),
             printable(&render::event_detail(event))
         )),

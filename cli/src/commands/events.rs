@@ -8,13 +8,14 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::bail;
 use clap::Args;
+use hemostat_model::{EventKind, Outcome};
 use hemostat_proto::timestamp::to_proto;
 use hemostat_proto::v1 as pb;
 use hemostat_proto::v1::fleet_service_client::FleetServiceClient;
 use tonic::Code;
 use tonic::transport::Channel;
 
-use crate::commands::show;
+use crate::commands::{named, show};
 use crate::connection::ClientArgs;
 use crate::model::Event;
 use crate::render::{self, Format};
@@ -25,61 +26,6 @@ use crate::terminal;
 const PAGE_SIZE: u32 = 1000;
 /// The longest pause between two attempts to resume a broken `--follow` stream.
 const MAX_RESUME_PAUSE: Duration = Duration::from_secs(5);
-
-/// The event types `--type` accepts.
-const EVENT_TYPES: [&str; 11] = [
-    "health_alert",
-    "resolved",
-    "remediation_needed",
-    "false_alarm",
-    "remediation_complete",
-    "rejected",
-    "storm",
-    "spool_overflow",
-    "node_lost",
-    "node_recovered",
-    "operator_action",
-];
-
-fn parse_event_type(name: &str) -> Result<pb::EventType, String> {
-    pb::EventType::from_str_name(&format!("EVENT_TYPE_{}", name.to_ascii_uppercase()))
-        .filter(|t| *t != pb::EventType::Unspecified)
-        .ok_or_else(|| format!("unknown event type {name:?}; one of: {}", EVENT_TYPES.join(", ")))
-}
-
-/// How an action ended, for `--outcome`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-#[value(rename_all = "snake_case")]
-pub enum OutcomeName {
-    /// The action did what it should.
-    Success,
-    /// The action failed (or its verification did).
-    Failed,
-    /// The node refused it under its own configuration.
-    Refused,
-    /// The action does not apply to that container.
-    NotApplicable,
-}
-
-impl OutcomeName {
-    fn to_proto(self) -> pb::Outcome {
-        match self {
-            OutcomeName::Success => pb::Outcome::Success,
-            OutcomeName::Failed => pb::Outcome::Failed,
-            OutcomeName::Refused => pb::Outcome::Refused,
-            OutcomeName::NotApplicable => pb::Outcome::NotApplicable,
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            OutcomeName::Success => "success",
-            OutcomeName::Failed => "failed",
-            OutcomeName::Refused => "refused",
-            OutcomeName::NotApplicable => "not_applicable",
-        }
-    }
-}
 
 /// The time a `--since`/`--until` value names: a duration back from `now` (`10m`, `2h 30m`, `1day`) or
 /// an RFC 3339 time (`2026-11-28T14:17:05Z`, `2026-11-28T16:17:05+02:00`; without an offset, UTC).
@@ -142,10 +88,9 @@ impl EventFilter {
 pub struct EventsArgs {
     #[command(flatten)]
     client: ClientArgs,
-    /// Only events of this type (repeatable): health_alert, resolved, remediation_needed, false_alarm,
-    /// remediation_complete, rejected, storm, spool_overflow, node_lost, node_recovered, operator_action.
-    #[arg(long = "type", value_name = "TYPE", value_parser = parse_event_type)]
-    types: Vec<pb::EventType>,
+    /// Only events of this type (repeatable).
+    #[arg(long = "type", value_name = "TYPE", ignore_case = true, value_parser = named::<EventKind>(false))]
+    types: Vec<EventKind>,
     /// Only this node's events.
     #[arg(long)]
     node: Option<String>,
@@ -153,8 +98,8 @@ pub struct EventsArgs {
     #[arg(long)]
     container: Option<String>,
     /// Only remediation_complete events that ended so.
-    #[arg(long, value_enum)]
-    outcome: Option<OutcomeName>,
+    #[arg(long, value_parser = named::<Outcome>(false))]
+    outcome: Option<Outcome>,
     /// Only events since then: a duration back from now (10m, 2h) or an RFC 3339 time.
     #[arg(long, value_name = "WHEN")]
     since: Option<String>,
@@ -250,15 +195,15 @@ pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
     let filter = EventFilter {
         since: bound(&args.since, "since")?,
         until: bound(&args.until, "until")?,
-        outcome: args.outcome.map(|o| o.as_str().to_owned()),
+        outcome: args.outcome.map(|o| o.name().to_owned()),
     };
     let request = pb::ListEventsRequest {
-        types: args.types.iter().map(|t| *t as i32).collect(),
+        types: args.types.iter().map(|t| pb::EventType::from(*t) as i32).collect(),
         node: args.node.clone().unwrap_or_default(),
         container: args.container.clone().unwrap_or_default(),
         page_size: PAGE_SIZE,
         page_token: String::new(),
-        outcome: args.outcome.map_or(pb::Outcome::Unspecified, OutcomeName::to_proto) as i32,
+        outcome: args.outcome.map_or(pb::Outcome::Unspecified, pb::Outcome::from) as i32,
         since: filter.since.map(to_proto),
         until: filter.until.map(to_proto),
     };
@@ -413,12 +358,23 @@ mod tests {
 
     #[test]
     fn event_types_are_the_lower_case_names() {
-        assert_eq!(parse_event_type("health_alert"), Ok(pb::EventType::HealthAlert));
-        assert_eq!(parse_event_type("OPERATOR_ACTION"), Ok(pb::EventType::OperatorAction));
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            events: EventsArgs,
+        }
+        let parse_event_type = |name: &str| {
+            <Cli as clap::Parser>::try_parse_from(["events", "--type", name])
+                .map(|cli| cli.events.types)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(parse_event_type("health_alert"), Ok(vec![EventKind::HealthAlert]));
+        assert_eq!(parse_event_type("OPERATOR_ACTION"), Ok(vec![EventKind::OperatorAction]));
         assert!(parse_event_type("unspecified").is_err());
         let error = parse_event_type("crash").unwrap_err();
         assert!(error.contains("remediation_complete"), "{error}");
-        for name in EVENT_TYPES {
+        assert!(error.contains("store_unavailable"), "every kind is listed: {error}");
+        for name in EventKind::NAMES {
             assert!(parse_event_type(name).is_ok(), "{name}");
         }
     }

@@ -9,10 +9,26 @@ pub mod fleet;
 pub mod health;
 pub mod silences;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use hemostat_model::Named;
 use serde::Serialize;
 
 use crate::render::{self, Format};
 use crate::terminal;
+
+/// The parser of a flag whose values are the names of `T` (`restart`, `health_alert`, ...), any case, with
+/// `-` for `_`; `--help` lists them, with what each means when `described`.
+fn named<T: Named>(described: bool) -> impl TypedValueParser<Value = T> {
+    let values = T::all().iter().map(move |value| {
+        let name = value.name();
+        let mut possible = PossibleValue::new(name);
+        if described {
+            possible = possible.help(value.description().split_whitespace().collect::<Vec<_>>().join(" "));
+        }
+        if name.contains('_') { possible.alias(name.replace('_', "-")) } else { possible }
+    });
+    PossibleValuesParser::new(values).try_map(|name: String| name.to_ascii_lowercase().replace('-', "_").parse::<T>())
+}
 
 /// Prints `value` as `format` says: the `table` rendering for people, or JSON.
 fn show<T: Serialize>(format: Format, value: &T, table: impl FnOnce(&T) -> String) -> anyhow::Result<()> {

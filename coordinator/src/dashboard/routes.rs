@@ -14,7 +14,7 @@ use super::Dashboard;
 use super::analytics::{self, Analytics, Period};
 use super::auth::{self, DashboardRole, DashboardUser, Refusal};
 use super::metric_series::{SeriesPoint, series};
-use crate::container::{Anomaly, Health, Status};
+use crate::container::Anomaly;
 use crate::events::{EventId, EventKind, EventRecord, Outcome, Rejection, StoredEvent, unix_ms};
 use crate::registry::ContainerEntry;
 use crate::remediation::ApprovalError;
@@ -274,29 +274,6 @@ struct ContainerView {
     silence: Option<Silence>,
 }
 
-fn status_name(status: Status) -> &'static str {
-    match status {
-        Status::Created => "created",
-        Status::Running => "running",
-        Status::Paused => "paused",
-        Status::Restarting => "restarting",
-        Status::Exited => "exited",
-        Status::Dead => "dead",
-        Status::Removing => "removing",
-        Status::Unknown => "unknown",
-    }
-}
-
-fn health_name(health: Health) -> &'static str {
-    match health {
-        Health::None => "none",
-        Health::Starting => "starting",
-        Health::Healthy => "healthy",
-        Health::Unhealthy => "unhealthy",
-        Health::Unknown => "unknown",
-    }
-}
-
 /// The page's view of a registry entry, with its budget read from the store and its silence.
 async fn container_view(
     dashboard: &Dashboard,
@@ -318,8 +295,8 @@ async fn container_view(
         id: entry.facts.id.clone(),
         name: entry.facts.name.clone(),
         image: entry.facts.image.clone(),
-        status: status_name(entry.facts.status),
-        health: health_name(entry.facts.health),
+        status: entry.facts.status.name(),
+        health: entry.facts.health.name(),
         exit_code: entry.facts.exit_code,
         restart_policy: entry.facts.restart_policy.clone(),
         labels: entry.facts.labels.clone(),
