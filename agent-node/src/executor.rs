@@ -7,7 +7,6 @@
 //! allow ([`crate::command_limits`]). A refused command is reported and logged. A compromised coordinator
 //! therefore cannot run arbitrary commands on the host, nor flood it with actions.
 
-use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +20,7 @@ use crate::actions::{ACTION_NAMES, ActionContext, ActionOutcome, Target};
 use crate::command_limits::{CommandGate, DEFAULT_CONCURRENCY, DEFAULT_PER_MINUTE};
 use crate::inventory::ContainerSelector;
 use crate::outbox::Outbox;
+use crate::recent::RecentSet;
 
 /// How many recent command ids are remembered for de-duplication.
 const REMEMBERED_COMMANDS: usize = 4096;
@@ -94,7 +94,7 @@ impl ExecutionPolicy {
 pub struct Executor {
     context: ActionContext,
     outbox: Arc<Outbox>,
-    seen: Mutex<(HashSet<String>, VecDeque<String>)>,
+    seen: Mutex<RecentSet<String>>,
     gate: CommandGate,
 }
 
@@ -105,7 +105,7 @@ impl Executor {
         Executor {
             context: ActionContext { docker, selector, policy },
             outbox,
-            seen: Mutex::new((HashSet::new(), VecDeque::new())),
+            seen: Mutex::new(RecentSet::new(REMEMBERED_COMMANDS)),
             gate,
         }
     }
@@ -113,18 +113,9 @@ impl Executor {
     /// Starts executing `command` in the background, unless its id ran already; refuses it at once when
     /// a command limit says so.
     pub fn submit(self: &Arc<Self>, command: CommandRequest) {
-        {
-            let mut seen = self.seen.lock().expect("seen lock");
-            if !seen.0.insert(command.id.clone()) {
-                tracing::info!(command_id = %command.id, "ignored a command delivered again");
-                return;
-            }
-            seen.1.push_back(command.id.clone());
-            if seen.1.len() > REMEMBERED_COMMANDS
-                && let Some(old) = seen.1.pop_front()
-            {
-                seen.0.remove(&old);
-            }
+        if !self.seen.lock().expect("seen lock").insert(command.id.clone()) {
+            tracing::info!(command_id = %command.id, "ignored a command delivered again");
+            return;
         }
         let permit = match self.gate.admit(Instant::now()) {
             Ok(permit) => permit,

@@ -93,7 +93,11 @@ impl NodeInstruments {
             }
             Body::Snapshot(snapshot) => {
                 let mut watched = self.watched.lock().expect("instruments lock");
-                *watched = snapshot.containers.iter().map(|c| c.id.clone()).collect();
+                // A snapshot in parts: its first part starts the set, the others add to it.
+                if snapshot.part == 0 {
+                    watched.clear();
+                }
+                watched.extend(snapshot.containers.iter().map(|c| c.id.clone()));
                 self.containers_watched.set(watched.len() as i64);
             }
             Body::ContainerEvent(event) => {
@@ -282,8 +286,10 @@ mod tests {
     fn what_the_node_sends_and_does_is_counted() {
         let instruments = NodeInstruments::new();
         let outbox = Arc::new(Outbox::new(2));
-        instruments
-            .outgoing(&Body::Snapshot(pb::ContainerSnapshot { containers: vec![container("a"), container("b")] }));
+        instruments.outgoing(&Body::Snapshot(pb::ContainerSnapshot {
+            containers: vec![container("a"), container("b")],
+            ..Default::default()
+        }));
         instruments.outgoing(&event(pb::ContainerEventKind::Started, "c"));
         instruments.outgoing(&event(pb::ContainerEventKind::Exited, "a"));
         instruments.outgoing(&event(pb::ContainerEventKind::Destroyed, "b"));
@@ -322,7 +328,10 @@ mod tests {
         assert!(text.contains("# TYPE hemostat_node_spool_depth gauge"), "{text}");
         assert!(text.contains("# TYPE hemostat_node_spool_dropped_total counter"), "{text}");
 
-        instruments.outgoing(&Body::Snapshot(pb::ContainerSnapshot { containers: vec![container("z")] }));
+        instruments.outgoing(&Body::Snapshot(pb::ContainerSnapshot {
+            containers: vec![container("z")],
+            ..Default::default()
+        }));
         assert_eq!(instruments.containers_watched.get(), 1, "a snapshot replaces what was known");
     }
 }

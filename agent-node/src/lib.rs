@@ -16,8 +16,10 @@ pub mod metrics;
 pub mod monitor;
 pub mod outbox;
 pub mod poller;
+pub mod recent;
 pub mod redact;
 pub mod session;
+pub mod spool;
 pub mod watcher;
 
 use std::future::Future;

@@ -91,6 +91,9 @@ pub enum EventKind {
     /// The state store stopped answering; nothing was acted on meanwhile. Notified when it starts, recorded
     /// when the store answers again.
     StoreUnavailable,
+    /// A node said something about its own reports: what it cut to keep a message within bounds, damage
+    /// in its spool, a new message stream.
+    NodeNotice,
 }
 
 impl EventKind {
@@ -109,6 +112,7 @@ impl EventKind {
             EventKind::NodeRecovered => "node_recovered",
             EventKind::OperatorAction => "operator_action",
             EventKind::StoreUnavailable => "store_unavailable",
+            EventKind::NodeNotice => "node_notice",
         }
     }
 
@@ -140,6 +144,7 @@ impl EventKind {
             EventKind::NodeRecovered => pb::EventType::NodeRecovered,
             EventKind::OperatorAction => pb::EventType::OperatorAction,
             EventKind::StoreUnavailable => pb::EventType::StoreUnavailable,
+            EventKind::NodeNotice => pb::EventType::NodeNotice,
         }
     }
 
@@ -159,6 +164,7 @@ impl EventKind {
             pb::EventType::NodeRecovered => EventKind::NodeRecovered,
             pb::EventType::OperatorAction => EventKind::OperatorAction,
             pb::EventType::StoreUnavailable => EventKind::StoreUnavailable,
+            pb::EventType::NodeNotice => EventKind::NodeNotice,
         })
     }
 }
