@@ -461,11 +461,17 @@ mod tests {
         assert!(matches!(&one[..], [Body::Snapshot(s)] if s.part == 0 && !s.more), "a small one stays whole");
     }
 
+    /// Text of any length up to about 8 KB, with one-, two- and four-byte characters.
+    fn text(max_repeats: usize) -> impl Strategy<Value = String> {
+        ("[a-zé😀]{0,8}", 0..max_repeats).prop_map(|(unit, n)| unit.repeat(n))
+    }
+
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
         fn any_container_fits_its_bounds_once_bounded(
-            name in ".{0,400}",
-            labels in proptest::collection::hash_map(".{0,300}", ".{0,6000}", 0..20),
+            name in text(100),
+            labels in proptest::collection::hash_map(text(80), text(1000), 0..20),
         ) {
             let bounds = MessageBounds { labels_bytes: 8 << 10, ..MessageBounds::default() };
             let mut body = Body::Snapshot(pb::ContainerSnapshot {
