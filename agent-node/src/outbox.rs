@@ -8,6 +8,9 @@
 //! The outbox is bounded. When full it drops, oldest first, a metrics report, else a container snapshot
 //! (a newer one follows), and only when it holds nothing else an alert or result; every drop is counted
 //! and logged, and the count travels to the coordinator in heartbeats.
+//!
+//! Every message is put within its bounds as it is queued ([`crate::bounds`]): nothing queued here can
+//! exceed what the coordinator accepts, so no message can block the ones behind it.
 
 use std::collections::VecDeque;
 use std::path::Path;

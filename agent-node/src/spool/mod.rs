@@ -1,5 +1,5 @@
 //! The outbox on disk, in one folder: `stream` (the stream id), `acked` (the highest acknowledged sequence
-//! number) and `spool.log` (the messages, in the damage-surviving [`format`]).
+//! number) and `spool.log` (the messages, in the damage-surviving [`format`](mod@format)).
 //!
 //! - Every record reaches the file as it is queued; alerts, results and lifecycle events also reach the
 //!   disk (fsync) before they are sent. The log is rewritten with only the unacknowledged messages once
