@@ -556,4 +556,26 @@ mod tests {
         assert_eq!((notices[0].kind(), notices[0].container_name.as_str()), (pb::NoticeKind::Truncated, "big"));
         assert!(notices[0].detail.contains("label \"blob\"'s value cut by 4.5 MB"), "{}", notices[0].detail);
     }
+
+    #[test]
+    fn an_oversized_message_left_by_an_earlier_node_is_bounded_when_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("stream"), "0123456789abcdef").unwrap();
+        std::fs::write(dir.path().join("acked"), "0").unwrap();
+        let state = pb::ContainerState {
+            id: "big".into(),
+            name: "big".into(),
+            labels: [("blob".to_owned(), "x".repeat(4_500_000))].into(),
+            ..Default::default()
+        };
+        let snapshot = Body::Snapshot(pb::ContainerSnapshot { containers: vec![state], ..Default::default() });
+        let record = SessionRequest { seq: 1, body: Some(snapshot) }.encode_to_vec();
+        let mut v1 = (record.len() as u32).to_le_bytes().to_vec();
+        v1.extend(record);
+        std::fs::write(dir.path().join("spool.log"), v1).unwrap();
+        let messages = Outbox::open(dir.path(), 100).unwrap().after(0);
+        let Body::Snapshot(snapshot) = &messages[0].body else { panic!("{:?}", messages[0]) };
+        assert!(snapshot.containers[0].labels["blob"].ends_with("…[truncated 4.5 MB]"));
+        assert!(crate::bounds::message_size(&messages[0].body) < 64 << 10);
+    }
 }
