@@ -97,8 +97,12 @@ async fn an_emptied_acknowledgement_file_and_a_damaged_record_lose_only_the_dama
 
     // Everything acknowledged, then `acked` emptied between two node runs: the node would start again at 1
     // under the same stream, and the coordinator would drop every new report as a duplicate.
-    let warm = fleet.scope.run("warm", &[], SERVING);
-    eventually("warm listed", Duration::from_secs(10), || container(&fleet.client, &warm)).await;
+    // Some thirty reports processed first (a start and an exit of each), so that reused numbers would be
+    // taken for duplicates.
+    let warm: Vec<String> = (0..15).map(|n| fleet.scope.run(&format!("warm{n}"), &[], "exit 0")).collect();
+    for name in &warm {
+        eventually(&format!("{name} listed"), Duration::from_secs(20), || container(&fleet.client, name)).await;
+    }
     eventually("the spool acknowledged", Duration::from_secs(20), || async {
         let left = spooled(&spool_dir, 100)?;
         if left.is_empty() { Ok(()) } else { Err(format!("{} messages", left.len())) }
