@@ -9,6 +9,8 @@ use clap::Parser;
 use hemostat_pki::TlsFiles;
 use serde::Deserialize;
 
+use crate::actions::scale_up::DEFAULT_MAX_REPLICAS;
+use crate::command_limits::{DEFAULT_CONCURRENCY, DEFAULT_PER_MINUTE};
 use crate::detection::DetectionConfig;
 use crate::executor::{DEFAULT_EXEC_ALLOWLIST, ExecutionPolicy, parse_allowlist};
 use crate::inventory::ContainerSelector;
@@ -111,6 +113,15 @@ pub struct NodeArgs {
     /// Seconds a restarted container is watched before it counts as a success [default: 30].
     #[arg(long, env = "RESPONDER_VERIFY_SECONDS")]
     pub verify_seconds: Option<u64>,
+    /// Most commands accepted in any rolling minute; more are refused [default: 60].
+    #[arg(long, env = "NODE_COMMANDS_PER_MINUTE")]
+    pub commands_per_minute: Option<u32>,
+    /// Most commands running at once; more are refused [default: 10].
+    #[arg(long, env = "NODE_COMMAND_CONCURRENCY")]
+    pub command_concurrency: Option<u32>,
+    /// Most replicas scale_up makes of a service without a `hemostat.scale_up.max` label [default: 10].
+    #[arg(long, env = "NODE_SCALE_UP_MAX_REPLICAS")]
+    pub scale_up_max_replicas: Option<u64>,
     /// Whether the node restarts crashed containers on its own when cut off from every coordinator
     /// (true/false) [default: true].
     #[arg(long, env = "NODE_LOCAL_POLICY")]
@@ -147,6 +158,9 @@ struct NodeFile {
     exec_allowlist: Option<String>,
     exec_timeout_seconds: Option<u64>,
     verify_seconds: Option<u64>,
+    commands_per_minute: Option<u32>,
+    command_concurrency: Option<u32>,
+    scale_up_max_replicas: Option<u64>,
     local_policy: Option<bool>,
     local_policy_after_seconds: Option<u64>,
     cooldown_seconds: Option<u64>,
@@ -283,6 +297,9 @@ impl NodeConfig {
                 ),
                 exec_timeout: Duration::from_secs(pick!(exec_timeout_seconds).unwrap_or(10).max(1)),
                 verify_window: Duration::from_secs(pick!(verify_seconds).unwrap_or(30)),
+                commands_per_minute: pick!(commands_per_minute).unwrap_or(DEFAULT_PER_MINUTE).max(1),
+                command_concurrency: pick!(command_concurrency).unwrap_or(DEFAULT_CONCURRENCY).max(1),
+                scale_up_max_replicas: pick!(scale_up_max_replicas).unwrap_or(DEFAULT_MAX_REPLICAS).max(1),
             },
             local_policy: LocalPolicyConfig {
                 enabled: pick!(local_policy).unwrap_or(true),

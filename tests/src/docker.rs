@@ -349,3 +349,83 @@ impl Drop for SwarmService {
             .status();
     }
 }
+
+impl Scope {
+    /// Like [`Scope::run`], with `labels` set through the Docker API (the CLI cannot carry a label of
+    /// megabytes), `--init` and the scope label included. Returns the container's name.
+    pub async fn run_labelled(&self, base: &str, labels: &[(&str, &str)], script: &str) -> String {
+        use bollard::models::{ContainerCreateBody, HostConfig};
+        use bollard::query_parameters::CreateContainerOptions;
+        let docker = bollard::Docker::connect_with_defaults().expect("docker socket");
+        let name = self.name(base);
+        let mut all: std::collections::HashMap<String, String> =
+            labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        all.insert(SCOPE_LABEL.to_owned(), self.id.clone());
+        let body = ContainerCreateBody {
+            image: Some(TEST_IMAGE.to_owned()),
+            cmd: Some(vec!["sh".into(), "-c".into(), script.to_owned()]),
+            labels: Some(all),
+            host_config: Some(HostConfig { init: Some(true), ..Default::default() }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
+        let created = docker.create_container(Some(options), body).await.expect("create the container");
+        docker.start_container(&created.id, None).await.expect("start the container");
+        name
+    }
+}
+
+/// Images a test builds from the test image (each differing by a label), removed when dropped: for tests
+/// that need images of their own, tagged or dangling.
+#[derive(Default)]
+pub struct BuiltImages {
+    ids: std::sync::Mutex<Vec<String>>,
+}
+
+impl BuiltImages {
+    /// Builds `tag` as the test image plus the label `hemostat.test.build=<random>`, and returns the new
+    /// image's id. Building a tag again leaves its previous image dangling (untagged).
+    pub fn build(&self, tag: &str) -> String {
+        ensure_test_image();
+        let dockerfile = format!("FROM {TEST_IMAGE}\nLABEL hemostat.test.build={:016x}\n", rand::random::<u64>());
+        let mut child = Command::new("docker")
+            .args(["build", "-q", "-t", tag, "-"])
+            .env("DOCKER_BUILDKIT", "0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("docker is installed");
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(dockerfile.as_bytes()).expect("write the Dockerfile");
+        let out = child.wait_with_output().expect("docker build");
+        assert!(out.status.success(), "docker build {tag}: {}", String::from_utf8_lossy(&out.stderr));
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        self.ids.lock().unwrap().push(id.clone());
+        id
+    }
+
+    /// Whether the image `id` still exists.
+    pub fn exists(id: &str) -> bool {
+        Command::new("docker")
+            .args(["image", "inspect", id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for BuiltImages {
+    fn drop(&mut self) {
+        let ids = std::mem::take(&mut *self.ids.lock().unwrap());
+        if !ids.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rmi", "-f"])
+                .args(&ids)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}

@@ -11,6 +11,7 @@
 //! - [`llm`]: a local HTTP server that speaks the OpenAI and Anthropic wire formats from a script.
 //! - [`peer`]: a stand-in coordinator that sends a node whatever commands a test scripts.
 //! - [`eventually`]: wait for a condition with a deadline, instead of sleeping and hoping.
+//! - [`spool`]: a node's spool folder read back, and damaged on purpose.
 //! - [`webhook`]: a local Slack or JSON webhook that records what it gets and fails when told.
 
 pub mod docker;
@@ -24,6 +25,7 @@ pub mod peer;
 pub mod pki;
 pub mod redis;
 pub mod redis_cluster;
+pub mod spool;
 pub mod webhook;
 
 pub use eventually::eventually;

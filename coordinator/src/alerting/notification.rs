@@ -105,7 +105,7 @@ impl Notification {
             EventKind::Storm | EventKind::StoreUnavailable => Tone::Critical,
             EventKind::NodeLost => Tone::Failure,
             EventKind::NodeRecovered => Tone::Success,
-            EventKind::SpoolOverflow => Tone::Warning,
+            EventKind::SpoolOverflow | EventKind::NodeNotice => Tone::Warning,
             EventKind::HealthAlert | EventKind::RemediationNeeded | EventKind::Resolved | EventKind::OperatorAction => {
                 Tone::NotApplicable
             }
@@ -154,6 +154,7 @@ impl Notification {
             EventKind::NodeLost => format!("Node {node} lost: no heartbeat"),
             EventKind::NodeRecovered => format!("Node {node} is back"),
             EventKind::SpoolOverflow => format!("Node {node} dropped reports: its spool was full"),
+            EventKind::NodeNotice => format!("Node {node} notice: {}", r.reason),
             EventKind::HealthAlert => format!("Problem with {target}"),
             EventKind::RemediationNeeded => format!("{} of {target} decided", capitalized(action)),
             EventKind::Resolved => format!("Resolved: {target}"),
@@ -197,6 +198,7 @@ pub(crate) mod tests {
             EventKind::NodeRecovered,
             EventKind::OperatorAction,
             EventKind::StoreUnavailable,
+            EventKind::NodeNotice,
         ] {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.name(), "{kind:?}");
         }

@@ -32,9 +32,11 @@ pub fn select(record: &EventRecord, quiet_success: bool) -> Selection {
         | EventKind::NodeLost
         | EventKind::NodeRecovered
         | EventKind::SpoolOverflow => Selection::Deduplicated,
-        EventKind::HealthAlert | EventKind::Resolved | EventKind::RemediationNeeded | EventKind::OperatorAction => {
-            Selection::Skip
-        }
+        EventKind::HealthAlert
+        | EventKind::Resolved
+        | EventKind::RemediationNeeded
+        | EventKind::OperatorAction
+        | EventKind::NodeNotice => Selection::Skip,
     }
 }
 

@@ -15,5 +15,6 @@ mod metrics;
 mod monitoring;
 mod multi_coordinator;
 mod remediation;
+mod reporting_faults;
 mod security;
 mod store_conformance;
