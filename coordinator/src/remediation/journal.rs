@@ -241,12 +241,185 @@ impl Journal {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use async_trait::async_trait;
+    use tokio_stream::StreamExt;
+
     use super::*;
+    use crate::events::EventKind;
+    use crate::silence::Silence;
+    use crate::store::{PendingApproval, SettingsStore};
+
+    /// An event log in memory, numbering events 1, 2, 3...; it fails every read while `failing`.
+    #[derive(Default)]
+    struct MemoryLog {
+        events: Mutex<Vec<StoredEvent>>,
+        audit: Mutex<Vec<StoredEvent>>,
+        silences: Vec<Silence>,
+        failing: AtomicBool,
+    }
+
+    fn append_to(log: &Mutex<Vec<StoredEvent>>, record: &EventRecord) -> EventId {
+        let mut log = log.lock().unwrap();
+        let id = EventId { ms: log.len() as u64 + 1, seq: 0 };
+        log.push(StoredEvent { id, record: record.clone() });
+        id
+    }
+
+    fn read_from(log: &Mutex<Vec<StoredEvent>>, after: Option<EventId>, limit: usize) -> Vec<StoredEvent> {
+        log.lock().unwrap().iter().filter(|e| after.is_none_or(|a| e.id > a)).take(limit).cloned().collect()
+    }
+
+    impl MemoryLog {
+        fn check(&self) -> Result<(), StoreError> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable { backend: "memory", message: "down".into() });
+            }
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl EventLog for MemoryLog {
+        async fn append_event(&self, record: &EventRecord, _: &EventRetention) -> Result<EventId, StoreError> {
+            Ok(append_to(&self.events, record))
+        }
+        async fn read_events(&self, after: Option<EventId>, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+            self.check()?;
+            Ok(read_from(&self.events, after, limit))
+        }
+        async fn append_audit(&self, record: &EventRecord, _: Duration) -> Result<EventId, StoreError> {
+            Ok(append_to(&self.audit, record))
+        }
+        async fn read_audit(&self, after: Option<EventId>, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+            self.check()?;
+            Ok(read_from(&self.audit, after, limit))
+        }
+    }
+
+    #[async_trait]
+    impl SettingsStore for MemoryLog {
+        async fn put_silence(&self, _: &Silence) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn remove_silence(&self, _: &str) -> Result<Option<Silence>, StoreError> {
+            Ok(None)
+        }
+        async fn silences(&self, _: u64) -> Result<Vec<Silence>, StoreError> {
+            Ok(self.silences.clone())
+        }
+        async fn dry_run_override(&self) -> Result<Option<bool>, StoreError> {
+            Ok(None)
+        }
+        async fn set_dry_run_override(&self, _: bool) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn put_approval(&self, _: &str, _: &PendingApproval) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn take_approval(&self, _: &str) -> Result<Option<PendingApproval>, StoreError> {
+            Ok(None)
+        }
+    }
+
+    fn journal(log: MemoryLog) -> (Arc<MemoryLog>, Arc<Journal>) {
+        let log = Arc::new(log);
+        let settings = Arc::new(Settings::new(log.clone(), false));
+        let journal = Journal::new(
+            log.clone(),
+            settings,
+            Notifier::disabled(),
+            Arc::new(CoordinatorInstruments::new()),
+            EventRetention::default(),
+            Duration::from_secs(3600),
+        );
+        (log, Arc::new(journal))
+    }
+
+    fn record(kind: EventKind, container: &str) -> EventRecord {
+        EventRecord::new(kind, "host-a", container, container, "why")
+    }
 
     #[test]
     fn dashboard_reads_start_just_before_an_id() {
         assert_eq!(just_before(EventId { ms: 5, seq: 2 }), Some(EventId { ms: 5, seq: 1 }));
         assert_eq!(just_before(EventId { ms: 5, seq: 0 }), Some(EventId { ms: 4, seq: u64::MAX }));
         assert_eq!(just_before(EventId { ms: 0, seq: 0 }), None);
+    }
+
+    #[tokio::test]
+    async fn an_append_marks_a_silenced_container_and_audits_what_the_audit_log_keeps() {
+        let silence = Silence {
+            id: "s".into(),
+            node: "host-a".into(),
+            container: Some("web".into()),
+            reason: "maintenance".into(),
+            created_by: "operator:alice".into(),
+            created_ms: 0,
+            expires_ms: u64::MAX,
+        };
+        let (log, journal) = journal(MemoryLog { silences: vec![silence], ..MemoryLog::default() });
+        journal.append(&record(EventKind::HealthAlert, "web")).await.unwrap();
+        journal.append(&record(EventKind::FalseAlarm, "db")).await.unwrap();
+        let events = read_from(&log.events, None, 10);
+        let marks: Vec<(&str, bool)> =
+            events.iter().map(|e| (e.record.container_name.as_str(), e.record.silenced)).collect();
+        assert_eq!(marks, [("web", true), ("db", false)]);
+        let audited: Vec<EventKind> = read_from(&log.audit, None, 10).iter().map(|e| e.record.kind).collect();
+        assert_eq!(audited, [EventKind::FalseAlarm], "a decision is audited, an alert is not");
+    }
+
+    #[tokio::test]
+    async fn a_scan_stops_at_the_end_of_its_range_at_its_limit_or_when_told() {
+        let (_, journal) = journal(MemoryLog::default());
+        for _ in 0..2500 {
+            journal.append(&record(EventKind::HealthAlert, "web")).await.unwrap();
+        }
+        let id = |ms| Some(EventId { ms, seq: 0 });
+        let mut seen = 0;
+        let all = journal.scan(Log::Events, None, None, usize::MAX, |_| {
+            seen += 1;
+            ControlFlow::Continue(())
+        });
+        assert_eq!(all.await.unwrap(), ScanEnd { last: id(2500), truncated: false });
+        assert_eq!(seen, 2500, "every batch");
+        let mut seen = Vec::new();
+        let range = journal.scan(Log::Events, id(10), Some(15), usize::MAX, |e| {
+            seen.push(e.id.ms);
+            ControlFlow::Continue(())
+        });
+        assert_eq!(range.await.unwrap(), ScanEnd { last: id(14), truncated: false });
+        assert_eq!(seen, [11, 12, 13, 14], "after the start, before the end");
+        let limited = journal.scan(Log::Events, None, None, 1500, |_| ControlFlow::Continue(()));
+        assert_eq!(limited.await.unwrap(), ScanEnd { last: id(1500), truncated: true });
+        let told = journal.scan(Log::Events, None, None, usize::MAX, |e| {
+            if e.id.ms == 3 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        });
+        assert_eq!(told.await.unwrap(), ScanEnd { last: id(3), truncated: false });
+        let empty = journal.scan(Log::Audit, id(7), None, usize::MAX, |_| ControlFlow::Continue(()));
+        assert_eq!(empty.await.unwrap(), ScanEnd { last: id(7), truncated: false }, "nothing read: where it started");
+    }
+
+    #[tokio::test]
+    async fn a_tail_sends_what_passes_its_filter_as_it_is_appended_and_ends_after_a_store_failure() {
+        let (log, journal) = journal(MemoryLog::default());
+        journal.append(&record(EventKind::Storm, "before")).await.unwrap();
+        journal.append(&record(EventKind::HealthAlert, "web")).await.unwrap();
+        let mut tail = journal.tail(Some(EventId { ms: 1, seq: 0 }), |r| r.kind == EventKind::Storm);
+        journal.append(&record(EventKind::HealthAlert, "db")).await.unwrap();
+        journal.append(&record(EventKind::Storm, "after")).await.unwrap();
+        let event = next(&mut tail).await.unwrap().unwrap();
+        assert_eq!((event.id.ms, event.record.container_name.as_str()), (4, "after"), "after the start, filtered");
+        log.failing.store(true, Ordering::SeqCst);
+        journal.append(&record(EventKind::Storm, "lost")).await.unwrap();
+        assert!(matches!(next(&mut tail).await, Some(Err(StoreError::Unavailable { .. }))));
+        assert!(next(&mut tail).await.is_none(), "the tail ends after the failure");
+    }
+
+    /// The tail's next item, within a deadline.
+    async fn next(tail: &mut Tail) -> Option<Result<StoredEvent, StoreError>> {
+        tokio::time::timeout(Duration::from_secs(5), tail.next()).await.expect("the next item in time")
     }
 }
