@@ -11,10 +11,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::Target;
 use super::dispatch::Dispatcher;
 use super::journal::Journal;
 use super::node_commands::{NodeCommands, new_command_id};
+use super::{Stop, Target};
 use crate::analysis::exit::{Assessment, assess_exit};
 use crate::analysis::{Analyzer, HistoryEntry, Verdict, alert_samples};
 use crate::container::{AlertReport, ContainerFacts};
@@ -162,7 +162,7 @@ impl Pipeline {
             "awaiting approval: an admin can approve it with `hemostat approve {command_id}` within {}s",
             ttl.as_secs()
         );
-        let stop = super::Stop { rejection: Rejection::AwaitingApproval, reason };
+        let stop = Stop { rejection: Rejection::AwaitingApproval, reason };
         self.dispatcher.reject(target, action, &stop, command_id).await
     }
 }
