@@ -89,6 +89,25 @@ pub struct ContainerEntry {
 }
 
 impl NodeInfo {
+    /// From the wire form another coordinator published (its stream id does not travel).
+    pub fn from_proto(node: &hemostat_proto::v1::Node) -> Self {
+        use hemostat_proto::timestamp::from_proto as time;
+        NodeInfo {
+            hello: NodeHello {
+                name: node.name.clone(),
+                version: node.version.clone(),
+                stream_id: String::new(),
+                hostname: node.hostname.clone(),
+            },
+            connected: node.connected,
+            address: node.address.parse().ok(),
+            connected_at: node.connected_at.as_ref().map_or(SystemTime::UNIX_EPOCH, time),
+            last_seen: node.last_seen.as_ref().map_or(SystemTime::UNIX_EPOCH, time),
+            spool_depth: node.spool_depth,
+            spool_dropped: node.spool_dropped,
+        }
+    }
+
     /// The wire form.
     pub fn to_proto(&self) -> hemostat_proto::v1::Node {
         use hemostat_proto::timestamp::to_proto as timestamp;
@@ -455,5 +474,31 @@ mod tests {
         registry.snapshot_part("a", 1, true, vec![facts("b1")]);
         registry.snapshot_part("a", 2, false, vec![facts("b2")]);
         assert_eq!(ids(), ["a1", "a2", "a3", "b1", "b2"], "with its first part missed, nothing is forgotten");
+    }
+
+    #[test]
+    fn a_published_node_reads_back_as_it_was_but_for_its_stream_id() {
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_800_000_000_123);
+        let node = NodeInfo {
+            hello: NodeHello {
+                name: "host-a".into(),
+                version: "1.2".into(),
+                stream_id: "s".into(),
+                hostname: "h".into(),
+            },
+            connected: true,
+            address: Some("10.0.0.7:51000".parse().unwrap()),
+            connected_at: at,
+            last_seen: at + std::time::Duration::from_secs(5),
+            spool_depth: 3,
+            spool_dropped: 1,
+        };
+        let back = NodeInfo::from_proto(&node.to_proto());
+        assert_eq!(back.to_proto(), node.to_proto());
+        assert_eq!((back.address, back.last_seen), (node.address, node.last_seen));
+        assert_eq!(back.hello.stream_id, "", "stream ids stay with the session");
+        let unknown =
+            NodeInfo::from_proto(&hemostat_proto::v1::Node { address: "nowhere".into(), ..Default::default() });
+        assert_eq!(unknown.address, None);
     }
 }

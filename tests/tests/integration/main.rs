@@ -1,7 +1,7 @@
 //! HemoStat's cross-component tests, one module per area, in one test binary: the workspace is linked
 //! once, not once per file. `tests/run.sh` runs them with cargo-nextest, which gives each test a process of
-//! its own (the node's and the coordinator's instruments are per process) and runs the few tests that need a
-//! quiet machine alone (`.config/nextest.toml`).
+//! its own (the node's instruments are per process) and runs the few tests that need a quiet machine alone
+//! (`.config/nextest.toml`).
 
 mod alerting;
 mod analysis;
