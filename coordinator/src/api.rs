@@ -530,6 +530,18 @@ impl pb::fleet_service_server::FleetService for FleetApi {
         Ok(Response::new(pb::SetDryRunResponse { enabled, previous }))
     }
 
+    async fn test_notifications(
+        &self,
+        request: Request<pb::TestNotificationsRequest>,
+    ) -> Result<Response<pb::TestNotificationsResponse>, Status> {
+        let caller = authenticated(&request)?.clone();
+        require_admin(&caller)?;
+        let operator = caller.identity.to_string();
+        let response =
+            crate::alerting::probe::serve(self.remediator.notifier(), &operator, request.into_inner()).await?;
+        Ok(Response::new(response))
+    }
+
     async fn trigger_action(
         &self,
         request: Request<pb::TriggerActionRequest>,

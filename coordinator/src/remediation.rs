@@ -229,6 +229,11 @@ impl Remediator {
         self
     }
 
+    /// The notifier it sends through (for `hemostat notify test`).
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
     /// Handles a node's health alert: records it, then decides and acts within the policy. With an LLM
     /// configured the decision runs in the background (bounded by the LLM's own concurrency), so a slow
     /// model never holds up the node's other reports.

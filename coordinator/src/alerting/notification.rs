@@ -1,4 +1,8 @@
-//! One notification: a stored event, with the decision behind it, and how it reads to a person.
+//! One notification: a stored event, with the decision behind it, where it happened (the container's
+//! Compose project and service, links to the dashboard and the operator's Docker UI), and how it reads to
+//! a person.
+use std::collections::BTreeMap;
+
 use crate::events::{Action, EventId, EventKind, EventRecord, Outcome, Rejection};
 
 /// What the analysis said when it decided an action: remembered from the `remediation_needed` event so that
@@ -25,6 +29,34 @@ impl Decision {
     }
 }
 
+/// The Compose project and service a container belongs to (its `com.docker.compose.*` labels).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Compose {
+    /// The project (`com.docker.compose.project`): untrusted text.
+    pub project: String,
+    /// The service (`com.docker.compose.service`): untrusted text.
+    pub service: String,
+}
+
+impl Compose {
+    /// The Compose project and service named by a container's labels, if it has both.
+    pub fn from_labels(labels: &BTreeMap<String, String>) -> Option<Self> {
+        let label = |key: &str| labels.get(key).filter(|v| !v.is_empty()).cloned();
+        Some(Compose { project: label("com.docker.compose.project")?, service: label("com.docker.compose.service")? })
+    }
+}
+
+/// What the notifier adds to a stored record: where it happened and where to look.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Context {
+    /// The container's Compose project and service, when it belongs to one.
+    pub compose: Option<Compose>,
+    /// The event in the dashboard (`HEMOSTAT_EXTERNAL_URL`).
+    pub event_url: Option<String>,
+    /// The container in the operator's Docker UI (`HEMOSTAT_CONTAINER_URL_TEMPLATE`).
+    pub container_url: Option<String>,
+}
+
 /// An event to notify, as it was stored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Notification {
@@ -34,6 +66,37 @@ pub struct Notification {
     pub record: EventRecord,
     /// The decision that led to it, for results and rejections.
     pub decision: Option<Decision>,
+    /// Where it happened and where to look.
+    pub context: Context,
+    /// A test notification (`hemostat notify test`), not an event of the fleet.
+    pub test: bool,
+}
+
+/// How serious a notification is, for per-sink filters and Alertmanager's `severity` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// Something worked, or needed nothing.
+    Info,
+    /// Held back, or data lost on a node.
+    Warning,
+    /// An action failed, a node is lost, automatic actions stopped.
+    Critical,
+}
+
+impl Severity {
+    /// Its name in settings and labels: `info`, `warning`, `critical`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// The severity named `name` (as [`Severity::name`] writes it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Severity::Info, Severity::Warning, Severity::Critical].into_iter().find(|s| s.name() == name)
+    }
 }
 
 /// How a notification should strike the reader; each sink maps it to its own colour.
@@ -54,6 +117,20 @@ pub enum Tone {
 }
 
 impl Notification {
+    /// The notification of the event stored under `id`, with nothing added yet.
+    pub fn new(id: EventId, record: EventRecord, decision: Option<Decision>) -> Self {
+        Notification { id, record, decision, context: Context::default(), test: false }
+    }
+
+    /// How serious it is.
+    pub fn severity(&self) -> Severity {
+        match self.tone() {
+            Tone::NotApplicable | Tone::Success | Tone::FalseAlarm => Severity::Info,
+            Tone::Warning => Severity::Warning,
+            Tone::Failure | Tone::Critical => Severity::Critical,
+        }
+    }
+
     /// The event's kind.
     pub fn kind(&self) -> EventKind {
         self.record.kind
@@ -124,6 +201,9 @@ impl Notification {
     /// One line saying what happened, from the record's raw (untrusted) text: sinks escape it as they need.
     pub fn headline(&self) -> String {
         let r = &self.record;
+        if self.test {
+            return "Test notification: HemoStat can reach this channel".to_owned();
+        }
         let (node, container) = (r.node.as_str(), r.container_name.as_str());
         let target = if container.is_empty() { format!("on {node}") } else { format!("{container} on {node}") };
         let action = r.action.map_or("action", Action::name);
@@ -179,7 +259,7 @@ pub(crate) mod tests {
         let mut record = EventRecord::new(kind, "host-a", "c0ffee", name, "exited unexpectedly with code 1");
         record.time_ms = 1_795_000_000_000;
         record.action = Some(Action::Restart);
-        Notification { id: EventId { ms: record.time_ms, seq: 0 }, record, decision: None }
+        Notification::new(EventId { ms: record.time_ms, seq: 0 }, record, None)
     }
 
     #[test]
@@ -238,5 +318,29 @@ pub(crate) mod tests {
         assert_eq!((ended.headline().as_str(), ended.tone()), ("Storm over: automatic actions resumed", Tone::Success));
         assert_eq!(notification(EventKind::Storm, "").tone(), Tone::Critical);
         assert_eq!(capitalized("scale_up"), "Scale up");
+    }
+
+    #[test]
+    fn severity_follows_the_tone_and_compose_needs_both_labels() {
+        let mut n = notification(EventKind::RemediationComplete, "web");
+        for (outcome, severity) in [
+            (Outcome::Success, Severity::Info),
+            (Outcome::NotApplicable, Severity::Info),
+            (Outcome::Refused, Severity::Warning),
+            (Outcome::Failed, Severity::Critical),
+        ] {
+            n.record.outcome = Some(outcome);
+            assert_eq!(n.severity(), severity, "{outcome:?}");
+        }
+        assert_eq!(notification(EventKind::Storm, "").severity(), Severity::Critical);
+        assert!(Severity::Info < Severity::Warning && Severity::Warning < Severity::Critical);
+        assert_eq!(Severity::from_name("warning"), Some(Severity::Warning));
+        let labels = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let both = labels(&[("com.docker.compose.project", "shop"), ("com.docker.compose.service", "api")]);
+        assert_eq!(Compose::from_labels(&both), Some(Compose { project: "shop".into(), service: "api".into() }));
+        assert_eq!(Compose::from_labels(&labels(&[("com.docker.compose.project", "shop")])), None);
+        let mut test = notification(EventKind::OperatorAction, "");
+        test.test = true;
+        assert_eq!(test.headline(), "Test notification: HemoStat can reach this channel");
     }
 }
