@@ -10,8 +10,14 @@
 //! - [`llm`]: a local HTTP server that speaks the OpenAI and Anthropic wire formats from a script.
 //! - [`peer`]: a stand-in coordinator that sends a node whatever commands a test scripts.
 //! - [`eventually`]: wait for a condition with a deadline, instead of sleeping and hoping.
-//! - [`webhook`]: a local Slack or JSON webhook that records what it gets and fails when told.
+//! - [`webhook`]: a local Slack, Discord, Teams, ntfy, Gotify or JSON webhook that records what it gets and
+//!   fails when told; [`chat_formats`]: what Discord and Teams accept, for it to refuse the rest.
+//! - [`smtp`]: a small real SMTP server (STARTTLS, AUTH) that records the mail it gets.
+//! - [`alertmanager`], [`prometheus`]: the real programs (Debian's packages) on free ports ([`daemon`]).
 
+pub mod alertmanager;
+pub mod chat_formats;
+pub mod daemon;
 pub mod docker;
 pub mod eventually;
 pub mod fleet;
@@ -21,7 +27,9 @@ pub mod loadgen;
 pub mod netlab;
 pub mod peer;
 pub mod pki;
+pub mod prometheus;
 pub mod redis;
+pub mod smtp;
 pub mod webhook;
 
 pub use eventually::eventually;

@@ -131,18 +131,23 @@ impl Alert {
         }
     }
 
-    /// Alertmanager's fingerprint of its labels: FNV-1a (64 bits) over each name and value, sorted by name,
-    /// each followed by the byte 0xff, in 16 hexadecimal digits.
+    /// Alertmanager's fingerprint of its labels (see [`fingerprint`]).
     pub fn fingerprint(&self) -> String {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for (name, value) in &self.labels {
-            for byte in name.bytes().chain([0xff]).chain(value.bytes()).chain([0xff]) {
-                hash ^= u64::from(byte);
-                hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        }
-        format!("{hash:016x}")
+        fingerprint(&self.labels)
     }
+}
+
+/// Alertmanager's fingerprint of a label set: FNV-1a (64 bits) over each name and value, sorted by name,
+/// each followed by the byte 0xff, in 16 hexadecimal digits.
+pub fn fingerprint(labels: &BTreeMap<String, String>) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (name, value) in labels {
+        for byte in name.bytes().chain([0xff]).chain(value.bytes()).chain([0xff]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
 }
 
 /// Which firing alerts an event ends: those named `name` whose labels hold each of `labels`.

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use crate::events::{Action, EventId, EventKind, EventRecord, Outcome, Rejection};
 
+use super::escape;
+
 /// What the analysis said when it decided an action: remembered from the `remediation_needed` event so that
 /// the result (`remediation_complete`, `rejected`), whose record does not repeat it, can show it.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -243,6 +245,74 @@ impl Notification {
     }
 }
 
+impl Notification {
+    /// What a person needs to know besides the headline and the reason, in order, as (name, raw value)
+    /// pairs, empty ones left out: host, container, Compose project and service, action, result, method,
+    /// who decided, confidence, time, event. Values are untrusted: sinks escape them for their format.
+    pub fn facts(&self) -> Vec<(&'static str, String)> {
+        let record = &self.record;
+        let compose = self.context.compose.as_ref();
+        [
+            ("Host", record.node.clone()),
+            ("Container", record.container_name.clone()),
+            ("Compose project", compose.map(|c| c.project.clone()).unwrap_or_default()),
+            ("Compose service", compose.map(|c| c.service.clone()).unwrap_or_default()),
+            ("Action", record.action.map(|a| a.name().to_owned()).unwrap_or_default()),
+            ("Result", self.result().unwrap_or_default().to_owned()),
+            ("Method", self.analysis_method().unwrap_or_default().to_owned()),
+            ("Decided by", self.decided_by().unwrap_or_default().to_owned()),
+            ("Confidence", self.confidence().map(|c| format!("{c:.2}")).unwrap_or_default()),
+            ("Time (UTC)", self.time_rfc3339()),
+            ("Event", format!("{} {}", record.kind.name(), self.id)),
+        ]
+        .into_iter()
+        .filter(|(_, value)| !value.is_empty())
+        .collect()
+    }
+
+    /// The notification as plain text for people: the reason (cut to `max_reason` characters), then one
+    /// `name: value` line per fact and link. For formats that show text as it is (email, ntfy, Gotify).
+    pub fn plain_text(&self, max_reason: usize) -> String {
+        let mut lines = vec![escape::plain(&self.record.reason, max_reason), String::new()];
+        let links = [("Dashboard", &self.context.event_url), ("Docker UI", &self.context.container_url)];
+        let links = links.into_iter().filter_map(|(name, url)| Some((name, url.clone()?)));
+        for (name, value) in self.facts().into_iter().chain(links) {
+            lines.push(format!("{name}: {}", escape::one_line(&value, MAX_PLAIN_FACT_CHARS)));
+        }
+        lines.join("\n")
+    }
+}
+
+/// The longest fact in plain text.
+const MAX_PLAIN_FACT_CHARS: usize = 300;
+
+/// A burst as a list: its title, one line per notification (at most so many, then how many more), and
+/// the most serious tone among them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Burst {
+    /// `HemoStat: <n> notifications at once`.
+    pub title: String,
+    /// One line each, as `line` writes it, and a last one counting those left out.
+    pub lines: Vec<String>,
+    /// The most serious tone.
+    pub tone: Tone,
+}
+
+impl Burst {
+    /// The list of `notifications`, at most `max_lines` of them each written by `line`.
+    pub fn of(notifications: &[Notification], max_lines: usize, line: impl Fn(&Notification) -> String) -> Self {
+        let mut lines: Vec<String> = notifications.iter().take(max_lines).map(line).collect();
+        if notifications.len() > max_lines {
+            lines.push(format!("… and {} more (hemostat events)", notifications.len() - max_lines));
+        }
+        Burst {
+            title: format!("HemoStat: {} notifications at once", notifications.len()),
+            lines,
+            tone: notifications.iter().map(Notification::tone).max().unwrap_or(Tone::NotApplicable),
+        }
+    }
+}
+
 /// `restart` → `Restart`, `scale_up` → `Scale up`.
 fn capitalized(name: &str) -> String {
     let name = name.replace('_', " ");
@@ -262,22 +332,25 @@ pub(crate) mod tests {
         Notification::new(EventId { ms: record.time_ms, seq: 0 }, record, None)
     }
 
+    /// Every event kind (until the shared vocabulary has `EventKind::ALL`).
+    pub(crate) const ALL_KINDS: [EventKind; 12] = [
+        EventKind::HealthAlert,
+        EventKind::RemediationNeeded,
+        EventKind::FalseAlarm,
+        EventKind::RemediationComplete,
+        EventKind::Rejected,
+        EventKind::Resolved,
+        EventKind::Storm,
+        EventKind::SpoolOverflow,
+        EventKind::NodeLost,
+        EventKind::NodeRecovered,
+        EventKind::OperatorAction,
+        EventKind::StoreUnavailable,
+    ];
+
     #[test]
     fn kind_names_match_the_event_logs_serialisation() {
-        for kind in [
-            EventKind::HealthAlert,
-            EventKind::RemediationNeeded,
-            EventKind::FalseAlarm,
-            EventKind::RemediationComplete,
-            EventKind::Rejected,
-            EventKind::Resolved,
-            EventKind::Storm,
-            EventKind::SpoolOverflow,
-            EventKind::NodeLost,
-            EventKind::NodeRecovered,
-            EventKind::OperatorAction,
-            EventKind::StoreUnavailable,
-        ] {
+        for kind in ALL_KINDS {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.name(), "{kind:?}");
         }
         for outcome in [Outcome::Success, Outcome::Failed, Outcome::Refused, Outcome::NotApplicable] {
@@ -318,6 +391,28 @@ pub(crate) mod tests {
         assert_eq!((ended.headline().as_str(), ended.tone()), ("Storm over: automatic actions resumed", Tone::Success));
         assert_eq!(notification(EventKind::Storm, "").tone(), Tone::Critical);
         assert_eq!(capitalized("scale_up"), "Scale up");
+    }
+
+    #[test]
+    fn facts_and_plain_text_leave_out_what_is_unknown() {
+        let mut n = notification(EventKind::RemediationComplete, "web");
+        n.record.outcome = Some(Outcome::Failed);
+        n.context.compose = Some(Compose { project: "shop".into(), service: "web\r\nx".into() });
+        n.context.event_url = Some("https://hemostat.test/#/timeline".into());
+        let names: Vec<&str> = n.facts().iter().map(|(name, _)| *name).collect();
+        assert_eq!(
+            names,
+            ["Host", "Container", "Compose project", "Compose service", "Action", "Result", "Time (UTC)", "Event"]
+        );
+        let text = n.plain_text(100);
+        assert!(text.starts_with("exited unexpectedly with code 1\n\nHost: host-a\nContainer: web\n"), "{text}");
+        assert!(text.contains("Compose service: web  x\n"), "one line each: {text}");
+        assert!(text.ends_with("Dashboard: https://hemostat.test/#/timeline"), "{text}");
+        let burst = Burst::of(&vec![n.clone(); 5], 3, |n| n.headline());
+        assert_eq!(burst.title, "HemoStat: 5 notifications at once");
+        assert_eq!(burst.lines.len(), 4);
+        assert_eq!(burst.lines[3], "… and 2 more (hemostat events)");
+        assert_eq!(burst.tone, Tone::Failure);
     }
 
     #[test]

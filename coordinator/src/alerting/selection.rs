@@ -80,21 +80,7 @@ mod tests {
 
     #[test]
     fn the_notified_list_is_what_select_can_pass() {
-        let kinds = [
-            EventKind::HealthAlert,
-            EventKind::RemediationNeeded,
-            EventKind::FalseAlarm,
-            EventKind::RemediationComplete,
-            EventKind::Rejected,
-            EventKind::Resolved,
-            EventKind::Storm,
-            EventKind::SpoolOverflow,
-            EventKind::NodeLost,
-            EventKind::NodeRecovered,
-            EventKind::OperatorAction,
-            EventKind::StoreUnavailable,
-        ];
-        for kind in kinds {
+        for kind in crate::alerting::notification::tests::ALL_KINDS {
             let passes = select(&record(kind, Some(Outcome::Failed), None), false) != Selection::Skip;
             assert_eq!(passes, NOTIFIED.contains(&kind), "{kind:?}");
         }

@@ -15,7 +15,7 @@ use crate::alerting::AlertingConfig;
 use crate::alerting::delivery::{Verdict, http_verdict};
 use crate::alerting::escape::markdown;
 use crate::alerting::grouping::Message;
-use crate::alerting::notification::{Notification, Tone};
+use crate::alerting::notification::{Burst, Notification, Tone};
 use crate::alerting::sink::Sink;
 use crate::alerting::sinks::slack::colour;
 use crate::alerting::transport::{Reply, Request};
@@ -57,26 +57,11 @@ fn field(name: &str, value: String, inline: bool) -> Value {
 /// The embed of one notification.
 fn embed(n: &Notification) -> Value {
     let record = &n.record;
-    let mut fields = Vec::new();
-    let mut put = |name: &str, value: &str, inline: bool| {
-        if !value.is_empty() {
-            fields.push(field(name, markdown(value, MAX_VALUE_CHARS), inline));
-        }
-    };
-    put("Host", &record.node, true);
-    put("Container", &record.container_name, true);
-    if let Some(compose) = &n.context.compose {
-        put("Compose", &format!("{}/{}", compose.project, compose.service), true);
-    }
-    put("Action", record.action.map_or("", |a| a.name()), true);
-    put("Result", n.result().unwrap_or_default(), true);
-    let method = match (n.analysis_method(), n.decided_by()) {
-        (Some(method), Some(by)) => format!("{method} ({by})"),
-        (method, by) => method.or(by).unwrap_or_default().to_owned(),
-    };
-    put("Method", &method, true);
-    put("Confidence", &n.confidence().map(|c| format!("{c:.2}")).unwrap_or_default(), true);
-    put("Event", &format!("{} {}", record.kind.name(), n.id), false);
+    let mut fields: Vec<Value> = n
+        .facts()
+        .into_iter()
+        .map(|(name, value)| field(name, markdown(&value, MAX_VALUE_CHARS), name != "Event"))
+        .collect();
     if let Some(output) = record.output.as_deref().filter(|o| !o.is_empty()) {
         fields.push(field("Output", markdown(output, MAX_OUTPUT_CHARS), false));
     }
@@ -100,19 +85,13 @@ fn embed(n: &Notification) -> Value {
 
 /// The one embed listing a burst, coloured by the most serious.
 fn burst_embed(ns: &[Notification]) -> Value {
-    let tone = ns.iter().map(Notification::tone).max().unwrap_or(Tone::NotApplicable);
-    let mut lines: Vec<String> = ns
-        .iter()
-        .take(MAX_BURST_LINES)
-        .map(|n| format!("• {} {}", n.time_rfc3339(), markdown(&n.headline(), MAX_LINE_CHARS)))
-        .collect();
-    if ns.len() > MAX_BURST_LINES {
-        lines.push(format!("… and {} more (hemostat events)", ns.len() - MAX_BURST_LINES));
-    }
+    let burst = Burst::of(ns, MAX_BURST_LINES, |n| {
+        format!("• {} {}", n.time_rfc3339(), markdown(&n.headline(), MAX_LINE_CHARS))
+    });
     json!({
-        "title": format!("HemoStat: {} notifications at once", ns.len()),
-        "description": lines.join("\n"),
-        "color": embed_colour(tone),
+        "title": burst.title,
+        "description": burst.lines.join("\n"),
+        "color": embed_colour(burst.tone),
         "footer": {"text": "HemoStat"},
         "timestamp": ns.last().map(Notification::time_rfc3339).unwrap_or_default(),
     })
@@ -200,7 +179,7 @@ mod tests {
             .map(|f| (f["name"].as_str().unwrap().to_owned(), f["value"].as_str().unwrap().to_owned()))
             .collect();
         assert!(fields.contains(&("Host".into(), "host\\-a".into())), "{fields:?}");
-        assert!(fields.contains(&("Compose".into(), "shop/web".into())), "{fields:?}");
+        assert!(fields.contains(&("Compose project".into(), "shop".into())), "{fields:?}");
         assert!(
             fields
                 .contains(&("Docker UI".into(), "[Open the container](https://arcane.test/containers/c0ffee)".into()))

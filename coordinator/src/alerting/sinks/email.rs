@@ -21,9 +21,9 @@ use lettre::{AsyncSmtpTransport, Tokio1Executor};
 
 use crate::alerting::AlertingConfig;
 use crate::alerting::delivery::Verdict;
-use crate::alerting::escape::{one_line, plain};
+use crate::alerting::escape::one_line;
 use crate::alerting::grouping::Message;
-use crate::alerting::notification::Notification;
+use crate::alerting::notification::{Burst, Notification};
 use crate::alerting::sink::Sink;
 use crate::alerting::transport::{Reply, Request};
 
@@ -227,33 +227,6 @@ impl Email {
     }
 }
 
-/// The lines telling one notification.
-fn lines(n: &Notification) -> Vec<String> {
-    let record = &n.record;
-    let mut lines = vec![n.headline(), String::new(), plain(&record.reason, MAX_REASON_CHARS), String::new()];
-    let mut fact = |name: &str, value: &str| {
-        if !value.is_empty() {
-            lines.push(format!("{name}: {value}"));
-        }
-    };
-    fact("Host", &record.node);
-    fact("Container", &record.container_name);
-    if let Some(compose) = &n.context.compose {
-        fact("Compose project", &compose.project);
-        fact("Compose service", &compose.service);
-    }
-    fact("Action", record.action.map_or("", |a| a.name()));
-    fact("Result", n.result().unwrap_or_default());
-    fact("Method", n.analysis_method().unwrap_or_default());
-    fact("Decided by", n.decided_by().unwrap_or_default());
-    fact("Confidence", &n.confidence().map(|c| format!("{c:.2}")).unwrap_or_default());
-    fact("Time (UTC)", &n.time_rfc3339());
-    fact("Event", &format!("{} {}", record.kind.name(), n.id));
-    fact("Dashboard", n.context.event_url.as_deref().unwrap_or_default());
-    fact("Docker UI", n.context.container_url.as_deref().unwrap_or_default());
-    lines.iter().map(|line| line.replace('\r', " ")).collect()
-}
-
 impl Sink for Email {
     fn name(&self) -> &'static str {
         "email"
@@ -261,17 +234,20 @@ impl Sink for Email {
 
     fn render(&self, message: &Message<Notification>) -> Vec<Request> {
         let (subject, body) = match message {
-            Message::Single(n) => (format!("[HemoStat] {}", n.headline()), lines(n).join("\n")),
+            Message::Single(n) => (
+                format!("[HemoStat] {}", n.headline()),
+                format!("{}\n\n{}", n.headline(), n.plain_text(MAX_REASON_CHARS)),
+            ),
             Message::Burst(ns) => {
-                let mut body: Vec<String> = ns
-                    .iter()
-                    .take(MAX_BURST_LINES)
-                    .map(|n| format!("- {}  {}: {}", n.time_rfc3339(), n.headline(), plain(&n.record.reason, 200)))
-                    .collect();
-                if ns.len() > MAX_BURST_LINES {
-                    body.push(format!("... and {} more (hemostat events)", ns.len() - MAX_BURST_LINES));
-                }
-                (format!("[HemoStat] {} notifications at once", ns.len()), body.join("\n"))
+                let burst = Burst::of(ns, MAX_BURST_LINES, |n| {
+                    format!(
+                        "- {}  {}: {}",
+                        n.time_rfc3339(),
+                        one_line(&n.headline(), 300),
+                        one_line(&n.record.reason, 200)
+                    )
+                });
+                (format!("[{}]", burst.title), burst.lines.join("\n"))
             }
         };
         self.message(&subject, body).into_iter().collect()

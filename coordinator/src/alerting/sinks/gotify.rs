@@ -5,9 +5,9 @@
 use serde_json::{Value, json};
 
 use crate::alerting::AlertingConfig;
-use crate::alerting::escape::{one_line, plain};
+use crate::alerting::escape::one_line;
 use crate::alerting::grouping::Message;
-use crate::alerting::notification::{Notification, Tone};
+use crate::alerting::notification::{Burst, Notification, Tone};
 use crate::alerting::sink::Sink;
 use crate::alerting::transport::{Body, HttpRequest, Request};
 
@@ -42,28 +42,6 @@ fn priority(tone: Tone) -> u8 {
     }
 }
 
-/// The message of one notification: the reason, then the facts.
-fn text(n: &Notification) -> String {
-    let record = &n.record;
-    let mut lines = vec![plain(&record.reason, MAX_REASON_CHARS), String::new()];
-    let mut fact = |name: &str, value: &str| {
-        if !value.is_empty() {
-            lines.push(format!("{name}: {}", one_line(value, 200)));
-        }
-    };
-    fact("Host", &record.node);
-    fact("Container", &record.container_name);
-    if let Some(compose) = &n.context.compose {
-        fact("Compose", &format!("{}/{}", compose.project, compose.service));
-    }
-    fact("Action", record.action.map_or("", |a| a.name()));
-    fact("Result", n.result().unwrap_or_default());
-    fact("Event", &format!("{} {}", record.kind.name(), n.id));
-    fact("Dashboard", n.context.event_url.as_deref().unwrap_or_default());
-    fact("Docker UI", n.context.container_url.as_deref().unwrap_or_default());
-    lines.join("\n")
-}
-
 impl Sink for Gotify {
     fn name(&self) -> &'static str {
         "gotify"
@@ -71,15 +49,10 @@ impl Sink for Gotify {
 
     fn render(&self, message: &Message<Notification>) -> Vec<Request> {
         let (title, message_text, tone, click) = match message {
-            Message::Single(n) => (n.headline(), text(n), n.tone(), n.context.event_url.clone()),
+            Message::Single(n) => (n.headline(), n.plain_text(MAX_REASON_CHARS), n.tone(), n.context.event_url.clone()),
             Message::Burst(ns) => {
-                let mut lines: Vec<String> =
-                    ns.iter().take(MAX_BURST_LINES).map(|n| format!("- {}", one_line(&n.headline(), 150))).collect();
-                if ns.len() > MAX_BURST_LINES {
-                    lines.push(format!("… and {} more (hemostat events)", ns.len() - MAX_BURST_LINES));
-                }
-                let tone = ns.iter().map(Notification::tone).max().unwrap_or(Tone::NotApplicable);
-                (format!("HemoStat: {} notifications at once", ns.len()), lines.join("\n"), tone, None)
+                let burst = Burst::of(ns, MAX_BURST_LINES, |n| format!("- {}", one_line(&n.headline(), 150)));
+                (burst.title, burst.lines.join("\n"), burst.tone, None)
             }
         };
         let mut extras = json!({"client::display": {"contentType": "text/plain"}});

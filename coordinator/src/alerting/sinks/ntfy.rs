@@ -10,9 +10,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use crate::alerting::AlertingConfig;
-use crate::alerting::escape::{one_line, plain};
+use crate::alerting::escape::one_line;
 use crate::alerting::grouping::Message;
-use crate::alerting::notification::{Notification, Tone};
+use crate::alerting::notification::{Burst, Notification, Tone};
 use crate::alerting::sink::Sink;
 use crate::alerting::transport::{Body, HttpRequest, Request};
 
@@ -53,25 +53,6 @@ pub fn encoded_word(text: &str) -> String {
     format!("=?UTF-8?B?{}?=", STANDARD.encode(text))
 }
 
-/// The message text of one notification: the reason, then the facts.
-fn text(n: &Notification) -> String {
-    let record = &n.record;
-    let mut lines = vec![plain(&record.reason, MAX_MESSAGE_CHARS)];
-    let mut fact = |name: &str, value: &str| {
-        if !value.is_empty() {
-            lines.push(format!("{name}: {}", one_line(value, 200)));
-        }
-    };
-    fact("Host", &record.node);
-    fact("Container", &record.container_name);
-    if let Some(compose) = &n.context.compose {
-        fact("Compose", &format!("{}/{}", compose.project, compose.service));
-    }
-    fact("Result", n.result().unwrap_or_default());
-    fact("Event", &format!("{} {}", record.kind.name(), n.id));
-    lines.join("\n")
-}
-
 impl Sink for Ntfy {
     fn name(&self) -> &'static str {
         "ntfy"
@@ -79,15 +60,10 @@ impl Sink for Ntfy {
 
     fn render(&self, message: &Message<Notification>) -> Vec<Request> {
         let (title, body, tone, first) = match message {
-            Message::Single(n) => (n.headline(), text(n), n.tone(), n),
+            Message::Single(n) => (n.headline(), n.plain_text(MAX_MESSAGE_CHARS), n.tone(), n),
             Message::Burst(ns) => {
-                let mut lines: Vec<String> =
-                    ns.iter().take(MAX_BURST_LINES).map(|n| format!("- {}", one_line(&n.headline(), 150))).collect();
-                if ns.len() > MAX_BURST_LINES {
-                    lines.push(format!("… and {} more (hemostat events)", ns.len() - MAX_BURST_LINES));
-                }
-                let tone = ns.iter().map(Notification::tone).max().unwrap_or(Tone::NotApplicable);
-                (format!("HemoStat: {} notifications at once", ns.len()), lines.join("\n"), tone, &ns[0])
+                let burst = Burst::of(ns, MAX_BURST_LINES, |n| format!("- {}", one_line(&n.headline(), 150)));
+                (burst.title, burst.lines.join("\n"), burst.tone, &ns[0])
             }
         };
         let (priority, tags) = priority_and_tags(tone);
@@ -146,7 +122,7 @@ mod tests {
         );
         assert_eq!(header("Authorization").as_deref(), Some("Bearer tk_secret"));
         let Body::Text(text) = &request.body else { panic!("plain text") };
-        assert!(text.starts_with("exited unexpectedly with code 1\nHost: host-a\n"), "{text}");
+        assert!(text.starts_with("exited unexpectedly with code 1\n\nHost: host-a\n"), "{text}");
         assert_eq!(encoded_word("é"), "=?UTF-8?B?w6k=?=");
     }
 }

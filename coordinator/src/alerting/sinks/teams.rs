@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::alerting::AlertingConfig;
 use crate::alerting::escape::markdown;
 use crate::alerting::grouping::Message;
-use crate::alerting::notification::{Notification, Tone};
+use crate::alerting::notification::{Burst, Notification, Tone};
 use crate::alerting::sink::Sink;
 use crate::alerting::transport::Request;
 
@@ -64,25 +64,11 @@ fn open_url(title: &str, url: &str) -> Value {
 /// The card's body and actions for one notification.
 fn single(n: &Notification) -> (Vec<Value>, Vec<Value>, Tone) {
     let record = &n.record;
-    let mut facts = Vec::new();
-    let mut fact = |title: &str, value: &str| {
-        if !value.is_empty() {
-            facts.push(json!({"title": title, "value": markdown(value, MAX_FACT_CHARS)}));
-        }
-    };
-    fact("Host", &record.node);
-    fact("Container", &record.container_name);
-    if let Some(compose) = &n.context.compose {
-        fact("Compose project", &compose.project);
-        fact("Compose service", &compose.service);
-    }
-    fact("Action", record.action.map_or("", |a| a.name()));
-    fact("Result", n.result().unwrap_or_default());
-    fact("Method", n.analysis_method().unwrap_or_default());
-    fact("Decided by", n.decided_by().unwrap_or_default());
-    fact("Confidence", &n.confidence().map(|c| format!("{c:.2}")).unwrap_or_default());
-    fact("Time (UTC)", &n.time_rfc3339());
-    fact("Event", &format!("{} {}", record.kind.name(), n.id));
+    let facts: Vec<Value> = n
+        .facts()
+        .into_iter()
+        .map(|(title, value)| json!({"title": title, "value": markdown(&value, MAX_FACT_CHARS)}))
+        .collect();
     let mut body = vec![text_block(markdown(&n.headline(), MAX_TITLE_CHARS), true)];
     if !record.reason.is_empty() {
         body.push(text_block(markdown(&record.reason, MAX_REASON_CHARS), false));
@@ -100,17 +86,11 @@ fn single(n: &Notification) -> (Vec<Value>, Vec<Value>, Tone) {
 
 /// The card's body for a burst.
 fn burst(ns: &[Notification]) -> (Vec<Value>, Vec<Value>, Tone) {
-    let tone = ns.iter().map(Notification::tone).max().unwrap_or(Tone::NotApplicable);
-    let mut lines: Vec<String> = ns
-        .iter()
-        .take(MAX_BURST_LINES)
-        .map(|n| format!("- {} {}", n.time_rfc3339(), markdown(&n.headline(), MAX_TITLE_CHARS)))
-        .collect();
-    if ns.len() > MAX_BURST_LINES {
-        lines.push(format!("- … and {} more (hemostat events)", ns.len() - MAX_BURST_LINES));
-    }
-    let heading = text_block(format!("HemoStat: {} notifications at once", ns.len()), true);
-    (vec![heading, text_block(lines.join("\n"), false)], Vec::new(), tone)
+    let burst = Burst::of(ns, MAX_BURST_LINES, |n| {
+        format!("- {} {}", n.time_rfc3339(), markdown(&n.headline(), MAX_TITLE_CHARS))
+    });
+    let items = vec![text_block(burst.title, true), text_block(burst.lines.join("\n"), false)];
+    (items, Vec::new(), burst.tone)
 }
 
 /// The Workflows webhook's body: a message with one Adaptive Card.

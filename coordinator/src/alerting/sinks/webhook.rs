@@ -186,6 +186,9 @@ pub struct WebhookEvent<'a> {
     pub dashboard_url: Option<&'a str>,
     /// The container in the Docker UI.
     pub container_url: Option<&'a str>,
+    /// Present, and true, only in a test notification (`hemostat notify test`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub test: bool,
 }
 
 impl<'a> WebhookEvent<'a> {
@@ -212,6 +215,7 @@ impl<'a> WebhookEvent<'a> {
             compose_service: n.context.compose.as_ref().map(|c| c.service.as_str()),
             dashboard_url: n.context.event_url.as_deref(),
             container_url: n.context.container_url.as_deref(),
+            test: n.test,
         }
     }
 }
