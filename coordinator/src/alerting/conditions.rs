@@ -102,16 +102,19 @@ impl ConditionTracker {
         !self.transition(notification).is_empty()
     }
 
-    /// Applies notifications in order; returns what changed.
+    /// Applies notifications in order; returns what changed, each alert once in its last state (an alert
+    /// that fired and ended within one burst is sent resolved).
     pub fn apply(&self, notifications: &[Notification]) -> Changes {
         let mut conditions = self.conditions.lock().expect("conditions lock");
-        let mut changes = Changes::default();
+        let mut last: BTreeMap<String, Alert> = BTreeMap::new();
         for notification in notifications {
             let applied = conditions.apply(self.transition(notification), notification.record.time_ms);
-            changes.fired.extend(applied.fired);
-            changes.resolved.extend(applied.resolved);
+            for alert in applied.fired.into_iter().chain(applied.resolved) {
+                last.insert(alert.fingerprint(), alert);
+            }
         }
-        changes
+        let (resolved, fired) = last.into_values().partition(|alert| alert.resolved_ms.is_some());
+        Changes { fired, resolved }
     }
 
     /// The alerts to send again at `now_ms` (see [`Conditions::current`]).
@@ -151,6 +154,9 @@ mod tests {
         assert_eq!(current.len(), 2, "db firing, web resolved and re-sent");
         assert_eq!(tracker.current(20_000 + 60_000, MINUTE).len(), 1, "web forgotten a minute after");
         assert!(tracker.apply(&[complete("web", Outcome::Success, 90_000)]).resolved.is_empty(), "nothing to end");
+        let burst =
+            tracker.apply(&[complete("api", Outcome::Failed, 91_000), complete("api", Outcome::Success, 92_000)]);
+        assert_eq!((burst.fired.len(), burst.resolved.len()), (0, 1), "fired and ended in one burst: sent resolved");
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub(super) struct Active {
     quiet_success: bool,
     memory: Mutex<Memory>,
     pub(super) slots: Vec<Slot>,
+    /// Whether a sink takes events the shared rules did not select.
+    tracks_conditions: bool,
     links: Links,
     containers: OnceLock<Arc<dyn ContainerLookup>>,
     pub(super) transport: Arc<dyn Transport>,
@@ -130,6 +132,7 @@ impl Notifier {
         let active = Active {
             quiet_success: config.quiet_success,
             memory: Mutex::new(memory),
+            tracks_conditions: slots.iter().any(|slot| slot.sink.tracks_conditions()),
             slots,
             links: config.links.clone(),
             containers: OnceLock::new(),
@@ -183,6 +186,9 @@ impl Notifier {
             };
             (selected, memory.decisions.recall(record))
         };
+        if !selected && !active.tracks_conditions {
+            return;
+        }
         let mut notification = Notification::new(id, record.clone(), decision);
         let takers: Vec<&Slot> =
             active.slots.iter().filter(|slot| slot.sink.wants(&notification, selected, &slot.filter)).collect();

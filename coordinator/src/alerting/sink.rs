@@ -42,6 +42,12 @@ pub trait Sink: Send + Sync {
         selected && filter.admits(notification)
     }
 
+    /// Whether it takes events the shared rules did not select (those that end a condition): the notifier
+    /// hands it every event then, not only the selected ones.
+    fn tracks_conditions(&self) -> bool {
+        false
+    }
+
     /// The requests carrying `message` (usually one; none when it changes nothing for this service).
     fn render(&self, message: &Message<Notification>) -> Vec<Request>;
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use hemostat_coordinator::alerting::alerts::fingerprint;
 use hemostat_coordinator::alerting::links::Links;
+use hemostat_coordinator::alerting::sinks::webhook::WebhookFormat;
 use hemostat_node::NodeConfig;
 use hemostat_pki::OperatorRole;
 use hemostat_proto::v1 as pb;
@@ -21,11 +22,14 @@ use serde_json::Value;
 
 const DASHBOARD: &str = "https://hemostat.example.com";
 
-/// A fleet pushing to `alertmanager`, re-sending every second (so an alert is valid four seconds).
-async fn fleet(alertmanager: &Alertmanager, node: impl FnOnce(&mut NodeConfig)) -> TestFleet {
-    let url = alertmanager.url().to_owned();
+/// A fleet pushing to `alertmanager`, re-sending every second (so an alert is valid four seconds), and
+/// posting Alertmanager's webhook payload to `hook` too.
+async fn fleet(alertmanager: &Alertmanager, hook: &WebhookServer, node: impl FnOnce(&mut NodeConfig)) -> TestFleet {
+    let (url, hook_url) = (alertmanager.url().to_owned(), hook.url());
     TestFleet::start_with(
         move |config| {
+            config.alerting.webhook_url = Some(hook_url);
+            config.alerting.webhook_format = WebhookFormat::Alertmanager;
             config.node_lost_after = Duration::from_secs(2);
             config.alerting.alertmanager_urls = vec![url];
             config.alerting.alertmanager_resend = Duration::from_secs(1);
@@ -58,9 +62,9 @@ fn labels(alert: &Value) -> BTreeMap<String, String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_restart_fires_in_alertmanager_until_an_admins_restart_holds() {
-    let receiver = WebhookServer::start().await;
+    let (receiver, hook) = (WebhookServer::start().await, WebhookServer::start().await);
     let alertmanager = Alertmanager::start(&receiver.url()).await;
-    let fleet = fleet(&alertmanager, |_| {}).await;
+    let fleet = fleet(&alertmanager, &hook, |_| {}).await;
     let web = fleet.scope.run(
         "web",
         &["--label", "com.docker.compose.project=shop", "--label", "com.docker.compose.service=web"],
@@ -136,9 +140,9 @@ async fn a_failed_restart_fires_in_alertmanager_until_an_admins_restart_holds() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lost_node_stays_firing_while_lost_and_resolves_when_it_is_back() {
-    let receiver = WebhookServer::start().await;
+    let (receiver, hook) = (WebhookServer::start().await, WebhookServer::start().await);
     let alertmanager = Alertmanager::start(&receiver.url()).await;
-    let mut fleet = fleet(&alertmanager, |_| {}).await;
+    let mut fleet = fleet(&alertmanager, &hook, |_| {}).await;
     fleet.node.kill();
 
     let first = eventually("HemoStatNodeLost in Alertmanager", Duration::from_secs(30), || async {

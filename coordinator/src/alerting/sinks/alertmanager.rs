@@ -73,6 +73,10 @@ impl Sink for Alertmanager {
         self.tracker.wants(notification)
     }
 
+    fn tracks_conditions(&self) -> bool {
+        true
+    }
+
     fn render(&self, message: &Message<Notification>) -> Vec<Request> {
         let changes = self.tracker.apply(message.items());
         let alerts: Vec<Alert> = changes.fired.into_iter().chain(changes.resolved).collect();
@@ -160,7 +164,10 @@ mod tests {
     fn a_failure_is_pushed_to_every_alertmanager_and_re_sent_until_a_success_resolves_it() {
         let am = sink();
         let failed = complete(Outcome::Failed);
-        assert!(am.wants(&failed, false, &SinkFilter::default()), "whatever the shared rules say");
+        assert!(
+            am.tracks_conditions() && am.wants(&failed, false, &SinkFilter::default()),
+            "whatever the shared rules say"
+        );
         let pushed = am.render(&Message::Single(failed));
         let urls: Vec<&str> = pushed
             .iter()

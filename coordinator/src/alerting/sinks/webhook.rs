@@ -128,6 +128,10 @@ impl Sink for Webhook {
         }
     }
 
+    fn tracks_conditions(&self) -> bool {
+        self.alerts.is_some()
+    }
+
     fn render(&self, message: &Message<Notification>) -> Vec<Request> {
         let Some(alerts) = &self.alerts else {
             return message.items().iter().map(|n| Request::json(&self.url, body(n))).collect();
