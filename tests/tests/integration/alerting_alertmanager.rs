@@ -1,12 +1,14 @@
 //! HemoStat's alerts in a real Alertmanager (Debian's `prometheus-alertmanager`), read back through its own
 //! API and through the notifications it sends on: a failed restart fires `HemoStatRemediationFailed` and
 //! stays firing while the container is down (held back by its cooldown), and an admin's successful restart
-//! resolves it; a lost node fires `HemoStatNodeLost`, stays firing (re-sent) while it is
-//! lost, and resolves when it is back.
+//! resolves it; a decision awaiting approval fires `HemoStatApprovalPending` until an admin approves it; a
+//! lost node fires `HemoStatNodeLost`, stays firing (re-sent) while it is lost, and resolves when it is back.
+//! HemoStat's own webhook in Alertmanager's format is compared with the payload Alertmanager sends.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use hemostat_coordinator::CoordinatorConfig;
 use hemostat_coordinator::alerting::alerts::fingerprint;
 use hemostat_coordinator::alerting::links::Links;
 use hemostat_coordinator::alerting::sinks::webhook::WebhookFormat;
@@ -14,9 +16,10 @@ use hemostat_node::NodeConfig;
 use hemostat_pki::OperatorRole;
 use hemostat_proto::v1 as pb;
 use hemostat_tests::alertmanager::Alertmanager;
+use hemostat_tests::docker::crash_once;
 use hemostat_tests::docker::fails_one_restart;
 use hemostat_tests::eventually;
-use hemostat_tests::fleet::{TestFleet, TestNode, operator};
+use hemostat_tests::fleet::{TestFleet, TestNode, operator, rejection};
 use hemostat_tests::webhook::WebhookServer;
 use serde_json::Value;
 
@@ -25,9 +28,20 @@ const DASHBOARD: &str = "https://hemostat.example.com";
 /// A fleet pushing to `alertmanager`, re-sending every second (so an alert is valid four seconds), and
 /// posting Alertmanager's webhook payload to `hook` too.
 async fn fleet(alertmanager: &Alertmanager, hook: &WebhookServer, node: impl FnOnce(&mut NodeConfig)) -> TestFleet {
+    fleet_with(alertmanager, hook, |_| {}, node).await
+}
+
+/// [`fleet`], after `adjust`.
+async fn fleet_with(
+    alertmanager: &Alertmanager,
+    hook: &WebhookServer,
+    adjust: impl FnOnce(&mut CoordinatorConfig) + Send + 'static,
+    node: impl FnOnce(&mut NodeConfig),
+) -> TestFleet {
     let (url, hook_url) = (alertmanager.url().to_owned(), hook.url());
     TestFleet::start_with(
         move |config| {
+            adjust(config);
             config.alerting.webhook_url = Some(hook_url);
             config.alerting.webhook_format = WebhookFormat::Alertmanager;
             config.node_lost_after = Duration::from_secs(2);
@@ -164,6 +178,39 @@ async fn a_lost_node_stays_firing_while_lost_and_resolves_when_it_is_back() {
     eventually("HemoStatNodeLost resolved", Duration::from_secs(30), || async {
         let resolved = sent_on(&receiver, "HemoStatNodeLost").iter().any(|(status, _)| status == "resolved");
         let held = held(&alertmanager, "HemoStatNodeLost").await?;
+        if resolved && held.is_empty() { Ok(()) } else { Err(format!("resolved sent on: {resolved}; held: {held:#?}")) }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decision_awaiting_approval_fires_until_an_admin_approves_it() {
+    let (receiver, hook) = (WebhookServer::start().await, WebhookServer::start().await);
+    let alertmanager = Alertmanager::start(&receiver.url()).await;
+    let require_approval = |config: &mut CoordinatorConfig| {
+        config.remediation.approval_ttl = Some(Duration::from_secs(600));
+        config.alerting.approval_ttl = Duration::from_secs(600);
+    };
+    let fleet = fleet_with(&alertmanager, &hook, require_approval, |_| {}).await;
+    let web = fleet.scope.run("web", &[], &crash_once(1));
+    let waiting = rejection(&fleet.client, &web, "awaiting_approval", Duration::from_secs(20)).await;
+
+    let pending = eventually("HemoStatApprovalPending in Alertmanager", Duration::from_secs(20), || async {
+        let held = held(&alertmanager, "HemoStatApprovalPending").await?;
+        held.into_iter().next().ok_or_else(|| "not yet".to_owned())
+    })
+    .await;
+    assert_eq!(pending["labels"]["approval"], waiting.command_id.as_str());
+    assert_eq!(
+        (pending["labels"]["container"].as_str(), pending["labels"]["severity"].as_str()),
+        (Some(web.as_str()), Some("warning"))
+    );
+
+    let mut admin = operator(&fleet.pki, OperatorRole::Admin, fleet.coordinator.addr()).await;
+    admin.approve_action(pb::ApproveActionRequest { approval_id: waiting.command_id.clone() }).await.expect("approved");
+    eventually("HemoStatApprovalPending resolved", Duration::from_secs(20), || async {
+        let resolved = sent_on(&receiver, "HemoStatApprovalPending").iter().any(|(status, _)| status == "resolved");
+        let held = held(&alertmanager, "HemoStatApprovalPending").await?;
         if resolved && held.is_empty() { Ok(()) } else { Err(format!("resolved sent on: {resolved}; held: {held:#?}")) }
     })
     .await;
