@@ -289,6 +289,20 @@ impl pb::fleet_service_server::FleetService for FleetApi {
         Ok(Response::new(pb::SetDryRunResponse { enabled, previous }))
     }
 
+    async fn test_notifications(
+        &self,
+        request: Request<pb::TestNotificationsRequest>,
+    ) -> Result<Response<pb::TestNotificationsResponse>, Status> {
+        let caller = authenticated(&request)?.clone();
+        let results =
+            self.fleet.test_notifications(&caller.identity, &request.into_inner().sink).await.map_err(status)?;
+        let results = results
+            .into_iter()
+            .map(|r| pb::SinkTestResult { sink: r.sink.to_owned(), delivered: r.delivered, answer: r.answer })
+            .collect();
+        Ok(Response::new(pb::TestNotificationsResponse { results }))
+    }
+
     async fn trigger_action(
         &self,
         request: Request<pb::TriggerActionRequest>,

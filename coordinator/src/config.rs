@@ -9,7 +9,7 @@ use clap::Parser;
 use hemostat_pki::TlsFiles;
 use serde::Deserialize;
 
-use crate::alerting::AlertingConfig;
+use crate::alerting::{AlertingConfig, AlertingSettings};
 use crate::analysis::AnalyzerConfig;
 use crate::analysis::llm::LlmConfig;
 use crate::analysis::patterns::PatternConfig;
@@ -136,30 +136,12 @@ pub struct CoordinatorArgs {
     /// Seconds the event log keeps an event [default: 604800, 7 days].
     #[arg(long, env = "ALERT_EVENT_TTL")]
     pub event_ttl: Option<u64>,
-    /// Send notifications (true/false); the event log is kept either way [default: true].
-    #[arg(long, env = "ALERT_ENABLED")]
-    pub alert_enabled: Option<bool>,
-    /// A Slack incoming webhook URL for notifications.
-    #[arg(long, env = "SLACK_WEBHOOK_URL", hide_env_values = true)]
-    pub slack_webhook_url: Option<String>,
-    /// A URL that receives every notification as JSON (POST).
-    #[arg(long, env = "ALERT_WEBHOOK_URL", hide_env_values = true)]
-    pub alert_webhook_url: Option<String>,
-    /// Seconds within which the same (type, node, container, outcome) is notified once [default: 60].
-    #[arg(long, env = "ALERT_DEDUPE_TTL")]
-    pub alert_dedupe_ttl: Option<u64>,
-    /// Seconds within which notifications are grouped into one message [default: 2].
-    #[arg(long, env = "ALERT_GROUP_WINDOW_SECONDS")]
-    pub alert_group_window_seconds: Option<u64>,
-    /// Do not notify actions that succeeded and were verified (true/false) [default: false].
-    #[arg(long, env = "ALERT_QUIET_SUCCESS")]
-    pub alert_quiet_success: Option<bool>,
-    /// Notifications waiting to be sent; beyond it the oldest are dropped and counted [default: 1000].
-    #[arg(long, env = "ALERT_QUEUE_CAPACITY")]
-    pub alert_queue_capacity: Option<usize>,
     /// Seconds without a heartbeat after which a node is reported lost [default: 30].
     #[arg(long, env = "NODE_LOST_SECONDS")]
     pub node_lost_seconds: Option<u64>,
+    /// Notifications: where they go, how they look, each sink's filters.
+    #[command(flatten)]
+    pub alerting: AlertingSettings,
 }
 
 /// The configuration file's keys.
@@ -194,14 +176,9 @@ struct CoordinatorFile {
     leak_horizon_seconds: Option<u64>,
     max_events: Option<u64>,
     event_ttl: Option<u64>,
-    alert_enabled: Option<bool>,
-    slack_webhook_url: Option<String>,
-    alert_webhook_url: Option<String>,
-    alert_dedupe_ttl: Option<u64>,
-    alert_group_window_seconds: Option<u64>,
-    alert_quiet_success: Option<bool>,
-    alert_queue_capacity: Option<usize>,
     node_lost_seconds: Option<u64>,
+    #[serde(flatten)]
+    alerting: AlertingSettings,
 }
 
 /// The resolved configuration.
@@ -284,25 +261,11 @@ impl CoordinatorConfig {
             max_per_type,
             max_age: pick!(event_ttl).map_or(EventRetention::default().max_age, |s| Duration::from_secs(s.max(60))),
         };
-        let alert_defaults = AlertingConfig::default();
-        let non_empty = |url: Option<String>| url.filter(|u| !u.trim().is_empty());
-        let alerting = AlertingConfig {
-            enabled: pick!(alert_enabled).unwrap_or(alert_defaults.enabled),
-            slack_webhook_url: non_empty(pick!(slack_webhook_url)),
-            webhook_url: non_empty(pick!(alert_webhook_url)),
-            dedupe_ttl: pick!(alert_dedupe_ttl).map_or(alert_defaults.dedupe_ttl, Duration::from_secs),
-            group_window: pick!(alert_group_window_seconds).map_or(alert_defaults.group_window, Duration::from_secs),
-            quiet_success: pick!(alert_quiet_success).unwrap_or(alert_defaults.quiet_success),
-            queue_capacity: pick!(alert_queue_capacity).unwrap_or(alert_defaults.queue_capacity).max(1),
-        };
-        for url in [&alerting.slack_webhook_url, &alerting.webhook_url].into_iter().flatten() {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ConfigError::Invalid(format!(
-                    "notification URLs must start with http:// or https://, not {:?}",
-                    url.chars().take(16).collect::<String>()
-                )));
-            }
-        }
+        let approval_ttl = pick!(require_approval)
+            .unwrap_or(false)
+            .then(|| Duration::from_secs(pick!(approval_ttl_seconds).unwrap_or(3600).max(1)));
+        let alerting = args.alerting.resolve(&file.alerting).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let alerting = AlertingConfig { approval_ttl: approval_ttl.unwrap_or(alerting.approval_ttl), ..alerting };
         let dashboard = match pick!(dashboard_listen) {
             Some(listen) => {
                 let mut tokens = match pick!(dashboard_tokens) {
@@ -337,9 +300,7 @@ impl CoordinatorConfig {
                 event_retention,
                 dry_run: pick!(dry_run).unwrap_or(false),
                 audit_retention: Duration::from_secs(pick!(audit_retention_seconds).unwrap_or(7 * 24 * 3600).max(60)),
-                approval_ttl: pick!(require_approval)
-                    .unwrap_or(false)
-                    .then(|| Duration::from_secs(pick!(approval_ttl_seconds).unwrap_or(3600).max(1))),
+                approval_ttl,
                 storm: StormConfig {
                     threshold: pick!(storm_threshold).unwrap_or(StormConfig::default().threshold),
                     window: pick!(storm_window_seconds)

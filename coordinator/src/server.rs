@@ -143,7 +143,7 @@ impl Coordinator {
         let addr = self.local_addr();
         let registry = Arc::new(Registry::default());
         let analyzer = Analyzer::new(self.config.analyzer.clone());
-        let notifier = Notifier::new(&self.config.alerting)?;
+        let notifier = Notifier::new(&self.config.alerting)?.with_containers(registry.clone());
         let instance = format!("{:016x}", rand::random::<u64>());
         let directory = Arc::new(Directory::new(self.store.clone(), registry.clone(), instance.clone()));
         let instruments = Arc::new(CoordinatorInstruments::new());

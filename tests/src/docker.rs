@@ -22,6 +22,16 @@ pub fn crash_again_later(code: i32) -> String {
     format!("if [ -f /tmp/ran ]; then sleep 3; exit {code}; fi; touch /tmp/ran; sleep 1; exit {code}")
 }
 
+/// A container script whose first restart fails (it crashes half a second after its first start, and at
+/// once after its second, inside that restart's one-second verification however loaded the machine) and
+/// whose second restart holds.
+pub fn fails_one_restart() -> String {
+    "n=$(cat /tmp/n 2>/dev/null || echo 0); echo $((n+1)) > /tmp/n; \
+     if [ \"$n\" -ge 2 ]; then trap 'exit 0' TERM; sleep 86400 & wait; fi; \
+     if [ \"$n\" -eq 1 ]; then exit 1; fi; sleep 0.5; exit 1"
+        .to_owned()
+}
+
 /// Builds the test image once per process (a `FROM scratch` image holding a static busybox and /tmp),
 /// unless it exists already. Needs the `busybox-static` package (`.ci/run` installs it).
 pub fn ensure_test_image() -> &'static str {

@@ -12,8 +12,14 @@
 //! - [`peer`]: a stand-in coordinator that sends a node whatever commands a test scripts.
 //! - [`eventually`]: wait for a condition with a deadline, instead of sleeping and hoping.
 //! - [`spool`]: a node's spool folder read back, and damaged on purpose.
-//! - [`webhook`]: a local Slack or JSON webhook that records what it gets and fails when told.
+//! - [`webhook`]: a local Slack, Discord, Teams, ntfy, Gotify or JSON webhook that records what it gets and
+//!   fails when told; [`chat_formats`]: what Discord and Teams accept, for it to refuse the rest.
+//! - [`smtp`]: a small real SMTP server (STARTTLS, AUTH) that records the mail it gets.
+//! - [`alertmanager`], [`prometheus`]: the real programs (Debian's packages) on free ports ([`daemon`]).
 
+pub mod alertmanager;
+pub mod chat_formats;
+pub mod daemon;
 pub mod docker;
 pub mod eventually;
 pub mod fleet;
@@ -23,8 +29,10 @@ pub mod loadgen;
 pub mod netlab;
 pub mod peer;
 pub mod pki;
+pub mod prometheus;
 pub mod redis;
 pub mod redis_cluster;
+pub mod smtp;
 pub mod spool;
 pub mod webhook;
 

@@ -10,7 +10,7 @@ use hemostat_tests::eventually;
 use hemostat_tests::redis::free_port;
 
 /// `hemostat standalone`, stopped with SIGTERM (or killed) when dropped.
-struct Standalone {
+pub(crate) struct Standalone {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
@@ -18,12 +18,18 @@ struct Standalone {
 
 impl Standalone {
     fn start(scope: &Scope) -> Self {
+        Self::start_with(scope, &[])
+    }
+
+    /// Starts it with these environment variables too (e.g. notification sinks).
+    pub(crate) fn start_with(scope: &Scope, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_hemostat"))
             .args(["standalone", "--listen", &format!("127.0.0.1:{port}"), "--select-label", &scope.selector()])
             .arg("--data-dir")
             .arg(dir.path())
+            .envs(env.iter().copied())
             .env("LOG_LEVEL", "info")
             .env("RESPONDER_VERIFY_SECONDS", "1")
             .stdout(Stdio::null())
@@ -38,7 +44,7 @@ impl Standalone {
     }
 
     /// Runs `hemostat <args>` against this coordinator.
-    fn cli(&self, args: &[&str]) -> Output {
+    pub(crate) fn cli(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_hemostat"))
             .args(args)
             .args(["--coordinator", &format!("localhost:{}", self.port)])

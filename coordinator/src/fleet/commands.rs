@@ -11,6 +11,7 @@ use super::validation::{
     require_name,
 };
 use super::{Fleet, FleetError};
+use crate::alerting::probe::{ProbeError, ProbeResult};
 use crate::events::{Action, EventKind, EventRecord, rfc3339, unix_ms};
 use crate::remediation::{ApprovalError, ManualAction, TriggerError, operator};
 use crate::silence::{Silence, new_silence_id};
@@ -126,6 +127,16 @@ impl Fleet {
         record.decided_by = Some(operator(admin));
         self.journal().append(&record).await?;
         Ok(cleared)
+    }
+
+    /// Sends a test notification, asked for by `admin`, through the sink named `sink` (every configured sink
+    /// when empty), and returns what each answered (`hemostat notify test`).
+    pub async fn test_notifications(&self, admin: &Identity, sink: &str) -> Result<Vec<ProbeResult>, FleetError> {
+        require_admin(admin)?;
+        self.journal().notifier().test(sink.trim(), &admin.to_string()).await.map_err(|error| match error {
+            ProbeError::NoSinks => FleetError::Stopped(error.to_string()),
+            ProbeError::UnknownSink { .. } => FleetError::Invalid(error.to_string()),
+        })
     }
 
     /// Lets a decision waiting for approval go ahead, through the same policy.

@@ -120,6 +120,11 @@ impl Journal {
         self.write(record, Notice::Skip).await
     }
 
+    /// The notifier it hands events to (for test notifications).
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
     /// Notifies `record` without recording it, for when the log itself cannot be written.
     pub fn notify_unrecorded(&self, record: &EventRecord) {
         self.notifier.notify(EventId { ms: record.time_ms, seq: 0 }, record);

@@ -4,6 +4,9 @@
 //! (`.config/nextest.toml`).
 
 mod alerting;
+mod alerting_alertmanager;
+mod alerting_prometheus;
+mod alerting_sinks;
 mod analysis;
 mod dashboard;
 mod deploy;
