@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs HemoStat's whole test suite: installs what the tests need when it is missing (redis-server,
-# busybox-static for the test image, chromium and chromedriver, grpcurl, buf, cargo-nextest), then every
-# test with cargo-nextest (each test in a process of its own; settings in .config/nextest.toml) and the
-# doctests with cargo test. Extra arguments go to cargo nextest run. Needs a running Docker engine.
+# busybox-static for the test image, chromium and chromedriver, prometheus and prometheus-alertmanager,
+# grpcurl, buf, cargo-nextest), then every test with cargo-nextest (each test in a process of its own;
+# settings in .config/nextest.toml) and the doctests with cargo test. Extra arguments go to cargo nextest run. Needs a running Docker engine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,8 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)
 [ -x /bin/busybox ] || need_apt+=(busybox-static)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
 command -v chromedriver >/dev/null || need_apt+=(chromium chromium-driver)
+command -v prometheus >/dev/null || need_apt+=(prometheus)
+command -v prometheus-alertmanager >/dev/null || need_apt+=(prometheus-alertmanager)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]}" >&2
   apt-get update -qq

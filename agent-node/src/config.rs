@@ -11,6 +11,8 @@ use hemostat_pki::TlsFiles;
 pub use hemostat_settings::ConfigError;
 use hemostat_settings::{Endpoint, Layers, Sourced, config_path};
 
+use crate::actions::scale_up::DEFAULT_MAX_REPLICAS;
+use crate::command_limits::{DEFAULT_CONCURRENCY, DEFAULT_PER_MINUTE};
 use crate::detection::DetectionConfig;
 use crate::executor::{DEFAULT_EXEC_ALLOWLIST, ExecutionPolicy, parse_allowlist};
 use crate::inventory::ContainerSelector;
@@ -75,6 +77,12 @@ hemostat_settings::settings! {
         exec_timeout_seconds: u64 = 10, env "RESPONDER_EXEC_TIMEOUT_SECONDS";
         /// Seconds a restarted container is watched before it counts as a success [default: 30].
         verify_seconds: u64 = 30, env "RESPONDER_VERIFY_SECONDS";
+        /// Most commands accepted in any rolling minute; more are refused [default: 60].
+        commands_per_minute: u32 = DEFAULT_PER_MINUTE, env "NODE_COMMANDS_PER_MINUTE";
+        /// Most commands running at once; more are refused [default: 10].
+        command_concurrency: u32 = DEFAULT_CONCURRENCY, env "NODE_COMMAND_CONCURRENCY";
+        /// Most replicas scale_up makes of a service without a `hemostat.scale_up.max` label [default: 10].
+        scale_up_max_replicas: u64 = DEFAULT_MAX_REPLICAS, env "NODE_SCALE_UP_MAX_REPLICAS";
         /// Whether the node restarts crashed containers on its own when cut off from every coordinator
         /// (true/false) [default: true].
         local_policy: bool = true, env "NODE_LOCAL_POLICY";
@@ -220,6 +228,9 @@ impl NodeConfig {
                 exec_allowlist: parse_allowlist(&s.exec_allowlist),
                 exec_timeout: Duration::from_secs(s.exec_timeout_seconds.into_value().max(1)),
                 verify_window: seconds(s.verify_seconds),
+                commands_per_minute: s.commands_per_minute.into_value().max(1),
+                command_concurrency: s.command_concurrency.into_value().max(1),
+                scale_up_max_replicas: s.scale_up_max_replicas.into_value().max(1),
             },
             local_policy: LocalPolicyConfig {
                 enabled: *s.local_policy,
@@ -280,6 +291,24 @@ mod tests {
         assert_eq!(config.heartbeat, Duration::from_secs(9), "file over default");
         assert_eq!(config.detection.restart_limit, 6, "flag over env");
         assert_eq!(config.reconnect_max, Duration::from_secs(5), "default");
+    }
+
+    #[test]
+    fn command_limits_come_from_every_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, "commands_per_minute = 30\nscale_up_max_replicas = 4\n").unwrap();
+        let file = path.display().to_string();
+        let env = env_of(&[("HEMOSTAT_CONFIG", &file), ("NODE_SCALE_UP_MAX_REPLICAS", "6")]);
+        let config = NodeConfig::resolve_in(NodeArgs::default(), &env).unwrap().execution;
+        assert_eq!(config.commands_per_minute, 30, "file over default");
+        assert_eq!(config.scale_up_max_replicas, 6, "env over file");
+        assert_eq!(config.command_concurrency, DEFAULT_CONCURRENCY, "default");
+        let config = resolve(NodeArgs { command_concurrency: Some(0), ..Default::default() }).unwrap().execution;
+        assert_eq!(config.command_concurrency, 1, "at least one command at a time");
+        let err = NodeConfig::resolve_in(NodeArgs::default(), &env_of(&[("NODE_COMMANDS_PER_MINUTE", "many")]));
+        let err = err.unwrap_err().to_string();
+        assert!(err.starts_with("NODE_COMMANDS_PER_MINUTE (environment variable NODE_COMMANDS_PER_MINUTE)"), "{err}");
     }
 
     #[test]

@@ -12,6 +12,10 @@
 //! | `hemostat_node_docker_events_total` | `action` | Docker events processed, by action (`die`, `start`, ...) |
 //! | `hemostat_node_alerts_sent_total` | `anomaly` | anomalies in the health alerts queued for the coordinator |
 //! | `hemostat_node_commands_total` | `action`, `result` | commands executed (the coordinator's and the local policy's) |
+//! | `hemostat_node_commands_limited_total` | `limit` | commands refused by a limit (`rate`, `concurrency`) |
+//! | `hemostat_node_message_cuts_total` | `field` | values cut or left out of messages to fit their bounds, by field |
+//! | `hemostat_node_messages_split_total` | | messages too large for one that were sent in parts |
+//! | `hemostat_node_spool_damaged_records_total` | | damaged spool records skipped when reading the spool |
 //! | `hemostat_node_spool_depth` | | messages awaiting the coordinator's acknowledgement |
 //! | `hemostat_node_spool_dropped_total` | | messages dropped from a full spool since the node started |
 //! | `hemostat_node_coordinator_connected` | | 1 while a coordinator session is open and answering, else 0 |
@@ -49,6 +53,10 @@ pub struct NodeInstruments {
     docker_events: Family<Labels<1>, Counter>,
     alerts_sent: Family<Labels<1>, Counter>,
     commands: Family<Labels<2>, Counter>,
+    commands_limited: Family<Labels<1>, Counter>,
+    message_cuts: Family<Labels<1>, Counter>,
+    messages_split: Counter,
+    spool_damaged: Counter,
 }
 
 impl Default for NodeInstruments {
@@ -67,6 +75,10 @@ impl NodeInstruments {
             docker_events: Family::default(),
             alerts_sent: Family::default(),
             commands: Family::default(),
+            commands_limited: Family::default(),
+            message_cuts: Family::default(),
+            messages_split: Counter::default(),
+            spool_damaged: Counter::default(),
         }
     }
 
@@ -81,7 +93,11 @@ impl NodeInstruments {
             }
             Body::Snapshot(snapshot) => {
                 let mut watched = self.watched.lock().expect("instruments lock");
-                *watched = snapshot.containers.iter().map(|c| c.id.clone()).collect();
+                // A snapshot in parts: its first part starts the set, the others add to it.
+                if snapshot.part == 0 {
+                    watched.clear();
+                }
+                watched.extend(snapshot.containers.iter().map(|c| c.id.clone()));
                 self.containers_watched.set(watched.len() as i64);
             }
             Body::ContainerEvent(event) => {
@@ -119,6 +135,26 @@ impl NodeInstruments {
         self.commands.get_or_create(&[("action", action), ("result", result)]).inc();
     }
 
+    /// Counts a command refused by a limit (`rate`, `concurrency`).
+    pub fn command_limited(&self, limit: &'static str) {
+        self.commands_limited.get_or_create(&[("limit", limit.to_owned())]).inc();
+    }
+
+    /// Counts `count` values cut or left out of a message, of `field` (`label_value`, `log_tail`, ...).
+    pub fn message_cut(&self, field: &'static str, count: u64) {
+        self.message_cuts.get_or_create(&[("field", field.to_owned())]).inc_by(count);
+    }
+
+    /// Counts a message sent in parts.
+    pub fn message_split(&self) {
+        self.messages_split.inc();
+    }
+
+    /// Counts damaged spool records skipped.
+    pub fn spool_damaged(&self, records: u64) {
+        self.spool_damaged.inc_by(records);
+    }
+
     /// A registry for the exposition server: these metrics, and the spool of `outbox` and the node's
     /// `connectivity`, read at each scrape.
     pub fn registry(&self, outbox: Arc<Outbox>, connectivity: Arc<Connectivity>) -> Registry {
@@ -140,6 +176,26 @@ impl NodeInstruments {
             self.alerts_sent.clone(),
         );
         registry.register("commands", "Commands executed, by action and result", self.commands.clone());
+        registry.register(
+            "commands_limited",
+            "Commands refused by a limit, by limit (rate, concurrency)",
+            self.commands_limited.clone(),
+        );
+        registry.register(
+            "message_cuts",
+            "Values cut or left out of messages to the coordinator to fit their bounds, by field",
+            self.message_cuts.clone(),
+        );
+        registry.register(
+            "messages_split",
+            "Messages too large for one that were sent in parts",
+            self.messages_split.clone(),
+        );
+        registry.register(
+            "spool_damaged_records",
+            "Damaged spool records skipped when the spool was read",
+            self.spool_damaged.clone(),
+        );
         registry.register_collector(Box::new(SessionGauges { outbox, connectivity }));
         registry
     }
@@ -230,8 +286,10 @@ mod tests {
     fn what_the_node_sends_and_does_is_counted() {
         let instruments = NodeInstruments::new();
         let outbox = Arc::new(Outbox::new(2));
-        instruments
-            .outgoing(&Body::Snapshot(pb::ContainerSnapshot { containers: vec![container("a"), container("b")] }));
+        instruments.outgoing(&Body::Snapshot(pb::ContainerSnapshot {
+            containers: vec![container("a"), container("b")],
+            ..Default::default()
+        }));
         instruments.outgoing(&event(pb::ContainerEventKind::Started, "c"));
         instruments.outgoing(&event(pb::ContainerEventKind::Exited, "a"));
         instruments.outgoing(&event(pb::ContainerEventKind::Destroyed, "b"));
@@ -270,7 +328,10 @@ mod tests {
         assert!(text.contains("# TYPE hemostat_node_spool_depth gauge"), "{text}");
         assert!(text.contains("# TYPE hemostat_node_spool_dropped_total counter"), "{text}");
 
-        instruments.outgoing(&Body::Snapshot(pb::ContainerSnapshot { containers: vec![container("z")] }));
+        instruments.outgoing(&Body::Snapshot(pb::ContainerSnapshot {
+            containers: vec![container("z")],
+            ..Default::default()
+        }));
         assert_eq!(instruments.containers_watched.get(), 1, "a snapshot replaces what was known");
     }
 }

@@ -1,8 +1,11 @@
 //! The HemoStat node: one per Docker host. It watches the host's containers ([`watcher`], [`inventory`]),
 //! reports to the coordinator over one mutually authenticated session ([`session`]) without losing anything
-//! on the way ([`outbox`]), and executes the coordinator's commands under its own rules ([`executor`]).
+//! on the way ([`outbox`]), and executes the coordinator's commands under its own rules ([`executor`], [`actions`]).
 
+pub mod actions;
 pub mod backoff;
+pub mod bounds;
+pub mod command_limits;
 pub mod config;
 pub mod detection;
 pub mod executor;
@@ -13,9 +16,10 @@ pub mod metrics;
 pub mod monitor;
 pub mod outbox;
 pub mod poller;
+pub mod recent;
 pub mod redact;
 pub mod session;
-pub mod swarm;
+pub mod spool;
 pub mod watcher;
 
 use std::future::Future;

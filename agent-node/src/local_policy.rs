@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use hemostat_proto::v1 as pb;
 
+use crate::actions::compose;
+
 /// The local policy's settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LocalPolicyConfig {
@@ -101,11 +103,7 @@ impl LocalPolicy {
 /// replica, else the name.
 fn identity(container: &pb::ContainerState) -> String {
     let label = |k: &str| container.labels.get(k);
-    match (
-        label("com.docker.compose.project"),
-        label("com.docker.compose.service"),
-        label("com.docker.compose.container-number"),
-    ) {
+    match (label(compose::PROJECT_LABEL), label(compose::SERVICE_LABEL), label(compose::NUMBER_LABEL)) {
         (Some(p), Some(s), Some(n)) => format!("compose/{p}/{s}/{n}"),
         _ => format!("name/{}", container.name),
     }

@@ -154,7 +154,7 @@ impl Monitor {
                 for container in &containers {
                     self.containers.entry(container.id.clone()).or_default().state = Some(container.clone());
                 }
-                self.outbox.push(Body::Snapshot(pb::ContainerSnapshot { containers }));
+                self.outbox.push(Body::Snapshot(pb::ContainerSnapshot { containers, ..Default::default() }));
             }
             Observation::StopRequested { id } => self.containers.entry(id).or_default().stop_requested = true,
             Observation::OomKilled { id } => self.containers.entry(id).or_default().oom = true,

@@ -8,17 +8,22 @@
 //! The outbox is bounded. When full it drops, oldest first, a metrics report, else a container snapshot
 //! (a newer one follows), and only when it holds nothing else an alert or result; every drop is counted
 //! and logged, and the count travels to the coordinator in heartbeats.
+//!
+//! Every message is put within its bounds as it is queued ([`crate::bounds`]): nothing queued here can
+//! exceed what the coordinator accepts, so no message can block the ones behind it.
 
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
-use std::io::{BufReader, BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
-use hemostat_proto::v1::SessionRequest;
+use hemostat_proto::v1 as pb;
 use hemostat_proto::v1::session_request::Body;
-use prost::Message;
 use tokio::sync::Notify;
+
+use crate::bounds::{self, Cut, MessageBounds};
+use crate::recent::RecentSet;
+pub use crate::spool::SpoolError;
+use crate::spool::{Damage, Opened, Spool};
 
 /// Messages kept when the configuration does not say.
 pub const DEFAULT_CAPACITY: usize = 10_000;
@@ -30,19 +35,6 @@ pub struct Sequenced {
     pub seq: u64,
     /// The message.
     pub body: Body,
-}
-
-/// Why the spool cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum SpoolError {
-    /// Reading or writing the spool folder failed.
-    #[error("spool {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
 }
 
 struct State {
@@ -59,7 +51,13 @@ pub struct Outbox {
     capacity: usize,
     stream_id: String,
     changed: Notify,
+    bounds: MessageBounds,
+    /// (container id, field) of the cuts already said to the coordinator, oldest first.
+    noticed: Mutex<RecentSet<(String, &'static str)>>,
 }
+
+/// How many (container, field) cuts are remembered, so each is said to the coordinator once.
+const REMEMBERED_CUTS: usize = 4096;
 
 impl Outbox {
     /// An in-memory outbox holding at most `capacity` messages, with a new stream id.
@@ -70,7 +68,20 @@ impl Outbox {
     /// An outbox kept in `dir` as well: opens what an earlier run left there (stream id, unacknowledged
     /// messages), or starts a new stream.
     pub fn open(dir: &Path, capacity: usize) -> Result<Self, SpoolError> {
-        let (spool, stream_id, acked, mut unacked) = Spool::open(dir)?;
+        let Opened { spool, stream_id, acked, mut unacked, damaged, new_stream } = Spool::open(dir)?;
+        // An earlier node may have spooled messages over today's bounds: bound them; one still too large (a
+        // snapshot or metrics report of thousands of containers) is left out, as a newer one follows.
+        let bounds = MessageBounds::default();
+        unacked.retain_mut(|message| {
+            bounds::bound(&mut message.body, &bounds);
+            let fits = bounds::message_size(&message.body) <= bounds.message_bytes;
+            if !fits {
+                tracing::warn!(seq = message.seq, "left out a spooled message too large to send");
+                crate::instruments::global().message_cut("message", 1);
+            }
+            fits
+        });
+        let resent = unacked.len() as u64;
         let mut dropped = 0;
         while unacked.len() > capacity.max(1) {
             make_room(&mut unacked);
@@ -87,7 +98,31 @@ impl Outbox {
         if !unacked.is_empty() {
             tracing::info!(messages = unacked.len(), dir = %dir.display(), "resuming the spool of an earlier run");
         }
-        Ok(Self::build(capacity, stream_id, next_seq, acked, unacked, Some(spool)))
+        let outbox = Self::build(capacity, stream_id, next_seq, acked, unacked, Some(spool));
+        if let Some(Damage { records, bytes }) = damaged {
+            crate::instruments::global().spool_damaged(records);
+            outbox.push(notice(
+                pb::NoticeKind::SpoolDamaged,
+                records,
+                format!(
+                    "the node skipped {records} damaged records ({}) when it read its spool at start; every \
+                     intact record before and after them is kept",
+                    crate::bounds::human_bytes(bytes as usize)
+                ),
+            ));
+        }
+        if let Some(why) = new_stream {
+            outbox.push(notice(
+                pb::NoticeKind::NewStream,
+                resent,
+                format!(
+                    "{why}: the node started a new message stream ({}) and sends its {resent} spooled messages \
+                     again, so none is dropped as a duplicate (some may repeat ones already recorded)",
+                    outbox.stream_id
+                ),
+            ));
+        }
+        Ok(outbox)
     }
 
     fn build(
@@ -103,6 +138,8 @@ impl Outbox {
             capacity: capacity.max(1),
             stream_id,
             changed: Notify::new(),
+            bounds: MessageBounds::default(),
+            noticed: Mutex::new(RecentSet::new(REMEMBERED_CUTS)),
         }
     }
 
@@ -111,8 +148,76 @@ impl Outbox {
         &self.stream_id
     }
 
-    /// Queues a message and returns its sequence number.
-    pub fn push(&self, body: Body) -> u64 {
+    /// Queues a message, within its bounds ([`crate::bounds`]): cut where it is over them, in parts when it
+    /// is too large for one message; what was cut is counted and said to the coordinator in a notice.
+    /// Returns the sequence number of its last part.
+    pub fn push(&self, mut body: Body) -> u64 {
+        let instruments = crate::instruments::global();
+        let cuts = bounds::bound(&mut body, &self.bounds);
+        let parts = bounds::split(body, self.bounds.message_bytes);
+        if parts.len() > 1 {
+            instruments.message_split();
+        }
+        let mut seq = 0;
+        for part in parts {
+            let size = bounds::message_size(&part);
+            if size > self.bounds.message_bytes {
+                // Cannot happen once bounded; never let one message block the ones behind it.
+                tracing::error!(size, "a message is too large to send even within its bounds; left out");
+                instruments.message_cut("message", 1);
+                continue;
+            }
+            seq = self.push_one(part);
+        }
+        for cut in &cuts {
+            instruments.message_cut(cut.field, cut.count);
+        }
+        for notice in self.new_notices(cuts) {
+            self.push_one(notice);
+        }
+        seq
+    }
+
+    /// The notices for `cuts` not said before: one per container.
+    fn new_notices(&self, cuts: Vec<Cut>) -> Vec<Body> {
+        if cuts.is_empty() {
+            return Vec::new();
+        }
+        let mut noticed = self.noticed.lock().expect("noticed lock");
+        let mut by_container: Vec<(String, String, Vec<Cut>)> = Vec::new();
+        for cut in cuts {
+            if !noticed.insert((cut.container_id.clone(), cut.field)) {
+                continue;
+            }
+            match by_container.iter_mut().find(|(id, _, _)| *id == cut.container_id) {
+                Some((_, _, cuts)) => cuts.push(cut),
+                None => by_container.push((cut.container_id.clone(), cut.container_name.clone(), vec![cut])),
+            }
+        }
+        by_container
+            .into_iter()
+            .map(|(container_id, container_name, cuts)| {
+                let whats: Vec<&str> = cuts.iter().map(|c| c.what.as_str()).collect();
+                let of =
+                    if container_name.is_empty() { String::new() } else { format!(" of container {container_name}") };
+                let detail = format!(
+                    "the node cut what it reports{of} to keep every message within the coordinator's limit: {}",
+                    whats.join("; ")
+                );
+                tracing::warn!(container = %container_name.escape_debug(), %detail, "cut a report to its bounds");
+                Body::Notice(pb::NodeNotice {
+                    kind: pb::NoticeKind::Truncated as i32,
+                    container_id,
+                    container_name,
+                    detail,
+                    count: cuts.iter().map(|c| c.count).sum(),
+                })
+            })
+            .collect()
+    }
+
+    /// Queues one message, within its bounds already, and returns its sequence number.
+    fn push_one(&self, body: Body) -> u64 {
         crate::instruments::global().outgoing(&body);
         let seq = {
             let mut state = self.state.lock().expect("outbox lock");
@@ -198,143 +303,16 @@ fn new_stream_id() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
-/// The outbox on disk: `stream` (the stream id), `acked` (the highest acknowledged sequence number) and
-/// `spool.log` (length-prefixed protobuf `SessionRequest`s). Every record is written at once; alerts,
-/// results and lifecycle events are also synced to disk before they are sent; the log is rewritten with only the unacknowledged messages once enough of it is
-/// acknowledged.
-pub struct Spool {
-    dir: PathBuf,
-    log: BufWriter<File>,
-    /// Bytes in the log.
-    written: u64,
-    /// Bytes in the log right after the last rewrite.
-    base: u64,
-}
-
-/// Rewrite the log once this many bytes were appended since the last rewrite.
-const COMPACT_AFTER_BYTES: u64 = 4 << 20;
-
-impl Spool {
-    fn open(dir: &Path) -> Result<(Spool, String, u64, VecDeque<Sequenced>), SpoolError> {
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| SpoolError::Io { path, source }
-        };
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let stream_path = dir.join("stream");
-        let stream_id = match std::fs::read_to_string(&stream_path) {
-            Ok(id) if !id.trim().is_empty() => id.trim().to_owned(),
-            _ => {
-                let id = new_stream_id();
-                write_synced(&stream_path, id.as_bytes()).map_err(io(&stream_path))?;
-                id
-            }
-        };
-        let acked_path = dir.join("acked");
-        let acked = std::fs::read_to_string(&acked_path).ok().and_then(|a| a.trim().parse().ok()).unwrap_or(0);
-        let log_path = dir.join("spool.log");
-        let mut unacked = VecDeque::new();
-        if let Ok(file) = File::open(&log_path) {
-            let mut reader = BufReader::new(file);
-            loop {
-                let mut len = [0u8; 4];
-                if reader.read_exact(&mut len).is_err() {
-                    break;
-                }
-                let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
-                if reader.read_exact(&mut buf).is_err() {
-                    tracing::warn!(path = %log_path.display(), "the spool ends in a torn record (a crash while writing); ignoring it");
-                    break;
-                }
-                match SessionRequest::decode(buf.as_slice()) {
-                    Ok(SessionRequest { seq, body: Some(body) }) if seq > acked => {
-                        unacked.push_back(Sequenced { seq, body })
-                    }
-                    Ok(_) => {}
-                    Err(error) => {
-                        tracing::warn!(path = %log_path.display(), %error, "a damaged spool record; ignoring the rest");
-                        break;
-                    }
-                }
-            }
-        }
-        let (log, written) = rewrite(dir, acked, &unacked).map_err(io(&log_path))?;
-        let spool = Spool { dir: dir.to_owned(), log, written, base: written };
-        Ok((spool, stream_id, acked, unacked))
-    }
-
-    fn append(&mut self, message: &Sequenced) {
-        let record = SessionRequest { seq: message.seq, body: Some(message.body.clone()) }.encode_to_vec();
-        let durable = matches!(
-            message.body,
-            Body::HealthAlert(_) | Body::CommandResult(_) | Body::Resolved(_) | Body::ContainerEvent(_)
-        );
-        let result = (|| {
-            self.log.write_all(&(record.len() as u32).to_le_bytes())?;
-            self.log.write_all(&record)?;
-            // Every record reaches the file (one write); alerts, results and lifecycle events also reach the
-            // disk before they are sent.
-            self.log.flush()?;
-            if durable {
-                self.log.get_ref().sync_data()?;
-            }
-            std::io::Result::Ok(())
-        })();
-        self.written += 4 + record.len() as u64;
-        if let Err(error) = result {
-            tracing::error!(%error, dir = %self.dir.display(), "cannot write the spool; a node restart may lose this message");
-        }
-    }
-
-    fn acknowledged(&mut self, acked: u64, unacked: &VecDeque<Sequenced>) {
-        let compact = (unacked.is_empty() && self.written > 0) || self.written >= self.base + COMPACT_AFTER_BYTES;
-        let result = if compact {
-            rewrite(&self.dir, acked, unacked).map(|(log, written)| {
-                self.log = log;
-                self.written = written;
-                self.base = written;
-            })
-        } else {
-            std::fs::write(self.dir.join("acked"), acked.to_string())
-        };
-        if let Err(error) = result {
-            tracing::error!(%error, dir = %self.dir.display(), "cannot update the spool");
-        }
-    }
-}
-
-/// Replaces the log in `dir` with just `unacked`, atomically; returns the log opened for appending and its
-/// size.
-fn rewrite(dir: &Path, acked: u64, unacked: &VecDeque<Sequenced>) -> std::io::Result<(BufWriter<File>, u64)> {
-    let tmp = dir.join("spool.tmp");
-    let mut out = BufWriter::new(File::create(&tmp)?);
-    let mut written = 0;
-    for message in unacked {
-        let record = SessionRequest { seq: message.seq, body: Some(message.body.clone()) }.encode_to_vec();
-        out.write_all(&(record.len() as u32).to_le_bytes())?;
-        out.write_all(&record)?;
-        written += 4 + record.len() as u64;
-    }
-    out.flush()?;
-    out.get_ref().sync_all()?;
-    write_synced(&dir.join("acked"), acked.to_string().as_bytes())?;
-    std::fs::rename(&tmp, dir.join("spool.log"))?;
-    let log = OpenOptions::new().append(true).open(dir.join("spool.log"))?;
-    Ok((BufWriter::new(log), written))
-}
-
-fn write_synced(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp-write");
-    let mut file = File::create(&tmp)?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    std::fs::rename(tmp, path)
+/// A notice about the node itself (no container).
+fn notice(kind: pb::NoticeKind, count: u64, detail: String) -> Body {
+    Body::Notice(pb::NodeNotice { kind: kind as i32, count, detail, ..Default::default() })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hemostat_proto::v1 as pb;
+    use hemostat_proto::v1::SessionRequest;
+    use prost::Message;
 
     fn heartbeat() -> Body {
         Body::Heartbeat(pb::Heartbeat::default())
@@ -426,8 +404,178 @@ mod tests {
         }
         let log = dir.path().join("spool.log");
         let len = std::fs::metadata(&log).unwrap().len();
-        let file = OpenOptions::new().write(true).open(&log).unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
         file.set_len(len - 3).unwrap();
-        assert_eq!(Outbox::open(dir.path(), 100).unwrap().after(0).len(), 1);
+        let reopened = Outbox::open(dir.path(), 100).unwrap().after(0);
+        assert_eq!(reopened.iter().filter(|m| matches!(m.body, Body::HealthAlert(_))).count(), 1);
+        assert!(
+            matches!(&reopened[1].body, Body::Notice(n) if n.kind() == pb::NoticeKind::SpoolDamaged && n.count == 1),
+            "the torn record is reported: {reopened:?}"
+        );
+    }
+
+    fn names(messages: &[Sequenced]) -> Vec<String> {
+        messages
+            .iter()
+            .filter_map(|m| match &m.body {
+                Body::HealthAlert(a) => Some(a.container.clone().unwrap().name),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn notices(messages: &[Sequenced]) -> Vec<pb::NodeNotice> {
+        messages
+            .iter()
+            .filter_map(|m| match &m.body {
+                Body::Notice(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_untrusted_acknowledgement_state_starts_a_new_stream_and_keeps_every_message() {
+        for damage in ["", "  \n", "seven", "\u{0}\u{0}"] {
+            let dir = tempfile::tempdir().unwrap();
+            let old = {
+                let outbox = Outbox::open(dir.path(), 100).unwrap();
+                for name in ["a", "b", "c"] {
+                    outbox.push(alert(name));
+                }
+                outbox.ack(1);
+                outbox.stream_id().to_owned()
+            };
+            std::fs::write(dir.path().join("acked"), damage).unwrap();
+            let reopened = Outbox::open(dir.path(), 100).unwrap();
+            assert_ne!(reopened.stream_id(), old, "{damage:?}: a new stream, so no number is taken for a duplicate");
+            let messages = reopened.after(0);
+            assert_eq!(names(&messages), ["a", "b", "c"], "{damage:?}: everything spooled is sent again");
+            let notice = &notices(&messages)[0];
+            assert_eq!(notice.kind(), pb::NoticeKind::NewStream);
+            assert!(notice.detail.contains("acknowledgement state is"), "{}", notice.detail);
+            let next = reopened.push(alert("d"));
+            assert!(next > messages.last().unwrap().seq, "numbers go on after the spooled ones");
+            drop(reopened);
+            assert_eq!(
+                Outbox::open(dir.path(), 100).unwrap().stream_id(),
+                Outbox::open(dir.path(), 100).unwrap().stream_id(),
+                "the new stream is kept"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let old = {
+            let outbox = Outbox::open(dir.path(), 100).unwrap();
+            outbox.push(alert("a"));
+            outbox.ack(1);
+            outbox.stream_id().to_owned()
+        };
+        std::fs::remove_file(dir.path().join("acked")).unwrap();
+        let reopened = Outbox::open(dir.path(), 100).unwrap();
+        assert_ne!(reopened.stream_id(), old, "a missing acked file after everything was acknowledged");
+        assert!(notices(&reopened.after(0))[0].detail.contains("missing"));
+    }
+
+    #[test]
+    fn a_damaged_record_in_the_middle_loses_only_itself_and_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let stream = {
+            let outbox = Outbox::open(dir.path(), 100).unwrap();
+            for name in ["a", "b", "c", "d"] {
+                outbox.push(alert(name));
+            }
+            outbox.stream_id().to_owned()
+        };
+        let log = dir.path().join("spool.log");
+        let mut bytes = std::fs::read(&log).unwrap();
+        // The name field of container b: tag 2, length 1, "b".
+        let at = bytes.windows(3).position(|w| w == [0x12, 1, b'b']).unwrap() + 2;
+        bytes[at] = b'B';
+        std::fs::write(&log, &bytes).unwrap();
+        let reopened = Outbox::open(dir.path(), 100).unwrap();
+        assert_eq!(reopened.stream_id(), stream, "the acknowledgement state is intact: the stream goes on");
+        let messages = reopened.after(0);
+        assert_eq!(names(&messages), ["a", "c", "d"]);
+        let notice = &notices(&messages)[0];
+        assert_eq!((notice.kind(), notice.count), (pb::NoticeKind::SpoolDamaged, 1));
+        assert!(notice.detail.contains("skipped 1 damaged records"), "{}", notice.detail);
+    }
+
+    #[test]
+    fn a_spool_of_the_earlier_format_is_read_once_and_converted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("stream"), "0123456789abcdef").unwrap();
+        std::fs::write(dir.path().join("acked"), "1").unwrap();
+        let mut v1 = Vec::new();
+        for (seq, name) in [(1, "a"), (2, "b"), (3, "c")] {
+            let record = SessionRequest { seq, body: Some(alert(name)) }.encode_to_vec();
+            v1.extend((record.len() as u32).to_le_bytes());
+            v1.extend(record);
+        }
+        std::fs::write(dir.path().join("spool.log"), v1).unwrap();
+        let reopened = Outbox::open(dir.path(), 100).unwrap();
+        assert_eq!(reopened.stream_id(), "0123456789abcdef");
+        assert_eq!(names(&reopened.after(0)), ["b", "c"]);
+        assert!(std::fs::read(dir.path().join("spool.log")).unwrap().starts_with(&crate::spool::format::FILE_HEADER));
+        drop(reopened);
+        assert_eq!(names(&Outbox::open(dir.path(), 100).unwrap().after(0)), ["b", "c"], "read back in the new format");
+    }
+
+    #[test]
+    fn an_oversized_report_is_cut_or_split_and_the_cut_said_once() {
+        let outbox = Outbox::new(100);
+        let big = pb::ContainerState {
+            id: "big".into(),
+            name: "big".into(),
+            labels: [("blob".to_owned(), "x".repeat(4_500_000))].into(),
+            ..Default::default()
+        };
+        let many: Vec<pb::ContainerState> = (0..3000)
+            .map(|i| pb::ContainerState {
+                id: format!("c{i}"),
+                name: format!("c{i}"),
+                labels: [("l".to_owned(), "v".repeat(1000))].into(),
+                ..Default::default()
+            })
+            .collect();
+        for _ in 0..2 {
+            let containers = [vec![big.clone()], many.clone()].concat();
+            outbox.push(Body::Snapshot(pb::ContainerSnapshot { containers, ..Default::default() }));
+        }
+        let messages = outbox.after(0);
+        for message in &messages {
+            assert!(crate::bounds::message_size(&message.body) <= 1 << 20);
+        }
+        let parts: Vec<&pb::ContainerSnapshot> =
+            messages.iter().filter_map(|m| if let Body::Snapshot(s) = &m.body { Some(s) } else { None }).collect();
+        assert!(parts.len() >= 6, "two snapshots of about 3 MB, in parts: {}", parts.len());
+        assert_eq!(parts.iter().map(|p| p.containers.len()).sum::<usize>(), 2 * 3001);
+        assert!(parts[0].containers[0].labels["blob"].ends_with("…[truncated 4.5 MB]"));
+        let notices = notices(&messages);
+        assert_eq!(notices.len(), 1, "said once, not at every snapshot");
+        assert_eq!((notices[0].kind(), notices[0].container_name.as_str()), (pb::NoticeKind::Truncated, "big"));
+        assert!(notices[0].detail.contains("label \"blob\"'s value cut by 4.5 MB"), "{}", notices[0].detail);
+    }
+
+    #[test]
+    fn an_oversized_message_left_by_an_earlier_node_is_bounded_when_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("stream"), "0123456789abcdef").unwrap();
+        std::fs::write(dir.path().join("acked"), "0").unwrap();
+        let state = pb::ContainerState {
+            id: "big".into(),
+            name: "big".into(),
+            labels: [("blob".to_owned(), "x".repeat(4_500_000))].into(),
+            ..Default::default()
+        };
+        let snapshot = Body::Snapshot(pb::ContainerSnapshot { containers: vec![state], ..Default::default() });
+        let record = SessionRequest { seq: 1, body: Some(snapshot) }.encode_to_vec();
+        let mut v1 = (record.len() as u32).to_le_bytes().to_vec();
+        v1.extend(record);
+        std::fs::write(dir.path().join("spool.log"), v1).unwrap();
+        let messages = Outbox::open(dir.path(), 100).unwrap().after(0);
+        let Body::Snapshot(snapshot) = &messages[0].body else { panic!("{:?}", messages[0]) };
+        assert!(snapshot.containers[0].labels["blob"].ends_with("…[truncated 4.5 MB]"));
+        assert!(crate::bounds::message_size(&messages[0].body) < 64 << 10);
     }
 }

@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use hemostat_cli::commands::{actions, dry_run, events, fleet, health, silences};
+use hemostat_cli::commands::{actions, dry_run, events, fleet, health, notify, silences};
 use hemostat_cli::{certs, standalone, terminal};
 
 #[derive(Debug, Parser)]
@@ -44,6 +44,8 @@ enum Command {
     Approve(actions::ApproveArgs),
     /// Resume automatic actions after a storm, before the rate falls (admins).
     EndStorm(actions::EndStormArgs),
+    /// Send a test notification through each configured sink and print what each answered (admins).
+    Notify(notify::NotifyArgs),
     /// Ask the coordinator's gRPC health service whether it serves (exit 0) or not (exit 1): for health checks.
     Health(health::HealthArgs),
 }
@@ -62,6 +64,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Action(args) => actions::action(args).await,
         Command::Approve(args) => actions::approve(args).await,
         Command::EndStorm(args) => actions::end_storm(args).await,
+        Command::Notify(args) => notify::notify(args).await,
         Command::Health(args) => health::health(args).await,
     }
 }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use hemostat_coordinator::alerting::AlertingSettings;
 use hemostat_coordinator::config::CoordinatorSettings;
 use hemostat_coordinator::{Coordinator, CoordinatorArgs, CoordinatorConfig};
 use hemostat_node::config::NodeSettings;
@@ -48,7 +49,8 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     hemostat_telemetry::init_from_env()?;
     let env = &hemostat_settings::process_env;
     let file = config_path(args.config.as_deref(), env);
-    let layers = Layers::read(env, file.as_deref(), &[CoordinatorSettings::KEYS, NodeSettings::KEYS])?;
+    let layers =
+        Layers::read(env, file.as_deref(), &[CoordinatorSettings::KEYS, AlertingSettings::KEYS, NodeSettings::KEYS])?;
     let flags = CoordinatorArgs {
         listen: args.listen,
         data_dir: args.data_dir,
@@ -65,7 +67,8 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     let certs = data_dir.join("certs");
     settings.certs_dir = Sourced { value: certs.clone(), ..settings.certs_dir };
     let node_name = crate::certs::dev_bundle(&certs, None).context("cannot make development certificates")?;
-    let coordinator = CoordinatorConfig::from_settings(settings)?;
+    let alerting = AlertingSettings::resolve(&flags.alerting, &layers)?;
+    let coordinator = CoordinatorConfig::from_settings(settings, alerting)?;
     let coordinator = Coordinator::bind(coordinator).await.context("cannot start the coordinator")?;
     let addr = coordinator.local_addr();
     let flags = NodeArgs {

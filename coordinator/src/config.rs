@@ -11,7 +11,7 @@ use hemostat_pki::TlsFiles;
 pub use hemostat_settings::ConfigError;
 use hemostat_settings::{Layers, Sourced, config_path};
 
-use crate::alerting::AlertingConfig;
+use crate::alerting::{AlertingArgs, AlertingConfig, AlertingSettings};
 use crate::analysis::AnalyzerConfig;
 use crate::analysis::llm::{LlmConfig, ProviderCredentials};
 use crate::analysis::patterns::PatternConfig;
@@ -31,9 +31,13 @@ hemostat_settings::settings! {
         /// A TOML configuration file (keys as the long flags, with underscores) [env: HEMOSTAT_CONFIG].
         #[arg(long)]
         pub config: Option<PathBuf>,
+        /// Notifications: where they go, how they look, each sink's filters.
+        #[command(flatten)]
+        pub alerting: AlertingArgs,
     }
 
-    /// Every setting of the coordinator, each with where its value came from.
+    /// Every setting of the coordinator, each with where its value came from (alerting's are
+    /// [`AlertingSettings`]).
     #[derive(Clone, Debug)]
     pub struct CoordinatorSettings {
         /// Address to serve gRPC on (nodes, operators, health, reflection) [default: 0.0.0.0:50051].
@@ -112,20 +116,6 @@ hemostat_settings::settings! {
         max_events: u64 = EventRetention::default().max_per_type, env "ALERT_MAX_EVENTS";
         /// Seconds the event log keeps an event [default: 604800, 7 days].
         event_ttl: u64 = EventRetention::default().max_age.as_secs(), env "ALERT_EVENT_TTL";
-        /// Send notifications (true/false); the event log is kept either way [default: true].
-        alert_enabled: bool = AlertingConfig::default().enabled, env "ALERT_ENABLED";
-        /// A Slack incoming webhook URL for notifications.
-        slack_webhook_url: String, env "SLACK_WEBHOOK_URL";
-        /// A URL that receives every notification as JSON (POST).
-        alert_webhook_url: String, env "ALERT_WEBHOOK_URL";
-        /// Seconds within which the same (type, node, container, outcome) is notified once [default: 60].
-        alert_dedupe_ttl: u64 = AlertingConfig::default().dedupe_ttl.as_secs(), env "ALERT_DEDUPE_TTL";
-        /// Seconds within which notifications are grouped into one message [default: 2].
-        alert_group_window_seconds: u64 = AlertingConfig::default().group_window.as_secs(), env "ALERT_GROUP_WINDOW_SECONDS";
-        /// Do not notify actions that succeeded and were verified (true/false) [default: false].
-        alert_quiet_success: bool = AlertingConfig::default().quiet_success, env "ALERT_QUIET_SUCCESS";
-        /// Notifications waiting to be sent; beyond it the oldest are dropped and counted [default: 1000].
-        alert_queue_capacity: usize = AlertingConfig::default().queue_capacity, env "ALERT_QUEUE_CAPACITY";
         /// Seconds without a heartbeat after which a node is reported lost [default: 30].
         node_lost_seconds: u64 = 30, env "NODE_LOST_SECONDS";
     }
@@ -164,14 +154,20 @@ impl CoordinatorConfig {
     /// Resolves the flags in `args`, the environment `env` (a variable's value, `None` when unset), the
     /// configuration file and the defaults.
     pub fn resolve_in(args: CoordinatorArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let layers =
-            Layers::read(env, config_path(args.config.as_deref(), env).as_deref(), &[CoordinatorSettings::KEYS])?;
-        Self::from_settings(CoordinatorSettings::resolve(&args, &layers)?)
+        let layers = Layers::read(
+            env,
+            config_path(args.config.as_deref(), env).as_deref(),
+            &[CoordinatorSettings::KEYS, AlertingSettings::KEYS],
+        )?;
+        Self::from_settings(
+            CoordinatorSettings::resolve(&args, &layers)?,
+            AlertingSettings::resolve(&args.alerting, &layers)?,
+        )
     }
 
-    /// The configuration the settings describe; a value out of range is an error naming the setting and
-    /// where its value came from.
-    pub fn from_settings(s: CoordinatorSettings) -> Result<Self, ConfigError> {
+    /// The configuration the settings (`s`, and `alerting`'s) describe; a value out of range is an error
+    /// naming the setting and where its value came from.
+    pub fn from_settings(s: CoordinatorSettings, alerting: AlertingSettings) -> Result<Self, ConfigError> {
         let value = |setting: Option<Sourced<String>>| setting.map(Sourced::into_value);
         let seconds = |setting: Sourced<u64>| Duration::from_secs(setting.into_value());
         let store = match (value(s.redis_url), value(s.redis_host)) {
@@ -218,24 +214,6 @@ impl CoordinatorConfig {
             max_per_type: s.max_events.check(|n| *n >= 1, "must be at least 1")?,
             max_age: Duration::from_secs(s.event_ttl.into_value().max(60)),
         };
-        let url = |setting: Option<Sourced<String>>| -> Result<Option<String>, ConfigError> {
-            match setting.filter(|url| !url.trim().is_empty()) {
-                Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => Err(url.invalid(format!(
-                    "notification URLs must start with http:// or https://, not {:?}",
-                    url.chars().take(16).collect::<String>()
-                ))),
-                url => Ok(url.map(Sourced::into_value)),
-            }
-        };
-        let alerting = AlertingConfig {
-            enabled: *s.alert_enabled,
-            slack_webhook_url: url(s.slack_webhook_url)?,
-            webhook_url: url(s.alert_webhook_url)?,
-            dedupe_ttl: seconds(s.alert_dedupe_ttl),
-            group_window: seconds(s.alert_group_window_seconds),
-            quiet_success: *s.alert_quiet_success,
-            queue_capacity: s.alert_queue_capacity.into_value().max(1),
-        };
         let dashboard = match s.dashboard_listen {
             Some(listen) => {
                 let mut tokens = match s.dashboard_tokens {
@@ -251,7 +229,10 @@ impl CoordinatorConfig {
             }
             None => None,
         };
-        let approval_ttl = Duration::from_secs(s.approval_ttl_seconds.into_value().max(1));
+        let approval_ttl = s.require_approval.then(|| Duration::from_secs(s.approval_ttl_seconds.into_value().max(1)));
+        // Alertmanager's HemoStatApprovalPending ends when the approval does.
+        let alerting = AlertingConfig::from_settings(alerting)?;
+        let alerting = AlertingConfig { approval_ttl: approval_ttl.unwrap_or(alerting.approval_ttl), ..alerting };
         Ok(CoordinatorConfig {
             dashboard,
             alerting,
@@ -267,7 +248,7 @@ impl CoordinatorConfig {
                 event_retention,
                 dry_run: *s.dry_run,
                 audit_retention: Duration::from_secs(s.audit_retention_seconds.into_value().max(60)),
-                approval_ttl: s.require_approval.then_some(approval_ttl),
+                approval_ttl,
                 storm: StormConfig {
                     threshold: s.storm_threshold.into_value(),
                     window: Duration::from_secs(s.storm_window_seconds.into_value().max(1)),

@@ -7,7 +7,8 @@
 //! Any coordinator then lists the whole fleet (its own nodes from memory, the others' from the directory)
 //! and routes a command for a node connected elsewhere to that node's coordinator (see [`crate::routing`]).
 //!
-//! With the embedded store there is one coordinator and the directory only ever holds its own nodes.
+//! Entries are decoded into domain types here, once ([`RemoteNode`]). With a store no other coordinator can
+//! share (the embedded store) nothing is published and nothing is read.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,15 +17,42 @@ use hemostat_proto::v1 as pb;
 use prost::Message;
 use tokio::sync::watch;
 
-use crate::registry::Registry;
-use crate::store::{StateStore, StoreError};
+use crate::registry::{ContainerEntry, NodeInfo, Registry};
+use crate::store::{DirectoryStore, StateStore, StoreError};
 
 /// How often a coordinator publishes its nodes.
 pub const PUBLISH_INTERVAL: Duration = Duration::from_secs(2);
 
+/// A node whose session another coordinator holds, as that coordinator last published it.
+#[derive(Clone, Debug)]
+pub struct RemoteNode {
+    /// The instance id of the coordinator holding its session.
+    pub coordinator: String,
+    /// The node.
+    pub node: NodeInfo,
+    /// Its containers (without their sample history, which is not published).
+    pub containers: Vec<ContainerEntry>,
+}
+
+impl RemoteNode {
+    /// From a stored entry of the node `name`.
+    fn decode(name: &str, raw: &[u8]) -> Result<Self, StoreError> {
+        let entry = pb::DirectoryEntry::decode(raw)
+            .map_err(|e| StoreError::Corrupt(format!("directory entry of {name}: {e}")))?;
+        let node = entry.node.ok_or_else(|| StoreError::Corrupt(format!("directory entry of {name} has no node")))?;
+        Ok(RemoteNode {
+            coordinator: entry.coordinator,
+            node: NodeInfo::from_proto(&node),
+            containers: entry.containers.iter().filter_map(ContainerEntry::from_proto).collect(),
+        })
+    }
+}
+
 /// The directory as one coordinator sees it.
 pub struct Directory {
-    store: Arc<dyn StateStore>,
+    store: Arc<dyn DirectoryStore>,
+    /// Whether other coordinators can share the store; when not, the directory is not used.
+    shared: bool,
     registry: Arc<Registry>,
     instance: String,
 }
@@ -32,7 +60,8 @@ pub struct Directory {
 impl Directory {
     /// The directory of the coordinator instance `instance` (a random id per process).
     pub fn new(store: Arc<dyn StateStore>, registry: Arc<Registry>, instance: String) -> Self {
-        Directory { store, registry, instance }
+        let shared = store.is_shared();
+        Directory { store, shared, registry, instance }
     }
 
     /// This coordinator's instance id.
@@ -54,10 +83,10 @@ impl Directory {
         Ok(())
     }
 
-    /// Publishes every [`PUBLISH_INTERVAL`] until `stop` turns true. With the embedded store there is no
-    /// other coordinator to tell, so nothing is published.
+    /// Publishes every [`PUBLISH_INTERVAL`] until `stop` turns true. With a store no other coordinator
+    /// shares there is no one to tell, so nothing is published.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        if self.store.backend() == "embedded" {
+        if !self.shared {
             return;
         }
         let mut tick = tokio::time::interval(PUBLISH_INTERVAL);
@@ -73,32 +102,36 @@ impl Directory {
         }
     }
 
-    /// The entries of nodes whose session another coordinator holds (not this one), by node name.
-    pub async fn elsewhere(&self) -> Result<Vec<pb::DirectoryEntry>, StoreError> {
-        let mut entries = Vec::new();
+    /// The nodes whose session another coordinator holds (not this one), by node name.
+    pub async fn elsewhere(&self) -> Result<Vec<RemoteNode>, StoreError> {
+        if !self.shared {
+            return Ok(Vec::new());
+        }
+        let mut nodes = Vec::new();
         for (name, raw) in self.store.directory_entries().await? {
-            let entry = pb::DirectoryEntry::decode(raw.as_slice())
-                .map_err(|e| StoreError::Corrupt(format!("directory entry of {name}: {e}")))?;
-            if entry.coordinator != self.instance && !self.registry.is_connected(&name) {
-                entries.push(entry);
+            if self.registry.is_connected(&name) {
+                continue;
+            }
+            let node = RemoteNode::decode(&name, &raw)?;
+            if node.coordinator != self.instance {
+                nodes.push(node);
             }
         }
-        Ok(entries)
+        Ok(nodes)
     }
 
-    /// The entry of `node` if another coordinator holds its session (reads that one entry only).
-    pub async fn elsewhere_one(&self, node: &str) -> Result<Option<pb::DirectoryEntry>, StoreError> {
-        if self.registry.is_connected(node) {
+    /// The node `node` if another coordinator holds its session (reads that one entry only).
+    pub async fn elsewhere_one(&self, node: &str) -> Result<Option<RemoteNode>, StoreError> {
+        if !self.shared || self.registry.is_connected(node) {
             return Ok(None);
         }
         let Some(raw) = self.store.directory_entry(node).await? else { return Ok(None) };
-        let entry = pb::DirectoryEntry::decode(raw.as_slice())
-            .map_err(|e| StoreError::Corrupt(format!("directory entry of {node}: {e}")))?;
-        Ok((entry.coordinator != self.instance).then_some(entry))
+        let remote = RemoteNode::decode(node, &raw)?;
+        Ok((remote.coordinator != self.instance).then_some(remote))
     }
 
     /// The instance id of the other coordinator holding `node`'s session, if one does.
     pub async fn owner(&self, node: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.elsewhere_one(node).await?.map(|entry| entry.coordinator))
+        Ok(self.elsewhere_one(node).await?.map(|remote| remote.coordinator))
     }
 }

@@ -2,7 +2,9 @@
 //! [`hemostat_telemetry::exposition`] on `HEMOSTAT_METRICS_LISTEN`.
 //!
 //! Counters and latency histograms are fed by one observer of the event log: every event the coordinator
-//! records passes through [`observe`], so the metrics count exactly what the log holds. Gauges
+//! records passes through [`CoordinatorInstruments::observe`] (called by the journal's one append path), so the
+//! metrics count exactly what the log holds. Each coordinator has its own instruments: two coordinators in one
+//! process (tests, benches) never count into the same registry. Gauges
 //! (connected nodes, each node's spool) and the notifier's counters are read from live state at scrape time.
 //!
 //! | metric | labels | what |
@@ -21,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -199,17 +201,6 @@ impl CoordinatorInstruments {
         registry.register_collector(Box::new(LiveGauges { fleet, notifications }));
         registry
     }
-}
-
-/// The instruments of this process's coordinator (one coordinator per process outside tests).
-pub fn global() -> &'static CoordinatorInstruments {
-    static GLOBAL: LazyLock<CoordinatorInstruments> = LazyLock::new(CoordinatorInstruments::new);
-    &GLOBAL
-}
-
-/// Counts a recorded event in this process's instruments: called for every event the coordinator records.
-pub fn observe(record: &EventRecord) {
-    global().observe(record);
 }
 
 /// Gauges and counters read from live state at each scrape.

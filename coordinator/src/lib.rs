@@ -2,7 +2,9 @@
 //!
 //! One module per concept: [`session`] speaks to nodes, [`analysis`] decides what a report means,
 //! [`policy`] limits how often a container is acted on, [`remediation`] ties them into events and commands,
-//! [`store`] keeps what must survive, [`api`] answers operators, [`auth`] and [`tls`] decide who may talk.
+//! [`store`] keeps what must survive, [`fleet`] is what operators may ask and do (served over gRPC by
+//! [`api`] and in a browser by [`dashboard`]), [`auth`] and [`tls`] decide who may talk. ARCHITECTURE.md at
+//! the repository's root maps them.
 
 pub mod alerting;
 pub mod analysis;
@@ -13,6 +15,7 @@ pub mod container;
 pub mod dashboard;
 pub mod directory;
 pub mod events;
+pub mod fleet;
 pub mod instruments;
 pub mod liveness;
 pub mod policy;

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::events::{EventKind, EventRecord, rfc3339, unix_ms};
 use crate::registry::{NodeInfo, Registry};
-use crate::remediation::Remediator;
+use crate::remediation::journal::Journal;
 
 /// A change in a node's liveness.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub fn changes(nodes: &[NodeInfo], lost: &mut BTreeSet<String>, now: SystemTime,
 /// recording `node_lost` and `node_recovered` events.
 pub async fn watch_nodes(
     registry: Arc<Registry>,
-    remediator: Arc<Remediator>,
+    journal: Arc<Journal>,
     lost_after: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -82,7 +82,7 @@ pub async fn watch_nodes(
                     EventRecord::new(EventKind::NodeRecovered, &node, "", "", "heard from again")
                 }
             };
-            if let Err(error) = remediator.record(record).await {
+            if let Err(error) = journal.append(&record).await {
                 tracing::error!(%error, "could not record a node's liveness change");
             }
         }

@@ -118,6 +118,21 @@ pub struct BudgetStatus {
     pub last_action_ms: Option<u64>,
 }
 
+impl BudgetStatus {
+    /// Whole seconds until the cooldown ends, rounded up (0 when none runs): what operators are shown.
+    pub fn cooldown_seconds(&self) -> u64 {
+        self.cooldown_remaining.as_secs_f64().ceil() as u64
+    }
+
+    /// Whole seconds until an open breaker lets a trial through (at least 1 while open; 0 otherwise).
+    pub fn circuit_retry_seconds(&self) -> u64 {
+        match self.circuit {
+            Circuit::Open { retry_after } => retry_after.as_secs().max(1),
+            Circuit::Closed | Circuit::HalfOpen => 0,
+        }
+    }
+}
+
 /// The circuit breaker's state (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Circuit {
@@ -279,5 +294,24 @@ mod tests {
         assert!(matches!(budget.status(&state, 30 * MIN).circuit, Circuit::Open { .. }), "failures trip it");
         assert_eq!(budget.status(&state, 5 * MIN + 2 + 60 * MIN).circuit, Circuit::HalfOpen);
         assert_eq!(state.attempts_ms.len(), 3, "status changes nothing");
+    }
+
+    #[test]
+    fn status_figures_round_the_cooldown_up_and_give_an_open_breaker_at_least_a_second() {
+        let status = |cooldown_ms: u64, circuit| BudgetStatus {
+            cooldown_remaining: Duration::from_millis(cooldown_ms),
+            attempts_in_window: 0,
+            consecutive_failures: 0,
+            circuit,
+            last_action_ms: None,
+        };
+        assert_eq!(status(0, Circuit::Closed).cooldown_seconds(), 0);
+        assert_eq!(status(1, Circuit::Closed).cooldown_seconds(), 1);
+        assert_eq!(status(59_001, Circuit::Closed).cooldown_seconds(), 60);
+        assert_eq!(status(0, Circuit::Closed).circuit_retry_seconds(), 0);
+        assert_eq!(status(0, Circuit::HalfOpen).circuit_retry_seconds(), 0);
+        let open = |ms| Circuit::Open { retry_after: Duration::from_millis(ms) };
+        assert_eq!(status(0, open(200)).circuit_retry_seconds(), 1);
+        assert_eq!(status(0, open(90_500)).circuit_retry_seconds(), 90);
     }
 }

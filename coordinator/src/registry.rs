@@ -3,7 +3,7 @@
 //! Everything here is rebuilt from the nodes when they reconnect (each session starts with a snapshot), so
 //! a restarted coordinator loses nothing that matters.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -89,6 +89,25 @@ pub struct ContainerEntry {
 }
 
 impl NodeInfo {
+    /// From the wire form another coordinator published (its stream id does not travel).
+    pub fn from_proto(node: &hemostat_proto::v1::Node) -> Self {
+        use hemostat_proto::timestamp::from_proto as time;
+        NodeInfo {
+            hello: NodeHello {
+                name: node.name.clone(),
+                version: node.version.clone(),
+                stream_id: String::new(),
+                hostname: node.hostname.clone(),
+            },
+            connected: node.connected,
+            address: node.address.parse().ok(),
+            connected_at: node.connected_at.as_ref().map_or(SystemTime::UNIX_EPOCH, time),
+            last_seen: node.last_seen.as_ref().map_or(SystemTime::UNIX_EPOCH, time),
+            spool_depth: node.spool_depth,
+            spool_dropped: node.spool_dropped,
+        }
+    }
+
     /// The wire form.
     pub fn to_proto(&self) -> hemostat_proto::v1::Node {
         use hemostat_proto::timestamp::to_proto as timestamp;
@@ -157,6 +176,9 @@ struct NodeEntry {
     session: Option<(u64, mpsc::Sender<Outbound>)>,
     /// The highest sequence number processed, of the node's current stream.
     processed: (String, u64),
+    /// A snapshot arriving in parts: the next part expected and the containers listed so far; `None` when
+    /// no snapshot in parts is under way, or one of its parts was missed.
+    snapshot_parts: Option<(u32, BTreeSet<String>)>,
 }
 
 #[derive(Default)]
@@ -198,6 +220,7 @@ impl Registry {
             info: info.clone(),
             session: None,
             processed: (hello.stream_id.clone(), 0),
+            snapshot_parts: None,
         });
         if entry.processed.0 != hello.stream_id {
             entry.processed = (hello.stream_id.clone(), 0);
@@ -267,6 +290,37 @@ impl Registry {
             entry.facts = facts;
             entry.updated_at = SystemTime::now();
             state.containers.insert(key, entry);
+        }
+    }
+
+    /// Records one part of a snapshot sent in parts (`part` from 0, `more` on all but the last): each part's
+    /// containers are recorded as they come; after the last part, the node's containers that no part listed
+    /// are forgotten, unless a part was missed here (then the next snapshot settles it).
+    pub fn snapshot_part(&self, node: &str, part: u32, more: bool, containers: Vec<ContainerFacts>) {
+        let mut state = self.state.lock().expect("registry lock");
+        let Some(entry) = state.nodes.get_mut(node) else { return };
+        let mut parts = match (part, entry.snapshot_parts.take()) {
+            (0, _) => Some((0, BTreeSet::new())),
+            (part, Some((next, seen))) if part == next => Some((next, seen)),
+            _ => None,
+        };
+        if let Some((next, seen)) = parts.as_mut() {
+            *next += 1;
+            seen.extend(containers.iter().map(|c| c.id.clone()));
+        }
+        for facts in containers {
+            let key = (node.to_owned(), facts.id.clone());
+            let entry = state.containers.entry(key).or_insert_with(|| ContainerEntry::new(node, facts.clone()));
+            entry.facts = facts;
+            entry.updated_at = SystemTime::now();
+        }
+        match parts {
+            Some((_, seen)) if !more => state.containers.retain(|(n, id), _| n != node || seen.contains(id)),
+            parts => {
+                if let Some(entry) = state.nodes.get_mut(node) {
+                    entry.snapshot_parts = parts;
+                }
+            }
         }
     }
 
@@ -399,5 +453,52 @@ mod tests {
         assert_eq!(names("b"), ["b1"], "another node's snapshot leaves b's containers alone");
         let a1 = registry.containers(Some("a")).into_iter().find(|c| c.facts.id == "a1").unwrap();
         assert_eq!(a1.recent.len(), 1, "a container still there keeps its samples");
+    }
+
+    #[test]
+    fn a_snapshot_in_parts_replaces_the_nodes_containers_once_its_last_part_is_in() {
+        let registry = Registry::default();
+        let (tx, _rx) = mpsc::channel(1);
+        let hello =
+            NodeHello { name: "a".into(), version: String::new(), stream_id: "s".into(), hostname: String::new() };
+        registry.open_session(hello, None, tx);
+        registry.replace_containers("a", vec![facts("old"), facts("a1")]);
+        registry.record_metrics("a", vec![("a1".into(), Metrics::default())]);
+        let ids = || registry.containers(Some("a")).into_iter().map(|c| c.facts.id).collect::<Vec<_>>();
+        registry.snapshot_part("a", 0, true, vec![facts("a1")]);
+        registry.snapshot_part("a", 1, true, vec![facts("a2")]);
+        assert_eq!(ids(), ["a1", "a2", "old"], "nothing is forgotten before the last part");
+        registry.snapshot_part("a", 2, false, vec![facts("a3")]);
+        assert_eq!(ids(), ["a1", "a2", "a3"], "the one no part listed is gone");
+        assert_eq!(registry.containers(Some("a"))[0].recent.len(), 1, "a container still there keeps its samples");
+        registry.snapshot_part("a", 1, true, vec![facts("b1")]);
+        registry.snapshot_part("a", 2, false, vec![facts("b2")]);
+        assert_eq!(ids(), ["a1", "a2", "a3", "b1", "b2"], "with its first part missed, nothing is forgotten");
+    }
+
+    #[test]
+    fn a_published_node_reads_back_as_it_was_but_for_its_stream_id() {
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_800_000_000_123);
+        let node = NodeInfo {
+            hello: NodeHello {
+                name: "host-a".into(),
+                version: "1.2".into(),
+                stream_id: "s".into(),
+                hostname: "h".into(),
+            },
+            connected: true,
+            address: Some("10.0.0.7:51000".parse().unwrap()),
+            connected_at: at,
+            last_seen: at + std::time::Duration::from_secs(5),
+            spool_depth: 3,
+            spool_dropped: 1,
+        };
+        let back = NodeInfo::from_proto(&node.to_proto());
+        assert_eq!(back.to_proto(), node.to_proto());
+        assert_eq!((back.address, back.last_seen), (node.address, node.last_seen));
+        assert_eq!(back.hello.stream_id, "", "stream ids stay with the session");
+        let unknown =
+            NodeInfo::from_proto(&hemostat_proto::v1::Node { address: "nowhere".into(), ..Default::default() });
+        assert_eq!(unknown.address, None);
     }
 }

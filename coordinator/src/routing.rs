@@ -1,16 +1,15 @@
 //! Command routing between coordinators: a command for a node whose session another coordinator holds is
 //! queued in the shared state store for that coordinator, which takes it within [`POLL_INTERVAL`], sends it
-//! to its node, and records the result. The policy was already checked (and the attempt recorded) by the
-//! coordinator that decided, so the action still runs at most once per budget.
+//! to its node, and records the result (both ends are
+//! [`NodeCommands`](crate::remediation::node_commands::NodeCommands)). The policy was already checked (and
+//! the attempt recorded) by the coordinator that decided, so the action still runs at most once per budget.
+//! This module is the routed command's stored form.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
 use crate::events::Action;
-use crate::remediation::Remediator;
 use crate::store::StoreError;
 
 /// How often a coordinator looks for commands routed to it.
@@ -46,34 +45,5 @@ impl RoutedCommand {
     /// From the stored form.
     pub fn decode(raw: &[u8]) -> Result<Self, StoreError> {
         serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt(format!("routed command: {e}")))
-    }
-}
-
-/// Takes the commands routed to this coordinator and hands them to its nodes, until `stop` turns true.
-pub async fn serve(remediator: Arc<Remediator>, instance: String, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(POLL_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failing = false;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait_for(|stop| *stop) => return,
-        }
-        loop {
-            match remediator.take_routed(&instance).await {
-                Ok(true) => continue,
-                Ok(false) => {
-                    failing = false;
-                    break;
-                }
-                Err(error) => {
-                    // Once per outage: the store's own failure is reported where reports are recorded.
-                    if !std::mem::replace(&mut failing, true) {
-                        tracing::warn!(%error, "could not take the commands routed to this coordinator");
-                    }
-                    break;
-                }
-            }
-        }
     }
 }

@@ -20,6 +20,8 @@ use crate::api::FleetApi;
 use crate::auth;
 use crate::config::CoordinatorConfig;
 use crate::directory::Directory;
+use crate::fleet::Fleet;
+use crate::instruments::{CoordinatorInstruments, NotificationCounts};
 use crate::registry::Registry;
 use crate::remediation::Remediator;
 use crate::session::AgentSessions;
@@ -141,38 +143,41 @@ impl Coordinator {
         let addr = self.local_addr();
         let registry = Arc::new(Registry::default());
         let analyzer = Analyzer::new(self.config.analyzer.clone());
-        let notifier = Notifier::new(&self.config.alerting)?;
+        let notifier = Notifier::new(&self.config.alerting)?.with_containers(registry.clone());
         let instance = format!("{:016x}", rand::random::<u64>());
         let directory = Arc::new(Directory::new(self.store.clone(), registry.clone(), instance.clone()));
+        let instruments = Arc::new(CoordinatorInstruments::new());
         let remediator = Arc::new(
-            Remediator::new(self.store.clone(), registry.clone(), analyzer, self.config.remediation)
-                .with_notifier(notifier.clone())
-                .with_directory(directory.clone()),
+            Remediator::builder(self.store.clone(), registry.clone(), analyzer, self.config.remediation)
+                .notifier(notifier.clone())
+                .directory(directory.clone())
+                .instruments(instruments.clone())
+                .build(),
         );
+        let fleet = Arc::new(Fleet::new(registry.clone(), directory.clone(), self.store.clone(), remediator.clone()));
         let (stop_tx, stop_rx) = watch::channel(false);
         if let Some(listener) = self.metrics {
-            let notifications: Arc<dyn crate::instruments::NotificationCounts> = Arc::new(notifier.clone());
-            let metrics = crate::instruments::global().registry(registry.clone(), Some(notifications));
+            let notifications: Arc<dyn NotificationCounts> = Arc::new(notifier.clone());
+            let metrics = instruments.registry(registry.clone(), Some(notifications));
             let mut stopped = stop_rx.clone();
             hemostat_telemetry::exposition::spawn(listener, metrics, async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             });
         }
 
-        tokio::spawn(directory.clone().run(stop_rx.clone()));
-        tokio::spawn(crate::routing::serve(remediator.clone(), instance, stop_rx.clone()));
+        tokio::spawn(directory.run(stop_rx.clone()));
+        tokio::spawn(remediator.commands().clone().serve_routed(instance, stop_rx.clone()));
         tokio::spawn(crate::liveness::watch_nodes(
             registry.clone(),
-            remediator.clone(),
+            remediator.journal().clone(),
             self.config.node_lost_after,
             stop_rx.clone(),
         ));
         if let Some(dashboard) = self.dashboard {
-            let approval_ttl = self.config.remediation.approval_ttl;
-            dashboard.spawn(registry.clone(), self.store.clone(), remediator.clone(), approval_ttl, stop_rx.clone());
+            dashboard.spawn(fleet.clone(), stop_rx.clone());
         }
         let sessions = AgentSessions::new(registry.clone(), remediator.clone(), stop_rx);
-        let fleet = FleetApi::new(registry.clone(), self.store.clone(), remediator, directory);
+        let fleet = FleetApi::new(fleet);
         let (health_reporter, health) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<AgentServiceServer<AgentSessions>>().await;
         health_reporter.set_serving::<FleetServiceServer<FleetApi>>().await;

@@ -99,6 +99,7 @@ impl pb::agent_service_server::AgentService for AgentSessions {
                                 pb::session_request::Body::HealthAlert(_)
                                     | pb::session_request::Body::Resolved(_)
                                     | pb::session_request::Body::CommandResult(_)
+                                    | pb::session_request::Body::Notice(_)
                             )
                         );
                         if registry.already_processed(&node, seq) {
@@ -170,8 +171,23 @@ async fn handle(
             Ok(())
         }
         Some(Body::Snapshot(snapshot)) => {
-            registry.replace_containers(node, snapshot.containers.iter().map(ContainerFacts::from).collect());
+            let containers = snapshot.containers.iter().map(ContainerFacts::from).collect();
+            if snapshot.part == 0 && !snapshot.more {
+                registry.replace_containers(node, containers);
+            } else {
+                registry.snapshot_part(node, snapshot.part, snapshot.more, containers);
+            }
             Ok(())
+        }
+        Some(Body::Notice(notice)) => {
+            let record = EventRecord::new(
+                EventKind::NodeNotice,
+                node,
+                &notice.container_id,
+                &notice.container_name,
+                notice.detail,
+            );
+            remediator.record(record).await
         }
         Some(Body::ContainerEvent(event)) => {
             let Some(container) = event.container.as_ref().map(ContainerFacts::from) else {

@@ -33,6 +33,9 @@ named_enum! {
         /// The state store stopped answering; nothing was acted on meanwhile. Notified when it starts,
         /// recorded when the store answers again.
         StoreUnavailable => "store_unavailable",
+        /// A node said something about its own reports: what it cut to keep a message within bounds, damage
+        /// in its spool, a new message stream.
+        NodeNotice => "node_notice",
     }
 }
 
@@ -67,6 +70,7 @@ impl From<EventKind> for pb::EventType {
             EventKind::NodeRecovered => pb::EventType::NodeRecovered,
             EventKind::OperatorAction => pb::EventType::OperatorAction,
             EventKind::StoreUnavailable => pb::EventType::StoreUnavailable,
+            EventKind::NodeNotice => pb::EventType::NodeNotice,
         }
     }
 }
@@ -90,6 +94,7 @@ impl TryFrom<pb::EventType> for EventKind {
             pb::EventType::NodeRecovered => EventKind::NodeRecovered,
             pb::EventType::OperatorAction => EventKind::OperatorAction,
             pb::EventType::StoreUnavailable => EventKind::StoreUnavailable,
+            pb::EventType::NodeNotice => EventKind::NodeNotice,
         })
     }
 }

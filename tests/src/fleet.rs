@@ -405,3 +405,8 @@ pub async fn scrape(addr: SocketAddr) -> Result<String, String> {
         _ => Err(format!("unexpected answer: {response}")),
     }
 }
+
+/// The value of the series written exactly `series` (name and labels) in Prometheus text, if present.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}

@@ -2,6 +2,7 @@
 //!
 //! - [`pki`]: a throw-away CA with coordinator, node and operator certificates (and a foreign CA).
 //! - [`redis`]: a real `redis-server` on a free loopback port, one per test, stopped on drop.
+//! - [`redis_cluster`]: a real Redis Cluster (masters and replicas) that a test can fail over.
 //! - [`docker`]: the busybox test image (built locally, no registry) and containers scoped to one test by a
 //!   label, removed on drop, so tests run in parallel without touching each other's containers.
 //! - [`fleet`]: a coordinator and nodes running in-process, each on its own runtime so a test can kill one
@@ -10,8 +11,15 @@
 //! - [`llm`]: a local HTTP server that speaks the OpenAI and Anthropic wire formats from a script.
 //! - [`peer`]: a stand-in coordinator that sends a node whatever commands a test scripts.
 //! - [`eventually`]: wait for a condition with a deadline, instead of sleeping and hoping.
-//! - [`webhook`]: a local Slack or JSON webhook that records what it gets and fails when told.
+//! - [`spool`]: a node's spool folder read back, and damaged on purpose.
+//! - [`webhook`]: a local Slack, Discord, Teams, ntfy, Gotify or JSON webhook that records what it gets and
+//!   fails when told; [`chat_formats`]: what Discord and Teams accept, for it to refuse the rest.
+//! - [`smtp`]: a small real SMTP server (STARTTLS, AUTH) that records the mail it gets.
+//! - [`alertmanager`], [`prometheus`]: the real programs (Debian's packages) on free ports ([`daemon`]).
 
+pub mod alertmanager;
+pub mod chat_formats;
+pub mod daemon;
 pub mod docker;
 pub mod eventually;
 pub mod fleet;
@@ -21,7 +29,11 @@ pub mod loadgen;
 pub mod netlab;
 pub mod peer;
 pub mod pki;
+pub mod prometheus;
 pub mod redis;
+pub mod redis_cluster;
+pub mod smtp;
+pub mod spool;
 pub mod webhook;
 
 pub use eventually::eventually;

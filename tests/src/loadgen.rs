@@ -225,7 +225,7 @@ impl NodeSession {
             .into_inner();
         let containers = containers(self.index, self.settings.containers);
         let ids: Vec<String> = containers.iter().map(|c| c.id.clone()).collect();
-        let snapshot = pb::ContainerSnapshot { containers };
+        let snapshot = pb::ContainerSnapshot { containers, ..Default::default() };
         tx.send(pb::SessionRequest { seq: 1, body: Some(Body::Snapshot(snapshot)) }).await.map_err(closed)?;
         loop {
             match inbound.message().await.map_err(|s| format!("waiting for the snapshot's ack: {s}"))? {

@@ -67,7 +67,7 @@ impl CoordinatorPeer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (commands_tx, commands_rx) = mpsc::channel(64);
-        let (results_tx, results_rx) = mpsc::channel(64);
+        let (results_tx, results_rx) = mpsc::channel(1024);
         let service = Service { commands: Mutex::new(Some(commands_rx)), results: results_tx };
         let incoming = hemostat_coordinator::tls::accept(listener, config);
         let task = tokio::spawn(async move {
@@ -87,6 +87,20 @@ impl CoordinatorPeer {
     /// Sends a command to the node.
     pub async fn send(&self, command: pb::Command) {
         self.commands.send(command).await.expect("the peer runs");
+    }
+
+    /// The node's next `n` command results, in the order they come, all within `deadline`; panics otherwise.
+    pub async fn results(&self, n: usize, deadline: Duration) -> Vec<pb::CommandResult> {
+        let until = tokio::time::Instant::now() + deadline;
+        let mut results = Vec::with_capacity(n);
+        let mut receiver = self.results.lock().await;
+        while results.len() < n {
+            match tokio::time::timeout_at(until, receiver.recv()).await {
+                Ok(Some(result)) => results.push(result),
+                _ => panic!("{} of {n} command results within {deadline:?}", results.len()),
+            }
+        }
+        results
     }
 
     /// The node's next command result, if one comes within `deadline`.

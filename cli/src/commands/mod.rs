@@ -1,12 +1,14 @@
 //! The commands that talk to a running coordinator over FleetService, one module per concept: the fleet
 //! (`nodes`, `containers`, `container`), the logs (`events`, `audit`), silences, dry-run, and actions
-//! (`action`, `approve`, `end-storm`); and `health`, over the gRPC health service.
+//! (`action`, `approve`, `end-storm`), the notification test (`notify test`); and `health`, over the gRPC
+//! health service.
 
 pub mod actions;
 pub mod dry_run;
 pub mod events;
 pub mod fleet;
 pub mod health;
+pub mod notify;
 pub mod silences;
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};

@@ -2,5 +2,6 @@
 //! the rendering against golden files, and the standalone mode itself.
 
 mod commands;
+mod notify;
 mod snapshots;
 mod standalone;

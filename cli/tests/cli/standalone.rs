@@ -10,7 +10,7 @@ use hemostat_tests::eventually;
 use hemostat_tests::redis::free_port;
 
 /// `hemostat standalone`, stopped with SIGTERM (or killed) when dropped.
-struct Standalone {
+pub(crate) struct Standalone {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
@@ -18,12 +18,18 @@ struct Standalone {
 
 impl Standalone {
     fn start(scope: &Scope) -> Self {
+        Self::start_with(scope, &[])
+    }
+
+    /// Starts it with these environment variables too (e.g. notification sinks).
+    pub(crate) fn start_with(scope: &Scope, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_hemostat"))
             .args(["standalone", "--listen", &format!("127.0.0.1:{port}"), "--select-label", &scope.selector()])
             .arg("--data-dir")
             .arg(dir.path())
+            .envs(env.iter().copied())
             .env("LOG_LEVEL", "info")
             .env("RESPONDER_VERIFY_SECONDS", "1")
             .stdout(Stdio::null())
@@ -38,7 +44,7 @@ impl Standalone {
     }
 
     /// Runs `hemostat <args>` against this coordinator.
-    fn cli(&self, args: &[&str]) -> Output {
+    pub(crate) fn cli(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_hemostat"))
             .args(args)
             .args(["--coordinator", &format!("localhost:{}", self.port)])
@@ -211,6 +217,14 @@ async fn a_bad_setting_stops_standalone_with_a_message_naming_the_setting_and_it
     let (status, stderr) = refused(dir.path(), &[], &[("HEMOSTAT_CONFIG", &config)]).await;
     assert!(!status.success());
     assert!(stderr.contains(&format!("configuration file {config}, line 2: unknown field `pol_interval`")), "{stderr}");
+
+    // The node's command limits and alerting's sinks are settings of the same file: a bad sink URL is named
+    // with its key and line (the node key before it was accepted).
+    std::fs::write(&file, "commands_per_minute = 30\ndiscord_webhook_url = \"discord.test/x\"\n").unwrap();
+    let (status, stderr) = refused(dir.path(), &["--config", &config], &[]).await;
+    assert!(!status.success());
+    let expected = format!("DISCORD_WEBHOOK_URL (key discord_webhook_url of the configuration file {config}, line 2)");
+    assert!(stderr.contains(&expected) && stderr.contains("must start with http"), "{stderr}");
 
     // A flag beats the environment: the coordinator's RESPONDER_MAX_RETRIES_PER_HOUR=0 is refused, unless
     // the flag says otherwise (then the node's bad variable is the one refused).

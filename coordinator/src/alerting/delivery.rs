@@ -1,17 +1,14 @@
-//! Sending one message: an HTTP POST of JSON with a timeout, retried with exponential backoff.
+//! Sending one request: with a timeout, retried with exponential backoff, the same for every sink.
 //!
-//! A 2xx answer is delivered. A 429 waits as long as its `Retry-After` says (in seconds; an HTTP date, or
-//! none, falls back to the backoff), capped at [`RetryPolicy::max_retry_after`]; a 5xx, a timeout or a
-//! connection failure backs off (1 s, 2 s, 4 s, ... up to [`RetryPolicy::max_backoff`]; a 5xx's own
-//! `Retry-After` is honoured the same way). Any other answer (a 4xx: the URL or the message is wrong) is
-//! final. After [`RetryPolicy::attempts`] attempts the message is given up: the event log still has it.
-//!
-//! Errors never contain the URL: a Slack webhook URL is a secret.
+//! The sink classifies each answer ([`Verdict`]). Delivered ends it. A retry waits as long as the service
+//! asked (HTTP's `Retry-After`, Discord's `retry_after`), capped at [`RetryPolicy::max_retry_after`], or
+//! else backs off (1 s, 2 s, 4 s, ... up to [`RetryPolicy::max_backoff`]); a timeout or a connection
+//! failure backs off the same way. A refusal (a 4xx: the URL or the message is wrong) is final. After
+//! [`RetryPolicy::attempts`] attempts the message is given up: the event log still has it.
 
 use std::time::Duration;
 
-use async_trait::async_trait;
-use serde_json::Value;
+use super::transport::{Reply, Request, Transport};
 
 /// How a sink retries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,28 +45,44 @@ impl RetryPolicy {
     }
 }
 
-/// A server's answer, as far as delivery cares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Reply {
-    /// The HTTP status.
-    pub status: u16,
-    /// The `Retry-After` header, when it held seconds.
-    pub retry_after: Option<Duration>,
+/// What an answer means, as the sink reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The service took it.
+    Delivered,
+    /// Try again: after this long if the service said, else after the backoff.
+    Retry(Option<Duration>),
+    /// The service refused it for good.
+    Refused,
 }
 
-/// A request that got no answer.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{0}")]
-pub struct TransportError(pub String);
+/// The usual reading of an HTTP answer: 2xx delivered; 429 and 5xx retried after their `Retry-After`;
+/// anything else refused.
+pub fn http_verdict(reply: &Reply) -> Verdict {
+    match reply.status {
+        200..=299 => Verdict::Delivered,
+        429 | 500..=599 => Verdict::Retry(reply.retry_after),
+        _ => Verdict::Refused,
+    }
+}
 
-/// Why a message was not delivered.
+/// A request the service took.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivered {
+    /// How many attempts it took.
+    pub attempts: u32,
+    /// The service's answer, in a few words.
+    pub answer: String,
+}
+
+/// Why a request was not delivered.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DeliveryError {
-    /// The server refused it for good (a 4xx other than 429).
-    #[error("refused with HTTP {status}; not retried")]
+    /// The service refused it for good (a 4xx other than 429, an SMTP 5xx).
+    #[error("refused ({answer}); not retried")]
     Refused {
-        /// The status.
-        status: u16,
+        /// The service's answer.
+        answer: String,
     },
     /// Every attempt failed.
     #[error("gave up after {attempts} attempts; the last: {last}")]
@@ -81,76 +94,30 @@ pub enum DeliveryError {
     },
 }
 
-/// Posts JSON somewhere: HTTP in production, a script in tests.
-#[async_trait]
-pub trait Transport: Send + Sync {
-    /// POSTs `body` as `application/json` to `url`, within `timeout`.
-    async fn post_json(&self, url: &str, body: &Value, timeout: Duration) -> Result<Reply, TransportError>;
-}
-
-/// The HTTP transport (reqwest with rustls on aws-lc-rs).
-pub struct HttpTransport {
-    client: reqwest::Client,
-}
-
-impl HttpTransport {
-    /// A transport with its own connection pool; fails when no HTTP client can be built here (e.g. no CA
-    /// certificates on the host for HTTPS).
-    pub fn new() -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .user_agent(concat!("hemostat-coordinator/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(HttpTransport { client })
-    }
-}
-
-#[async_trait]
-impl Transport for HttpTransport {
-    async fn post_json(&self, url: &str, body: &Value, timeout: Duration) -> Result<Reply, TransportError> {
-        let response = self
-            .client
-            .post(url)
-            .timeout(timeout)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| TransportError(e.without_url().to_string()))?;
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        Ok(Reply { status: response.status().as_u16(), retry_after })
-    }
-}
-
-/// A `Retry-After` value in seconds (`"120"`); `None` for an HTTP date or anything else.
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some(value.parse::<u64>().map_or(Duration::MAX, Duration::from_secs))
-}
-
-/// Delivers `body` to `url` under `policy`; returns how many attempts it took.
+/// Delivers `request` under `policy`, reading answers with `classify`; `protocol` names them in messages
+/// (`HTTP`, `SMTP`).
 pub async fn deliver(
     transport: &dyn Transport,
-    url: &str,
-    body: &Value,
+    request: &Request,
+    classify: &(dyn Fn(&Reply) -> Verdict + Sync),
     policy: &RetryPolicy,
-) -> Result<u32, DeliveryError> {
+) -> Result<Delivered, DeliveryError> {
+    let protocol = match request {
+        Request::Http(_) => "HTTP",
+        Request::Mail(_) => "SMTP",
+    };
     let attempts = policy.attempts.max(1);
     let mut attempt = 1;
     loop {
-        let (wait, last) = match transport.post_json(url, body, policy.timeout).await {
-            Ok(reply) if (200..300).contains(&reply.status) => return Ok(attempt),
-            Ok(reply) if reply.status == 429 || (500..600).contains(&reply.status) => {
-                let wait = reply.retry_after.map_or_else(|| policy.backoff(attempt), |w| w.min(policy.max_retry_after));
-                (wait, format!("HTTP {}", reply.status))
-            }
-            Ok(reply) => return Err(DeliveryError::Refused { status: reply.status }),
+        let (wait, last) = match transport.send(request, policy.timeout).await {
+            Ok(reply) => match classify(&reply) {
+                Verdict::Delivered => return Ok(Delivered { attempts: attempt, answer: reply.summary(protocol) }),
+                Verdict::Retry(after) => (
+                    after.map_or_else(|| policy.backoff(attempt), |w| w.min(policy.max_retry_after)),
+                    reply.summary(protocol),
+                ),
+                Verdict::Refused => return Err(DeliveryError::Refused { answer: reply.summary(protocol) }),
+            },
             Err(error) => (policy.backoff(attempt), error.0),
         };
         if attempt >= attempts {
@@ -163,65 +130,20 @@ pub async fn deliver(
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use std::collections::{HashMap, VecDeque};
-    use std::sync::Mutex;
-
+mod tests {
     use serde_json::json;
     use tokio::time::Instant;
 
     use super::*;
-
-    /// A transport answering from a script per URL (200 once it runs out), recording each call's body and time.
-    #[derive(Default)]
-    pub(crate) struct ScriptedTransport {
-        replies: Mutex<HashMap<String, VecDeque<Result<Reply, TransportError>>>>,
-        pub(crate) calls: Mutex<Vec<(String, Value, Instant)>>,
-    }
-
-    impl ScriptedTransport {
-        /// Answers the requests to `url` with `replies` first.
-        pub(crate) fn answering(url: &str, replies: impl IntoIterator<Item = Result<Reply, TransportError>>) -> Self {
-            let transport = ScriptedTransport::default();
-            transport.replies.lock().unwrap().insert(url.to_owned(), replies.into_iter().collect());
-            transport
-        }
-
-        pub(crate) fn bodies(&self, url: &str) -> Vec<Value> {
-            self.calls.lock().unwrap().iter().filter(|(u, _, _)| u == url).map(|(_, b, _)| b.clone()).collect()
-        }
-    }
-
-    #[async_trait]
-    impl Transport for ScriptedTransport {
-        async fn post_json(&self, url: &str, body: &Value, _timeout: Duration) -> Result<Reply, TransportError> {
-            self.calls.lock().unwrap().push((url.to_owned(), body.clone(), Instant::now()));
-            let next = self.replies.lock().unwrap().get_mut(url).and_then(VecDeque::pop_front);
-            next.unwrap_or(Ok(Reply { status: 200, retry_after: None }))
-        }
-    }
-
-    pub(crate) fn status(status: u16, retry_after: Option<u64>) -> Result<Reply, TransportError> {
-        Ok(Reply { status, retry_after: retry_after.map(Duration::from_secs) })
-    }
+    use crate::alerting::transport::TransportError;
+    use crate::alerting::transport::tests::{ScriptedTransport, status};
 
     fn call_times(transport: &ScriptedTransport, start: Instant) -> Vec<Duration> {
         transport.calls.lock().unwrap().iter().map(|(_, _, at)| at.duration_since(start)).collect()
     }
 
-    #[test]
-    fn retry_after_is_read_in_seconds_only() {
-        assert_eq!(parse_retry_after("1"), Some(Duration::from_secs(1)));
-        assert_eq!(parse_retry_after(" 120 "), Some(Duration::from_secs(120)));
-        assert_eq!(parse_retry_after("0"), Some(Duration::ZERO));
-        assert_eq!(
-            parse_retry_after("99999999999999999999999"),
-            Some(Duration::MAX),
-            "huge, then capped by the policy"
-        );
-        for unreadable in ["", "-1", "1.5", "soon", "Wed, 21 Oct 2015 07:28:00 GMT"] {
-            assert_eq!(parse_retry_after(unreadable), None, "{unreadable:?}");
-        }
+    async fn post(transport: &ScriptedTransport, policy: &RetryPolicy) -> Result<Delivered, DeliveryError> {
+        deliver(transport, &Request::json("http://x", json!({})), &http_verdict, policy).await
     }
 
     #[test]
@@ -245,7 +167,7 @@ pub(crate) mod tests {
             ],
         );
         let start = Instant::now();
-        let attempts = deliver(&transport, "http://x", &json!({}), &RetryPolicy::default()).await;
+        let attempts = post(&transport, &RetryPolicy::default()).await.map(|d| d.attempts);
         assert_eq!(attempts, Ok(5));
         let secs: Vec<u64> = call_times(&transport, start).iter().map(Duration::as_secs).collect();
         // 500: wait 1 s; 503: wait 2 s; 429: wait its 7 s; timeout: wait 8 s (the fourth backoff).
@@ -258,7 +180,7 @@ pub(crate) mod tests {
             ScriptedTransport::answering("http://x", [status(429, Some(3600)), status(500, None), status(500, None)]);
         let policy = RetryPolicy { attempts: 3, ..RetryPolicy::default() };
         let start = Instant::now();
-        let result = deliver(&transport, "http://x", &json!({}), &policy).await;
+        let result = post(&transport, &policy).await;
         assert_eq!(result, Err(DeliveryError::GaveUp { attempts: 3, last: "HTTP 500".into() }));
         let secs: Vec<u64> = call_times(&transport, start).iter().map(Duration::as_secs).collect();
         assert_eq!(secs, [0, 60, 62], "Retry-After: 3600 waited only the 60 s cap; then 2 s");
@@ -267,8 +189,25 @@ pub(crate) mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_4xx_is_final() {
         let transport = ScriptedTransport::answering("http://x", [status(404, None)]);
-        let result = deliver(&transport, "http://x", &json!({}), &RetryPolicy::default()).await;
-        assert_eq!(result, Err(DeliveryError::Refused { status: 404 }));
+        let result = post(&transport, &RetryPolicy::default()).await;
+        assert_eq!(result, Err(DeliveryError::Refused { answer: "HTTP 404".into() }));
         assert_eq!(transport.calls.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_sink_decides_what_an_answer_means() {
+        // An SMTP-like reading: 4xx is temporary, 5xx final.
+        let smtp = |reply: &Reply| match reply.status {
+            200..=299 => Verdict::Delivered,
+            400..=499 => Verdict::Retry(None),
+            _ => Verdict::Refused,
+        };
+        let transport = ScriptedTransport::answering("http://x", [status(451, None), status(250, None)]);
+        let request = Request::json("http://x", json!({}));
+        let delivered = deliver(&transport, &request, &smtp, &RetryPolicy::default()).await.unwrap();
+        assert_eq!(delivered, Delivered { attempts: 2, answer: "HTTP 250".into() });
+        let transport = ScriptedTransport::answering("http://x", [status(554, None)]);
+        let refused = deliver(&transport, &request, &smtp, &RetryPolicy::default()).await;
+        assert_eq!(refused, Err(DeliveryError::Refused { answer: "HTTP 554".into() }));
     }
 }

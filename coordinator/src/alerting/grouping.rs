@@ -23,6 +23,16 @@ pub enum Message<T> {
     Burst(Vec<T>),
 }
 
+impl<T> Message<T> {
+    /// The notifications it carries, in order.
+    pub fn items(&self) -> &[T] {
+        match self {
+            Message::Single(item) => std::slice::from_ref(item),
+            Message::Burst(items) => items,
+        }
+    }
+}
+
 /// The grouping rule: one or two notifications are sent each on its own, three or more as one burst.
 pub fn into_messages<T>(group: Vec<T>) -> Vec<Message<T>> {
     if group.len() >= 3 { vec![Message::Burst(group)] } else { group.into_iter().map(Message::Single).collect() }
@@ -33,6 +43,12 @@ pub fn into_messages<T>(group: Vec<T>) -> Vec<Message<T>> {
 /// only what is already queued.
 pub async fn next_group<T>(queue: &DropOldestQueue<T>, window: Duration) -> Option<Vec<T>> {
     let first = queue.pop().await?;
+    Some(gather(queue, first, window).await)
+}
+
+/// The group starting with `first` (just taken from `queue`): it and those arriving within `window` of the
+/// previous one, at most [`MAX_GROUP`] over at most five windows.
+pub async fn gather<T>(queue: &DropOldestQueue<T>, first: T, window: Duration) -> Vec<T> {
     let span_ends = Instant::now() + window * MAX_SPAN_IN_WINDOWS;
     let mut group = vec![first];
     while group.len() < MAX_GROUP {
@@ -42,7 +58,7 @@ pub async fn next_group<T>(queue: &DropOldestQueue<T>, window: Duration) -> Opti
             Ok(None) | Err(_) => break,
         }
     }
-    Some(group)
+    group
 }
 
 #[cfg(test)]
@@ -58,6 +74,8 @@ mod tests {
         assert_eq!(into_messages(vec![1, 2]), vec![Message::Single(1), Message::Single(2)]);
         assert_eq!(into_messages(vec![1, 2, 3]), vec![Message::Burst(vec![1, 2, 3])]);
         assert_eq!(into_messages((0..10).collect()), vec![Message::Burst((0..10).collect())]);
+        assert_eq!(Message::Single(1).items(), [1]);
+        assert_eq!(Message::Burst(vec![1, 2, 3]).items(), [1, 2, 3]);
     }
 
     #[tokio::test(start_paused = true)]

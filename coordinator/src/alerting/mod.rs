@@ -1,4 +1,6 @@
-//! Alerting: telling people what happened, through Slack and a generic JSON webhook.
+//! Alerting: telling people what happened, through the channels they already use: Slack, a generic webhook
+//! (HemoStat's JSON or Alertmanager's payload), Alertmanager, Discord, Microsoft Teams, ntfy, Gotify and
+//! email.
 //!
 //! The event log is the record; notifications are a best-effort copy of it that never blocks the pipeline.
 //! Every event the coordinator stores goes through [`Notifier::notify`], which decides at once and without
@@ -14,66 +16,48 @@
 //!   exhausted budget (a `circuit_open` rejection) always notify, never deduplicated and never quiet.
 //! - **Quiet success** (`ALERT_QUIET_SUCCESS`): a `remediation_complete` with outcome `success` (restarted
 //!   and verified) is not notified.
+//! - **Per-sink filters** ([`filter`]): `<SINK>_EVENTS`, `<SINK>_MIN_SEVERITY`, `<SINK>_NODES`.
 //!
 //! What is left goes onto one bounded queue per sink (`ALERT_QUEUE_CAPACITY`; when full the oldest is dropped
-//! and counted), drained by that sink's own task, so a slow or failing Slack never delays the webhook, and
-//! neither ever delays remediation:
+//! and counted), drained by that sink's own task ([`sender`]), so a slow or failing Slack never delays the
+//! webhook, and none ever delays remediation. Each sink ([`sink::Sink`], one module each in [`sinks`]) only
+//! formats notifications into its service's requests and reads the answers; the rest is shared:
 //!
-//! - **Grouping** ([`grouping`], Slack only): notifications arriving within `ALERT_GROUP_WINDOW_SECONDS`
-//!   (2 s) of each other are taken together (for at most five windows, at most 50). One or two of them are
-//!   sent as their own messages; three or more become **one** message listing them (a burst: a crashed
-//!   dependency, a storm). So every notification waits up to one window before it is sent.
-//! - **Slack** ([`slack`]): an incoming-webhook message with a coloured attachment per notification and the
-//!   fields on-call needs, all untrusted text escaped.
-//! - **Generic webhook** ([`webhook`]): one JSON POST per event, never grouped.
-//! - **Delivery** ([`delivery`]): a timeout per request, exponential backoff on 5xx and network errors,
-//!   `Retry-After` honoured on 429, a bounded number of attempts. What fails is logged and counted
-//!   ([`Notifier::failed`]); the event stays in the log.
+//! - **Grouping** ([`grouping`], for sinks read by people): notifications arriving within
+//!   `ALERT_GROUP_WINDOW_SECONDS` (2 s) of each other are taken together (for at most five windows, at most
+//!   50). One or two of them are sent as their own messages; three or more become **one** message listing
+//!   them (a burst: a crashed dependency, a storm). So every notification waits up to one window before it
+//!   is sent. The generic webhook takes each event alone, at once.
+//! - **Delivery** ([`delivery`], [`transport`]): a timeout per request, exponential backoff on 5xx and
+//!   network errors, the service's wait honoured on 429, a bounded number of attempts. What fails is logged
+//!   and counted ([`Notifier::failed`]); the event stays in the log.
+//! - **Conditions** ([`alerts`], [`conditions`]): Alertmanager, and the webhook in Alertmanager's format,
+//!   get alerts that fire and resolve, and take every event that starts or ends one (a success ends a
+//!   failure even when successes are quiet or deduplicated).
+//! - **Context** ([`context`], [`links`]): every notification names the host, the container's Compose
+//!   project and service, and links to the event in the dashboard and the container in the Docker UI.
+//! - **Test** ([`probe`]): `hemostat notify test` sends a test through each sink and reports its answer.
 
-use std::time::Duration;
-
+pub mod alerts;
+pub mod conditions;
+pub mod config;
+pub mod context;
 pub mod decisions;
 pub mod dedupe;
 pub mod delivery;
+pub mod escape;
+pub mod filter;
 pub mod grouping;
+pub mod links;
 pub mod notification;
 pub mod notifier;
+pub mod probe;
 pub mod queue;
 pub mod selection;
-pub mod slack;
-pub mod webhook;
+pub mod sender;
+pub mod sink;
+pub mod sinks;
+pub mod transport;
 
-pub use notifier::{Notifier, NotifierError, SinkKind};
-
-/// Where and how notifications are sent (`ALERT_*`, `SLACK_WEBHOOK_URL`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AlertingConfig {
-    /// `ALERT_ENABLED`: notifications on or off (the event log is kept either way).
-    pub enabled: bool,
-    /// `SLACK_WEBHOOK_URL`: a Slack incoming webhook.
-    pub slack_webhook_url: Option<String>,
-    /// `ALERT_WEBHOOK_URL`: a generic JSON webhook receiving the same events.
-    pub webhook_url: Option<String>,
-    /// `ALERT_DEDUPE_TTL`: one notification per (event type, node, container, outcome) within this time.
-    pub dedupe_ttl: Duration,
-    /// `ALERT_GROUP_WINDOW_SECONDS`: notifications within this window are sent as one message listing them.
-    pub group_window: Duration,
-    /// `ALERT_QUIET_SUCCESS`: remediated-and-verified issues are not notified (the event log keeps them).
-    pub quiet_success: bool,
-    /// `ALERT_QUEUE_CAPACITY`: notifications waiting to be sent; beyond it the oldest are dropped and counted.
-    pub queue_capacity: usize,
-}
-
-impl Default for AlertingConfig {
-    fn default() -> Self {
-        AlertingConfig {
-            enabled: true,
-            slack_webhook_url: None,
-            webhook_url: None,
-            dedupe_ttl: Duration::from_secs(60),
-            group_window: Duration::from_secs(2),
-            quiet_success: false,
-            queue_capacity: 1000,
-        }
-    }
-}
+pub use config::{AlertingArgs, AlertingConfig, AlertingSettings};
+pub use notifier::{Notifier, NotifierError};

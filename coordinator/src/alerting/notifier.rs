@@ -1,98 +1,93 @@
 //! The [`Notifier`]: takes every stored event, picks those worth telling people, and hands them to one
-//! sending task per sink (Slack, the generic webhook) through bounded queues.
+//! sending task per configured sink ([`sinks`](super::sinks)) through bounded queues.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
 
-use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::events::{EventId, EventRecord};
 
 use super::AlertingConfig;
+use super::context::ContainerLookup;
 use super::decisions::{DecisionMemory, REMEMBERED_DECISIONS};
 use super::dedupe::{DedupeKey, Deduplicator};
-use super::delivery::{HttpTransport, RetryPolicy, Transport, deliver};
-use super::grouping::{Message, into_messages, next_group};
-use super::notification::Notification;
+use super::delivery::RetryPolicy;
+use super::filter::SinkFilter;
+use super::links::Links;
+use super::notification::{Context, Notification};
 use super::queue::DropOldestQueue;
 use super::selection::{Selection, select};
-use super::{slack, webhook};
-
-/// Where notifications go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SinkKind {
-    /// A Slack incoming webhook: grouped, formatted for people.
-    Slack,
-    /// The generic JSON webhook: one POST per event, for programs.
-    Webhook,
-}
-
-impl SinkKind {
-    /// Its name in logs: `slack`, `webhook`.
-    pub fn name(self) -> &'static str {
-        match self {
-            SinkKind::Slack => "slack",
-            SinkKind::Webhook => "webhook",
-        }
-    }
-}
-
-/// What happened to notifications, for metrics. Each event counts once per sink it was meant for.
-#[derive(Debug, Default)]
-struct Counters {
-    sent: AtomicU64,
-    failed: AtomicU64,
-    dropped: AtomicU64,
-}
+use super::sender::{Counters, SinkSender};
+use super::sink::Sink;
+use super::sinks;
+use super::transport::{NetworkTransport, Transport};
 
 /// What `notify` keeps between events.
-struct Filter {
+struct Memory {
     dedupe: Deduplicator,
     decisions: DecisionMemory,
 }
 
+/// One configured sink, as the notifier holds it.
+pub(super) struct Slot {
+    pub(super) sink: Arc<dyn Sink>,
+    filter: SinkFilter,
+    queue: Arc<DropOldestQueue<Notification>>,
+}
+
 /// A running notifier; dropping the last handle closes the queues, and each sink's task ends once it has
 /// sent (or given up on) what was queued.
-struct Active {
+pub(super) struct Active {
     quiet_success: bool,
-    filter: Mutex<Filter>,
-    queues: Vec<(SinkKind, Arc<DropOldestQueue<Notification>>)>,
+    memory: Mutex<Memory>,
+    pub(super) slots: Vec<Slot>,
+    /// Whether a sink takes events the shared rules did not select.
+    tracks_conditions: bool,
+    links: Links,
+    containers: OnceLock<Arc<dyn ContainerLookup>>,
+    pub(super) transport: Arc<dyn Transport>,
 }
 
 impl Drop for Active {
     fn drop(&mut self) {
-        for (_, queue) in &self.queues {
-            queue.close();
+        for slot in &self.slots {
+            slot.queue.close();
         }
     }
 }
 
-/// Sends notifications of stored events to Slack and the generic webhook without ever holding up the caller.
+/// Sends notifications of stored events to the configured sinks without ever holding up the caller.
 ///
 /// Cheap to clone; every clone feeds the same queues.
 #[derive(Clone)]
 pub struct Notifier {
-    active: Option<Arc<Active>>,
+    pub(super) active: Option<Arc<Active>>,
     counters: Arc<Counters>,
 }
 
 /// Why notifications cannot be sent from this host.
 #[derive(Debug, thiserror::Error)]
-#[error("notifications are configured but no HTTP client can be built here: {0}")]
-pub struct NotifierError(String);
+pub enum NotifierError {
+    /// No HTTP client can be built.
+    #[error("notifications are configured but no HTTP client can be built here: {0}")]
+    Http(String),
+    /// The SMTP client cannot be set up.
+    #[error("email notifications are configured but cannot be sent: {0}")]
+    Email(#[from] super::sinks::email::EmailError),
+}
 
 impl Notifier {
-    /// A notifier for `config`, sending over HTTP with the default [`RetryPolicy`]. Spawns one task per
-    /// configured sink, so it must be called within a Tokio runtime. Disabled (it notifies nothing) when
-    /// `ALERT_ENABLED` is false or no URL is set. Fails when a sink is configured but no HTTP client can be
-    /// built on this host.
+    /// A notifier for `config`, sending over HTTP (and SMTP) with the default [`RetryPolicy`]. Spawns one
+    /// task per configured sink, so it must be called within a Tokio runtime. Disabled (it notifies
+    /// nothing) when `ALERT_ENABLED` is false or no sink is configured. Fails when a sink is configured but
+    /// no client for it can be built on this host.
     pub fn new(config: &AlertingConfig) -> Result<Self, NotifierError> {
-        if !config.enabled || (config.slack_webhook_url.is_none() && config.webhook_url.is_none()) {
-            return Ok(Self::disabled());
+        if !config.enabled || sinks::configured(config).is_empty() {
+            return Ok(Self::off(config));
         }
-        let transport = HttpTransport::new().map_err(|e| NotifierError(e.to_string()))?;
+        let smtp = config.email.as_ref().map(|email| email.mailer()).transpose()?;
+        let transport = NetworkTransport::new(smtp).map_err(|e| NotifierError::Http(e.to_string()))?;
         Ok(Self::with_transport(config, RetryPolicy::default(), Arc::new(transport)))
     }
 
@@ -103,25 +98,16 @@ impl Notifier {
 
     /// A notifier sending through `transport` (a script in tests) under `retry`.
     pub(crate) fn with_transport(config: &AlertingConfig, retry: RetryPolicy, transport: Arc<dyn Transport>) -> Self {
-        let sinks: Vec<(SinkKind, &String)> =
-            [(SinkKind::Slack, config.slack_webhook_url.as_ref()), (SinkKind::Webhook, config.webhook_url.as_ref())]
-                .into_iter()
-                .filter_map(|(kind, url)| Some((kind, url?)))
-                .collect();
-        if !config.enabled || sinks.is_empty() {
-            tracing::info!(
-                enabled = config.enabled,
-                "notifications off (ALERT_ENABLED, SLACK_WEBHOOK_URL, ALERT_WEBHOOK_URL); the event log is kept"
-            );
-            return Self::disabled();
+        let sinks = if config.enabled { sinks::configured(config) } else { Vec::new() };
+        if sinks.is_empty() {
+            return Self::off(config);
         }
         let counters = Arc::new(Counters::default());
-        let mut queues = Vec::new();
-        for (kind, url) in sinks {
+        let mut slots = Vec::new();
+        for sink in sinks {
             let queue = Arc::new(DropOldestQueue::new(config.queue_capacity));
             let sender = SinkSender {
-                kind,
-                url: url.clone(),
+                sink: sink.clone(),
                 queue: queue.clone(),
                 transport: transport.clone(),
                 retry,
@@ -129,21 +115,49 @@ impl Notifier {
                 counters: counters.clone(),
             };
             tokio::spawn(sender.run());
-            queues.push((kind, queue));
+            let filter = config.filters.get(sink.name()).cloned().unwrap_or_default();
+            slots.push(Slot { sink, filter, queue });
         }
         tracing::info!(
-            sinks = ?queues.iter().map(|(kind, _)| kind.name()).collect::<Vec<_>>(),
+            sinks = ?slots.iter().map(|slot| slot.sink.name()).collect::<Vec<_>>(),
             dedupe_ttl = ?config.dedupe_ttl,
             group_window = ?config.group_window,
             quiet_success = config.quiet_success,
             "notifications on"
         );
-        let filter = Filter {
+        let memory = Memory {
             dedupe: Deduplicator::new(config.dedupe_ttl),
             decisions: DecisionMemory::new(REMEMBERED_DECISIONS),
         };
-        let active = Active { quiet_success: config.quiet_success, filter: Mutex::new(filter), queues };
+        let active = Active {
+            quiet_success: config.quiet_success,
+            memory: Mutex::new(memory),
+            tracks_conditions: slots.iter().any(|slot| slot.sink.tracks_conditions()),
+            slots,
+            links: config.links.clone(),
+            containers: OnceLock::new(),
+            transport,
+        };
         Notifier { active: Some(Arc::new(active)), counters }
+    }
+
+    /// A disabled notifier, saying why.
+    fn off(config: &AlertingConfig) -> Self {
+        tracing::info!(
+            enabled = config.enabled,
+            "notifications off (ALERT_ENABLED, or no sink configured: SLACK_WEBHOOK_URL, ALERT_WEBHOOK_URL, \
+             ALERTMANAGER_URL, DISCORD_WEBHOOK_URL, TEAMS_WEBHOOK_URL, NTFY_URL, GOTIFY_URL, SMTP_URL); the event \
+             log is kept"
+        );
+        Self::disabled()
+    }
+
+    /// Looks containers' Compose project and service up in `containers` (the registry) for notifications.
+    pub fn with_containers(self, containers: Arc<dyn ContainerLookup>) -> Self {
+        if let Some(active) = &self.active {
+            let _ = active.containers.set(containers);
+        }
+        self
     }
 
     /// Whether any sink is configured and notifications are on.
@@ -152,29 +166,41 @@ impl Notifier {
     }
 
     /// Takes an event just stored under `id`: notifies it if it is of a notified kind and not a repeat within
-    /// the dedupe TTL. Never waits and never fails: a full queue drops its oldest notification (counted in
-    /// [`dropped`](Self::dropped)).
+    /// the dedupe TTL (and to the sinks that track conditions, if it starts or ends one). Never waits and
+    /// never fails: a full queue drops its oldest notification (counted in [`dropped`](Self::dropped)).
     pub fn notify(&self, id: EventId, record: &EventRecord) {
         let Some(active) = &self.active else { return };
-        let decision = {
-            let mut filter = active.filter.lock().expect("notifier filter lock");
-            filter.decisions.remember(record);
-            match select(record, active.quiet_success) {
-                Selection::Skip => return,
-                Selection::Deduplicated if !filter.dedupe.admit(DedupeKey::of(record), Instant::now()) => {
-                    tracing::debug!(%id, kind = ?record.kind, container = %record.container_name, "repeat not notified");
-                    return;
+        let (selected, decision) = {
+            let mut memory = active.memory.lock().expect("notifier memory lock");
+            memory.decisions.remember(record);
+            let selected = match select(record, active.quiet_success) {
+                Selection::Skip => false,
+                Selection::Deduplicated => {
+                    let admitted = memory.dedupe.admit(DedupeKey::of(record), Instant::now());
+                    if !admitted {
+                        tracing::debug!(%id, kind = ?record.kind, container = %record.container_name, "repeat not notified");
+                    }
+                    admitted
                 }
-                Selection::Deduplicated | Selection::Always => {}
-            }
-            filter.decisions.recall(record)
+                Selection::Always => true,
+            };
+            (selected, memory.decisions.recall(record))
         };
-        let notification = Notification { id, record: record.clone(), decision };
-        for (kind, queue) in &active.queues {
-            if let Some(dropped) = queue.push(notification.clone()) {
+        if !selected && !active.tracks_conditions {
+            return;
+        }
+        let mut notification = Notification::new(id, record.clone(), decision);
+        let takers: Vec<&Slot> =
+            active.slots.iter().filter(|slot| slot.sink.wants(&notification, selected, &slot.filter)).collect();
+        if takers.is_empty() {
+            return;
+        }
+        notification.context = active.context(record);
+        for slot in takers {
+            if let Some(dropped) = slot.queue.push(notification.clone()) {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
-                    sink = kind.name(),
+                    sink = slot.sink.name(),
                     dropped = %dropped.id,
                     "notification queue full (ALERT_QUEUE_CAPACITY): the oldest was dropped; the event log keeps it"
                 );
@@ -199,67 +225,17 @@ impl Notifier {
 
     /// Notifications waiting to be sent, over all sinks.
     pub fn queued(&self) -> usize {
-        self.active.as_ref().map_or(0, |a| a.queues.iter().map(|(_, q)| q.len()).sum())
+        self.active.as_ref().map_or(0, |a| a.slots.iter().map(|slot| slot.queue.len()).sum())
     }
 }
 
-/// One sink's sending task.
-struct SinkSender {
-    kind: SinkKind,
-    url: String,
-    queue: Arc<DropOldestQueue<Notification>>,
-    transport: Arc<dyn Transport>,
-    retry: RetryPolicy,
-    group_window: Duration,
-    counters: Arc<Counters>,
-}
-
-impl SinkSender {
-    async fn run(self) {
-        loop {
-            let group = match self.kind {
-                SinkKind::Slack => next_group(&self.queue, self.group_window).await,
-                SinkKind::Webhook => self.queue.pop().await.map(|n| vec![n]),
-            };
-            let Some(group) = group else { break };
-            for (body, ids) in self.messages(group) {
-                self.send(&body, &ids).await;
-            }
-        }
-        tracing::debug!(sink = self.kind.name(), "notification sink stopped");
-    }
-
-    /// The messages for a group, each with the ids of the events it carries.
-    fn messages(&self, group: Vec<Notification>) -> Vec<(Value, Vec<EventId>)> {
-        match self.kind {
-            SinkKind::Slack => into_messages(group)
-                .into_iter()
-                .map(|message| match message {
-                    Message::Single(n) => (slack::single(&n), vec![n.id]),
-                    Message::Burst(ns) => (slack::burst(&ns), ns.iter().map(|n| n.id).collect()),
-                })
-                .collect(),
-            SinkKind::Webhook => group.iter().map(|n| (webhook::body(n), vec![n.id])).collect(),
-        }
-    }
-
-    async fn send(&self, body: &Value, ids: &[EventId]) {
-        let count = ids.len() as u64;
-        match deliver(self.transport.as_ref(), &self.url, body, &self.retry).await {
-            Ok(attempts) => {
-                self.counters.sent.fetch_add(count, Ordering::Relaxed);
-                tracing::debug!(sink = self.kind.name(), events = count, attempts, "notification sent");
-            }
-            Err(error) => {
-                self.counters.failed.fetch_add(count, Ordering::Relaxed);
-                let ids: Vec<String> = ids.iter().map(EventId::to_string).collect();
-                tracing::warn!(
-                    sink = self.kind.name(),
-                    events = %ids.join(","),
-                    %error,
-                    "notification not delivered; the event log keeps the events"
-                );
-            }
+impl Active {
+    /// What a notification of `record` adds: the Compose service, the links.
+    fn context(&self, record: &EventRecord) -> Context {
+        Context {
+            compose: self.containers.get().and_then(|c| c.compose(&record.node, &record.container_id)),
+            event_url: self.links.event(record),
+            container_url: self.links.container(record),
         }
     }
 }
@@ -269,7 +245,11 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::alerting::delivery::tests::{ScriptedTransport, status};
+    use std::time::Duration;
+
+    use serde_json::Value;
+
+    use crate::alerting::transport::tests::{ScriptedTransport, status};
     use crate::events::{Action, EventKind, Outcome, Rejection};
 
     const SLACK: &str = "https://hooks.slack.test/services/T/B/secret";

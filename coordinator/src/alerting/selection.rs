@@ -8,6 +8,18 @@
 
 use crate::events::{EventKind, EventRecord, Outcome, Rejection};
 
+/// Every event type that can be notified.
+pub const NOTIFIED: [EventKind; 8] = [
+    EventKind::RemediationComplete,
+    EventKind::Rejected,
+    EventKind::FalseAlarm,
+    EventKind::Storm,
+    EventKind::NodeLost,
+    EventKind::NodeRecovered,
+    EventKind::SpoolOverflow,
+    EventKind::StoreUnavailable,
+];
+
 /// What happens to an event on its way to the sinks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Selection {
@@ -32,9 +44,11 @@ pub fn select(record: &EventRecord, quiet_success: bool) -> Selection {
         | EventKind::NodeLost
         | EventKind::NodeRecovered
         | EventKind::SpoolOverflow => Selection::Deduplicated,
-        EventKind::HealthAlert | EventKind::Resolved | EventKind::RemediationNeeded | EventKind::OperatorAction => {
-            Selection::Skip
-        }
+        EventKind::HealthAlert
+        | EventKind::Resolved
+        | EventKind::RemediationNeeded
+        | EventKind::OperatorAction
+        | EventKind::NodeNotice => Selection::Skip,
     }
 }
 
@@ -63,6 +77,14 @@ mod tests {
             [EventKind::HealthAlert, EventKind::Resolved, EventKind::RemediationNeeded, EventKind::OperatorAction]
         {
             assert_eq!(select(&record(kind, None, None), false), Selection::Skip, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn the_notified_list_is_what_select_can_pass() {
+        for kind in crate::alerting::notification::tests::ALL_KINDS {
+            let passes = select(&record(kind, Some(Outcome::Failed), None), false) != Selection::Skip;
+            assert_eq!(passes, NOTIFIED.contains(&kind), "{kind:?}");
         }
     }
 

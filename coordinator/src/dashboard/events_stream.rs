@@ -1,7 +1,6 @@
-//! The live event stream: server-sent events fed from the event log. Each SSE message is one event (its
-//! `id` is the event id), so a browser that reconnects sends `Last-Event-ID` and resumes exactly after the
-//! last event it received. Woken by this coordinator's appends; events recorded by other coordinators on
-//! the same store are found by polling.
+//! The live event stream: server-sent events fed from the journal's live tail (the one WatchEvents reads).
+//! Each SSE message is one event (its `id` is the event id), so a browser that reconnects sends
+//! `Last-Event-ID` and resumes exactly after the last event it received.
 
 use std::convert::Infallible;
 use std::time::{Duration, SystemTime};
@@ -9,17 +8,13 @@ use std::time::{Duration, SystemTime};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::StreamExt;
 use serde::Deserialize;
-use tokio_stream::StreamExt;
 
 use super::Dashboard;
 use super::routes::{ApiError, EventView};
 use crate::events::{EventId, unix_ms};
-
-/// How often the log is read again when no local append woke the stream.
-const POLL: Duration = Duration::from_millis(500);
-/// Events read from the store at a time.
-const BATCH: usize = 500;
+use crate::fleet::event_reads::EventFilter;
 
 /// Where a new stream starts.
 #[derive(Debug, Default, Deserialize)]
@@ -40,48 +35,31 @@ pub fn start_after(headers: &HeaderMap, start: &StreamStart) -> Result<EventId, 
     Ok(EventId { ms: since.saturating_sub(1), seq: u64::MAX })
 }
 
-/// `GET /api/stream`: every event appended after the start, as it is appended.
+/// `GET /api/stream`: every event appended after the start, as it is appended, until the coordinator stops.
 pub async fn stream(
     State(dashboard): State<Dashboard>,
     headers: HeaderMap,
     Query(start): Query<StreamStart>,
 ) -> Result<Sse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let mut cursor = start_after(&headers, &start)?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
+    let after = start_after(&headers, &start)?;
+    let tail = dashboard.fleet.watch(Some(after), EventFilter::default())?;
     let mut stop = dashboard.stop.clone();
-    tokio::spawn(async move {
-        loop {
-            let appended = dashboard.remediator.appended();
-            let batch = match dashboard.store.read_events(Some(cursor), BATCH).await {
-                Ok(batch) => batch,
+    let stopped = async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
+    let events = tail
+        .map(|event| {
+            Ok(match event {
+                Ok(event) => {
+                    let data = serde_json::to_string(&EventView::of(&event)).expect("events serialize");
+                    Event::default().id(event.id.to_string()).data(data)
+                }
                 Err(error) => {
-                    let _ = tx
-                        .send(
-                            Event::default().event("failure").data(format!("the state store did not answer: {error}")),
-                        )
-                        .await;
-                    return;
+                    Event::default().event("failure").data(format!("the state store did not answer: {error}"))
                 }
-            };
-            let caught_up = batch.len() < BATCH;
-            for event in batch {
-                cursor = event.id;
-                let data = serde_json::to_string(&EventView::of(&event)).expect("events serialize");
-                if tx.send(Event::default().id(event.id.to_string()).data(data)).await.is_err() {
-                    return;
-                }
-            }
-            if caught_up {
-                tokio::select! {
-                    _ = appended => {}
-                    _ = tokio::time::sleep(POLL) => {}
-                    _ = tx.closed() => return,
-                    _ = stop.wait_for(|stop| *stop) => return,
-                }
-            }
-        }
-    });
-    let events = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok);
+            })
+        })
+        .take_until(stopped);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

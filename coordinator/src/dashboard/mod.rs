@@ -1,13 +1,12 @@
 //! The dashboard: the fleet at a glance, live, in a browser, served by the coordinator on an HTTP port of
 //! its own (`HEMOSTAT_DASHBOARD_LISTEN`).
 //!
-//! It reads the same state as FleetService (the registry, the event and audit logs, silences, budgets) and
-//! changes it only through the [`Remediator`] with the admin's identity. The page (plain HTML, CSS and
-//! JavaScript, [`assets`]) is embedded in the binary and reads JSON under `/api/` ([`routes`]), with a live
-//! feed of events ([`events_stream`]), figures computed by [`analytics`] and charts by [`metric_series`].
-//! Who may do what is [`auth`]'s concern.
+//! A thin adapter over the same application service as FleetService ([`Fleet`]): it sees the whole fleet
+//! (every coordinator's nodes, through the fleet directory) and changes things only through the service's
+//! commands, with the admin's identity. The page (plain HTML, CSS and JavaScript, [`assets`]) is embedded in
+//! the binary and reads JSON under `/api/` ([`routes`]), with a live feed of events ([`events_stream`]) and
+//! charts by [`metric_series`]. Who may do what is [`auth`]'s concern.
 
-pub mod analytics;
 mod assets;
 pub mod auth;
 pub mod events_stream;
@@ -16,7 +15,6 @@ mod routes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -27,9 +25,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::registry::Registry;
-use crate::remediation::Remediator;
-use crate::store::StateStore;
+use crate::fleet::Fleet;
 use auth::{Access, DashboardTokens};
 
 /// The dashboard's settings.
@@ -98,15 +94,11 @@ pub async fn bind(config: DashboardConfig) -> Result<DashboardListener, Dashboar
     Ok(DashboardListener { listener, config })
 }
 
-/// What the dashboard reads and changes: the coordinator's own registry, store and remediator.
+/// What the dashboard reads and changes: the fleet service, and who may use it.
 #[derive(Clone)]
 pub struct Dashboard {
-    registry: Arc<Registry>,
-    store: Arc<dyn StateStore>,
-    remediator: Arc<Remediator>,
+    fleet: Arc<Fleet>,
     access: Arc<Access>,
-    /// How long decisions wait for approval, when they do (`RESPONDER_REQUIRE_APPROVAL`).
-    approval_ttl: Option<Duration>,
     /// Becomes true when the coordinator stops; live streams end then.
     stop: watch::Receiver<bool>,
 }
@@ -117,15 +109,8 @@ impl DashboardListener {
         self.listener.local_addr().ok()
     }
 
-    /// Serves the dashboard over this coordinator's state until `stop` turns true.
-    pub fn spawn(
-        self,
-        registry: Arc<Registry>,
-        store: Arc<dyn StateStore>,
-        remediator: Arc<Remediator>,
-        approval_ttl: Option<Duration>,
-        stop: watch::Receiver<bool>,
-    ) {
+    /// Serves the dashboard over the fleet service until `stop` turns true.
+    pub fn spawn(self, fleet: Arc<Fleet>, stop: watch::Receiver<bool>) {
         let addr = self.local_addr();
         let access = Arc::new(Access::new(self.config.tokens.clone()));
         tracing::info!(
@@ -133,7 +118,7 @@ impl DashboardListener {
             login = if access.requires_login() { "tokens" } else { "none (loopback only)" },
             "serving the dashboard"
         );
-        let dashboard = Dashboard { registry, store, remediator, access, approval_ttl, stop: stop.clone() };
+        let dashboard = Dashboard { fleet, access, stop: stop.clone() };
         let router = router(dashboard);
         let mut stopped = stop;
         tokio::spawn(async move {

@@ -1,7 +1,7 @@
 //! The dashboard's JSON API: what the page reads (`GET /api/...`) and the admin's changes (`POST`), each
 //! through the same registry, store and remediator methods as FleetService.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
@@ -11,34 +11,26 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::Dashboard;
-use super::analytics::{self, Analytics, Period};
 use super::auth::{self, DashboardRole, DashboardUser, Refusal};
 use super::metric_series::{SeriesPoint, series};
 use crate::container::Anomaly;
-use crate::events::{EventId, EventKind, EventRecord, Outcome, Rejection, StoredEvent, unix_ms};
-use crate::registry::ContainerEntry;
-use crate::remediation::ApprovalError;
-use crate::silence::{MAX_SILENCE, Silence, new_silence_id};
-use crate::store::StoreError;
+use crate::events::{EventId, EventKind, EventRecord, Outcome, StoredEvent, unix_ms};
+use crate::fleet::FleetError;
+use crate::fleet::analytics::{Analytics, Period};
+use crate::fleet::commands::SilenceRequest;
+use crate::fleet::event_reads::{EventFilter, NameMatch};
+use crate::fleet::queries::ContainerDetail;
+use crate::silence::Silence;
 
 /// Events the timeline returns when the request does not say, and at most.
 const DEFAULT_LIMIT: usize = 200;
 const MAX_LIMIT: usize = 1000;
 /// The timeline's default period: the last day.
 const DEFAULT_PERIOD: Duration = Duration::from_secs(24 * 3600);
-/// The most events one request reads from the store, so no request can scan forever.
-const MAX_SCAN: usize = 500_000;
-/// Events read from the store at a time.
-const BATCH: usize = 1000;
 /// Samples in an overview trend line.
 const TREND_SAMPLES: usize = 60;
 /// Events on a container's page.
 const CONTAINER_EVENTS: usize = 200;
-/// How far around an event its details look for the events of the same action.
-const DETAILS_WINDOW: Duration = Duration::from_secs(2 * 3600);
-/// The longest name, reason and filter accepted.
-const MAX_NAME_LEN: usize = 253;
-const MAX_REASON_LEN: usize = 500;
 
 /// An API error: a status and a message for people, as `{"error": "..."}`.
 #[derive(Debug)]
@@ -56,18 +48,18 @@ impl ApiError {
     fn not_found(message: impl Into<String>) -> Self {
         ApiError { status: StatusCode::NOT_FOUND, message: message.into() }
     }
-
-    fn conflict(message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::CONFLICT, message: message.into() }
-    }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: format!("the state store did not answer: {error}"),
-        }
+impl From<FleetError> for ApiError {
+    fn from(error: FleetError) -> Self {
+        let status = match &error {
+            FleetError::Invalid(_) => StatusCode::BAD_REQUEST,
+            FleetError::Forbidden(_) => StatusCode::FORBIDDEN,
+            FleetError::NotFound(_) => StatusCode::NOT_FOUND,
+            FleetError::Stopped(_) | FleetError::TooBroad(_) => StatusCode::CONFLICT,
+            FleetError::NodeUnreachable(_) | FleetError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError { status, message: error.to_string() }
     }
 }
 
@@ -117,45 +109,6 @@ fn now_ms() -> u64 {
 
 fn ms(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The id just before `id`, so that reading after it starts at `id`.
-fn just_before(id: EventId) -> Option<EventId> {
-    match (id.ms, id.seq) {
-        (0, 0) => None,
-        (ms, 0) => Some(EventId { ms: ms - 1, seq: u64::MAX }),
-        (ms, seq) => Some(EventId { ms, seq: seq - 1 }),
-    }
-}
-
-/// Reads the event log from `since_ms` while events are before `until_ms`, handing each to `visit`; at
-/// most [`MAX_SCAN`] events. Returns whether it stopped at that limit.
-async fn scan(
-    dashboard: &Dashboard,
-    since_ms: u64,
-    until_ms: Option<u64>,
-    mut visit: impl FnMut(StoredEvent),
-) -> Result<bool, ApiError> {
-    let mut cursor = just_before(EventId { ms: since_ms, seq: 0 });
-    let mut scanned = 0;
-    loop {
-        let batch = dashboard.store.read_events(cursor, BATCH).await?;
-        let full = batch.len() == BATCH;
-        for event in batch {
-            if until_ms.is_some_and(|until| event.id.ms >= until) {
-                return Ok(false);
-            }
-            cursor = Some(event.id);
-            scanned += 1;
-            visit(event);
-            if scanned >= MAX_SCAN {
-                return Ok(true);
-            }
-        }
-        if !full {
-            return Ok(false);
-        }
-    }
 }
 
 /// What `/api/session` tells the page.
@@ -274,23 +227,13 @@ struct ContainerView {
     silence: Option<Silence>,
 }
 
-/// The page's view of a registry entry, with its budget read from the store and its silence.
-async fn container_view(
-    dashboard: &Dashboard,
-    entry: &ContainerEntry,
-    silences: &[Silence],
-    now: u64,
-) -> Result<ContainerView, ApiError> {
-    let key = entry.facts.budget_key(&entry.node);
-    let budget = dashboard.remediator.budget();
-    let status = budget.status(&dashboard.store.read_budget(&key).await?, now);
-    let circuit_retry_s = match status.circuit {
-        crate::policy::Circuit::Open { retry_after } => retry_after.as_secs().max(1),
-        _ => 0,
-    };
+/// The page's view of a container, with its budget and silence.
+fn container_view(detail: ContainerDetail) -> ContainerView {
+    let ContainerDetail { entry, budget, silence } = detail;
     let trend: Vec<_> = entry.recent.iter().skip(entry.recent.len().saturating_sub(TREND_SAMPLES)).collect();
     let m = entry.metrics.as_ref();
-    Ok(ContainerView {
+    let status = budget.status;
+    ContainerView {
         node: entry.node.clone(),
         id: entry.facts.id.clone(),
         name: entry.facts.name.clone(),
@@ -312,17 +255,17 @@ async fn container_view(
         memory_trend: trend.iter().map(|m| m.memory_percent).collect(),
         anomalies: entry.anomalies.clone(),
         budget: BudgetView {
-            key,
-            cooldown_remaining_s: status.cooldown_remaining.as_secs_f64().ceil() as u64,
+            key: budget.key,
+            cooldown_remaining_s: status.cooldown_seconds(),
             attempts_in_window: status.attempts_in_window,
             max_attempts: budget.max_attempts,
             consecutive_failures: status.consecutive_failures,
             circuit: status.circuit.name(),
-            circuit_retry_s,
+            circuit_retry_s: status.circuit_retry_seconds(),
             last_action_ms: status.last_action_ms,
         },
-        silence: silences.iter().find(|s| s.covers(&entry.node, &entry.facts.name, now)).cloned(),
-    })
+        silence,
+    }
 }
 
 /// What the overview shows.
@@ -340,14 +283,13 @@ pub struct OverviewView {
     pending_approvals: Vec<EventView>,
 }
 
-/// `GET /api/overview`: nodes, containers with their metrics, anomalies, budgets and silences; dry-run;
-/// decisions awaiting approval.
+/// `GET /api/overview`: the whole fleet's nodes, containers with their metrics, anomalies, budgets and
+/// silences; dry-run; decisions awaiting approval.
 pub async fn overview(State(dashboard): State<Dashboard>) -> Result<Json<OverviewView>, ApiError> {
-    let now = now_ms();
-    let silences = dashboard.store.silences(now).await?;
-    let nodes = dashboard
-        .registry
+    let fleet = &dashboard.fleet;
+    let nodes = fleet
         .nodes()
+        .await?
         .into_iter()
         .map(|node| NodeView {
             name: node.hello.name,
@@ -361,55 +303,23 @@ pub async fn overview(State(dashboard): State<Dashboard>) -> Result<Json<Overvie
             spool_dropped: node.spool_dropped,
         })
         .collect();
-    let mut containers = Vec::new();
-    for entry in dashboard.registry.containers(None) {
-        containers.push(container_view(&dashboard, &entry, &silences, now).await?);
-    }
-    let (dry_run, dry_run_source) = dashboard.remediator.dry_run().await?;
-    let pending_approvals = match dashboard.approval_ttl {
-        Some(ttl) => pending_approvals(&dashboard, ttl, now).await?,
-        None => Vec::new(),
-    };
+    let containers = fleet.container_details(fleet.containers(None).await?).await?;
+    let dry_run = fleet.dry_run().await?;
     Ok(Json(OverviewView {
-        now_ms: now,
+        now_ms: now_ms(),
         nodes,
-        containers,
-        silences,
-        dry_run,
-        dry_run_source,
-        approval_required: dashboard.approval_ttl.is_some(),
-        pending_approvals,
+        containers: containers.into_iter().map(container_view).collect(),
+        silences: fleet.silences().await?,
+        dry_run: dry_run.enabled,
+        dry_run_source: dry_run.source.name(),
+        approval_required: fleet.approval_ttl().is_some(),
+        pending_approvals: fleet.pending_approvals().await?.iter().map(EventView::of).collect(),
     }))
 }
 
-/// The `awaiting_approval` rejections of the last `ttl` that no approval has followed.
-async fn pending_approvals(dashboard: &Dashboard, ttl: Duration, now: u64) -> Result<Vec<EventView>, ApiError> {
-    let since = now.saturating_sub(ttl.as_millis() as u64);
-    let mut waiting: Vec<StoredEvent> = Vec::new();
-    let mut approved: HashSet<String> = HashSet::new();
-    scan(dashboard, since, None, |event| {
-        let r = &event.record;
-        match (r.kind, &r.command_id) {
-            (EventKind::Rejected, Some(_)) if r.rejection == Some(Rejection::AwaitingApproval) => waiting.push(event),
-            (EventKind::RemediationNeeded, Some(command)) if r.analysis_method.as_deref() == Some("operator") => {
-                approved.insert(command.clone());
-            }
-            _ => {}
-        }
-    })
-    .await?;
-    let ttl_ms = ttl.as_millis() as u64;
-    Ok(waiting
-        .iter()
-        .filter(|e| e.record.time_ms + ttl_ms > now)
-        .filter(|e| e.record.command_id.as_ref().is_some_and(|c| !approved.contains(c)))
-        .map(EventView::of)
-        .collect())
-}
-
-/// The timeline's filters.
+/// The timeline's filters, as the page sends them.
 #[derive(Debug, Default, Deserialize)]
-pub struct EventFilter {
+pub struct TimelineQuery {
     /// Event types, comma-separated names (`health_alert,rejected`).
     #[serde(default)]
     types: String,
@@ -430,17 +340,10 @@ pub struct EventFilter {
     limit: Option<usize>,
 }
 
-/// A parsed filter.
-struct Matcher {
-    kinds: Vec<EventKind>,
-    node: String,
-    container: String,
-    outcome: Option<Outcome>,
-}
-
-impl Matcher {
-    fn parse(filter: &EventFilter) -> Result<Self, ApiError> {
-        let kinds = filter
+impl TimelineQuery {
+    /// The filter it asks for: names of types and outcome to the domain's, the container as a search.
+    fn filter(&self) -> Result<EventFilter, ApiError> {
+        let types = self
             .types
             .split(',')
             .map(str::trim)
@@ -450,7 +353,7 @@ impl Matcher {
                     .map_err(|_| ApiError::bad_request(format!("unknown event type {t:?}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let outcome = match filter.outcome.as_str() {
+        let outcome = match self.outcome.as_str() {
             "" => None,
             name => Some(
                 Outcome::ALL
@@ -459,17 +362,7 @@ impl Matcher {
                     .ok_or_else(|| ApiError::bad_request(format!("unknown outcome {name:?}")))?,
             ),
         };
-        if filter.node.len() > MAX_NAME_LEN || filter.container.len() > MAX_NAME_LEN {
-            return Err(ApiError::bad_request("a name filter is too long"));
-        }
-        Ok(Matcher { kinds, node: filter.node.clone(), container: filter.container.to_lowercase(), outcome })
-    }
-
-    fn matches(&self, r: &EventRecord) -> bool {
-        (self.kinds.is_empty() || self.kinds.contains(&r.kind))
-            && (self.node.is_empty() || r.node == self.node)
-            && (self.container.is_empty() || r.container_name.to_lowercase().contains(&self.container))
-            && self.outcome.is_none_or(|o| r.outcome == Some(o))
+        Ok(EventFilter { types, node: self.node.clone(), container: NameMatch::containing(&self.container), outcome })
     }
 }
 
@@ -489,32 +382,18 @@ pub struct EventsView {
 /// `GET /api/events`: the newest events matching the filter, newest first.
 pub async fn events(
     State(dashboard): State<Dashboard>,
-    Query(filter): Query<EventFilter>,
+    Query(query): Query<TimelineQuery>,
 ) -> Result<Json<EventsView>, ApiError> {
-    let matcher = Matcher::parse(&filter)?;
-    let limit = filter.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    let since = filter.since.unwrap_or_else(|| now_ms().saturating_sub(DEFAULT_PERIOD.as_millis() as u64));
-    if filter.until.is_some_and(|until| until <= since) {
-        return Err(ApiError::bad_request("since must be before until"));
-    }
-    let mut newest: VecDeque<StoredEvent> = VecDeque::new();
-    let mut matched = 0;
-    let truncated = scan(&dashboard, since, filter.until, |event| {
-        if matcher.matches(&event.record) {
-            matched += 1;
-            if newest.len() == limit {
-                newest.pop_front();
-            }
-            newest.push_back(event);
-        }
-    })
-    .await?;
+    let filter = query.filter()?;
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let since = query.since.unwrap_or_else(|| now_ms().saturating_sub(DEFAULT_PERIOD.as_millis() as u64));
+    let newest = dashboard.fleet.newest_events(&filter, since, query.until, limit).await?;
     Ok(Json(EventsView {
-        events: newest.iter().rev().map(EventView::of).collect(),
-        matched,
-        truncated,
+        events: newest.events.iter().rev().map(EventView::of).collect(),
+        matched: newest.matched,
+        truncated: newest.truncated,
         since_ms: since,
-        until_ms: filter.until,
+        until_ms: query.until,
     }))
 }
 
@@ -534,90 +413,12 @@ pub async fn event_details(
     Path(id): Path<String>,
 ) -> Result<Json<EventDetails>, ApiError> {
     let id: EventId = id.parse().map_err(|e: crate::events::InvalidEventId| ApiError::bad_request(e.to_string()))?;
-    let event = dashboard
-        .store
-        .read_events(just_before(id), 1)
-        .await?
-        .into_iter()
-        .find(|e| e.id == id)
-        .ok_or_else(|| ApiError::not_found(format!("no event {id} in the log (it may have been trimmed)")))?;
-    let window = dashboard.approval_ttl.unwrap_or_default() + DETAILS_WINDOW;
-    let from = id.ms.saturating_sub(window.as_millis() as u64);
-    let to = id.ms.saturating_add(window.as_millis() as u64);
-    let mut nearby: Vec<StoredEvent> = Vec::new();
-    let r = &event.record;
-    let same_container = |other: &EventRecord| other.node == r.node && other.container_id == r.container_id;
-    scan(&dashboard, from, Some(to), |e| {
-        if same_container(&e.record) {
-            nearby.push(e);
-        }
-    })
-    .await?;
-    // The action this event belongs to: its own command, or (for a detection) that of the decision after it.
-    let position = nearby.iter().position(|e| e.id == id).unwrap_or(0);
-    let command = r.command_id.clone().or_else(|| {
-        (r.kind == EventKind::HealthAlert)
-            .then(|| {
-                nearby[position..]
-                    .iter()
-                    .skip(1)
-                    .take_while(|e| e.record.kind != EventKind::HealthAlert)
-                    .find(|e| matches!(e.record.kind, EventKind::RemediationNeeded | EventKind::FalseAlarm))
-                    .and_then(|e| e.record.command_id.clone())
-            })
-            .flatten()
-    });
-    let mut related: Vec<&StoredEvent> = match &command {
-        Some(command) => nearby.iter().filter(|e| e.record.command_id.as_ref() == Some(command)).collect(),
-        None => vec![&event],
-    };
-    // A detection without an action: the false alarm that followed it.
-    if command.is_none() && r.kind == EventKind::HealthAlert {
-        let mut next = nearby[position..].iter().skip(1).take_while(|e| e.record.kind != EventKind::HealthAlert);
-        if let Some(decision) = next.find(|e| e.record.kind == EventKind::FalseAlarm) {
-            related.push(decision);
-        }
-    }
-    // The detection behind the first decision, unless an operator made it.
-    let first = related.iter().map(|e| e.id).min();
-    if let Some(first_at) = first.and_then(|first| nearby.iter().position(|e| e.id == first))
-        && nearby[first_at].record.kind != EventKind::HealthAlert
-        && nearby[first_at].record.analysis_method.as_deref() != Some("operator")
-        && let Some(alert) = nearby[..first_at].iter().rev().find(|e| e.record.kind == EventKind::HealthAlert)
-    {
-        related.push(alert);
-    }
-    related.sort_by_key(|e| e.id);
-    related.dedup_by_key(|e| e.id);
-    let mut audit = Vec::new();
-    let mut cursor = just_before(EventId { ms: from, seq: 0 });
-    'read: loop {
-        let batch = dashboard.store.read_audit(cursor, BATCH).await?;
-        let full = batch.len() == BATCH;
-        for record in batch {
-            if record.id.ms >= to {
-                break 'read;
-            }
-            cursor = Some(record.id);
-            let a = &record.record;
-            let belongs = match &command {
-                Some(command) => a.command_id.as_ref() == Some(command),
-                None => related.iter().any(|e| {
-                    e.record.kind == a.kind && e.record.time_ms == a.time_ms && e.record.container_id == a.container_id
-                }),
-            };
-            if belongs {
-                audit.push(EventView::of(&record));
-            }
-        }
-        if !full {
-            break;
-        }
-    }
+    let details = dashboard.fleet.event_details(id).await?;
+    let views = |events: &[StoredEvent]| events.iter().map(EventView::of).collect();
     Ok(Json(EventDetails {
-        event: EventView::of(&event),
-        related: related.into_iter().map(EventView::of).collect(),
-        audit,
+        event: EventView::of(&details.event),
+        related: views(&details.related),
+        audit: views(&details.audit),
     }))
 }
 
@@ -632,38 +433,28 @@ pub struct ContainerPage {
     events: Vec<EventView>,
 }
 
-/// `GET /api/containers/{node}/{container}` (the container's id or name): its charts and events.
+/// `GET /api/containers/{node}/{container}` (the container's name, id, or an id prefix of 12 characters or
+/// more; on any node of the fleet): its charts and events.
 pub async fn container(
     State(dashboard): State<Dashboard>,
     Path((node, ident)): Path<(String, String)>,
 ) -> Result<Json<ContainerPage>, ApiError> {
-    let entry = dashboard
-        .registry
-        .containers(Some(&node))
-        .into_iter()
-        .find(|e| e.facts.id == ident || e.facts.name == ident)
-        .ok_or_else(|| ApiError::not_found(format!("node {node:?} has reported no container {ident:?}")))?;
+    let detail = dashboard.fleet.container_detail(&node, &ident).await?;
     let now = now_ms();
-    let silences = dashboard.store.silences(now).await?;
-    let view = container_view(&dashboard, &entry, &silences, now).await?;
-    let series = series(entry.recent.iter().copied());
+    let series = series(detail.entry.recent.iter().copied());
     let hour_ago = now.saturating_sub(3_600_000);
     let since = series.first().map_or(hour_ago, |p| p.t_ms.min(hour_ago));
-    let mut events: VecDeque<StoredEvent> = VecDeque::new();
-    scan(&dashboard, since, None, |event| {
-        if event.record.node == entry.node && event.record.container_name == entry.facts.name {
-            if events.len() == CONTAINER_EVENTS {
-                events.pop_front();
-            }
-            events.push_back(event);
-        }
-    })
-    .await?;
+    let filter = EventFilter {
+        node: detail.entry.node.clone(),
+        container: NameMatch::exactly(detail.entry.facts.name.clone()),
+        ..EventFilter::default()
+    };
+    let events = dashboard.fleet.newest_events(&filter, since, None, CONTAINER_EVENTS).await?;
     Ok(Json(ContainerPage {
         now_ms: now,
-        container: view,
+        container: container_view(detail),
         series,
-        events: events.iter().rev().map(EventView::of).collect(),
+        events: events.events.iter().rev().map(EventView::of).collect(),
     }))
 }
 
@@ -683,57 +474,12 @@ pub async fn analytics(
 ) -> Result<Json<Analytics>, ApiError> {
     let until = query.until.unwrap_or_else(now_ms);
     let since = query.since.unwrap_or_else(|| until.saturating_sub(DEFAULT_PERIOD.as_millis() as u64));
-    if since >= until {
-        return Err(ApiError::bad_request("since must be before until"));
-    }
-    let mut events = Vec::new();
-    // Read a minute past the end: a record's time is taken just before the store numbers it.
-    let truncated =
-        scan(&dashboard, since.saturating_sub(analytics::LOOKBACK_MS), Some(until.saturating_add(60_000)), |e| {
-            events.push(e)
-        })
-        .await?;
-    if truncated {
-        return Err(ApiError::conflict("the period holds too many events to count exactly; choose a shorter one"));
-    }
-    Ok(Json(analytics::compute(&events, Period { since_ms: since, until_ms: until })))
-}
-
-/// Refuses a user who is not an admin.
-fn require_admin(user: &DashboardUser) -> Result<(), ApiError> {
-    match user.role {
-        DashboardRole::Admin => Ok(()),
-        DashboardRole::Viewer => Err(ApiError {
-            status: StatusCode::FORBIDDEN,
-            message: format!("{} is a viewer; this change needs an admin's token", user.name),
-        }),
-    }
-}
-
-/// A reason an admin typed: required, at most [`MAX_REASON_LEN`] characters, no control characters.
-fn check_reason(reason: &str) -> Result<(), ApiError> {
-    if reason.trim().is_empty() {
-        return Err(ApiError::bad_request("a reason is required: say why, for the people who read the log later"));
-    }
-    if reason.chars().count() > MAX_REASON_LEN {
-        return Err(ApiError::bad_request(format!("the reason is longer than {MAX_REASON_LEN} characters")));
-    }
-    if reason.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(ApiError::bad_request("the reason holds control characters"));
-    }
-    Ok(())
-}
-
-fn check_hex_id(what: &str, id: &str, max: usize) -> Result<(), ApiError> {
-    if id.is_empty() || id.len() > max || !id.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(ApiError::bad_request(format!("{what} must be a hexadecimal id")));
-    }
-    Ok(())
+    Ok(Json(dashboard.fleet.analytics(Period { since_ms: since, until_ms: until }).await?))
 }
 
 /// A new silence.
 #[derive(Deserialize)]
-pub struct SilenceRequest {
+pub struct SilenceForm {
     node: String,
     /// A container's name; empty or absent silences the whole node.
     #[serde(default)]
@@ -746,33 +492,15 @@ pub struct SilenceRequest {
 pub async fn create_silence(
     State(dashboard): State<Dashboard>,
     Extension(user): Extension<DashboardUser>,
-    Json(request): Json<SilenceRequest>,
+    Json(form): Json<SilenceForm>,
 ) -> Result<Json<Silence>, ApiError> {
-    require_admin(&user)?;
-    if request.node.trim().is_empty() || request.node.len() > MAX_NAME_LEN || request.container.len() > MAX_NAME_LEN {
-        return Err(ApiError::bad_request("a node is required, and names are at most 253 bytes"));
-    }
-    check_reason(&request.reason)?;
-    if request.duration_seconds == 0 || request.duration_seconds > MAX_SILENCE.as_secs() {
-        return Err(ApiError::bad_request(format!(
-            "duration_seconds must be between 1 and {} (30 days)",
-            MAX_SILENCE.as_secs()
-        )));
-    }
-    let now = now_ms();
-    let identity = user.identity();
-    let silence = Silence {
-        id: new_silence_id(),
-        node: request.node,
-        container: (!request.container.is_empty()).then_some(request.container),
-        reason: request.reason,
-        created_by: crate::remediation::operator(&identity),
-        created_ms: now,
-        expires_ms: now + request.duration_seconds * 1000,
+    let request = SilenceRequest {
+        node: form.node,
+        container: form.container,
+        duration_seconds: form.duration_seconds,
+        reason: form.reason,
     };
-    let silence = dashboard.remediator.silence(silence).await?;
-    tracing::warn!(admin = %identity, target = %silence.target(), "silence created from the dashboard");
-    Ok(Json(silence))
+    Ok(Json(dashboard.fleet.create_silence(&user.identity(), request).await?))
 }
 
 /// `POST /api/silences/{id}/end` (admins): ends a silence early.
@@ -781,12 +509,7 @@ pub async fn end_silence(
     Extension(user): Extension<DashboardUser>,
     Path(id): Path<String>,
 ) -> Result<Json<Silence>, ApiError> {
-    require_admin(&user)?;
-    check_hex_id("the silence id", &id, 32)?;
-    match dashboard.remediator.unsilence(&id, &user.identity()).await? {
-        Some(silence) => Ok(Json(silence)),
-        None => Err(ApiError::not_found(format!("no silence has the id {id} (it may have expired)"))),
-    }
+    Ok(Json(dashboard.fleet.end_silence(&user.identity(), &id).await?))
 }
 
 /// `POST /api/approvals/{id}` (admins): lets a decision waiting for approval go ahead.
@@ -795,20 +518,8 @@ pub async fn approve(
     Extension(user): Extension<DashboardUser>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    require_admin(&user)?;
-    check_hex_id("the approval id", &id, 64)?;
-    let identity = user.identity();
-    match dashboard.remediator.approve(&id, &identity).await {
-        Ok(detail) => {
-            tracing::warn!(admin = %identity, approval = %id, "approved from the dashboard");
-            Ok(Json(serde_json::json!({ "command_id": id, "detail": detail })))
-        }
-        Err(error @ ApprovalError::Unknown) => Err(ApiError::not_found(error.to_string())),
-        Err(error @ (ApprovalError::Expired | ApprovalError::Rejected(_))) => {
-            Err(ApiError::conflict(error.to_string()))
-        }
-        Err(ApprovalError::Store(error)) => Err(error.into()),
-    }
+    let sent = dashboard.fleet.approve(&user.identity(), &id).await?;
+    Ok(Json(serde_json::json!({ "command_id": sent.command_id, "detail": sent.detail })))
 }
 
 /// The dry-run switch.
@@ -823,8 +534,7 @@ pub async fn set_dry_run(
     Extension(user): Extension<DashboardUser>,
     Json(request): Json<DryRunRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    require_admin(&user)?;
-    let previous = dashboard.remediator.set_dry_run(request.enabled, &user.identity()).await?;
+    let previous = dashboard.fleet.set_dry_run(&user.identity(), request.enabled).await?;
     Ok(Json(serde_json::json!({ "enabled": request.enabled, "previous": previous })))
 }
 
@@ -838,14 +548,14 @@ mod tests {
 
     #[test]
     fn dashboard_filters_match_type_node_container_and_outcome() {
-        let filter = EventFilter {
+        let filter = TimelineQuery {
             types: "remediation_complete, rejected".into(),
             node: "host-a".into(),
             container: "WEB".into(),
             outcome: "success".into(),
-            ..EventFilter::default()
+            ..TimelineQuery::default()
         };
-        let matcher = Matcher::parse(&filter).unwrap();
+        let matcher = filter.filter().unwrap();
         let mut done = record(EventKind::RemediationComplete, "host-a", "my-web-1");
         done.outcome = Some(Outcome::Success);
         assert!(matcher.matches(&done));
@@ -853,15 +563,25 @@ mod tests {
         assert!(!matcher.matches(&EventRecord { node: "host-b".into(), ..done.clone() }));
         assert!(!matcher.matches(&EventRecord { container_name: "api".into(), ..done.clone() }));
         assert!(!matcher.matches(&EventRecord { kind: EventKind::HealthAlert, ..done }));
-        assert!(Matcher::parse(&EventFilter { types: "nope".into(), ..EventFilter::default() }).is_err());
-        assert!(Matcher::parse(&EventFilter { outcome: "great".into(), ..EventFilter::default() }).is_err());
-        assert!(Matcher::parse(&EventFilter::default()).unwrap().matches(&record(EventKind::Storm, "", "")));
+        assert!(TimelineQuery { types: "nope".into(), ..TimelineQuery::default() }.filter().is_err());
+        assert!(TimelineQuery { outcome: "great".into(), ..TimelineQuery::default() }.filter().is_err());
+        assert!(TimelineQuery::default().filter().unwrap().matches(&record(EventKind::Storm, "", "")));
     }
 
     #[test]
-    fn dashboard_reads_start_just_before_an_id() {
-        assert_eq!(just_before(EventId { ms: 5, seq: 2 }), Some(EventId { ms: 5, seq: 1 }));
-        assert_eq!(just_before(EventId { ms: 5, seq: 0 }), Some(EventId { ms: 4, seq: u64::MAX }));
-        assert_eq!(just_before(EventId { ms: 0, seq: 0 }), None);
+    fn fleet_errors_become_http_statuses_with_their_message() {
+        let cases = [
+            (FleetError::Invalid("bad".into()), StatusCode::BAD_REQUEST),
+            (FleetError::Forbidden("viewer".into()), StatusCode::FORBIDDEN),
+            (FleetError::NotFound("gone".into()), StatusCode::NOT_FOUND),
+            (FleetError::Stopped("expired".into()), StatusCode::CONFLICT),
+            (FleetError::TooBroad("too many".into()), StatusCode::CONFLICT),
+            (FleetError::NodeUnreachable("host-a".into()), StatusCode::SERVICE_UNAVAILABLE),
+        ];
+        for (error, status) in cases {
+            let message = error.to_string();
+            let api = ApiError::from(error);
+            assert_eq!((api.status, api.message), (status, message));
+        }
     }
 }

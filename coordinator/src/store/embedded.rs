@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{
-    PendingApproval, StateStore, StoreError, StormConfig, StormVerdict, decode_event, decode_silence, encode_event,
-    fresh, in_force,
+    BudgetStore, DirectoryStore, EventLog, HistoryStore, PendingApproval, SettingsStore, StateStore, StoreError,
+    StormConfig, StormVerdict, decode_event, decode_silence, encode_event, fresh, in_force,
 };
 use crate::analysis::HistoryEntry;
 use crate::events::{EventId, EventRecord, EventRetention, StoredEvent};
@@ -67,6 +67,19 @@ fn unexpired(node: &str, value: &[u8], now_ms: u64) -> Result<Option<Vec<u8>>, S
     Ok((u64::from_be_bytes(*expiry) > now_ms).then(|| entry.to_vec()))
 }
 
+/// The name this backend's errors carry.
+const BACKEND: &str = "embedded store";
+
+/// A database failure as a backend-neutral store error.
+fn failed(error: impl Into<redb::Error>) -> StoreError {
+    StoreError::Unavailable { backend: BACKEND, message: error.into().to_string() }
+}
+
+/// The blocking worker's failure (a panic or a shutdown) as a store error.
+fn worker_failed(error: tokio::task::JoinError) -> StoreError {
+    StoreError::Unavailable { backend: BACKEND, message: format!("worker failed: {error}") }
+}
+
 /// The embedded state store.
 #[derive(Clone)]
 pub struct EmbeddedStore {
@@ -78,26 +91,27 @@ impl EmbeddedStore {
     pub async fn open(path: PathBuf) -> Result<Self, StoreError> {
         tokio::task::spawn_blocking(move || -> Result<Self, StoreError> {
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(redb::Error::Io)?;
+                std::fs::create_dir_all(dir).map_err(|e| failed(redb::Error::Io(e)))?;
             }
-            let db = Database::create(&path).map_err(redb::Error::from)?;
-            let txn = db.begin_write().map_err(redb::Error::from)?;
-            txn.open_table(BUDGETS).map_err(redb::Error::from)?;
-            txn.open_table(EVENTS).map_err(redb::Error::from)?;
-            txn.open_table(HISTORY).map_err(redb::Error::from)?;
-            txn.open_table(STORMS).map_err(redb::Error::from)?;
-            txn.open_table(APPROVALS).map_err(redb::Error::from)?;
-            txn.open_table(AUDIT).map_err(redb::Error::from)?;
-            txn.open_table(EVENTS_BY_KIND).map_err(redb::Error::from)?;
-            txn.open_table(EVENT_COUNTS).map_err(redb::Error::from)?;
-            txn.open_table(SILENCES).map_err(redb::Error::from)?;
-            txn.open_table(SETTINGS).map_err(redb::Error::from)?;
-            txn.open_table(DIRECTORY).map_err(redb::Error::from)?;
-            txn.open_table(ROUTED).map_err(redb::Error::from)?;
-            txn.commit().map_err(redb::Error::from)?;
+            let db = Database::create(&path).map_err(failed)?;
+            let txn = db.begin_write().map_err(failed)?;
+            txn.open_table(BUDGETS).map_err(failed)?;
+            txn.open_table(EVENTS).map_err(failed)?;
+            txn.open_table(HISTORY).map_err(failed)?;
+            txn.open_table(STORMS).map_err(failed)?;
+            txn.open_table(APPROVALS).map_err(failed)?;
+            txn.open_table(AUDIT).map_err(failed)?;
+            txn.open_table(EVENTS_BY_KIND).map_err(failed)?;
+            txn.open_table(EVENT_COUNTS).map_err(failed)?;
+            txn.open_table(SILENCES).map_err(failed)?;
+            txn.open_table(SETTINGS).map_err(failed)?;
+            txn.open_table(DIRECTORY).map_err(failed)?;
+            txn.open_table(ROUTED).map_err(failed)?;
+            txn.commit().map_err(failed)?;
             Ok(EmbeddedStore { db: Arc::new(db) })
         })
-        .await?
+        .await
+        .map_err(worker_failed)?
     }
 
     /// Appends a record to a log table with a Redis-like id, then trims the table.
@@ -111,60 +125,60 @@ impl EmbeddedStore {
         let kind = record.kind.name();
         self.blocking(move |db| {
             let now_ms = crate::events::unix_ms(std::time::SystemTime::now());
-            let txn = db.begin_write().map_err(redb::Error::from)?;
+            let txn = db.begin_write().map_err(failed)?;
             let id = {
-                let mut table = txn.open_table(log).map_err(redb::Error::from)?;
-                let last = table.last().map_err(redb::Error::from)?.map(|(k, _)| k.value());
+                let mut table = txn.open_table(log).map_err(failed)?;
+                let last = table.last().map_err(failed)?.map(|(k, _)| k.value());
                 // Same rule as Redis: time-ordered, never going backwards even if the clock does.
                 let id = match last {
                     Some((ms, seq)) if ms >= now_ms => EventId { ms, seq: seq + 1 },
                     _ => EventId { ms: now_ms, seq: 0 },
                 };
-                table.insert((id.ms, id.seq), raw.as_slice()).map_err(redb::Error::from)?;
+                table.insert((id.ms, id.seq), raw.as_slice()).map_err(failed)?;
                 match trim {
                     Trim::PerKind(retention) => {
-                        let mut by_kind = txn.open_table(EVENTS_BY_KIND).map_err(redb::Error::from)?;
-                        let mut counts = txn.open_table(EVENT_COUNTS).map_err(redb::Error::from)?;
-                        by_kind.insert((kind, id.ms, id.seq), ()).map_err(redb::Error::from)?;
-                        let mut count = counts.get(kind).map_err(redb::Error::from)?.map_or(0, |c| c.value()) + 1;
+                        let mut by_kind = txn.open_table(EVENTS_BY_KIND).map_err(failed)?;
+                        let mut counts = txn.open_table(EVENT_COUNTS).map_err(failed)?;
+                        by_kind.insert((kind, id.ms, id.seq), ()).map_err(failed)?;
+                        let mut count = counts.get(kind).map_err(failed)?.map_or(0, |c| c.value()) + 1;
                         while count > retention.max_per_type {
                             let oldest = by_kind
                                 .range((kind, 0, 0)..=(kind, u64::MAX, u64::MAX))
-                                .map_err(redb::Error::from)?
+                                .map_err(failed)?
                                 .next()
                                 .transpose()
-                                .map_err(redb::Error::from)?
+                                .map_err(failed)?
                                 .map(|(key, _)| {
                                     let (_, ms, seq) = key.value();
                                     (ms, seq)
                                 });
                             let Some((ms, seq)) = oldest else { break };
-                            by_kind.remove((kind, ms, seq)).map_err(redb::Error::from)?;
-                            table.remove((ms, seq)).map_err(redb::Error::from)?;
+                            by_kind.remove((kind, ms, seq)).map_err(failed)?;
+                            table.remove((ms, seq)).map_err(failed)?;
                             count -= 1;
                         }
-                        counts.insert(kind, count).map_err(redb::Error::from)?;
+                        counts.insert(kind, count).map_err(failed)?;
                         let oldest = (now_ms.saturating_sub(retention.max_age.as_millis() as u64), 0);
                         let mut expired = Vec::new();
-                        for entry in table.range(..oldest).map_err(redb::Error::from)? {
-                            let (key, value) = entry.map_err(redb::Error::from)?;
+                        for entry in table.range(..oldest).map_err(failed)? {
+                            let (key, value) = entry.map_err(failed)?;
                             expired.push((key.value(), decode_event(value.value())?.kind.name()));
                         }
                         for ((ms, seq), expired_kind) in expired {
-                            table.remove((ms, seq)).map_err(redb::Error::from)?;
-                            by_kind.remove((expired_kind, ms, seq)).map_err(redb::Error::from)?;
-                            let left = counts.get(expired_kind).map_err(redb::Error::from)?.map_or(0, |c| c.value());
-                            counts.insert(expired_kind, left.saturating_sub(1)).map_err(redb::Error::from)?;
+                            table.remove((ms, seq)).map_err(failed)?;
+                            by_kind.remove((expired_kind, ms, seq)).map_err(failed)?;
+                            let left = counts.get(expired_kind).map_err(failed)?.map_or(0, |c| c.value());
+                            counts.insert(expired_kind, left.saturating_sub(1)).map_err(failed)?;
                         }
                     }
                     Trim::OlderThan(age) => {
                         let oldest = now_ms.saturating_sub(age.as_millis() as u64);
-                        table.retain_in(..(oldest, 0), |_, _| false).map_err(redb::Error::from)?;
+                        table.retain_in(..(oldest, 0), |_, _| false).map_err(failed)?;
                     }
                 }
                 id
             };
-            txn.commit().map_err(redb::Error::from)?;
+            txn.commit().map_err(failed)?;
             Ok(id)
         })
         .await
@@ -178,16 +192,16 @@ impl EmbeddedStore {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.blocking(move |db| {
-            let txn = db.begin_read().map_err(redb::Error::from)?;
-            let table = txn.open_table(log).map_err(redb::Error::from)?;
+            let txn = db.begin_read().map_err(failed)?;
+            let table = txn.open_table(log).map_err(failed)?;
             let start = match after {
                 Some(id) if id.seq == u64::MAX => (id.ms + 1, 0),
                 Some(id) => (id.ms, id.seq + 1),
                 None => (0, 0),
             };
             let mut events = Vec::new();
-            for entry in table.range(start..).map_err(redb::Error::from)?.take(limit) {
-                let (key, value) = entry.map_err(redb::Error::from)?;
+            for entry in table.range(start..).map_err(failed)?.take(limit) {
+                let (key, value) = entry.map_err(failed)?;
                 let (ms, seq) = key.value();
                 events.push(StoredEvent { id: EventId { ms, seq }, record: decode_event(value.value())? });
             }
@@ -204,19 +218,19 @@ impl EmbeddedStore {
     ) -> Result<(), StoreError> {
         let key = key.to_owned();
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(redb::Error::from)?;
+            let txn = db.begin_write().map_err(failed)?;
             {
-                let mut table = txn.open_table(BUDGETS).map_err(redb::Error::from)?;
-                let mut state: BudgetState = match table.get(key.as_str()).map_err(redb::Error::from)? {
+                let mut table = txn.open_table(BUDGETS).map_err(failed)?;
+                let mut state: BudgetState = match table.get(key.as_str()).map_err(failed)? {
                     Some(raw) => serde_json::from_slice(raw.value())
                         .map_err(|e| StoreError::Corrupt(format!("budget of {key}: {e}")))?,
                     None => BudgetState::default(),
                 };
                 change(&mut state);
                 let raw = serde_json::to_vec(&state).expect("budget state serializes");
-                table.insert(key.as_str(), raw.as_slice()).map_err(redb::Error::from)?;
+                table.insert(key.as_str(), raw.as_slice()).map_err(failed)?;
             }
-            txn.commit().map_err(redb::Error::from)?;
+            txn.commit().map_err(failed)?;
             Ok(())
         })
         .await
@@ -231,12 +245,9 @@ impl EmbeddedStore {
     ) -> Result<(), StoreError> {
         let key = key.to_owned();
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(redb::Error::from)?;
-            txn.open_table(table)
-                .map_err(redb::Error::from)?
-                .insert(key.as_str(), raw.as_slice())
-                .map_err(redb::Error::from)?;
-            txn.commit().map_err(redb::Error::from)?;
+            let txn = db.begin_write().map_err(failed)?;
+            txn.open_table(table).map_err(failed)?.insert(key.as_str(), raw.as_slice()).map_err(failed)?;
+            txn.commit().map_err(failed)?;
             Ok(())
         })
         .await
@@ -250,14 +261,14 @@ impl EmbeddedStore {
     ) -> Result<Option<Vec<u8>>, StoreError> {
         let key = key.to_owned();
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(redb::Error::from)?;
+            let txn = db.begin_write().map_err(failed)?;
             let taken = txn
                 .open_table(table)
-                .map_err(redb::Error::from)?
+                .map_err(failed)?
                 .remove(key.as_str())
-                .map_err(redb::Error::from)?
+                .map_err(failed)?
                 .map(|v| v.value().to_vec());
-            txn.commit().map_err(redb::Error::from)?;
+            txn.commit().map_err(failed)?;
             Ok(taken)
         })
         .await
@@ -268,19 +279,19 @@ impl EmbeddedStore {
         work: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || work(&db)).await?
+        tokio::task::spawn_blocking(move || work(&db)).await.map_err(worker_failed)?
     }
 }
 
 #[async_trait]
-impl StateStore for EmbeddedStore {
+impl BudgetStore for EmbeddedStore {
     async fn try_begin_action(&self, key: &str, now_ms: u64, budget: &Budget) -> Result<BudgetVerdict, StoreError> {
         let (key, budget) = (key.to_owned(), *budget);
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(redb::Error::from)?;
+            let txn = db.begin_write().map_err(failed)?;
             let verdict = {
-                let mut table = txn.open_table(BUDGETS).map_err(redb::Error::from)?;
-                let mut state: BudgetState = match table.get(key.as_str()).map_err(redb::Error::from)? {
+                let mut table = txn.open_table(BUDGETS).map_err(failed)?;
+                let mut state: BudgetState = match table.get(key.as_str()).map_err(failed)? {
                     Some(raw) => serde_json::from_slice(raw.value())
                         .map_err(|e| StoreError::Corrupt(format!("budget of {key}: {e}")))?,
                     None => BudgetState::default(),
@@ -288,11 +299,11 @@ impl StateStore for EmbeddedStore {
                 let verdict = budget.evaluate(&mut state, now_ms);
                 if matches!(verdict, BudgetVerdict::Allowed { .. }) {
                     let raw = serde_json::to_vec(&state).expect("budget state serializes");
-                    table.insert(key.as_str(), raw.as_slice()).map_err(redb::Error::from)?;
+                    table.insert(key.as_str(), raw.as_slice()).map_err(failed)?;
                 }
                 verdict
             };
-            txn.commit().map_err(redb::Error::from)?;
+            txn.commit().map_err(failed)?;
             Ok(verdict)
         })
         .await
@@ -306,6 +317,20 @@ impl StateStore for EmbeddedStore {
         self.update_budget(key, move |state| state.record_outcome(success, now_ms)).await
     }
 
+    async fn read_budget(&self, key: &str) -> Result<BudgetState, StoreError> {
+        let key = key.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(failed)?;
+            let table = txn.open_table(BUDGETS).map_err(failed)?;
+            match table.get(key.as_str()).map_err(failed)? {
+                Some(raw) => serde_json::from_slice(raw.value())
+                    .map_err(|e| StoreError::Corrupt(format!("budget of {key}: {e}"))),
+                None => Ok(BudgetState::default()),
+            }
+        })
+        .await
+    }
+
     async fn note_need(
         &self,
         scopes: &[String],
@@ -316,12 +341,12 @@ impl StateStore for EmbeddedStore {
         let (scopes, member, storm) = (scopes.to_vec(), member.to_owned(), *storm);
         self.blocking(move |db| {
             let window = storm.window.as_millis() as u64;
-            let txn = db.begin_write().map_err(redb::Error::from)?;
+            let txn = db.begin_write().map_err(failed)?;
             let mut verdict = StormVerdict::Calm;
             {
-                let mut table = txn.open_table(STORMS).map_err(redb::Error::from)?;
+                let mut table = txn.open_table(STORMS).map_err(failed)?;
                 for scope in &scopes {
-                    let mut state: StormWindow = match table.get(scope.as_str()).map_err(redb::Error::from)? {
+                    let mut state: StormWindow = match table.get(scope.as_str()).map_err(failed)? {
                         Some(raw) => serde_json::from_slice(raw.value())
                             .map_err(|e| StoreError::Corrupt(format!("storm: {e}")))?,
                         None => StormWindow::default(),
@@ -341,10 +366,10 @@ impl StateStore for EmbeddedStore {
                         };
                     }
                     let raw = serde_json::to_vec(&state).expect("storm window serializes");
-                    table.insert(scope.as_str(), raw.as_slice()).map_err(redb::Error::from)?;
+                    table.insert(scope.as_str(), raw.as_slice()).map_err(failed)?;
                 }
             }
-            txn.commit().map_err(redb::Error::from)?;
+            txn.commit().map_err(failed)?;
             Ok(verdict)
         })
         .await
@@ -353,13 +378,13 @@ impl StateStore for EmbeddedStore {
     async fn end_storms(&self) -> Result<Vec<String>, StoreError> {
         self.blocking(move |db| {
             let now_ms = crate::events::unix_ms(std::time::SystemTime::now());
-            let txn = db.begin_write().map_err(redb::Error::from)?;
+            let txn = db.begin_write().map_err(failed)?;
             let mut stormy = Vec::new();
             {
-                let mut table = txn.open_table(STORMS).map_err(redb::Error::from)?;
+                let mut table = txn.open_table(STORMS).map_err(failed)?;
                 let mut scopes = Vec::new();
-                for entry in table.iter().map_err(redb::Error::from)? {
-                    let (scope, raw) = entry.map_err(redb::Error::from)?;
+                for entry in table.iter().map_err(failed)? {
+                    let (scope, raw) = entry.map_err(failed)?;
                     let window: StormWindow =
                         serde_json::from_slice(raw.value()).map_err(|e| StoreError::Corrupt(format!("storm: {e}")))?;
                     if window.active_until.is_some_and(|until| until >= now_ms) {
@@ -368,25 +393,18 @@ impl StateStore for EmbeddedStore {
                     scopes.push(scope.value().to_owned());
                 }
                 for scope in scopes {
-                    table.remove(scope.as_str()).map_err(redb::Error::from)?;
+                    table.remove(scope.as_str()).map_err(failed)?;
                 }
             }
-            txn.commit().map_err(redb::Error::from)?;
+            txn.commit().map_err(failed)?;
             Ok(stormy)
         })
         .await
     }
+}
 
-    async fn put_approval(&self, id: &str, approval: &PendingApproval) -> Result<(), StoreError> {
-        self.put_value(APPROVALS, id, serde_json::to_vec(approval).expect("approval serializes")).await
-    }
-
-    async fn take_approval(&self, id: &str) -> Result<Option<PendingApproval>, StoreError> {
-        let raw = self.take_value(APPROVALS, id).await?;
-        raw.map(|raw| serde_json::from_slice(&raw).map_err(|e| StoreError::Corrupt(format!("approval: {e}"))))
-            .transpose()
-    }
-
+#[async_trait]
+impl EventLog for EmbeddedStore {
     async fn append_event(&self, record: &EventRecord, retention: &EventRetention) -> Result<EventId, StoreError> {
         self.append_to(EVENTS, record, Trim::PerKind(*retention)).await
     }
@@ -402,7 +420,10 @@ impl StateStore for EmbeddedStore {
     async fn read_audit(&self, after: Option<EventId>, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         self.read_from(AUDIT, after, limit).await
     }
+}
 
+#[async_trait]
+impl HistoryStore for EmbeddedStore {
     async fn append_history(
         &self,
         key: &str,
@@ -412,10 +433,10 @@ impl StateStore for EmbeddedStore {
     ) -> Result<(), StoreError> {
         let (key, entry) = (key.to_owned(), entry.clone());
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(redb::Error::from)?;
+            let txn = db.begin_write().map_err(failed)?;
             {
-                let mut table = txn.open_table(HISTORY).map_err(redb::Error::from)?;
-                let mut entries: Vec<HistoryEntry> = match table.get(key.as_str()).map_err(redb::Error::from)? {
+                let mut table = txn.open_table(HISTORY).map_err(failed)?;
+                let mut entries: Vec<HistoryEntry> = match table.get(key.as_str()).map_err(failed)? {
                     Some(raw) => {
                         serde_json::from_slice(raw.value()).map_err(|e| StoreError::Corrupt(format!("history: {e}")))?
                     }
@@ -427,9 +448,9 @@ impl StateStore for EmbeddedStore {
                 let excess = entries.len().saturating_sub(keep);
                 entries.drain(..excess);
                 let raw = serde_json::to_vec(&entries).expect("history serializes");
-                table.insert(key.as_str(), raw.as_slice()).map_err(redb::Error::from)?;
+                table.insert(key.as_str(), raw.as_slice()).map_err(failed)?;
             }
-            txn.commit().map_err(redb::Error::from)?;
+            txn.commit().map_err(failed)?;
             Ok(())
         })
         .await
@@ -438,9 +459,9 @@ impl StateStore for EmbeddedStore {
     async fn history(&self, key: &str, now_ms: u64, ttl: Duration) -> Result<Vec<HistoryEntry>, StoreError> {
         let key = key.to_owned();
         self.blocking(move |db| {
-            let txn = db.begin_read().map_err(redb::Error::from)?;
-            let table = txn.open_table(HISTORY).map_err(redb::Error::from)?;
-            let entries: Vec<HistoryEntry> = match table.get(key.as_str()).map_err(redb::Error::from)? {
+            let txn = db.begin_read().map_err(failed)?;
+            let table = txn.open_table(HISTORY).map_err(failed)?;
+            let entries: Vec<HistoryEntry> = match table.get(key.as_str()).map_err(failed)? {
                 Some(raw) => {
                     serde_json::from_slice(raw.value()).map_err(|e| StoreError::Corrupt(format!("history: {e}")))?
                 }
@@ -450,21 +471,10 @@ impl StateStore for EmbeddedStore {
         })
         .await
     }
+}
 
-    async fn read_budget(&self, key: &str) -> Result<BudgetState, StoreError> {
-        let key = key.to_owned();
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(redb::Error::from)?;
-            let table = txn.open_table(BUDGETS).map_err(redb::Error::from)?;
-            match table.get(key.as_str()).map_err(redb::Error::from)? {
-                Some(raw) => serde_json::from_slice(raw.value())
-                    .map_err(|e| StoreError::Corrupt(format!("budget of {key}: {e}"))),
-                None => Ok(BudgetState::default()),
-            }
-        })
-        .await
-    }
-
+#[async_trait]
+impl SettingsStore for EmbeddedStore {
     async fn put_silence(&self, silence: &Silence) -> Result<(), StoreError> {
         self.put_value(SILENCES, &silence.id, serde_json::to_vec(silence).expect("silences serialize")).await
     }
@@ -475,25 +485,25 @@ impl StateStore for EmbeddedStore {
 
     async fn silences(&self, now_ms: u64) -> Result<Vec<Silence>, StoreError> {
         self.blocking(move |db| {
-            let txn = db.begin_read().map_err(redb::Error::from)?;
-            let table = txn.open_table(SILENCES).map_err(redb::Error::from)?;
+            let txn = db.begin_read().map_err(failed)?;
+            let table = txn.open_table(SILENCES).map_err(failed)?;
             let mut all = Vec::new();
-            for entry in table.iter().map_err(redb::Error::from)? {
-                let (_, raw) = entry.map_err(redb::Error::from)?;
+            for entry in table.iter().map_err(failed)? {
+                let (_, raw) = entry.map_err(failed)?;
                 all.push(decode_silence(raw.value())?);
             }
             drop(table);
             drop(txn);
             let (live, expired) = in_force(all, now_ms);
             if !expired.is_empty() {
-                let txn = db.begin_write().map_err(redb::Error::from)?;
+                let txn = db.begin_write().map_err(failed)?;
                 {
-                    let mut table = txn.open_table(SILENCES).map_err(redb::Error::from)?;
+                    let mut table = txn.open_table(SILENCES).map_err(failed)?;
                     for id in &expired {
-                        table.remove(id.as_str()).map_err(redb::Error::from)?;
+                        table.remove(id.as_str()).map_err(failed)?;
                     }
                 }
-                txn.commit().map_err(redb::Error::from)?;
+                txn.commit().map_err(failed)?;
             }
             Ok(live)
         })
@@ -502,9 +512,9 @@ impl StateStore for EmbeddedStore {
 
     async fn dry_run_override(&self) -> Result<Option<bool>, StoreError> {
         self.blocking(move |db| {
-            let txn = db.begin_read().map_err(redb::Error::from)?;
-            let table = txn.open_table(SETTINGS).map_err(redb::Error::from)?;
-            let value = table.get("dry_run").map_err(redb::Error::from)?;
+            let txn = db.begin_read().map_err(failed)?;
+            let table = txn.open_table(SETTINGS).map_err(failed)?;
+            let value = table.get("dry_run").map_err(failed)?;
             value
                 .map(|raw| {
                     serde_json::from_slice(raw.value())
@@ -517,30 +527,37 @@ impl StateStore for EmbeddedStore {
 
     async fn set_dry_run_override(&self, enabled: bool) -> Result<(), StoreError> {
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(redb::Error::from)?;
+            let txn = db.begin_write().map_err(failed)?;
             let raw = serde_json::to_vec(&enabled).expect("a bool serializes");
-            txn.open_table(SETTINGS)
-                .map_err(redb::Error::from)?
-                .insert("dry_run", raw.as_slice())
-                .map_err(redb::Error::from)?;
-            txn.commit().map_err(redb::Error::from)?;
+            txn.open_table(SETTINGS).map_err(failed)?.insert("dry_run", raw.as_slice()).map_err(failed)?;
+            txn.commit().map_err(failed)?;
             Ok(())
         })
         .await
     }
 
+    async fn put_approval(&self, id: &str, approval: &PendingApproval) -> Result<(), StoreError> {
+        self.put_value(APPROVALS, id, serde_json::to_vec(approval).expect("approval serializes")).await
+    }
+
+    async fn take_approval(&self, id: &str) -> Result<Option<PendingApproval>, StoreError> {
+        let raw = self.take_value(APPROVALS, id).await?;
+        raw.map(|raw| serde_json::from_slice(&raw).map_err(|e| StoreError::Corrupt(format!("approval: {e}"))))
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl DirectoryStore for EmbeddedStore {
     async fn put_directory_entry(&self, node: &str, entry: &[u8], ttl: Duration) -> Result<(), StoreError> {
         let expires_ms = crate::events::unix_ms(std::time::SystemTime::now()) + ttl.as_millis() as u64;
         let mut value = expires_ms.to_be_bytes().to_vec();
         value.extend_from_slice(entry);
         let node = node.to_owned();
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(redb::Error::from)?;
-            txn.open_table(DIRECTORY)
-                .map_err(redb::Error::from)?
-                .insert(node.as_str(), value.as_slice())
-                .map_err(redb::Error::from)?;
-            txn.commit().map_err(redb::Error::from)?;
+            let txn = db.begin_write().map_err(failed)?;
+            txn.open_table(DIRECTORY).map_err(failed)?.insert(node.as_str(), value.as_slice()).map_err(failed)?;
+            txn.commit().map_err(failed)?;
             Ok(())
         })
         .await
@@ -549,11 +566,11 @@ impl StateStore for EmbeddedStore {
     async fn directory_entries(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.blocking(move |db| {
             let now_ms = crate::events::unix_ms(std::time::SystemTime::now());
-            let txn = db.begin_read().map_err(redb::Error::from)?;
-            let table = txn.open_table(DIRECTORY).map_err(redb::Error::from)?;
+            let txn = db.begin_read().map_err(failed)?;
+            let table = txn.open_table(DIRECTORY).map_err(failed)?;
             let mut live = Vec::new();
-            for entry in table.iter().map_err(redb::Error::from)? {
-                let (node, value) = entry.map_err(redb::Error::from)?;
+            for entry in table.iter().map_err(failed)? {
+                let (node, value) = entry.map_err(failed)?;
                 if let Some(entry) = unexpired(node.value(), value.value(), now_ms)? {
                     live.push((node.value().to_owned(), entry));
                 }
@@ -567,9 +584,9 @@ impl StateStore for EmbeddedStore {
         let node = node.to_owned();
         self.blocking(move |db| {
             let now_ms = crate::events::unix_ms(std::time::SystemTime::now());
-            let txn = db.begin_read().map_err(redb::Error::from)?;
-            let table = txn.open_table(DIRECTORY).map_err(redb::Error::from)?;
-            match table.get(node.as_str()).map_err(redb::Error::from)? {
+            let txn = db.begin_read().map_err(failed)?;
+            let table = txn.open_table(DIRECTORY).map_err(failed)?;
+            match table.get(node.as_str()).map_err(failed)? {
                 Some(value) => unexpired(&node, value.value(), now_ms),
                 None => Ok(None),
             }
@@ -580,20 +597,20 @@ impl StateStore for EmbeddedStore {
     async fn route_command(&self, coordinator: &str, command: &[u8]) -> Result<(), StoreError> {
         let (coordinator, command) = (coordinator.to_owned(), command.to_vec());
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(redb::Error::from)?;
+            let txn = db.begin_write().map_err(failed)?;
             {
-                let mut table = txn.open_table(ROUTED).map_err(redb::Error::from)?;
+                let mut table = txn.open_table(ROUTED).map_err(failed)?;
                 let last = table
                     .range((coordinator.as_str(), 0)..=(coordinator.as_str(), u64::MAX))
-                    .map_err(redb::Error::from)?
+                    .map_err(failed)?
                     .next_back()
                     .transpose()
-                    .map_err(redb::Error::from)?
+                    .map_err(failed)?
                     .map(|(key, _)| key.value().1);
                 let seq = last.map_or(0, |n| n + 1);
-                table.insert((coordinator.as_str(), seq), command.as_slice()).map_err(redb::Error::from)?;
+                table.insert((coordinator.as_str(), seq), command.as_slice()).map_err(failed)?;
             }
-            txn.commit().map_err(redb::Error::from)?;
+            txn.commit().map_err(failed)?;
             Ok(())
         })
         .await
@@ -602,28 +619,34 @@ impl StateStore for EmbeddedStore {
     async fn take_routed_command(&self, coordinator: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let coordinator = coordinator.to_owned();
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(redb::Error::from)?;
+            let txn = db.begin_write().map_err(failed)?;
             let taken = {
-                let mut table = txn.open_table(ROUTED).map_err(redb::Error::from)?;
+                let mut table = txn.open_table(ROUTED).map_err(failed)?;
                 let first = table
                     .range((coordinator.as_str(), 0)..=(coordinator.as_str(), u64::MAX))
-                    .map_err(redb::Error::from)?
+                    .map_err(failed)?
                     .next()
                     .transpose()
-                    .map_err(redb::Error::from)?
+                    .map_err(failed)?
                     .map(|(key, value)| (key.value().1, value.value().to_vec()));
                 if let Some((seq, _)) = &first {
-                    table.remove((coordinator.as_str(), *seq)).map_err(redb::Error::from)?;
+                    table.remove((coordinator.as_str(), *seq)).map_err(failed)?;
                 }
                 first.map(|(_, command)| command)
             };
-            txn.commit().map_err(redb::Error::from)?;
+            txn.commit().map_err(failed)?;
             Ok(taken)
         })
         .await
     }
+}
 
+impl StateStore for EmbeddedStore {
     fn backend(&self) -> &'static str {
         "embedded"
+    }
+
+    fn is_shared(&self) -> bool {
+        false
     }
 }

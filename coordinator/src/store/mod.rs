@@ -1,8 +1,10 @@
 //! The state store: everything that must outlive a coordinator or be shared by coordinator replicas.
 //!
-//! One trait, [`StateStore`], two backends that pass one conformance suite (`tests/tests/store_conformance.rs`):
-//! [`redis::RedisStore`] for fleets (shared by every coordinator; each decision one round trip, by Lua) and
-//! [`embedded::EmbeddedStore`] for a single host (a redb file; chosen when no Redis is configured).
+//! One narrow trait per concern ([`BudgetStore`], [`EventLog`], [`HistoryStore`], [`SettingsStore`],
+//! [`DirectoryStore`]), all of them together [`StateStore`], and two backends that pass one conformance suite
+//! (`tests/tests/integration/store_conformance.rs`): [`redis::RedisStore`] for fleets (shared by every
+//! coordinator; each decision one round trip, by Lua) and [`embedded::EmbeddedStore`] for a single host (a
+//! redb file; chosen when no Redis is configured). Errors are backend-neutral ([`StoreError`]).
 
 pub mod embedded;
 pub mod redis;
@@ -20,26 +22,26 @@ use crate::events::{EventId, EventRecord, EventRetention, StoredEvent};
 use crate::policy::{Budget, BudgetState, BudgetVerdict};
 use crate::silence::Silence;
 
-/// Why the store could not answer.
+/// Why the store could not answer. Backend-neutral: each backend converts its own errors into these.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// Redis answered with an error or could not be reached.
-    #[error("redis: {0}")]
-    Redis(#[from] ::redis::RedisError),
-    /// The embedded database failed.
-    #[error("embedded store: {0}")]
-    Embedded(#[from] redb::Error),
+    /// The backend could not be reached or failed to answer (a lost connection, an I/O error, a failed
+    /// worker): the operation may succeed later.
+    #[error("{backend}: {message}")]
+    Unavailable {
+        /// Which backend: `redis` or `embedded store`.
+        backend: &'static str,
+        /// What it said.
+        message: String,
+    },
     /// A stored value could not be decoded (written by an incompatible version, or damaged).
     #[error("stored value is damaged: {0}")]
     Corrupt(String),
-    /// The embedded store's worker thread failed.
-    #[error("embedded store worker failed: {0}")]
-    Worker(#[from] tokio::task::JoinError),
 }
 
-/// The operations the coordinator needs from its persistent state.
+/// The safety policy's shared counters: each container's budget and the storm breaker's windows.
 #[async_trait]
-pub trait StateStore: Send + Sync + 'static {
+pub trait BudgetStore: Send + Sync {
     /// Checks `budget` for the container `key` at `now_ms` and, when allowed, records the attempt: one atomic
     /// step, so that two coordinators can never both be allowed within one cooldown.
     async fn try_begin_action(&self, key: &str, now_ms: u64, budget: &Budget) -> Result<BudgetVerdict, StoreError>;
@@ -50,6 +52,9 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Records the verified result of an action on the container `key`, for the circuit breaker.
     async fn record_outcome(&self, key: &str, success: bool, now_ms: u64, budget: &Budget) -> Result<(), StoreError>;
+
+    /// The container `key`'s budget state as stored (for people; decisions use `try_begin_action`).
+    async fn read_budget(&self, key: &str) -> Result<BudgetState, StoreError>;
 
     /// Notes that the container `member` needs remediation now, in each of `scopes` (the fleet, its node),
     /// and says whether any scope has more than `storm.threshold` containers needing it within
@@ -64,13 +69,11 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Ends every storm: clears the windows of all scopes; returns the scopes that were in a storm.
     async fn end_storms(&self) -> Result<Vec<String>, StoreError>;
+}
 
-    /// Keeps a decision that waits for an admin's approval, until `approval.expires_ms`.
-    async fn put_approval(&self, id: &str, approval: &PendingApproval) -> Result<(), StoreError>;
-
-    /// Takes (reads and removes, atomically) the approval `id`, so only one admin can approve it once.
-    async fn take_approval(&self, id: &str) -> Result<Option<PendingApproval>, StoreError>;
-
+/// The event log and the audit log: append-only, ordered by [`EventId`], trimmed as they grow.
+#[async_trait]
+pub trait EventLog: Send + Sync {
     /// Appends an event to the log and returns its id. Ids increase. Trims the log as it goes: at most
     /// `retention.max_per_type` events of each type, none older than `retention.max_age`.
     async fn append_event(&self, record: &EventRecord, retention: &EventRetention) -> Result<EventId, StoreError>;
@@ -84,7 +87,11 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Reads up to `limit` audit records, oldest first, strictly after `after`.
     async fn read_audit(&self, after: Option<EventId>, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
+}
 
+/// Each container's recent alerts, for the analysis.
+#[async_trait]
+pub trait HistoryStore: Send + Sync {
     /// Adds an alert to the container `key`'s history, keeping the newest `keep` within `ttl` of `now_ms`.
     async fn append_history(
         &self,
@@ -96,10 +103,11 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// The container `key`'s history within `ttl` of `now_ms`, oldest first.
     async fn history(&self, key: &str, now_ms: u64, ttl: Duration) -> Result<Vec<HistoryEntry>, StoreError>;
+}
 
-    /// The container `key`'s budget state as stored (for `GetContainer`; decisions use `try_begin_action`).
-    async fn read_budget(&self, key: &str) -> Result<BudgetState, StoreError>;
-
+/// What operators set at runtime: silences, dry-run, and the decisions waiting for their approval.
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
     /// Keeps a silence until it expires (replacing one with the same id).
     async fn put_silence(&self, silence: &Silence) -> Result<(), StoreError>;
 
@@ -116,6 +124,16 @@ pub trait StateStore: Send + Sync + 'static {
     /// Sets dry-run for every coordinator on this store, until changed again.
     async fn set_dry_run_override(&self, enabled: bool) -> Result<(), StoreError>;
 
+    /// Keeps a decision that waits for an admin's approval, until `approval.expires_ms`.
+    async fn put_approval(&self, id: &str, approval: &PendingApproval) -> Result<(), StoreError>;
+
+    /// Takes (reads and removes, atomically) the approval `id`, so only one admin can approve it once.
+    async fn take_approval(&self, id: &str) -> Result<Option<PendingApproval>, StoreError>;
+}
+
+/// How coordinators sharing a store find each other's nodes and hand each other commands.
+#[async_trait]
+pub trait DirectoryStore: Send + Sync {
     /// Publishes what this coordinator knows of the node `node` (an encoded directory entry) for the other
     /// coordinators, until `ttl` passes without a new publication.
     async fn put_directory_entry(&self, node: &str, entry: &[u8], ttl: Duration) -> Result<(), StoreError>;
@@ -131,9 +149,16 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Takes the oldest command queued for the coordinator instance `coordinator`, if any.
     async fn take_routed_command(&self, coordinator: &str) -> Result<Option<Vec<u8>>, StoreError>;
+}
 
+/// "The store": everything the coordinator keeps, one backend behind every concern. Parts of the coordinator
+/// hold the narrower trait they need (an `Arc<dyn StateStore>` coerces to `Arc<dyn EventLog>`, ...).
+pub trait StateStore: BudgetStore + EventLog + HistoryStore + SettingsStore + DirectoryStore + 'static {
     /// The backend's name for logs: `redis` or `embedded`.
     fn backend(&self) -> &'static str;
+
+    /// Whether other coordinators can share this store (and so need the fleet directory and routing).
+    fn is_shared(&self) -> bool;
 }
 
 /// A decision waiting for an admin's approval.
@@ -168,7 +193,7 @@ impl Default for StormConfig {
     }
 }
 
-/// What [`StateStore::note_need`] found.
+/// What [`BudgetStore::note_need`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StormVerdict {
     /// No storm: act as usual.

@@ -13,8 +13,8 @@ use redis::aio::ConnectionManager;
 use redis::streams::StreamRangeReply;
 
 use super::{
-    PendingApproval, StateStore, StoreError, StormConfig, StormVerdict, decode_event, decode_history, decode_silence,
-    encode_event, fresh, in_force,
+    BudgetStore, DirectoryStore, EventLog, HistoryStore, PendingApproval, SettingsStore, StateStore, StoreError,
+    StormConfig, StormVerdict, decode_event, decode_history, decode_silence, encode_event, fresh, in_force,
 };
 use crate::analysis::HistoryEntry;
 use crate::events::{EventId, EventRecord, EventRetention, StoredEvent};
@@ -148,6 +148,11 @@ fn budget_ttl_ms(budget: &Budget) -> u64 {
 /// The audit log's stream key.
 const AUDIT_KEY: &str = "hemostat:audit";
 
+/// Redis's failure (unreachable, or an error reply) as a backend-neutral store error.
+fn failed(error: redis::RedisError) -> StoreError {
+    StoreError::Unavailable { backend: "redis", message: error.to_string() }
+}
+
 /// The Redis state store.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -169,7 +174,7 @@ impl RedisStore {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let mut conn = self.conn.clone();
         let start = after.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
-        let reply: StreamRangeReply = conn.xrange_count(key, start, "+", limit).await?;
+        let reply: StreamRangeReply = conn.xrange_count(key, start, "+", limit).await.map_err(failed)?;
         reply
             .ids
             .into_iter()
@@ -185,9 +190,9 @@ impl RedisStore {
 
     /// Connects to the server at `url` (reconnecting by itself later) and checks it answers.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)?;
-        let mut conn = ConnectionManager::new(client).await?;
-        let _: () = redis::cmd("PING").query_async(&mut conn).await?;
+        let client = redis::Client::open(url).map_err(failed)?;
+        let mut conn = ConnectionManager::new(client).await.map_err(failed)?;
+        let _: () = redis::cmd("PING").query_async(&mut conn).await.map_err(failed)?;
         Ok(RedisStore {
             conn,
             budget: redis::Script::new(BUDGET_SCRIPT),
@@ -200,7 +205,7 @@ impl RedisStore {
 }
 
 #[async_trait]
-impl StateStore for RedisStore {
+impl BudgetStore for RedisStore {
     async fn try_begin_action(&self, key: &str, now_ms: u64, budget: &Budget) -> Result<BudgetVerdict, StoreError> {
         let mut conn = self.conn.clone();
         let (verdict, value): (String, u64) = self
@@ -212,7 +217,8 @@ impl StateStore for RedisStore {
             .arg(budget.window.as_millis() as u64)
             .arg(budget.max_attempts)
             .invoke_async(&mut conn)
-            .await?;
+            .await
+            .map_err(failed)?;
         let retry_after = std::time::Duration::from_millis(value);
         match verdict.as_str() {
             "allowed" => Ok(BudgetVerdict::Allowed { attempts_in_window: value as u32 }),
@@ -231,7 +237,8 @@ impl StateStore for RedisStore {
             .arg(at_ms)
             .arg(budget_ttl_ms(budget))
             .invoke_async(&mut conn)
-            .await?;
+            .await
+            .map_err(failed)?;
         Ok(())
     }
 
@@ -245,8 +252,25 @@ impl StateStore for RedisStore {
             .arg(now_ms)
             .arg(ttl)
             .invoke_async(&mut conn)
-            .await?;
+            .await
+            .map_err(failed)?;
         Ok(())
+    }
+
+    async fn read_budget(&self, key: &str) -> Result<BudgetState, StoreError> {
+        let mut conn = self.conn.clone();
+        let (fields, attempts): (std::collections::HashMap<String, u64>, Vec<(String, u64)>) = redis::pipe()
+            .hgetall(format!("hemostat:{{{key}}}:budget"))
+            .zrange_withscores(format!("hemostat:{{{key}}}:attempts"), 0, -1)
+            .query_async(&mut conn)
+            .await
+            .map_err(failed)?;
+        Ok(BudgetState {
+            last_action_ms: fields.get("last_action_ms").copied(),
+            attempts_ms: attempts.into_iter().map(|(_, at)| at).collect(),
+            consecutive_failures: fields.get("failures").copied().unwrap_or(0) as u32,
+            last_failure_ms: fields.get("last_failure_ms").copied(),
+        })
     }
 
     async fn note_need(
@@ -269,7 +293,8 @@ impl StateStore for RedisStore {
             .arg(storm.window.as_millis() as u64)
             .arg(storm.threshold)
             .invoke_async(&mut conn)
-            .await?;
+            .await
+            .map_err(failed)?;
         match reply.as_slice() {
             [calm] if calm == "calm" => Ok(StormVerdict::Calm),
             [tag, index, started, members @ ..] if tag == "storm" => {
@@ -288,10 +313,10 @@ impl StateStore for RedisStore {
         let mut conn = self.conn.clone();
         let keys: Vec<String> = {
             // SCAN, not KEYS: it never blocks the server.
-            let mut iter = conn.scan_match::<_, String>("hemostat:{storm}:*").await?;
+            let mut iter = conn.scan_match::<_, String>("hemostat:{storm}:*").await.map_err(failed)?;
             let mut keys = Vec::new();
             while let Some(key) = futures::StreamExt::next(&mut iter).await {
-                keys.push(key?);
+                keys.push(key.map_err(failed)?);
             }
             keys
         };
@@ -302,29 +327,14 @@ impl StateStore for RedisStore {
             .map(str::to_owned)
             .collect();
         if !keys.is_empty() {
-            let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
+            let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.map_err(failed)?;
         }
         Ok(stormy)
     }
+}
 
-    async fn put_approval(&self, id: &str, approval: &PendingApproval) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let now = crate::events::unix_ms(std::time::SystemTime::now());
-        // Kept a minute past its expiry, so that a late approval is told it expired rather than unknown.
-        let ttl = approval.expires_ms.saturating_sub(now) + 60_000;
-        let raw = serde_json::to_vec(approval).expect("approval serializes");
-        let _: () = conn.pset_ex(format!("hemostat:approval:{id}"), raw, ttl).await?;
-        Ok(())
-    }
-
-    async fn take_approval(&self, id: &str) -> Result<Option<PendingApproval>, StoreError> {
-        let mut conn = self.conn.clone();
-        let raw: Option<Vec<u8>> =
-            redis::cmd("GETDEL").arg(format!("hemostat:approval:{id}")).query_async(&mut conn).await?;
-        raw.map(|raw| serde_json::from_slice(&raw).map_err(|e| StoreError::Corrupt(format!("approval: {e}"))))
-            .transpose()
-    }
-
+#[async_trait]
+impl EventLog for RedisStore {
     async fn append_event(&self, record: &EventRecord, retention: &EventRetention) -> Result<EventId, StoreError> {
         let mut conn = self.conn.clone();
         let now_ms = crate::events::unix_ms(std::time::SystemTime::now());
@@ -337,7 +347,8 @@ impl StateStore for RedisStore {
             .arg(retention.max_per_type)
             .arg(format!("{oldest}-0"))
             .invoke_async(&mut conn)
-            .await?;
+            .await
+            .map_err(failed)?;
         id.parse().map_err(|e| StoreError::Corrupt(format!("stream id: {e}")))
     }
 
@@ -357,14 +368,18 @@ impl StateStore for RedisStore {
             .arg("e")
             .arg(encode_event(record))
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(failed)?;
         id.parse().map_err(|e| StoreError::Corrupt(format!("stream id: {e}")))
     }
 
     async fn read_audit(&self, after: Option<EventId>, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         self.read_stream(AUDIT_KEY, after, limit).await
     }
+}
 
+#[async_trait]
+impl HistoryStore for RedisStore {
     async fn append_history(
         &self,
         key: &str,
@@ -384,69 +399,84 @@ impl StateStore for RedisStore {
             .pexpire(&list, ttl.as_millis() as i64)
             .ignore()
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(failed)?;
         Ok(())
     }
 
     async fn history(&self, key: &str, now_ms: u64, ttl: Duration) -> Result<Vec<HistoryEntry>, StoreError> {
         let mut conn = self.conn.clone();
-        let raw: Vec<Vec<u8>> = conn.lrange(format!("hemostat:{{{key}}}:history"), 0, -1).await?;
+        let raw: Vec<Vec<u8>> = conn.lrange(format!("hemostat:{{{key}}}:history"), 0, -1).await.map_err(failed)?;
         let entries = raw.iter().map(|r| decode_history(r)).collect::<Result<Vec<_>, _>>()?;
         Ok(fresh(entries, now_ms, ttl))
     }
+}
 
-    async fn read_budget(&self, key: &str) -> Result<BudgetState, StoreError> {
-        let mut conn = self.conn.clone();
-        let (fields, attempts): (std::collections::HashMap<String, u64>, Vec<(String, u64)>) = redis::pipe()
-            .hgetall(format!("hemostat:{{{key}}}:budget"))
-            .zrange_withscores(format!("hemostat:{{{key}}}:attempts"), 0, -1)
-            .query_async(&mut conn)
-            .await?;
-        Ok(BudgetState {
-            last_action_ms: fields.get("last_action_ms").copied(),
-            attempts_ms: attempts.into_iter().map(|(_, at)| at).collect(),
-            consecutive_failures: fields.get("failures").copied().unwrap_or(0) as u32,
-            last_failure_ms: fields.get("last_failure_ms").copied(),
-        })
-    }
-
+#[async_trait]
+impl SettingsStore for RedisStore {
     async fn put_silence(&self, silence: &Silence) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let raw = serde_json::to_vec(silence).expect("silences serialize");
-        let _: i64 = conn.hset(SILENCES_KEY, &silence.id, raw).await?;
+        let _: i64 = conn.hset(SILENCES_KEY, &silence.id, raw).await.map_err(failed)?;
         Ok(())
     }
 
     async fn remove_silence(&self, id: &str) -> Result<Option<Silence>, StoreError> {
         let mut conn = self.conn.clone();
-        let (raw, _): (Option<Vec<u8>>, i64) =
-            redis::pipe().atomic().hget(SILENCES_KEY, id).hdel(SILENCES_KEY, id).query_async(&mut conn).await?;
+        let (raw, _): (Option<Vec<u8>>, i64) = redis::pipe()
+            .atomic()
+            .hget(SILENCES_KEY, id)
+            .hdel(SILENCES_KEY, id)
+            .query_async(&mut conn)
+            .await
+            .map_err(failed)?;
         raw.map(|raw| decode_silence(&raw)).transpose()
     }
 
     async fn silences(&self, now_ms: u64) -> Result<Vec<Silence>, StoreError> {
         let mut conn = self.conn.clone();
-        let raw: Vec<Vec<u8>> = conn.hvals(SILENCES_KEY).await?;
+        let raw: Vec<Vec<u8>> = conn.hvals(SILENCES_KEY).await.map_err(failed)?;
         let all = raw.iter().map(|raw| decode_silence(raw)).collect::<Result<Vec<_>, _>>()?;
         let (live, expired) = in_force(all, now_ms);
         if !expired.is_empty() {
-            let _: i64 = conn.hdel(SILENCES_KEY, expired).await?;
+            let _: i64 = conn.hdel(SILENCES_KEY, expired).await.map_err(failed)?;
         }
         Ok(live)
     }
 
     async fn dry_run_override(&self) -> Result<Option<bool>, StoreError> {
         let mut conn = self.conn.clone();
-        let value: Option<u8> = conn.get(DRY_RUN_KEY).await?;
+        let value: Option<u8> = conn.get(DRY_RUN_KEY).await.map_err(failed)?;
         Ok(value.map(|v| v == 1))
     }
 
     async fn set_dry_run_override(&self, enabled: bool) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let _: () = conn.set(DRY_RUN_KEY, u8::from(enabled)).await?;
+        let _: () = conn.set(DRY_RUN_KEY, u8::from(enabled)).await.map_err(failed)?;
         Ok(())
     }
 
+    async fn put_approval(&self, id: &str, approval: &PendingApproval) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let now = crate::events::unix_ms(std::time::SystemTime::now());
+        // Kept a minute past its expiry, so that a late approval is told it expired rather than unknown.
+        let ttl = approval.expires_ms.saturating_sub(now) + 60_000;
+        let raw = serde_json::to_vec(approval).expect("approval serializes");
+        let _: () = conn.pset_ex(format!("hemostat:approval:{id}"), raw, ttl).await.map_err(failed)?;
+        Ok(())
+    }
+
+    async fn take_approval(&self, id: &str) -> Result<Option<PendingApproval>, StoreError> {
+        let mut conn = self.conn.clone();
+        let raw: Option<Vec<u8>> =
+            redis::cmd("GETDEL").arg(format!("hemostat:approval:{id}")).query_async(&mut conn).await.map_err(failed)?;
+        raw.map(|raw| serde_json::from_slice(&raw).map_err(|e| StoreError::Corrupt(format!("approval: {e}"))))
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl DirectoryStore for RedisStore {
     async fn put_directory_entry(&self, node: &str, entry: &[u8], ttl: Duration) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let _: () = redis::pipe()
@@ -455,19 +485,21 @@ impl StateStore for RedisStore {
             .sadd(DIRECTORY_KEY, node)
             .ignore()
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(failed)?;
         Ok(())
     }
 
     async fn directory_entries(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let mut conn = self.conn.clone();
-        let mut names: Vec<String> = conn.smembers(DIRECTORY_KEY).await?;
+        let mut names: Vec<String> = conn.smembers(DIRECTORY_KEY).await.map_err(failed)?;
         names.sort();
         if names.is_empty() {
             return Ok(Vec::new());
         }
         let keys: Vec<String> = names.iter().map(|n| format!("{DIRECTORY_KEY}:{n}")).collect();
-        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+        let values: Vec<Option<Vec<u8>>> =
+            redis::cmd("MGET").arg(&keys).query_async(&mut conn).await.map_err(failed)?;
         let mut live = Vec::new();
         let mut gone = Vec::new();
         for (name, value) in names.into_iter().zip(values) {
@@ -477,14 +509,14 @@ impl StateStore for RedisStore {
             }
         }
         if !gone.is_empty() {
-            let _: i64 = conn.srem(DIRECTORY_KEY, gone).await?;
+            let _: i64 = conn.srem(DIRECTORY_KEY, gone).await.map_err(failed)?;
         }
         Ok(live)
     }
 
     async fn directory_entry(&self, node: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let mut conn = self.conn.clone();
-        Ok(conn.get(format!("{DIRECTORY_KEY}:{node}")).await?)
+        Ok(conn.get(format!("{DIRECTORY_KEY}:{node}")).await.map_err(failed)?)
     }
 
     async fn route_command(&self, coordinator: &str, command: &[u8]) -> Result<(), StoreError> {
@@ -496,16 +528,23 @@ impl StateStore for RedisStore {
             .pexpire(&key, ROUTED_COMMAND_TTL_MS)
             .ignore()
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(failed)?;
         Ok(())
     }
 
     async fn take_routed_command(&self, coordinator: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let mut conn = self.conn.clone();
-        Ok(conn.lpop(format!("hemostat:coordinator:{coordinator}:commands"), None).await?)
+        Ok(conn.lpop(format!("hemostat:coordinator:{coordinator}:commands"), None).await.map_err(failed)?)
     }
+}
 
+impl StateStore for RedisStore {
     fn backend(&self) -> &'static str {
         "redis"
+    }
+
+    fn is_shared(&self) -> bool {
+        true
     }
 }

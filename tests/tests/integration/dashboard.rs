@@ -596,3 +596,46 @@ async fn an_admin_logs_in_approves_a_pending_action_and_switches_dry_run_from_th
     );
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_of_one_coordinator_shows_the_nodes_connected_to_another() {
+    use hemostat_coordinator::store::StoreConfig;
+    use hemostat_tests::docker::Scope;
+    use hemostat_tests::fleet::{TestCoordinator, TestNode};
+    use hemostat_tests::redis::RedisServer;
+
+    hemostat_tests::init();
+    let (pki, redis) = (hemostat_tests::pki::TestPki::new(), RedisServer::start());
+    let config = || fleet::coordinator_config(&pki, StoreConfig::Redis { url: redis.url() });
+    let one = TestCoordinator::start(config());
+    let addr = dashboard_addr();
+    let _two = TestCoordinator::start(CoordinatorConfig {
+        dashboard: Some(DashboardConfig::new(addr, DashboardTokens::default()).expect("loopback needs no token")),
+        ..config()
+    });
+    let scope = Scope::new();
+    let _node = TestNode::start(fleet::node_config(&pki, "host-a", &one.endpoint(), &scope.selector()));
+    let web = scope.run("web", &[], "trap 'exit 0' TERM; sleep 86400 & wait");
+
+    // Coordinator two holds no session, yet its dashboard lists host-a and its container, from the directory.
+    let overview = eventually("host-a and its container on coordinator two's dashboard", DEADLINE, || async {
+        let (status, _, body) = http(addr, "GET", "/api/overview", &[], "").await;
+        let overview: Value = serde_json::from_str(&body).map_err(|e| format!("{status}: {e}: {body}"))?;
+        let connected =
+            overview["nodes"].as_array().into_iter().flatten().any(|n| n["name"] == "host-a" && n["connected"] == true);
+        let listed = overview["containers"].as_array().into_iter().flatten().any(|c| c["name"] == web.as_str());
+        if status == 200 && connected && listed { Ok(overview) } else { Err(body) }
+    })
+    .await;
+    let container = overview["containers"].as_array().unwrap().iter().find(|c| c["name"] == web.as_str()).unwrap();
+    assert_eq!((container["node"].as_str(), container["status"].as_str()), (Some("host-a"), Some("running")));
+    assert_eq!(container["budget"]["circuit"], "closed", "{container}");
+
+    // Its page too: found through the directory, not this coordinator's registry.
+    let (status, _, body) = http(addr, "GET", &format!("/api/containers/host-a/{web}"), &[], "").await;
+    assert_eq!(status, 200, "{body}");
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["container"]["name"], web.as_str());
+    let (status, _, body) = http(addr, "GET", "/api/containers/host-a/nope", &[], "").await;
+    assert_eq!(status, 404, "{body}");
+}

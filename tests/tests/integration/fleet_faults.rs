@@ -14,7 +14,7 @@ use hemostat_pki::OperatorRole;
 use hemostat_proto::v1 as pb;
 use hemostat_tests::docker::Scope;
 use hemostat_tests::eventually;
-use hemostat_tests::fleet::{self, FleetClient, TestCoordinator, TestNode, events_of, kinds};
+use hemostat_tests::fleet::{self, FleetClient, TestCoordinator, TestNode, events_of, kinds, metric};
 use hemostat_tests::netlab::{Host, Lab};
 use hemostat_tests::pki::TestPki;
 use hemostat_tests::redis::RedisServer;
@@ -221,11 +221,6 @@ async fn a_coordinator_killed_under_load_loses_its_nodes_to_the_other_and_no_cra
         assert_eq!(count("remediation_complete"), 1, "{name}: healed once: {kinds:?}");
         assert_eq!(scope.state(name).status, "running", "{name}");
     }
-}
-
-/// The value of an unlabelled series in Prometheus text.
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread")]

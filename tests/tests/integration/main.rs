@@ -1,9 +1,12 @@
 //! HemoStat's cross-component tests, one module per area, in one test binary: the workspace is linked
 //! once, not once per file. `tests/run.sh` runs them with cargo-nextest, which gives each test a process of
-//! its own (the node's and the coordinator's instruments are per process) and runs the few tests that need a
-//! quiet machine alone (`.config/nextest.toml`).
+//! its own (the node's instruments are per process) and runs the few tests that need a quiet machine alone
+//! (`.config/nextest.toml`).
 
 mod alerting;
+mod alerting_alertmanager;
+mod alerting_prometheus;
+mod alerting_sinks;
 mod analysis;
 mod dashboard;
 mod deploy;
@@ -15,5 +18,6 @@ mod metrics;
 mod monitoring;
 mod multi_coordinator;
 mod remediation;
+mod reporting_faults;
 mod security;
 mod store_conformance;

@@ -4,10 +4,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use hemostat_coordinator::CoordinatorConfig;
+use hemostat_coordinator::store::StoreConfig;
+use hemostat_pki::OperatorRole;
 use hemostat_proto::v1 as pb;
 use hemostat_tests::docker::crash_once;
 use hemostat_tests::eventually;
-use hemostat_tests::fleet::{TestFleet, free_metrics_addr, kinds, remediated, scrape};
+use hemostat_tests::fleet::{self, TestCoordinator, TestFleet, free_metrics_addr, kinds, remediated, scrape};
+use hemostat_tests::pki::TestPki;
 
 /// One scrape, read by series.
 struct Scrape(String);
@@ -37,7 +41,7 @@ async fn after_one_crash_is_healed_the_counters_read_what_happened() {
         |config| config.metrics_listen = Some(node_addr),
     )
     .await;
-    // The instruments are per process: read what this scenario adds to them.
+    // Read what this scenario adds (the node's instruments are per process).
     let (c0, n0) = (Scrape::of(coordinator_addr).await, Scrape::of(node_addr).await);
 
     let web = s.scope.run("web", &[], &crash_once(3));
@@ -95,4 +99,32 @@ async fn after_one_crash_is_healed_the_counters_read_what_happened() {
     assert!(n.get("hemostat_node_poll_duration_seconds_count") >= 1.0, "{}", n.0);
     assert!(n.has("hemostat_node_spool_depth"), "{}", n.0);
     assert_eq!(n.get("hemostat_node_spool_dropped_total"), 0.0, "{}", n.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_coordinators_in_one_process_count_only_what_each_records() {
+    hemostat_tests::init();
+    let pki = TestPki::new();
+    let (dir_one, dir_two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (metrics_one, metrics_two) = (free_metrics_addr(), free_metrics_addr());
+    let config = |dir: &tempfile::TempDir, metrics| CoordinatorConfig {
+        metrics_listen: Some(metrics),
+        ..fleet::coordinator_config(&pki, StoreConfig::Embedded { path: dir.path().join("state.redb") })
+    };
+    let one = TestCoordinator::start(config(&dir_one, metrics_one));
+    let _two = TestCoordinator::start(config(&dir_two, metrics_two));
+
+    // An admin's change on coordinator one is one event, recorded there only.
+    let mut admin = fleet::operator(&pki, OperatorRole::Admin, one.addr()).await;
+    admin.set_dry_run(pb::SetDryRunRequest { enabled: true }).await.unwrap();
+    let series = "hemostat_events_total{type=\"operator_action\"}";
+    let counted = eventually("the change counted by coordinator one", Duration::from_secs(5), || async {
+        let c = Scrape(scrape(metrics_one).await?);
+        if c.get(series) == 1.0 { Ok(c) } else { Err(c.0) }
+    })
+    .await;
+    assert_eq!(counted.get(series), 1.0, "{}", counted.0);
+    let other = Scrape::of(metrics_two).await;
+    assert!(!other.has(series), "coordinator two recorded nothing, so counts nothing:\n{}", other.0);
+    assert_eq!(other.get("hemostat_nodes_connected"), 0.0, "{}", other.0);
 }

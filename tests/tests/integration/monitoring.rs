@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use hemostat_node::NodeConfig;
-use hemostat_node::outbox::Outbox;
 use hemostat_proto::v1 as pb;
 use hemostat_proto::v1::session_request::Body;
 use hemostat_tests::docker::crash_once;
 use hemostat_tests::eventually;
 use hemostat_tests::fleet::{TestFleet, TestNode, alerted, container, events_of, kinds, remediated};
+use hemostat_tests::spool::{is_alert_of, spooled};
 
 async fn setup_with(configure: impl FnOnce(&mut NodeConfig)) -> TestFleet {
     TestFleet::start_with(|_| {}, configure).await
@@ -31,20 +31,6 @@ async fn alerts_of(s: &TestFleet, name: &str, wanted: impl Fn(&[Vec<(String, Str
         if wanted(&alerted(&events)) { Ok(events) } else { Err(format!("{:?}", alerted(&events))) }
     })
     .await
-}
-
-/// The messages in a node's spool folder, read from a copy as the node would after a restart.
-fn spooled(dir: &std::path::Path, capacity: usize) -> Result<Vec<hemostat_node::outbox::Sequenced>, String> {
-    let copy = tempfile::tempdir().map_err(|e| e.to_string())?;
-    for file in ["stream", "acked", "spool.log"] {
-        let _ = std::fs::copy(dir.join(file), copy.path().join(file));
-    }
-    Ok(Outbox::open(copy.path(), capacity).map_err(|e| e.to_string())?.after(0))
-}
-
-/// Whether a spooled message is the health alert of the container `name`.
-fn is_alert_of(message: &hemostat_node::outbox::Sequenced, name: &str) -> bool {
-    matches!(&message.body, Body::HealthAlert(a) if a.container.as_ref().is_some_and(|c| c.name == name))
 }
 
 fn has(alerts: &[Vec<(String, String)>], kind: &str) -> bool {

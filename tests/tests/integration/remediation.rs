@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use hemostat_proto::v1 as pb;
-use hemostat_tests::docker::{Scope, SwarmService};
+use hemostat_tests::docker::{BuiltImages, Scope, SwarmService};
 use hemostat_tests::eventually;
 use hemostat_tests::fleet::{self, TestFleet, TestNode, events_of, kinds, rejection, remediated};
 use hemostat_tests::peer::CoordinatorPeer;
@@ -511,7 +511,7 @@ async fn running(service: &SwarmService, n: usize) -> String {
     .await
 }
 
-// These tests leave the engine in single-node swarm mode (see `docker::ensure_swarm`).
+// Each puts the engine in single-node swarm mode while its service exists (see `docker::SwarmLease`).
 #[tokio::test(flavor = "multi_thread")]
 async fn swarm_scale_up_adds_one_replica_with_the_same_spec_and_waits_for_it_to_run() {
     hemostat_tests::init();
@@ -582,4 +582,176 @@ async fn swarm_scale_up_whose_new_replica_cannot_run_fails_with_what_the_node_sa
     assert!(result.detail.contains("1 of 2 tasks running"), "{}", result.detail);
     assert!(result.detail.contains("pending"), "what it saw: {}", result.detail);
     assert_eq!(service.running_tasks(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hundred_commands_at_once_are_held_to_the_nodes_rate_and_concurrency_and_the_rest_refused() {
+    hemostat_tests::init();
+    let pki = TestPki::new();
+    let scope = Scope::new();
+    let peer = CoordinatorPeer::start(&pki).await;
+    let metrics = fleet::free_metrics_addr();
+    let mut config = fleet::node_config(&pki, "host-a", &peer.endpoint(), &scope.selector());
+    config.execution.exec_allowlist = vec![vec!["sleep".into(), "2".into()]];
+    config.execution.commands_per_minute = 15;
+    config.execution.command_concurrency = 10;
+    config.metrics_listen = Some(metrics);
+    let _node = TestNode::start(config);
+    let web = scope.run("web", &[], "trap 'exit 0' TERM; sleep 86400 & wait");
+    let web_id = scope.docker(&["inspect", "-f", "{{.Id}}", &web]);
+    let burst = |round: u32| {
+        let (peer, web_id) = (&peer, &web_id);
+        async move {
+            for n in 0..100 {
+                peer.send(exec(&format!("{round}-{n}"), web_id, &["sleep", "2"])).await;
+            }
+            peer.results(100, Duration::from_secs(60)).await
+        }
+    };
+    let refused_for = |results: &[pb::CommandResult], limit: &str| {
+        results.iter().filter(|r| r.outcome() == pb::Outcome::Refused && r.detail.contains(limit)).count()
+    };
+
+    // Every exec holds its place for two seconds: ten run, ninety are refused at once.
+    let first = burst(1).await;
+    let ran: Vec<&pb::CommandResult> = first.iter().filter(|r| r.outcome() == pb::Outcome::Success).collect();
+    assert_eq!(ran.len(), 10, "{first:?}");
+    assert_eq!(refused_for(&first, "at most 10 commands at once (NODE_COMMAND_CONCURRENCY)"), 90);
+    assert!(ran.iter().all(|r| r.duration_ms >= 2000), "they ran: {ran:?}");
+    // Within the same minute, five more are accepted (fifteen a minute), the rest refused by the rate.
+    let second = burst(2).await;
+    assert_eq!(second.iter().filter(|r| r.outcome() == pb::Outcome::Success).count(), 5, "{second:?}");
+    assert_eq!(refused_for(&second, "at most 15 commands a minute (NODE_COMMANDS_PER_MINUTE)"), 95);
+    let text = fleet::scrape(metrics).await.unwrap();
+    assert_eq!(fleet::metric(&text, "hemostat_node_commands_limited_total{limit=\"concurrency\"}"), Some(90.0));
+    assert_eq!(fleet::metric(&text, "hemostat_node_commands_limited_total{limit=\"rate\"}"), Some(95.0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scale_up_never_goes_past_the_replica_cap_of_the_label_or_the_node() {
+    hemostat_tests::init();
+    let pki = TestPki::new();
+    let scope = Scope::new();
+    let peer = CoordinatorPeer::start(&pki).await;
+    let mut config = fleet::node_config(&pki, "host-a", &peer.endpoint(), &scope.selector());
+    config.execution.scale_up_max_replicas = 1;
+    let _node = TestNode::start(config);
+    let project = ComposeProject::up(
+        &scope,
+        "services:\n  api:\n    image: IMAGE\n    init: true\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 86400 & wait\"]\n    labels: [SCOPE, \"hemostat.scale_up.max=2\"]\n  web:\n    image: IMAGE\n    init: true\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 86400 & wait\"]\n    labels: [SCOPE]\n",
+        &[],
+    );
+    let id = |name: &str| scope.docker(&["inspect", "-f", "{{.Id}}", name]);
+    let scale = |n: &str, name: &str| pb::Command { action: pb::Action::ScaleUp as i32, ..exec(n, &id(name), &[]) };
+    let exists =
+        |name: &str| std::process::Command::new("docker").args(["inspect", name]).output().unwrap().status.success();
+
+    peer.send(scale("a1", &project.container("api", 1))).await;
+    let result = peer.result(Duration::from_secs(20)).await.expect("a result");
+    assert_eq!(result.outcome(), pb::Outcome::Success, "one below the label's cap: {result:?}");
+    peer.send(scale("a2", &project.container("api", 1))).await;
+    let result = peer.result(Duration::from_secs(20)).await.expect("a result");
+    assert_eq!(result.outcome(), pb::Outcome::Refused, "{result:?}");
+    assert!(
+        result.detail.contains("has 2 replicas, at its cap of 2 (label hemostat.scale_up.max on the container)"),
+        "{}",
+        result.detail
+    );
+    assert!(!exists(&project.container("api", 3)), "no third replica");
+
+    peer.send(scale("w1", &project.container("web", 1))).await;
+    let result = peer.result(Duration::from_secs(20)).await.expect("a result");
+    assert_eq!(result.outcome(), pb::Outcome::Refused, "{result:?}");
+    assert!(result.detail.contains("at its cap of 1 (the node's NODE_SCALE_UP_MAX_REPLICAS)"), "{}", result.detail);
+    assert!(!exists(&project.container("web", 2)));
+
+    let bad = scope.run(
+        "bad",
+        &[
+            "--label",
+            "com.docker.compose.project=p",
+            "--label",
+            "com.docker.compose.service=s",
+            "--label",
+            "hemostat.scale_up.max=lots",
+        ],
+        "trap 'exit 0' TERM; sleep 86400 & wait",
+    );
+    peer.send(scale("b1", &bad)).await;
+    let result = peer.result(Duration::from_secs(20)).await.expect("a result");
+    assert_eq!(result.outcome(), pb::Outcome::Refused, "{result:?}");
+    assert!(result.detail.contains("\"lots\", not a positive whole number"), "{}", result.detail);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn swarm_scale_up_stops_at_the_services_replica_cap() {
+    hemostat_tests::init();
+    let pki = TestPki::new();
+    let scope = Scope::new();
+    let peer = CoordinatorPeer::start(&pki).await;
+    let _node = swarm_node(&pki, &peer, &scope, Duration::from_secs(20));
+    let service = SwarmService::create(&scope, "capped", &["--label", "hemostat.scale_up.max=1"], SERVING);
+    let task = running(&service, 1).await;
+    let before = service.spec();
+    peer.send(scale_up("c1", &task)).await;
+    let result = peer.result(Duration::from_secs(30)).await.expect("a result");
+    assert_eq!(result.outcome(), pb::Outcome::Refused, "{result:?}");
+    assert!(
+        result.detail.contains("at its cap of 1 (label hemostat.scale_up.max on the service)"),
+        "{}",
+        result.detail
+    );
+    assert_eq!(service.spec(), before, "the service is unchanged");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cleanup_removes_only_dangling_images_that_only_its_removed_containers_used() {
+    hemostat_tests::init();
+    let pki = TestPki::new();
+    let scope = Scope::new();
+    let peer = CoordinatorPeer::start(&pki).await;
+    let _node = TestNode::start(fleet::node_config(&pki, "host-a", &peer.endpoint(), &scope.selector()));
+    let images = BuiltImages::default();
+    let tag = |what: &str| format!("hemostat-test-{what}-{}:1", scope.selector().rsplit('=').next().unwrap());
+    let compose = ["--label", "com.docker.compose.project=shop", "--label", "com.docker.compose.service=api"];
+    // A watched exited replica of an image that only it uses, left dangling by a rebuild of its tag.
+    let watched_image = images.build(&tag("watched"));
+    let label = scope.selector();
+    let run_exited = |name: &str, extra: &[&str], image: &str| {
+        let args =
+            [&["run", "-d", "--name", name, "--label", &label][..], extra, &compose, &[image, "sh", "-c", "exit 0"]];
+        scope.docker(&args.concat());
+    };
+    let watched = scope.name("old");
+    run_exited(&watched, &[], &tag("watched"));
+    images.build(&tag("watched"));
+    // An opted-out (unwatched) exited replica of another image that only it uses, dangling too.
+    let unwatched_image = images.build(&tag("unwatched"));
+    let unwatched = scope.name("optout");
+    run_exited(&unwatched, &["--label", "hemostat.enable=false"], &tag("unwatched"));
+    images.build(&tag("unwatched"));
+    // A dangling image no container uses.
+    let orphan_image = images.build(&tag("orphan"));
+    images.build(&tag("orphan"));
+    let target = scope.run("target", &compose, "trap 'exit 0' TERM; sleep 86400 & wait");
+    eventually("the replicas exited", Duration::from_secs(10), || async {
+        let exited = [&watched, &unwatched].iter().all(|n| scope.state(n).status == "exited");
+        if exited { Ok(()) } else { Err("not yet".into()) }
+    })
+    .await;
+
+    let target_id = scope.docker(&["inspect", "-f", "{{.Id}}", &target]);
+    peer.send(pb::Command { action: pb::Action::Cleanup as i32, ..exec("c1", &target_id, &[]) }).await;
+    let result = peer.result(Duration::from_secs(20)).await.expect("a result");
+    assert_eq!(result.outcome(), pb::Outcome::Success, "{result:?}");
+    assert!(result.detail.contains("removed 1 exited containers of Compose service shop/api"), "{}", result.detail);
+    assert!(result.detail.contains("removed 1 dangling images only they used"), "{}", result.detail);
+    assert!(result.detail.contains("other dangling images are left alone"), "{}", result.detail);
+    let exists =
+        |name: &str| std::process::Command::new("docker").args(["inspect", name]).output().unwrap().status.success();
+    assert!(!exists(&watched), "the watched exited replica is gone");
+    assert!(!BuiltImages::exists(&watched_image), "and the dangling image only it used");
+    assert!(exists(&unwatched), "an unwatched container stays");
+    assert!(BuiltImages::exists(&unwatched_image), "and so does the image only it uses");
+    assert!(BuiltImages::exists(&orphan_image), "the engine's other dangling images are not pruned");
 }

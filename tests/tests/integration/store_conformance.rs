@@ -488,3 +488,11 @@ async fn the_fleet_directory_expires_its_entries_and_routed_commands_come_out_in
         assert_eq!(s.take_routed_command("coord-1").await.unwrap(), None);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_backend_says_whether_other_coordinators_can_share_it() {
+    for b in backends().await {
+        let shared = matches!(b.config, StoreConfig::Redis { .. });
+        assert_eq!(b.store.is_shared(), shared, "{}", b.store.backend());
+    }
+}

@@ -8,11 +8,42 @@
 //! characters are replaced, `&`, `<` and `>` are escaped as Slack requires (so `<!channel>` or
 //! `<http://evil|click>` show as text and do nothing), a zero-width space follows every `@` (so `@here`,
 //! `@channel` and `@everyone` do not notify anyone) and every `://` is broken the same way (no link appears).
-//! Markdown is off for the text and the attachments.
+//! Markdown is off for the text and the attachments. The title links to the event in the dashboard; the
+//! container's Compose project and service and its page in the Docker UI are fields.
 
 use serde_json::{Value, json};
 
-use super::notification::{Notification, Tone};
+use crate::alerting::AlertingConfig;
+use crate::alerting::grouping::Message;
+use crate::alerting::notification::{Notification, Tone};
+use crate::alerting::sink::Sink;
+use crate::alerting::transport::Request;
+
+/// The Slack sink (`SLACK_WEBHOOK_URL`): grouped, formatted for people.
+pub struct Slack {
+    url: String,
+}
+
+impl Slack {
+    /// The sink, when Slack is configured.
+    pub fn new(config: &AlertingConfig) -> Option<Self> {
+        Some(Slack { url: config.slack_webhook_url.clone()? })
+    }
+}
+
+impl Sink for Slack {
+    fn name(&self) -> &'static str {
+        "slack"
+    }
+
+    fn render(&self, message: &Message<Notification>) -> Vec<Request> {
+        let body = match message {
+            Message::Single(notification) => single(notification),
+            Message::Burst(notifications) => burst(notifications),
+        };
+        vec![Request::json(&self.url, body)]
+    }
+}
 
 /// Slack's colours, by tone.
 pub fn colour(tone: Tone) -> &'static str {
@@ -81,6 +112,10 @@ pub fn single(notification: &Notification) -> Value {
     if !record.container_name.is_empty() {
         fields.push(field("Container", escape(&record.container_name, MAX_FIELD_CHARS), true));
     }
+    if let Some(compose) = &notification.context.compose {
+        let compose = format!("{}/{}", compose.project, compose.service);
+        fields.push(field("Compose", escape(&compose, MAX_FIELD_CHARS), true));
+    }
     if let Some(action) = record.action {
         fields.push(field("Action", action.name().to_owned(), true));
     }
@@ -105,9 +140,10 @@ pub fn single(notification: &Notification) -> Value {
     if let Some(output) = record.output.as_deref().filter(|o| !o.is_empty()) {
         fields.push(field("Output", escape(output, MAX_OUTPUT_CHARS), false));
     }
-    message(
-        &format!("HemoStat: {headline}"),
-        json!({
+    if let Some(url) = &notification.context.container_url {
+        fields.push(field("Docker UI", escape_url(url), false));
+    }
+    let mut attachment = json!({
             "color": colour(notification.tone()),
             "fallback": headline,
             "title": headline,
@@ -116,8 +152,17 @@ pub fn single(notification: &Notification) -> Value {
             "footer": "HemoStat",
             "ts": record.time_ms / 1000,
             "mrkdwn_in": [],
-        }),
-    )
+    });
+    if let Some(url) = &notification.context.event_url {
+        attachment["title_link"] = Value::String(url.clone());
+    }
+    message(&format!("HemoStat: {headline}"), attachment)
+}
+
+/// One of our own links as Slack text: only `&`, `<` and `>` escaped, as Slack requires (the values in it
+/// are percent-encoded already).
+fn escape_url(url: &str) -> String {
+    url.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// One message listing a burst of notifications, coloured by the most serious of them.
@@ -180,8 +225,8 @@ fn message(text: &str, attachment: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerting::notification::Decision;
     use crate::alerting::notification::tests::notification;
+    use crate::alerting::notification::{Compose, Decision};
     use crate::events::{EventKind, Outcome, Rejection};
 
     const HOSTILE: &str = "<!channel> @here *x* <http://evil|click>";
@@ -271,6 +316,22 @@ mod tests {
             .map(|(t, v)| (t.to_owned(), v.to_owned()))
         );
         assert!(message["text"].as_str().unwrap().contains("Restart of web on host-a succeeded"));
+    }
+
+    #[test]
+    fn compose_and_links_are_shown_when_known() {
+        let mut n = notification(EventKind::RemediationComplete, "shop-api-1");
+        n.record.outcome = Some(Outcome::Failed);
+        n.context.compose = Some(Compose { project: "shop".into(), service: "<api>".into() });
+        n.context.event_url = Some("https://hemostat.test/#/timeline?type=x&node=host-a".into());
+        n.context.container_url = Some("https://arcane.test/containers/c0ffee?a=1&b=2".into());
+        let message = single(&n);
+        assert_eq!(field_value(&message, "Compose").as_deref(), Some("shop/&lt;api&gt;"));
+        assert_eq!(message["attachments"][0]["title_link"], "https://hemostat.test/#/timeline?type=x&node=host-a");
+        assert_eq!(
+            field_value(&message, "Docker UI").as_deref(),
+            Some("https://arcane.test/containers/c0ffee?a=1&amp;b=2")
+        );
     }
 
     #[test]

@@ -17,7 +17,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
+use super::validation::check_period;
+use super::{Fleet, FleetError};
 use crate::events::{EventKind, Outcome, StoredEvent};
+use crate::remediation::journal::Log;
 
 /// How far before a period the log is read, to find the detections and decisions behind its remediations.
 pub const LOOKBACK_MS: u64 = 24 * 3600 * 1000;
@@ -82,6 +85,20 @@ pub struct Analytics {
     pub mean_time_to_recovery_ms: Option<u64>,
     /// The most-remediated containers, most first (then by node and name), at most [`TOP_CONTAINERS`].
     pub most_remediated: Vec<ContainerRemediations>,
+}
+
+/// How far past a period's end the log is read: a record's time is taken just before the store numbers it.
+const CLOCK_SLACK_MS: u64 = 60_000;
+
+impl Fleet {
+    /// The figures of `period`, computed exactly from the event log; refused when the period holds too many
+    /// events to count exactly.
+    pub async fn analytics(&self, period: Period) -> Result<Analytics, FleetError> {
+        check_period(Some(period.since_ms), Some(period.until_ms))?;
+        let since = period.since_ms.saturating_sub(LOOKBACK_MS);
+        let events = self.window(Log::Events, since, period.until_ms.saturating_add(CLOCK_SLACK_MS)).await?;
+        Ok(compute(&events, period))
+    }
 }
 
 /// Computes the analytics of `period` from `events` (oldest first; they may start before the period, so

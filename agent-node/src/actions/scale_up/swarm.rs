@@ -6,7 +6,8 @@
 //! (one task on every node) and a job (tasks that run to completion) have no replica count to raise, so
 //! they do not apply either. A replicated service is updated with its own current version and its spec
 //! unchanged but for the replica count, exactly what `docker service scale` does; a concurrent change
-//! makes the update fail instead of being overwritten.
+//! makes the update fail instead of being overwritten. A service at its replica cap
+//! ([`super::ReplicaCap`]: the task container's label, else the service's, else the node's) is refused.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -14,6 +15,8 @@ use std::time::{Duration, Instant};
 use bollard::Docker;
 use bollard::models::{LocalNodeState, Service, ServiceSpec, ServiceSpecModeReplicated, SwarmInfo, Task, TaskState};
 use bollard::query_parameters::{ListTasksOptions, UpdateServiceOptions};
+
+use super::ReplicaCap;
 
 /// The label Docker puts on every task container: the id of the service the task belongs to.
 pub const SERVICE_ID_LABEL: &str = "com.docker.swarm.service.id";
@@ -65,6 +68,9 @@ pub enum ScaleUpError {
         /// Its version index.
         index: u64,
     },
+    /// The service is at its replica cap, or its cap label cannot be read.
+    #[error("{0}")]
+    Capped(String),
     /// A Docker call failed.
     #[error("cannot {step} service {service}: {source}")]
     Docker {
@@ -96,6 +102,11 @@ impl ScaleUpError {
     /// Whether `scale_up` does not apply to this service or engine (as opposed to having failed).
     pub fn is_not_applicable(&self) -> bool {
         matches!(self, ScaleUpError::NotManager { .. } | ScaleUpError::Global { .. } | ScaleUpError::Job { .. })
+    }
+
+    /// Whether the node refuses to scale this service (its replica cap).
+    pub fn is_refused(&self) -> bool {
+        matches!(self, ScaleUpError::Capped(_))
     }
 
     /// A Docker error, read as "not a manager" when that is what the engine says (HTTP 503).
@@ -164,15 +175,27 @@ pub fn one_more_replica(service: &Service) -> Result<ReplicaUpdate, ScaleUpError
     Ok(ReplicaUpdate { spec, version, from, to })
 }
 
-/// Gives the service `service_id` one more replica and waits up to `window` for that many of its tasks to
-/// run.
-pub async fn scale_up(docker: &Docker, service_id: &str, window: Duration) -> Result<ScaledUp, ScaleUpError> {
+/// Gives the service `service_id` one more replica, unless that passes its cap (from the task container's
+/// `labels`, the service's labels, else `default_cap`), and waits up to `window` for that many of its
+/// tasks to run.
+pub async fn scale_up(
+    docker: &Docker,
+    service_id: &str,
+    labels: &HashMap<String, String>,
+    default_cap: u64,
+    window: Duration,
+) -> Result<ScaledUp, ScaleUpError> {
     let info = docker.info().await.map_err(|e| ScaleUpError::docker("read the swarm state for", service_id, e))?;
     require_manager(info.swarm.as_ref())?;
     let service =
         docker.inspect_service(service_id, None).await.map_err(|e| ScaleUpError::docker("inspect", service_id, e))?;
     let name = service_name(&service);
     let update = one_more_replica(&service)?;
+    let service_labels = service.spec.as_ref().and_then(|s| s.labels.as_ref());
+    let cap = ReplicaCap::from_labels(labels, service_labels, default_cap).map_err(ScaleUpError::Capped)?;
+    if let Some(why) = cap.refusal(&format!("Swarm service {name}"), update.from) {
+        return Err(ScaleUpError::Capped(why));
+    }
     let options = UpdateServiceOptions { version: update.version, ..Default::default() };
     let response = docker
         .update_service(service_id, update.spec, options, None)

@@ -1,0 +1,85 @@
+//! `restart`: a graceful restart (stop with the command's timeout, then start), verified: the node watches
+//! the container for `RESPONDER_VERIFY_SECONDS` (30): still running, and healthy if it has a health check
+//! → `success`; otherwise `failed` with what it saw.
+
+use hemostat_model::Action;
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::RestartContainerOptions;
+use hemostat_proto::v1 as pb;
+
+use super::{ActionContext, ActionHandler, ActionOutcome, NodeAction, Target};
+use crate::inventory;
+
+/// The longest stop timeout the node accepts.
+const MAX_STOP_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// A restart with its graceful stop timeout.
+pub struct Restart {
+    /// How long to wait for a graceful stop.
+    pub stop_timeout: Duration,
+}
+
+/// The restart a wire command asks for, or why its timeout is refused.
+pub fn from_command(command: &pb::Command) -> Result<NodeAction, String> {
+    let stop_timeout = Duration::from_secs(u64::from(command.stop_timeout_seconds));
+    if stop_timeout > MAX_STOP_TIMEOUT {
+        return Err(format!("stop timeout {}s is above the node's limit of 3600s", command.stop_timeout_seconds));
+    }
+    Ok(NodeAction::Restart { stop_timeout })
+}
+
+#[async_trait::async_trait]
+impl ActionHandler for Restart {
+    fn action(&self) -> Action {
+        Action::Restart
+    }
+
+    async fn execute(&self, context: &ActionContext, target: &Target) -> ActionOutcome {
+        let options = RestartContainerOptions { t: Some(self.stop_timeout.as_secs() as i32), signal: None };
+        if let Err(error) = context.docker.restart_container(&target.id, Some(options)).await {
+            return ActionOutcome::failed(format!("restart failed: {error}"));
+        }
+        verify(context, &target.id).await
+    }
+}
+
+/// Watches a restarted container for the verification window.
+async fn verify(context: &ActionContext, id: &str) -> ActionOutcome {
+    let window = context.policy.verify_window;
+    let started = Instant::now();
+    // A health check may still be starting at the end of the window: give it one more window.
+    let give_up = started + window * 2;
+    loop {
+        let state = match context.docker.inspect_container(id, None).await {
+            Ok(inspect) => inventory::state_from_inspect(&inspect),
+            Err(error) => return ActionOutcome::failed(format!("restarted, but cannot inspect it: {error}")),
+        };
+        if state.status() != pb::ContainerStatus::Running {
+            return ActionOutcome::failed(format!(
+                "restarted, but it is {} again (exit code {}) within {}s",
+                state.status().as_str_name().trim_start_matches("CONTAINER_STATUS_").to_ascii_lowercase(),
+                state.exit_code,
+                started.elapsed().as_secs()
+            ));
+        }
+        if state.health() == pb::HealthStatus::Unhealthy {
+            return ActionOutcome::failed("restarted, but its health check still fails");
+        }
+        let settled = matches!(
+            state.health(),
+            pb::HealthStatus::None | pb::HealthStatus::Healthy | pb::HealthStatus::Unspecified
+        );
+        if started.elapsed() >= window && settled {
+            let health = if state.health() == pb::HealthStatus::Healthy { " and healthy" } else { "" };
+            return ActionOutcome::new(
+                pb::Outcome::Success,
+                format!("restarted; running{health} for {}s", window.as_secs()),
+            );
+        }
+        if Instant::now() >= give_up {
+            return ActionOutcome::failed(format!("restarted, but not healthy after {}s", (window * 2).as_secs()));
+        }
+        tokio::time::sleep(Duration::from_millis(250).min(window.max(Duration::from_millis(10)))).await;
+    }
+}

@@ -1,0 +1,183 @@
+//! What operators read about the fleet: nodes and containers (this coordinator's and, through the fleet
+//! directory, every other's), a container's budget and silence, silences, dry-run, and the decisions waiting
+//! for approval.
+
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+use std::time::{Duration, SystemTime};
+
+use futures::{StreamExt, TryStreamExt};
+
+use super::validation::{check_name, require_name};
+use super::{Fleet, FleetError};
+use crate::events::{EventKind, Rejection, StoredEvent, unix_ms};
+use crate::policy::BudgetStatus;
+use crate::registry::{ContainerEntry, NodeInfo};
+use crate::remediation::journal::{Log, from_time};
+use crate::remediation::settings::DryRunSource;
+use crate::silence::Silence;
+
+/// Budgets read from the store at once for a list of containers.
+const CONCURRENT_BUDGET_READS: usize = 32;
+/// The most events read when looking for decisions awaiting approval.
+const APPROVALS_SCAN: usize = 500_000;
+
+/// A container's budget, for people.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BudgetFigures {
+    /// Its budget key.
+    pub key: String,
+    /// Its cooldown, attempts and breaker now.
+    pub status: BudgetStatus,
+    /// The attempts allowed per window.
+    pub max_attempts: u32,
+}
+
+/// A container with its budget and the silence covering it.
+#[derive(Clone, Debug)]
+pub struct ContainerDetail {
+    /// The container, as its node last reported it.
+    pub entry: ContainerEntry,
+    /// Its budget.
+    pub budget: BudgetFigures,
+    /// The silence covering it, if one does.
+    pub silence: Option<Silence>,
+}
+
+/// The fleet's dry-run setting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DryRun {
+    /// Whether it is on.
+    pub enabled: bool,
+    /// Who decided.
+    pub source: DryRunSource,
+}
+
+impl Fleet {
+    /// Every node of the fleet, by name: this coordinator's from memory, the others' from the directory.
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>, FleetError> {
+        let elsewhere = self.directory.elsewhere().await?;
+        let mut nodes: Vec<NodeInfo> = self
+            .registry
+            .nodes()
+            .into_iter()
+            .filter(|local| !elsewhere.iter().any(|remote| remote.node.hello.name == local.hello.name))
+            .collect();
+        nodes.extend(elsewhere.into_iter().map(|remote| remote.node));
+        nodes.sort_by(|a, b| a.hello.name.cmp(&b.hello.name));
+        Ok(nodes)
+    }
+
+    /// The containers of the node `node` (of every node when `None`), by node and name.
+    pub async fn containers(&self, node: Option<&str>) -> Result<Vec<ContainerEntry>, FleetError> {
+        if let Some(node) = node {
+            check_name("node", node)?;
+        }
+        let elsewhere = self.directory.elsewhere().await?;
+        let moved = |name: &str| elsewhere.iter().any(|remote| remote.node.hello.name == name);
+        let mut containers: Vec<ContainerEntry> =
+            self.registry.containers(node).into_iter().filter(|c| !moved(&c.node)).collect();
+        for remote in elsewhere {
+            containers.extend(remote.containers.into_iter().filter(|c| node.is_none_or(|n| c.node == n)));
+        }
+        containers.sort_by(|a, b| (&a.node, &a.facts.name).cmp(&(&b.node, &b.facts.name)));
+        Ok(containers)
+    }
+
+    /// The container `ident` (its name, full id, or an id prefix of at least 12 characters) on `node`:
+    /// from this coordinator's registry, or from the directory for a node connected elsewhere.
+    pub async fn container(&self, node: &str, ident: &str) -> Result<ContainerEntry, FleetError> {
+        require_name("node", node)?;
+        require_name("container", ident)?;
+        let matches = |e: &ContainerEntry| {
+            e.facts.name == ident || e.facts.id == ident || (ident.len() >= 12 && e.facts.id.starts_with(ident))
+        };
+        let entries = match self.directory.elsewhere_one(node).await? {
+            Some(remote) => remote.containers,
+            None => self.registry.containers(Some(node)),
+        };
+        entries
+            .into_iter()
+            .find(matches)
+            .ok_or_else(|| FleetError::NotFound(format!("node {node:?} has reported no container {ident:?}")))
+    }
+
+    /// The container `ident` on `node` with its budget and silence.
+    pub async fn container_detail(&self, node: &str, ident: &str) -> Result<ContainerDetail, FleetError> {
+        let entry = self.container(node, ident).await?;
+        let silence = self.settings().silence_for(&entry.node, &entry.facts.name).await?;
+        let budget = self.budget_figures(&entry, unix_ms(SystemTime::now())).await?;
+        Ok(ContainerDetail { entry, budget, silence })
+    }
+
+    /// Each of `entries` with its budget (read concurrently) and silence, in the same order.
+    pub async fn container_details(&self, entries: Vec<ContainerEntry>) -> Result<Vec<ContainerDetail>, FleetError> {
+        let now = unix_ms(SystemTime::now());
+        let silences = self.silences().await?;
+        futures::stream::iter(entries)
+            .map(|entry| {
+                let silence = silences.iter().find(|s| s.covers(&entry.node, &entry.facts.name, now)).cloned();
+                async move {
+                    let budget = self.budget_figures(&entry, now).await?;
+                    Ok::<_, FleetError>(ContainerDetail { entry, budget, silence })
+                }
+            })
+            .buffered(CONCURRENT_BUDGET_READS)
+            .try_collect()
+            .await
+    }
+
+    async fn budget_figures(&self, entry: &ContainerEntry, now_ms: u64) -> Result<BudgetFigures, FleetError> {
+        let key = entry.facts.budget_key(&entry.node);
+        let budget = self.remediator.dispatcher().budget();
+        let status = budget.status(&self.budgets.read_budget(&key).await?, now_ms);
+        Ok(BudgetFigures { key, status, max_attempts: budget.max_attempts })
+    }
+
+    /// The silences in force, soonest to expire first.
+    pub async fn silences(&self) -> Result<Vec<Silence>, FleetError> {
+        Ok(self.settings().silences().await?)
+    }
+
+    /// Whether the fleet is in dry-run, and who decided.
+    pub async fn dry_run(&self) -> Result<DryRun, FleetError> {
+        let (enabled, source) = self.settings().dry_run().await?;
+        Ok(DryRun { enabled, source })
+    }
+
+    /// How long decisions wait for an admin's approval, when they do (`RESPONDER_REQUIRE_APPROVAL`).
+    pub fn approval_ttl(&self) -> Option<Duration> {
+        self.remediator.config().approval_ttl
+    }
+
+    /// The decisions waiting for an admin's approval, oldest first: the `awaiting_approval` rejections of the
+    /// last approval period that no approval has followed. Empty when decisions do not wait.
+    pub async fn pending_approvals(&self) -> Result<Vec<StoredEvent>, FleetError> {
+        let Some(ttl) = self.approval_ttl() else { return Ok(Vec::new()) };
+        let now = unix_ms(SystemTime::now());
+        let ttl_ms = ttl.as_millis() as u64;
+        let mut waiting: Vec<StoredEvent> = Vec::new();
+        let mut approved: HashSet<String> = HashSet::new();
+        self.journal()
+            .scan(Log::Events, from_time(now.saturating_sub(ttl_ms)), None, APPROVALS_SCAN, |event| {
+                let r = &event.record;
+                match (r.kind, &r.command_id) {
+                    (EventKind::Rejected, Some(_)) if r.rejection == Some(Rejection::AwaitingApproval) => {
+                        waiting.push(event)
+                    }
+                    (EventKind::RemediationNeeded, Some(command))
+                        if r.analysis_method.as_deref() == Some("operator") =>
+                    {
+                        approved.insert(command.clone());
+                    }
+                    _ => {}
+                }
+                ControlFlow::Continue(())
+            })
+            .await?;
+        waiting.retain(|e| {
+            e.record.time_ms + ttl_ms > now && e.record.command_id.as_ref().is_some_and(|c| !approved.contains(c))
+        });
+        Ok(waiting)
+    }
+}

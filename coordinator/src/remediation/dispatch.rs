@@ -1,0 +1,204 @@
+//! Dispatch: an action on its way to a node passes the storm breaker, then the container's budget (checked
+//! and recorded in one atomic store step), then goes to the node. What stops it is recorded as `rejected`,
+//! once per episode (until the container is next acted on), not once per alert.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use super::journal::Journal;
+use super::node_commands::{Delivery, NodeCommands};
+use super::settings::Settings;
+use super::{Stop, Target};
+use crate::events::{Action, EventKind, EventRecord, Rejection, unix_ms};
+use crate::policy::{Budget, BudgetVerdict};
+use crate::store::{BudgetStore, StoreError, StormConfig, StormVerdict};
+
+/// What became of an action handed to [`Dispatcher::dispatch`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum DispatchOutcome {
+    /// Sent: to the node's session here, or queued for the coordinator that holds it.
+    Sent(Delivery),
+    /// The policy stopped it (storm, cooldown, breaker, node gone); recorded as `rejected`.
+    Stopped(Stop),
+}
+
+/// Storm breaker, budget and delivery, in that order.
+pub struct Dispatcher {
+    budgets: Arc<dyn BudgetStore>,
+    journal: Arc<Journal>,
+    settings: Arc<Settings>,
+    commands: Arc<NodeCommands>,
+    budget: Budget,
+    storm: StormConfig,
+    /// The last rejection recorded per budget key, until an action is allowed again.
+    episodes: Mutex<HashMap<String, Rejection>>,
+}
+
+impl Dispatcher {
+    /// A dispatcher holding containers to `budget` and the fleet to `storm` in `budgets`, recording in
+    /// `journal`, held back by `settings`, sending through `commands`.
+    pub fn new(
+        budgets: Arc<dyn BudgetStore>,
+        journal: Arc<Journal>,
+        settings: Arc<Settings>,
+        commands: Arc<NodeCommands>,
+        budget: Budget,
+        storm: StormConfig,
+    ) -> Self {
+        Dispatcher { budgets, journal, settings, commands, budget, storm, episodes: Mutex::new(HashMap::new()) }
+    }
+
+    /// The budget limits every container is held to.
+    pub fn budget(&self) -> Budget {
+        self.budget
+    }
+
+    /// Records and returns why a silence or dry-run holds the action back, when one does.
+    pub async fn hold(&self, target: &Target, action: Action, command_id: &str) -> Result<Option<Stop>, StoreError> {
+        let Some(stop) = self.settings.hold(target, action).await? else { return Ok(None) };
+        self.reject(target, action, &stop, command_id.to_owned()).await?;
+        Ok(Some(stop))
+    }
+
+    /// Checks the storm breaker and the budget and sends the command.
+    pub async fn dispatch(
+        &self,
+        target: &Target,
+        action: Action,
+        argv: Vec<String>,
+        command_id: String,
+    ) -> Result<DispatchOutcome, StoreError> {
+        let (node, key) = (target.node.as_str(), &target.key);
+        let now = unix_ms(SystemTime::now());
+        let scopes = ["fleet".to_owned(), format!("node:{node}")];
+        if let StormVerdict::Storm { scope, started, members } =
+            self.budgets.note_need(&scopes, key, now, &self.storm).await?
+        {
+            if started {
+                self.record_storm(target, action, &scope, &members).await?;
+            }
+            let reason =
+                format!("storm in {scope}: too many containers need remediation at once; not acting automatically");
+            return self.stopped(target, action, Stop { rejection: Rejection::Storm, reason }, command_id).await;
+        }
+        let stop = match self.budgets.try_begin_action(key, now, &self.budget).await? {
+            BudgetVerdict::Allowed { attempts_in_window } => {
+                tracing::info!(node, container = %target.container_name, ?action, attempts_in_window, "remediating");
+                self.episodes.lock().expect("episodes lock").remove(key);
+                None
+            }
+            BudgetVerdict::CooldownActive { retry_after } => Some(Stop {
+                rejection: Rejection::CooldownActive,
+                reason: format!(
+                    "cooldown active: {key} was acted on less than {}s ago; next action allowed in {}s",
+                    self.budget.cooldown.as_secs(),
+                    retry_after.as_secs().max(1)
+                ),
+            }),
+            BudgetVerdict::CircuitOpen { retry_after } => Some(Stop {
+                rejection: Rejection::CircuitOpen,
+                reason: format!(
+                    "circuit open: {key} reached {} attempts in the last hour or {} failed verifications in a row; \
+                     next attempt possible in {}s",
+                    self.budget.max_attempts,
+                    self.budget.max_attempts,
+                    retry_after.as_secs().max(1)
+                ),
+            }),
+        };
+        if let Some(stop) = stop {
+            return self.stopped(target, action, stop, command_id).await;
+        }
+        match self.commands.send(target, action, argv, command_id.clone()).await? {
+            Ok(delivery) => Ok(DispatchOutcome::Sent(delivery)),
+            Err(error) => {
+                let reason = format!("{error} any more; the command was not sent");
+                self.stopped(target, action, Stop { rejection: Rejection::NodeDisconnected, reason }, command_id).await
+            }
+        }
+    }
+
+    /// Raises the one `storm` event of a storm that has just started.
+    async fn record_storm(
+        &self,
+        target: &Target,
+        action: Action,
+        scope: &str,
+        members: &[String],
+    ) -> Result<(), StoreError> {
+        let window = self.storm.window.as_secs();
+        let list = members.iter().map(|m| m.escape_debug().to_string()).collect::<Vec<_>>().join(", ");
+        let reason = format!(
+            "storm in {scope}: {} containers needed remediation within {window}s (more than {}); automatic actions \
+             stop until the rate falls: {list}",
+            members.len(),
+            self.storm.threshold
+        );
+        tracing::warn!(%scope, containers = members.len(), "storm: automatic actions stopped");
+        let mut record =
+            EventRecord::new(EventKind::Storm, &target.node, &target.container_id, &target.container_name, reason);
+        record.action = Some(action);
+        self.journal.append(&record).await?;
+        Ok(())
+    }
+
+    async fn stopped(
+        &self,
+        target: &Target,
+        action: Action,
+        stop: Stop,
+        command_id: String,
+    ) -> Result<DispatchOutcome, StoreError> {
+        self.reject(target, action, &stop, command_id).await?;
+        Ok(DispatchOutcome::Stopped(stop))
+    }
+
+    /// Records a rejection, unless the same rejection of the same container was already recorded in this
+    /// episode (since its last allowed action): one event per episode, not one per alert.
+    pub async fn reject(
+        &self,
+        target: &Target,
+        action: Action,
+        stop: &Stop,
+        command_id: String,
+    ) -> Result<(), StoreError> {
+        let repeated = self.episodes.lock().expect("episodes lock").insert(target.key.clone(), stop.rejection)
+            == Some(stop.rejection);
+        if repeated {
+            tracing::debug!(node = %target.node, container = %target.container_name, code = stop.rejection.code(), "rejected again in the same episode");
+            return Ok(());
+        }
+        tracing::info!(node = %target.node, container = %target.container_name, reason = %stop.reason, "action rejected");
+        let mut record = EventRecord::new(
+            EventKind::Rejected,
+            &target.node,
+            &target.container_id,
+            &target.container_name,
+            stop.reason.clone(),
+        );
+        record.action = Some(action);
+        record.rejection = Some(stop.rejection);
+        record.command_id = Some(command_id);
+        self.journal.append(&record).await?;
+        Ok(())
+    }
+
+    /// Counts an action a node's local policy took at `at_ms` in the container's budget; it starts a new
+    /// episode.
+    pub async fn count_local_action(&self, key: &str, at_ms: u64) -> Result<(), StoreError> {
+        self.budgets.record_attempt(key, at_ms, &self.budget).await?;
+        self.episodes.lock().expect("episodes lock").remove(key);
+        Ok(())
+    }
+
+    /// Counts an action an admin forced past the policy in the container's budget.
+    pub async fn count_forced_action(&self, key: &str) -> Result<(), StoreError> {
+        self.budgets.record_attempt(key, unix_ms(SystemTime::now()), &self.budget).await
+    }
+
+    /// Ends every storm; returns the scopes that were in one.
+    pub async fn end_storms(&self) -> Result<Vec<String>, StoreError> {
+        self.budgets.end_storms().await
+    }
+}

@@ -1,0 +1,274 @@
+//! Commands to nodes, from sending to their result: a command goes to the node's session on this
+//! coordinator or, for a node connected to another coordinator of the fleet, is queued in the shared store
+//! for that one ([`crate::routing`]); it is remembered until the node reports on it, when its verified result
+//! counts in the container's budget and becomes `remediation_complete`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use hemostat_proto::v1 as pb;
+use tokio::sync::watch;
+
+use super::Target;
+use super::journal::Journal;
+use crate::directory::Directory;
+use crate::events::{Action, EventKind, EventRecord, Outcome, Rejection, unix_ms};
+use crate::policy::Budget;
+use crate::registry::{Command, NodeNotConnected, Outbound, Registry};
+use crate::routing::{POLL_INTERVAL, RoutedCommand};
+use crate::store::{BudgetStore, DirectoryStore, StoreError};
+
+/// A node's report on a command, converted from the wire.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommandReport {
+    /// The command's id.
+    pub command_id: String,
+    /// The container it was for.
+    pub container_id: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// What the node saw.
+    pub detail: String,
+    /// A diagnostic command's output.
+    pub output: String,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+impl CommandReport {
+    /// From the wire.
+    pub fn from_proto(result: pb::CommandResult) -> Self {
+        CommandReport {
+            outcome: Outcome::from(result.outcome()),
+            duration: Duration::from_millis(result.duration_ms),
+            command_id: result.command_id,
+            container_id: result.container_id,
+            detail: result.detail,
+            output: result.output,
+        }
+    }
+}
+
+/// Where a command went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// To the node's session on this coordinator.
+    Here,
+    /// Queued for the coordinator instance that holds the node's session.
+    Routed {
+        /// That coordinator's instance id.
+        coordinator: String,
+    },
+}
+
+/// A command sent and not yet answered.
+struct Pending {
+    container_name: String,
+    action: Action,
+    budget_key: String,
+}
+
+/// A new random command id (128 bits, hex).
+pub fn new_command_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// The commands this coordinator sent, and the way to nodes connected elsewhere.
+pub struct NodeCommands {
+    registry: Arc<Registry>,
+    /// Where the nodes connected to other coordinators are; `None`: this coordinator alone.
+    directory: Option<Arc<Directory>>,
+    routes: Arc<dyn DirectoryStore>,
+    budgets: Arc<dyn BudgetStore>,
+    journal: Arc<Journal>,
+    budget: Budget,
+    /// How long a restart waits for a graceful stop.
+    stop_timeout: Duration,
+    pending: Mutex<HashMap<String, Pending>>,
+}
+
+impl NodeCommands {
+    /// Commands sent through `registry` (and `routes` for other coordinators' nodes), their results
+    /// counted in `budgets` with `budget` and recorded in `journal`.
+    pub fn new(
+        registry: Arc<Registry>,
+        routes: Arc<dyn DirectoryStore>,
+        budgets: Arc<dyn BudgetStore>,
+        journal: Arc<Journal>,
+        budget: Budget,
+        stop_timeout: Duration,
+    ) -> Self {
+        NodeCommands {
+            registry,
+            directory: None,
+            routes,
+            budgets,
+            journal,
+            budget,
+            stop_timeout,
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Routes commands for nodes connected to other coordinators through `directory`.
+    pub fn with_directory(mut self, directory: Arc<Directory>) -> Self {
+        self.directory = Some(directory);
+        self
+    }
+
+    /// The arguments an action is sent with, for the event and audit logs.
+    pub fn arguments(&self, action: Action, argv: &[String]) -> Vec<String> {
+        match action {
+            Action::Restart => vec![format!("stop_timeout={}s", self.stop_timeout.as_secs())],
+            Action::Exec => argv.to_vec(),
+            Action::Cleanup | Action::ScaleUp => Vec::new(),
+        }
+    }
+
+    /// Hands the command to the node's session and remembers it until the node reports on it; for a node
+    /// connected to another coordinator, routes it there through the store.
+    pub async fn send(
+        &self,
+        target: &Target,
+        action: Action,
+        argv: Vec<String>,
+        command_id: String,
+    ) -> Result<Result<Delivery, NodeNotConnected>, StoreError> {
+        let routed = RoutedCommand {
+            node: target.node.clone(),
+            command_id,
+            container_id: target.container_id.clone(),
+            container_name: target.container_name.clone(),
+            action,
+            stop_timeout_secs: self.stop_timeout.as_secs() as u32,
+            argv,
+            budget_key: target.key.clone(),
+        };
+        let Err(not_here) = self.hand_to_node(routed.clone()) else { return Ok(Ok(Delivery::Here)) };
+        if let Some(directory) = &self.directory
+            && let Some(owner) = directory.owner(&target.node).await?
+        {
+            tracing::info!(node = %target.node, coordinator = %owner, command_id = %routed.command_id, "routing a command to the node's coordinator");
+            self.routes.route_command(&owner, &routed.encode()).await?;
+            return Ok(Ok(Delivery::Routed { coordinator: owner }));
+        }
+        Ok(Err(not_here))
+    }
+
+    /// Gives a command to a node connected here, remembering it until the node reports on it.
+    fn hand_to_node(&self, routed: RoutedCommand) -> Result<(), NodeNotConnected> {
+        let RoutedCommand {
+            node,
+            command_id,
+            container_id,
+            container_name,
+            action,
+            stop_timeout_secs,
+            argv,
+            budget_key,
+        } = routed;
+        self.expect_result(&command_id, &container_name, action, budget_key);
+        let command = Command { id: command_id.clone(), container_id, container_name, action, stop_timeout_secs, argv };
+        let sent = self.registry.send(&node, Outbound::Command(command));
+        if sent.is_err() {
+            self.pending.lock().expect("pending lock").remove(&command_id);
+        }
+        sent
+    }
+
+    /// Remembers a command whose result the node will report (one it sent, or one the node ran on its own).
+    pub fn expect_result(&self, command_id: &str, container_name: &str, action: Action, budget_key: String) {
+        self.pending
+            .lock()
+            .expect("pending lock")
+            .insert(command_id.to_owned(), Pending { container_name: container_name.to_owned(), action, budget_key });
+    }
+
+    /// Takes one command another coordinator routed to this one (instance `instance`) and hands it to its
+    /// node; returns whether there was one.
+    pub async fn take_routed(&self, instance: &str) -> Result<bool, StoreError> {
+        let Some(raw) = self.routes.take_routed_command(instance).await? else { return Ok(false) };
+        let routed = RoutedCommand::decode(&raw)?;
+        tracing::info!(node = %routed.node, command_id = %routed.command_id, "a command routed from another coordinator");
+        if let Err(error) = self.hand_to_node(routed.clone()) {
+            let reason = format!("{error} to this coordinator any more; the routed command was not sent");
+            let mut record = EventRecord::new(
+                EventKind::Rejected,
+                &routed.node,
+                &routed.container_id,
+                &routed.container_name,
+                reason,
+            );
+            record.action = Some(routed.action);
+            record.rejection = Some(Rejection::NodeDisconnected);
+            record.command_id = Some(routed.command_id);
+            self.journal.append(&record).await?;
+        }
+        Ok(true)
+    }
+
+    /// Takes the commands routed to this coordinator (instance `instance`) every [`POLL_INTERVAL`] and hands
+    /// them to its nodes, until `stop` turns true.
+    pub async fn serve_routed(self: Arc<Self>, instance: String, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(POLL_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+            loop {
+                match self.take_routed(&instance).await {
+                    Ok(true) => continue,
+                    Ok(false) => {
+                        failing = false;
+                        break;
+                    }
+                    Err(error) => {
+                        // Once per outage: the store's own failure is reported where reports are recorded.
+                        if !std::mem::replace(&mut failing, true) {
+                            tracing::warn!(%error, "could not take the commands routed to this coordinator");
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles a node's report on a command: a verified result counts in the container's budget, and the
+    /// report becomes `remediation_complete`.
+    pub async fn on_result(&self, node: &str, report: CommandReport) -> Result<(), StoreError> {
+        let pending = self.pending.lock().expect("pending lock").remove(&report.command_id);
+        let (name, action) = match &pending {
+            Some(p) => (p.container_name.as_str(), Some(p.action)),
+            None => ("", None),
+        };
+        if let Some(p) = &pending
+            && matches!(report.outcome, Outcome::Success | Outcome::Failed)
+        {
+            let now = unix_ms(SystemTime::now());
+            self.budgets.record_outcome(&p.budget_key, report.outcome == Outcome::Success, now, &self.budget).await?;
+        }
+        tracing::info!(
+            node,
+            container = name,
+            command_id = %report.command_id,
+            outcome = ?report.outcome,
+            duration = ?report.duration,
+            detail = %report.detail,
+            "command finished"
+        );
+        let mut record =
+            EventRecord::new(EventKind::RemediationComplete, node, &report.container_id, name, report.detail);
+        record.outcome = Some(report.outcome);
+        record.action = action;
+        record.output = (!report.output.is_empty()).then_some(report.output);
+        record.duration_ms = Some(report.duration.as_millis() as u64);
+        record.command_id = Some(report.command_id);
+        self.journal.append(&record).await?;
+        Ok(())
+    }
+}
