@@ -1,6 +1,7 @@
 //! `restart`: a graceful restart (stop with the command's timeout, then start), verified: the node watches
-//! the container for `RESPONDER_VERIFY_SECONDS` (30): still running, and healthy if it has a health check
-//! → `success`; otherwise `failed` with what it saw.
+//! the container for `RESPONDER_VERIFY_SECONDS` (30): still running the run the restart began (the same
+//! start time: a crash and a start by someone else in between, even between two looks, is not a run that
+//! held), and healthy if it has a health check → `success`; otherwise `failed` with what it saw.
 
 use hemostat_model::Action;
 use std::time::{Duration, Instant};
@@ -50,11 +51,22 @@ async fn verify(context: &ActionContext, id: &str) -> ActionOutcome {
     let started = Instant::now();
     // A health check may still be starting at the end of the window: give it one more window.
     let give_up = started + window * 2;
+    // The run the restart began, by its start time.
+    let mut run = None;
     loop {
         let state = match context.docker.inspect_container(id, None).await {
             Ok(inspect) => inventory::state_from_inspect(&inspect),
             Err(error) => return ActionOutcome::failed(format!("restarted, but cannot inspect it: {error}")),
         };
+        let this_run = state.started_at;
+        if run.is_none() {
+            run = Some(this_run);
+        } else if run != Some(this_run) {
+            return ActionOutcome::failed(format!(
+                "restarted, but it stopped and was started again within {}s",
+                started.elapsed().as_secs()
+            ));
+        }
         if state.status() != pb::ContainerStatus::Running {
             return ActionOutcome::failed(format!(
                 "restarted, but it is {} again (exit code {}) within {}s",
