@@ -20,5 +20,6 @@ mod monitoring;
 mod multi_coordinator;
 mod remediation;
 mod reporting_faults;
+mod restart_policy;
 mod security;
 mod store_conformance;
