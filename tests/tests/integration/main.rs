@@ -11,6 +11,8 @@ mod analysis;
 mod dashboard;
 mod deploy;
 mod detection_latency;
+mod episodes;
+mod exits;
 mod fleet_api;
 mod fleet_faults;
 mod healing;
