@@ -12,6 +12,8 @@ mod dashboard;
 mod deploy;
 mod detection_latency;
 mod diagnostics;
+mod episodes;
+mod exits;
 mod fleet_api;
 mod fleet_faults;
 mod healing;
