@@ -20,4 +20,5 @@ mod multi_coordinator;
 mod remediation;
 mod reporting_faults;
 mod security;
+mod stats_sources;
 mod store_conformance;
