@@ -24,4 +24,5 @@ mod remediation;
 mod reporting_faults;
 mod restart_policy;
 mod security;
+mod stats_sources;
 mod store_conformance;
