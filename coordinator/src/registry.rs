@@ -3,7 +3,7 @@
 //! Everything here is rebuilt from the nodes when they reconnect (each session starts with a snapshot), so
 //! a restarted coordinator loses nothing that matters.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::container::{Anomaly, AnomalyKind, ContainerFacts, Metrics};
 use crate::events::Action;
+use crate::history::History;
 
 /// A command for a node, as the session sends it.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,8 +83,8 @@ pub struct ContainerEntry {
     pub updated_at: SystemTime,
     /// Its latest metrics sample.
     pub metrics: Option<Metrics>,
-    /// Its recent samples, oldest first (at most [`RECENT_SAMPLES`]).
-    pub recent: VecDeque<Metrics>,
+    /// Its recent samples, compactly: the last [`crate::history::SPAN_SAMPLES`], merged into points.
+    pub recent: History,
     /// Its anomalies now.
     pub anomalies: Vec<Anomaly>,
 }
@@ -136,7 +137,7 @@ impl ContainerEntry {
                 .as_ref()
                 .map_or(SystemTime::UNIX_EPOCH, hemostat_proto::timestamp::from_proto),
             metrics: container.metrics.as_ref().map(Metrics::from),
-            recent: VecDeque::new(),
+            recent: History::default(),
             anomalies: container.anomalies.iter().filter_map(|a| Anomaly::try_from(a).ok()).collect(),
             facts,
         })
@@ -155,9 +156,6 @@ impl ContainerEntry {
     }
 }
 
-/// Samples kept per container for trends.
-pub const RECENT_SAMPLES: usize = 240;
-
 impl ContainerEntry {
     fn new(node: &str, facts: ContainerFacts) -> Self {
         ContainerEntry {
@@ -165,7 +163,7 @@ impl ContainerEntry {
             facts,
             updated_at: SystemTime::now(),
             metrics: None,
-            recent: VecDeque::new(),
+            recent: History::default(),
             anomalies: Vec::new(),
         }
     }
@@ -383,11 +381,8 @@ impl Registry {
         let Some(containers) = state.containers.get_mut(node) else { return };
         for (id, metrics) in samples {
             if let Some(entry) = containers.get_mut(&id) {
+                entry.recent.push(&metrics);
                 entry.metrics = Some(metrics);
-                if entry.recent.len() == RECENT_SAMPLES {
-                    entry.recent.pop_front();
-                }
-                entry.recent.push_back(metrics);
             }
         }
     }
@@ -463,12 +458,16 @@ mod tests {
         })
     }
 
+    fn sample() -> Metrics {
+        Metrics { sampled_at: Some(SystemTime::now()), memory_used: 7 << 10, ..Default::default() }
+    }
+
     #[test]
     fn a_snapshot_replaces_its_own_nodes_containers_and_no_other() {
         let registry = Registry::default();
         registry.replace_containers("a", vec![facts("a1"), facts("a2")]);
         registry.replace_containers("b", vec![facts("b1")]);
-        registry.record_metrics("a", vec![("a1".into(), Metrics { memory_used: 7, ..Default::default() })]);
+        registry.record_metrics("a", vec![("a1".into(), sample())]);
         registry.replace_containers("a", vec![facts("a1"), facts("a3")]);
         let names = |node| registry.containers(Some(node)).into_iter().map(|c| c.facts.id).collect::<Vec<_>>();
         assert_eq!(names("a"), ["a1", "a3"]);
@@ -506,7 +505,7 @@ mod tests {
             NodeHello { name: "a".into(), version: String::new(), stream_id: "s".into(), hostname: String::new() };
         registry.open_session(hello, None, tx);
         registry.replace_containers("a", vec![facts("old"), facts("a1")]);
-        registry.record_metrics("a", vec![("a1".into(), Metrics::default())]);
+        registry.record_metrics("a", vec![("a1".into(), sample())]);
         let ids = || registry.containers(Some("a")).into_iter().map(|c| c.facts.id).collect::<Vec<_>>();
         registry.snapshot_part("a", 0, true, vec![facts("a1")]);
         registry.snapshot_part("a", 1, true, vec![facts("a2")]);

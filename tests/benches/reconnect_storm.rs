@@ -63,7 +63,8 @@ async fn main() -> anyhow::Result<()> {
     let (listed_after, list_latency) = loop {
         let asked = Instant::now();
         let request = pb::ListContainersRequest::default();
-        let listed = client.clone().list_containers(request).await.context("ListContainers")?.into_inner().containers.len();
+        let listed =
+            client.clone().list_containers(request).await.context("ListContainers")?.into_inner().containers.len();
         let latency = asked.elapsed();
         if listed == expected {
             break (storm.elapsed(), latency);
@@ -86,10 +87,7 @@ async fn main() -> anyhow::Result<()> {
     println!("| measure | value | goal |");
     println!("|---|---|---|");
     println!("| every snapshot acknowledged | {acknowledged:.1?} | |");
-    println!(
-        "| coordinator CPU until then | {:.1} s | |",
-        after_connect.cpu_seconds - idle.cpu_seconds
-    );
+    println!("| coordinator CPU until then | {:.1} s | |", after_connect.cpu_seconds - idle.cpu_seconds);
     println!(
         "| every container listed (ListContainers) | {listed_after:.1?} (the listing itself {list_latency:.1?}) \
          | ≤ {GOAL:?}: {verdict} |"

@@ -19,5 +19,6 @@ mod monitoring;
 mod multi_coordinator;
 mod remediation;
 mod reporting_faults;
+mod scale;
 mod security;
 mod store_conformance;
