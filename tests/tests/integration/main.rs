@@ -23,6 +23,7 @@ mod multi_coordinator;
 mod remediation;
 mod reporting_faults;
 mod restart_policy;
+mod scale;
 mod security;
 mod stats_sources;
 mod store_conformance;
