@@ -7,6 +7,9 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use hemostat_coordinator::store::StoreConfig;
+use hemostat_coordinator::store::redis::ClusterSettings;
+
 /// How long a master may be unreachable before its replica is promoted (`cluster-node-timeout`).
 pub const NODE_TIMEOUT: Duration = Duration::from_millis(2000);
 
@@ -97,6 +100,16 @@ impl RedisCluster {
     /// The seed nodes as HemoStat takes them: `redis://127.0.0.1:P1,redis://127.0.0.1:P2,...`.
     pub fn url(&self) -> String {
         self.servers.iter().map(|s| format!("redis://127.0.0.1:{}", s.port)).collect::<Vec<_>>().join(",")
+    }
+
+    /// The coordinator's store configuration for this cluster: every server a seed, each safety write waiting
+    /// for one replica (as `REDIS_CLUSTER=true` with the default `REDIS_WAIT_REPLICAS`).
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig::RedisCluster(ClusterSettings {
+            seeds: self.url().split(',').map(str::to_owned).collect(),
+            wait_replicas: 1,
+            wait_timeout: Duration::from_secs(1),
+        })
     }
 
     /// The ports of the servers that run now.
