@@ -20,6 +20,7 @@ mod healing;
 mod metrics;
 mod monitoring;
 mod multi_coordinator;
+mod redis_failover;
 mod remediation;
 mod reporting_faults;
 mod restart_policy;
