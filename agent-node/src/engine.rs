@@ -227,7 +227,7 @@ impl Engine {
 pub const PODMAN_LIMITATIONS: &[&str] = &[
     "health checks run only where Podman has systemd to schedule them (its timers); without systemd a \
      HEALTHCHECK never runs, so no container turns unhealthy and the node reports no `unhealthy` anomaly",
-    "there is no swarm: scale_up of a swarm service is refused",
+    "there is no swarm: scale_up of a swarm service answers not_applicable",
 ];
 
 /// Fails unless `path` is a readable file holding a PEM block.

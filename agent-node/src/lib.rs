@@ -107,7 +107,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let monitor = monitor::Monitor::new(config.detection, outbox.clone(), resync.clone(), local);
     let monitor = tokio::spawn(monitor.run(observed));
     let watcher =
-        watcher::Watcher::new(docker.clone(), selector.clone(), observations.clone(), config.log_lines, resync.clone());
+        watcher::Watcher::new(docker.clone(), selector.clone(), observations.clone(), config.log_lines, resync.clone())
+            .for_podman(engine.kind == engine::EngineKind::Podman);
     let watcher = match &config.spool_dir {
         Some(dir) => watcher.with_position_file(dir.join("events-position")),
         None => watcher,
