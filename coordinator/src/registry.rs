@@ -156,6 +156,8 @@ impl ContainerEntry {
             state: Some(state),
             updated_at: Some(hemostat_proto::timestamp::to_proto(self.updated_at)),
             node: self.node.clone(),
+            budget: None,
+            silence: None,
         }
     }
 }
@@ -383,7 +385,7 @@ impl Registry {
     /// Shows (or, with `None`, takes away) the container's running episode.
     pub fn set_episode(&self, node: &str, container_id: &str, episode: Option<Episode>) {
         let mut state = self.state.lock().expect("registry lock");
-        if let Some(entry) = state.containers.get_mut(&(node.to_owned(), container_id.to_owned())) {
+        if let Some(entry) = state.containers.get_mut(node).and_then(|c| c.get_mut(container_id)) {
             entry.episode = episode;
         }
     }
