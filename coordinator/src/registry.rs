@@ -383,7 +383,7 @@ impl Registry {
     /// Shows (or, with `None`, takes away) the container's running episode.
     pub fn set_episode(&self, node: &str, container_id: &str, episode: Option<Episode>) {
         let mut state = self.state.lock().expect("registry lock");
-        if let Some(entry) = state.containers.get_mut(&(node.to_owned(), container_id.to_owned())) {
+        if let Some(entry) = state.containers.get_mut(node).and_then(|c| c.get_mut(container_id)) {
             entry.episode = episode;
         }
     }
