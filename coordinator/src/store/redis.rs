@@ -26,9 +26,9 @@
 //! # Durability in a cluster
 //! A master acknowledges a write before its replica has it; a master killed just then loses it when the
 //! replica takes over. So in a cluster the writes the safety policy relies on (budget decisions, attempts and
-//! outcomes, events, audit records, approvals taken) are followed, in the same round trip, by
-//! `WAIT <replicas> <timeout>`, and a write fewer replicas acknowledged is an error ([`StoreError::Unavailable`]):
-//! the decision is not acted on. See [`ClusterSettings::wait_replicas`].
+//! outcomes, events, audit records, approvals taken, silences and dry-run set) are followed, in the same
+//! round trip, by `WAIT <replicas> <timeout>`, and a write fewer replicas acknowledged is an error
+//! ([`StoreError::Unavailable`]): the decision is not acted on. See [`ClusterSettings::wait_replicas`].
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionLike, ConnectionManager};
@@ -685,9 +685,10 @@ impl HistoryStore for RedisStore {
 #[async_trait]
 impl SettingsStore for RedisStore {
     async fn put_silence(&self, silence: &Silence) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
         let raw = serde_json::to_vec(silence).expect("silences serialize");
-        let _: i64 = conn.hset(SILENCES_KEY, &silence.id, raw).await.map_err(failed)?;
+        let mut pipe = redis::pipe();
+        pipe.hset(SILENCES_KEY, &silence.id, raw).ignore();
+        let () = self.query_durable(&pipe).await?;
         Ok(())
     }
 
@@ -721,8 +722,9 @@ impl SettingsStore for RedisStore {
     }
 
     async fn set_dry_run_override(&self, enabled: bool) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let _: () = conn.set(DRY_RUN_KEY, u8::from(enabled)).await.map_err(failed)?;
+        let mut pipe = redis::pipe();
+        pipe.set(DRY_RUN_KEY, u8::from(enabled)).ignore();
+        let () = self.query_durable(&pipe).await?;
         Ok(())
     }
 
