@@ -121,6 +121,16 @@ fn web() -> pb::Container {
             threshold: 85.0,
             actual: 93.25,
         }],
+        episode: Some(pb::Episode {
+            first_seen: ts("2026-11-28T14:17:31Z"),
+            anomalies: vec![pb::AnomalyType::HighCpu as i32],
+            above_since: ts("2026-11-28T14:17:30Z"),
+            sustain_seconds: 60,
+            decided_at: None,
+            rule: "transient_spike".into(),
+            reason: "transient spike: CPU above its threshold for 30s, less than the 60s sustain window".into(),
+            action: pb::Action::Unspecified as i32,
+        }),
         budget: None,
         silence: None,
     }
@@ -166,6 +176,7 @@ fn containers() -> Vec<Container> {
             threshold: 0.0,
             actual: 137.0,
         }],
+        episode: None,
         // Crashed again within its cooldown: held down, and silenced too.
         budget: budget("host-b/evil", 2_580, 1, "closed"),
         silence: Some(pb::Silence {
@@ -199,6 +210,7 @@ fn containers() -> Vec<Container> {
             actual: 1.0,
         }],
         // Three restarts that did not hold: the breaker is open and the hour's attempts are spent.
+        episode: None,
         budget: budget("host-b/worker", 30, 3, "open"),
         silence: None,
     };
