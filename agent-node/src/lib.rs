@@ -55,15 +55,12 @@ pub enum NodeError {
     /// The metrics address cannot be bound.
     #[error(transparent)]
     Metrics(#[from] hemostat_telemetry::exposition::ExpositionError),
-    /// `NODE_STATS_SOURCE=cgroup` and this host's cgroup mounts cannot be read.
-    #[error("NODE_STATS_SOURCE=cgroup: {0}")]
-    Cgroup(#[from] cgroup::CgroupError),
-    /// Docker cannot be reached.
-    #[error("cannot reach Docker (is the socket mounted, and DOCKER_HOST right?): {0}")]
-    Docker(#[from] bollard::errors::Error),
     /// The container engine cannot be found or reached.
     #[error(transparent)]
     Engine(#[from] engine::EngineError),
+    /// `NODE_STATS_SOURCE=cgroup` and this host's cgroup mounts cannot be read.
+    #[error("NODE_STATS_SOURCE=cgroup: {0}")]
+    Cgroup(#[from] cgroup::CgroupError),
 }
 
 /// Runs the node until `shutdown` completes.
@@ -120,9 +117,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     });
     let monitor = monitor::Monitor::new(config.detection, outbox.clone(), resync.clone(), local);
     let monitor = tokio::spawn(monitor.run(observed));
-    let watcher =
-        watcher::Watcher::new(docker.clone(), selector.clone(), observations.clone(), config.log_lines, resync.clone())
-            .for_podman(engine.kind == engine::EngineKind::Podman);
+    let watcher = watcher::Watcher::new(docker, selector, observations, config.log_lines, resync.clone())
+        .for_podman(engine.kind == engine::EngineKind::Podman);
     let watcher = match &config.spool_dir {
         Some(dir) => watcher.with_position_file(dir.join("events-position")),
         None => watcher,

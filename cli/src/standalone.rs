@@ -137,10 +137,20 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let coordinator_task = tokio::spawn(coordinator.run(stopped(stop_rx.clone())));
-    let node_task = tokio::spawn(hemostat_node::run(node, stopped(stop_rx)));
-    hemostat_telemetry::shutdown_signal().await;
+    let mut node_task = tokio::spawn(hemostat_node::run(node, stopped(stop_rx)));
+    // A node that cannot start (no engine, say) stops standalone with its reason, rather than leaving a
+    // coordinator with no node.
+    let node_result = tokio::select! {
+        () = hemostat_telemetry::shutdown_signal() => None,
+        result = &mut node_task => Some(result),
+    };
     let _ = stop_tx.send(true);
-    node_task.await??;
-    coordinator_task.await??;
+    let node_result = match node_result {
+        Some(result) => result,
+        None => node_task.await,
+    };
+    let coordinator_result = coordinator_task.await;
+    node_result?.context("the node stopped")?;
+    coordinator_result??;
     Ok(())
 }

@@ -18,11 +18,14 @@
 //! - [`smtp`]: a small real SMTP server (STARTTLS, AUTH) that records the mail it gets.
 //! - [`alertmanager`], [`prometheus`]: the real programs (Debian's packages) on free ports ([`daemon`]).
 //! - [`podman`]: a real `podman system service` on a socket of its own, with the test image loaded.
+//! - [`docker_proxy`]: this machine's Docker socket behind a TCP port, TLS with client certificates (a
+//!   remote `dockerd --tlsverify`) or plain (a socket proxy).
 
 pub mod alertmanager;
 pub mod chat_formats;
 pub mod daemon;
 pub mod docker;
+pub mod docker_proxy;
 pub mod eventually;
 pub mod fleet;
 pub mod images;

@@ -225,7 +225,11 @@ async fn standalone_heals_a_crash_and_shows_it_to_the_cli_and_grpcurl() {
 
 /// `hemostat standalone` with `env` and `extra` arguments, which must stop on its own within 20 s (a
 /// configuration it refuses): its exit status and standard error.
-async fn refused(dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+pub(crate) async fn refused(
+    dir: &std::path::Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::ExitStatus, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hemostat"))
         .args(["standalone", "--listen", &format!("127.0.0.1:{}", free_port())])
         .arg("--data-dir")
@@ -443,7 +447,7 @@ async fn a_first_run_shows_the_dashboard_and_the_cli_works_from_any_folder_with_
 
     // A container named alone resolves to the one node that has it; a name no node has is a clear error.
     let detail = stdout(&bare_cli(&home, &elsewhere, &["container", &looping])).unwrap();
-    assert!(detail.starts_with(&format!("NODE")) && detail.lines().next().unwrap().ends_with(&node), "{detail}");
+    assert!(detail.starts_with("NODE") && detail.lines().next().unwrap().ends_with(&node), "{detail}");
     assert!(detail.contains("COOLDOWN") && detail.contains("s left"), "{detail}");
     let missing = bare_cli(&home, &elsewhere, &["container", "no-such-container"]);
     let error = String::from_utf8_lossy(&missing.stderr);
