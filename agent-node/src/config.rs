@@ -14,10 +14,12 @@ use hemostat_settings::{Endpoint, Layers, Sourced, config_path};
 use crate::actions::scale_up::DEFAULT_MAX_REPLICAS;
 use crate::command_limits::{DEFAULT_CONCURRENCY, DEFAULT_PER_MINUTE};
 use crate::detection::DetectionConfig;
+use crate::engine::EngineConfig;
 use crate::executor::{DEFAULT_EXEC_ALLOWLIST, ExecutionPolicy, parse_allowlist};
 use crate::inventory::ContainerSelector;
 use crate::local_policy::LocalPolicyConfig;
 use crate::outbox::DEFAULT_CAPACITY;
+use crate::poller::StatsSource;
 
 hemostat_settings::settings! {
     /// Command-line flags of `hemostat-node`; each setting also reads its environment variable and its key
@@ -42,6 +44,14 @@ hemostat_settings::settings! {
         certs_dir: PathBuf = PathBuf::from("certs"), env "HEMOSTAT_CERTS_DIR";
         /// Address to serve Prometheus metrics on, plain HTTP `/metrics` (e.g. 0.0.0.0:9465) [default: off].
         metrics_listen: SocketAddr, env "NODE_METRICS_LISTEN";
+        /// The container engine: unix:///path, tcp://host:port, http://host:port or https://host:port [default:
+        /// the first that exists of /var/run/docker.sock, /run/podman/podman.sock,
+        /// $XDG_RUNTIME_DIR/podman/podman.sock].
+        docker_host: String, env "DOCKER_HOST";
+        /// TLS with a client certificate to a tcp:// DOCKER_HOST (true/false, 1/0) [default: false].
+        docker_tls_verify: bool = false, env "DOCKER_TLS_VERIFY";
+        /// Folder of ca.pem, cert.pem and key.pem for DOCKER_TLS_VERIFY [default: ~/.docker].
+        docker_cert_path: PathBuf, env "DOCKER_CERT_PATH";
         /// Watch only containers with this label, `key=value` [default: all containers].
         select_label: String, env "NODE_CONTAINER_SELECTOR";
         /// Seconds between heartbeats [default: 5].
@@ -54,6 +64,10 @@ hemostat_settings::settings! {
         spool_dir: PathBuf = PathBuf::from("hemostat-data/spool"), env "NODE_SPOOL_DIR";
         /// Seconds between metrics samples, at least 1 [default: 30].
         poll_interval: u64 = 30, env "AGENT_POLL_INTERVAL";
+        /// Where container stats are read: `cgroup` (the container's cgroup files and network counters,
+        /// nothing asked of the engine), `engine` (Docker's stats API), or `auto` (the cgroup files when
+        /// readable, else the engine) [default: auto].
+        stats_source: StatsSource = StatsSource::Auto, env "NODE_STATS_SOURCE";
         /// CPU % (100 = one core) above which CPU is high [default: 85].
         cpu_threshold: f64 = DetectionConfig::default().cpu_threshold, env "THRESHOLD_CPU_PERCENT";
         /// Memory % of the limit above which memory is high [default: 80].
@@ -128,6 +142,8 @@ pub struct NodeConfig {
     pub tls: TlsFiles,
     /// Where to serve Prometheus metrics (`/metrics`, plain HTTP); `None` serves none.
     pub metrics_listen: Option<SocketAddr>,
+    /// How to reach the container engine.
+    pub engine: EngineConfig,
     /// Which containers to watch.
     pub selector: ContainerSelector,
     /// Heartbeat period.
@@ -140,6 +156,8 @@ pub struct NodeConfig {
     pub spool_dir: Option<PathBuf>,
     /// Time between metrics samples.
     pub poll_interval: Duration,
+    /// Where container stats are read.
+    pub stats_source: StatsSource,
     /// Thresholds and windows of detection.
     pub detection: DetectionConfig,
     /// Log lines gathered at each failure.
@@ -228,12 +246,18 @@ impl NodeConfig {
             coordinators,
             tls: TlsFiles::in_dir(&s.certs_dir, "node"),
             metrics_listen: s.metrics_listen.map(Sourced::into_value),
+            engine: EngineConfig {
+                host: s.docker_host.map(Sourced::into_value),
+                tls_verify: *s.docker_tls_verify,
+                cert_path: s.docker_cert_path.map(Sourced::into_value),
+            },
             selector,
             heartbeat: Duration::from_secs(heartbeat),
             reconnect_max: Duration::from_secs(s.reconnect_max_seconds.into_value().max(1)),
             spool_capacity: s.spool_capacity.into_value().max(1),
             spool_dir: Some(s.spool_dir.into_value()),
             poll_interval: Duration::from_secs(poll_interval),
+            stats_source: s.stats_source.into_value(),
             detection,
             log_lines: s.log_lines.into_value().min(1000),
             execution: ExecutionPolicy {
@@ -321,6 +345,13 @@ mod tests {
         assert_eq!(config.heartbeat, Duration::from_secs(9), "file over default");
         assert_eq!(config.detection.restart_limit, 6, "flag over env");
         assert_eq!(config.reconnect_max, Duration::from_secs(5), "default");
+        assert_eq!(config.stats_source, StatsSource::Auto, "default");
+        let env = env_of(&[("NODE_STATS_SOURCE", "Engine")]);
+        assert_eq!(NodeConfig::resolve_in(NodeArgs::default(), &env).unwrap().stats_source, StatsSource::Engine);
+        let err = NodeConfig::resolve_in(NodeArgs::default(), &env_of(&[("NODE_STATS_SOURCE", "kernel")]));
+        let err = err.unwrap_err().to_string();
+        assert!(err.starts_with("NODE_STATS_SOURCE (environment variable NODE_STATS_SOURCE)"), "{err}");
+        assert!(err.contains("auto, cgroup, engine"), "{err}");
     }
 
     #[test]
