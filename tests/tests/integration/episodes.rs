@@ -163,3 +163,91 @@ async fn memory_growing_toward_its_limit_is_restarted_before_the_oom_kill() {
     eprintln!("memory growth (2 MiB/s into 64 MiB) to decision: {after:?}; reason: {}", decision.reason);
     assert!(after < Duration::from_secs(32), "decided {after:?} after the growth began, past the OOM point");
 }
+
+/// Memory growth rates tried, MiB a second, into a 64 MiB limit.
+const RATES: [u32; 2] = [2, 4];
+
+/// Runs `work` in a fresh container, starts it, and returns the time to its decision and the decision.
+async fn timed_run(s: &TestFleet, name: &str, extra: &[&str], work: &str) -> (Duration, pb::Event) {
+    let name = s.scope.run(name, extra, &on_go(work));
+    // The condition, not the container's start, is measured: let the node sample it first.
+    more_samples(s, &name, 2).await;
+    let started = go(s, &name);
+    let decision = eventually(&format!("a decision on {name}"), Duration::from_secs(120), || async {
+        let events = events_of(&s.client, &name).await?;
+        events
+            .into_iter()
+            .find(|e| matches!(e.r#type(), pb::EventType::RemediationNeeded | pb::EventType::FalseAlarm))
+            .ok_or_else(|| "no decision yet".to_owned())
+    })
+    .await;
+    let at = hemostat_proto::timestamp::from_proto(decision.time.as_ref().unwrap());
+    s.scope.docker(&["rm", "-f", &name]);
+    (at.duration_since(started).unwrap_or_default(), decision)
+}
+
+fn summary(times: &[Duration]) -> String {
+    let secs: Vec<f64> = times.iter().map(Duration::as_secs_f64).collect();
+    let min = secs.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = secs.iter().copied().fold(0.0, f64::max);
+    let mean = secs.iter().sum::<f64>() / secs.len() as f64;
+    format!("min {min:.1} s, mean {mean:.1} s, max {max:.1} s over {} runs", secs.len())
+}
+
+/// The benchmark of BENCHMARKS.md ("From a condition to the action"): 5 runs each of a busy loop and of
+/// memory growing at each of [`RATES`] into a 64 MiB limit, with a 10 s window and polls of 1 and 3 s.
+/// `cargo nextest run -p hemostat-tests -E 'test(/^episodes::bench_/)' --run-ignored only --no-capture`
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a benchmark: minutes long; see BENCHMARKS.md for the command"]
+async fn bench_time_from_a_condition_to_the_action() {
+    let (runs, sustain) = (5, SUSTAIN);
+    for poll in [1, 3] {
+        let s = TestFleet::start_with(
+            |c| {
+                c.analyzer.patterns.sustain = sustain;
+                c.remediation.storm.threshold = u32::MAX;
+            },
+            |n| {
+                n.poll_interval = Duration::from_secs(poll);
+                low_cpu_threshold(n);
+            },
+        )
+        .await;
+        let mut times = Vec::new();
+        for i in 0..runs {
+            let (took, decision) = timed_run(&s, &format!("cpu{poll}-{i}"), &[], "while :; do :; done").await;
+            eprintln!("cpu poll {poll} s run {i}: {took:.1?} ({}: {})", decision.decided_by, decision.reason);
+            times.push(took);
+        }
+        eprintln!(
+            "busy loop, window {} s, poll {poll} s: {} (goal ≤ {} s)",
+            sustain.as_secs(),
+            summary(&times),
+            sustain.as_secs() + poll
+        );
+        for rate in RATES {
+            let mut times = Vec::new();
+            let mut before_oom = 0;
+            let work = format!(
+                "i=0; while :; do dd if=/dev/zero of=/data/f$i bs=1048576 count={rate} 2>/dev/null; i=$((i+1)); sleep 1; done"
+            );
+            let limits = ["--memory", "64m", "--memory-swap", "64m", "--tmpfs", "/data:size=256m"];
+            for i in 0..runs {
+                let (took, decision) = timed_run(&s, &format!("mem{poll}-{rate}-{i}"), &limits, &work).await;
+                let leak = decision.decided_by == "memory_leak";
+                before_oom += usize::from(leak);
+                eprintln!(
+                    "memory {rate} MiB/s poll {poll} s run {i}: {took:.1?} ({}: {})",
+                    decision.decided_by, decision.reason
+                );
+                times.push(took);
+            }
+            eprintln!(
+                "memory +{rate} MiB/s into 64 MiB (the limit after ~{} s), poll {poll} s: {}; decided as a leak before \
+                 the OOM kill in {before_oom} of {runs}",
+                64 / rate,
+                summary(&times)
+            );
+        }
+    }
+}
