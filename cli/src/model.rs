@@ -254,6 +254,10 @@ pub struct Budget {
     pub circuit_retry_seconds: u64,
     /// When the container was last acted on.
     pub last_action: Option<UtcTime>,
+    /// Quarantined: the breaker is open; no automatic action until `hemostat release`.
+    pub quarantined: bool,
+    /// The restart policy: `cooldown` or `backoff`.
+    pub restart_policy: Option<String>,
 }
 
 impl From<pb::BudgetStatus> for Budget {
@@ -267,6 +271,8 @@ impl From<pb::BudgetStatus> for Budget {
             circuit: text(b.circuit),
             circuit_retry_seconds: b.circuit_retry_seconds,
             last_action: UtcTime::from_proto(b.last_action),
+            quarantined: b.quarantined,
+            restart_policy: text(b.restart_policy),
         }
     }
 }
@@ -490,6 +496,23 @@ pub struct StormEnd {
 impl From<pb::EndStormResponse> for StormEnd {
     fn from(r: pb::EndStormResponse) -> Self {
         StormEnd { cleared: r.cleared }
+    }
+}
+
+/// The answer to `release`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Release {
+    /// The budget key released.
+    pub key: String,
+    /// Whether the container was quarantined before.
+    pub was_quarantined: bool,
+    /// What its budget held.
+    pub detail: String,
+}
+
+impl From<pb::ReleaseContainerResponse> for Release {
+    fn from(r: pb::ReleaseContainerResponse) -> Self {
+        Release { key: r.key, was_quarantined: r.was_quarantined, detail: r.detail }
     }
 }
 

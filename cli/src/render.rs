@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::model::{
     Accepted, ActionReport, Anomaly, Budget, Container, ContainerDetail, DryRun, DryRunChange, Event, Metrics, Node,
-    Silence, StormEnd, UtcTime,
+    Release, Silence, StormEnd, UtcTime,
 };
 use crate::table::{self, Table};
 use crate::terminal::{json_safe, printable};
@@ -159,6 +159,12 @@ fn budget_lines(b: &Budget, lines: &mut Vec<(&str, String)>) {
         _ => String::new(),
     };
     lines.push(("CIRCUIT", format!("{circuit}{retry} ({} failed verifications in a row)", b.consecutive_failures)));
+    if let Some(policy) = &b.restart_policy {
+        lines.push(("RESTART POLICY", policy.clone()));
+    }
+    if b.quarantined {
+        lines.push(("QUARANTINED", "yes: no automatic action until `hemostat release` or the breaker's trial".into()));
+    }
 }
 
 fn silence_line(s: &Silence) -> String {
@@ -413,6 +419,12 @@ pub fn storm_end(s: &StormEnd) -> String {
     } else {
         printable(&format!("automatic actions resume; cleared: {}", s.cleared.join(", "))) + "\n"
     }
+}
+
+/// The answer to `release`.
+pub fn release(r: &Release) -> String {
+    let what = if r.was_quarantined { "released from quarantine" } else { "was not quarantined; budget reset" };
+    printable(&format!("{}: {what} ({})", r.key, r.detail)) + "\n"
 }
 
 #[cfg(test)]

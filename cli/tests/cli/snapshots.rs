@@ -268,6 +268,7 @@ fn detail() -> ContainerDetail {
             circuit: "closed".into(),
             circuit_retry_seconds: 0,
             last_action: ts("2026-11-28T14:17:05Z"),
+            ..Default::default()
         }),
         silence: Some(pb::Silence {
             id: "5e1e4ce0a1".into(),
