@@ -14,10 +14,12 @@ use hemostat_settings::{Endpoint, Layers, Sourced, config_path};
 use crate::actions::scale_up::DEFAULT_MAX_REPLICAS;
 use crate::command_limits::{DEFAULT_CONCURRENCY, DEFAULT_PER_MINUTE};
 use crate::detection::DetectionConfig;
+use crate::engine::EngineConfig;
 use crate::executor::{DEFAULT_EXEC_ALLOWLIST, ExecutionPolicy, parse_allowlist};
 use crate::inventory::ContainerSelector;
 use crate::local_policy::LocalPolicyConfig;
 use crate::outbox::DEFAULT_CAPACITY;
+use crate::poller::StatsSource;
 
 hemostat_settings::settings! {
     /// Command-line flags of `hemostat-node`; each setting also reads its environment variable and its key
@@ -42,6 +44,14 @@ hemostat_settings::settings! {
         certs_dir: PathBuf = PathBuf::from("certs"), env "HEMOSTAT_CERTS_DIR";
         /// Address to serve Prometheus metrics on, plain HTTP `/metrics` (e.g. 0.0.0.0:9465) [default: off].
         metrics_listen: SocketAddr, env "NODE_METRICS_LISTEN";
+        /// The container engine: unix:///path, tcp://host:port, http://host:port or https://host:port [default:
+        /// the first that exists of /var/run/docker.sock, /run/podman/podman.sock,
+        /// $XDG_RUNTIME_DIR/podman/podman.sock].
+        docker_host: String, env "DOCKER_HOST";
+        /// TLS with a client certificate to a tcp:// DOCKER_HOST (true/false, 1/0) [default: false].
+        docker_tls_verify: bool = false, env "DOCKER_TLS_VERIFY";
+        /// Folder of ca.pem, cert.pem and key.pem for DOCKER_TLS_VERIFY [default: ~/.docker].
+        docker_cert_path: PathBuf, env "DOCKER_CERT_PATH";
         /// Watch only containers with this label, `key=value` [default: all containers].
         select_label: String, env "NODE_CONTAINER_SELECTOR";
         /// Seconds between heartbeats [default: 5].
@@ -54,6 +64,10 @@ hemostat_settings::settings! {
         spool_dir: PathBuf = PathBuf::from("hemostat-data/spool"), env "NODE_SPOOL_DIR";
         /// Seconds between metrics samples, at least 1 [default: 30].
         poll_interval: u64 = 30, env "AGENT_POLL_INTERVAL";
+        /// Where container stats are read: `cgroup` (the container's cgroup files and network counters,
+        /// nothing asked of the engine), `engine` (Docker's stats API), or `auto` (the cgroup files when
+        /// readable, else the engine) [default: auto].
+        stats_source: StatsSource = StatsSource::Auto, env "NODE_STATS_SOURCE";
         /// CPU % (100 = one core) above which CPU is high [default: 85].
         cpu_threshold: f64 = DetectionConfig::default().cpu_threshold, env "THRESHOLD_CPU_PERCENT";
         /// Memory % of the limit above which memory is high [default: 80].
@@ -73,6 +87,9 @@ hemostat_settings::settings! {
         /// Diagnostic commands allowed for exec, `;`-separated, each matched as a whole argument vector
         /// [default: ps;top -b -n 1;df -h;free -m;uptime;uname -a].
         exec_allowlist: String = DEFAULT_EXEC_ALLOWLIST.to_owned(), env "RESPONDER_EXEC_ALLOWLIST";
+        /// Diagnostic commands run in a running container before the node restarts it, `;`-separated, each
+        /// one on the exec allow-list; their masked output goes with the restart's result [default: none].
+        diagnostics: String = String::new(), env "RESPONDER_DIAGNOSTICS";
         /// Longest an exec may run, in seconds [default: 10].
         exec_timeout_seconds: u64 = 10, env "RESPONDER_EXEC_TIMEOUT_SECONDS";
         /// Seconds a restarted container is watched before it counts as a success [default: 30].
@@ -125,6 +142,8 @@ pub struct NodeConfig {
     pub tls: TlsFiles,
     /// Where to serve Prometheus metrics (`/metrics`, plain HTTP); `None` serves none.
     pub metrics_listen: Option<SocketAddr>,
+    /// How to reach the container engine.
+    pub engine: EngineConfig,
     /// Which containers to watch.
     pub selector: ContainerSelector,
     /// Heartbeat period.
@@ -137,6 +156,8 @@ pub struct NodeConfig {
     pub spool_dir: Option<PathBuf>,
     /// Time between metrics samples.
     pub poll_interval: Duration,
+    /// Where container stats are read.
+    pub stats_source: StatsSource,
     /// Thresholds and windows of detection.
     pub detection: DetectionConfig,
     /// Log lines gathered at each failure.
@@ -211,21 +232,38 @@ impl NodeConfig {
             })?,
             None => ExecutionPolicy::default().allowed_actions,
         };
+        let exec_allowlist = parse_allowlist(&s.exec_allowlist);
+        let diagnostics = s.diagnostics.try_map(|spec| {
+            let diagnostics = parse_allowlist(&spec);
+            match diagnostics.iter().find(|argv| !exec_allowlist.contains(argv)) {
+                Some(argv) => {
+                    Err(format!("{:?} is not on the exec allow-list (RESPONDER_EXEC_ALLOWLIST)", argv.join(" ")))
+                }
+                None => Ok(diagnostics),
+            }
+        })?;
         Ok(NodeConfig {
             coordinators,
             tls: TlsFiles::in_dir(&s.certs_dir, "node"),
             metrics_listen: s.metrics_listen.map(Sourced::into_value),
+            engine: EngineConfig {
+                host: s.docker_host.map(Sourced::into_value),
+                tls_verify: *s.docker_tls_verify,
+                cert_path: s.docker_cert_path.map(Sourced::into_value),
+            },
             selector,
             heartbeat: Duration::from_secs(heartbeat),
             reconnect_max: Duration::from_secs(s.reconnect_max_seconds.into_value().max(1)),
             spool_capacity: s.spool_capacity.into_value().max(1),
             spool_dir: Some(s.spool_dir.into_value()),
             poll_interval: Duration::from_secs(poll_interval),
+            stats_source: s.stats_source.into_value(),
             detection,
             log_lines: s.log_lines.into_value().min(1000),
             execution: ExecutionPolicy {
                 allowed_actions,
-                exec_allowlist: parse_allowlist(&s.exec_allowlist),
+                exec_allowlist,
+                diagnostics,
                 exec_timeout: Duration::from_secs(s.exec_timeout_seconds.into_value().max(1)),
                 verify_window: seconds(s.verify_seconds),
                 commands_per_minute: s.commands_per_minute.into_value().max(1),
@@ -280,6 +318,22 @@ mod tests {
     }
 
     #[test]
+    fn diagnostics_are_off_by_default_and_must_be_on_the_allow_list() {
+        assert!(resolve(NodeArgs::default()).unwrap().execution.diagnostics.is_empty());
+        let config =
+            NodeConfig::resolve_in(NodeArgs::default(), &env_of(&[("RESPONDER_DIAGNOSTICS", "ps; df -h")])).unwrap();
+        assert_eq!(config.execution.diagnostics, vec![vec!["ps".to_owned()], vec!["df".to_owned(), "-h".to_owned()]]);
+        let err =
+            NodeConfig::resolve_in(NodeArgs::default(), &env_of(&[("RESPONDER_DIAGNOSTICS", "ps;cat /etc/shadow")]))
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("RESPONDER_DIAGNOSTICS") && err.contains("\"cat /etc/shadow\" is not on the exec allow-list"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn precedence_is_flag_environment_file_default() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.toml");
@@ -291,6 +345,13 @@ mod tests {
         assert_eq!(config.heartbeat, Duration::from_secs(9), "file over default");
         assert_eq!(config.detection.restart_limit, 6, "flag over env");
         assert_eq!(config.reconnect_max, Duration::from_secs(5), "default");
+        assert_eq!(config.stats_source, StatsSource::Auto, "default");
+        let env = env_of(&[("NODE_STATS_SOURCE", "Engine")]);
+        assert_eq!(NodeConfig::resolve_in(NodeArgs::default(), &env).unwrap().stats_source, StatsSource::Engine);
+        let err = NodeConfig::resolve_in(NodeArgs::default(), &env_of(&[("NODE_STATS_SOURCE", "kernel")]));
+        let err = err.unwrap_err().to_string();
+        assert!(err.starts_with("NODE_STATS_SOURCE (environment variable NODE_STATS_SOURCE)"), "{err}");
+        assert!(err.contains("auto, cgroup, engine"), "{err}");
     }
 
     #[test]

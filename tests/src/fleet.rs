@@ -13,9 +13,11 @@ use hemostat_coordinator::{Coordinator, CoordinatorConfig};
 use hemostat_node::NodeConfig;
 use hemostat_node::config::CoordinatorAddress;
 use hemostat_node::detection::DetectionConfig;
+use hemostat_node::engine::EngineConfig;
 use hemostat_node::executor::ExecutionPolicy;
 use hemostat_node::inventory::ContainerSelector;
 use hemostat_node::local_policy::LocalPolicyConfig;
+use hemostat_node::poller::StatsSource;
 use hemostat_pki::{OperatorRole, TlsFiles};
 use hemostat_proto::v1 as pb;
 use hemostat_proto::v1::fleet_service_client::FleetServiceClient;
@@ -182,12 +184,14 @@ pub fn node_config(pki: &TestPki, name: &str, coordinator: &str, selector: &str)
         coordinators: vec![CoordinatorAddress::parse(coordinator).expect("endpoint")],
         tls: pki.node(name),
         metrics_listen: None,
+        engine: EngineConfig { host: std::env::var("DOCKER_HOST").ok(), ..EngineConfig::default() },
         selector: ContainerSelector::parse(selector).expect("selector"),
         heartbeat: Duration::from_secs(1),
         reconnect_max: Duration::from_secs(1),
         spool_capacity: 10_000,
         spool_dir: None,
         poll_interval: Duration::from_secs(1),
+        stats_source: StatsSource::Auto,
         detection: DetectionConfig::default(),
         log_lines: 50,
         execution: ExecutionPolicy { verify_window: Duration::from_secs(1), ..ExecutionPolicy::default() },

@@ -9,13 +9,15 @@
 //!   abruptly; operator clients.
 //! - [`netlab`]: hosts with their own addresses (network namespaces on a bridge) that a test can cut off.
 //! - [`llm`]: a local HTTP server that speaks the OpenAI and Anthropic wire formats from a script.
-//! - [`peer`]: a stand-in coordinator that sends a node whatever commands a test scripts.
+//! - [`peer`]: a stand-in coordinator that sends a node whatever commands a test scripts, and a stand-in
+//!   node that sends a coordinator whatever messages a test scripts.
 //! - [`eventually`]: wait for a condition with a deadline, instead of sleeping and hoping.
 //! - [`spool`]: a node's spool folder read back, and damaged on purpose.
 //! - [`webhook`]: a local Slack, Discord, Teams, ntfy, Gotify or JSON webhook that records what it gets and
 //!   fails when told; [`chat_formats`]: what Discord and Teams accept, for it to refuse the rest.
 //! - [`smtp`]: a small real SMTP server (STARTTLS, AUTH) that records the mail it gets.
 //! - [`alertmanager`], [`prometheus`]: the real programs (Debian's packages) on free ports ([`daemon`]).
+//! - [`podman`]: a real `podman system service` on a socket of its own, with the test image loaded.
 
 pub mod alertmanager;
 pub mod chat_formats;
@@ -29,6 +31,7 @@ pub mod loadgen;
 pub mod netlab;
 pub mod peer;
 pub mod pki;
+pub mod podman;
 pub mod prometheus;
 pub mod redis;
 pub mod redis_cluster;

@@ -1,5 +1,6 @@
-//! One conformance suite for both state store backends: the embedded store and a real redis-server.
-//! Every check runs against each; the two must give the same answers.
+//! One conformance suite for every state store backend: the embedded store, a real redis-server, and a real
+//! Redis Cluster of three masters with a replica each (safety writes waiting for one replica). Every check
+//! runs against each; they must give the same answers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use hemostat_coordinator::silence::Silence;
 use hemostat_coordinator::store::{self, DecisionClock, StateStore, StoreConfig, StormConfig, StormVerdict};
 use hemostat_tests::eventually;
 use hemostat_tests::redis::RedisServer;
+use hemostat_tests::redis_cluster::RedisCluster;
 
 const MIN: u64 = 60_000;
 const T0: u64 = 1_800_000_000_000;
@@ -22,6 +24,7 @@ struct Backend {
     store: Arc<dyn StateStore>,
     config: StoreConfig,
     _redis: Option<RedisServer>,
+    _cluster: Option<RedisCluster>,
     _dir: tempfile::TempDir,
 }
 
@@ -31,17 +34,28 @@ async fn backends() -> Vec<Backend> {
     let embedded = StoreConfig::Embedded { path: dir.path().join("state.redb") };
     let redis = RedisServer::start();
     let redis_config = StoreConfig::Redis { url: redis.url() };
+    let cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 1)).await.unwrap();
+    let cluster_config = cluster.store_config();
     vec![
         Backend {
             store: store::open_with_clock(&embedded, DecisionClock::Caller).await.unwrap(),
             config: embedded,
             _redis: None,
+            _cluster: None,
             _dir: dir,
         },
         Backend {
             store: store::open_with_clock(&redis_config, DecisionClock::Caller).await.unwrap(),
             config: redis_config,
             _redis: Some(redis),
+            _cluster: None,
+            _dir: tempfile::tempdir().unwrap(),
+        },
+        Backend {
+            store: store::open_with_clock(&cluster_config, DecisionClock::Caller).await.unwrap(),
+            config: cluster_config,
+            _redis: None,
+            _cluster: Some(cluster),
             _dir: tempfile::tempdir().unwrap(),
         },
     ]
@@ -675,7 +689,30 @@ async fn the_fleet_directory_expires_its_entries_and_routed_commands_come_out_in
 #[tokio::test(flavor = "multi_thread")]
 async fn each_backend_says_whether_other_coordinators_can_share_it() {
     for b in backends().await {
-        let shared = matches!(b.config, StoreConfig::Redis { .. });
+        let shared = matches!(b.config, StoreConfig::Redis { .. } | StoreConfig::RedisCluster(_));
         assert_eq!(b.store.is_shared(), shared, "{}", b.store.backend());
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upgraded_coordinator_keeps_the_event_and_audit_logs_written_under_the_old_key_names() {
+    hemostat_tests::init();
+    let redis = RedisServer::start();
+    // What HemoStat wrote before its keys had hash tags: the logs under `hemostat:events`, `hemostat:audit`.
+    let old = serde_json::to_string(&record("web", "written before the upgrade")).unwrap();
+    let id = redis.cli(&["xadd", "hemostat:events", "*", "e", &old]).trim().to_owned();
+    redis.cli(&["rpush", "hemostat:events:by_type:health_alert", &id]);
+    redis.cli(&["xadd", "hemostat:audit", "*", "e", &old]);
+
+    let store = store::open(&StoreConfig::Redis { url: redis.url() }).await.unwrap();
+    let events = store.read_events(None, 10).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.record.reason.as_str()).collect::<Vec<_>>(), ["written before the upgrade"]);
+    assert_eq!(events[0].id.to_string(), id);
+    assert_eq!(store.read_audit(None, 10).await.unwrap().len(), 1, "the audit log moved too");
+    // The per-type index moved with the stream: a retention of one event per type drops the old one.
+    let one = EventRetention { max_per_type: 1, ..KEEP };
+    store.append_event(&record("web", "after"), &one).await.unwrap();
+    let kept: Vec<String> = store.read_events(None, 10).await.unwrap().into_iter().map(|e| e.record.reason).collect();
+    assert_eq!(kept, ["after"]);
+    assert_eq!(redis.cli(&["exists", "hemostat:events"]).trim(), "0", "nothing left under the old name");
 }
