@@ -44,6 +44,8 @@ enum Command {
     Approve(actions::ApproveArgs),
     /// Resume automatic actions after a storm, before the rate falls (admins).
     EndStorm(actions::EndStormArgs),
+    /// Lift a container's quarantine (its breaker opened): its budget starts over (admins).
+    Release(actions::ReleaseArgs),
     /// Send a test notification through each configured sink and print what each answered (admins).
     Notify(notify::NotifyArgs),
     /// Ask the coordinator's gRPC health service whether it serves (exit 0) or not (exit 1): for health checks.
@@ -64,6 +66,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Action(args) => actions::action(args).await,
         Command::Approve(args) => actions::approve(args).await,
         Command::EndStorm(args) => actions::end_storm(args).await,
+        Command::Release(args) => actions::release(args).await,
         Command::Notify(args) => notify::notify(args).await,
         Command::Health(args) => health::health(args).await,
     }

@@ -348,6 +348,10 @@ pub struct Budget {
     pub circuit_retry_seconds: u64,
     /// When the container was last acted on.
     pub last_action: Option<UtcTime>,
+    /// Quarantined: the breaker is open; no automatic action until `hemostat release`.
+    pub quarantined: bool,
+    /// The restart policy: `cooldown` or `backoff`.
+    pub restart_policy: Option<String>,
 }
 
 impl From<pb::BudgetStatus> for Budget {
@@ -361,6 +365,8 @@ impl From<pb::BudgetStatus> for Budget {
             circuit: text(b.circuit),
             circuit_retry_seconds: b.circuit_retry_seconds,
             last_action: UtcTime::from_proto(b.last_action),
+            quarantined: b.quarantined,
+            restart_policy: text(b.restart_policy),
         }
     }
 }
@@ -587,6 +593,23 @@ impl From<pb::EndStormResponse> for StormEnd {
     }
 }
 
+/// The answer to `release`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Release {
+    /// The budget key released.
+    pub key: String,
+    /// Whether the container was quarantined before.
+    pub was_quarantined: bool,
+    /// What its budget held.
+    pub detail: String,
+}
+
+impl From<pb::ReleaseContainerResponse> for Release {
+    fn from(r: pb::ReleaseContainerResponse) -> Self {
+        Release { key: r.key, was_quarantined: r.was_quarantined, detail: r.detail }
+    }
+}
+
 /// What a command is about: a node, or a container on a node, written `node` or `node/container`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
@@ -749,6 +772,8 @@ mod tests {
             circuit: Some("open".into()),
             circuit_retry_seconds: 60,
             last_action: None,
+            quarantined: true,
+            restart_policy: None,
         });
         c.silence = Some(Silence {
             id: "s".into(),

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::model::{
     Accepted, ActionReport, Anomaly, Budget, Container, ContainerDetail, DryRun, DryRunChange, Episode, Event, Metrics,
-    Node, Silence, StormEnd, UtcTime,
+    Node, Release, Silence, StormEnd, UtcTime,
 };
 use crate::table::{self, Table};
 use crate::terminal::{json_safe, printable};
@@ -164,6 +164,12 @@ fn budget_lines(b: &Budget, lines: &mut Vec<(&str, String)>) {
         _ => String::new(),
     };
     lines.push(("CIRCUIT", format!("{circuit}{retry} ({} failed verifications in a row)", b.consecutive_failures)));
+    if let Some(policy) = &b.restart_policy {
+        lines.push(("RESTART POLICY", policy.clone()));
+    }
+    if b.quarantined {
+        lines.push(("QUARANTINED", "yes: no automatic action until `hemostat release` or the breaker's trial".into()));
+    }
 }
 
 /// `high_cpu since …, above the threshold since … (sustain window 60 s); watching: …` or `…; decided … by
@@ -440,6 +446,12 @@ pub fn storm_end(s: &StormEnd) -> String {
     } else {
         printable(&format!("automatic actions resume; cleared: {}", s.cleared.join(", "))) + "\n"
     }
+}
+
+/// The answer to `release`.
+pub fn release(r: &Release) -> String {
+    let what = if r.was_quarantined { "released from quarantine" } else { "was not quarantined; budget reset" };
+    printable(&format!("{}: {what} ({})", r.key, r.detail)) + "\n"
 }
 
 #[cfg(test)]

@@ -106,6 +106,8 @@ fn budget(figures: BudgetFigures) -> pb::BudgetStatus {
         circuit: status.circuit.name().to_owned(),
         circuit_retry_seconds: status.circuit_retry_seconds(),
         last_action: status.last_action_ms.map(|ms| timestamp(UNIX_EPOCH + Duration::from_millis(ms))),
+        quarantined: status.quarantined(),
+        restart_policy: figures.restart_policy.to_owned(),
     }
 }
 
@@ -199,6 +201,20 @@ impl pb::fleet_service_server::FleetService for FleetApi {
         let caller = authenticated(&request)?;
         let cleared = self.fleet.end_storms(&caller.identity).await.map_err(status)?;
         Ok(Response::new(pb::EndStormResponse { cleared }))
+    }
+
+    async fn release_container(
+        &self,
+        request: Request<pb::ReleaseContainerRequest>,
+    ) -> Result<Response<pb::ReleaseContainerResponse>, Status> {
+        let caller = authenticated(&request)?.clone();
+        let request = request.into_inner();
+        let released = self.fleet.release(&caller.identity, &request.node, &request.container).await.map_err(status)?;
+        Ok(Response::new(pb::ReleaseContainerResponse {
+            key: released.key,
+            was_quarantined: released.was_quarantined,
+            detail: released.detail,
+        }))
     }
 
     async fn approve_action(

@@ -235,6 +235,12 @@ impl BudgetStatus {
         self.cooldown_remaining.as_secs_f64().ceil() as u64
     }
 
+    /// Quarantined: the breaker is open, so no automatic action until an admin releases the container
+    /// (`hemostat release`) or the breaker lets its trial through.
+    pub fn quarantined(&self) -> bool {
+        matches!(self.circuit, Circuit::Open { .. })
+    }
+
     /// Whole seconds until an open breaker lets a trial through (at least 1 while open; 0 otherwise).
     pub fn circuit_retry_seconds(&self) -> u64 {
         match self.circuit {

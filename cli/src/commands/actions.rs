@@ -13,7 +13,7 @@ use tonic::transport::Channel;
 
 use crate::commands::{named, resolve, show};
 use crate::connection::ClientArgs;
-use crate::model::{Accepted, ActionReport, ContainerRef, Event, StormEnd};
+use crate::model::{Accepted, ActionReport, ContainerRef, Event, Release, StormEnd};
 use crate::render;
 use crate::rpc_error::rpc;
 use crate::terminal::printable;
@@ -163,4 +163,22 @@ pub async fn end_storm(args: EndStormArgs) -> anyhow::Result<()> {
     let mut client = args.client.connection.settings()?.client().await?;
     let response = client.end_storm(pb::EndStormRequest {}).await.map_err(rpc("EndStorm"))?.into_inner();
     show(args.client.output, &StormEnd::from(response), render::storm_end)
+}
+
+/// Arguments of `hemostat release`.
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The container: <node>/<name> (or <node>/<id>), or only its name when one node has it.
+    target: ContainerRef,
+}
+
+/// Lifts a container's quarantine: its budget starts over, so the next problem is acted on.
+pub async fn release(args: ReleaseArgs) -> anyhow::Result<()> {
+    let mut client = args.client.connection.settings()?.client().await?;
+    let target = resolve(&mut client, &args.target).await?;
+    let request = pb::ReleaseContainerRequest { node: target.node, container: target.container };
+    let response = client.release_container(request).await.map_err(rpc("ReleaseContainer"))?.into_inner();
+    show(args.client.output, &Release::from(response), render::release)
 }

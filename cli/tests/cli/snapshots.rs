@@ -147,6 +147,7 @@ fn budget(key: &str, cooldown: u64, attempts: u32, circuit: &str) -> Option<pb::
         circuit: circuit.into(),
         circuit_retry_seconds: if circuit == "open" { 240 } else { 0 },
         last_action: ts("2026-11-28T13:02:12Z"),
+        ..Default::default()
     })
 }
 
@@ -337,6 +338,7 @@ fn detail() -> ContainerDetail {
             circuit: "closed".into(),
             circuit_retry_seconds: 0,
             last_action: ts("2026-11-28T14:17:05Z"),
+            ..Default::default()
         }),
         silence: Some(pb::Silence {
             id: "5e1e4ce0a1".into(),

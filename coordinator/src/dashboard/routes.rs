@@ -198,6 +198,10 @@ struct BudgetView {
     circuit: &'static str,
     circuit_retry_s: u64,
     last_action_ms: Option<u64>,
+    /// The breaker is open: no automatic action until `hemostat release` or its trial.
+    quarantined: bool,
+    /// `cooldown` or `backoff`.
+    restart_policy: &'static str,
 }
 
 /// A container, for the page.
@@ -263,6 +267,8 @@ fn container_view(detail: ContainerDetail) -> ContainerView {
             circuit: status.circuit.name(),
             circuit_retry_s: status.circuit_retry_seconds(),
             last_action_ms: status.last_action_ms,
+            quarantined: status.quarantined(),
+            restart_policy: budget.restart_policy,
         },
         silence,
     }

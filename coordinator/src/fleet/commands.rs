@@ -55,6 +55,17 @@ pub struct Sent {
     pub detail: String,
 }
 
+/// What `release` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Released {
+    /// The budget key released.
+    pub key: String,
+    /// Whether the container was quarantined (its breaker open).
+    pub was_quarantined: bool,
+    /// What its budget held, for people.
+    pub detail: String,
+}
+
 impl Fleet {
     /// Silences a container or a whole node for a while; applies at once, recorded with who did it.
     pub async fn create_silence(&self, admin: &Identity, request: SilenceRequest) -> Result<Silence, FleetError> {
@@ -127,6 +138,34 @@ impl Fleet {
         record.decided_by = Some(operator(admin));
         self.journal().append(&record).await?;
         Ok(cleared)
+    }
+
+    /// Releases a container from quarantine at an admin's word (its budget starts over), recorded with who
+    /// did it and what its budget held.
+    pub async fn release(&self, admin: &Identity, node: &str, container: &str) -> Result<Released, FleetError> {
+        require_admin(admin)?;
+        require_name("node", node)?;
+        require_name("container", container)?;
+        let entry = self.container(node, container).await?;
+        let key = entry.facts.budget_key(&entry.node);
+        let budget = self.remediator.dispatcher().budget();
+        let before = self.remediator.dispatcher().release(&key).await?;
+        let status = budget.status(&before, unix_ms(SystemTime::now()));
+        let detail = format!(
+            "{} attempt(s) in the last hour, {} failed verification(s) in a row, breaker {}",
+            status.attempts_in_window,
+            status.consecutive_failures,
+            status.circuit.name()
+        );
+        let was_quarantined = status.quarantined();
+        let what = if was_quarantined { "released from quarantine" } else { "reset the budget of" };
+        let reason = format!("{} {what} {}/{} ({detail})", operator(admin), entry.node, entry.facts.name);
+        tracing::warn!(%admin, node, container = %entry.facts.name, was_quarantined, "released by an admin");
+        let mut record =
+            EventRecord::new(EventKind::OperatorAction, &entry.node, &entry.facts.id, &entry.facts.name, reason);
+        record.decided_by = Some(operator(admin));
+        self.journal().append(&record).await?;
+        Ok(Released { key, was_quarantined, detail })
     }
 
     /// Sends a test notification, asked for by `admin`, through the sink named `sink` (every configured sink

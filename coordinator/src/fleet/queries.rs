@@ -31,6 +31,8 @@ pub struct BudgetFigures {
     pub status: BudgetStatus,
     /// The attempts allowed per window.
     pub max_attempts: u32,
+    /// The restart policy: `cooldown` or `backoff`.
+    pub restart_policy: &'static str,
 }
 
 /// A container with its budget and the silence covering it.
@@ -131,7 +133,7 @@ impl Fleet {
         let key = entry.facts.budget_key(&entry.node);
         let budget = self.remediator.dispatcher().budget();
         let status = budget.status(&self.budgets.read_budget(&key).await?, now_ms);
-        Ok(BudgetFigures { key, status, max_attempts: budget.max_attempts })
+        Ok(BudgetFigures { key, status, max_attempts: budget.max_attempts, restart_policy: budget.policy.name() })
     }
 
     /// The silences in force, soonest to expire first.

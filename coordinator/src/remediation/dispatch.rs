@@ -175,16 +175,35 @@ impl Dispatcher {
                     }
                 },
             }),
-            BudgetVerdict::CircuitOpen { retry_after } => Some(Stop {
-                rejection: Rejection::CircuitOpen,
-                reason: format!(
-                    "circuit open: {key} reached {} attempts in the last hour or {} failed verifications in a row; \
-                     next attempt possible in {}s",
-                    self.budget.max_attempts,
-                    self.budget.max_attempts,
-                    retry_after.as_secs().max(1)
-                ),
-            }),
+            BudgetVerdict::CircuitOpen { retry_after } => {
+                let state = self.budgets.read_budget(key).await?;
+                let window_ms = self.budget.window.as_millis() as u64;
+                let mut tried: Vec<u64> = state
+                    .attempts_ms
+                    .iter()
+                    .filter(|&&t| t + window_ms > now)
+                    .map(|&t| now.saturating_sub(t))
+                    .collect();
+                tried.sort_unstable_by(|a, b| b.cmp(a));
+                let tried = tried.iter().map(|ago| format!("{}s ago", ago / 1000)).collect::<Vec<_>>().join(", ");
+                Some(Stop {
+                    rejection: Rejection::CircuitOpen,
+                    reason: format!(
+                        "circuit open: {key} reached {} attempts in the last hour or {} failed verifications in a \
+                         row; quarantined: tried {} {} time(s) in the last hour ({tried}), {} failed \
+                         verification(s) in a row; no automatic action until `hemostat release {}/{}` or the \
+                         breaker's trial in {}s",
+                        self.budget.max_attempts,
+                        self.budget.max_attempts,
+                        action.name(),
+                        state.attempts_ms.iter().filter(|&&t| t + window_ms > now).count(),
+                        state.consecutive_failures,
+                        target.node,
+                        target.container_name,
+                        retry_after.as_secs().max(1)
+                    ),
+                })
+            }
         };
         if let Some(stop) = stop {
             return Ok((self.stopped(target, action, stop, command_id).await?, backoff));
@@ -275,6 +294,14 @@ impl Dispatcher {
     /// Counts an action an admin forced past the policy in the container's budget.
     pub async fn count_forced_action(&self, key: &str) -> Result<(), StoreError> {
         self.budgets.record_attempt(key, now_ms(), &self.budget).await
+    }
+
+    /// Releases the container `key` from quarantine (its budget starts over, a new episode); returns the
+    /// state it had.
+    pub async fn release(&self, key: &str) -> Result<crate::policy::BudgetState, StoreError> {
+        let before = self.budgets.release(key).await?;
+        self.episodes.lock().expect("episodes lock").remove(key);
+        Ok(before)
     }
 
     /// Ends every storm; returns the scopes that were in one.

@@ -332,6 +332,13 @@ impl BudgetStore for EmbeddedStore {
         self.update_budget(key, move |state| state.record_outcome(success, now_ms)).await
     }
 
+    async fn release(&self, key: &str) -> Result<BudgetState, StoreError> {
+        match self.take_value(BUDGETS, key).await? {
+            Some(raw) => serde_json::from_slice(&raw).map_err(|e| StoreError::Corrupt(format!("budget of {key}: {e}"))),
+            None => Ok(BudgetState::default()),
+        }
+    }
+
     async fn read_budget(&self, key: &str) -> Result<BudgetState, StoreError> {
         let key = key.to_owned();
         self.blocking(move |db| {

@@ -61,6 +61,10 @@ pub trait BudgetStore: Send + Sync {
     /// or on the [`DecisionClock::Store`] clock at the store's time).
     async fn record_outcome(&self, key: &str, success: bool, now_ms: u64, budget: &Budget) -> Result<(), StoreError>;
 
+    /// Releases the container `key` from quarantine at an admin's word: forgets its budget (attempts,
+    /// failures, cooldown, backoff run), so the next problem is acted on. Returns the state it had.
+    async fn release(&self, key: &str) -> Result<BudgetState, StoreError>;
+
     /// The container `key`'s budget state as stored (for people; decisions use `try_begin_action`).
     async fn read_budget(&self, key: &str) -> Result<BudgetState, StoreError>;
 

@@ -401,6 +401,27 @@ impl RedisStore {
         })
     }
 
+    /// The container `key`'s budget state; with `forget`, deleted in the same atomic step.
+    async fn budget_state(&self, key: &str, forget: bool) -> Result<BudgetState, StoreError> {
+        let mut conn = self.conn.clone();
+        let (hash, zset) = (format!("hemostat:{{{key}}}:budget"), format!("hemostat:{{{key}}}:attempts"));
+        let mut pipe = redis::pipe();
+        pipe.atomic().hgetall(&hash).zrange_withscores(&zset, 0, -1);
+        if forget {
+            pipe.del(&[&hash, &zset]).ignore();
+        }
+        let (fields, attempts): (std::collections::HashMap<String, u64>, Vec<(String, u64)>) =
+            pipe.query_async(&mut conn).await.map_err(failed)?;
+        Ok(BudgetState {
+            last_action_ms: fields.get("last_action_ms").copied(),
+            attempts_ms: attempts.into_iter().map(|(_, at)| at).collect(),
+            consecutive_failures: fields.get("failures").copied().unwrap_or(0) as u32,
+            last_failure_ms: fields.get("last_failure_ms").copied(),
+            streak: fields.get("streak").copied().unwrap_or(0) as u32,
+            next_action_ms: fields.get("next_action_ms").copied(),
+        })
+    }
+
     /// The same store, deciding budgets on `clock`.
     pub fn with_clock(self, clock: DecisionClock) -> Self {
         RedisStore { clock, ..self }
@@ -537,22 +558,12 @@ impl BudgetStore for RedisStore {
         Ok(())
     }
 
+    async fn release(&self, key: &str) -> Result<BudgetState, StoreError> {
+        self.budget_state(key, true).await
+    }
+
     async fn read_budget(&self, key: &str) -> Result<BudgetState, StoreError> {
-        let mut conn = self.conn.clone();
-        let (fields, attempts): (std::collections::HashMap<String, u64>, Vec<(String, u64)>) = redis::pipe()
-            .hgetall(format!("hemostat:{{{key}}}:budget"))
-            .zrange_withscores(format!("hemostat:{{{key}}}:attempts"), 0, -1)
-            .query_async(&mut conn)
-            .await
-            .map_err(failed)?;
-        Ok(BudgetState {
-            last_action_ms: fields.get("last_action_ms").copied(),
-            attempts_ms: attempts.into_iter().map(|(_, at)| at).collect(),
-            consecutive_failures: fields.get("failures").copied().unwrap_or(0) as u32,
-            last_failure_ms: fields.get("last_failure_ms").copied(),
-            streak: fields.get("streak").copied().unwrap_or(0) as u32,
-            next_action_ms: fields.get("next_action_ms").copied(),
-        })
+        self.budget_state(key, false).await
     }
 
     async fn note_need(

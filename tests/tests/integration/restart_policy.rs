@@ -1,13 +1,15 @@
 //! The restart policy end to end on the real Docker engine: under `RESPONDER_RESTART_POLICY=backoff` a
 //! crash loop is restarted at growing offsets (each retry waits for its backoff, then happens without a new
-//! alert) until the hourly attempt limit opens the breaker.
+//! alert) until the hourly attempt limit opens the breaker and quarantines it: one notification-worthy
+//! rejection listing what was tried, shown by GetContainer, lifted by an admin's ReleaseContainer.
 
 use std::time::{Duration, SystemTime};
 
 use hemostat_coordinator::policy::{Backoff, RestartPolicy};
+use hemostat_pki::OperatorRole;
 use hemostat_proto::v1 as pb;
 use hemostat_tests::eventually;
-use hemostat_tests::fleet::{TestFleet, events_of, kinds};
+use hemostat_tests::fleet::{TestFleet, events_of, kinds, operator};
 
 /// A container script that exits with `code` two seconds after every start (after a restart's one-second
 /// verification: each restart succeeds, and the container crashes again).
@@ -20,7 +22,7 @@ fn at(event: &pb::Event) -> SystemTime {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_crash_loop_under_backoff_is_restarted_at_growing_offsets_until_the_breaker_opens() {
+async fn a_crash_loop_under_backoff_is_restarted_at_growing_offsets_then_quarantined_until_an_admin_releases_it() {
     let curve = Backoff {
         initial: Duration::from_secs(4),
         max: Duration::from_secs(8),
@@ -76,6 +78,37 @@ async fn a_crash_loop_under_backoff_is_restarted_at_growing_offsets_until_the_br
     let open = events.iter().find(|e| e.rejection == "circuit_open").unwrap();
     assert_eq!(open.command_id, backoffs[3].command_id, "the retry was stopped by the breaker");
     assert!(open.reason.contains("4 attempts"), "{}", open.reason);
+    assert!(open.reason.contains("quarantined: tried restart 4 time(s) in the last hour ("), "{}", open.reason);
+    assert!(open.reason.contains(&format!("hemostat release host-a/{web}")), "{}", open.reason);
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(s.scope.state(&web).status, "exited");
+
+    // Quarantined, as GetContainer shows it.
+    let get = || pb::GetContainerRequest { node: "host-a".into(), container: web.clone(), recent_events: 0 };
+    let budget = s.client.clone().get_container(get()).await.unwrap().into_inner().budget.unwrap();
+    assert!(budget.quarantined, "{budget:?}");
+    assert_eq!((budget.circuit.as_str(), budget.restart_policy.as_str()), ("open", "backoff"));
+
+    // Only an admin releases it; recorded with who did it.
+    let release = || pb::ReleaseContainerRequest { node: "host-a".into(), container: web.clone() };
+    let refused = s.client.clone().release_container(release()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    let mut admin = operator(&s.pki, OperatorRole::Admin, s.coordinator.addr()).await;
+    let released = admin.release_container(release()).await.unwrap().into_inner();
+    assert!(released.was_quarantined, "{released:?}");
+    assert!(released.detail.contains("4 attempt(s)"), "{released:?}");
+    let budget = s.client.clone().get_container(get()).await.unwrap().into_inner().budget.unwrap();
+    assert!(!budget.quarantined && budget.attempts_in_window == 0, "{budget:?}");
+    let events = events_of(&s.client, &web).await.unwrap();
+    let recorded = events.iter().find(|e| e.r#type() == pb::EventType::OperatorAction).expect("release recorded");
+    assert!(recorded.reason.contains("released from quarantine"), "{}", recorded.reason);
+
+    // Released, its next crash is acted on again.
+    s.scope.docker(&["start", &web]);
+    eventually("a restart after the release", Duration::from_secs(30), || async {
+        let events = events_of(&s.client, &web).await?;
+        let done = events.iter().filter(|e| e.r#type() == pb::EventType::RemediationComplete).count();
+        if done == 5 { Ok(()) } else { Err(format!("{:?}", kinds(&events))) }
+    })
+    .await;
 }

@@ -149,6 +149,31 @@ async fn backoff_jitter_is_the_same_in_both_stores_and_within_a_quarter() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn releasing_a_container_forgets_its_budget_and_returns_what_it_held() {
+    for b in backends().await {
+        let s = &b.store;
+        let budget = backoff(3);
+        crash_loop(s, "n/held", &budget, T0, 3).await;
+        s.record_outcome("n/held", false, T0 + 31_000, &budget).await.unwrap();
+        assert!(matches!(
+            s.try_begin_action("n/held", T0 + 70_000, &budget, Draw::NONE).await.unwrap(),
+            BudgetVerdict::CircuitOpen { .. }
+        ));
+        let before = s.release("n/held").await.unwrap();
+        assert_eq!(before.attempts_ms.len(), 3, "{}", s.backend());
+        assert_eq!((before.consecutive_failures, before.streak), (1, 3), "{}", s.backend());
+        assert_eq!(s.read_budget("n/held").await.unwrap(), BudgetState::default(), "{}", s.backend());
+        assert_eq!(
+            s.try_begin_action("n/held", T0 + 71_000, &budget, Draw::NONE).await.unwrap(),
+            BudgetVerdict::Allowed { attempts_in_window: 1 },
+            "{}",
+            s.backend()
+        );
+        assert_eq!(s.release("n/never").await.unwrap(), BudgetState::default());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn backoff_is_still_capped_by_the_hourly_attempts() {
     for b in backends().await {
         let s = &b.store;

@@ -353,7 +353,7 @@
   function policyBadges(c, now) {
     const badges = [];
     if (c.silence) badges.push(pill(`silenced until ${fmtClock(c.silence.expires_ms)}Z`, 'warn', { title: c.silence.reason }));
-    if (c.budget.circuit === 'open') badges.push(pill(`breaker open ${fmtSeconds(c.budget.circuit_retry_s)}`, 'bad'));
+    if (c.budget.quarantined) badges.push(pill(`quarantined (breaker open ${fmtSeconds(c.budget.circuit_retry_s)})`, 'bad'));
     else if (c.budget.circuit === 'half_open') badges.push(pill('breaker half-open', 'warn'));
     if (c.budget.cooldown_remaining_s > 0) badges.push(pill(`cooldown ${fmtSeconds(c.budget.cooldown_remaining_s)}`, 'info'));
     badges.push(h('span', { class: 'muted', title: 'actions in the last hour, of the most allowed' }, `${c.budget.attempts_in_window}/${c.budget.max_attempts} actions this hour`));
