@@ -20,13 +20,15 @@ use futures::StreamExt;
 use hemostat_proto::v1 as pb;
 use tokio::sync::{Notify, mpsc};
 
+use crate::detection;
 use crate::inventory::{self, ContainerSelector};
 use crate::monitor::{Evidence, ExitObservation, Observation};
 
 /// The container events the node subscribes to.
 const EVENTS: [&str; 8] = ["start", "die", "kill", "stop", "oom", "destroy", "restart", "health_status"];
-/// Signals whose `kill` means someone is stopping the container (INT, QUIT, KILL, TERM).
-const STOP_SIGNALS: [&str; 4] = ["2", "3", "9", "15"];
+/// Podman's own names of two of them, which its Docker-compatible API filters on (its stream says `die`
+/// for `died`, but `remove` for Docker's `destroy`).
+const PODMAN_EVENTS: [&str; 2] = ["died", "remove"];
 /// Events buffered between the reader and the processor.
 const BUFFER: usize = 16_384;
 
@@ -39,6 +41,7 @@ pub struct Watcher {
     resync: Arc<Notify>,
     position: Option<PathBuf>,
     started: SystemTime,
+    podman: bool,
 }
 
 impl Watcher {
@@ -52,7 +55,22 @@ impl Watcher {
         log_lines: usize,
         resync: Arc<Notify>,
     ) -> Self {
-        Watcher { docker, selector, observations, log_lines, resync, position: None, started: SystemTime::now() }
+        Watcher {
+            docker,
+            selector,
+            observations,
+            log_lines,
+            resync,
+            position: None,
+            started: SystemTime::now(),
+            podman: false,
+        }
+    }
+
+    /// Subscribes with Podman's event names too (the engine is Podman, through its Docker-compatible API).
+    pub fn for_podman(mut self, podman: bool) -> Self {
+        self.podman = podman;
+        self
     }
 
     /// Keeps the time of the last event processed in `file`, so that after a node restart Docker replays
@@ -140,13 +158,19 @@ impl Watcher {
     fn subscription(&self, since: Option<i64>) -> EventsOptions {
         let mut filters = HashMap::from([
             ("type".to_owned(), vec!["container".to_owned()]),
-            ("event".to_owned(), EVENTS.iter().map(|e| e.to_string()).collect()),
+            ("event".to_owned(), self.event_names().into_iter().map(str::to_owned).collect()),
         ]);
         if let Some(label) = self.selector.docker_filter() {
             filters.insert("label".to_owned(), vec![label]);
         }
         // `since` must be a Unix timestamp: Docker 20.10 answers 500 to a duration.
         EventsOptions { since: since.map(|t| t.to_string()), until: None, filters: Some(filters) }
+    }
+
+    /// The event names of the subscription.
+    fn event_names(&self) -> Vec<&'static str> {
+        let podman = if self.podman { &PODMAN_EVENTS[..] } else { &[] };
+        EVENTS.iter().chain(podman).copied().collect()
     }
 
     /// Turns one Docker event into an observation, if it is one the monitor needs.
@@ -165,11 +189,12 @@ impl Watcher {
             .time_nano
             .map(|ns| SystemTime::UNIX_EPOCH + Duration::from_nanos(ns as u64))
             .unwrap_or_else(SystemTime::now);
+        // `stop` comes after the `die` it caused: the `kill` before it is what tells a stop from a crash.
         match action {
-            "kill" if attributes.get("signal").is_some_and(|s| STOP_SIGNALS.contains(&s.as_str())) => {
-                return Some(Observation::StopRequested { id });
+            "kill" => {
+                let signal = attributes.get("signal").and_then(|s| detection::signal_number(s));
+                return signal.map(|signal| Observation::Signalled { id, signal });
             }
-            "stop" => return Some(Observation::StopRequested { id }),
             "oom" => return Some(Observation::OomKilled { id }),
             _ => {}
         }
@@ -179,13 +204,17 @@ impl Watcher {
             "starting" => pb::HealthStatus::Starting,
             _ => pb::HealthStatus::Unspecified,
         });
-        if !matches!(action, "start" | "die" | "destroy") && health.is_none() {
+        if !matches!(action, "start" | "die" | "destroy" | "remove") && health.is_none() {
             return None;
         }
         let inspect = self.docker.inspect_container(&id, None).await.ok();
-        let (container, oom_killed) = match &inspect {
-            Some(inspect) => (inventory::state_from_inspect(inspect), inventory::oom_killed(inspect)),
-            None => (state_from_attributes(&id, &attributes), false),
+        let (container, oom_killed, stop_signal) = match &inspect {
+            Some(inspect) => (
+                inventory::state_from_inspect(inspect),
+                inventory::oom_killed(inspect),
+                inventory::stop_signal(inspect),
+            ),
+            None => (state_from_attributes(&id, &attributes), false, None),
         };
         Some(match (action, health) {
             (_, Some(health)) => {
@@ -206,7 +235,15 @@ impl Watcher {
                 // A `die` replayed from before this run whose container runs again by now was dealt with
                 // while the node was down (by Docker's restart policy, or by someone): nothing to alert.
                 let settled = at < self.started && container.status() == pb::ContainerStatus::Running;
-                Observation::Exited(ExitObservation { container, exit_code, oom_killed, at, evidence, settled })
+                Observation::Exited(ExitObservation {
+                    container,
+                    exit_code,
+                    oom_killed,
+                    stop_signal,
+                    at,
+                    evidence,
+                    settled,
+                })
             }
             _ => Observation::Destroyed { container, at },
         })

@@ -1,11 +1,13 @@
 //! How results look: aligned tables and short sentences for people, one JSON document for scripts. Every
 //! function here is pure (values in, text out), so the snapshot tests pin what operators see.
 
+use std::time::SystemTime;
+
 use serde::Serialize;
 
 use crate::model::{
-    Accepted, ActionReport, Anomaly, Budget, Container, ContainerDetail, DryRun, DryRunChange, Event, Metrics, Node,
-    Silence, StormEnd, UtcTime,
+    Accepted, ActionReport, Anomaly, Budget, Container, ContainerDetail, DryRun, DryRunChange, Episode, Event, Metrics,
+    Node, Silence, StormEnd, UtcTime,
 };
 use crate::table::{self, Table};
 use crate::terminal::{json_safe, printable};
@@ -112,14 +114,17 @@ fn memory(m: Option<&Metrics>) -> String {
     m.map(|m| format!("{} ({:.1}%)", bytes(m.figures.memory_used), m.figures.memory_percent)).unwrap_or_default()
 }
 
-/// The containers table of `hemostat containers`.
-pub fn containers_table(containers: &[Container]) -> String {
-    let mut table = Table::new(&["NODE", "CONTAINER", "STATUS", "HEALTH", "CPU", "MEMORY", "ANOMALIES", "IMAGE"]);
+/// The containers table of `hemostat containers`, at `now`: HELD says what holds an automatic action back
+/// (cooldown, circuit breaker, attempts, silence), so a container left down by one is seen at a glance.
+pub fn containers_table(containers: &[Container], now: SystemTime) -> String {
+    let mut table =
+        Table::new(&["NODE", "CONTAINER", "STATUS", "HELD", "HEALTH", "CPU", "MEMORY", "ANOMALIES", "IMAGE"]);
     for c in containers {
         table.row(vec![
             c.node.clone(),
             c.name.clone(),
             status(c),
+            c.holds(now).join(", "),
             or_blank(&c.health),
             cpu(c.metrics.as_ref()),
             memory(c.metrics.as_ref()),
@@ -159,6 +164,27 @@ fn budget_lines(b: &Budget, lines: &mut Vec<(&str, String)>) {
         _ => String::new(),
     };
     lines.push(("CIRCUIT", format!("{circuit}{retry} ({} failed verifications in a row)", b.consecutive_failures)));
+}
+
+/// `high_cpu since …, above the threshold since … (sustain window 60 s); watching: …` or `…; decided … by
+/// sustained_high_cpu (restart): …`.
+fn episode_line(e: &Episode) -> String {
+    let above = e.above_since.map(|t| format!(", above the threshold since {t}")).unwrap_or_default();
+    let rule = e.rule.as_deref().unwrap_or("not evaluated yet");
+    let reason = e.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+    let verdict = match e.decided_at {
+        Some(at) => {
+            let action = e.action.as_deref().unwrap_or("no action");
+            format!("decided {at} by {rule} ({action}){reason}")
+        }
+        None => format!("watching, {rule} so far{reason}"),
+    };
+    format!(
+        "{} since {}{above} (sustain window {} s); {verdict}",
+        e.anomalies.join(", "),
+        time(&e.first_seen),
+        e.sustain_seconds
+    )
 }
 
 fn silence_line(s: &Silence) -> String {
@@ -205,6 +231,7 @@ pub fn container_detail(d: &ContainerDetail) -> String {
         lines.push(("METRICS", "none reported yet".into()));
     }
     lines.push(("ANOMALIES", if c.anomalies.is_empty() { "none".into() } else { anomalies(&c.anomalies) }));
+    lines.push(("EPISODE", c.episode.as_ref().map(episode_line).unwrap_or_else(|| "none".into())));
     match &d.budget {
         Some(b) => budget_lines(b, &mut lines),
         None => lines.push(("BUDGET", "unknown".into())),

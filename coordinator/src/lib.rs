@@ -16,6 +16,7 @@ pub mod dashboard;
 pub mod directory;
 pub mod events;
 pub mod fleet;
+pub mod history;
 pub mod instruments;
 pub mod liveness;
 pub mod policy;

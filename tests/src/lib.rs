@@ -9,18 +9,23 @@
 //!   abruptly; operator clients.
 //! - [`netlab`]: hosts with their own addresses (network namespaces on a bridge) that a test can cut off.
 //! - [`llm`]: a local HTTP server that speaks the OpenAI and Anthropic wire formats from a script.
-//! - [`peer`]: a stand-in coordinator that sends a node whatever commands a test scripts.
+//! - [`peer`]: a stand-in coordinator that sends a node whatever commands a test scripts, and a stand-in
+//!   node that sends a coordinator whatever messages a test scripts.
 //! - [`eventually`]: wait for a condition with a deadline, instead of sleeping and hoping.
 //! - [`spool`]: a node's spool folder read back, and damaged on purpose.
 //! - [`webhook`]: a local Slack, Discord, Teams, ntfy, Gotify or JSON webhook that records what it gets and
 //!   fails when told; [`chat_formats`]: what Discord and Teams accept, for it to refuse the rest.
 //! - [`smtp`]: a small real SMTP server (STARTTLS, AUTH) that records the mail it gets.
 //! - [`alertmanager`], [`prometheus`]: the real programs (Debian's packages) on free ports ([`daemon`]).
+//! - [`podman`]: a real `podman system service` on a socket of its own, with the test image loaded.
+//! - [`docker_proxy`]: this machine's Docker socket behind a TCP port, TLS with client certificates (a
+//!   remote `dockerd --tlsverify`) or plain (a socket proxy).
 
 pub mod alertmanager;
 pub mod chat_formats;
 pub mod daemon;
 pub mod docker;
+pub mod docker_proxy;
 pub mod eventually;
 pub mod fleet;
 pub mod images;
@@ -29,6 +34,7 @@ pub mod loadgen;
 pub mod netlab;
 pub mod peer;
 pub mod pki;
+pub mod podman;
 pub mod prometheus;
 pub mod redis;
 pub mod redis_cluster;
