@@ -114,6 +114,13 @@ pub struct SystemCpu {
     pub online: u32,
 }
 
+impl Location {
+    /// Whether the cgroup's path names `id` (a Docker container's cgroup carries its id).
+    pub fn cgroup_names(&self, id: &str) -> bool {
+        !id.is_empty() && self.procs.to_string_lossy().contains(id)
+    }
+}
+
 impl Host {
     /// This host, from `/proc`.
     pub fn new() -> Result<Self, CgroupError> {
@@ -515,6 +522,7 @@ mod tests {
         assert_eq!(system, SystemCpu { total: (58202 + 67 + 16223 + 34521 + 933 + 178) * NANOS_PER_TICK, online: 2 });
         let location = host.locate(4242, true).unwrap();
         assert_eq!(location.version, Version::V1);
+        assert!(location.cgroup_names(ID) && !location.cgroup_names("0123456789ab"));
         assert!(host.still_runs(&location, &mut buf));
         let reading = host.read(&location, system, &mut buf).unwrap();
         assert_eq!(reading.cpu, CpuCounters { container: 3_000_000_000, system: system.total });

@@ -277,6 +277,9 @@ async fn locate(docker: &Docker, host: &cgroup::Host, id: &str, source: StatsSou
     let own_network = network_mode != Some("host");
     let mut buf = String::new();
     match host.locate(pid, own_network) {
+        // The cgroup of a Docker container carries its id (cgroupfs, systemd, a cgroup parent): anything else
+        // is another process with that pid, seen from another pid namespace (a node in a container).
+        Ok(location) if !location.cgroup_names(id) => fallback(format!("process {pid}'s cgroup is not {id}'s")),
         Ok(location) if host.still_runs(&location, &mut buf) => Via::Cgroup(location),
         Ok(_) => fallback(format!("process {pid} left its cgroup")),
         Err(error) => fallback(error.to_string()),

@@ -8,11 +8,13 @@
 //! cargo bench -p hemostat-tests --bench node_footprint -- 100 10 120 engine,cgroup   # containers, interval s, duration s, sources
 //! ```
 //!
-//! CPU comes from /proc/<pid>/stat (user + system ticks) over the measured window, after a warm-up of one
-//! interval; peak memory is VmHWM from /proc/<pid>/status. dockerd's idle baseline is its CPU over
-//! `duration / 2` seconds with the containers running and no node, measured before and after each run
-//! (the machine is shared: the two baselines show how steady it was); the figure is dockerd's CPU in the
-//! window minus the mean baseline rate over the window.
+//! CPU times are nanoseconds from /proc/<pid>/task/*/schedstat, summed over the process's threads; peak
+//! memory is VmHWM from /proc/<pid>/status; the samples taken are the node's own count
+//! (`hemostat_node_samples_total`, scraped from its `/metrics`). The machine is shared, and dockerd also
+//! answers other people's tests, so its cost is measured in pairs: after a warm-up of one interval, the
+//! node runs for a window of two intervals, then is stopped (SIGSTOP) for as long, `duration / window`
+//! times; dockerd's CPU above its idle baseline is the sum over the pairs of (window with the node −
+//! window without). Each pair's difference is printed so a burst of someone else's is visible.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,13 +26,14 @@ use hemostat_tests::eventually;
 use hemostat_tests::fleet::{self, TestCoordinator, node_connected};
 use hemostat_tests::pki::TestPki;
 
-/// USER_HZ on Linux: ticks per second in /proc/<pid>/stat.
-const HZ: f64 = 100.0;
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process runs");
-    let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split_whitespace().collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+/// CPU time of every thread of `pid`, nanoseconds (threads that ended are not counted: the node's and
+/// dockerd's threads live as long as they do).
+fn cpu_nanos(pid: u32) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the process runs");
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 fn status_kib(pid: u32, key: &str) -> u64 {
@@ -48,11 +51,19 @@ fn dockerd_pid() -> u32 {
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().and_then(|p| p.parse().ok()).expect("dockerd runs")
 }
 
-/// dockerd's CPU seconds per second over `window`.
-async fn dockerd_rate(dockerd: u32, window: Duration) -> f64 {
-    let (start, started) = (cpu_ticks(dockerd), Instant::now());
-    tokio::time::sleep(window).await;
-    (cpu_ticks(dockerd) - start) as f64 / HZ / started.elapsed().as_secs_f64()
+/// Sends `signal` (`STOP`, `CONT`) to `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().expect("kill");
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// The samples the node has taken, from either source.
+async fn samples(addr: std::net::SocketAddr) -> u64 {
+    let text = fleet::scrape(addr).await.expect("the node's metrics");
+    ["cgroup", "engine"]
+        .iter()
+        .filter_map(|source| fleet::metric(&text, &format!("hemostat_node_samples_total{{source=\"{source}\"}}")))
+        .sum::<f64>() as u64
 }
 
 fn load() -> String {
@@ -87,10 +98,11 @@ async fn main() {
     for (from, to) in [("ca.pem", "ca.pem"), ("node-bench.pem", "node.pem"), ("node-bench-key.pem", "node-key.pem")] {
         std::fs::copy(pki.dir().join(from), certs.path().join(to)).unwrap();
     }
-    let baseline_window = Duration::from_secs((duration / 2).max(5));
+    let window = Duration::from_secs(2 * interval);
+    let pairs = (duration / window.as_secs()).max(1);
     for source in sources {
         let load_before = load();
-        let baseline_before = dockerd_rate(dockerd, baseline_window).await;
+        let metrics_addr = fleet::free_metrics_addr();
         let mut node = Command::new(&binary)
             .args(["--coordinator", &coordinator.endpoint(), "--select-label", &scope.selector()])
             .arg("--certs-dir")
@@ -98,6 +110,7 @@ async fn main() {
             .arg("--spool-dir")
             .arg(dir.path().join(format!("spool-{source}")))
             .args(["--poll-interval", &interval.to_string()])
+            .args(["--metrics-listen", &metrics_addr.to_string()])
             .env("LOG_LEVEL", "warn")
             .env("NODE_STATS_SOURCE", &source)
             .stdout(Stdio::null())
@@ -105,32 +118,41 @@ async fn main() {
             .expect("hemostat-node starts");
         eventually("node connected", Duration::from_secs(10), || node_connected(&client, "bench")).await;
         tokio::time::sleep(Duration::from_secs(interval)).await; // warm-up: the first poll
-        let (start_ticks, start_dockerd, started) = (cpu_ticks(node.id()), cpu_ticks(dockerd), Instant::now());
-        tokio::time::sleep(Duration::from_secs(duration)).await;
-        let ticks = cpu_ticks(node.id()) - start_ticks;
-        let dockerd_ticks = cpu_ticks(dockerd) - start_dockerd;
-        let elapsed = started.elapsed().as_secs_f64();
+        let samples_before = samples(metrics_addr).await;
+        let (mut node_nanos, mut dockerd_above, mut on_time, mut differences) = (0u64, 0i64, 0.0, Vec::new());
+        for _ in 0..pairs {
+            let (node_0, dockerd_0, started) = (cpu_nanos(node.id()), cpu_nanos(dockerd), Instant::now());
+            tokio::time::sleep(window).await;
+            let (node_1, dockerd_1) = (cpu_nanos(node.id()), cpu_nanos(dockerd));
+            on_time += started.elapsed().as_secs_f64();
+            signal(node.id(), "STOP");
+            tokio::time::sleep(window).await;
+            let dockerd_2 = cpu_nanos(dockerd);
+            signal(node.id(), "CONT");
+            node_nanos += node_1 - node_0;
+            let difference = (dockerd_1 - dockerd_0) as i64 - (dockerd_2 - dockerd_1) as i64;
+            differences.push(format!("{:.0} ms", difference as f64 / 1e6));
+            dockerd_above += difference;
+        }
+        let taken = samples(metrics_addr).await - samples_before;
         let hwm = status_kib(node.id(), "VmHWM:");
         let rss = status_kib(node.id(), "VmRSS:");
         let _ = node.kill();
         let _ = node.wait();
-        let baseline_after = dockerd_rate(dockerd, baseline_window).await;
-        let baseline = (baseline_before + baseline_after) / 2.0;
-        let node_seconds = ticks as f64 / HZ;
-        let dockerd_seconds = (dockerd_ticks as f64 / HZ - baseline * elapsed).max(0.0);
-        let samples = containers as f64 * (elapsed / interval as f64);
+        let node_seconds = node_nanos as f64 / 1e9;
+        let dockerd_seconds = dockerd_above as f64 / 1e9;
         println!(
-            "source {source}: {containers} containers every {interval}s for {elapsed:.0}s (load {load_before} → {}): \
-             node CPU {:.3}% of one core ({node_seconds:.2}s), {:.0} µs per sample; dockerd above idle {dockerd_seconds:.2}s, \
-             {:.0} µs per sample (idle baseline {:.3}% before, {:.3}% after); node + dockerd {:.0} µs per sample; \
-             node peak RSS {:.1} MiB, RSS at the end {:.1} MiB",
+            "source {source}: {containers} containers every {interval}s, {pairs} windows of {}s with the node (load \
+             {load_before} → {}): {taken} samples; node CPU {:.3}% of one core ({node_seconds:.3}s), {:.0} µs per \
+             sample; dockerd above idle {dockerd_seconds:.3}s ({}), {:.0} µs per sample; node + dockerd {:.0} µs \
+             per sample; node peak RSS {:.1} MiB, RSS at the end {:.1} MiB",
+            window.as_secs(),
             load(),
-            node_seconds / elapsed * 100.0,
-            node_seconds / samples * 1e6,
-            dockerd_seconds / samples * 1e6,
-            baseline_before * 100.0,
-            baseline_after * 100.0,
-            (node_seconds + dockerd_seconds) / samples * 1e6,
+            node_seconds / on_time * 100.0,
+            node_seconds / taken as f64 * 1e6,
+            differences.join(", "),
+            dockerd_seconds / taken as f64 * 1e6,
+            (node_seconds + dockerd_seconds) / taken as f64 * 1e6,
             hwm as f64 / 1024.0,
             rss as f64 / 1024.0
         );
