@@ -2,7 +2,7 @@
 //! and recorded in one atomic store step), then goes to the node. What stops it is recorded as `rejected`,
 //! once per episode (until the container is next acted on), not once per alert.
 
-use std::collections::HashMap;
+use crate::bounded::BoundedMap;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -23,6 +23,10 @@ pub enum DispatchOutcome {
     Stopped(Stop),
 }
 
+/// Rejection episodes remembered at most; beyond it the oldest is forgotten (its next rejection is recorded
+/// again).
+pub const EPISODES_KEPT: usize = 10_000;
+
 /// Storm breaker, budget and delivery, in that order.
 pub struct Dispatcher {
     budgets: Arc<dyn BudgetStore>,
@@ -31,8 +35,9 @@ pub struct Dispatcher {
     commands: Arc<NodeCommands>,
     budget: Budget,
     storm: StormConfig,
-    /// The last rejection recorded per budget key, until an action is allowed again.
-    episodes: Mutex<HashMap<String, Rejection>>,
+    /// The last rejection recorded per budget key, until an action is allowed again (at most
+    /// [`EPISODES_KEPT`]: keys come from what nodes report).
+    episodes: Mutex<BoundedMap<String, Rejection>>,
 }
 
 impl Dispatcher {
@@ -46,7 +51,15 @@ impl Dispatcher {
         budget: Budget,
         storm: StormConfig,
     ) -> Self {
-        Dispatcher { budgets, journal, settings, commands, budget, storm, episodes: Mutex::new(HashMap::new()) }
+        Dispatcher {
+            budgets,
+            journal,
+            settings,
+            commands,
+            budget,
+            storm,
+            episodes: Mutex::new(BoundedMap::new(EPISODES_KEPT)),
+        }
     }
 
     /// The budget limits every container is held to.
@@ -163,8 +176,12 @@ impl Dispatcher {
         stop: &Stop,
         command_id: String,
     ) -> Result<(), StoreError> {
-        let repeated = self.episodes.lock().expect("episodes lock").insert(target.key.clone(), stop.rejection)
-            == Some(stop.rejection);
+        let repeated = {
+            let mut episodes = self.episodes.lock().expect("episodes lock");
+            let previous = episodes.get(&target.key).copied();
+            episodes.insert(target.key.clone(), stop.rejection);
+            previous == Some(stop.rejection)
+        };
         if repeated {
             tracing::debug!(node = %target.node, container = %target.container_name, code = stop.rejection.code(), "rejected again in the same episode");
             return Ok(());

@@ -3,7 +3,6 @@
 //! for that one ([`crate::routing`]); it is remembered until the node reports on it, when its verified result
 //! counts in the container's budget and becomes `remediation_complete`.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -12,6 +11,7 @@ use tokio::sync::watch;
 
 use super::Target;
 use super::journal::Journal;
+use crate::bounded::BoundedMap;
 use crate::directory::Directory;
 use crate::events::{Action, EventKind, EventRecord, Outcome, Rejection, unix_ms};
 use crate::policy::Budget;
@@ -69,6 +69,9 @@ struct Pending {
     budget_key: String,
 }
 
+/// Commands awaiting their result remembered at most; beyond it the oldest is forgotten.
+pub const PENDING_KEPT: usize = 10_000;
+
 /// A new random command id (128 bits, hex).
 pub fn new_command_id() -> String {
     format!("{:032x}", rand::random::<u128>())
@@ -85,7 +88,8 @@ pub struct NodeCommands {
     budget: Budget,
     /// How long a restart waits for a graceful stop.
     stop_timeout: Duration,
-    pending: Mutex<HashMap<String, Pending>>,
+    /// By command id, at most [`PENDING_KEPT`] (a node that never answers cannot grow it).
+    pending: Mutex<BoundedMap<String, Pending>>,
 }
 
 impl NodeCommands {
@@ -107,7 +111,7 @@ impl NodeCommands {
             journal,
             budget,
             stop_timeout,
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(BoundedMap::new(PENDING_KEPT)),
         }
     }
 
@@ -179,10 +183,11 @@ impl NodeCommands {
 
     /// Remembers a command whose result the node will report (one it sent, or one the node ran on its own).
     pub fn expect_result(&self, command_id: &str, container_name: &str, action: Action, budget_key: String) {
-        self.pending
-            .lock()
-            .expect("pending lock")
-            .insert(command_id.to_owned(), Pending { container_name: container_name.to_owned(), action, budget_key });
+        let pending = Pending { container_name: container_name.to_owned(), action, budget_key };
+        if let Some((forgotten, _)) = self.pending.lock().expect("pending lock").insert(command_id.to_owned(), pending)
+        {
+            tracing::warn!(command_id = %forgotten, "forgot the oldest command never answered: {PENDING_KEPT} are waiting");
+        }
     }
 
     /// Takes one command another coordinator routed to this one (instance `instance`) and hands it to its

@@ -17,7 +17,7 @@ use super::{
     StormConfig, StormVerdict, decode_event, decode_history, decode_silence, encode_event, fresh, in_force,
 };
 use crate::analysis::HistoryEntry;
-use crate::events::{EventId, EventRecord, EventRetention, StoredEvent};
+use crate::events::{AuditRetention, EventId, EventRecord, EventRetention, StoredEvent};
 use crate::policy::{Budget, BudgetState, BudgetVerdict};
 use crate::silence::Silence;
 use std::time::Duration;
@@ -356,10 +356,14 @@ impl EventLog for RedisStore {
         self.read_stream(EVENTS_KEY, after, limit).await
     }
 
-    async fn append_audit(&self, record: &EventRecord, retention: Duration) -> Result<EventId, StoreError> {
+    async fn append_audit(&self, record: &EventRecord, retention: &AuditRetention) -> Result<EventId, StoreError> {
         let mut conn = self.conn.clone();
-        let oldest = crate::events::unix_ms(std::time::SystemTime::now()).saturating_sub(retention.as_millis() as u64);
-        let id: String = redis::cmd("XADD")
+        let oldest =
+            crate::events::unix_ms(std::time::SystemTime::now()).saturating_sub(retention.max_age.as_millis() as u64);
+        // By age as it is added, then by count (one XADD takes one trim strategy).
+        let (id,): (String,) = redis::pipe()
+            .atomic()
+            .cmd("XADD")
             .arg(AUDIT_KEY)
             .arg("MINID")
             .arg("=")
@@ -367,6 +371,12 @@ impl EventLog for RedisStore {
             .arg("*")
             .arg("e")
             .arg(encode_event(record))
+            .cmd("XTRIM")
+            .arg(AUDIT_KEY)
+            .arg("MAXLEN")
+            .arg("=")
+            .arg(retention.max_entries)
+            .ignore()
             .query_async(&mut conn)
             .await
             .map_err(failed)?;

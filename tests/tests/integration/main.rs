@@ -14,6 +14,7 @@ mod detection_latency;
 mod fleet_api;
 mod fleet_faults;
 mod healing;
+mod intake_limits;
 mod metrics;
 mod monitoring;
 mod multi_coordinator;
