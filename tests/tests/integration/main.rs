@@ -11,6 +11,7 @@ mod analysis;
 mod dashboard;
 mod deploy;
 mod detection_latency;
+mod diagnostics;
 mod fleet_api;
 mod fleet_faults;
 mod healing;
