@@ -8,6 +8,7 @@ mod alerting_alertmanager;
 mod alerting_prometheus;
 mod alerting_sinks;
 mod analysis;
+mod command_results;
 mod dashboard;
 mod deploy;
 mod detection_latency;
