@@ -229,7 +229,7 @@ impl pb::fleet_service_server::FleetService for FleetApi {
         let recent_events = self.fleet.newest_events(&filter, since, None, recent).await.map_err(status)?;
         let state = pb::ContainerState::from(&entry.facts);
         Ok(Response::new(pb::GetContainerResponse {
-            recent_metrics: entry.recent.iter().map(|m| m.to_wire(&state)).collect(),
+            recent_metrics: entry.recent.samples().map(|m| m.to_wire(&state)).collect(),
             container: Some(entry.to_proto()),
             budget: Some(budget(detail.budget)),
             silence: detail.silence.map(|s| s.to_proto()),

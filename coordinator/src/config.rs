@@ -19,8 +19,9 @@ use crate::dashboard::DashboardConfig;
 use crate::dashboard::auth::DashboardTokens;
 use crate::events::{AuditRetention, EventRetention};
 use crate::intake::IntakeLimits;
-use crate::policy::Budget;
+use crate::policy::{Backoff, Budget, RestartPolicy};
 use crate::remediation::RemediationConfig;
+use crate::store::redis::ClusterSettings;
 use crate::store::{StoreConfig, StormConfig};
 
 hemostat_settings::settings! {
@@ -56,7 +57,8 @@ hemostat_settings::settings! {
         certs_dir: PathBuf = PathBuf::from("certs"), env "HEMOSTAT_CERTS_DIR";
         /// Folder for the embedded state store, used when no Redis is configured [default: hemostat-data].
         data_dir: PathBuf = PathBuf::from("hemostat-data"), env "HEMOSTAT_DATA_DIR";
-        /// Redis URL (redis://[:password@]host:port/db); takes precedence over REDIS_HOST.
+        /// Redis URL (redis://[:password@]host:port/db); takes precedence over REDIS_HOST. With
+        /// REDIS_CLUSTER, the cluster's seed nodes, comma-separated.
         redis_url: String, env "REDIS_URL";
         /// Redis host; with neither this nor REDIS_URL, the embedded store is used.
         redis_host: String, env "REDIS_HOST";
@@ -64,8 +66,25 @@ hemostat_settings::settings! {
         redis_port: u16 = 6379, env "REDIS_PORT";
         /// Redis password.
         redis_password: String, env "REDIS_PASSWORD";
+        /// The Redis is a Redis Cluster (seed nodes from REDIS_URL or REDIS_HOST/REDIS_PORT) (true/false)
+        /// [default: false].
+        redis_cluster: bool = false, env "REDIS_CLUSTER";
+        /// With REDIS_CLUSTER: replicas that must acknowledge each safety write (budget decisions, events,
+        /// approvals taken) before it counts; 0 for a cluster without replicas [default: 1].
+        redis_wait_replicas: u32 = 1, env "REDIS_WAIT_REPLICAS";
         /// Seconds between two actions on one container [default: 3600].
         cooldown_seconds: u64 = 3600, env "RESPONDER_COOLDOWN_SECONDS";
+        /// How actions on one container are spaced: `cooldown` (the fixed RESPONDER_COOLDOWN_SECONDS) or
+        /// `backoff` (a wait growing from RESPONDER_BACKOFF_INITIAL_SECONDS) [default: cooldown].
+        restart_policy: String = "cooldown".to_owned(), env "RESPONDER_RESTART_POLICY";
+        /// Under backoff: seconds after the first action of a run before the next [default: 10].
+        backoff_initial_seconds: u64 = Backoff::DEFAULT.initial.as_secs(), env "RESPONDER_BACKOFF_INITIAL_SECONDS";
+        /// Under backoff: the longest wait, in seconds; each wait doubles up to it [default: 300].
+        backoff_max_seconds: u64 = Backoff::DEFAULT.max.as_secs(), env "RESPONDER_BACKOFF_MAX_SECONDS";
+        /// Under backoff: seconds without an action after which a run starts over [default: 600].
+        backoff_reset_seconds: u64 = Backoff::DEFAULT.reset_after.as_secs(), env "RESPONDER_BACKOFF_RESET_SECONDS";
+        /// Under backoff: each wait is scaled by up to plus or minus this many percent [default: 25].
+        backoff_jitter_percent: u32 = Backoff::DEFAULT.jitter_percent, env "RESPONDER_BACKOFF_JITTER_PERCENT";
         /// Most actions on one container in any rolling hour [default: 3].
         max_retries_per_hour: u32 = Budget::DEFAULT.max_attempts, env "RESPONDER_MAX_RETRIES_PER_HOUR";
         /// Seconds a restart waits for a graceful stop before killing [default: 10].
@@ -182,15 +201,33 @@ impl CoordinatorConfig {
     pub fn from_settings(s: CoordinatorSettings, alerting: AlertingSettings) -> Result<Self, ConfigError> {
         let value = |setting: Option<Sourced<String>>| setting.map(Sourced::into_value);
         let seconds = |setting: Sourced<u64>| Duration::from_secs(setting.into_value());
-        let store = match (value(s.redis_url), value(s.redis_host)) {
-            (Some(url), _) => StoreConfig::Redis { url },
-            (None, Some(host)) => {
-                StoreConfig::Redis { url: redis_url(&host, *s.redis_port, value(s.redis_password).as_deref()) }
-            }
-            (None, None) => StoreConfig::Embedded { path: s.data_dir.join("state.redb") },
+        let url = match (value(s.redis_url), value(s.redis_host)) {
+            (Some(url), _) => Some(url),
+            (None, Some(host)) => Some(redis_url(&host, *s.redis_port, value(s.redis_password).as_deref())),
+            (None, None) => None,
+        };
+        let store = match url {
+            Some(url) if *s.redis_cluster => StoreConfig::RedisCluster(ClusterSettings {
+                seeds: url.split(',').map(str::trim).filter(|seed| !seed.is_empty()).map(str::to_owned).collect(),
+                wait_replicas: s.redis_wait_replicas.into_value(),
+                wait_timeout: REDIS_WAIT_TIMEOUT,
+            }),
+            Some(url) => StoreConfig::Redis { url },
+            None => StoreConfig::Embedded { path: s.data_dir.join("state.redb") },
         };
         let max_attempts =
             s.max_retries_per_hour.check(|n| *n >= 1, "must be at least 1 (to stop all actions, use dry-run)")?;
+        let backoff = Backoff {
+            initial: Duration::from_secs(s.backoff_initial_seconds.check(|n| *n >= 1, "must be at least 1")?),
+            max: seconds(s.backoff_max_seconds),
+            reset_after: seconds(s.backoff_reset_seconds),
+            jitter_percent: s.backoff_jitter_percent.check(|n| *n <= 100, "must be at most 100")?,
+        };
+        let policy = s.restart_policy.try_map(|name| match name.trim().to_ascii_lowercase().as_str() {
+            "cooldown" => Ok(RestartPolicy::Cooldown),
+            "backoff" => Ok(RestartPolicy::Backoff(backoff)),
+            _ => Err(format!("must be cooldown or backoff, not {name:?}")),
+        })?;
         let stop_timeout = s.stop_timeout_seconds.check(|n| *n <= 3600, "must be at most 3600")?;
         let threshold = *s.confidence_threshold;
         let confidence_threshold = s
@@ -262,7 +299,12 @@ impl CoordinatorConfig {
             tls: TlsFiles::in_dir(&s.certs_dir, "coordinator"),
             store,
             remediation: RemediationConfig {
-                budget: Budget { cooldown: seconds(s.cooldown_seconds), max_attempts, window: Budget::DEFAULT.window },
+                budget: Budget {
+                    cooldown: seconds(s.cooldown_seconds),
+                    max_attempts,
+                    window: Budget::DEFAULT.window,
+                    policy,
+                },
                 stop_timeout: Duration::from_secs(u64::from(stop_timeout)),
                 event_retention,
                 dry_run: *s.dry_run,
@@ -279,6 +321,10 @@ impl CoordinatorConfig {
         })
     }
 }
+
+/// How long a safety write waits for its replicas in a Redis Cluster (a replica on the same network acknowledges
+/// within milliseconds).
+const REDIS_WAIT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A Redis URL with the password percent-encoded.
 fn redis_url(host: &str, port: u16, password: Option<&str>) -> String {
@@ -382,6 +428,40 @@ mod tests {
     }
 
     #[test]
+    fn the_restart_policy_is_cooldown_unless_backoff_is_chosen_and_its_curve_is_configurable() {
+        assert_eq!(resolve(CoordinatorArgs::default()).unwrap().remediation.budget.policy, RestartPolicy::Cooldown);
+        let env = env_of(&[
+            ("RESPONDER_RESTART_POLICY", "Backoff"),
+            ("RESPONDER_BACKOFF_INITIAL_SECONDS", "2"),
+            ("RESPONDER_BACKOFF_MAX_SECONDS", "8"),
+            ("RESPONDER_BACKOFF_RESET_SECONDS", "30"),
+            ("RESPONDER_BACKOFF_JITTER_PERCENT", "0"),
+        ]);
+        let budget = CoordinatorConfig::resolve_in(CoordinatorArgs::default(), &env).unwrap().remediation.budget;
+        assert_eq!(
+            budget.policy,
+            RestartPolicy::Backoff(Backoff {
+                initial: Duration::from_secs(2),
+                max: Duration::from_secs(8),
+                reset_after: Duration::from_secs(30),
+                jitter_percent: 0,
+            })
+        );
+        let defaults = CoordinatorConfig::resolve_in(
+            CoordinatorArgs::default(),
+            &env_of(&[("RESPONDER_RESTART_POLICY", "backoff")]),
+        );
+        assert_eq!(defaults.unwrap().remediation.budget.policy, RestartPolicy::Backoff(Backoff::DEFAULT));
+        let env = env_of(&[("RESPONDER_RESTART_POLICY", "exponential")]);
+        let err = CoordinatorConfig::resolve_in(CoordinatorArgs::default(), &env).unwrap_err().to_string();
+        assert!(err.starts_with("RESPONDER_RESTART_POLICY (environment variable RESPONDER_RESTART_POLICY)"), "{err}");
+        assert!(err.contains("must be cooldown or backoff"), "{err}");
+        let env = env_of(&[("RESPONDER_BACKOFF_JITTER_PERCENT", "150")]);
+        let err = CoordinatorConfig::resolve_in(CoordinatorArgs::default(), &env).unwrap_err().to_string();
+        assert!(err.contains("at most 100"), "{err}");
+    }
+
+    #[test]
     fn metrics_are_off_unless_an_address_is_given() {
         use clap::Parser;
         assert_eq!(resolve(CoordinatorArgs::default()).unwrap().metrics_listen, None);
@@ -481,5 +561,33 @@ mod tests {
     fn redis_passwords_are_encoded() {
         assert_eq!(redis_url("r", 6380, Some("p@ss:w/rd")), "redis://:p%40ss%3Aw%2Frd@r:6380");
         assert_eq!(redis_url("r", 6379, None), "redis://r:6379");
+    }
+
+    #[test]
+    fn redis_cluster_takes_its_seeds_from_the_url_or_the_host() {
+        let env = env_of(&[("REDIS_CLUSTER", "true"), ("REDIS_URL", "redis://a:7000, redis://b:7001,")]);
+        let config = CoordinatorConfig::resolve_in(CoordinatorArgs::default(), &env).unwrap();
+        let StoreConfig::RedisCluster(cluster) = config.store else { panic!("not a cluster: {:?}", config.store) };
+        assert_eq!(cluster.seeds, ["redis://a:7000", "redis://b:7001"]);
+        assert_eq!(cluster.wait_replicas, 1, "safety writes wait for one replica by default");
+
+        let env = env_of(&[
+            ("REDIS_CLUSTER", "true"),
+            ("REDIS_HOST", "c"),
+            ("REDIS_PORT", "7002"),
+            ("REDIS_PASSWORD", "s3cret"),
+            ("REDIS_WAIT_REPLICAS", "0"),
+        ]);
+        let config = CoordinatorConfig::resolve_in(CoordinatorArgs::default(), &env).unwrap();
+        let StoreConfig::RedisCluster(cluster) = config.store else { panic!("not a cluster: {:?}", config.store) };
+        assert_eq!(cluster.seeds, ["redis://:s3cret@c:7002"]);
+        assert_eq!(cluster.wait_replicas, 0);
+
+        let env = env_of(&[("REDIS_URL", "redis://a:7000")]);
+        let config = CoordinatorConfig::resolve_in(CoordinatorArgs::default(), &env).unwrap();
+        assert!(
+            matches!(config.store, StoreConfig::Redis { ref url } if url == "redis://a:7000"),
+            "no cluster by default"
+        );
     }
 }

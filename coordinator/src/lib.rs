@@ -17,6 +17,7 @@ pub mod dashboard;
 pub mod directory;
 pub mod events;
 pub mod fleet;
+pub mod history;
 pub mod instruments;
 pub mod intake;
 pub mod liveness;

@@ -5,15 +5,16 @@
 //! [`IntakeLimits::containers_per_node`] containers of each node (the containers beyond it are counted, not
 //! kept), and counts what the intake limits cut, for `/metrics`.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
 use tokio::sync::mpsc;
 
-use crate::container::{Anomaly, AnomalyKind, ContainerFacts, Metrics};
+use crate::container::{Anomaly, AnomalyKind, ContainerFacts, Episode, Metrics};
 use crate::events::Action;
+use crate::history::History;
 use crate::intake::{Cuts, IntakeLimits, Limit};
 
 /// A command for a node, as the session sends it.
@@ -85,10 +86,12 @@ pub struct ContainerEntry {
     pub updated_at: SystemTime,
     /// Its latest metrics sample.
     pub metrics: Option<Metrics>,
-    /// Its recent samples, oldest first (at most [`RECENT_SAMPLES`]).
-    pub recent: VecDeque<Metrics>,
+    /// Its recent samples, compactly: the last [`crate::history::SPAN_SAMPLES`], merged into points.
+    pub recent: History,
     /// Its anomalies now.
     pub anomalies: Vec<Anomaly>,
+    /// Its running episode (see [`crate::analysis::episode`]), if any.
+    pub episode: Option<Episode>,
 }
 
 impl NodeInfo {
@@ -139,8 +142,9 @@ impl ContainerEntry {
                 .as_ref()
                 .map_or(SystemTime::UNIX_EPOCH, hemostat_proto::timestamp::from_proto),
             metrics: container.metrics.as_ref().map(Metrics::from),
-            recent: VecDeque::new(),
+            recent: History::default(),
             anomalies: container.anomalies.iter().filter_map(|a| Anomaly::try_from(a).ok()).collect(),
+            episode: container.episode.as_ref().map(Episode::from),
             facts,
         })
     }
@@ -151,15 +155,13 @@ impl ContainerEntry {
         hemostat_proto::v1::Container {
             metrics: self.metrics.map(|m| m.to_wire(&state)),
             anomalies: self.anomalies.iter().map(hemostat_proto::v1::Anomaly::from).collect(),
+            episode: self.episode.as_ref().map(hemostat_proto::v1::Episode::from),
             state: Some(state),
             updated_at: Some(hemostat_proto::timestamp::to_proto(self.updated_at)),
             node: self.node.clone(),
         }
     }
 }
-
-/// Samples kept per container for trends.
-pub const RECENT_SAMPLES: usize = 240;
 
 impl ContainerEntry {
     fn new(node: &str, facts: ContainerFacts) -> Self {
@@ -168,8 +170,9 @@ impl ContainerEntry {
             facts,
             updated_at: SystemTime::now(),
             metrics: None,
-            recent: VecDeque::new(),
+            recent: History::default(),
             anomalies: Vec::new(),
+            episode: None,
         }
     }
 }
@@ -184,40 +187,47 @@ struct NodeEntry {
     snapshot_parts: Option<(u32, BTreeSet<String>)>,
 }
 
+/// One node's containers, by id.
+type NodeContainers = BTreeMap<String, ContainerEntry>;
+
 #[derive(Default)]
 struct State {
     nodes: BTreeMap<String, NodeEntry>,
-    /// (node, container id) → entry.
-    containers: BTreeMap<(String, String), ContainerEntry>,
-    /// How many entries of `containers` each node has.
-    counts: BTreeMap<String, usize>,
+    /// Node → its containers: every change to one node's containers touches its map only, so a snapshot
+    /// or a report costs O(its containers), whatever the size of the fleet.
+    containers: BTreeMap<String, NodeContainers>,
     next_session: u64,
     /// Items the intake limits cut since start, by limit.
     cuts: BTreeMap<Limit, u64>,
 }
 
 impl State {
-    /// The node's entry for the container, created if the node is within its limit; `None` (and counted)
-    /// when it is not.
-    fn admit(&mut self, node: &str, facts: &ContainerFacts, limit: usize) -> Option<&mut ContainerEntry> {
-        let key = (node.to_owned(), facts.id.clone());
-        if !self.containers.contains_key(&key) {
-            let count = self.counts.entry(node.to_owned()).or_default();
-            if *count >= limit {
-                *self.cuts.entry(Limit::Containers).or_default() += 1;
-                return None;
-            }
-            *count += 1;
-            self.containers.insert(key.clone(), ContainerEntry::new(node, facts.clone()));
+    /// The node's containers, created empty if it had none.
+    fn of_node_mut(&mut self, node: &str) -> &mut NodeContainers {
+        if !self.containers.contains_key(node) {
+            self.containers.insert(node.to_owned(), NodeContainers::new());
         }
-        self.containers.get_mut(&key)
+        self.containers.get_mut(node).expect("just inserted")
     }
 
-    /// Counts the node's containers again (after many changed at once).
-    fn recount(&mut self, node: &str) {
-        let count =
-            self.containers.range((node.to_owned(), String::new())..).take_while(|((n, _), _)| n == node).count();
-        self.counts.insert(node.to_owned(), count);
+    /// The node's entry for this container, created from `facts` if it had none.
+    fn entry_mut(&mut self, node: &str, facts: &ContainerFacts) -> &mut ContainerEntry {
+        let containers = self.of_node_mut(node);
+        if !containers.contains_key(&facts.id) {
+            containers.insert(facts.id.clone(), ContainerEntry::new(node, facts.clone()));
+        }
+        containers.get_mut(&facts.id).expect("just inserted")
+    }
+
+    /// The node's entry for this container, created if the node is within `limit` containers; `None` (and
+    /// counted) when it is not.
+    fn admit(&mut self, node: &str, facts: &ContainerFacts, limit: usize) -> Option<&mut ContainerEntry> {
+        let containers = self.of_node_mut(node);
+        if !containers.contains_key(&facts.id) && containers.len() >= limit {
+            *self.cuts.entry(Limit::Containers).or_default() += 1;
+            return None;
+        }
+        Some(self.entry_mut(node, facts))
     }
 }
 
@@ -340,30 +350,25 @@ impl Registry {
     }
 
     /// Replaces everything known of the node's containers with this snapshot (its first
-    /// [`IntakeLimits::containers_per_node`]; returns how many beyond it were not kept).
+    /// [`IntakeLimits::containers_per_node`]; returns how many beyond it were not kept); the containers
+    /// still there keep their samples and anomalies. Touches this node's containers only.
     pub fn replace_containers(&self, node: &str, containers: Vec<ContainerFacts>) -> u64 {
         let mut state = self.state.lock().expect("registry lock");
-        // This node's entries (kept for their samples) apart from every other node's (kept as they are).
-        let (mut previous, others): (BTreeMap<_, _>, BTreeMap<_, _>) =
-            std::mem::take(&mut state.containers).into_iter().partition(|((n, _), _)| n == node);
-        state.containers = others;
-        let mut kept = 0;
+        let mut previous = state.containers.remove(node).unwrap_or_default();
+        let now = SystemTime::now();
+        let mut replaced = NodeContainers::new();
         let mut refused = 0;
         for facts in containers {
-            let key = (node.to_owned(), facts.id.clone());
-            if !state.containers.contains_key(&key) {
-                if kept == self.limits.containers_per_node {
-                    refused += 1;
-                    continue;
-                }
-                kept += 1;
+            if !replaced.contains_key(&facts.id) && replaced.len() >= self.limits.containers_per_node {
+                refused += 1;
+                continue;
             }
-            let mut entry = previous.remove(&key).unwrap_or_else(|| ContainerEntry::new(node, facts.clone()));
+            let mut entry = previous.remove(&facts.id).unwrap_or_else(|| ContainerEntry::new(node, facts.clone()));
             entry.facts = facts;
-            entry.updated_at = SystemTime::now();
-            state.containers.insert(key, entry);
+            entry.updated_at = now;
+            replaced.insert(entry.facts.id.clone(), entry);
         }
-        state.counts.insert(node.to_owned(), kept);
+        state.containers.insert(node.to_owned(), replaced);
         if refused > 0 {
             *state.cuts.entry(Limit::Containers).or_default() += refused;
         }
@@ -384,6 +389,7 @@ impl Registry {
             (part, Some((next, seen))) if part == next => Some((next, seen)),
             _ => None,
         };
+        let now = SystemTime::now();
         let mut refused = 0;
         for facts in containers {
             let id = facts.id.clone();
@@ -392,7 +398,7 @@ impl Registry {
                 continue;
             };
             entry.facts = facts;
-            entry.updated_at = SystemTime::now();
+            entry.updated_at = now;
             // Only what is kept is remembered: the set cannot outgrow the limit.
             if let Some((_, seen)) = parts.as_mut() {
                 seen.insert(id);
@@ -402,10 +408,7 @@ impl Registry {
             *next += 1;
         }
         match parts {
-            Some((_, seen)) if !more => {
-                state.containers.retain(|(n, id), _| n != node || seen.contains(id));
-                state.recount(node);
-            }
+            Some((_, seen)) if !more => state.of_node_mut(node).retain(|id, _| seen.contains(id)),
             parts => {
                 if let Some(entry) = state.nodes.get_mut(node) {
                     entry.snapshot_parts = parts;
@@ -428,7 +431,7 @@ impl Registry {
     /// Records a container's anomalies as of its latest alert (a container not kept has none recorded).
     pub fn set_anomalies(&self, node: &str, facts: &ContainerFacts, anomalies: &[Anomaly]) {
         let mut state = self.state.lock().expect("registry lock");
-        let Some(entry) = state.containers.get_mut(&(node.to_owned(), facts.id.clone())) else { return };
+        let Some(entry) = state.containers.get_mut(node).and_then(|c| c.get_mut(&facts.id)) else { return };
         // Exit anomalies are occurrences, not standing conditions.
         entry.anomalies = anomalies
             .iter()
@@ -440,32 +443,35 @@ impl Registry {
     /// Removes cleared anomalies.
     pub fn clear_anomalies(&self, node: &str, container_id: &str, cleared: &[AnomalyKind]) {
         let mut state = self.state.lock().expect("registry lock");
-        if let Some(entry) = state.containers.get_mut(&(node.to_owned(), container_id.to_owned())) {
+        if let Some(entry) = state.containers.get_mut(node).and_then(|c| c.get_mut(container_id)) {
             entry.anomalies.retain(|a| !cleared.contains(&a.kind));
+        }
+    }
+
+    /// Shows (or, with `None`, takes away) the container's running episode.
+    pub fn set_episode(&self, node: &str, container_id: &str, episode: Option<Episode>) {
+        let mut state = self.state.lock().expect("registry lock");
+        if let Some(entry) = state.containers.get_mut(node).and_then(|c| c.get_mut(container_id)) {
+            entry.episode = episode;
         }
     }
 
     /// Records a poll's samples.
     pub fn record_metrics(&self, node: &str, samples: Vec<(String, Metrics)>) {
         let mut state = self.state.lock().expect("registry lock");
+        let Some(containers) = state.containers.get_mut(node) else { return };
         for (id, metrics) in samples {
-            if let Some(entry) = state.containers.get_mut(&(node.to_owned(), id)) {
+            if let Some(entry) = containers.get_mut(&id) {
+                entry.recent.push(&metrics);
                 entry.metrics = Some(metrics);
-                if entry.recent.len() == RECENT_SAMPLES {
-                    entry.recent.pop_front();
-                }
-                entry.recent.push_back(metrics);
             }
         }
     }
 
     /// Forgets a removed container.
     pub fn remove_container(&self, node: &str, container_id: &str) {
-        let mut state = self.state.lock().expect("registry lock");
-        if state.containers.remove(&(node.to_owned(), container_id.to_owned())).is_some()
-            && let Some(count) = state.counts.get_mut(node)
-        {
-            *count = count.saturating_sub(1);
+        if let Some(containers) = self.state.lock().expect("registry lock").containers.get_mut(node) {
+            containers.remove(container_id);
         }
     }
 
@@ -494,7 +500,7 @@ impl Registry {
         let state = self.state.lock().expect("registry lock");
         let mut list: Vec<ContainerEntry> = match node {
             Some(node) => Self::of_node(&state, node).cloned().collect(),
-            None => state.containers.values().cloned().collect(),
+            None => state.containers.values().flat_map(|c| c.values()).cloned().collect(),
         };
         list.sort_by(|a, b| (&a.node, &a.facts.name).cmp(&(&b.node, &b.facts.name)));
         list
@@ -506,13 +512,9 @@ impl Registry {
         Self::of_node(&state, node).map(ContainerEntry::to_proto).collect()
     }
 
-    /// One node's entries: a range of the map, which is ordered by (node, container id).
-    fn of_node<'a>(state: &'a State, node: &'a str) -> impl Iterator<Item = &'a ContainerEntry> + 'a {
-        state
-            .containers
-            .range((node.to_owned(), String::new())..)
-            .take_while(move |((n, _), _)| n == node)
-            .map(|(_, e)| e)
+    /// One node's entries.
+    fn of_node<'a>(state: &'a State, node: &str) -> impl Iterator<Item = &'a ContainerEntry> + 'a {
+        state.containers.get(node).into_iter().flat_map(|c| c.values())
     }
 
     /// Closes every session: their outbound streams end, so their RPCs can finish.
@@ -537,18 +539,43 @@ mod tests {
         })
     }
 
+    fn sample() -> Metrics {
+        Metrics { sampled_at: Some(SystemTime::now()), memory_used: 7 << 10, ..Default::default() }
+    }
+
     #[test]
     fn a_snapshot_replaces_its_own_nodes_containers_and_no_other() {
         let registry = Registry::default();
         registry.replace_containers("a", vec![facts("a1"), facts("a2")]);
         registry.replace_containers("b", vec![facts("b1")]);
-        registry.record_metrics("a", vec![("a1".into(), Metrics { memory_used: 7, ..Default::default() })]);
+        registry.record_metrics("a", vec![("a1".into(), sample())]);
         registry.replace_containers("a", vec![facts("a1"), facts("a3")]);
         let names = |node| registry.containers(Some(node)).into_iter().map(|c| c.facts.id).collect::<Vec<_>>();
         assert_eq!(names("a"), ["a1", "a3"]);
         assert_eq!(names("b"), ["b1"], "another node's snapshot leaves b's containers alone");
         let a1 = registry.containers(Some("a")).into_iter().find(|c| c.facts.id == "a1").unwrap();
         assert_eq!(a1.recent.len(), 1, "a container still there keeps its samples");
+    }
+
+    #[test]
+    fn a_thousand_nodes_of_a_hundred_containers_register_and_reregister_in_time_proportional_to_them() {
+        // One map per node: a snapshot touches its own node's containers only. Re-snapshotting the whole
+        // map on each (as the registry once did) makes this 1,000 × 100,000 entry moves: minutes, not
+        // the second or so this takes in a debug build.
+        let registry = Registry::default();
+        let started = std::time::Instant::now();
+        for round in 0..2 {
+            for node in 0..1000 {
+                let name = format!("node-{node:04}");
+                registry.replace_containers(&name, (0..100).map(|i| facts(&format!("{node}-{i}"))).collect());
+                if round == 1 {
+                    registry.record_metrics(&name, vec![(format!("{node}-7"), Metrics::default())]);
+                }
+            }
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
+        assert_eq!(registry.containers(None).len(), 100_000);
+        assert_eq!(registry.containers(Some("node-0999")).len(), 100);
     }
 
     #[test]
@@ -559,7 +586,7 @@ mod tests {
             NodeHello { name: "a".into(), version: String::new(), stream_id: "s".into(), hostname: String::new() };
         registry.open_session(hello, None, tx);
         registry.replace_containers("a", vec![facts("old"), facts("a1")]);
-        registry.record_metrics("a", vec![("a1".into(), Metrics::default())]);
+        registry.record_metrics("a", vec![("a1".into(), sample())]);
         let ids = || registry.containers(Some("a")).into_iter().map(|c| c.facts.id).collect::<Vec<_>>();
         registry.snapshot_part("a", 0, true, vec![facts("a1")]);
         registry.snapshot_part("a", 1, true, vec![facts("a2")]);

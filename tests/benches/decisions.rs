@@ -9,11 +9,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use hemostat_coordinator::analysis::exit::Assessed;
 use hemostat_coordinator::analysis::{Analyzer, AnalyzerConfig};
 use hemostat_coordinator::container::{
     AlertReport, Anomaly, AnomalyKind, ContainerFacts, Health, Metrics, Severity, Status,
 };
-use hemostat_coordinator::policy::Budget;
+use hemostat_coordinator::policy::{Budget, Draw};
 use hemostat_coordinator::registry::Registry;
 use hemostat_coordinator::remediation::{RemediationConfig, Remediator};
 use hemostat_coordinator::store::{self, StateStore, StoreConfig};
@@ -92,7 +93,7 @@ async fn budget_rate(name: &str, store: Arc<dyn StateStore>) {
     let n = 5000;
     let started = Instant::now();
     for i in 0..n {
-        store.try_begin_action(&format!("bench/c{i}"), 1_800_000_000_000, &Budget::DEFAULT).await.unwrap();
+        store.try_begin_action(&format!("bench/c{i}"), 1_800_000_000_000, &Budget::DEFAULT, Draw::NONE).await.unwrap();
     }
     println!("budget decisions ({name}): {:.0}/s, one after another", n as f64 / started.elapsed().as_secs_f64());
 }
@@ -102,7 +103,7 @@ async fn main() {
     let alerts: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(2000);
     hemostat_tests::init();
     let analyzer = Analyzer::new(AnalyzerConfig::default());
-    let sample = alert(0);
+    let sample = Assessed::new(alert(0));
     let n = 20_000;
     let started = Instant::now();
     for _ in 0..n {

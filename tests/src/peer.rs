@@ -1,6 +1,7 @@
 //! A test peer holding a valid coordinator certificate: it accepts one node session, acknowledges
 //! everything, sends the commands a test scripts (whatever they are), and hands back the node's results.
 //! It stands for a compromised or buggy coordinator, to show what the node refuses on its own.
+//! [`crate::node_peer`] is the other way round: a node session a test scripts message by message.
 
 use std::pin::Pin;
 use std::sync::Mutex;

@@ -27,8 +27,8 @@ const DEFAULT_LIMIT: usize = 200;
 const MAX_LIMIT: usize = 1000;
 /// The timeline's default period: the last day.
 const DEFAULT_PERIOD: Duration = Duration::from_secs(24 * 3600);
-/// Samples in an overview trend line.
-const TREND_SAMPLES: usize = 60;
+/// Points in an overview trend line: those spanning the last 60 samples.
+const TREND_POINTS: usize = 60 / crate::history::SAMPLES_PER_POINT as usize;
 /// Events on a container's page.
 const CONTAINER_EVENTS: usize = 200;
 
@@ -230,7 +230,7 @@ struct ContainerView {
 /// The page's view of a container, with its budget and silence.
 fn container_view(detail: ContainerDetail) -> ContainerView {
     let ContainerDetail { entry, budget, silence } = detail;
-    let trend: Vec<_> = entry.recent.iter().skip(entry.recent.len().saturating_sub(TREND_SAMPLES)).collect();
+    let trend: Vec<_> = entry.recent.samples().skip(entry.recent.len().saturating_sub(TREND_POINTS)).collect();
     let m = entry.metrics.as_ref();
     let status = budget.status;
     ContainerView {
@@ -441,7 +441,7 @@ pub async fn container(
 ) -> Result<Json<ContainerPage>, ApiError> {
     let detail = dashboard.fleet.container_detail(&node, &ident).await?;
     let now = now_ms();
-    let series = series(detail.entry.recent.iter().copied());
+    let series = series(detail.entry.recent.samples());
     let hour_ago = now.saturating_sub(3_600_000);
     let since = series.first().map_or(hour_ago, |p| p.t_ms.min(hour_ago));
     let filter = EventFilter {

@@ -75,6 +75,7 @@ async fn a_hostile_node_cannot_grow_the_coordinator_past_its_intake_limits() {
             threshold: 0.0,
             actual: 1.0,
         }],
+        exit: Some(pb::ExitDetails { exit_code: 1, oom_killed: false, stop_requested: false }),
         log_tail: (0..1500).map(|i| format!("log line {i} {}", "l".repeat(1000))).collect(),
         ..Default::default()
     };
