@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hemostat_coordinator::events::{EventKind, EventRecord, EventRetention};
 use hemostat_coordinator::policy::{Budget, BudgetVerdict, Draw, RestartPolicy};
-use hemostat_coordinator::store::{self, StateStore, StoreError};
+use hemostat_coordinator::store::{self, DecisionClock, StateStore, StoreError};
 use hemostat_tests::eventually;
 use hemostat_tests::redis_cluster::RedisCluster;
 use tokio::sync::Mutex;
@@ -90,8 +90,10 @@ async fn a_master_killed_under_load_loses_no_cooldown_no_event_and_allows_nothin
     // The victim holds the event log and half the containers' budgets.
     let victim = cluster.master_of("hemostat:{events}");
     let containers = Arc::new(containers(&cluster, victim, 10));
-    let stores: Arc<[Arc<dyn StateStore>; 2]> =
-        Arc::new([store::open(&config).await.unwrap(), store::open(&config).await.unwrap()]);
+    let stores: Arc<[Arc<dyn StateStore>; 2]> = Arc::new([
+        store::open_with_clock(&config, DecisionClock::Caller).await.unwrap(),
+        store::open_with_clock(&config, DecisionClock::Caller).await.unwrap(),
+    ]);
 
     let seen = Arc::new(Mutex::new(Seen::default()));
     let rounds = Arc::new(AtomicU64::new(0));
@@ -170,7 +172,15 @@ async fn a_master_killed_under_load_loses_no_cooldown_no_event_and_allows_nothin
     for (key, r) in &last_allowed {
         let budget = Budget { cooldown: Duration::from_secs(3600), ..Budget::DEFAULT };
         for store in stores.iter() {
-            let verdict = store.try_begin_action(key, T0 + r * ROUND + 60_000, &budget, Draw::NONE).await.unwrap();
+            // A refused (timed-out) decision is no verdict: ask until the store answers.
+            let mut verdict = Err(StoreError::Corrupt("not asked".into()));
+            for _ in 0..10 {
+                verdict = store.try_begin_action(key, T0 + r * ROUND + 60_000, &budget, Draw::NONE).await;
+                if verdict.is_ok() {
+                    break;
+                }
+            }
+            let verdict = verdict.unwrap();
             assert!(matches!(verdict, BudgetVerdict::CooldownActive { .. }), "{key} round {r}: {verdict:?}");
         }
     }
@@ -205,7 +215,7 @@ async fn a_master_killed_under_load_loses_no_cooldown_no_event_and_allows_nothin
 async fn a_decision_its_replica_did_not_get_is_not_acknowledged() {
     hemostat_tests::init();
     let cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 1)).await.unwrap();
-    let store = store::open(&cluster.store_config()).await.unwrap();
+    let store = store::open_with_clock(&cluster.store_config(), DecisionClock::Caller).await.unwrap();
     let key = "host-a/name/db";
     let master = cluster.master_of(&format!("hemostat:{{{key}}}:budget"));
     let replica = cluster.replica_of(master);
