@@ -17,7 +17,8 @@ use crate::analysis::llm::{LlmConfig, ProviderCredentials};
 use crate::analysis::patterns::PatternConfig;
 use crate::dashboard::DashboardConfig;
 use crate::dashboard::auth::DashboardTokens;
-use crate::events::EventRetention;
+use crate::events::{AuditRetention, EventRetention};
+use crate::intake::IntakeLimits;
 use crate::policy::{Backoff, Budget, RestartPolicy};
 use crate::remediation::RemediationConfig;
 use crate::store::redis::ClusterSettings;
@@ -137,6 +138,15 @@ hemostat_settings::settings! {
         event_ttl: u64 = EventRetention::default().max_age.as_secs(), env "ALERT_EVENT_TTL";
         /// Seconds without a heartbeat after which a node is reported lost [default: 30].
         node_lost_seconds: u64 = 30, env "NODE_LOST_SECONDS";
+        /// Containers of one node the coordinator keeps; more are counted and not kept [default: 10000].
+        max_containers_per_node: usize = IntakeLimits::default().containers_per_node, env "HEMOSTAT_MAX_CONTAINERS_PER_NODE";
+        /// Longest string (id, name, image, ...) kept from a node; longer ones are cut [default: 1024].
+        max_string_bytes: usize = IntakeLimits::default().string_bytes, env "HEMOSTAT_MAX_STRING_BYTES";
+        /// Most bytes of each piece of evidence (log tail, health outputs, details, output) kept from one node
+        /// message [default: 65536].
+        max_evidence_bytes: usize = IntakeLimits::default().evidence_bytes, env "HEMOSTAT_MAX_EVIDENCE_BYTES";
+        /// Records the audit log keeps at most, besides its age limit [default: 100000].
+        audit_max_entries: u64 = AuditRetention::default().max_entries, env "RESPONDER_AUDIT_MAX_ENTRIES";
     }
 }
 
@@ -161,6 +171,8 @@ pub struct CoordinatorConfig {
     pub alerting: AlertingConfig,
     /// A node silent for this long is reported lost (`node_lost`).
     pub node_lost_after: Duration,
+    /// The most the coordinator keeps of what one node sends.
+    pub intake: IntakeLimits,
 }
 
 impl CoordinatorConfig {
@@ -270,7 +282,14 @@ impl CoordinatorConfig {
         // Alertmanager's HemoStatApprovalPending ends when the approval does.
         let alerting = AlertingConfig::from_settings(alerting)?;
         let alerting = AlertingConfig { approval_ttl: approval_ttl.unwrap_or(alerting.approval_ttl), ..alerting };
+        let intake = IntakeLimits {
+            containers_per_node: s.max_containers_per_node.check(|n| *n >= 1, "must be at least 1")?,
+            string_bytes: s.max_string_bytes.check(|n| *n >= 256, "must be at least 256")?,
+            evidence_bytes: s.max_evidence_bytes.check(|n| *n >= 1024, "must be at least 1024")?,
+            ..IntakeLimits::default()
+        };
         Ok(CoordinatorConfig {
+            intake,
             dashboard,
             alerting,
             node_lost_after: Duration::from_secs(s.node_lost_seconds.into_value().max(1)),
@@ -289,7 +308,10 @@ impl CoordinatorConfig {
                 stop_timeout: Duration::from_secs(u64::from(stop_timeout)),
                 event_retention,
                 dry_run: *s.dry_run,
-                audit_retention: Duration::from_secs(s.audit_retention_seconds.into_value().max(60)),
+                audit_retention: AuditRetention {
+                    max_age: Duration::from_secs(s.audit_retention_seconds.into_value().max(60)),
+                    max_entries: s.audit_max_entries.check(|n| *n >= 1, "must be at least 1")?,
+                },
                 approval_ttl,
                 storm: StormConfig {
                     threshold: s.storm_threshold.into_value(),

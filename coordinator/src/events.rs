@@ -64,6 +64,22 @@ impl Default for EventRetention {
     }
 }
 
+/// How much the audit log keeps: records younger than `max_age`, at most `max_entries` of them (the oldest go
+/// first), so neither a long quiet time nor a flood can make it unbounded. Defaults: 7 days, 100,000 records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditRetention {
+    /// Records older than this are dropped.
+    pub max_age: Duration,
+    /// Records kept at most.
+    pub max_entries: u64,
+}
+
+impl Default for AuditRetention {
+    fn default() -> Self {
+        AuditRetention { max_age: Duration::from_secs(7 * 24 * 3600), max_entries: 100_000 }
+    }
+}
+
 /// Why the safety policy stopped an action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -20,9 +20,8 @@
 //! | `hemostat_spool_depth` | `node` | messages in each node's spool, per its last heartbeat |
 //! | `hemostat_notifications_{sent,failed,dropped}_total` | | the notifier's deliveries, per event and sink |
 //! | `hemostat_notifications_queued` | | notifications waiting to be sent |
+//! | `hemostat_intake_cuts_total` | `limit` | items cut from what nodes sent, by intake limit ([`crate::intake`]) |
 
-use std::collections::HashMap;
-use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::collector::Collector;
@@ -35,6 +34,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry as MetricRegistry;
 
 use crate::alerting::Notifier;
+use crate::bounded::BoundedMap;
 use crate::events::{EventKind, EventRecord, Outcome};
 use crate::registry::Registry;
 
@@ -96,12 +96,17 @@ pub struct CoordinatorInstruments {
 }
 
 /// Start times of what is still in flight, in Unix milliseconds.
-#[derive(Default)]
 struct InFlight {
     /// When the node observed the last alert of a container, by (node, container id), until its decision.
-    alerts: BoundedMap<(String, String)>,
+    alerts: BoundedMap<(String, String), u64>,
     /// When an action was decided, by command id, until its result (or rejection).
-    decisions: BoundedMap<String>,
+    decisions: BoundedMap<String, u64>,
+}
+
+impl Default for InFlight {
+    fn default() -> Self {
+        InFlight { alerts: BoundedMap::new(PENDING_LIMIT), decisions: BoundedMap::new(PENDING_LIMIT) }
+    }
 }
 
 impl Default for CoordinatorInstruments {
@@ -242,6 +247,15 @@ impl Collector for LiveGauges {
             None,
             queued.metric_type(),
         )?)?;
+        let mut cuts = encoder.encode_descriptor(
+            "intake_cuts",
+            "Items (containers, strings, labels, evidence, samples) cut from what nodes sent, by intake limit.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (limit, n) in self.fleet.cut_totals() {
+            ConstCounter::new(n).encode(cuts.encode_family(&[("limit", limit.name())])?)?;
+        }
         let counts = self.notifications.as_ref().map_or((0, 0, 0), |n| (n.sent(), n.failed(), n.dropped()));
         for (name, help, value) in [
             ("notifications_sent", "Notifications delivered.", counts.0),
@@ -252,35 +266,6 @@ impl Collector for LiveGauges {
             counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
         }
         Ok(())
-    }
-}
-
-/// A map of start times that forgets its oldest entries beyond [`PENDING_LIMIT`], so that what never
-/// finishes (a decision that failed to record, a result lost with its node) cannot grow it for ever.
-struct BoundedMap<K> {
-    entries: HashMap<K, (u64, u64)>,
-    next: u64,
-}
-
-impl<K> Default for BoundedMap<K> {
-    fn default() -> Self {
-        BoundedMap { entries: HashMap::new(), next: 0 }
-    }
-}
-
-impl<K: Hash + Eq + Clone> BoundedMap<K> {
-    fn insert(&mut self, key: K, start_ms: u64) {
-        self.next += 1;
-        self.entries.insert(key, (start_ms, self.next));
-        if self.entries.len() > PENDING_LIMIT
-            && let Some(oldest) = self.entries.iter().min_by_key(|(_, (_, order))| *order).map(|(k, _)| k.clone())
-        {
-            self.entries.remove(&oldest);
-        }
-    }
-
-    fn remove(&mut self, key: &K) -> Option<u64> {
-        self.entries.remove(key).map(|(start_ms, _)| start_ms)
     }
 }
 
@@ -399,13 +384,13 @@ mod tests {
 
     #[test]
     fn what_never_finishes_is_forgotten_beyond_the_limit() {
-        let mut map = BoundedMap::default();
+        let mut map = InFlight::default().decisions;
         for i in 0..PENDING_LIMIT as u64 + 10 {
-            map.insert(i, i);
+            map.insert(i.to_string(), i);
         }
-        assert_eq!(map.entries.len(), PENDING_LIMIT);
-        assert_eq!(map.remove(&0), None, "the oldest went first");
-        assert_eq!(map.remove(&(PENDING_LIMIT as u64 + 9)), Some(PENDING_LIMIT as u64 + 9));
+        assert_eq!(map.len(), PENDING_LIMIT);
+        assert_eq!(map.remove("0"), None, "the oldest went first");
+        assert_eq!(map.remove(&(PENDING_LIMIT + 9).to_string()), Some(PENDING_LIMIT as u64 + 9));
     }
 
     struct FixedCounts;

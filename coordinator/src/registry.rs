@@ -1,7 +1,9 @@
 //! The coordinator's in-memory view of the fleet: nodes, their open sessions, and their containers.
 //!
 //! Everything here is rebuilt from the nodes when they reconnect (each session starts with a snapshot), so
-//! a restarted coordinator loses nothing that matters.
+//! a restarted coordinator loses nothing that matters. It keeps at most
+//! [`IntakeLimits::containers_per_node`] containers of each node (the containers beyond it are counted, not
+//! kept), and counts what the intake limits cut, for `/metrics`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -13,6 +15,7 @@ use tokio::sync::mpsc;
 use crate::container::{Anomaly, AnomalyKind, ContainerFacts, Episode, Metrics};
 use crate::events::Action;
 use crate::history::History;
+use crate::intake::{Cuts, IntakeLimits, Limit};
 
 /// A command for a node, as the session sends it.
 #[derive(Clone, Debug, PartialEq)]
@@ -196,6 +199,8 @@ struct State {
     /// or a report costs O(its containers), whatever the size of the fleet.
     containers: BTreeMap<String, NodeContainers>,
     next_session: u64,
+    /// Items the intake limits cut since start, by limit.
+    cuts: BTreeMap<Limit, u64>,
 }
 
 impl State {
@@ -215,12 +220,29 @@ impl State {
         }
         containers.get_mut(&facts.id).expect("just inserted")
     }
+
+    /// The node's entry for this container, created if the node is within `limit` containers; `None` (and
+    /// counted) when it is not.
+    fn admit(&mut self, node: &str, facts: &ContainerFacts, limit: usize) -> Option<&mut ContainerEntry> {
+        let containers = self.of_node_mut(node);
+        if !containers.contains_key(&facts.id) && containers.len() >= limit {
+            *self.cuts.entry(Limit::Containers).or_default() += 1;
+            return None;
+        }
+        Some(self.entry_mut(node, facts))
+    }
 }
 
 /// The registry of nodes, sessions and containers.
-#[derive(Default)]
 pub struct Registry {
     state: Mutex<State>,
+    limits: IntakeLimits,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::new(IntakeLimits::default())
+    }
 }
 
 /// Why a command could not be handed to a node.
@@ -229,6 +251,30 @@ pub struct Registry {
 pub struct NodeNotConnected(pub String);
 
 impl Registry {
+    /// An empty registry holding each node to `limits`.
+    pub fn new(limits: IntakeLimits) -> Self {
+        Registry { state: Mutex::new(State::default()), limits }
+    }
+
+    /// The intake limits it holds nodes to.
+    pub fn limits(&self) -> &IntakeLimits {
+        &self.limits
+    }
+
+    /// Counts what the intake limits cut from a message.
+    pub fn count_cuts(&self, cuts: &Cuts) {
+        let mut state = self.state.lock().expect("registry lock");
+        for (limit, n) in cuts.iter() {
+            *state.cuts.entry(limit).or_default() += n;
+        }
+    }
+
+    /// Items the intake limits cut since start, for every limit.
+    pub fn cut_totals(&self) -> Vec<(Limit, u64)> {
+        let state = self.state.lock().expect("registry lock");
+        Limit::ALL.iter().map(|limit| (*limit, state.cuts.get(limit).copied().unwrap_or(0))).collect()
+    }
+
     /// Registers a new session for `hello.name`, replacing any earlier one, and returns its id.
     pub fn open_session(&self, hello: NodeHello, address: Option<SocketAddr>, outbound: mpsc::Sender<Outbound>) -> u64 {
         let mut state = self.state.lock().expect("registry lock");
@@ -305,44 +351,63 @@ impl Registry {
         }
     }
 
-    /// Replaces everything known of the node's containers with this snapshot; the containers still there
-    /// keep their samples and anomalies. Touches this node's containers only.
-    pub fn replace_containers(&self, node: &str, containers: Vec<ContainerFacts>) {
+    /// Replaces everything known of the node's containers with this snapshot (its first
+    /// [`IntakeLimits::containers_per_node`]; returns how many beyond it were not kept); the containers
+    /// still there keep their samples and anomalies. Touches this node's containers only.
+    pub fn replace_containers(&self, node: &str, containers: Vec<ContainerFacts>) -> u64 {
         let mut state = self.state.lock().expect("registry lock");
         let mut previous = state.containers.remove(node).unwrap_or_default();
         let now = SystemTime::now();
-        let replaced: NodeContainers = containers
-            .into_iter()
-            .map(|facts| {
-                let mut entry = previous.remove(&facts.id).unwrap_or_else(|| ContainerEntry::new(node, facts.clone()));
-                entry.facts = facts;
-                entry.updated_at = now;
-                (entry.facts.id.clone(), entry)
-            })
-            .collect();
+        let mut replaced = NodeContainers::new();
+        let mut refused = 0;
+        for facts in containers {
+            if !replaced.contains_key(&facts.id) && replaced.len() >= self.limits.containers_per_node {
+                refused += 1;
+                continue;
+            }
+            let mut entry = previous.remove(&facts.id).unwrap_or_else(|| ContainerEntry::new(node, facts.clone()));
+            entry.facts = facts;
+            entry.updated_at = now;
+            replaced.insert(entry.facts.id.clone(), entry);
+        }
         state.containers.insert(node.to_owned(), replaced);
+        if refused > 0 {
+            *state.cuts.entry(Limit::Containers).or_default() += refused;
+        }
+        refused
     }
 
     /// Records one part of a snapshot sent in parts (`part` from 0, `more` on all but the last): each part's
     /// containers are recorded as they come; after the last part, the node's containers that no part listed
     /// are forgotten, unless a part was missed here (then the next snapshot settles it).
-    pub fn snapshot_part(&self, node: &str, part: u32, more: bool, containers: Vec<ContainerFacts>) {
+    /// Containers beyond [`IntakeLimits::containers_per_node`] are not kept (the count is returned): while
+    /// a snapshot's parts come in, the containers no part listed yet still count, so a node at its limit
+    /// keeps its first containers until the last part is in.
+    pub fn snapshot_part(&self, node: &str, part: u32, more: bool, containers: Vec<ContainerFacts>) -> u64 {
         let mut state = self.state.lock().expect("registry lock");
-        let Some(entry) = state.nodes.get_mut(node) else { return };
+        let Some(entry) = state.nodes.get_mut(node) else { return 0 };
         let mut parts = match (part, entry.snapshot_parts.take()) {
             (0, _) => Some((0, BTreeSet::new())),
             (part, Some((next, seen))) if part == next => Some((next, seen)),
             _ => None,
         };
-        if let Some((next, seen)) = parts.as_mut() {
-            *next += 1;
-            seen.extend(containers.iter().map(|c| c.id.clone()));
-        }
         let now = SystemTime::now();
+        let mut refused = 0;
         for facts in containers {
-            let entry = state.entry_mut(node, &facts);
+            let id = facts.id.clone();
+            let Some(entry) = state.admit(node, &facts, self.limits.containers_per_node) else {
+                refused += 1;
+                continue;
+            };
             entry.facts = facts;
             entry.updated_at = now;
+            // Only what is kept is remembered: the set cannot outgrow the limit.
+            if let Some((_, seen)) = parts.as_mut() {
+                seen.insert(id);
+            }
+        }
+        if let Some((next, _)) = parts.as_mut() {
+            *next += 1;
         }
         match parts {
             Some((_, seen)) if !more => state.of_node_mut(node).retain(|id, _| seen.contains(id)),
@@ -352,20 +417,23 @@ impl Registry {
                 }
             }
         }
+        refused
     }
 
-    /// Records one container's latest facts.
-    pub fn update_container(&self, node: &str, facts: ContainerFacts) {
+    /// Records one container's latest facts; returns false when it is a new container beyond the node's
+    /// limit (not kept).
+    pub fn update_container(&self, node: &str, facts: ContainerFacts) -> bool {
         let mut state = self.state.lock().expect("registry lock");
-        let entry = state.entry_mut(node, &facts);
+        let Some(entry) = state.admit(node, &facts, self.limits.containers_per_node) else { return false };
         entry.facts = facts;
         entry.updated_at = SystemTime::now();
+        true
     }
 
-    /// Records a container's anomalies as of its latest alert.
+    /// Records a container's anomalies as of its latest alert (a container not kept has none recorded).
     pub fn set_anomalies(&self, node: &str, facts: &ContainerFacts, anomalies: &[Anomaly]) {
         let mut state = self.state.lock().expect("registry lock");
-        let entry = state.entry_mut(node, facts);
+        let Some(entry) = state.containers.get_mut(node).and_then(|c| c.get_mut(&facts.id)) else { return };
         // Exit anomalies are occurrences, not standing conditions.
         entry.anomalies = anomalies
             .iter()

@@ -141,7 +141,7 @@ impl Coordinator {
     /// Serves until `shutdown` completes, then closes node sessions and stops.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), CoordinatorError> {
         let addr = self.local_addr();
-        let registry = Arc::new(Registry::default());
+        let registry = Arc::new(Registry::new(self.config.intake));
         let analyzer = Analyzer::new(self.config.analyzer.clone());
         let notifier = Notifier::new(&self.config.alerting)?.with_containers(registry.clone());
         let instance = format!("{:016x}", rand::random::<u64>());

@@ -3,7 +3,12 @@
 //! A session opens with a Hello whose node name must match the node's certificate. After that each node
 //! message is processed in order and acknowledged by sequence number; a message already processed in this
 //! node boot (a replay after a reconnect) is acknowledged again but not processed twice.
+//!
+//! Every message is held to the [`crate::intake`] limits before it is processed: what is over them is cut
+//! (counted in `/metrics`, said once per session and limit in an `input_refused` event) and the rest is
+//! processed and acknowledged as usual, so no message can jam a node's stream.
 
+use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +22,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::auth::authenticated;
 use crate::container::{AlertReport, AnomalyKind, ContainerFacts, Metrics};
 use crate::events::{EventKind, EventRecord};
+use crate::intake::{Cuts, Limit};
 use crate::registry::{NodeHello, Outbound, Registry};
 use crate::remediation::{CommandReport, Remediator};
 use crate::store::StoreError;
@@ -83,14 +89,21 @@ impl pb::agent_service_server::AgentService for AgentSessions {
         let (registry, remediator, mut shutdown) =
             (self.registry.clone(), self.remediator.clone(), self.shutdown.clone());
         tokio::spawn(async move {
+            // The limits this session already said it cut by (said once; counted every time).
+            let mut reported = BTreeSet::new();
             loop {
                 let message = tokio::select! {
                     message = inbound.message() => message,
                     _ = shutdown.wait_for(|stop| *stop) => break,
                 };
                 match message {
-                    Ok(Some(message)) => {
+                    Ok(Some(mut message)) => {
                         registry.touch(&node);
+                        let mut cuts = match message.body.as_mut() {
+                            Some(body) => registry.limits().bound(body),
+                            None => Cuts::default(),
+                        };
+                        registry.count_cuts(&cuts);
                         let seq = message.seq;
                         let heartbeat = matches!(message.body, Some(pb::session_request::Body::Heartbeat(_)));
                         let recorded = matches!(
@@ -104,7 +117,7 @@ impl pb::agent_service_server::AgentService for AgentSessions {
                         );
                         if registry.already_processed(&node, seq) {
                             tracing::debug!(node, seq, "dropped a message already processed");
-                        } else if let Err(error) = handle(&node, message, &registry, &remediator).await {
+                        } else if let Err(error) = handle(&node, message, &registry, &remediator, &mut cuts).await {
                             remediator.store_failed(&error);
                             // Not acknowledged: the node keeps it and sends it again after reconnecting.
                             tracing::error!(
@@ -117,6 +130,9 @@ impl pb::agent_service_server::AgentService for AgentSessions {
                                 remediator.store_answered().await;
                             }
                             registry.mark_processed(&node, seq);
+                        }
+                        if let Err(error) = report_cuts(&node, &cuts, &mut reported, &registry, &remediator).await {
+                            tracing::warn!(node, %error, "could not record what the intake limits cut");
                         }
                         // Every sequenced message is acknowledged; a heartbeat is answered with the latest
                         // acknowledgement, so the node can tell a silent link from a quiet one.
@@ -147,12 +163,45 @@ impl pb::agent_service_server::AgentService for AgentSessions {
     }
 }
 
-/// Processes one node message.
+/// Says in an `input_refused` event what the intake limits cut, the first time each limit cuts something
+/// in this session (`reported`: the limits already said).
+async fn report_cuts(
+    node: &str,
+    cuts: &Cuts,
+    reported: &mut BTreeSet<Limit>,
+    registry: &Registry,
+    remediator: &Remediator,
+) -> Result<(), StoreError> {
+    for (limit, n) in cuts.iter() {
+        if !reported.insert(limit) {
+            continue;
+        }
+        let what = limit.describe(registry.limits());
+        tracing::warn!(
+            node,
+            limit = limit.name(),
+            items = n,
+            "cut what a node sent over the coordinator's intake limit"
+        );
+        let reason = format!(
+            "node {node} sent {what}: {n} cut or left out in one message (counted in \
+             hemostat_intake_cuts_total{{limit=\"{}\"}}; further cuts in this session are counted there, not \
+             recorded again)",
+            limit.name()
+        );
+        remediator.record(EventRecord::new(EventKind::InputRefused, node, "", "", reason)).await?;
+    }
+    Ok(())
+}
+
+/// Processes one node message (already held to the intake limits), adding to `cuts` the containers the
+/// registry did not keep.
 async fn handle(
     node: &str,
     message: pb::SessionRequest,
     registry: &Registry,
     remediator: &Arc<Remediator>,
+    cuts: &mut Cuts,
 ) -> Result<(), StoreError> {
     use pb::session_request::Body;
     match message.body {
@@ -172,11 +221,12 @@ async fn handle(
         }
         Some(Body::Snapshot(snapshot)) => {
             let containers = snapshot.containers.iter().map(ContainerFacts::from).collect();
-            if snapshot.part == 0 && !snapshot.more {
-                registry.replace_containers(node, containers);
+            let refused = if snapshot.part == 0 && !snapshot.more {
+                registry.replace_containers(node, containers)
             } else {
-                registry.snapshot_part(node, snapshot.part, snapshot.more, containers);
-            }
+                registry.snapshot_part(node, snapshot.part, snapshot.more, containers)
+            };
+            cuts.add(Limit::Containers, refused);
             Ok(())
         }
         Some(Body::Notice(notice)) => {
@@ -196,7 +246,11 @@ async fn handle(
             };
             match event.kind() {
                 pb::ContainerEventKind::Destroyed => registry.remove_container(node, &container.id),
-                _ => registry.update_container(node, container),
+                _ => {
+                    if !registry.update_container(node, container) {
+                        cuts.add(Limit::Containers, 1);
+                    }
+                }
             }
             Ok(())
         }
@@ -205,7 +259,10 @@ async fn handle(
                 tracing::warn!(node, "ignored a health alert without a container");
                 return Ok(());
             };
-            registry.update_container(node, alert.container.clone());
+            // A container beyond the node's limit is not kept, but its alert is still handled.
+            if !registry.update_container(node, alert.container.clone()) {
+                cuts.add(Limit::Containers, 1);
+            }
             registry.set_anomalies(node, &alert.container, &alert.anomalies);
             remediator.on_alert(node, alert).await
         }

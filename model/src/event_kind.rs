@@ -36,6 +36,9 @@ named_enum! {
         /// A node said something about its own reports: what it cut to keep a message within bounds, damage
         /// in its spool, a new message stream.
         NodeNotice => "node_notice",
+        /// The coordinator cut or refused part of what a node sent: over an intake limit, or a result for a
+        /// command that node was not sent.
+        InputRefused => "input_refused",
     }
 }
 
@@ -71,6 +74,7 @@ impl From<EventKind> for pb::EventType {
             EventKind::OperatorAction => pb::EventType::OperatorAction,
             EventKind::StoreUnavailable => pb::EventType::StoreUnavailable,
             EventKind::NodeNotice => pb::EventType::NodeNotice,
+            EventKind::InputRefused => pb::EventType::InputRefused,
         }
     }
 }
@@ -95,6 +99,7 @@ impl TryFrom<pb::EventType> for EventKind {
             pb::EventType::OperatorAction => EventKind::OperatorAction,
             pb::EventType::StoreUnavailable => EventKind::StoreUnavailable,
             pb::EventType::NodeNotice => EventKind::NodeNotice,
+            pb::EventType::InputRefused => EventKind::InputRefused,
         })
     }
 }

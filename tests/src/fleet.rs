@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use hemostat_coordinator::alerting::AlertingConfig;
 use hemostat_coordinator::analysis::AnalyzerConfig;
+use hemostat_coordinator::intake::IntakeLimits;
 use hemostat_coordinator::remediation::RemediationConfig;
 use hemostat_coordinator::store::StoreConfig;
 use hemostat_coordinator::{Coordinator, CoordinatorConfig};
@@ -114,6 +115,7 @@ pub fn coordinator_config(pki: &TestPki, store: StoreConfig) -> CoordinatorConfi
         analyzer: AnalyzerConfig::default(),
         alerting: AlertingConfig::default(),
         node_lost_after: Duration::from_secs(30),
+        intake: IntakeLimits::default(),
     }
 }
 

@@ -9,8 +9,8 @@
 //!   abruptly; operator clients.
 //! - [`netlab`]: hosts with their own addresses (network namespaces on a bridge) that a test can cut off.
 //! - [`llm`]: a local HTTP server that speaks the OpenAI and Anthropic wire formats from a script.
-//! - [`peer`]: a stand-in coordinator that sends a node whatever commands a test scripts, and a stand-in
-//!   node that sends a coordinator whatever messages a test scripts.
+//! - [`peer`]: a stand-in coordinator that sends a node whatever commands a test scripts; [`node_peer`]: a
+//!   stand-in node that sends a coordinator whatever messages a test scripts.
 //! - [`eventually`]: wait for a condition with a deadline, instead of sleeping and hoping.
 //! - [`spool`]: a node's spool folder read back, and damaged on purpose.
 //! - [`webhook`]: a local Slack, Discord, Teams, ntfy, Gotify or JSON webhook that records what it gets and
@@ -32,6 +32,7 @@ pub mod images;
 pub mod llm;
 pub mod loadgen;
 pub mod netlab;
+pub mod node_peer;
 pub mod peer;
 pub mod pki;
 pub mod podman;

@@ -1,7 +1,7 @@
 //! A test peer holding a valid coordinator certificate: it accepts one node session, acknowledges
 //! everything, sends the commands a test scripts (whatever they are), and hands back the node's results.
 //! It stands for a compromised or buggy coordinator, to show what the node refuses on its own.
-//! [`NodePeer`] is the other way round: a node session a test scripts message by message.
+//! [`crate::node_peer`] is the other way round: a node session a test scripts message by message.
 
 use std::pin::Pin;
 use std::sync::Mutex;
@@ -113,75 +113,5 @@ impl CoordinatorPeer {
 impl Drop for CoordinatorPeer {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-/// A stand-in node holding a valid node certificate: it opens one session with a real coordinator and
-/// sends whatever messages a test scripts (as a node of this or of a newer version would), reading the
-/// coordinator's acknowledgements.
-pub struct NodePeer {
-    outbound: mpsc::Sender<pb::SessionRequest>,
-    inbound: tokio::sync::Mutex<Streaming<pb::SessionResponse>>,
-    acked: std::sync::atomic::AtomicU64,
-    next_seq: std::sync::atomic::AtomicU64,
-}
-
-impl NodePeer {
-    /// Opens a session as the node `name` (a certificate of the test CA) with the coordinator at `addr`,
-    /// saying Hello; returns once the coordinator accepted it.
-    pub async fn connect(pki: &TestPki, name: &str, addr: std::net::SocketAddr) -> Result<Self, String> {
-        let tls = pki.node(name).load().map_err(|e| e.to_string())?;
-        let channel = tonic::transport::Endpoint::from_shared(format!("https://localhost:{}", addr.port()))
-            .map_err(|e| e.to_string())?
-            .tls_config(tls.client_config("localhost"))
-            .map_err(|e| e.to_string())?
-            .connect()
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let (outbound, rx) = mpsc::channel(1024);
-        let hello = pb::Hello {
-            node_name: name.to_owned(),
-            version: "peer".into(),
-            stream_id: format!("{:016x}", rand::random::<u64>()),
-            hostname: format!("{name}-host"),
-        };
-        outbound.send(pb::SessionRequest { seq: 0, body: Some(pb::session_request::Body::Hello(hello)) }).await.ok();
-        let inbound = hemostat_proto::v1::agent_service_client::AgentServiceClient::new(channel)
-            .session(ReceiverStream::new(rx))
-            .await
-            .map_err(|s| format!("session refused: {s}"))?
-            .into_inner();
-        Ok(NodePeer { outbound, inbound: tokio::sync::Mutex::new(inbound), acked: 0.into(), next_seq: 1.into() })
-    }
-
-    /// Sends `body` with the next sequence number; returns that number.
-    pub async fn send(&self, body: pb::session_request::Body) -> u64 {
-        let seq = self.next_seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.send_raw(pb::SessionRequest { seq, body: Some(body) }).await;
-        seq
-    }
-
-    /// Sends `message` as it is (any sequence number, any body, or none).
-    pub async fn send_raw(&self, message: pb::SessionRequest) {
-        self.outbound.send(message).await.expect("the session is open");
-    }
-
-    /// Waits until the coordinator acknowledged `seq` (acks are cumulative), within `deadline`.
-    pub async fn acked(&self, seq: u64, deadline: Duration) -> Result<(), String> {
-        use std::sync::atomic::Ordering;
-        let until = tokio::time::Instant::now() + deadline;
-        let mut inbound = self.inbound.lock().await;
-        while self.acked.load(Ordering::SeqCst) < seq {
-            match tokio::time::timeout_at(until, inbound.message()).await {
-                Ok(Ok(Some(pb::SessionResponse { body: Some(pb::session_response::Body::Ack(ack)) }))) => {
-                    self.acked.fetch_max(ack.seq, Ordering::SeqCst);
-                }
-                Ok(Ok(Some(_))) => {}
-                Ok(Ok(None)) => return Err("the coordinator closed the session".into()),
-                Ok(Err(status)) => return Err(format!("the session broke: {status}")),
-                Err(_) => return Err(format!("seq {seq} not acknowledged within {deadline:?}")),
-            }
-        }
-        Ok(())
     }
 }

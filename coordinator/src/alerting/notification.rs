@@ -184,7 +184,7 @@ impl Notification {
             EventKind::Storm | EventKind::StoreUnavailable => Tone::Critical,
             EventKind::NodeLost => Tone::Failure,
             EventKind::NodeRecovered => Tone::Success,
-            EventKind::SpoolOverflow | EventKind::NodeNotice => Tone::Warning,
+            EventKind::SpoolOverflow | EventKind::NodeNotice | EventKind::InputRefused => Tone::Warning,
             EventKind::HealthAlert | EventKind::RemediationNeeded | EventKind::Resolved | EventKind::OperatorAction => {
                 Tone::NotApplicable
             }
@@ -237,6 +237,7 @@ impl Notification {
             EventKind::NodeRecovered => format!("Node {node} is back"),
             EventKind::SpoolOverflow => format!("Node {node} dropped reports: its spool was full"),
             EventKind::NodeNotice => format!("Node {node} notice: {}", r.reason),
+            EventKind::InputRefused => format!("Coordinator refused part of what node {node} sent"),
             EventKind::HealthAlert => format!("Problem with {target}"),
             EventKind::RemediationNeeded => format!("{} of {target} decided", capitalized(action)),
             EventKind::Resolved => format!("Resolved: {target}"),

@@ -48,7 +48,8 @@ pub fn select(record: &EventRecord, quiet_success: bool) -> Selection {
         | EventKind::Resolved
         | EventKind::RemediationNeeded
         | EventKind::OperatorAction
-        | EventKind::NodeNotice => Selection::Skip,
+        | EventKind::NodeNotice
+        | EventKind::InputRefused => Selection::Skip,
     }
 }
 

@@ -6,7 +6,9 @@
 //! the wait is over ([`Dispatcher::dispatch_or_retry`]), unless the container is running again by then (one
 //! retry waits per container; a retry is kept in this coordinator's memory only).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use crate::bounded::BoundedMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -27,6 +29,10 @@ pub enum DispatchOutcome {
     Stopped(Stop),
 }
 
+/// Rejection episodes remembered at most; beyond it the oldest is forgotten (its next rejection is recorded
+/// again).
+pub const EPISODES_KEPT: usize = 10_000;
+
 /// Storm breaker, budget and delivery, in that order.
 pub struct Dispatcher {
     budgets: Arc<dyn BudgetStore>,
@@ -35,8 +41,9 @@ pub struct Dispatcher {
     commands: Arc<NodeCommands>,
     budget: Budget,
     storm: StormConfig,
-    /// The last rejection recorded per budget key, until an action is allowed again.
-    episodes: Mutex<HashMap<String, Rejection>>,
+    /// The last rejection recorded per budget key, until an action is allowed again (at most
+    /// [`EPISODES_KEPT`]: keys come from what nodes report).
+    episodes: Mutex<BoundedMap<String, Rejection>>,
     /// The budget keys with a retry waiting for their backoff to end.
     retries: Mutex<HashSet<String>>,
 }
@@ -59,7 +66,7 @@ impl Dispatcher {
             commands,
             budget,
             storm,
-            episodes: Mutex::new(HashMap::new()),
+            episodes: Mutex::new(BoundedMap::new(EPISODES_KEPT)),
             retries: Mutex::new(HashSet::new()),
         }
     }
@@ -262,8 +269,12 @@ impl Dispatcher {
         stop: &Stop,
         command_id: String,
     ) -> Result<(), StoreError> {
-        let repeated = self.episodes.lock().expect("episodes lock").insert(target.key.clone(), stop.rejection)
-            == Some(stop.rejection);
+        let repeated = {
+            let mut episodes = self.episodes.lock().expect("episodes lock");
+            let previous = episodes.get(&target.key).copied();
+            episodes.insert(target.key.clone(), stop.rejection);
+            previous == Some(stop.rejection)
+        };
         if repeated {
             tracing::debug!(node = %target.node, container = %target.container_name, code = stop.rejection.code(), "rejected again in the same episode");
             return Ok(());

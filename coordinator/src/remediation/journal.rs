@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::settings::Settings;
 use crate::alerting::Notifier;
-use crate::events::{EventId, EventRecord, EventRetention, StoredEvent};
+use crate::events::{AuditRetention, EventId, EventRecord, EventRetention, StoredEvent};
 use crate::instruments::CoordinatorInstruments;
 use crate::store::{EventLog, StoreError};
 
@@ -83,7 +83,7 @@ pub struct Journal {
     /// Woken at every event this coordinator records, for live readers.
     appended: tokio::sync::Notify,
     event_retention: EventRetention,
-    audit_retention: Duration,
+    audit_retention: AuditRetention,
 }
 
 impl Journal {
@@ -95,7 +95,7 @@ impl Journal {
         notifier: Notifier,
         instruments: Arc<CoordinatorInstruments>,
         event_retention: EventRetention,
-        audit_retention: Duration,
+        audit_retention: AuditRetention,
     ) -> Self {
         Journal {
             log,
@@ -147,7 +147,7 @@ impl Journal {
         self.instruments.observe(record);
         self.appended.notify_waiters();
         if record.kind.audited() {
-            self.log.append_audit(record, self.audit_retention).await?;
+            self.log.append_audit(record, &self.audit_retention).await?;
         }
         Ok(id)
     }
@@ -295,7 +295,7 @@ mod tests {
             self.check()?;
             Ok(read_from(&self.events, after, limit))
         }
-        async fn append_audit(&self, record: &EventRecord, _: Duration) -> Result<EventId, StoreError> {
+        async fn append_audit(&self, record: &EventRecord, _: &AuditRetention) -> Result<EventId, StoreError> {
             Ok(append_to(&self.audit, record))
         }
         async fn read_audit(&self, after: Option<EventId>, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
@@ -338,7 +338,7 @@ mod tests {
             Notifier::disabled(),
             Arc::new(CoordinatorInstruments::new()),
             EventRetention::default(),
-            Duration::from_secs(3600),
+            AuditRetention::default(),
         );
         (log, Arc::new(journal))
     }

@@ -30,7 +30,7 @@ use crate::alerting::Notifier;
 use crate::analysis::Analyzer;
 use crate::container::{AlertReport, Anomaly, AnomalyKind, ContainerFacts, Metrics, Severity};
 use crate::directory::Directory;
-use crate::events::{EventKind, EventRecord, EventRetention, Rejection};
+use crate::events::{AuditRetention, EventKind, EventRecord, EventRetention, Rejection};
 use crate::instruments::CoordinatorInstruments;
 use crate::policy::Budget;
 use crate::registry::Registry;
@@ -59,8 +59,9 @@ pub struct RemediationConfig {
     pub storm: StormConfig,
     /// `RESPONDER_REQUIRE_APPROVAL`: decisions wait this long for an admin's approval; `None` acts at once.
     pub approval_ttl: Option<Duration>,
-    /// `RESPONDER_AUDIT_RETENTION_SECONDS`: how long the audit log keeps records (7 days).
-    pub audit_retention: Duration,
+    /// `RESPONDER_AUDIT_RETENTION_SECONDS`, `RESPONDER_AUDIT_MAX_ENTRIES`: how long the audit log keeps
+    /// records (7 days), and how many at most (100,000).
+    pub audit_retention: AuditRetention,
     /// `ALERT_MAX_EVENTS`, `ALERT_EVENT_TTL`: how long the event log keeps events.
     pub event_retention: EventRetention,
 }
@@ -73,7 +74,7 @@ impl Default for RemediationConfig {
             dry_run: false,
             storm: StormConfig::default(),
             approval_ttl: None,
-            audit_retention: Duration::from_secs(7 * 24 * 3600),
+            audit_retention: AuditRetention::default(),
             event_retention: EventRetention::default(),
         }
     }

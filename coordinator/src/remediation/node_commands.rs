@@ -2,8 +2,11 @@
 //! coordinator or, for a node connected to another coordinator of the fleet, is queued in the shared store
 //! for that one ([`crate::routing`]); it is remembered until the node reports on it, when its verified result
 //! counts in the container's budget and becomes `remediation_complete`.
+//!
+//! A result is accepted only from the node the command was sent to, and only once: a result for a command
+//! this coordinator did not send to that node (never sent, sent to another node, or already answered) is
+//! refused, recorded as `input_refused` and logged, and touches no budget.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -12,6 +15,7 @@ use tokio::sync::watch;
 
 use super::Target;
 use super::journal::Journal;
+use crate::bounded::BoundedMap;
 use crate::container::{Health, Status};
 use crate::directory::Directory;
 use crate::events::{Action, EventKind, EventRecord, Outcome, Rejection, unix_ms};
@@ -65,10 +69,15 @@ pub enum Delivery {
 
 /// A command sent and not yet answered.
 struct Pending {
+    /// The node it was sent to: the only one whose result counts.
+    node: String,
     container_name: String,
     action: Action,
     budget_key: String,
 }
+
+/// Commands awaiting their result remembered at most; beyond it the oldest is forgotten.
+pub const PENDING_KEPT: usize = 10_000;
 
 /// A new random command id (128 bits, hex).
 pub fn new_command_id() -> String {
@@ -86,7 +95,8 @@ pub struct NodeCommands {
     budget: Budget,
     /// How long a restart waits for a graceful stop.
     stop_timeout: Duration,
-    pending: Mutex<HashMap<String, Pending>>,
+    /// By command id, at most [`PENDING_KEPT`] (a node that never answers cannot grow it).
+    pending: Mutex<BoundedMap<String, Pending>>,
 }
 
 impl NodeCommands {
@@ -108,7 +118,7 @@ impl NodeCommands {
             journal,
             budget,
             stop_timeout,
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(BoundedMap::new(PENDING_KEPT)),
         }
     }
 
@@ -179,7 +189,7 @@ impl NodeCommands {
             argv,
             budget_key,
         } = routed;
-        self.expect_result(&command_id, &container_name, action, budget_key);
+        self.expect_result(&node, &command_id, &container_name, action, budget_key);
         let command = Command { id: command_id.clone(), container_id, container_name, action, stop_timeout_secs, argv };
         let sent = self.registry.send(&node, Outbound::Command(command));
         if sent.is_err() {
@@ -188,12 +198,20 @@ impl NodeCommands {
         sent
     }
 
-    /// Remembers a command whose result the node will report (one it sent, or one the node ran on its own).
-    pub fn expect_result(&self, command_id: &str, container_name: &str, action: Action, budget_key: String) {
-        self.pending
-            .lock()
-            .expect("pending lock")
-            .insert(command_id.to_owned(), Pending { container_name: container_name.to_owned(), action, budget_key });
+    /// Remembers a command whose result `node` will report (one sent to it, or one it ran on its own).
+    pub fn expect_result(
+        &self,
+        node: &str,
+        command_id: &str,
+        container_name: &str,
+        action: Action,
+        budget_key: String,
+    ) {
+        let pending = Pending { node: node.to_owned(), container_name: container_name.to_owned(), action, budget_key };
+        if let Some((forgotten, _)) = self.pending.lock().expect("pending lock").insert(command_id.to_owned(), pending)
+        {
+            tracing::warn!(command_id = %forgotten, "forgot the oldest command never answered: {PENDING_KEPT} are waiting");
+        }
     }
 
     /// Takes one command another coordinator routed to this one (instance `instance`) and hands it to its
@@ -251,15 +269,22 @@ impl NodeCommands {
 
     /// Handles a node's report on a command: a verified result counts in the container's budget, and the
     /// report becomes `remediation_complete`.
+    /// A result for a command not sent to `node`, or already answered, is refused instead.
     pub async fn on_result(&self, node: &str, report: CommandReport) -> Result<(), StoreError> {
-        let pending = self.pending.lock().expect("pending lock").remove(&report.command_id);
-        let (name, action) = match &pending {
-            Some(p) => (p.container_name.as_str(), Some(p.action)),
-            None => ("", None),
+        let pending = {
+            let mut pending = self.pending.lock().expect("pending lock");
+            match pending.get(&report.command_id) {
+                Some(p) if p.node == node => pending.remove(&report.command_id).ok_or(None),
+                Some(p) => Err(Some(p.node.clone())),
+                None => Err(None),
+            }
         };
-        if let Some(p) = &pending
-            && matches!(report.outcome, Outcome::Success | Outcome::Failed)
-        {
+        let p = match pending {
+            Ok(p) => p,
+            Err(sent_to) => return self.refuse_result(node, &report, sent_to).await,
+        };
+        let (name, action) = (p.container_name.as_str(), Some(p.action));
+        if matches!(report.outcome, Outcome::Success | Outcome::Failed) {
             let now = unix_ms(SystemTime::now());
             self.budgets.record_outcome(&p.budget_key, report.outcome == Outcome::Success, now, &self.budget).await?;
         }
@@ -279,6 +304,40 @@ impl NodeCommands {
         record.output = (!report.output.is_empty()).then_some(report.output);
         record.duration_ms = Some(report.duration.as_millis() as u64);
         record.command_id = Some(report.command_id);
+        self.journal.append(&record).await?;
+        Ok(())
+    }
+
+    /// Records a result refused: for a command sent to another node (`sent_to`), or to none this coordinator
+    /// awaits a result of.
+    async fn refuse_result(
+        &self,
+        node: &str,
+        report: &CommandReport,
+        sent_to: Option<String>,
+    ) -> Result<(), StoreError> {
+        let why = match &sent_to {
+            Some(other) => format!("the command was sent to node {other:?}, not to {node:?}"),
+            None => format!(
+                "this coordinator sent node {node:?} no command with that id awaiting a result (never sent, \
+                 already answered, or sent by a coordinator that has since stopped)"
+            ),
+        };
+        tracing::warn!(
+            node,
+            command_id = %report.command_id.escape_debug(),
+            container_id = %report.container_id.escape_debug(),
+            outcome = ?report.outcome,
+            sent_to = ?sent_to,
+            "refused a command result: {why}"
+        );
+        let reason = format!(
+            "refused a {} result for command {:?}: {why}; no budget was changed",
+            report.outcome.name(),
+            report.command_id
+        );
+        let mut record = EventRecord::new(EventKind::InputRefused, node, &report.container_id, "", reason);
+        record.command_id = Some(report.command_id.clone());
         self.journal.append(&record).await?;
         Ok(())
     }

@@ -317,7 +317,7 @@ impl Pipeline {
         record.decided_by = Some("node_local_policy".into());
         record.command_id = Some(command_id.to_owned());
         self.journal.append(&record).await?;
-        self.commands.expect_result(command_id, &container.name, Action::Restart, key);
+        self.commands.expect_result(node, command_id, &container.name, Action::Restart, key);
         Ok(())
     }
 

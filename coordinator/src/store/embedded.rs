@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::{
     BudgetStore, DecisionClock, DirectoryStore, EventLog, HistoryStore, PendingApproval, SettingsStore, StateStore,
     StoreError, StormConfig, StormVerdict, decode_event, decode_silence, encode_event, fresh, in_force,
 };
 use crate::analysis::HistoryEntry;
-use crate::events::{EventId, EventRecord, EventRetention, StoredEvent};
+use crate::events::{AuditRetention, EventId, EventRecord, EventRetention, StoredEvent};
 use crate::policy::{Budget, BudgetState, BudgetVerdict, Draw};
 use crate::silence::Silence;
 
@@ -56,8 +56,8 @@ struct StormWindow {
 enum Trim {
     /// The event log: a count per type and an age.
     PerKind(EventRetention),
-    /// Drop what is older than this.
-    OlderThan(Duration),
+    /// The audit log: an age and a count.
+    Audit(AuditRetention),
 }
 
 /// A stored directory value (expiry, 8 bytes big-endian, then the entry): the entry unless it expired.
@@ -177,9 +177,13 @@ impl EmbeddedStore {
                             counts.insert(expired_kind, left.saturating_sub(1)).map_err(failed)?;
                         }
                     }
-                    Trim::OlderThan(age) => {
-                        let oldest = now_ms.saturating_sub(age.as_millis() as u64);
+                    Trim::Audit(retention) => {
+                        let oldest = now_ms.saturating_sub(retention.max_age.as_millis() as u64);
                         table.retain_in(..(oldest, 0), |_, _| false).map_err(failed)?;
+                        let mut count = table.len().map_err(failed)?;
+                        while count > retention.max_entries && table.pop_first().map_err(failed)?.is_some() {
+                            count -= 1;
+                        }
                     }
                 }
                 id
@@ -435,8 +439,8 @@ impl EventLog for EmbeddedStore {
         self.read_from(EVENTS, after, limit).await
     }
 
-    async fn append_audit(&self, record: &EventRecord, retention: Duration) -> Result<EventId, StoreError> {
-        self.append_to(AUDIT, record, Trim::OlderThan(retention)).await
+    async fn append_audit(&self, record: &EventRecord, retention: &AuditRetention) -> Result<EventId, StoreError> {
+        self.append_to(AUDIT, record, Trim::Audit(*retention)).await
     }
 
     async fn read_audit(&self, after: Option<EventId>, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 
 use crate::analysis::HistoryEntry;
 
-use crate::events::{EventId, EventRecord, EventRetention, StoredEvent};
+use crate::events::{AuditRetention, EventId, EventRecord, EventRetention, StoredEvent};
 use crate::policy::{Budget, BudgetState, BudgetVerdict, Draw};
 use crate::silence::Silence;
 
@@ -94,8 +94,8 @@ pub trait EventLog: Send + Sync {
     async fn read_events(&self, after: Option<EventId>, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
 
     /// Appends a record to the audit log (decisions, actions, results, approvals), dropping what is older
-    /// than `retention`.
-    async fn append_audit(&self, record: &EventRecord, retention: Duration) -> Result<EventId, StoreError>;
+    /// than `retention.max_age` and the oldest beyond `retention.max_entries`.
+    async fn append_audit(&self, record: &EventRecord, retention: &AuditRetention) -> Result<EventId, StoreError>;
 
     /// Reads up to `limit` audit records, oldest first, strictly after `after`.
     async fn read_audit(&self, after: Option<EventId>, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;

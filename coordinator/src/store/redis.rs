@@ -43,7 +43,7 @@ use super::{
     StoreError, StormConfig, StormVerdict, decode_event, decode_history, decode_silence, encode_event, fresh, in_force,
 };
 use crate::analysis::HistoryEntry;
-use crate::events::{EventId, EventRecord, EventRetention, StoredEvent};
+use crate::events::{AuditRetention, EventId, EventRecord, EventRetention, StoredEvent};
 use crate::policy::{Backoff, Budget, BudgetState, BudgetVerdict, Draw, RestartPolicy};
 use crate::silence::Silence;
 use std::time::Duration;
@@ -639,8 +639,10 @@ impl EventLog for RedisStore {
         self.read_stream(EVENTS_KEY, after, limit).await
     }
 
-    async fn append_audit(&self, record: &EventRecord, retention: Duration) -> Result<EventId, StoreError> {
-        let oldest = crate::events::unix_ms(std::time::SystemTime::now()).saturating_sub(retention.as_millis() as u64);
+    async fn append_audit(&self, record: &EventRecord, retention: &AuditRetention) -> Result<EventId, StoreError> {
+        let oldest =
+            crate::events::unix_ms(std::time::SystemTime::now()).saturating_sub(retention.max_age.as_millis() as u64);
+        // By age as it is added, then by count (one XADD takes one trim strategy).
         let mut pipe = redis::pipe();
         pipe.cmd("XADD")
             .arg(AUDIT_KEY)
@@ -650,6 +652,7 @@ impl EventLog for RedisStore {
             .arg("*")
             .arg("e")
             .arg(encode_event(record));
+        pipe.cmd("XTRIM").arg(AUDIT_KEY).arg("MAXLEN").arg("=").arg(retention.max_entries).ignore();
         let (id,): (String,) = self.query_durable(&pipe).await?;
         id.parse().map_err(|e| StoreError::Corrupt(format!("stream id: {e}")))
     }

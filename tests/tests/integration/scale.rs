@@ -7,7 +7,7 @@ use hemostat_coordinator::store::StoreConfig;
 use hemostat_pki::OperatorRole;
 use hemostat_proto::v1 as pb;
 use hemostat_tests::fleet::{self, TestCoordinator};
-use hemostat_tests::peer::NodePeer;
+use hemostat_tests::node_peer::NodePeer;
 use hemostat_tests::pki::TestPki;
 use pb::session_request::Body;
 
@@ -39,8 +39,11 @@ async fn get_container_shows_the_last_240_samples_as_60_points_with_exact_counte
     let dir = tempfile::tempdir().unwrap();
     let store = StoreConfig::Embedded { path: dir.path().join("state.redb") };
     let coordinator = TestCoordinator::start(fleet::coordinator_config(&pki, store));
-    let node = NodePeer::connect(&pki, "host-s", coordinator.addr()).await.expect("session");
-    node.send(Body::Snapshot(pb::ContainerSnapshot { containers: vec![container("app")], ..Default::default() })).await;
+    let mut node =
+        NodePeer::connect(&coordinator.endpoint(), &pki.node("host-s"), "host-s", "s1").await.expect("session");
+    node.send(Body::Snapshot(pb::ContainerSnapshot { containers: vec![container("app")], ..Default::default() }))
+        .await
+        .unwrap();
     // 300 samples a second apart (by their own clock), each with counters that rise by known amounts.
     let t0 = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64 - 300_000;
     let mut last = 0;
@@ -59,7 +62,7 @@ async fn get_container_shows_the_last_240_samples_as_60_points_with_exact_counte
             pids: 3,
             ..Default::default()
         };
-        last = node.send(Body::Metrics(pb::MetricsReport { samples: vec![sample] })).await;
+        last = node.send(Body::Metrics(pb::MetricsReport { samples: vec![sample] })).await.unwrap();
     }
     node.acked(last, DEADLINE).await.expect("every report acknowledged");
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use hemostat_coordinator::analysis::HistoryEntry;
 use hemostat_coordinator::analysis::patterns::Sample;
 use hemostat_coordinator::container::{Anomaly, AnomalyKind, Severity};
-use hemostat_coordinator::events::{EventKind, EventRecord, EventRetention};
+use hemostat_coordinator::events::{AuditRetention, EventKind, EventRecord, EventRetention};
 use hemostat_coordinator::policy::{Backoff, Budget, BudgetState, BudgetVerdict, Draw, RestartPolicy};
 use hemostat_coordinator::silence::Silence;
 use hemostat_coordinator::store::{self, DecisionClock, StateStore, StoreConfig, StormConfig, StormVerdict};
@@ -624,20 +624,35 @@ async fn an_action_taken_elsewhere_counts_in_the_budget() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_audit_log_keeps_records_by_age() {
+    let keep = |max_age| AuditRetention { max_age, max_entries: 1000 };
     for b in backends().await {
         let s = &b.store;
-        let old = s.append_audit(&record("web", "old"), Duration::from_secs(3600)).await.unwrap();
+        let old = s.append_audit(&record("web", "old"), &keep(Duration::from_secs(3600))).await.unwrap();
         // Once the clock has moved on, a short retention drops the old record on the next append.
         eventually("the clock to move", Duration::from_secs(5), || async {
             let now = hemostat_coordinator::events::unix_ms(std::time::SystemTime::now());
             if now > old.ms + 50 { Ok(()) } else { Err("not yet".to_owned()) }
         })
         .await;
-        let new = s.append_audit(&record("web", "new"), Duration::from_millis(20)).await.unwrap();
+        let new = s.append_audit(&record("web", "new"), &keep(Duration::from_millis(20))).await.unwrap();
         let kept = s.read_audit(None, 10).await.unwrap();
         assert_eq!(kept.iter().map(|e| e.id).collect::<Vec<_>>(), vec![new], "{}", s.backend());
         assert_eq!(kept[0].record.reason, "new");
         assert!(s.read_events(None, 10).await.unwrap().is_empty(), "the audit log is its own");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_log_keeps_records_by_count_too() {
+    let retention = AuditRetention { max_age: Duration::from_secs(3600), max_entries: 3 };
+    for b in backends().await {
+        let s = &b.store;
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            ids.push(s.append_audit(&record("web", &format!("r{i}")), &retention).await.unwrap());
+        }
+        let kept = s.read_audit(None, 10).await.unwrap();
+        assert_eq!(kept.iter().map(|e| e.id).collect::<Vec<_>>(), ids[2..], "{}: the newest 3", s.backend());
     }
 }
 
