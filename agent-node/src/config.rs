@@ -73,6 +73,9 @@ hemostat_settings::settings! {
         /// Diagnostic commands allowed for exec, `;`-separated, each matched as a whole argument vector
         /// [default: ps;top -b -n 1;df -h;free -m;uptime;uname -a].
         exec_allowlist: String = DEFAULT_EXEC_ALLOWLIST.to_owned(), env "RESPONDER_EXEC_ALLOWLIST";
+        /// Diagnostic commands run in a running container before the node restarts it, `;`-separated, each
+        /// one on the exec allow-list; their masked output goes with the restart's result [default: none].
+        diagnostics: String = String::new(), env "RESPONDER_DIAGNOSTICS";
         /// Longest an exec may run, in seconds [default: 10].
         exec_timeout_seconds: u64 = 10, env "RESPONDER_EXEC_TIMEOUT_SECONDS";
         /// Seconds a restarted container is watched before it counts as a success [default: 30].
@@ -211,6 +214,16 @@ impl NodeConfig {
             })?,
             None => ExecutionPolicy::default().allowed_actions,
         };
+        let exec_allowlist = parse_allowlist(&s.exec_allowlist);
+        let diagnostics = s.diagnostics.try_map(|spec| {
+            let diagnostics = parse_allowlist(&spec);
+            match diagnostics.iter().find(|argv| !exec_allowlist.contains(argv)) {
+                Some(argv) => {
+                    Err(format!("{:?} is not on the exec allow-list (RESPONDER_EXEC_ALLOWLIST)", argv.join(" ")))
+                }
+                None => Ok(diagnostics),
+            }
+        })?;
         Ok(NodeConfig {
             coordinators,
             tls: TlsFiles::in_dir(&s.certs_dir, "node"),
@@ -225,7 +238,8 @@ impl NodeConfig {
             log_lines: s.log_lines.into_value().min(1000),
             execution: ExecutionPolicy {
                 allowed_actions,
-                exec_allowlist: parse_allowlist(&s.exec_allowlist),
+                exec_allowlist,
+                diagnostics,
                 exec_timeout: Duration::from_secs(s.exec_timeout_seconds.into_value().max(1)),
                 verify_window: seconds(s.verify_seconds),
                 commands_per_minute: s.commands_per_minute.into_value().max(1),
@@ -277,6 +291,22 @@ mod tests {
         let config = resolve(NodeArgs { config: Some(path.clone()), ..Default::default() }).unwrap();
         assert_eq!(config.metrics_listen, Some("127.0.0.1:9465".parse().unwrap()));
         std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn diagnostics_are_off_by_default_and_must_be_on_the_allow_list() {
+        assert!(resolve(NodeArgs::default()).unwrap().execution.diagnostics.is_empty());
+        let config =
+            NodeConfig::resolve_in(NodeArgs::default(), &env_of(&[("RESPONDER_DIAGNOSTICS", "ps; df -h")])).unwrap();
+        assert_eq!(config.execution.diagnostics, vec![vec!["ps".to_owned()], vec!["df".to_owned(), "-h".to_owned()]]);
+        let err =
+            NodeConfig::resolve_in(NodeArgs::default(), &env_of(&[("RESPONDER_DIAGNOSTICS", "ps;cat /etc/shadow")]))
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("RESPONDER_DIAGNOSTICS") && err.contains("\"cat /etc/shadow\" is not on the exec allow-list"),
+            "{err}"
+        );
     }
 
     #[test]

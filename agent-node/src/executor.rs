@@ -50,6 +50,9 @@ pub struct ExecutionPolicy {
     pub allowed_actions: Vec<String>,
     /// Exec commands allowed, each a whole argument vector.
     pub exec_allowlist: Vec<Vec<String>>,
+    /// Diagnostic commands (each on the allow-list) run before a restart of a running container
+    /// (`RESPONDER_DIAGNOSTICS`); none by default.
+    pub diagnostics: Vec<Vec<String>>,
     /// Longest an exec may run.
     pub exec_timeout: Duration,
     /// How long a restarted container is watched before it counts as a success.
@@ -68,6 +71,7 @@ impl Default for ExecutionPolicy {
         ExecutionPolicy {
             allowed_actions: ACTION_NAMES.iter().map(|name| name.to_string()).collect(),
             exec_allowlist: parse_allowlist(DEFAULT_EXEC_ALLOWLIST),
+            diagnostics: Vec::new(),
             exec_timeout: Duration::from_secs(10),
             verify_window: Duration::from_secs(30),
             commands_per_minute: DEFAULT_PER_MINUTE,

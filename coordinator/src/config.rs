@@ -18,7 +18,7 @@ use crate::analysis::patterns::PatternConfig;
 use crate::dashboard::DashboardConfig;
 use crate::dashboard::auth::DashboardTokens;
 use crate::events::EventRetention;
-use crate::policy::Budget;
+use crate::policy::{Backoff, Budget, RestartPolicy};
 use crate::remediation::RemediationConfig;
 use crate::store::{StoreConfig, StormConfig};
 
@@ -65,6 +65,17 @@ hemostat_settings::settings! {
         redis_password: String, env "REDIS_PASSWORD";
         /// Seconds between two actions on one container [default: 3600].
         cooldown_seconds: u64 = 3600, env "RESPONDER_COOLDOWN_SECONDS";
+        /// How actions on one container are spaced: `cooldown` (the fixed RESPONDER_COOLDOWN_SECONDS) or
+        /// `backoff` (a wait growing from RESPONDER_BACKOFF_INITIAL_SECONDS) [default: cooldown].
+        restart_policy: String = "cooldown".to_owned(), env "RESPONDER_RESTART_POLICY";
+        /// Under backoff: seconds after the first action of a run before the next [default: 10].
+        backoff_initial_seconds: u64 = Backoff::DEFAULT.initial.as_secs(), env "RESPONDER_BACKOFF_INITIAL_SECONDS";
+        /// Under backoff: the longest wait, in seconds; each wait doubles up to it [default: 300].
+        backoff_max_seconds: u64 = Backoff::DEFAULT.max.as_secs(), env "RESPONDER_BACKOFF_MAX_SECONDS";
+        /// Under backoff: seconds without an action after which a run starts over [default: 600].
+        backoff_reset_seconds: u64 = Backoff::DEFAULT.reset_after.as_secs(), env "RESPONDER_BACKOFF_RESET_SECONDS";
+        /// Under backoff: each wait is scaled by up to plus or minus this many percent [default: 25].
+        backoff_jitter_percent: u32 = Backoff::DEFAULT.jitter_percent, env "RESPONDER_BACKOFF_JITTER_PERCENT";
         /// Most actions on one container in any rolling hour [default: 3].
         max_retries_per_hour: u32 = Budget::DEFAULT.max_attempts, env "RESPONDER_MAX_RETRIES_PER_HOUR";
         /// Seconds a restart waits for a graceful stop before killing [default: 10].
@@ -179,6 +190,17 @@ impl CoordinatorConfig {
         };
         let max_attempts =
             s.max_retries_per_hour.check(|n| *n >= 1, "must be at least 1 (to stop all actions, use dry-run)")?;
+        let backoff = Backoff {
+            initial: Duration::from_secs(s.backoff_initial_seconds.check(|n| *n >= 1, "must be at least 1")?),
+            max: seconds(s.backoff_max_seconds),
+            reset_after: seconds(s.backoff_reset_seconds),
+            jitter_percent: s.backoff_jitter_percent.check(|n| *n <= 100, "must be at most 100")?,
+        };
+        let policy = s.restart_policy.try_map(|name| match name.trim().to_ascii_lowercase().as_str() {
+            "cooldown" => Ok(RestartPolicy::Cooldown),
+            "backoff" => Ok(RestartPolicy::Backoff(backoff)),
+            _ => Err(format!("must be cooldown or backoff, not {name:?}")),
+        })?;
         let stop_timeout = s.stop_timeout_seconds.check(|n| *n <= 3600, "must be at most 3600")?;
         let threshold = *s.confidence_threshold;
         let confidence_threshold = s
@@ -243,7 +265,12 @@ impl CoordinatorConfig {
             tls: TlsFiles::in_dir(&s.certs_dir, "coordinator"),
             store,
             remediation: RemediationConfig {
-                budget: Budget { cooldown: seconds(s.cooldown_seconds), max_attempts, window: Budget::DEFAULT.window },
+                budget: Budget {
+                    cooldown: seconds(s.cooldown_seconds),
+                    max_attempts,
+                    window: Budget::DEFAULT.window,
+                    policy,
+                },
                 stop_timeout: Duration::from_secs(u64::from(stop_timeout)),
                 event_retention,
                 dry_run: *s.dry_run,
@@ -357,6 +384,40 @@ mod tests {
             "ANALYZER_CONFIDENCE_THRESHOLD (environment variable ANALYZER_CONFIDENCE_THRESHOLD): must be between 0 \
              and 1, not 1.5"
         );
+    }
+
+    #[test]
+    fn the_restart_policy_is_cooldown_unless_backoff_is_chosen_and_its_curve_is_configurable() {
+        assert_eq!(resolve(CoordinatorArgs::default()).unwrap().remediation.budget.policy, RestartPolicy::Cooldown);
+        let env = env_of(&[
+            ("RESPONDER_RESTART_POLICY", "Backoff"),
+            ("RESPONDER_BACKOFF_INITIAL_SECONDS", "2"),
+            ("RESPONDER_BACKOFF_MAX_SECONDS", "8"),
+            ("RESPONDER_BACKOFF_RESET_SECONDS", "30"),
+            ("RESPONDER_BACKOFF_JITTER_PERCENT", "0"),
+        ]);
+        let budget = CoordinatorConfig::resolve_in(CoordinatorArgs::default(), &env).unwrap().remediation.budget;
+        assert_eq!(
+            budget.policy,
+            RestartPolicy::Backoff(Backoff {
+                initial: Duration::from_secs(2),
+                max: Duration::from_secs(8),
+                reset_after: Duration::from_secs(30),
+                jitter_percent: 0,
+            })
+        );
+        let defaults = CoordinatorConfig::resolve_in(
+            CoordinatorArgs::default(),
+            &env_of(&[("RESPONDER_RESTART_POLICY", "backoff")]),
+        );
+        assert_eq!(defaults.unwrap().remediation.budget.policy, RestartPolicy::Backoff(Backoff::DEFAULT));
+        let env = env_of(&[("RESPONDER_RESTART_POLICY", "exponential")]);
+        let err = CoordinatorConfig::resolve_in(CoordinatorArgs::default(), &env).unwrap_err().to_string();
+        assert!(err.starts_with("RESPONDER_RESTART_POLICY (environment variable RESPONDER_RESTART_POLICY)"), "{err}");
+        assert!(err.contains("must be cooldown or backoff"), "{err}");
+        let env = env_of(&[("RESPONDER_BACKOFF_JITTER_PERCENT", "150")]);
+        let err = CoordinatorConfig::resolve_in(CoordinatorArgs::default(), &env).unwrap_err().to_string();
+        assert!(err.contains("at most 100"), "{err}");
     }
 
     #[test]

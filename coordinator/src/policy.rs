@@ -5,7 +5,8 @@
 //!
 //! | rule | setting | default | rejects with |
 //! |---|---|---|---|
-//! | cooldown: no action within this long of the previous one | `RESPONDER_COOLDOWN_SECONDS` | 3600 s | `cooldown_active` |
+//! | cooldown (policy `cooldown`): no action within this long of the previous one | `RESPONDER_COOLDOWN_SECONDS` | 3600 s | `cooldown_active` |
+//! | backoff (policy `backoff`): a growing wait between actions, see below | `RESPONDER_BACKOFF_*` | 10 s doubling to 300 s | `cooldown_active` |
 //! | circuit breaker: at most this many attempts in any rolling hour | `RESPONDER_MAX_RETRIES_PER_HOUR` | 3 | `circuit_open` |
 //! | circuit breaker: that many failed verifications in a row | the same | 3 | `circuit_open` |
 //!
@@ -18,6 +19,14 @@
 //! - **half-open**: the failures are still `max_attempts` or more, but the latest is an hour old: one trial
 //!   action goes ahead. Its success closes the breaker (the failure count resets); its failure opens it
 //!   again for another hour.
+//!
+//! Which of the first two rules applies is the restart policy, `RESPONDER_RESTART_POLICY`: `cooldown` (the
+//! default, the original's fixed cooldown) or `backoff`. Under **backoff** the wait after an action depends
+//! on how many actions came before it in the same run of trouble (its *streak*): `initial` after the first,
+//! doubling after each next one, capped at `max`, then scaled by a jitter of up to ± `jitter_percent` (the
+//! store draws it when it allows the action, from a [`Draw`] the caller passes). A run ends, and the next
+//! action's streak starts again at one, once the container has gone `reset_after` without an action (it ran
+//! that long). The per-hour attempt limit and the failure breaker apply under both policies.
 //!
 //! A success resets the failure count. With the default cooldown of an hour the cooldown rejects before the
 //! hourly attempt limit can; the failed-verification rule still trips.
@@ -33,27 +42,122 @@ use serde::{Deserialize, Serialize};
 /// The limits for one container.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Budget {
-    /// Minimum time between two actions.
+    /// Minimum time between two actions, under the `cooldown` policy.
     pub cooldown: Duration,
     /// Most attempts within `window`, and most consecutive failures before the breaker opens.
     pub max_attempts: u32,
     /// The breaker's rolling window, and how long it stays open after failures (an hour).
     pub window: Duration,
+    /// Which rule spaces the actions: the fixed cooldown or a backoff.
+    pub policy: RestartPolicy,
+}
+
+/// How the actions on one container are spaced (`RESPONDER_RESTART_POLICY`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestartPolicy {
+    /// `cooldown`: the fixed [`Budget::cooldown`] after every action (the original's rule, the default).
+    Cooldown,
+    /// `backoff`: a wait that grows with each action of a run (see the module docs).
+    Backoff(Backoff),
+}
+
+impl RestartPolicy {
+    /// `cooldown` or `backoff`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RestartPolicy::Cooldown => "cooldown",
+            RestartPolicy::Backoff(_) => "backoff",
+        }
+    }
+}
+
+/// The backoff policy's curve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// The wait after the first action of a run (`RESPONDER_BACKOFF_INITIAL_SECONDS`, 10 s).
+    pub initial: Duration,
+    /// The longest wait (`RESPONDER_BACKOFF_MAX_SECONDS`, 300 s).
+    pub max: Duration,
+    /// A container this long without an action starts a new run (`RESPONDER_BACKOFF_RESET_SECONDS`, 600 s).
+    pub reset_after: Duration,
+    /// Each wait is scaled by up to ± this many percent (`RESPONDER_BACKOFF_JITTER_PERCENT`, 25).
+    pub jitter_percent: u32,
+}
+
+impl Backoff {
+    /// 10 s doubling to 5 minutes, a new run after 10 minutes, 25 % jitter.
+    pub const DEFAULT: Backoff = Backoff {
+        initial: Duration::from_secs(10),
+        max: Duration::from_secs(300),
+        reset_after: Duration::from_secs(600),
+        jitter_percent: 25,
+    };
+
+    /// The wait after the `streak`-th action of a run (1 for the first), with the jitter `draw`, in ms:
+    /// `min(initial × 2^(streak-1), max)`, then `× (1 + jitter_percent/100 × draw/1000)`, rounded down.
+    /// Integer arithmetic, so that the Redis script (Lua) computes exactly the same.
+    pub fn wait_ms(&self, streak: u32, draw: Draw) -> u64 {
+        let initial = self.initial.as_millis() as i64;
+        let max = self.max.as_millis() as i64;
+        let doubled = initial.saturating_mul(1i64 << streak.saturating_sub(1).min(30));
+        let capped = doubled.min(max);
+        let jitter = (capped * i64::from(self.jitter_percent) * i64::from(draw.0)).div_euclid(100_000);
+        (capped + jitter).max(0) as u64
+    }
+}
+
+/// A uniform random draw in [-1000, 1000] that sets one action's jitter (in thousandths of the largest
+/// jitter). Drawn by the caller, so that tests can fix it; the store keeps the wait it produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Draw(i32);
+
+impl Draw {
+    /// No jitter.
+    pub const NONE: Draw = Draw(0);
+
+    /// A fresh random draw.
+    pub fn random() -> Draw {
+        Draw(rand::random_range(-1000..=1000))
+    }
+
+    /// The draw `value`, clamped to [-1000, 1000].
+    pub fn fixed(value: i32) -> Draw {
+        Draw(value.clamp(-1000, 1000))
+    }
+
+    /// Its value, in [-1000, 1000].
+    pub fn value(self) -> i32 {
+        self.0
+    }
 }
 
 impl Budget {
     /// The original's defaults: a one-hour cooldown, three attempts per rolling hour.
-    pub const DEFAULT: Budget =
-        Budget { cooldown: Duration::from_secs(3600), max_attempts: 3, window: Duration::from_secs(3600) };
+    pub const DEFAULT: Budget = Budget {
+        cooldown: Duration::from_secs(3600),
+        max_attempts: 3,
+        window: Duration::from_secs(3600),
+        policy: RestartPolicy::Cooldown,
+    };
 
-    /// Checks `state` at `now_ms` and, when the action may go ahead, records it in `state`.
-    pub fn evaluate(&self, state: &mut BudgetState, now_ms: u64) -> BudgetVerdict {
-        let cooldown_ms = self.cooldown.as_millis() as u64;
+    /// When the next action may go ahead by the spacing rule (cooldown or backoff), if one was taken.
+    fn next_allowed_ms(&self, state: &BudgetState) -> Option<u64> {
+        match self.policy {
+            RestartPolicy::Cooldown => {
+                state.last_action_ms.map(|last| last.saturating_add(self.cooldown.as_millis() as u64))
+            }
+            RestartPolicy::Backoff(_) => state.next_action_ms,
+        }
+    }
+
+    /// Checks `state` at `now_ms` and, when the action may go ahead, records it in `state` (under backoff
+    /// with the jitter `draw`).
+    pub fn evaluate(&self, state: &mut BudgetState, now_ms: u64, draw: Draw) -> BudgetVerdict {
         let window_ms = self.window.as_millis() as u64;
-        if let Some(last) = state.last_action_ms
-            && now_ms < last.saturating_add(cooldown_ms)
+        if let Some(next) = self.next_allowed_ms(state)
+            && now_ms < next
         {
-            return BudgetVerdict::CooldownActive { retry_after: Duration::from_millis(last + cooldown_ms - now_ms) };
+            return BudgetVerdict::CooldownActive { retry_after: Duration::from_millis(next - now_ms) };
         }
         if state.consecutive_failures >= self.max_attempts
             && let Some(failed) = state.last_failure_ms
@@ -66,6 +170,13 @@ impl Budget {
             let oldest = state.attempts_ms.iter().copied().min().unwrap_or(now_ms);
             return BudgetVerdict::CircuitOpen { retry_after: Duration::from_millis(oldest + window_ms - now_ms) };
         }
+        if let RestartPolicy::Backoff(backoff) = self.policy {
+            let run_goes_on = state
+                .last_action_ms
+                .is_some_and(|last| now_ms < last.saturating_add(backoff.reset_after.as_millis() as u64));
+            state.streak = if run_goes_on { state.streak + 1 } else { 1 };
+            state.next_action_ms = Some(now_ms + backoff.wait_ms(state.streak, draw));
+        }
         state.last_action_ms = Some(now_ms);
         state.attempts_ms.push(now_ms);
         BudgetVerdict::Allowed { attempts_in_window: state.attempts_ms.len() as u32 }
@@ -75,9 +186,9 @@ impl Budget {
     /// circuit breaker's state by the rules above. Changes nothing.
     pub fn status(&self, state: &BudgetState, now_ms: u64) -> BudgetStatus {
         let window_ms = self.window.as_millis() as u64;
-        let cooldown_remaining = state
-            .last_action_ms
-            .map(|last| last.saturating_add(self.cooldown.as_millis() as u64).saturating_sub(now_ms))
+        let cooldown_remaining = self
+            .next_allowed_ms(state)
+            .map(|next| next.saturating_sub(now_ms))
             .map_or(Duration::ZERO, Duration::from_millis);
         let attempts: Vec<u64> =
             state.attempts_ms.iter().copied().filter(|&t| t.saturating_add(window_ms) > now_ms).collect();
@@ -171,6 +282,12 @@ pub struct BudgetState {
     /// When the latest of them was reported.
     #[serde(default)]
     pub last_failure_ms: Option<u64>,
+    /// Under backoff: actions in the current run, the last one included.
+    #[serde(default)]
+    pub streak: u32,
+    /// Under backoff: when the next action may go ahead, in Unix milliseconds.
+    #[serde(default)]
+    pub next_action_ms: Option<u64>,
 }
 
 impl BudgetState {
@@ -222,12 +339,12 @@ mod tests {
     fn cooldown_rejects_until_it_has_run_out() {
         let budget = Budget { cooldown: Duration::from_secs(600), ..Budget::DEFAULT };
         let mut state = BudgetState::default();
-        assert_eq!(budget.evaluate(&mut state, 0), BudgetVerdict::Allowed { attempts_in_window: 1 });
+        assert_eq!(budget.evaluate(&mut state, 0, Draw::NONE), BudgetVerdict::Allowed { attempts_in_window: 1 });
         assert_eq!(
-            budget.evaluate(&mut state, 4 * MIN),
+            budget.evaluate(&mut state, 4 * MIN, Draw::NONE),
             BudgetVerdict::CooldownActive { retry_after: Duration::from_secs(360) }
         );
-        assert_eq!(budget.evaluate(&mut state, 10 * MIN), BudgetVerdict::Allowed { attempts_in_window: 2 });
+        assert_eq!(budget.evaluate(&mut state, 10 * MIN, Draw::NONE), BudgetVerdict::Allowed { attempts_in_window: 2 });
     }
 
     #[test]
@@ -235,15 +352,18 @@ mod tests {
         let budget = Budget { cooldown: Duration::from_secs(60), ..Budget::DEFAULT };
         let mut state = BudgetState::default();
         for (i, t) in [0, 2 * MIN, 4 * MIN].into_iter().enumerate() {
-            assert_eq!(budget.evaluate(&mut state, t), BudgetVerdict::Allowed { attempts_in_window: i as u32 + 1 });
+            assert_eq!(
+                budget.evaluate(&mut state, t, Draw::NONE),
+                BudgetVerdict::Allowed { attempts_in_window: i as u32 + 1 }
+            );
         }
         assert_eq!(
-            budget.evaluate(&mut state, 6 * MIN),
+            budget.evaluate(&mut state, 6 * MIN, Draw::NONE),
             BudgetVerdict::CircuitOpen { retry_after: Duration::from_secs(54 * 60) }
         );
         // A rejection does not count as an attempt.
         assert_eq!(state.attempts_ms.len(), 3);
-        assert_eq!(budget.evaluate(&mut state, 60 * MIN), BudgetVerdict::Allowed { attempts_in_window: 3 });
+        assert_eq!(budget.evaluate(&mut state, 60 * MIN, Draw::NONE), BudgetVerdict::Allowed { attempts_in_window: 3 });
     }
 
     #[test]
@@ -254,25 +374,31 @@ mod tests {
         // Three actions an hour and a bit apart (the cooldown allows them), each failing verification.
         for i in 0..3 {
             let t = i * (hour + MIN);
-            assert!(matches!(budget.evaluate(&mut state, t), BudgetVerdict::Allowed { .. }), "attempt {i}");
+            assert!(matches!(budget.evaluate(&mut state, t, Draw::NONE), BudgetVerdict::Allowed { .. }), "attempt {i}");
             state.record_outcome(false, t + MIN);
         }
         let last_failure = 2 * (hour + MIN) + MIN;
         // Open: the cooldown has run out, the breaker has not.
         assert_eq!(
-            budget.evaluate(&mut state, last_failure + hour - MIN),
+            budget.evaluate(&mut state, last_failure + hour - MIN, Draw::NONE),
             BudgetVerdict::CircuitOpen { retry_after: Duration::from_secs(60) }
         );
         // Half-open: one trial an hour after the last failure; it fails: open again.
-        assert!(matches!(budget.evaluate(&mut state, last_failure + hour), BudgetVerdict::Allowed { .. }));
+        assert!(matches!(budget.evaluate(&mut state, last_failure + hour, Draw::NONE), BudgetVerdict::Allowed { .. }));
         state.record_outcome(false, last_failure + hour + MIN);
         let reopened = last_failure + hour + MIN;
-        assert!(matches!(budget.evaluate(&mut state, reopened + hour - 1), BudgetVerdict::CircuitOpen { .. }));
+        assert!(matches!(
+            budget.evaluate(&mut state, reopened + hour - 1, Draw::NONE),
+            BudgetVerdict::CircuitOpen { .. }
+        ));
         // The next trial succeeds: closed, the count starts over.
-        assert!(matches!(budget.evaluate(&mut state, reopened + hour), BudgetVerdict::Allowed { .. }));
+        assert!(matches!(budget.evaluate(&mut state, reopened + hour, Draw::NONE), BudgetVerdict::Allowed { .. }));
         state.record_outcome(true, reopened + hour + MIN);
         assert_eq!(state.consecutive_failures, 0);
-        assert!(matches!(budget.evaluate(&mut state, reopened + 2 * hour + MIN), BudgetVerdict::Allowed { .. }));
+        assert!(matches!(
+            budget.evaluate(&mut state, reopened + 2 * hour + MIN, Draw::NONE),
+            BudgetVerdict::Allowed { .. }
+        ));
     }
 
     #[test]
@@ -281,7 +407,7 @@ mod tests {
         let mut state = BudgetState::default();
         assert_eq!(budget.status(&state, 0).circuit, Circuit::Closed);
         for t in [0, 2 * MIN, 4 * MIN] {
-            budget.evaluate(&mut state, t);
+            budget.evaluate(&mut state, t, Draw::NONE);
         }
         let status = budget.status(&state, 4 * MIN + 30_000);
         assert_eq!(status.cooldown_remaining, Duration::from_secs(30));
@@ -294,6 +420,99 @@ mod tests {
         assert!(matches!(budget.status(&state, 30 * MIN).circuit, Circuit::Open { .. }), "failures trip it");
         assert_eq!(budget.status(&state, 5 * MIN + 2 + 60 * MIN).circuit, Circuit::HalfOpen);
         assert_eq!(state.attempts_ms.len(), 3, "status changes nothing");
+    }
+
+    fn backoff(max_attempts: u32) -> Budget {
+        Budget { max_attempts, policy: RestartPolicy::Backoff(Backoff::DEFAULT), ..Budget::DEFAULT }
+    }
+
+    /// The times at which a container that needs an action again the moment it is allowed gets one.
+    fn crash_loop(budget: &Budget, state: &mut BudgetState, from: u64, actions: usize) -> Vec<u64> {
+        let mut times = Vec::new();
+        let mut now = from;
+        while times.len() < actions {
+            match budget.evaluate(state, now, Draw::NONE) {
+                BudgetVerdict::Allowed { .. } => times.push(now),
+                BudgetVerdict::CooldownActive { retry_after } => now += retry_after.as_millis() as u64,
+                BudgetVerdict::CircuitOpen { retry_after } => panic!("breaker opened at {now}: {retry_after:?}"),
+            }
+        }
+        times
+    }
+
+    #[test]
+    fn backoff_waits_ten_seconds_then_doubles_up_to_five_minutes() {
+        let budget = backoff(100);
+        let mut state = BudgetState::default();
+        let times = crash_loop(&budget, &mut state, 0, 8);
+        let gaps: Vec<u64> = times.windows(2).map(|w| (w[1] - w[0]) / 1000).collect();
+        assert_eq!(gaps, [10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(state.streak, 8);
+        // One second before the wait is over: rejected, with the exact time left.
+        let last = *times.last().unwrap();
+        assert_eq!(
+            budget.evaluate(&mut state, last + 299_000, Draw::NONE),
+            BudgetVerdict::CooldownActive { retry_after: Duration::from_secs(1) }
+        );
+    }
+
+    #[test]
+    fn backoff_starts_over_after_ten_minutes_without_an_action() {
+        let budget = backoff(100);
+        let mut state = BudgetState::default();
+        let times = crash_loop(&budget, &mut state, 0, 4);
+        let last = *times.last().unwrap();
+        // Nine minutes and a bit later the run goes on: the next wait is the fifth (160 s).
+        let mut going_on = state.clone();
+        assert!(matches!(budget.evaluate(&mut going_on, last + 9 * MIN, Draw::NONE), BudgetVerdict::Allowed { .. }));
+        assert_eq!((going_on.streak, going_on.next_action_ms), (5, Some(last + 9 * MIN + 160_000)));
+        // Ten minutes later it has started over: the next wait is the first again.
+        assert!(matches!(budget.evaluate(&mut state, last + 10 * MIN, Draw::NONE), BudgetVerdict::Allowed { .. }));
+        assert_eq!((state.streak, state.next_action_ms), (1, Some(last + 10 * MIN + 10_000)));
+    }
+
+    #[test]
+    fn backoff_jitter_stays_within_a_quarter_either_way() {
+        let curve = Backoff::DEFAULT;
+        for streak in 1..12 {
+            let plain = curve.wait_ms(streak, Draw::NONE);
+            let (low, high) = (plain * 3 / 4, plain * 5 / 4);
+            assert_eq!(curve.wait_ms(streak, Draw::fixed(-1000)), low, "streak {streak}");
+            assert_eq!(curve.wait_ms(streak, Draw::fixed(1000)), high, "streak {streak}");
+            for value in (-1000..=1000).step_by(7) {
+                let wait = curve.wait_ms(streak, Draw::fixed(value));
+                assert!((low..=high).contains(&wait), "streak {streak}, draw {value}: {wait}");
+            }
+        }
+        assert_eq!(Draw::fixed(5000).value(), 1000, "draws are clamped");
+        let draws: std::collections::HashSet<i32> = (0..200).map(|_| Draw::random().value()).collect();
+        assert!(draws.len() > 100 && draws.iter().all(|d| (-1000..=1000).contains(d)), "{draws:?}");
+    }
+
+    #[test]
+    fn backoff_is_still_capped_by_the_hourly_attempts_and_the_failure_breaker() {
+        let budget = backoff(3);
+        let mut state = BudgetState::default();
+        let times = crash_loop(&budget, &mut state, 0, 3);
+        assert_eq!(times, [0, 10_000, 30_000]);
+        assert_eq!(
+            budget.evaluate(&mut state, 70_000, Draw::NONE),
+            BudgetVerdict::CircuitOpen { retry_after: Duration::from_secs(3600 - 70) }
+        );
+        let mut failing = BudgetState::default();
+        for t in [0, 10_000, 30_000] {
+            assert!(matches!(backoff(10).evaluate(&mut failing, t, Draw::NONE), BudgetVerdict::Allowed { .. }));
+            failing.record_outcome(false, t + 1000);
+        }
+        assert!(matches!(backoff(3).evaluate(&mut failing, 11 * MIN, Draw::NONE), BudgetVerdict::CircuitOpen { .. }));
+    }
+
+    #[test]
+    fn status_under_backoff_shows_the_wait_left() {
+        let budget = backoff(10);
+        let mut state = BudgetState::default();
+        budget.evaluate(&mut state, 0, Draw::fixed(1000));
+        assert_eq!(budget.status(&state, 2_000).cooldown_remaining, Duration::from_millis(10_500));
     }
 
     #[test]

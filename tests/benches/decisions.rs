@@ -13,7 +13,7 @@ use hemostat_coordinator::analysis::{Analyzer, AnalyzerConfig};
 use hemostat_coordinator::container::{
     AlertReport, Anomaly, AnomalyKind, ContainerFacts, Health, Metrics, Severity, Status,
 };
-use hemostat_coordinator::policy::Budget;
+use hemostat_coordinator::policy::{Budget, Draw};
 use hemostat_coordinator::registry::Registry;
 use hemostat_coordinator::remediation::{RemediationConfig, Remediator};
 use hemostat_coordinator::store::{self, StateStore, StoreConfig};
@@ -92,7 +92,7 @@ async fn budget_rate(name: &str, store: Arc<dyn StateStore>) {
     let n = 5000;
     let started = Instant::now();
     for i in 0..n {
-        store.try_begin_action(&format!("bench/c{i}"), 1_800_000_000_000, &Budget::DEFAULT).await.unwrap();
+        store.try_begin_action(&format!("bench/c{i}"), 1_800_000_000_000, &Budget::DEFAULT, Draw::NONE).await.unwrap();
     }
     println!("budget decisions ({name}): {:.0}/s, one after another", n as f64 / started.elapsed().as_secs_f64());
 }

@@ -2,6 +2,11 @@
 //! the container for `RESPONDER_VERIFY_SECONDS` (30): still running the run the restart began (the same
 //! start time: a crash and a start by someone else in between, even between two looks, is not a run that
 //! held), and healthy if it has a health check → `success`; otherwise `failed` with what it saw.
+//!
+//! Diagnostics at the failure edge: with `RESPONDER_DIAGNOSTICS` set (commands from the exec allow-list,
+//! none by default), the node first runs each of them in the container while it is still in its failing
+//! state, if it is running (a crashed container has nothing left to ask), and the result carries their
+//! masked output, capped at [`MAX_OUTPUT`] in all, whatever the restart's outcome.
 
 use hemostat_model::Action;
 use std::time::{Duration, Instant};
@@ -9,6 +14,7 @@ use std::time::{Duration, Instant};
 use bollard::query_parameters::RestartContainerOptions;
 use hemostat_proto::v1 as pb;
 
+use super::exec::{MAX_OUTPUT, run_allowed};
 use super::{ActionContext, ActionHandler, ActionOutcome, NodeAction, Target};
 use crate::inventory;
 
@@ -37,12 +43,39 @@ impl ActionHandler for Restart {
     }
 
     async fn execute(&self, context: &ActionContext, target: &Target) -> ActionOutcome {
+        let diagnostics = diagnose(context, target).await;
         let options = RestartContainerOptions { t: Some(self.stop_timeout.as_secs() as i32), signal: None };
-        if let Err(error) = context.docker.restart_container(&target.id, Some(options)).await {
-            return ActionOutcome::failed(format!("restart failed: {error}"));
-        }
-        verify(context, &target.id).await
+        let mut outcome = match context.docker.restart_container(&target.id, Some(options)).await {
+            Err(error) => ActionOutcome::failed(format!("restart failed: {error}")),
+            Ok(()) => verify(context, &target.id).await,
+        };
+        outcome.output = diagnostics;
+        outcome
     }
+}
+
+/// Runs the node's diagnostic commands in `target` before it is restarted: each one's command line, exit,
+/// and masked output, in order, the whole capped at [`MAX_OUTPUT`]. Empty when none are configured.
+async fn diagnose(context: &ActionContext, target: &Target) -> String {
+    let commands = &context.policy.diagnostics;
+    if commands.is_empty() {
+        return String::new();
+    }
+    let running = target.inspect.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+    if !running {
+        return "diagnostics not run: the container was not running".to_owned();
+    }
+    let mut report = String::new();
+    for argv in commands {
+        let ran = run_allowed(&context.docker, &target.id, argv, &context.policy).await;
+        let section = format!("$ {} ({})\n{}\n", argv.join(" "), ran.detail, ran.output.trim_end());
+        if report.len() + section.len() > MAX_OUTPUT {
+            report.push_str(&crate::bounds::marker(section.len()));
+            break;
+        }
+        report.push_str(&section);
+    }
+    report
 }
 
 /// Watches a restarted container for the verification window.

@@ -1,17 +1,21 @@
 //! Dispatch: an action on its way to a node passes the storm breaker, then the container's budget (checked
 //! and recorded in one atomic store step), then goes to the node. What stops it is recorded as `rejected`,
 //! once per episode (until the container is next acted on), not once per alert.
+//!
+//! Under the backoff policy an automatic action the backoff holds back is not dropped: it is retried when
+//! the wait is over ([`Dispatcher::dispatch_or_retry`]), unless the container is running again by then (one
+//! retry waits per container; a retry is kept in this coordinator's memory only).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use super::journal::Journal;
 use super::node_commands::{Delivery, NodeCommands};
 use super::settings::Settings;
 use super::{Stop, Target};
 use crate::events::{Action, EventKind, EventRecord, Rejection, unix_ms};
-use crate::policy::{Budget, BudgetVerdict};
+use crate::policy::{Budget, BudgetVerdict, Draw, RestartPolicy};
 use crate::store::{BudgetStore, StoreError, StormConfig, StormVerdict};
 
 /// What became of an action handed to [`Dispatcher::dispatch`].
@@ -33,6 +37,8 @@ pub struct Dispatcher {
     storm: StormConfig,
     /// The last rejection recorded per budget key, until an action is allowed again.
     episodes: Mutex<HashMap<String, Rejection>>,
+    /// The budget keys with a retry waiting for their backoff to end.
+    retries: Mutex<HashSet<String>>,
 }
 
 impl Dispatcher {
@@ -46,7 +52,16 @@ impl Dispatcher {
         budget: Budget,
         storm: StormConfig,
     ) -> Self {
-        Dispatcher { budgets, journal, settings, commands, budget, storm, episodes: Mutex::new(HashMap::new()) }
+        Dispatcher {
+            budgets,
+            journal,
+            settings,
+            commands,
+            budget,
+            storm,
+            episodes: Mutex::new(HashMap::new()),
+            retries: Mutex::new(HashSet::new()),
+        }
     }
 
     /// The budget limits every container is held to.
@@ -61,6 +76,47 @@ impl Dispatcher {
         Ok(Some(stop))
     }
 
+    /// [`Dispatcher::dispatch`] for an automatic decision: under the backoff policy, an action the backoff
+    /// holds back is retried (through the silences, the storm breaker and the budget again) once the wait is
+    /// over, if the container is still not running by then.
+    pub async fn dispatch_or_retry(
+        self: &Arc<Self>,
+        target: &Target,
+        action: Action,
+        command_id: String,
+    ) -> Result<DispatchOutcome, StoreError> {
+        let (outcome, backoff) = self.try_dispatch(target, action, Vec::new(), command_id.clone()).await?;
+        if let Some(wait) = backoff {
+            self.retry_after(target.clone(), action, command_id, wait);
+        }
+        Ok(outcome)
+    }
+
+    /// Retries `action` on `target` once `wait` is over (a little after, so the store's clock agrees).
+    fn retry_after(self: &Arc<Self>, target: Target, action: Action, command_id: String, wait: Duration) {
+        if !self.retries.lock().expect("retries lock").insert(target.key.clone()) {
+            return;
+        }
+        tracing::debug!(node = %target.node, container = %target.container_name, ?wait, "retry after the backoff");
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait + Duration::from_millis(100)).await;
+            this.retries.lock().expect("retries lock").remove(&target.key);
+            if !this.commands.still_failing(&target) {
+                tracing::info!(node = %target.node, container = %target.container_name, "running again: no retry");
+                return;
+            }
+            let retried = match this.hold(&target, action, &command_id).await {
+                Ok(Some(_)) => return,
+                Ok(None) => this.dispatch_or_retry(&target, action, command_id).await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = retried {
+                tracing::error!(node = %target.node, container = %target.container_name, %error, "retry failed");
+            }
+        });
+    }
+
     /// Checks the storm breaker and the budget and sends the command.
     pub async fn dispatch(
         &self,
@@ -69,8 +125,19 @@ impl Dispatcher {
         argv: Vec<String>,
         command_id: String,
     ) -> Result<DispatchOutcome, StoreError> {
+        Ok(self.try_dispatch(target, action, argv, command_id).await?.0)
+    }
+
+    /// [`Dispatcher::dispatch`], and how long the backoff has left when it is what stopped the action.
+    async fn try_dispatch(
+        &self,
+        target: &Target,
+        action: Action,
+        argv: Vec<String>,
+        command_id: String,
+    ) -> Result<(DispatchOutcome, Option<Duration>), StoreError> {
         let (node, key) = (target.node.as_str(), &target.key);
-        let now = unix_ms(SystemTime::now());
+        let now = now_ms();
         let scopes = ["fleet".to_owned(), format!("node:{node}")];
         if let StormVerdict::Storm { scope, started, members } =
             self.budgets.note_need(&scopes, key, now, &self.storm).await?
@@ -80,9 +147,11 @@ impl Dispatcher {
             }
             let reason =
                 format!("storm in {scope}: too many containers need remediation at once; not acting automatically");
-            return self.stopped(target, action, Stop { rejection: Rejection::Storm, reason }, command_id).await;
+            let stop = Stop { rejection: Rejection::Storm, reason };
+            return Ok((self.stopped(target, action, stop, command_id).await?, None));
         }
-        let stop = match self.budgets.try_begin_action(key, now, &self.budget).await? {
+        let mut backoff = None;
+        let stop = match self.budgets.try_begin_action(key, now, &self.budget, Draw::random()).await? {
             BudgetVerdict::Allowed { attempts_in_window } => {
                 tracing::info!(node, container = %target.container_name, ?action, attempts_in_window, "remediating");
                 self.episodes.lock().expect("episodes lock").remove(key);
@@ -90,11 +159,21 @@ impl Dispatcher {
             }
             BudgetVerdict::CooldownActive { retry_after } => Some(Stop {
                 rejection: Rejection::CooldownActive,
-                reason: format!(
-                    "cooldown active: {key} was acted on less than {}s ago; next action allowed in {}s",
-                    self.budget.cooldown.as_secs(),
-                    retry_after.as_secs().max(1)
-                ),
+                reason: match self.budget.policy {
+                    RestartPolicy::Cooldown => format!(
+                        "cooldown active: {key} was acted on less than {}s ago; next action allowed in {}s",
+                        self.budget.cooldown.as_secs(),
+                        retry_after.as_secs().max(1)
+                    ),
+                    RestartPolicy::Backoff(_) => {
+                        backoff = Some(retry_after);
+                        format!(
+                            "backoff active: {key} was acted on {} time(s) in this run; retrying in {}s",
+                            self.budgets.read_budget(key).await?.streak,
+                            retry_after.as_secs_f64().ceil() as u64
+                        )
+                    }
+                },
             }),
             BudgetVerdict::CircuitOpen { retry_after } => Some(Stop {
                 rejection: Rejection::CircuitOpen,
@@ -108,13 +187,14 @@ impl Dispatcher {
             }),
         };
         if let Some(stop) = stop {
-            return self.stopped(target, action, stop, command_id).await;
+            return Ok((self.stopped(target, action, stop, command_id).await?, backoff));
         }
         match self.commands.send(target, action, argv, command_id.clone()).await? {
-            Ok(delivery) => Ok(DispatchOutcome::Sent(delivery)),
+            Ok(delivery) => Ok((DispatchOutcome::Sent(delivery), None)),
             Err(error) => {
                 let reason = format!("{error} any more; the command was not sent");
-                self.stopped(target, action, Stop { rejection: Rejection::NodeDisconnected, reason }, command_id).await
+                let stop = Stop { rejection: Rejection::NodeDisconnected, reason };
+                Ok((self.stopped(target, action, stop, command_id).await?, None))
             }
         }
     }
@@ -194,11 +274,16 @@ impl Dispatcher {
 
     /// Counts an action an admin forced past the policy in the container's budget.
     pub async fn count_forced_action(&self, key: &str) -> Result<(), StoreError> {
-        self.budgets.record_attempt(key, unix_ms(SystemTime::now()), &self.budget).await
+        self.budgets.record_attempt(key, now_ms(), &self.budget).await
     }
 
     /// Ends every storm; returns the scopes that were in one.
     pub async fn end_storms(&self) -> Result<Vec<String>, StoreError> {
         self.budgets.end_storms().await
     }
+}
+
+/// This coordinator's clock, Unix ms (the store decides budgets on its own).
+fn now_ms() -> u64 {
+    unix_ms(SystemTime::now())
 }

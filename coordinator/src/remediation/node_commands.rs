@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use super::Target;
 use super::journal::Journal;
+use crate::container::{Health, Status};
 use crate::directory::Directory;
 use crate::events::{Action, EventKind, EventRecord, Outcome, Rejection, unix_ms};
 use crate::policy::Budget;
@@ -115,6 +116,16 @@ impl NodeCommands {
     pub fn with_directory(mut self, directory: Arc<Directory>) -> Self {
         self.directory = Some(directory);
         self
+    }
+
+    /// Whether `target` still needs an action as far as this coordinator knows: not running, or unhealthy
+    /// (a container of a node connected elsewhere, not in this registry, is taken to need it).
+    pub fn still_failing(&self, target: &Target) -> bool {
+        self.registry
+            .containers(Some(&target.node))
+            .into_iter()
+            .find(|entry| entry.facts.id == target.container_id)
+            .is_none_or(|entry| entry.facts.status != Status::Running || entry.facts.health == Health::Unhealthy)
     }
 
     /// The arguments an action is sent with, for the event and audit logs.

@@ -137,7 +137,7 @@ impl Pipeline {
         if let Some(ttl) = self.approval_ttl {
             return self.await_approval(&target, action, command_id, ttl).await;
         }
-        self.dispatcher.dispatch(&target, action, Vec::new(), command_id).await.map(|_| ())
+        self.dispatcher.dispatch_or_retry(&target, action, command_id).await.map(|_| ())
     }
 
     /// Parks a decision until an admin approves it (or `ttl` passes), and records that it waits.

@@ -11,12 +11,12 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{
-    BudgetStore, DirectoryStore, EventLog, HistoryStore, PendingApproval, SettingsStore, StateStore, StoreError,
-    StormConfig, StormVerdict, decode_event, decode_silence, encode_event, fresh, in_force,
+    BudgetStore, DecisionClock, DirectoryStore, EventLog, HistoryStore, PendingApproval, SettingsStore, StateStore,
+    StoreError, StormConfig, StormVerdict, decode_event, decode_silence, encode_event, fresh, in_force,
 };
 use crate::analysis::HistoryEntry;
 use crate::events::{EventId, EventRecord, EventRetention, StoredEvent};
-use crate::policy::{Budget, BudgetState, BudgetVerdict};
+use crate::policy::{Budget, BudgetState, BudgetVerdict, Draw};
 use crate::silence::Silence;
 
 /// Container key → JSON `BudgetState`.
@@ -84,6 +84,7 @@ fn worker_failed(error: tokio::task::JoinError) -> StoreError {
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    clock: DecisionClock,
 }
 
 impl EmbeddedStore {
@@ -108,10 +109,15 @@ impl EmbeddedStore {
             txn.open_table(DIRECTORY).map_err(failed)?;
             txn.open_table(ROUTED).map_err(failed)?;
             txn.commit().map_err(failed)?;
-            Ok(EmbeddedStore { db: Arc::new(db) })
+            Ok(EmbeddedStore { db: Arc::new(db), clock: DecisionClock::Store })
         })
         .await
         .map_err(worker_failed)?
+    }
+
+    /// The same store, deciding budgets on `clock`.
+    pub fn with_clock(self, clock: DecisionClock) -> Self {
+        EmbeddedStore { clock, ..self }
     }
 
     /// Appends a record to a log table with a Redis-like id, then trims the table.
@@ -285,10 +291,18 @@ impl EmbeddedStore {
 
 #[async_trait]
 impl BudgetStore for EmbeddedStore {
-    async fn try_begin_action(&self, key: &str, now_ms: u64, budget: &Budget) -> Result<BudgetVerdict, StoreError> {
-        let (key, budget) = (key.to_owned(), *budget);
+    async fn try_begin_action(
+        &self,
+        key: &str,
+        now_ms: u64,
+        budget: &Budget,
+        draw: Draw,
+    ) -> Result<BudgetVerdict, StoreError> {
+        let (key, budget, clock) = (key.to_owned(), *budget, self.clock);
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(failed)?;
+            // Read inside the transaction: decisions are serialized, and so are their times.
+            let now_ms = clock.host_or(now_ms);
             let verdict = {
                 let mut table = txn.open_table(BUDGETS).map_err(failed)?;
                 let mut state: BudgetState = match table.get(key.as_str()).map_err(failed)? {
@@ -296,7 +310,7 @@ impl BudgetStore for EmbeddedStore {
                         .map_err(|e| StoreError::Corrupt(format!("budget of {key}: {e}")))?,
                     None => BudgetState::default(),
                 };
-                let verdict = budget.evaluate(&mut state, now_ms);
+                let verdict = budget.evaluate(&mut state, now_ms, draw);
                 if matches!(verdict, BudgetVerdict::Allowed { .. }) {
                     let raw = serde_json::to_vec(&state).expect("budget state serializes");
                     table.insert(key.as_str(), raw.as_slice()).map_err(failed)?;
@@ -314,6 +328,7 @@ impl BudgetStore for EmbeddedStore {
     }
 
     async fn record_outcome(&self, key: &str, success: bool, now_ms: u64, _budget: &Budget) -> Result<(), StoreError> {
+        let now_ms = self.clock.host_or(now_ms);
         self.update_budget(key, move |state| state.record_outcome(success, now_ms)).await
     }
 

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use crate::analysis::HistoryEntry;
 
 use crate::events::{EventId, EventRecord, EventRetention, StoredEvent};
-use crate::policy::{Budget, BudgetState, BudgetVerdict};
+use crate::policy::{Budget, BudgetState, BudgetVerdict, Draw};
 use crate::silence::Silence;
 
 /// Why the store could not answer. Backend-neutral: each backend converts its own errors into these.
@@ -42,15 +42,23 @@ pub enum StoreError {
 /// The safety policy's shared counters: each container's budget and the storm breaker's windows.
 #[async_trait]
 pub trait BudgetStore: Send + Sync {
-    /// Checks `budget` for the container `key` at `now_ms` and, when allowed, records the attempt: one atomic
-    /// step, so that two coordinators can never both be allowed within one cooldown.
-    async fn try_begin_action(&self, key: &str, now_ms: u64, budget: &Budget) -> Result<BudgetVerdict, StoreError>;
+    /// Checks `budget` for the container `key` at `now_ms` and, when allowed, records the attempt (under
+    /// backoff, with the jitter `draw`): one atomic step, so that two coordinators can never both be allowed
+    /// within one cooldown. On the [`DecisionClock::Store`] clock `now_ms` is not used: the store reads its own.
+    async fn try_begin_action(
+        &self,
+        key: &str,
+        now_ms: u64,
+        budget: &Budget,
+        draw: Draw,
+    ) -> Result<BudgetVerdict, StoreError>;
 
     /// Records an action that already happened on the container `key` at `at_ms` (a node's local policy),
     /// so that the cooldown and the breaker count it.
     async fn record_attempt(&self, key: &str, at_ms: u64, budget: &Budget) -> Result<(), StoreError>;
 
-    /// Records the verified result of an action on the container `key`, for the circuit breaker.
+    /// Records the verified result of an action on the container `key`, for the circuit breaker (at `now_ms`,
+    /// or on the [`DecisionClock::Store`] clock at the store's time).
     async fn record_outcome(&self, key: &str, success: bool, now_ms: u64, budget: &Budget) -> Result<(), StoreError>;
 
     /// The container `key`'s budget state as stored (for people; decisions use `try_begin_action`).
@@ -209,6 +217,30 @@ pub enum StormVerdict {
     },
 }
 
+/// Whose clock the budget decisions ([`BudgetStore::try_begin_action`], [`BudgetStore::record_outcome`]) are
+/// taken on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DecisionClock {
+    /// The store's own: Redis's `TIME`, read inside the script, or the host's clock for the embedded store
+    /// (one host, one coordinator). The `now_ms` callers pass is not used, so coordinators whose clocks
+    /// disagree still allow one action per cooldown. What coordinators use.
+    #[default]
+    Store,
+    /// The `now_ms` the caller passes: for tests that inject the time.
+    Caller,
+}
+
+impl DecisionClock {
+    /// The time of a decision: the caller's `now_ms`, or the host's clock for [`DecisionClock::Store`] (the
+    /// embedded store's own clock).
+    fn host_or(self, now_ms: u64) -> u64 {
+        match self {
+            DecisionClock::Store => crate::events::unix_ms(std::time::SystemTime::now()),
+            DecisionClock::Caller => now_ms,
+        }
+    }
+}
+
 /// Which backend to open.
 #[derive(Clone, Debug)]
 pub enum StoreConfig {
@@ -224,11 +256,18 @@ pub enum StoreConfig {
     },
 }
 
-/// Opens the configured backend.
+/// Opens the configured backend, deciding budgets on its own clock ([`DecisionClock::Store`]).
 pub async fn open(config: &StoreConfig) -> Result<Arc<dyn StateStore>, StoreError> {
+    open_with_clock(config, DecisionClock::Store).await
+}
+
+/// Opens the configured backend, deciding budgets on `clock`.
+pub async fn open_with_clock(config: &StoreConfig, clock: DecisionClock) -> Result<Arc<dyn StateStore>, StoreError> {
     Ok(match config {
-        StoreConfig::Redis { url } => Arc::new(redis::RedisStore::connect(url).await?),
-        StoreConfig::Embedded { path } => Arc::new(embedded::EmbeddedStore::open(path.clone()).await?),
+        StoreConfig::Redis { url } => Arc::new(redis::RedisStore::connect(url).await?.with_clock(clock)),
+        StoreConfig::Embedded { path } => {
+            Arc::new(embedded::EmbeddedStore::open(path.clone()).await?.with_clock(clock))
+        }
     })
 }
 

@@ -1,10 +1,11 @@
 //! The Redis backend: shared by every coordinator of a fleet.
 //!
 //! Keys carry a hash tag so that one container's keys share a Redis Cluster slot:
-//! `hemostat:{<container key>}:budget` (hash: `last_action_ms`, `failures`, `last_failure_ms`) and
+//! `hemostat:{<container key>}:budget` (hash: `last_action_ms`, `failures`, `last_failure_ms`, and under
+//! backoff `streak`, `next_action_ms`) and
 //! `hemostat:{<container key>}:attempts`
 //! (sorted set of attempt times). The event log is the stream `hemostat:events`, trimmed approximately to
-//! its retention. A budget decision is one `EVALSHA` of [`BUDGET_SCRIPT`]. Alert history is the list
+//! its retention. A budget decision is one `EVALSHA` of [`BUDGET_SCRIPT`], on the server's clock (`TIME`). Alert history is the list
 //! `hemostat:{<container key>}:history`, newest first, trimmed to its size and expiring with its TTL.
 
 use async_trait::async_trait;
@@ -13,12 +14,12 @@ use redis::aio::ConnectionManager;
 use redis::streams::StreamRangeReply;
 
 use super::{
-    BudgetStore, DirectoryStore, EventLog, HistoryStore, PendingApproval, SettingsStore, StateStore, StoreError,
-    StormConfig, StormVerdict, decode_event, decode_history, decode_silence, encode_event, fresh, in_force,
+    BudgetStore, DecisionClock, DirectoryStore, EventLog, HistoryStore, PendingApproval, SettingsStore, StateStore,
+    StoreError, StormConfig, StormVerdict, decode_event, decode_history, decode_silence, encode_event, fresh, in_force,
 };
 use crate::analysis::HistoryEntry;
 use crate::events::{EventId, EventRecord, EventRetention, StoredEvent};
-use crate::policy::{Budget, BudgetState, BudgetVerdict};
+use crate::policy::{Backoff, Budget, BudgetState, BudgetVerdict, Draw, RestartPolicy};
 use crate::silence::Silence;
 use std::time::Duration;
 
@@ -56,17 +57,38 @@ redis.call('XTRIM', KEYS[1], 'MINID', ARGV[3])
 return id
 "#;
 
-/// [`Budget::evaluate`](crate::policy::Budget::evaluate) in Lua, run atomically by Redis.
-/// KEYS: budget hash, attempts zset. ARGV: now_ms, cooldown_ms, window_ms, max_attempts.
+/// The time of a budget decision, in Lua: the caller's `now_ms` (ARGV[1]) or, when the clock argument is
+/// `store`, the server's `TIME` (so that coordinators with skewed clocks agree).
+const DECISION_TIME: &str = r#"
+local function decision_time(caller_ms, clock)
+  if clock == 'store' then
+    local t = redis.call('TIME')
+    return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return tonumber(caller_ms)
+end
+"#;
+
+/// [`Budget::evaluate`](crate::policy::Budget::evaluate) in Lua, run atomically by Redis (after
+/// [`DECISION_TIME`]). KEYS: budget hash, attempts zset. ARGV: now_ms, cooldown_ms, window_ms, max_attempts,
+/// clock (`store`/`caller`), policy (`cooldown`/`backoff`), backoff initial_ms, max_ms, reset_ms,
+/// jitter_percent, the draw, the keys' ttl_ms.
 /// Returns `{"allowed", attempts}`, `{"cooldown", retry_after_ms}` or `{"circuit", retry_after_ms}`.
 pub const BUDGET_SCRIPT: &str = r#"
-local now = tonumber(ARGV[1])
+local now = decision_time(ARGV[1], ARGV[5])
 local cooldown = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
 local max_attempts = tonumber(ARGV[4])
+local backoff = ARGV[6] == 'backoff'
 local last = tonumber(redis.call('HGET', KEYS[1], 'last_action_ms'))
-if last and now < last + cooldown then
-  return {'cooldown', last + cooldown - now}
+local next_at = nil
+if backoff then
+  next_at = tonumber(redis.call('HGET', KEYS[1], 'next_action_ms'))
+elseif last then
+  next_at = last + cooldown
+end
+if next_at and now < next_at then
+  return {'cooldown', next_at - now}
 end
 local failures = tonumber(redis.call('HGET', KEYS[1], 'failures')) or 0
 local failed = tonumber(redis.call('HGET', KEYS[1], 'last_failure_ms'))
@@ -79,22 +101,32 @@ if n >= max_attempts then
   local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
   return {'circuit', tonumber(oldest[2]) + window - now}
 end
+if backoff then
+  local initial, max, reset = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+  local jitter, draw = tonumber(ARGV[10]), tonumber(ARGV[11])
+  local streak = 1
+  if last and now < last + reset then
+    streak = (tonumber(redis.call('HGET', KEYS[1], 'streak')) or 0) + 1
+  end
+  local capped = math.min(initial * 2 ^ math.min(streak - 1, 30), max)
+  local wait = math.max(capped + math.floor(capped * jitter * draw / 100000), 0)
+  redis.call('HSET', KEYS[1], 'streak', streak, 'next_action_ms', now + wait)
+end
 redis.call('HSET', KEYS[1], 'last_action_ms', now)
 redis.call('ZADD', KEYS[2], now, tostring(now) .. ':' .. tostring(n))
-local ttl = math.max(cooldown, window) * 2 + 60000
-redis.call('PEXPIRE', KEYS[1], ttl)
-redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('PEXPIRE', KEYS[1], ARGV[12])
+redis.call('PEXPIRE', KEYS[2], ARGV[12])
 return {'allowed', n + 1}
 "#;
 
-/// [`BudgetState::record_outcome`](crate::policy::BudgetState::record_outcome) in Lua.
-/// KEYS: budget hash. ARGV: success (1 or 0), now_ms, ttl_ms.
+/// [`BudgetState::record_outcome`](crate::policy::BudgetState::record_outcome) in Lua (after
+/// [`DECISION_TIME`]). KEYS: budget hash. ARGV: success (1 or 0), now_ms, ttl_ms, clock (`store`/`caller`).
 pub const OUTCOME_SCRIPT: &str = r#"
 if ARGV[1] == '1' then
   redis.call('HSET', KEYS[1], 'failures', 0)
 else
   redis.call('HINCRBY', KEYS[1], 'failures', 1)
-  redis.call('HSET', KEYS[1], 'last_failure_ms', ARGV[2])
+  redis.call('HSET', KEYS[1], 'last_failure_ms', decision_time(ARGV[2], ARGV[4]))
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
@@ -142,7 +174,19 @@ return 1
 
 /// How long a budget's keys live: long enough for every rule that reads them.
 fn budget_ttl_ms(budget: &Budget) -> u64 {
-    budget.cooldown.max(budget.window).as_millis() as u64 * 2 + 60_000
+    let mut longest = budget.cooldown.max(budget.window);
+    if let RestartPolicy::Backoff(backoff) = budget.policy {
+        longest = longest.max(backoff.max * 2).max(backoff.reset_after);
+    }
+    longest.as_millis() as u64 * 2 + 60_000
+}
+
+/// The clock argument of the budget scripts.
+fn clock_arg(clock: DecisionClock) -> &'static str {
+    match clock {
+        DecisionClock::Store => "store",
+        DecisionClock::Caller => "caller",
+    }
 }
 
 /// The audit log's stream key.
@@ -162,6 +206,7 @@ pub struct RedisStore {
     attempt: redis::Script,
     storm: redis::Script,
     append_event: redis::Script,
+    clock: DecisionClock,
 }
 
 impl RedisStore {
@@ -195,19 +240,35 @@ impl RedisStore {
         let _: () = redis::cmd("PING").query_async(&mut conn).await.map_err(failed)?;
         Ok(RedisStore {
             conn,
-            budget: redis::Script::new(BUDGET_SCRIPT),
-            outcome: redis::Script::new(OUTCOME_SCRIPT),
+            budget: redis::Script::new(&format!("{DECISION_TIME}{BUDGET_SCRIPT}")),
+            outcome: redis::Script::new(&format!("{DECISION_TIME}{OUTCOME_SCRIPT}")),
             attempt: redis::Script::new(ATTEMPT_SCRIPT),
             storm: redis::Script::new(STORM_SCRIPT),
             append_event: redis::Script::new(APPEND_EVENT_SCRIPT),
+            clock: DecisionClock::Store,
         })
+    }
+
+    /// The same store, deciding budgets on `clock`.
+    pub fn with_clock(self, clock: DecisionClock) -> Self {
+        RedisStore { clock, ..self }
     }
 }
 
 #[async_trait]
 impl BudgetStore for RedisStore {
-    async fn try_begin_action(&self, key: &str, now_ms: u64, budget: &Budget) -> Result<BudgetVerdict, StoreError> {
+    async fn try_begin_action(
+        &self,
+        key: &str,
+        now_ms: u64,
+        budget: &Budget,
+        draw: Draw,
+    ) -> Result<BudgetVerdict, StoreError> {
         let mut conn = self.conn.clone();
+        let (policy, backoff) = match budget.policy {
+            RestartPolicy::Cooldown => ("cooldown", Backoff::DEFAULT),
+            RestartPolicy::Backoff(backoff) => ("backoff", backoff),
+        };
         let (verdict, value): (String, u64) = self
             .budget
             .key(format!("hemostat:{{{key}}}:budget"))
@@ -216,6 +277,14 @@ impl BudgetStore for RedisStore {
             .arg(budget.cooldown.as_millis() as u64)
             .arg(budget.window.as_millis() as u64)
             .arg(budget.max_attempts)
+            .arg(clock_arg(self.clock))
+            .arg(policy)
+            .arg(backoff.initial.as_millis() as u64)
+            .arg(backoff.max.as_millis() as u64)
+            .arg(backoff.reset_after.as_millis() as u64)
+            .arg(backoff.jitter_percent)
+            .arg(draw.value())
+            .arg(budget_ttl_ms(budget))
             .invoke_async(&mut conn)
             .await
             .map_err(failed)?;
@@ -251,6 +320,7 @@ impl BudgetStore for RedisStore {
             .arg(if success { "1" } else { "0" })
             .arg(now_ms)
             .arg(ttl)
+            .arg(clock_arg(self.clock))
             .invoke_async(&mut conn)
             .await
             .map_err(failed)?;
@@ -270,6 +340,8 @@ impl BudgetStore for RedisStore {
             attempts_ms: attempts.into_iter().map(|(_, at)| at).collect(),
             consecutive_failures: fields.get("failures").copied().unwrap_or(0) as u32,
             last_failure_ms: fields.get("last_failure_ms").copied(),
+            streak: fields.get("streak").copied().unwrap_or(0) as u32,
+            next_action_ms: fields.get("next_action_ms").copied(),
         })
     }
 

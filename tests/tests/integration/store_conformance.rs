@@ -8,9 +8,9 @@ use hemostat_coordinator::analysis::HistoryEntry;
 use hemostat_coordinator::analysis::patterns::Sample;
 use hemostat_coordinator::container::{Anomaly, AnomalyKind, Severity};
 use hemostat_coordinator::events::{EventKind, EventRecord, EventRetention};
-use hemostat_coordinator::policy::{Budget, BudgetState, BudgetVerdict};
+use hemostat_coordinator::policy::{Backoff, Budget, BudgetState, BudgetVerdict, Draw, RestartPolicy};
 use hemostat_coordinator::silence::Silence;
-use hemostat_coordinator::store::{self, StateStore, StoreConfig, StormConfig, StormVerdict};
+use hemostat_coordinator::store::{self, DecisionClock, StateStore, StoreConfig, StormConfig, StormVerdict};
 use hemostat_tests::eventually;
 use hemostat_tests::redis::RedisServer;
 
@@ -32,9 +32,14 @@ async fn backends() -> Vec<Backend> {
     let redis = RedisServer::start();
     let redis_config = StoreConfig::Redis { url: redis.url() };
     vec![
-        Backend { store: store::open(&embedded).await.unwrap(), config: embedded, _redis: None, _dir: dir },
         Backend {
-            store: store::open(&redis_config).await.unwrap(),
+            store: store::open_with_clock(&embedded, DecisionClock::Caller).await.unwrap(),
+            config: embedded,
+            _redis: None,
+            _dir: dir,
+        },
+        Backend {
+            store: store::open_with_clock(&redis_config, DecisionClock::Caller).await.unwrap(),
             config: redis_config,
             _redis: Some(redis),
             _dir: tempfile::tempdir().unwrap(),
@@ -43,7 +48,152 @@ async fn backends() -> Vec<Backend> {
 }
 
 fn budget(cooldown_secs: u64, max_attempts: u32) -> Budget {
-    Budget { cooldown: Duration::from_secs(cooldown_secs), max_attempts, window: Duration::from_secs(3600) }
+    Budget {
+        cooldown: Duration::from_secs(cooldown_secs),
+        max_attempts,
+        window: Duration::from_secs(3600),
+        policy: RestartPolicy::Cooldown,
+    }
+}
+
+fn backoff(max_attempts: u32) -> Budget {
+    Budget { max_attempts, policy: RestartPolicy::Backoff(Backoff::DEFAULT), ..Budget::DEFAULT }
+}
+
+/// The times at which a container that needs an action again the moment it is allowed gets one, from `from`.
+async fn crash_loop(s: &Arc<dyn StateStore>, key: &str, budget: &Budget, from: u64, actions: usize) -> Vec<u64> {
+    let mut times = Vec::new();
+    let mut now = from;
+    while times.len() < actions {
+        match s.try_begin_action(key, now, budget, Draw::NONE).await.unwrap() {
+            BudgetVerdict::Allowed { .. } => times.push(now),
+            BudgetVerdict::CooldownActive { retry_after } => now += retry_after.as_millis() as u64,
+            other => panic!("{} at {now}: {other:?}", s.backend()),
+        }
+    }
+    times
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backoff_doubles_from_ten_seconds_to_five_minutes_and_starts_over_after_ten_quiet_minutes() {
+    for b in backends().await {
+        let s = &b.store;
+        let budget = backoff(100);
+        let times = crash_loop(s, "n/loop", &budget, T0, 8).await;
+        let gaps: Vec<u64> = times.windows(2).map(|w| (w[1] - w[0]) / 1000).collect();
+        assert_eq!(gaps, [10, 20, 40, 80, 160, 300, 300], "{}", s.backend());
+        let last = *times.last().unwrap();
+        assert_eq!(
+            s.try_begin_action("n/loop", last + 299_000, &budget, Draw::NONE).await.unwrap(),
+            BudgetVerdict::CooldownActive { retry_after: Duration::from_secs(1) },
+            "{}",
+            s.backend()
+        );
+        let state = s.read_budget("n/loop").await.unwrap();
+        assert_eq!((state.streak, state.next_action_ms), (8, Some(last + 300_000)), "{}", s.backend());
+        // Ten minutes without an action: the next run starts at the first wait again.
+        let quiet = last + 10 * MIN;
+        assert!(matches!(
+            s.try_begin_action("n/loop", quiet, &budget, Draw::NONE).await.unwrap(),
+            BudgetVerdict::Allowed { .. }
+        ));
+        let state = s.read_budget("n/loop").await.unwrap();
+        assert_eq!((state.streak, state.next_action_ms), (1, Some(quiet + 10_000)), "{}", s.backend());
+        // Under nine minutes, the run goes on.
+        let times = crash_loop(s, "n/other", &budget, T0, 3).await;
+        let soon = times[2] + 9 * MIN;
+        s.try_begin_action("n/other", soon, &budget, Draw::NONE).await.unwrap();
+        let state = s.read_budget("n/other").await.unwrap();
+        assert_eq!((state.streak, state.next_action_ms), (4, Some(soon + 80_000)), "{}", s.backend());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backoff_jitter_is_the_same_in_both_stores_and_within_a_quarter() {
+    for b in backends().await {
+        let s = &b.store;
+        let budget = backoff(100);
+        for (i, value) in [-1000, -999, -333, 0, 1, 250, 777, 1000].into_iter().enumerate() {
+            let key = format!("n/jitter-{i}");
+            s.try_begin_action(&key, T0, &budget, Draw::fixed(value)).await.unwrap();
+            // The second action of the run: its wait is 20 s before jitter.
+            let first_wait = s.read_budget(&key).await.unwrap().next_action_ms.unwrap() - T0;
+            assert_eq!(first_wait, Backoff::DEFAULT.wait_ms(1, Draw::fixed(value)), "{} draw {value}", s.backend());
+            let second = T0 + first_wait;
+            s.try_begin_action(&key, second, &budget, Draw::fixed(value)).await.unwrap();
+            let wait = s.read_budget(&key).await.unwrap().next_action_ms.unwrap() - second;
+            assert_eq!(wait, Backoff::DEFAULT.wait_ms(2, Draw::fixed(value)), "{} draw {value}", s.backend());
+            assert!((15_000..=25_000).contains(&wait), "{} draw {value}: {wait}", s.backend());
+        }
+        for i in 0..50 {
+            let key = format!("n/random-{i}");
+            s.try_begin_action(&key, T0, &budget, Draw::random()).await.unwrap();
+            let wait = s.read_budget(&key).await.unwrap().next_action_ms.unwrap() - T0;
+            assert!((7_500..=12_500).contains(&wait), "{}: {wait}", s.backend());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backoff_is_still_capped_by_the_hourly_attempts() {
+    for b in backends().await {
+        let s = &b.store;
+        let times = crash_loop(s, "n/capped", &backoff(3), T0, 3).await;
+        assert_eq!(times, [T0, T0 + 10_000, T0 + 30_000]);
+        assert_eq!(
+            s.try_begin_action("n/capped", T0 + 70_000, &backoff(3), Draw::NONE).await.unwrap(),
+            BudgetVerdict::CircuitOpen { retry_after: Duration::from_secs(3600 - 70) },
+            "{}",
+            s.backend()
+        );
+    }
+}
+
+/// Two coordinators whose clocks are half an hour apart share one store that decides on its own clock:
+/// still one action per cooldown, and the wait they are told is the store's, not their clocks'.
+#[tokio::test(flavor = "multi_thread")]
+async fn skewed_coordinators_get_one_action_per_cooldown_on_the_stores_clock() {
+    hemostat_tests::init();
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let redis_config = StoreConfig::Redis { url: redis.url() };
+    let embedded = store::open(&StoreConfig::Embedded { path: dir.path().join("state.redb") }).await.unwrap();
+    let pairs = [
+        (store::open(&redis_config).await.unwrap(), store::open(&redis_config).await.unwrap()),
+        (embedded.clone(), embedded),
+    ];
+    let half_hour = 30 * MIN;
+    for (ahead, behind) in pairs {
+        let now = hemostat_coordinator::events::unix_ms(std::time::SystemTime::now());
+        let budget = budget(600, 3);
+        for round in 0..20 {
+            let key = format!("n/skewed-{round}");
+            let (a, b) = tokio::join!(
+                ahead.try_begin_action(&key, now + half_hour, &budget, Draw::NONE),
+                behind.try_begin_action(&key, now - half_hour, &budget, Draw::NONE)
+            );
+            let both = [a.unwrap(), b.unwrap()];
+            let winners = both.iter().filter(|v| matches!(v, BudgetVerdict::Allowed { .. })).count();
+            assert_eq!(winners, 1, "{} round {round}: {both:?}", ahead.backend());
+            // The clock that runs half an hour ahead does not end the cooldown early, nor the one behind late.
+            for late in [now + 11 * MIN, now - 20 * MIN] {
+                match ahead.try_begin_action(&key, late, &budget, Draw::NONE).await.unwrap() {
+                    BudgetVerdict::CooldownActive { retry_after } => assert!(
+                        retry_after > Duration::from_secs(500) && retry_after <= Duration::from_secs(600),
+                        "{}: {retry_after:?}",
+                        ahead.backend()
+                    ),
+                    other => panic!("{}: allowed inside the cooldown: {other:?}", ahead.backend()),
+                }
+            }
+            let recorded = behind.read_budget(&key).await.unwrap().last_action_ms.unwrap();
+            assert!(recorded.abs_diff(now) < MIN, "{}: recorded at the store's time", ahead.backend());
+        }
+        // Failures are dated on the store's clock too.
+        ahead.record_outcome("n/skewed-0", false, now + half_hour, &budget).await.unwrap();
+        let failed = behind.read_budget("n/skewed-0").await.unwrap().last_failure_ms.unwrap();
+        assert!(failed.abs_diff(now) < MIN, "{}", ahead.backend());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -52,22 +202,22 @@ async fn cooldown_rejects_inside_and_allows_after() {
         let s = &b.store;
         let budget = budget(600, 3);
         assert_eq!(
-            s.try_begin_action("n/web", T0, &budget).await.unwrap(),
+            s.try_begin_action("n/web", T0, &budget, Draw::NONE).await.unwrap(),
             BudgetVerdict::Allowed { attempts_in_window: 1 }
         );
         assert_eq!(
-            s.try_begin_action("n/web", T0 + 4 * MIN, &budget).await.unwrap(),
+            s.try_begin_action("n/web", T0 + 4 * MIN, &budget, Draw::NONE).await.unwrap(),
             BudgetVerdict::CooldownActive { retry_after: Duration::from_secs(360) },
             "{}",
             s.backend()
         );
         // Another container has its own budget.
         assert_eq!(
-            s.try_begin_action("n/db", T0 + 4 * MIN, &budget).await.unwrap(),
+            s.try_begin_action("n/db", T0 + 4 * MIN, &budget, Draw::NONE).await.unwrap(),
             BudgetVerdict::Allowed { attempts_in_window: 1 }
         );
         assert_eq!(
-            s.try_begin_action("n/web", T0 + 10 * MIN, &budget).await.unwrap(),
+            s.try_begin_action("n/web", T0 + 10 * MIN, &budget, Draw::NONE).await.unwrap(),
             BudgetVerdict::Allowed { attempts_in_window: 2 }
         );
     }
@@ -80,18 +230,18 @@ async fn breaker_opens_after_the_hourly_limit_and_closes_as_attempts_age_out() {
         let budget = budget(60, 3);
         for (i, t) in [0, 2 * MIN, 4 * MIN].into_iter().enumerate() {
             assert_eq!(
-                s.try_begin_action("n/web", T0 + t, &budget).await.unwrap(),
+                s.try_begin_action("n/web", T0 + t, &budget, Draw::NONE).await.unwrap(),
                 BudgetVerdict::Allowed { attempts_in_window: i as u32 + 1 }
             );
         }
         assert_eq!(
-            s.try_begin_action("n/web", T0 + 6 * MIN, &budget).await.unwrap(),
+            s.try_begin_action("n/web", T0 + 6 * MIN, &budget, Draw::NONE).await.unwrap(),
             BudgetVerdict::CircuitOpen { retry_after: Duration::from_secs(54 * 60) },
             "{}",
             s.backend()
         );
         assert_eq!(
-            s.try_begin_action("n/web", T0 + 60 * MIN, &budget).await.unwrap(),
+            s.try_begin_action("n/web", T0 + 60 * MIN, &budget, Draw::NONE).await.unwrap(),
             BudgetVerdict::Allowed { attempts_in_window: 3 }
         );
     }
@@ -103,7 +253,7 @@ async fn concurrent_decisions_allow_exactly_one_per_cooldown() {
         let budget = budget(3600, 3);
         let attempts = (0..50).map(|_| {
             let store = b.store.clone();
-            tokio::spawn(async move { store.try_begin_action("n/contended", T0, &budget).await.unwrap() })
+            tokio::spawn(async move { store.try_begin_action("n/contended", T0, &budget, Draw::NONE).await.unwrap() })
         });
         let verdicts = futures::future::join_all(attempts).await;
         let allowed = verdicts.iter().filter(|v| matches!(v.as_ref().unwrap(), BudgetVerdict::Allowed { .. })).count();
@@ -186,8 +336,8 @@ async fn dry_run_set_at_runtime_is_kept_and_budgets_read_back() {
 
         assert_eq!(s.read_budget("n/none").await.unwrap(), BudgetState::default());
         let budget = budget(60, 3);
-        s.try_begin_action("n/web", T0, &budget).await.unwrap();
-        s.try_begin_action("n/web", T0 + 2 * MIN, &budget).await.unwrap();
+        s.try_begin_action("n/web", T0, &budget, Draw::NONE).await.unwrap();
+        s.try_begin_action("n/web", T0 + 2 * MIN, &budget, Draw::NONE).await.unwrap();
         s.record_outcome("n/web", false, T0 + 3 * MIN, &budget).await.unwrap();
         let state = s.read_budget("n/web").await.unwrap();
         assert_eq!(state.last_action_ms, Some(T0 + 2 * MIN), "{}", s.backend());
@@ -230,14 +380,14 @@ async fn events_come_back_in_order_and_resume_after_an_id() {
 async fn state_survives_reopening_the_store() {
     for b in backends().await {
         let budget = budget(3600, 3);
-        b.store.try_begin_action("n/web", T0, &budget).await.unwrap();
+        b.store.try_begin_action("n/web", T0, &budget, Draw::NONE).await.unwrap();
         let id = b.store.append_event(&record("web", "before"), &KEEP).await.unwrap();
         let backend = b.store.backend();
         drop(b.store);
         let reopened = open_retrying(&b.config).await;
         assert!(
             matches!(
-                reopened.try_begin_action("n/web", T0 + MIN, &budget).await.unwrap(),
+                reopened.try_begin_action("n/web", T0 + MIN, &budget, Draw::NONE).await.unwrap(),
                 BudgetVerdict::CooldownActive { .. }
             ),
             "{backend}"
@@ -248,7 +398,7 @@ async fn state_survives_reopening_the_store() {
 
 async fn open_retrying(config: &StoreConfig) -> Arc<dyn StateStore> {
     for _ in 0..50 {
-        if let Ok(store) = store::open(config).await {
+        if let Ok(store) = store::open_with_clock(config, DecisionClock::Caller).await {
             return store;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -306,7 +456,10 @@ async fn failed_verifications_trip_the_breaker_which_half_opens_and_closes() {
         for i in 0..3 {
             let t = T0 + i * (hour + MIN);
             assert!(
-                matches!(s.try_begin_action("n/web", t, &budget).await.unwrap(), BudgetVerdict::Allowed { .. }),
+                matches!(
+                    s.try_begin_action("n/web", t, &budget, Draw::NONE).await.unwrap(),
+                    BudgetVerdict::Allowed { .. }
+                ),
                 "{}",
                 s.backend()
             );
@@ -314,31 +467,31 @@ async fn failed_verifications_trip_the_breaker_which_half_opens_and_closes() {
         }
         let last_failure = T0 + 2 * (hour + MIN) + MIN;
         assert_eq!(
-            s.try_begin_action("n/web", last_failure + hour - MIN, &budget).await.unwrap(),
+            s.try_begin_action("n/web", last_failure + hour - MIN, &budget, Draw::NONE).await.unwrap(),
             BudgetVerdict::CircuitOpen { retry_after: Duration::from_secs(60) },
             "open ({})",
             s.backend()
         );
         // Half-open: one trial; it fails, and the breaker opens again.
         assert!(matches!(
-            s.try_begin_action("n/web", last_failure + hour, &budget).await.unwrap(),
+            s.try_begin_action("n/web", last_failure + hour, &budget, Draw::NONE).await.unwrap(),
             BudgetVerdict::Allowed { .. }
         ));
         s.record_outcome("n/web", false, last_failure + hour + MIN, &budget).await.unwrap();
         let reopened = last_failure + hour + MIN;
         assert!(matches!(
-            s.try_begin_action("n/web", reopened + hour - 1, &budget).await.unwrap(),
+            s.try_begin_action("n/web", reopened + hour - 1, &budget, Draw::NONE).await.unwrap(),
             BudgetVerdict::CircuitOpen { .. }
         ));
         // The next trial succeeds: closed.
         assert!(matches!(
-            s.try_begin_action("n/web", reopened + hour, &budget).await.unwrap(),
+            s.try_begin_action("n/web", reopened + hour, &budget, Draw::NONE).await.unwrap(),
             BudgetVerdict::Allowed { .. }
         ));
         s.record_outcome("n/web", true, reopened + hour + MIN, &budget).await.unwrap();
         assert!(
             matches!(
-                s.try_begin_action("n/web", reopened + 2 * hour + MIN, &budget).await.unwrap(),
+                s.try_begin_action("n/web", reopened + 2 * hour + MIN, &budget, Draw::NONE).await.unwrap(),
                 BudgetVerdict::Allowed { .. }
             ),
             "closed ({})",
@@ -390,15 +543,20 @@ async fn two_coordinators_on_one_redis_never_both_act_within_a_cooldown() {
     hemostat_tests::init();
     let redis = RedisServer::start();
     let config = StoreConfig::Redis { url: redis.url() };
-    let (first, second) = (store::open(&config).await.unwrap(), store::open(&config).await.unwrap());
+    let (first, second) = (
+        store::open_with_clock(&config, DecisionClock::Caller).await.unwrap(),
+        store::open_with_clock(&config, DecisionClock::Caller).await.unwrap(),
+    );
     let budget = Budget::DEFAULT;
     let mut allowed = 0;
     for round in 0..1000u64 {
         let key = format!("host-a/name/web-{}", round % 10);
         // Each round is a new cooldown window of the same ten containers.
         let now = T0 + (round / 10) * 3_600_000 * 2;
-        let (a, b) =
-            tokio::join!(first.try_begin_action(&key, now, &budget), second.try_begin_action(&key, now, &budget));
+        let (a, b) = tokio::join!(
+            first.try_begin_action(&key, now, &budget, Draw::NONE),
+            second.try_begin_action(&key, now, &budget, Draw::NONE)
+        );
         let both = [a.unwrap(), b.unwrap()];
         let winners = both.iter().filter(|v| matches!(v, BudgetVerdict::Allowed { .. })).count();
         assert_eq!(winners, 1, "round {round}: {both:?}");
@@ -413,13 +571,13 @@ async fn an_action_taken_elsewhere_counts_in_the_budget() {
         let budget = budget(600, 3);
         b.store.record_attempt("n/web", T0, &budget).await.unwrap();
         assert_eq!(
-            b.store.try_begin_action("n/web", T0 + MIN, &budget).await.unwrap(),
+            b.store.try_begin_action("n/web", T0 + MIN, &budget, Draw::NONE).await.unwrap(),
             BudgetVerdict::CooldownActive { retry_after: Duration::from_secs(540) },
             "{}",
             b.store.backend()
         );
         assert_eq!(
-            b.store.try_begin_action("n/web", T0 + 10 * MIN, &budget).await.unwrap(),
+            b.store.try_begin_action("n/web", T0 + 10 * MIN, &budget, Draw::NONE).await.unwrap(),
             BudgetVerdict::Allowed { attempts_in_window: 2 }
         );
     }

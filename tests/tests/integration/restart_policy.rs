@@ -1,0 +1,81 @@
+//! The restart policy end to end on the real Docker engine: under `RESPONDER_RESTART_POLICY=backoff` a
+//! crash loop is restarted at growing offsets (each retry waits for its backoff, then happens without a new
+//! alert) until the hourly attempt limit opens the breaker.
+
+use std::time::{Duration, SystemTime};
+
+use hemostat_coordinator::policy::{Backoff, RestartPolicy};
+use hemostat_proto::v1 as pb;
+use hemostat_tests::eventually;
+use hemostat_tests::fleet::{TestFleet, events_of, kinds};
+
+/// A container script that exits with `code` two seconds after every start (after a restart's one-second
+/// verification: each restart succeeds, and the container crashes again).
+fn crash_loop(code: i32) -> String {
+    format!("sleep 2; exit {code}")
+}
+
+fn at(event: &pb::Event) -> SystemTime {
+    hemostat_proto::timestamp::from_proto(event.time.as_ref().expect("events have a time"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_loop_under_backoff_is_restarted_at_growing_offsets_until_the_breaker_opens() {
+    let curve = Backoff {
+        initial: Duration::from_secs(4),
+        max: Duration::from_secs(8),
+        reset_after: Duration::from_secs(120),
+        jitter_percent: 0,
+    };
+    let s = TestFleet::start_with(
+        |config| {
+            config.remediation.budget.policy = RestartPolicy::Backoff(curve);
+            config.remediation.budget.max_attempts = 4;
+        },
+        |_| {},
+    )
+    .await;
+    let web = s.scope.run("web", &[], &crash_loop(1));
+    let events = eventually("four restarts, then the breaker", Duration::from_secs(90), || async {
+        let events = events_of(&s.client, &web).await?;
+        if events.iter().any(|e| e.rejection == "circuit_open") {
+            Ok(events)
+        } else {
+            Err(format!("{:?}", kinds(&events)))
+        }
+    })
+    .await;
+    let completed: Vec<&pb::Event> =
+        events.iter().filter(|e| e.r#type() == pb::EventType::RemediationComplete).collect();
+    assert_eq!(completed.len(), 4, "{:?}", kinds(&events));
+    assert!(completed.iter().all(|e| e.outcome() == pb::Outcome::Success), "each restart held its verification");
+    let gaps: Vec<Duration> =
+        completed.windows(2).map(|w| at(w[1]).duration_since(at(w[0])).unwrap_or_default()).collect();
+    eprintln!("gaps between restarts: {gaps:?}");
+    // 4 s, then 8 s (doubled), then 8 s (capped): never sooner, and not much later.
+    for (gap, wait) in gaps.iter().zip([4, 8, 8]) {
+        let wait = Duration::from_secs(wait);
+        assert!(*gap >= wait - Duration::from_millis(300) && *gap < wait + Duration::from_secs(4), "{gaps:?}");
+    }
+    // Each crash inside a backoff was told once, and retried by itself (no new alert between).
+    let backoffs: Vec<&pb::Event> = events.iter().filter(|e| e.rejection == "cooldown_active").collect();
+    assert_eq!(backoffs.len(), 4, "{:?}", kinds(&events));
+    assert!(
+        backoffs[0].reason.contains("backoff active") && backoffs[0].reason.contains("retrying in"),
+        "{}",
+        backoffs[0].reason
+    );
+    for rejected in &backoffs[..3] {
+        assert!(
+            completed.iter().any(|c| c.command_id == rejected.command_id),
+            "the held-back action {} was retried",
+            rejected.command_id
+        );
+    }
+    // The fourth retry finds the hourly limit reached: the breaker opens and leaves it down.
+    let open = events.iter().find(|e| e.rejection == "circuit_open").unwrap();
+    assert_eq!(open.command_id, backoffs[3].command_id, "the retry was stopped by the breaker");
+    assert!(open.reason.contains("4 attempts"), "{}", open.reason);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(s.scope.state(&web).status, "exited");
+}
