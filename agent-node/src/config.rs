@@ -18,6 +18,7 @@ use crate::executor::{DEFAULT_EXEC_ALLOWLIST, ExecutionPolicy, parse_allowlist};
 use crate::inventory::ContainerSelector;
 use crate::local_policy::LocalPolicyConfig;
 use crate::outbox::DEFAULT_CAPACITY;
+use crate::poller::StatsSource;
 
 hemostat_settings::settings! {
     /// Command-line flags of `hemostat-node`; each setting also reads its environment variable and its key
@@ -54,6 +55,10 @@ hemostat_settings::settings! {
         spool_dir: PathBuf = PathBuf::from("hemostat-data/spool"), env "NODE_SPOOL_DIR";
         /// Seconds between metrics samples, at least 1 [default: 30].
         poll_interval: u64 = 30, env "AGENT_POLL_INTERVAL";
+        /// Where container stats are read: `cgroup` (the container's cgroup files and network counters,
+        /// nothing asked of the engine), `engine` (Docker's stats API), or `auto` (the cgroup files when
+        /// readable, else the engine) [default: auto].
+        stats_source: StatsSource = StatsSource::Auto, env "NODE_STATS_SOURCE";
         /// CPU % (100 = one core) above which CPU is high [default: 85].
         cpu_threshold: f64 = DetectionConfig::default().cpu_threshold, env "THRESHOLD_CPU_PERCENT";
         /// Memory % of the limit above which memory is high [default: 80].
@@ -140,6 +145,8 @@ pub struct NodeConfig {
     pub spool_dir: Option<PathBuf>,
     /// Time between metrics samples.
     pub poll_interval: Duration,
+    /// Where container stats are read.
+    pub stats_source: StatsSource,
     /// Thresholds and windows of detection.
     pub detection: DetectionConfig,
     /// Log lines gathered at each failure.
@@ -234,6 +241,7 @@ impl NodeConfig {
             spool_capacity: s.spool_capacity.into_value().max(1),
             spool_dir: Some(s.spool_dir.into_value()),
             poll_interval: Duration::from_secs(poll_interval),
+            stats_source: s.stats_source.into_value(),
             detection,
             log_lines: s.log_lines.into_value().min(1000),
             execution: ExecutionPolicy {
@@ -321,6 +329,13 @@ mod tests {
         assert_eq!(config.heartbeat, Duration::from_secs(9), "file over default");
         assert_eq!(config.detection.restart_limit, 6, "flag over env");
         assert_eq!(config.reconnect_max, Duration::from_secs(5), "default");
+        assert_eq!(config.stats_source, StatsSource::Auto, "default");
+        let env = env_of(&[("NODE_STATS_SOURCE", "Engine")]);
+        assert_eq!(NodeConfig::resolve_in(NodeArgs::default(), &env).unwrap().stats_source, StatsSource::Engine);
+        let err = NodeConfig::resolve_in(NodeArgs::default(), &env_of(&[("NODE_STATS_SOURCE", "kernel")]));
+        let err = err.unwrap_err().to_string();
+        assert!(err.starts_with("NODE_STATS_SOURCE (environment variable NODE_STATS_SOURCE)"), "{err}");
+        assert!(err.contains("auto, cgroup, engine"), "{err}");
     }
 
     #[test]

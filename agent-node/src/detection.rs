@@ -12,11 +12,60 @@
 //! The first four of these are *conditions* that hold for a while: an alert goes out when one appears or
 //! changes severity, a `resolved` when it clears, and the alert is re-asserted only every
 //! `reassert_every`. The exit anomalies are *occurrences*: each exit is one alert.
+//!
+//! An exit is read from what Docker's event stream says happened ([`exit_requested`]): it was asked for
+//! only when, since the container last started, Docker delivered a stopping signal to it for someone
+//! (`docker stop`, `docker kill`, `docker restart`, `docker rm -f`, HemoStat's own restart: each is a `kill`
+//! event carrying the signal), and its exit code does not name a different killing signal. A process killed
+//! by a signal nobody sent through Docker (`kill -9` of its process on the host, `kill` inside it), and
+//! the kernel's OOM kill, are faults whatever the exit code.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 pub use hemostat_model::{Anomaly, AnomalyKind, Severity};
+
+/// Signals that end a process that does not handle them and that someone sends to end one: HUP, INT,
+/// QUIT, KILL, TERM. An exit code of 128 + one of these says that signal ended the container.
+pub const KILLING_SIGNALS: [i32; 5] = [1, 2, 3, 9, 15];
+/// Signals that ask a container to stop when Docker delivers them (INT, QUIT, KILL, TERM), besides the
+/// container's own stop signal.
+pub const STOP_SIGNALS: [i32; 4] = [2, 3, 9, 15];
+
+/// A signal's number from Docker's spelling of it: `15`, `TERM` or `SIGTERM` (the common ones).
+pub fn signal_number(text: &str) -> Option<i32> {
+    if let Ok(n) = text.parse() {
+        return Some(n);
+    }
+    let name = text.strip_prefix("SIG").unwrap_or(text);
+    Some(match name {
+        "HUP" => 1,
+        "INT" => 2,
+        "QUIT" => 3,
+        "ABRT" => 6,
+        "KILL" => 9,
+        "USR1" => 10,
+        "USR2" => 12,
+        "TERM" => 15,
+        "WINCH" => 28,
+        "PWR" => 30,
+        _ => return None,
+    })
+}
+
+/// Whether an exit is one an operator asked for: `sent` are the signals Docker delivered to the container
+/// since it last started (its `kill` events), `stop_signal` the one `docker stop` sends it. Asked for when
+/// one of them is a stopping signal and the exit code does not say a killing signal Docker did not send
+/// ended it; never after the kernel's OOM kill.
+pub fn exit_requested(sent: &[i32], stop_signal: Option<i32>, exit_code: i64, oom_killed: bool) -> bool {
+    if oom_killed {
+        return false;
+    }
+    let stopping = sent.iter().any(|s| STOP_SIGNALS.contains(s) || Some(*s) == stop_signal);
+    let killed_by =
+        exit_code.checked_sub(128).and_then(|n| i32::try_from(n).ok()).filter(|n| KILLING_SIGNALS.contains(n));
+    stopping && killed_by.is_none_or(|n| sent.contains(&n))
+}
 
 /// The detection settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -170,6 +219,31 @@ mod tests {
         assert_eq!(
             (mem(64.0), mem(64.5), mem(81.0), mem(96.0)),
             (None, Some(Severity::Medium), Some(Severity::High), Some(Severity::Critical))
+        );
+    }
+
+    #[test]
+    fn an_exit_is_asked_for_only_after_docker_delivered_a_stopping_signal_that_explains_it() {
+        // docker stop: TERM, then (if it lingers) KILL; the container's own code, or 143/137.
+        for code in [0, 1, 143] {
+            assert!(exit_requested(&[15], None, code, false), "stop, code {code}");
+        }
+        assert!(exit_requested(&[15, 9], None, 137, false), "stop after the timeout");
+        assert!(exit_requested(&[9], None, 137, false), "docker kill");
+        assert!(exit_requested(&[10], Some(10), 0, false), "docker stop with the container's own stop signal");
+        // Nothing through Docker: a kill on the host or inside, or a crash.
+        for code in [137, 143, 1, 139] {
+            assert!(!exit_requested(&[], Some(15), code, false), "code {code} with no signal through Docker");
+        }
+        // A TERM the process ignored, then a kill -9 on the host: the code says KILL, which Docker did not send.
+        assert!(!exit_requested(&[15], None, 137, false));
+        // A HUP to reload is no stop.
+        assert!(!exit_requested(&[1], None, 1, false));
+        // The OOM killer, whatever else happened.
+        assert!(!exit_requested(&[15, 9], None, 137, true));
+        assert_eq!(
+            ["15", "TERM", "SIGTERM", "SIGUSR1", "SIGRTMIN+3"].map(signal_number),
+            [Some(15), Some(15), Some(15), Some(10), None]
         );
     }
 

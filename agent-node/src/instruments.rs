@@ -9,6 +9,8 @@
 //! |---|---|---|
 //! | `hemostat_node_containers_watched` | | containers this node watches (any state) |
 //! | `hemostat_node_poll_duration_seconds` | | how long one metrics poll of every running container took |
+//! | `hemostat_node_samples_total` | `source` | container samples taken, by where they were read (`cgroup`, `engine`) |
+//! | `hemostat_node_sample_failures_total` | `source` | container samples that could not be read, by source |
 //! | `hemostat_node_docker_events_total` | `action` | Docker events processed, by action (`die`, `start`, ...) |
 //! | `hemostat_node_alerts_sent_total` | `anomaly` | anomalies in the health alerts queued for the coordinator |
 //! | `hemostat_node_commands_total` | `action`, `result` | commands executed (the coordinator's and the local policy's) |
@@ -50,6 +52,8 @@ pub struct NodeInstruments {
     watched: Mutex<HashSet<String>>,
     containers_watched: Gauge,
     poll_duration: Histogram,
+    samples: Family<Labels<1>, Counter>,
+    sample_failures: Family<Labels<1>, Counter>,
     docker_events: Family<Labels<1>, Counter>,
     alerts_sent: Family<Labels<1>, Counter>,
     commands: Family<Labels<2>, Counter>,
@@ -72,6 +76,8 @@ impl NodeInstruments {
             watched: Mutex::new(HashSet::new()),
             containers_watched: Gauge::default(),
             poll_duration: Histogram::new(POLL_BUCKETS),
+            samples: Family::default(),
+            sample_failures: Family::default(),
             docker_events: Family::default(),
             alerts_sent: Family::default(),
             commands: Family::default(),
@@ -127,6 +133,16 @@ impl NodeInstruments {
         self.poll_duration.observe(elapsed.as_secs_f64());
     }
 
+    /// Counts a container sample read from `source` (`cgroup`, `engine`).
+    pub fn sample_taken(&self, source: &'static str) {
+        self.samples.get_or_create(&[("source", source.to_owned())]).inc();
+    }
+
+    /// Counts a container sample that could not be read from `source`.
+    pub fn sample_failed(&self, source: &'static str) {
+        self.sample_failures.get_or_create(&[("source", source.to_owned())]).inc();
+    }
+
     /// Counts an executed command by its action (`restart`, ...; `unknown` for one the node could not read)
     /// and result.
     pub fn command_finished(&self, action: Option<&NodeAction>, outcome: pb::Outcome) {
@@ -168,6 +184,12 @@ impl NodeInstruments {
             "poll_duration_seconds",
             "How long one metrics poll of every running watched container took",
             self.poll_duration.clone(),
+        );
+        registry.register("samples", "Container samples taken, by source (cgroup, engine)", self.samples.clone());
+        registry.register(
+            "sample_failures",
+            "Container samples that could not be read, by source (cgroup, engine)",
+            self.sample_failures.clone(),
         );
         registry.register("docker_events", "Docker events processed, by action", self.docker_events.clone());
         registry.register(

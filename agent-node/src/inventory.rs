@@ -204,6 +204,12 @@ pub fn oom_killed(inspect: &ContainerInspectResponse) -> bool {
     inspect.state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false)
 }
 
+/// The signal `docker stop` sends the container (its image's or its own `StopSignal`), as a number, if it
+/// names one.
+pub fn stop_signal(inspect: &ContainerInspectResponse) -> Option<i32> {
+    inspect.config.as_ref().and_then(|c| c.stop_signal.as_deref()).and_then(crate::detection::signal_number)
+}
+
 /// Inspects every watched container: the snapshot sent after each (re)connect.
 pub async fn snapshot(
     docker: &Docker,

@@ -5,6 +5,7 @@
 pub mod actions;
 pub mod backoff;
 pub mod bounds;
+pub mod cgroup;
 pub mod command_limits;
 pub mod config;
 pub mod detection;
@@ -54,6 +55,9 @@ pub enum NodeError {
     /// The metrics address cannot be bound.
     #[error(transparent)]
     Metrics(#[from] hemostat_telemetry::exposition::ExpositionError),
+    /// `NODE_STATS_SOURCE=cgroup` and this host's cgroup mounts cannot be read.
+    #[error("NODE_STATS_SOURCE=cgroup: {0}")]
+    Cgroup(#[from] cgroup::CgroupError),
     /// Docker cannot be reached.
     #[error("cannot reach Docker (is the socket mounted, and DOCKER_HOST right?): {0}")]
     Docker(#[from] bollard::errors::Error),
@@ -94,6 +98,13 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let executor =
         Arc::new(executor::Executor::new(docker.clone(), selector.clone(), config.execution.clone(), outbox.clone()));
     let (observations, observed) = tokio::sync::mpsc::channel(4096);
+    let poller = poller::Poller::new(
+        docker.clone(),
+        selector.clone(),
+        config.poll_interval,
+        config.stats_source,
+        observations.clone(),
+    )?;
     let resync = Arc::new(tokio::sync::Notify::new());
     let local = config.local_policy.enabled.then(|| monitor::LocalAction {
         policy: local_policy::LocalPolicy::new(config.local_policy),
@@ -102,14 +113,13 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     });
     let monitor = monitor::Monitor::new(config.detection, outbox.clone(), resync.clone(), local);
     let monitor = tokio::spawn(monitor.run(observed));
-    let watcher =
-        watcher::Watcher::new(docker.clone(), selector.clone(), observations.clone(), config.log_lines, resync.clone());
+    let watcher = watcher::Watcher::new(docker, selector, observations, config.log_lines, resync.clone());
     let watcher = match &config.spool_dir {
         Some(dir) => watcher.with_position_file(dir.join("events-position")),
         None => watcher,
     };
     let watcher = tokio::spawn(watcher.run());
-    let poller = tokio::spawn(poller::Poller::new(docker, selector, config.poll_interval, observations).run());
+    let poller = tokio::spawn(poller.run());
     let settings = session::SessionSettings {
         coordinators: config.coordinators.clone(),
         tls,

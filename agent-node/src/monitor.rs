@@ -1,7 +1,9 @@
 //! The monitor: the one owner of what the node knows about each container. It takes observations from the
 //! watcher (Docker events) and the poller (metrics), decides what is anomalous ([`crate::detection`]), and
-//! queues for the coordinator: lifecycle events, health alerts when anomalies appear, change or recur,
-//! `resolved` when they clear, and each poll's metrics.
+//! queues for the coordinator: lifecycle events, health alerts when anomalies appear, change or recur (and
+//! every standing one again after each snapshot, so a coordinator that restarted or took the node over
+//! knows the conditions it must follow), `resolved` when they clear, and each poll's metrics (on which the
+//! coordinator re-evaluates a running condition's episode).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -13,7 +15,8 @@ use hemostat_proto::v1::session_request::Body;
 use tokio::sync::{Notify, mpsc};
 
 use crate::detection::{
-    Anomaly, AnomalyKind, DetectionConfig, RestartWindow, Severity, Standing, percent_anomaly, restart_anomaly,
+    Anomaly, AnomalyKind, DetectionConfig, RestartWindow, Severity, Standing, exit_requested, percent_anomaly,
+    restart_anomaly,
 };
 use crate::executor::{CommandRequest, Executor, NodeAction};
 use crate::local_policy::{Connectivity, LocalPolicy};
@@ -38,6 +41,8 @@ pub struct ExitObservation {
     pub exit_code: i64,
     /// Whether the OOM killer ended it (per inspect).
     pub oom_killed: bool,
+    /// The signal `docker stop` sends it, per inspect.
+    pub stop_signal: Option<i32>,
     /// When Docker said so.
     pub at: SystemTime,
     /// Logs and health output, gathered at once.
@@ -54,10 +59,13 @@ pub const RECENT_SAMPLES: usize = 60;
 pub enum Observation {
     /// Every watched container, after a (re)subscription.
     Snapshot(Vec<pb::ContainerState>),
-    /// Someone asked the container to stop (`kill` with a stopping signal, or `stop`).
-    StopRequested {
+    /// Docker delivered a signal to the container for someone (a `kill` event: `docker stop`, `kill`,
+    /// `restart`, `rm -f`, HemoStat's restart).
+    Signalled {
         /// The container.
         id: String,
+        /// The signal's number.
+        signal: i32,
     },
     /// The kernel's OOM killer hit the container.
     OomKilled {
@@ -106,7 +114,8 @@ struct Tracked {
     state: Option<pb::ContainerState>,
     standing: Standing,
     restarts: RestartWindow,
-    stop_requested: bool,
+    /// The signals Docker delivered since the last start.
+    signalled: Vec<i32>,
     oom: bool,
     exited_before: bool,
     recent: VecDeque<pb::ContainerMetrics>,
@@ -154,9 +163,13 @@ impl Monitor {
                 for container in &containers {
                     self.containers.entry(container.id.clone()).or_default().state = Some(container.clone());
                 }
-                self.outbox.push(Body::Snapshot(pb::ContainerSnapshot { containers, ..Default::default() }));
+                self.outbox.push(Body::Snapshot(pb::ContainerSnapshot {
+                    containers: containers.clone(),
+                    ..Default::default()
+                }));
+                self.reassert_standing(&containers);
             }
-            Observation::StopRequested { id } => self.containers.entry(id).or_default().stop_requested = true,
+            Observation::Signalled { id, signal } => self.containers.entry(id).or_default().signalled.push(signal),
             Observation::OomKilled { id } => self.containers.entry(id).or_default().oom = true,
             Observation::Started { container, at } => self.started(container, at, now),
             Observation::Exited(exit) => self.exited(exit, now),
@@ -168,6 +181,29 @@ impl Monitor {
                 self.health_changed(container, health, at, evidence, now)
             }
             Observation::Samples { at, samples } => self.sampled(samples, at, now),
+        }
+    }
+
+    /// After a snapshot (a new session, or a resync), re-asserts every standing condition at once: the
+    /// coordinator may not know them (it restarted, or the node moved to another one), and it decides on
+    /// conditions while they last.
+    fn reassert_standing(&self, containers: &[pb::ContainerState]) {
+        for container in containers {
+            let Some(tracked) = self.containers.get(&container.id) else { continue };
+            let anomalies = tracked.standing.anomalies();
+            if anomalies.is_empty() {
+                continue;
+            }
+            let recent = tracked.recent.iter().cloned().collect();
+            let alert = Alert {
+                anomalies,
+                recent,
+                exit: None,
+                evidence: Evidence::default(),
+                reasserted: true,
+                local_command_id: None,
+            };
+            self.alert(container.clone(), alert, SystemTime::now());
         }
     }
 
@@ -189,7 +225,7 @@ impl Monitor {
     fn started(&mut self, container: pb::ContainerState, at: SystemTime, now: Instant) {
         let config = self.config;
         let tracked = self.containers.entry(container.id.clone()).or_default();
-        tracked.stop_requested = false;
+        tracked.signalled.clear();
         tracked.oom = false;
         tracked.state = Some(container.clone());
         if tracked.exited_before {
@@ -210,10 +246,11 @@ impl Monitor {
     }
 
     fn exited(&mut self, exit: ExitObservation, now: Instant) {
-        let ExitObservation { container, exit_code, oom_killed, at, evidence, settled } = exit;
+        let ExitObservation { container, exit_code, oom_killed, stop_signal, at, evidence, settled } = exit;
         let tracked = self.containers.entry(container.id.clone()).or_default();
-        let stop_requested = std::mem::take(&mut tracked.stop_requested);
         let oom_killed = oom_killed || std::mem::take(&mut tracked.oom);
+        let signalled = std::mem::take(&mut tracked.signalled);
+        let stop_requested = exit_requested(&signalled, stop_signal, exit_code, oom_killed);
         tracked.exited_before = true;
         tracked.state = Some(container.clone());
         let exit = pb::ExitDetails { exit_code, oom_killed, stop_requested };
@@ -380,4 +417,45 @@ struct Alert {
     reasserted: bool,
     /// The node's own restart, when the local policy acted.
     local_command_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(id: &str) -> pb::ContainerState {
+        pb::ContainerState {
+            id: id.into(),
+            name: format!("n-{id}"),
+            status: pb::ContainerStatus::Running as i32,
+            ..Default::default()
+        }
+    }
+
+    fn alerts(outbox: &Outbox) -> Vec<(String, bool)> {
+        outbox
+            .after(0)
+            .into_iter()
+            .filter_map(|m| match m.body {
+                Body::HealthAlert(a) => Some((a.container.unwrap_or_default().id, a.reasserted)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn standing_conditions_are_reasserted_after_each_snapshot_and_nothing_else_is() {
+        let outbox = Arc::new(Outbox::new(100));
+        let mut monitor = Monitor::new(DetectionConfig::default(), outbox.clone(), Arc::new(Notify::new()), None);
+        let now = Instant::now();
+        monitor.observe(Observation::Snapshot(vec![running("hog"), running("idle")]), now);
+        let sample =
+            |cpu| Metrics { cpu_percent: Some(cpu), sampled_at: Some(SystemTime::now()), ..Metrics::default() };
+        let samples = vec![("hog".to_owned(), sample(99.0)), ("idle".to_owned(), sample(1.0))];
+        monitor.observe(Observation::Samples { at: SystemTime::now(), samples }, now);
+        assert_eq!(alerts(&outbox), [("hog".to_owned(), false)]);
+        // A new session: the hog's condition again, marked as a re-assertion; the idle container has none.
+        monitor.observe(Observation::Snapshot(vec![running("hog"), running("idle")]), now + Duration::from_secs(1));
+        assert_eq!(alerts(&outbox), [("hog".to_owned(), false), ("hog".to_owned(), true)]);
+    }
 }

@@ -20,13 +20,12 @@ use futures::StreamExt;
 use hemostat_proto::v1 as pb;
 use tokio::sync::{Notify, mpsc};
 
+use crate::detection;
 use crate::inventory::{self, ContainerSelector};
 use crate::monitor::{Evidence, ExitObservation, Observation};
 
 /// The container events the node subscribes to.
 const EVENTS: [&str; 8] = ["start", "die", "kill", "stop", "oom", "destroy", "restart", "health_status"];
-/// Signals whose `kill` means someone is stopping the container (INT, QUIT, KILL, TERM).
-const STOP_SIGNALS: [&str; 4] = ["2", "3", "9", "15"];
 /// Events buffered between the reader and the processor.
 const BUFFER: usize = 16_384;
 
@@ -165,11 +164,12 @@ impl Watcher {
             .time_nano
             .map(|ns| SystemTime::UNIX_EPOCH + Duration::from_nanos(ns as u64))
             .unwrap_or_else(SystemTime::now);
+        // `stop` comes after the `die` it caused: the `kill` before it is what tells a stop from a crash.
         match action {
-            "kill" if attributes.get("signal").is_some_and(|s| STOP_SIGNALS.contains(&s.as_str())) => {
-                return Some(Observation::StopRequested { id });
+            "kill" => {
+                let signal = attributes.get("signal").and_then(|s| detection::signal_number(s));
+                return signal.map(|signal| Observation::Signalled { id, signal });
             }
-            "stop" => return Some(Observation::StopRequested { id }),
             "oom" => return Some(Observation::OomKilled { id }),
             _ => {}
         }
@@ -183,9 +183,13 @@ impl Watcher {
             return None;
         }
         let inspect = self.docker.inspect_container(&id, None).await.ok();
-        let (container, oom_killed) = match &inspect {
-            Some(inspect) => (inventory::state_from_inspect(inspect), inventory::oom_killed(inspect)),
-            None => (state_from_attributes(&id, &attributes), false),
+        let (container, oom_killed, stop_signal) = match &inspect {
+            Some(inspect) => (
+                inventory::state_from_inspect(inspect),
+                inventory::oom_killed(inspect),
+                inventory::stop_signal(inspect),
+            ),
+            None => (state_from_attributes(&id, &attributes), false, None),
         };
         Some(match (action, health) {
             (_, Some(health)) => {
@@ -206,7 +210,15 @@ impl Watcher {
                 // A `die` replayed from before this run whose container runs again by now was dealt with
                 // while the node was down (by Docker's restart policy, or by someone): nothing to alert.
                 let settled = at < self.started && container.status() == pb::ContainerStatus::Running;
-                Observation::Exited(ExitObservation { container, exit_code, oom_killed, at, evidence, settled })
+                Observation::Exited(ExitObservation {
+                    container,
+                    exit_code,
+                    oom_killed,
+                    stop_signal,
+                    at,
+                    evidence,
+                    settled,
+                })
             }
             _ => Observation::Destroyed { container, at },
         })

@@ -210,6 +210,51 @@ pub struct Container {
     pub metrics: Option<Metrics>,
     /// Its anomalies now.
     pub anomalies: Vec<Anomaly>,
+    /// Its running episode, `null` when none.
+    pub episode: Option<Episode>,
+}
+
+/// A container's running episode: a condition from its first alert until it clears, and what analysis has
+/// made of it so far (decided at most once).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Episode {
+    /// When the coordinator received its first alert.
+    pub first_seen: Option<UtcTime>,
+    /// The conditions in it now: `high_cpu`, ...
+    pub anomalies: Vec<String>,
+    /// Since when the value has been above its threshold, per the samples.
+    pub above_since: Option<UtcTime>,
+    /// How long it must stay above to be sustained.
+    pub sustain_seconds: u32,
+    /// When it was decided; `null` while it is watched.
+    pub decided_at: Option<UtcTime>,
+    /// The rule that decided it, or that its latest evaluation came to.
+    pub rule: Option<String>,
+    /// That rule's reason.
+    pub reason: Option<String>,
+    /// The action decided: `restart`, ...; `null` for none.
+    pub action: Option<String>,
+}
+
+impl From<pb::Episode> for Episode {
+    fn from(e: pb::Episode) -> Self {
+        Episode {
+            first_seen: UtcTime::from_proto(e.first_seen),
+            anomalies: e
+                .anomalies
+                .iter()
+                .filter_map(|t| {
+                    enum_name(pb::AnomalyType::try_from(*t).ok().map(|t| t.as_str_name()), *t, "ANOMALY_TYPE_")
+                })
+                .collect(),
+            above_since: UtcTime::from_proto(e.above_since),
+            sustain_seconds: e.sustain_seconds,
+            decided_at: UtcTime::from_proto(e.decided_at),
+            rule: text(e.rule),
+            reason: text(e.reason),
+            action: action_name(e.action),
+        }
+    }
 }
 
 impl From<pb::Container> for Container {
@@ -231,6 +276,7 @@ impl From<pb::Container> for Container {
             labels: state.labels.into_iter().collect(),
             metrics: c.metrics.map(Metrics::from),
             anomalies: c.anomalies.into_iter().map(Anomaly::from).collect(),
+            episode: c.episode.map(Episode::from),
         }
     }
 }

@@ -4,8 +4,8 @@
 use serde::Serialize;
 
 use crate::model::{
-    Accepted, ActionReport, Anomaly, Budget, Container, ContainerDetail, DryRun, DryRunChange, Event, Metrics, Node,
-    Silence, StormEnd, UtcTime,
+    Accepted, ActionReport, Anomaly, Budget, Container, ContainerDetail, DryRun, DryRunChange, Episode, Event, Metrics,
+    Node, Silence, StormEnd, UtcTime,
 };
 use crate::table::{self, Table};
 use crate::terminal::{json_safe, printable};
@@ -161,6 +161,27 @@ fn budget_lines(b: &Budget, lines: &mut Vec<(&str, String)>) {
     lines.push(("CIRCUIT", format!("{circuit}{retry} ({} failed verifications in a row)", b.consecutive_failures)));
 }
 
+/// `high_cpu since …, above the threshold since … (sustain window 60 s); watching: …` or `…; decided … by
+/// sustained_high_cpu (restart): …`.
+fn episode_line(e: &Episode) -> String {
+    let above = e.above_since.map(|t| format!(", above the threshold since {t}")).unwrap_or_default();
+    let rule = e.rule.as_deref().unwrap_or("not evaluated yet");
+    let reason = e.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+    let verdict = match e.decided_at {
+        Some(at) => {
+            let action = e.action.as_deref().unwrap_or("no action");
+            format!("decided {at} by {rule} ({action}){reason}")
+        }
+        None => format!("watching, {rule} so far{reason}"),
+    };
+    format!(
+        "{} since {}{above} (sustain window {} s); {verdict}",
+        e.anomalies.join(", "),
+        time(&e.first_seen),
+        e.sustain_seconds
+    )
+}
+
 fn silence_line(s: &Silence) -> String {
     let by = s.created_by.as_deref().map(|by| format!(" by {by}")).unwrap_or_default();
     let scope = if s.container.is_some() { "" } else { " (whole node)" };
@@ -205,6 +226,7 @@ pub fn container_detail(d: &ContainerDetail) -> String {
         lines.push(("METRICS", "none reported yet".into()));
     }
     lines.push(("ANOMALIES", if c.anomalies.is_empty() { "none".into() } else { anomalies(&c.anomalies) }));
+    lines.push(("EPISODE", c.episode.as_ref().map(episode_line).unwrap_or_else(|| "none".into())));
     match &d.budget {
         Some(b) => budget_lines(b, &mut lines),
         None => lines.push(("BUDGET", "unknown".into())),

@@ -21,6 +21,7 @@ use crate::events::EventRetention;
 use crate::policy::{Backoff, Budget, RestartPolicy};
 use crate::remediation::RemediationConfig;
 use crate::remediation::storm::FleetStorm;
+use crate::store::redis::ClusterSettings;
 use crate::store::{StoreConfig, StormConfig};
 
 hemostat_settings::settings! {
@@ -56,7 +57,8 @@ hemostat_settings::settings! {
         certs_dir: PathBuf = PathBuf::from("certs"), env "HEMOSTAT_CERTS_DIR";
         /// Folder for the embedded state store, used when no Redis is configured [default: hemostat-data].
         data_dir: PathBuf = PathBuf::from("hemostat-data"), env "HEMOSTAT_DATA_DIR";
-        /// Redis URL (redis://[:password@]host:port/db); takes precedence over REDIS_HOST.
+        /// Redis URL (redis://[:password@]host:port/db); takes precedence over REDIS_HOST. With
+        /// REDIS_CLUSTER, the cluster's seed nodes, comma-separated.
         redis_url: String, env "REDIS_URL";
         /// Redis host; with neither this nor REDIS_URL, the embedded store is used.
         redis_host: String, env "REDIS_HOST";
@@ -64,6 +66,12 @@ hemostat_settings::settings! {
         redis_port: u16 = 6379, env "REDIS_PORT";
         /// Redis password.
         redis_password: String, env "REDIS_PASSWORD";
+        /// The Redis is a Redis Cluster (seed nodes from REDIS_URL or REDIS_HOST/REDIS_PORT) (true/false)
+        /// [default: false].
+        redis_cluster: bool = false, env "REDIS_CLUSTER";
+        /// With REDIS_CLUSTER: replicas that must acknowledge each safety write (budget decisions, events,
+        /// approvals taken) before it counts; 0 for a cluster without replicas [default: 1].
+        redis_wait_replicas: u32 = 1, env "REDIS_WAIT_REPLICAS";
         /// Seconds between two actions on one container [default: 3600].
         cooldown_seconds: u64 = 3600, env "RESPONDER_COOLDOWN_SECONDS";
         /// How actions on one container are spaced: `cooldown` (the fixed RESPONDER_COOLDOWN_SECONDS) or
@@ -187,12 +195,19 @@ impl CoordinatorConfig {
     pub fn from_settings(s: CoordinatorSettings, alerting: AlertingSettings) -> Result<Self, ConfigError> {
         let value = |setting: Option<Sourced<String>>| setting.map(Sourced::into_value);
         let seconds = |setting: Sourced<u64>| Duration::from_secs(setting.into_value());
-        let store = match (value(s.redis_url), value(s.redis_host)) {
-            (Some(url), _) => StoreConfig::Redis { url },
-            (None, Some(host)) => {
-                StoreConfig::Redis { url: redis_url(&host, *s.redis_port, value(s.redis_password).as_deref()) }
-            }
-            (None, None) => StoreConfig::Embedded { path: s.data_dir.join("state.redb") },
+        let url = match (value(s.redis_url), value(s.redis_host)) {
+            (Some(url), _) => Some(url),
+            (None, Some(host)) => Some(redis_url(&host, *s.redis_port, value(s.redis_password).as_deref())),
+            (None, None) => None,
+        };
+        let store = match url {
+            Some(url) if *s.redis_cluster => StoreConfig::RedisCluster(ClusterSettings {
+                seeds: url.split(',').map(str::trim).filter(|seed| !seed.is_empty()).map(str::to_owned).collect(),
+                wait_replicas: s.redis_wait_replicas.into_value(),
+                wait_timeout: REDIS_WAIT_TIMEOUT,
+            }),
+            Some(url) => StoreConfig::Redis { url },
+            None => StoreConfig::Embedded { path: s.data_dir.join("state.redb") },
         };
         let max_attempts =
             s.max_retries_per_hour.check(|n| *n >= 1, "must be at least 1 (to stop all actions, use dry-run)")?;
@@ -294,6 +309,10 @@ impl CoordinatorConfig {
         })
     }
 }
+
+/// How long a safety write waits for its replicas in a Redis Cluster (a replica on the same network acknowledges
+/// within milliseconds).
+const REDIS_WAIT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A Redis URL with the password percent-encoded.
 fn redis_url(host: &str, port: u16, password: Option<&str>) -> String {
@@ -530,5 +549,30 @@ mod tests {
     fn redis_passwords_are_encoded() {
         assert_eq!(redis_url("r", 6380, Some("p@ss:w/rd")), "redis://:p%40ss%3Aw%2Frd@r:6380");
         assert_eq!(redis_url("r", 6379, None), "redis://r:6379");
+    }
+
+    #[test]
+    fn redis_cluster_takes_its_seeds_from_the_url_or_the_host() {
+        let env = env_of(&[("REDIS_CLUSTER", "true"), ("REDIS_URL", "redis://a:7000, redis://b:7001,")]);
+        let config = CoordinatorConfig::resolve_in(CoordinatorArgs::default(), &env).unwrap();
+        let StoreConfig::RedisCluster(cluster) = config.store else { panic!("not a cluster: {:?}", config.store) };
+        assert_eq!(cluster.seeds, ["redis://a:7000", "redis://b:7001"]);
+        assert_eq!(cluster.wait_replicas, 1, "safety writes wait for one replica by default");
+
+        let env = env_of(&[
+            ("REDIS_CLUSTER", "true"),
+            ("REDIS_HOST", "c"),
+            ("REDIS_PORT", "7002"),
+            ("REDIS_PASSWORD", "s3cret"),
+            ("REDIS_WAIT_REPLICAS", "0"),
+        ]);
+        let config = CoordinatorConfig::resolve_in(CoordinatorArgs::default(), &env).unwrap();
+        let StoreConfig::RedisCluster(cluster) = config.store else { panic!("not a cluster: {:?}", config.store) };
+        assert_eq!(cluster.seeds, ["redis://:s3cret@c:7002"]);
+        assert_eq!(cluster.wait_replicas, 0);
+
+        let env = env_of(&[("REDIS_URL", "redis://a:7000")]);
+        let config = CoordinatorConfig::resolve_in(CoordinatorArgs::default(), &env).unwrap();
+        assert!(matches!(config.store, StoreConfig::Redis { ref url } if url == "redis://a:7000"), "no cluster by default");
     }
 }

@@ -2,5 +2,6 @@
 //! types are the shared vocabulary's ([`hemostat_model`]), re-exported here under their coordinator paths.
 
 pub use hemostat_model::{
-    AlertReport, Anomaly, AnomalyKind, ContainerFacts, ExitReport, Health, Metrics, OPT_OUT_LABEL, Severity, Status,
+    AlertReport, Anomaly, AnomalyKind, ContainerFacts, Episode, ExitReport, Health, Metrics, OPT_OUT_LABEL, Severity,
+    Status,
 };

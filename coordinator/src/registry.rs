@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use tokio::sync::mpsc;
 
-use crate::container::{Anomaly, AnomalyKind, ContainerFacts, Metrics};
+use crate::container::{Anomaly, AnomalyKind, ContainerFacts, Episode, Metrics};
 use crate::events::Action;
 use crate::history::History;
 
@@ -87,6 +87,8 @@ pub struct ContainerEntry {
     pub recent: History,
     /// Its anomalies now.
     pub anomalies: Vec<Anomaly>,
+    /// Its running episode (see [`crate::analysis::episode`]), if any.
+    pub episode: Option<Episode>,
 }
 
 impl NodeInfo {
@@ -139,6 +141,7 @@ impl ContainerEntry {
             metrics: container.metrics.as_ref().map(Metrics::from),
             recent: History::default(),
             anomalies: container.anomalies.iter().filter_map(|a| Anomaly::try_from(a).ok()).collect(),
+            episode: container.episode.as_ref().map(Episode::from),
             facts,
         })
     }
@@ -149,6 +152,7 @@ impl ContainerEntry {
         hemostat_proto::v1::Container {
             metrics: self.metrics.map(|m| m.to_wire(&state)),
             anomalies: self.anomalies.iter().map(hemostat_proto::v1::Anomaly::from).collect(),
+            episode: self.episode.as_ref().map(hemostat_proto::v1::Episode::from),
             state: Some(state),
             updated_at: Some(hemostat_proto::timestamp::to_proto(self.updated_at)),
             node: self.node.clone(),
@@ -165,6 +169,7 @@ impl ContainerEntry {
             metrics: None,
             recent: History::default(),
             anomalies: Vec::new(),
+            episode: None,
         }
     }
 }
@@ -372,6 +377,14 @@ impl Registry {
         let mut state = self.state.lock().expect("registry lock");
         if let Some(entry) = state.containers.get_mut(node).and_then(|c| c.get_mut(container_id)) {
             entry.anomalies.retain(|a| !cleared.contains(&a.kind));
+        }
+    }
+
+    /// Shows (or, with `None`, takes away) the container's running episode.
+    pub fn set_episode(&self, node: &str, container_id: &str, episode: Option<Episode>) {
+        let mut state = self.state.lock().expect("registry lock");
+        if let Some(entry) = state.containers.get_mut(node).and_then(|c| c.get_mut(container_id)) {
+            entry.episode = episode;
         }
     }
 

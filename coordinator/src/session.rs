@@ -217,11 +217,10 @@ async fn handle(
             remediator.on_resolved(node, &container, &cleared).await
         }
         Some(Body::Metrics(report)) => {
-            registry.record_metrics(
-                node,
-                report.samples.iter().map(|m| (m.container_id.clone(), Metrics::from(m))).collect(),
-            );
-            Ok(())
+            let samples: Vec<(String, Metrics)> =
+                report.samples.iter().map(|m| (m.container_id.clone(), Metrics::from(m))).collect();
+            registry.record_metrics(node, samples.clone());
+            remediator.on_metrics(node, &samples).await
         }
         Some(Body::CommandResult(result)) => {
             remediator.on_command_result(node, CommandReport::from_proto(result)).await

@@ -1,7 +1,7 @@
 //! HemoStat's domain vocabulary, shared by the node, the coordinator and the CLI: what a container is
 //! ([`container`]), one metrics sample ([`metrics`]), anomalies ([`anomaly`]), the remediation actions
 //! ([`action`]), how an action ended ([`outcome`]), the kinds of event in the event log ([`event_kind`]) and
-//! a node's health alert ([`alert`]).
+//! a node's health alert ([`alert`]) and a condition's running episode ([`episode`]).
 //!
 //! Each enum's names are written once, in its `named_enum!` declaration, and everything else derives from them: `name()`,
 //! `ALL`, `NAMES`, `FromStr`, `Display` and the serde form. Each type converts to and from its
@@ -14,6 +14,7 @@ pub mod action;
 pub mod alert;
 pub mod anomaly;
 pub mod container;
+pub mod episode;
 pub mod event_kind;
 pub mod metrics;
 pub mod outcome;
@@ -22,6 +23,7 @@ pub use action::Action;
 pub use alert::AlertReport;
 pub use anomaly::{Anomaly, AnomalyKind, Severity};
 pub use container::{ContainerFacts, ExitReport, Health, OPT_OUT_LABEL, Status};
+pub use episode::Episode;
 pub use event_kind::EventKind;
 pub use metrics::Metrics;
 pub use named::{Named, NoValue, UnknownName};

@@ -113,3 +113,24 @@ fn container_facts_anomalies_and_samples_round_trip_through_the_wire() {
     let json = serde_json::to_value(metrics).unwrap();
     assert_eq!((json["memory_used_bytes"].as_u64(), json["sampled_at"].is_null()), (Some(10), true));
 }
+
+#[test]
+fn an_episode_round_trips_through_the_wire() {
+    use std::time::{Duration, SystemTime};
+    let at = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s);
+    let episode = Episode {
+        first_seen: at(0),
+        anomalies: vec![AnomalyKind::HighCpu, AnomalyKind::HighMemory],
+        above_since: Some(at(1)),
+        sustain: Duration::from_secs(60),
+        decided_at: Some(at(62)),
+        rule: "sustained_high_cpu".into(),
+        reason: "sustained high CPU".into(),
+        action: Some(Action::Restart),
+    };
+    assert_eq!(Episode::from(&pb::Episode::from(&episode)), episode);
+    let watching = Episode { above_since: None, decided_at: None, action: None, ..episode };
+    let wire = pb::Episode::from(&watching);
+    assert_eq!((wire.above_since, wire.decided_at, wire.action), (None, None, pb::Action::Unspecified as i32));
+    assert_eq!(Episode::from(&wire), watching);
+}

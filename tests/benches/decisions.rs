@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use hemostat_coordinator::analysis::exit::Assessed;
 use hemostat_coordinator::analysis::{Analyzer, AnalyzerConfig};
 use hemostat_coordinator::container::{
     AlertReport, Anomaly, AnomalyKind, ContainerFacts, Health, Metrics, Severity, Status,
@@ -102,7 +103,7 @@ async fn main() {
     let alerts: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(2000);
     hemostat_tests::init();
     let analyzer = Analyzer::new(AnalyzerConfig::default());
-    let sample = alert(0);
+    let sample = Assessed::new(alert(0));
     let n = 20_000;
     let started = Instant::now();
     for _ in 0..n {

@@ -16,6 +16,7 @@ use hemostat_node::detection::DetectionConfig;
 use hemostat_node::executor::ExecutionPolicy;
 use hemostat_node::inventory::ContainerSelector;
 use hemostat_node::local_policy::LocalPolicyConfig;
+use hemostat_node::poller::StatsSource;
 use hemostat_pki::{OperatorRole, TlsFiles};
 use hemostat_proto::v1 as pb;
 use hemostat_proto::v1::fleet_service_client::FleetServiceClient;
@@ -188,6 +189,7 @@ pub fn node_config(pki: &TestPki, name: &str, coordinator: &str, selector: &str)
         spool_capacity: 10_000,
         spool_dir: None,
         poll_interval: Duration::from_secs(1),
+        stats_source: StatsSource::Auto,
         detection: DetectionConfig::default(),
         log_lines: 50,
         execution: ExecutionPolicy { verify_window: Duration::from_secs(1), ..ExecutionPolicy::default() },

@@ -7,6 +7,9 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use hemostat_coordinator::store::StoreConfig;
+use hemostat_coordinator::store::redis::ClusterSettings;
+
 /// How long a master may be unreachable before its replica is promoted (`cluster-node-timeout`).
 pub const NODE_TIMEOUT: Duration = Duration::from_millis(2000);
 
@@ -35,6 +38,13 @@ impl ClusterServer {
             assert!(started.elapsed() < Duration::from_secs(10), "cluster server on {} did not start", self.port);
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the running server.
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().unwrap_or_else(|| panic!("cluster server on {} is not running", self.port));
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{signal} of the server on {}", self.port);
     }
 
     fn kill(&mut self) {
@@ -78,25 +88,23 @@ impl RedisCluster {
         );
         let cluster = RedisCluster { servers };
         cluster.wait_until_ok(Duration::from_secs(30));
-        // `ok` comes before every replica has taken its role and finished its first sync (a replica that has
-        // not cannot be promoted): wait for both.
-        let started = Instant::now();
-        loop {
-            let replicas: Vec<u16> = cluster.nodes().iter().filter(|n| !n.master).map(|n| n.port).collect();
-            let synced =
-                replicas.iter().all(|port| cli(*port, &["info", "replication"]).contains("master_link_status:up"));
-            if replicas.len() == masters * replicas_per_master && synced {
-                break;
-            }
-            assert!(started.elapsed() < Duration::from_secs(60), "replicas not set up: {:?}", cluster.nodes());
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        cluster.wait_for_replicas(masters * replicas_per_master, Duration::from_secs(60));
         cluster
     }
 
     /// The seed nodes as HemoStat takes them: `redis://127.0.0.1:P1,redis://127.0.0.1:P2,...`.
     pub fn url(&self) -> String {
         self.servers.iter().map(|s| format!("redis://127.0.0.1:{}", s.port)).collect::<Vec<_>>().join(",")
+    }
+
+    /// The coordinator's store configuration for this cluster: every server a seed, each safety write waiting
+    /// for one replica (as `REDIS_CLUSTER=true` with the default `REDIS_WAIT_REPLICAS`).
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig::RedisCluster(ClusterSettings {
+            seeds: self.url().split(',').map(str::to_owned).collect(),
+            wait_replicas: 1,
+            wait_timeout: Duration::from_secs(1),
+        })
     }
 
     /// The ports of the servers that run now.
@@ -123,6 +131,28 @@ impl RedisCluster {
     /// Kills the server on `port` (SIGKILL), as a crash.
     pub fn kill(&mut self, port: u16) {
         self.server(port).kill();
+    }
+
+    /// Freezes the server on `port` (SIGSTOP): it neither answers nor replicates until
+    /// [`RedisCluster::unfreeze`]. Keep it short of [`NODE_TIMEOUT`], or the cluster counts it as failed.
+    pub fn freeze(&self, port: u16) {
+        self.servers.iter().find(|s| s.port == port).expect("a server of the cluster").signal("STOP");
+    }
+
+    /// Lets a frozen server run again (SIGCONT).
+    pub fn unfreeze(&self, port: u16) {
+        self.servers.iter().find(|s| s.port == port).expect("a server of the cluster").signal("CONT");
+    }
+
+    /// The port of the replica of the master on `port`.
+    pub fn replica_of(&self, port: u16) -> u16 {
+        let nodes = self.nodes();
+        let master = nodes.iter().find(|n| n.port == port).unwrap_or_else(|| panic!("no node on {port}: {nodes:?}"));
+        nodes
+            .iter()
+            .find(|n| !n.master && n.master_id == master.id)
+            .map(|n| n.port)
+            .unwrap_or_else(|| panic!("the master on {port} has no replica: {nodes:?}"))
     }
 
     /// Starts the killed server on `port` again, on its own data; it rejoins the cluster (as a replica of
@@ -156,6 +186,23 @@ impl RedisCluster {
     /// The slot ranges the master on `port` serves now.
     pub fn slots_of(&self, port: u16) -> Vec<(u16, u16)> {
         self.nodes().into_iter().find(|n| n.port == port).map(|n| n.slots).unwrap_or_default()
+    }
+
+    /// Waits until `count` live replicas have taken their role and finished their sync with their master
+    /// (`cluster_state:ok` comes before that, and a replica that has not synced cannot be promoted nor
+    /// acknowledge a write).
+    pub fn wait_for_replicas(&self, count: usize, deadline: Duration) {
+        let started = Instant::now();
+        loop {
+            let replicas: Vec<u16> = self.nodes().iter().filter(|n| !n.master && !n.failed).map(|n| n.port).collect();
+            let synced =
+                replicas.iter().all(|port| cli(*port, &["info", "replication"]).contains("master_link_status:up"));
+            if replicas.len() == count && synced {
+                return;
+            }
+            assert!(started.elapsed() < deadline, "replicas not set up: {:?}", self.nodes());
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Waits until every live server says `cluster_state:ok`.
@@ -203,6 +250,9 @@ impl Drop for RedisCluster {
 /// One line of `CLUSTER NODES`.
 #[derive(Debug)]
 struct ClusterNode {
+    id: String,
+    /// The id of its master (`-` for a master).
+    master_id: String,
     port: u16,
     master: bool,
     failed: bool,
@@ -224,7 +274,14 @@ impl ClusterNode {
                 None => s.parse().ok().map(|a| (a, a)),
             })
             .collect();
-        Some(ClusterNode { port, master: flags.contains("master"), failed: flags.contains("fail"), slots })
+        Some(ClusterNode {
+            id: (*fields.first()?).to_owned(),
+            master_id: (*fields.get(3)?).to_owned(),
+            port,
+            master: flags.contains("master"),
+            failed: flags.contains("fail"),
+            slots,
+        })
     }
 }
 

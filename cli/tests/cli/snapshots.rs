@@ -121,6 +121,16 @@ fn web() -> pb::Container {
             threshold: 85.0,
             actual: 93.25,
         }],
+        episode: Some(pb::Episode {
+            first_seen: ts("2026-11-28T14:17:31Z"),
+            anomalies: vec![pb::AnomalyType::HighCpu as i32],
+            above_since: ts("2026-11-28T14:17:30Z"),
+            sustain_seconds: 60,
+            decided_at: None,
+            rule: "transient_spike".into(),
+            reason: "transient spike: CPU above its threshold for 30s, less than the 60s sustain window".into(),
+            action: pb::Action::Unspecified as i32,
+        }),
     }
 }
 
@@ -145,6 +155,7 @@ fn containers() -> Vec<Container> {
             threshold: 0.0,
             actual: 137.0,
         }],
+        episode: None,
     };
     vec![web(), crashed].into_iter().map(Container::from).collect()
 }

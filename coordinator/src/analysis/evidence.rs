@@ -31,6 +31,21 @@ pub struct Evidence {
     pub health_outputs: Vec<String>,
     /// The last log lines.
     pub log_tail: Vec<String>,
+    /// For a condition: its episode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub episode: Option<EpisodeEvidence>,
+}
+
+/// The moments of a condition's episode, Unix milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct EpisodeEvidence {
+    /// When its first alert arrived.
+    pub first_seen_ms: u64,
+    /// Since when the value has been above its threshold (CPU's run includes its first poll interval).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub above_since_ms: Option<u64>,
+    /// When it was decided (or ended).
+    pub decided_ms: u64,
 }
 
 /// Facts from inspect.
@@ -137,6 +152,7 @@ impl Evidence {
                 .collect(),
             health_outputs: alert.health_outputs.clone(),
             log_tail: alert.log_tail.clone(),
+            episode: None,
         }
     }
 

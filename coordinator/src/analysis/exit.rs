@@ -3,15 +3,26 @@
 //! | # | condition | result |
 //! |---|---|---|
 //! | 1 | labelled `hemostat.enable=false` | ignored: the operator opted it out |
-//! | 2 | the stop was requested (`docker stop`/`kill`/`restart`) | ignored: a manual stop is never a crash |
+//! | 2 | the stop was requested (see below) | ignored: a manual stop is never a crash |
 //! | 3 | exit code 0 and not OOM-killed | ignored: it finished its work |
 //! | 4 | Docker's restart policy (`always`, `unless-stopped`, `on-failure`) restarts it | `false_alarm`, confidence 0.9: Docker already handles it |
 //! | 5 | otherwise (non-zero exit or OOM kill) | `remediation_needed`: restart, confidence 0.9 |
 //!
 //! "Ignored" records nothing: it is not a problem (the node does not even report a requested stop or a
 //! clean exit; the coordinator checks again). Everything else records the `health_alert` and the decision.
+//!
+//! **Who asked for an exit** is read from what Docker's event stream says happened, by the node
+//! (`hemostat_node::detection::exit_requested`), which reports it as `stop_requested`:
+//!
+//! | what happened | read as |
+//! |---|---|
+//! | `docker stop`, `docker kill`, `docker restart`, `docker rm -f`, HemoStat's own restart: a `kill` event delivering a stopping signal (INT, QUIT, KILL, TERM, or the container's own stop signal) since it last started | requested, whatever the exit code, unless the code says a *different* killing signal ended it |
+//! | the process killed by a signal nobody sent through Docker: `kill -9` of its process on the host, `kill` inside the container (`docker exec … kill`), a TERM it ignored followed by a KILL from elsewhere (code 128 + HUP, INT, QUIT, KILL or TERM, that signal not delivered by Docker) | a fault |
+//! | the kernel's OOM killer (an `oom` event, or inspect's `OOMKilled`) | a fault, whatever the code, even during a stop |
+//! | anything else: exit code 0 | a clean exit |
+//! | anything else: a non-zero code | a fault |
 
-use crate::container::{ContainerFacts, ExitReport};
+use crate::container::{AlertReport, ContainerFacts, ExitReport};
 use crate::events::Action;
 
 /// The confidence of the non-zero-exit rule (the original's).
@@ -50,6 +61,32 @@ pub enum Decision {
     },
 }
 
+/// An alert with its exit (if any) assessed, once: the pipeline and the decision table read the same
+/// assessment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Assessed {
+    /// The alert.
+    pub alert: AlertReport,
+    /// What its exit means; `None` when it reports no exit.
+    pub exit: Option<Assessment>,
+}
+
+impl Assessed {
+    /// Assesses the alert's exit.
+    pub fn new(alert: AlertReport) -> Self {
+        let exit = alert.exit.as_ref().map(|exit| assess_exit(&alert.container, exit));
+        Assessed { alert, exit }
+    }
+
+    /// Why the exit needs nothing recorded, if it does not.
+    pub fn ignored(&self) -> Option<&'static str> {
+        match &self.exit {
+            Some(Assessment::Ignore { reason }) => Some(reason),
+            _ => None,
+        }
+    }
+}
+
 /// Applies the exit rules of this module's table.
 pub fn assess_exit(container: &ContainerFacts, exit: &ExitReport) -> Assessment {
     if container.opted_out() {
@@ -63,6 +100,8 @@ pub fn assess_exit(container: &ContainerFacts, exit: &ExitReport) -> Assessment 
     }
     let summary = if exit.oom_killed {
         format!("killed by the OOM killer (exit code {})", exit.exit_code)
+    } else if let Some(signal) = killing_signal(exit.exit_code) {
+        format!("killed by {signal} (exit code {}), a signal nobody sent through Docker", exit.exit_code)
     } else {
         format!("exited unexpectedly with code {}", exit.exit_code)
     };
@@ -79,6 +118,18 @@ pub fn assess_exit(container: &ContainerFacts, exit: &ExitReport) -> Assessment 
         }
     };
     Assessment::Decide(decision)
+}
+
+/// The killing signal an exit code of 128 + n names (HUP, INT, QUIT, KILL, TERM), if it names one.
+fn killing_signal(exit_code: i64) -> Option<&'static str> {
+    Some(match exit_code.checked_sub(128)? {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        9 => "SIGKILL",
+        15 => "SIGTERM",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -125,6 +176,13 @@ mod tests {
             panic!("a crash is an alert");
         };
         assert!(matches!(decision, Decision::FalseAlarm { confidence, .. } if confidence == 0.9));
+        // 5: killed by a signal nobody sent through Docker.
+        let Assessment::Decide(decision) = assess_exit(&plain, &exit(137, false, false)) else { panic!("a fault") };
+        assert!(
+            matches!(&decision, Decision::Remediate { reason, .. }
+                if reason == "unexpected non-zero exit: killed by SIGKILL (exit code 137), a signal nobody sent through Docker"),
+            "{decision:?}"
+        );
         // 5: a crash, and an OOM kill even with code 0.
         for report in [exit(1, false, false), exit(137, true, false), exit(0, true, false)] {
             let Assessment::Decide(decision) = assess_exit(&plain, &report) else { panic!("{report:?}") };

@@ -4,7 +4,11 @@
 //! history), applies the decision table of [`rules`], and, when an LLM is configured, asks it instead
 //! ([`llm`]), falling back to the rules on any failure. A decision for an action below the confidence
 //! threshold becomes a false alarm. Every decision carries its [`evidence`].
+//!
+//! An exit is one occurrence, decided at once ([`exit`]); a condition (high CPU or memory, a failing health
+//! check) is an [`episode`], decided once, when the table first calls it, or when it clears.
 
+pub mod episode;
 pub mod evidence;
 pub mod exit;
 pub mod llm;
@@ -15,11 +19,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::container::{AlertReport, Anomaly, ContainerFacts};
+use crate::container::{AlertReport, Anomaly, ContainerFacts, Metrics};
 use crate::events::Action;
-use evidence::Evidence;
+use evidence::{EpisodeEvidence, Evidence};
+use exit::Assessed;
 use llm::{LlmClient, LlmConfig};
 use patterns::{PatternConfig, Sample};
+use rules::RuleDecision;
 
 /// The label that narrows the actions allowed on a container, e.g. `hemostat.actions=restart` (or `none`).
 pub const ACTIONS_LABEL: &str = "hemostat.actions";
@@ -102,14 +108,29 @@ impl Analyzer {
         self.llm.is_some()
     }
 
-    /// Decides about `alert`, given the container's earlier alerts. `None` when the alert needs no record
-    /// (a requested or clean exit).
-    pub async fn analyze(&self, alert: &AlertReport, history: &[HistoryEntry], now_ms: u64) -> Option<Verdict> {
-        let samples = samples_of(alert, history);
-        let rule = rules::decide(alert, &samples, &self.config.patterns)?;
-        let evidence = Evidence::gather(alert, &samples, history, now_ms);
+    /// Decides about an alert (its exit assessed), given the container's earlier alerts. `None` when the
+    /// alert needs no record (a requested or clean exit).
+    pub async fn analyze(&self, case: &Assessed, history: &[HistoryEntry], now_ms: u64) -> Option<Verdict> {
+        let samples = samples_of(&case.alert, history);
+        let rule = self.rules(case, &samples)?;
+        let inputs = Inputs { case, samples: &samples, history, episode: None, now_ms };
+        Some(self.conclude(&inputs, rule, true).await)
+    }
+
+    /// The decision table's row for an alert and the container's samples; `None` for row 1.
+    pub fn rules(&self, case: &Assessed, samples: &[Sample]) -> Option<RuleDecision> {
+        rules::decide(case, samples, &self.config.patterns)
+    }
+
+    /// Turns the table's row into a decision: asks the LLM instead when one is configured and `consult` is
+    /// set, then applies the `hemostat.actions` label and the confidence threshold.
+    pub async fn conclude(&self, inputs: &Inputs<'_>, rule: RuleDecision, consult: bool) -> Verdict {
+        let alert = &inputs.case.alert;
+        let mut evidence = Evidence::gather(alert, inputs.samples, inputs.history, inputs.now_ms);
+        evidence.episode = inputs.episode;
         let allowed = allowed_actions(&alert.container);
-        let (mut action, mut reason, confidence, method, decided_by) = match &self.llm {
+        let llm = self.llm.as_ref().filter(|_| consult);
+        let (mut action, mut reason, confidence, method, decided_by) = match llm {
             Some(llm) => match llm.decide(&evidence.fenced(), &allowed).await {
                 Ok(d) => (d.action, d.reason, d.confidence, "ai", llm.model().to_owned()),
                 Err(error) => {
@@ -137,8 +158,23 @@ impl Analyzer {
                 action = None;
             }
         }
-        Some(Verdict { action, reason, confidence, method, decided_by, evidence: evidence.to_json() })
+        Verdict { action, reason, confidence, method, decided_by, evidence: evidence.to_json() }
     }
+}
+
+/// What a decision is made from.
+#[derive(Clone, Copy, Debug)]
+pub struct Inputs<'a> {
+    /// The alert, its exit assessed.
+    pub case: &'a Assessed,
+    /// The container's samples, oldest first.
+    pub samples: &'a [Sample],
+    /// Its earlier alerts.
+    pub history: &'a [HistoryEntry],
+    /// The episode, for a condition.
+    pub episode: Option<EpisodeEvidence>,
+    /// Now, Unix milliseconds.
+    pub now_ms: u64,
 }
 
 /// The container's samples: those of earlier alerts and the alert's own, oldest first.
@@ -150,14 +186,13 @@ pub fn samples_of(alert: &AlertReport, history: &[HistoryEntry]) -> Vec<Sample> 
 
 /// The alert's own samples, reduced for the history.
 pub fn alert_samples(alert: &AlertReport) -> Vec<Sample> {
-    alert
-        .recent
-        .iter()
-        .filter_map(|m| {
-            let at = m.sampled_at?.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64;
-            Some(Sample { at_ms: at, cpu: m.cpu_percent, memory_used: m.memory_used, memory_limit: m.memory_limit })
-        })
-        .collect()
+    alert.recent.iter().filter_map(sample_of).collect()
+}
+
+/// A metrics sample reduced to what the patterns need; `None` without the time it was taken.
+pub fn sample_of(m: &Metrics) -> Option<Sample> {
+    let at = m.sampled_at?.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64;
+    Some(Sample { at_ms: at, cpu: m.cpu_percent, memory_used: m.memory_used, memory_limit: m.memory_limit })
 }
 
 /// The actions analysis may decide on a container: a restart (the other actions need an operator's

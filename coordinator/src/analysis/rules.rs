@@ -17,8 +17,10 @@
 //! A decision for an action whose confidence is below `ANALYZER_CONFIDENCE_THRESHOLD` (0.7) becomes a false
 //! alarm (see [`super::Analyzer`]).
 
-use super::exit::{Assessment, Decision, assess_exit};
-use super::patterns::{Excursion, PatternConfig, Sample, excursion, memory_leak};
+use std::time::Duration;
+
+use super::exit::{Assessed, Assessment, Decision};
+use super::patterns::{self, Excursion, PatternConfig, Reading, Sample, excursion, memory_leak};
 use crate::container::{AlertReport, AnomalyKind, Severity};
 use crate::events::Action;
 
@@ -35,17 +37,27 @@ pub struct RuleDecision {
     pub confidence: f64,
 }
 
+/// The rows that leave a condition's episode open: a later sample may still call for action.
+pub const WAITING_RULES: [&str; 2] = ["transient_spike", "no_rule"];
+
+impl RuleDecision {
+    /// Whether this row only says "not yet": the condition may still become sustained or a leak, so its
+    /// episode stays open (see [`super::episode`]).
+    pub fn waits(&self) -> bool {
+        WAITING_RULES.contains(&self.rule)
+    }
+}
+
 fn row(rule: &'static str, action: Option<Action>, confidence: f64, reason: String) -> Option<RuleDecision> {
     Some(RuleDecision { rule, action, reason, confidence })
 }
 
-/// Applies the table to an alert and the container's samples (oldest first, current last). `None` means
-/// row 1: nothing to record.
-pub fn decide(alert: &AlertReport, samples: &[Sample], config: &PatternConfig) -> Option<RuleDecision> {
+/// Applies the table to an alert (its exit assessed once) and the container's samples (oldest first,
+/// current last). `None` means row 1: nothing to record.
+pub fn decide(case: &Assessed, samples: &[Sample], config: &PatternConfig) -> Option<RuleDecision> {
+    let alert: &AlertReport = &case.alert;
     let anomaly = |kind| alert.anomalies.iter().find(|a| a.kind == kind);
-    if let Some(exit) = &alert.exit
-        && let Assessment::Ignore { .. } = assess_exit(&alert.container, exit)
-    {
+    if let Some(Assessment::Ignore { .. }) = &case.exit {
         return None;
     }
     if let Some(restarts) = anomaly(AnomalyKind::ExcessiveRestarts) {
@@ -59,10 +71,8 @@ pub fn decide(alert: &AlertReport, samples: &[Sample], config: &PatternConfig) -
             ),
         );
     }
-    if let Some(exit) = &alert.exit
-        && let Assessment::Decide(decision) = assess_exit(&alert.container, exit)
-    {
-        return match decision {
+    if let Some(Assessment::Decide(decision)) = &case.exit {
+        return match decision.clone() {
             Decision::FalseAlarm { reason, confidence } => row("docker_restart_policy", None, confidence, reason),
             Decision::Remediate { action, reason, confidence } => {
                 row("non_zero_exit", Some(action), confidence, reason)
@@ -71,8 +81,9 @@ pub fn decide(alert: &AlertReport, samples: &[Sample], config: &PatternConfig) -
     }
     let cpu = anomaly(AnomalyKind::HighCpu);
     let memory = anomaly(AnomalyKind::HighMemory);
-    let cpu_run = cpu.map(|a| excursion(samples, a.threshold, config.sustain, |s| s.cpu));
-    let memory_run = memory.map(|a| excursion(samples, a.threshold, config.sustain, |s| Some(s.memory_percent())));
+    let cpu_run = cpu.map(|a| excursion(samples, a.threshold, config.sustain, Reading::Average, patterns::cpu));
+    let memory_run =
+        memory.map(|a| excursion(samples, a.threshold, config.sustain, Reading::Instant, patterns::memory));
     let sustained = |run: Option<Excursion>| matches!(run, Some(Excursion::Sustained { .. }));
 
     if let Some(m) = memory.filter(|m| m.severity == Severity::Critical) {
@@ -97,10 +108,10 @@ pub fn decide(alert: &AlertReport, samples: &[Sample], config: &PatternConfig) -
             Some(Action::Restart),
             0.8,
             format!(
-                "memory leak: rising {:.1} KiB/s (R² {:.2}), the limit in about {} min",
+                "memory leak: rising {:.1} KiB/s (R² {:.2}), the limit in about {}",
                 leak.bytes_per_second / 1024.0,
                 leak.r_squared,
-                leak.time_to_limit.as_secs() / 60
+                in_words(leak.time_to_limit)
             ),
         );
     }
@@ -135,9 +146,16 @@ pub fn decide(alert: &AlertReport, samples: &[Sample], config: &PatternConfig) -
 }
 
 fn above_secs(run: Option<Excursion>) -> u64 {
-    match run {
-        Some(Excursion::Sustained { above_for } | Excursion::Transient { above_for }) => above_for.as_secs(),
-        _ => 0,
+    run.map_or(0, |r| r.above_for().as_secs())
+}
+
+/// A duration for people: `45 s`, `12 min`, `2 h 5 min`.
+pub fn in_words(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0..120 => format!("{secs} s"),
+        120..7200 => format!("{} min", secs / 60),
+        _ => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
     }
 }
 
@@ -191,7 +209,7 @@ mod tests {
     }
 
     fn decided(alert: &AlertReport, samples: &[Sample]) -> (&'static str, Option<Action>, f64) {
-        let d = decide(alert, samples, &PatternConfig::default()).expect("a decision");
+        let d = decide(&Assessed::new(alert.clone()), samples, &PatternConfig::default()).expect("a decision");
         (d.rule, d.action, d.confidence)
     }
 
@@ -207,7 +225,11 @@ mod tests {
             ExitReport { exit_code: 0, oom_killed: false, stop_requested: false },
         ] {
             assert_eq!(
-                decide(&alert(&[(NonZeroExit, High, 0.0, 143.0)], Some(exit), "no"), &[], &PatternConfig::default()),
+                decide(
+                    &Assessed::new(alert(&[(NonZeroExit, High, 0.0, 143.0)], Some(exit), "no")),
+                    &[],
+                    &PatternConfig::default()
+                ),
                 None,
                 "{exit:?}"
             );
@@ -265,10 +287,10 @@ mod tests {
     fn row_6_a_memory_leak_is_restarted_before_it_hits_the_limit() {
         let rising: Vec<f64> = (0..10).map(|i| 180.0 + 2.0 * i as f64).collect();
         let samples = memory_series(60, &rising, 256);
-        assert_eq!(
-            decided(&alert(&[(HighMemory, Medium, 80.0, 77.0)], None, "no"), &samples),
-            ("memory_leak", RESTART, 0.8)
-        );
+        let high = alert(&[(HighMemory, Medium, 80.0, 77.0)], None, "no");
+        assert_eq!(decided(&high, &samples), ("memory_leak", RESTART, 0.8));
+        let reason = decide(&Assessed::new(high.clone()), &samples, &PatternConfig::default()).unwrap().reason;
+        assert!(reason.contains("the limit in about 29 min"), "{reason}");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! - [`journal`]: the one append path (event log, audit log, notification, instruments, live readers) and
 //!   the one way to read the log back (a bounded scan, a live tail);
 //! - [`settings`]: silences and dry-run, read through a one-second cache;
-//! - [`pipeline`]: alert → exit assessment → `health_alert` → analysis → decision;
+//! - [`pipeline`]: alert → exit assessment → `health_alert` → analysis → decision; a condition's episode
+//!   evaluated again on each metrics sample, decided once;
 //! - [`dispatch`]: storm breaker → budget → send, with a typed outcome, rejections recorded once per episode;
 //! - [`node_commands`]: commands in flight until their result, and routing to other coordinators' nodes;
 //! - [`manual`]: an admin's manual actions and approvals;
@@ -28,7 +29,7 @@ use hemostat_pki::Identity;
 
 use crate::alerting::Notifier;
 use crate::analysis::Analyzer;
-use crate::container::{AlertReport, Anomaly, AnomalyKind, ContainerFacts, Severity};
+use crate::container::{AlertReport, Anomaly, AnomalyKind, ContainerFacts, Metrics, Severity};
 use crate::directory::Directory;
 use crate::events::{EventKind, EventRecord, EventRetention, Rejection};
 use crate::instruments::CoordinatorInstruments;
@@ -176,7 +177,7 @@ impl RemediatorBuilder {
             config.audit_retention,
         ));
         let mut commands = NodeCommands::new(
-            registry,
+            registry.clone(),
             store.clone(),
             store.clone(),
             journal.clone(),
@@ -203,6 +204,7 @@ impl RemediatorBuilder {
             journal.clone(),
             dispatcher.clone(),
             commands.clone(),
+            registry,
             config.approval_ttl,
         ));
         let manual = ManualActions::new(store, journal.clone(), dispatcher.clone(), commands.clone());
@@ -276,12 +278,18 @@ impl Remediator {
         self.pipeline.on_alert(node, alert).await
     }
 
+    /// Handles a poll's samples of a node's containers: their running episodes are evaluated again (see
+    /// [`pipeline`]).
+    pub async fn on_metrics(&self, node: &str, samples: &[(String, Metrics)]) -> Result<(), StoreError> {
+        self.pipeline.on_metrics(node, samples).await
+    }
+
     /// Handles a node's report on a command.
     pub async fn on_command_result(&self, node: &str, report: CommandReport) -> Result<(), StoreError> {
         self.commands.on_result(node, report).await
     }
 
-    /// Records that a container's standing anomalies cleared.
+    /// Records that a container's standing anomalies cleared, and ends its episode when none is left.
     pub async fn on_resolved(
         &self,
         node: &str,
@@ -301,7 +309,7 @@ impl Remediator {
             .map(|kind| Anomaly { kind: *kind, severity: Severity::Medium, threshold: 0.0, actual: 0.0 })
             .collect();
         self.journal.append(&record).await?;
-        Ok(())
+        self.pipeline.on_cleared(node, container, cleared).await
     }
 
     /// Records an event that needs no decision.

@@ -2,24 +2,41 @@
 //! action handed to dispatch.
 //!
 //! For each alert: assess an exit once (a requested or clean exit, or an opted-out container, records
-//! nothing); record the `health_alert`; count a restart the node made on its own; let the [`Analyzer`] decide
-//! with the container's alert history; record the decision (`false_alarm` or `remediation_needed`, with its
-//! evidence); then let a silence or dry-run hold it, park it for an admin's approval when approvals are
-//! required, or dispatch it. With an LLM configured the decision runs in the background (bounded by the
-//! LLM's own concurrency), so a slow model never holds up the node's other reports.
+//! nothing); record the `health_alert`; count a restart the node made on its own; keep the alert in the
+//! container's history; then
+//! - an exit is decided at once by the [`Analyzer`] with the container's alert history;
+//! - a condition (high CPU or memory, a failing health check, too many restarts) opens or joins the
+//!   container's [episode](crate::analysis::episode), which is evaluated again on every metrics sample
+//!   while it lasts and decided once: when the table first calls for more than "not yet", or, if it clears
+//!   while the container runs, with its last verdict (one `transient_spike` for a short spike).
+//!
+//! A decision is recorded (`false_alarm` or `remediation_needed`, with its evidence), then a silence or
+//! dry-run holds it, it is parked for an admin's approval when approvals are required, or it is dispatched.
+//! With an LLM configured the decision runs in the background (bounded by the LLM's own concurrency), so a
+//! slow model never holds up the node's other reports; for a condition the model is asked once, when the
+//! rules find its episode conclusive.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use super::dispatch::Dispatcher;
 use super::journal::Journal;
 use super::node_commands::{NodeCommands, new_command_id};
 use super::{Stop, Target};
-use crate::analysis::exit::{Assessment, assess_exit};
-use crate::analysis::{Analyzer, HistoryEntry, Verdict, alert_samples};
-use crate::container::{AlertReport, ContainerFacts};
+use crate::analysis::episode::{Episode, timeline};
+use crate::analysis::evidence::EpisodeEvidence;
+use crate::analysis::exit::Assessed;
+use crate::analysis::patterns::Sample;
+use crate::analysis::rules::RuleDecision;
+use crate::analysis::{Analyzer, HistoryEntry, Inputs, Verdict, alert_samples};
+use crate::container::{AlertReport, AnomalyKind, ContainerFacts, Metrics, Status};
 use crate::events::{Action, EventKind, EventRecord, Rejection, unix_ms};
+use crate::registry::Registry;
 use crate::store::{HistoryStore, PendingApproval, SettingsStore, StoreError};
+
+/// (node, container id).
+type EpisodeKey = (String, String);
 
 /// Alerts in, decisions out.
 pub struct Pipeline {
@@ -29,13 +46,30 @@ pub struct Pipeline {
     journal: Arc<Journal>,
     dispatcher: Arc<Dispatcher>,
     commands: Arc<NodeCommands>,
+    registry: Arc<Registry>,
     /// `RESPONDER_REQUIRE_APPROVAL`: how long decisions wait for an admin; `None` acts at once.
     approval_ttl: Option<Duration>,
+    /// The running episodes of the nodes connected here.
+    episodes: Mutex<HashMap<EpisodeKey, Episode>>,
+}
+
+/// A decision to make about an episode, taken out of the episodes' lock.
+struct Conclusion {
+    node: String,
+    case: Assessed,
+    rule: RuleDecision,
+    samples: Vec<Sample>,
+    history: Vec<HistoryEntry>,
+    episode: EpisodeEvidence,
+    /// Ask the LLM (an episode being decided), or record the rules' last verdict (an episode that ended).
+    consult: bool,
 }
 
 impl Pipeline {
     /// A pipeline deciding with `analyzer` and the history in `history`, parking decisions for approval in
-    /// `approvals` for `approval_ttl` (when set), recording in `journal`, acting through `dispatcher`.
+    /// `approvals` for `approval_ttl` (when set), recording in `journal`, acting through `dispatcher`, and
+    /// showing running episodes in `registry`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         analyzer: Analyzer,
         history: Arc<dyn HistoryStore>,
@@ -43,19 +77,30 @@ impl Pipeline {
         journal: Arc<Journal>,
         dispatcher: Arc<Dispatcher>,
         commands: Arc<NodeCommands>,
+        registry: Arc<Registry>,
         approval_ttl: Option<Duration>,
     ) -> Self {
-        Pipeline { analyzer, history, approvals, journal, dispatcher, commands, approval_ttl }
+        Pipeline {
+            analyzer,
+            history,
+            approvals,
+            journal,
+            dispatcher,
+            commands,
+            registry,
+            approval_ttl,
+            episodes: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Handles a node's health alert: records it, then decides and acts within the policy.
     pub async fn on_alert(self: &Arc<Self>, node: &str, alert: AlertReport) -> Result<(), StoreError> {
-        if let Some(exit) = &alert.exit
-            && let Assessment::Ignore { reason } = assess_exit(&alert.container, exit)
-        {
-            tracing::debug!(node, container = %alert.container.name, reason, "exit needs no action");
+        let case = Assessed::new(alert);
+        if let Some(reason) = case.ignored() {
+            tracing::debug!(node, container = %case.alert.container.name, reason, "exit needs no action");
             return Ok(());
         }
+        let alert = &case.alert;
         let container = &alert.container;
         let mut record =
             EventRecord::new(EventKind::HealthAlert, node, &container.id, &container.name, alert.summary());
@@ -64,35 +109,199 @@ impl Pipeline {
         record.observed_ms = alert.observed_at.map(unix_ms);
         self.journal.append(&record).await?;
         if let Some(command_id) = &alert.local_restart {
-            return self.on_local_restart(node, &alert, command_id).await;
+            return self.on_local_restart(node, alert, command_id).await;
+        }
+        if alert.exit.is_none() {
+            return self.on_condition(node, case).await;
         }
         if self.analyzer.is_slow() {
             let (this, node) = (self.clone(), node.to_owned());
             tokio::spawn(async move {
-                if let Err(error) = this.decide(&node, &alert).await {
+                if let Err(error) = this.decide(&node, &case).await {
                     tracing::error!(node, %error, "could not record a decision; no action was taken");
                 }
             });
             Ok(())
         } else {
-            self.decide(node, &alert).await
+            self.decide(node, &case).await
         }
     }
 
-    /// Analyzes the alert with the container's history, keeps the alert in it, and acts on the verdict.
-    async fn decide(&self, node: &str, alert: &AlertReport) -> Result<(), StoreError> {
-        let container = &alert.container;
-        let key = container.budget_key(node);
-        let config = self.analyzer.config();
+    /// Analyzes an exit with the container's history, keeps the alert in it, and acts on the verdict.
+    async fn decide(&self, node: &str, case: &Assessed) -> Result<(), StoreError> {
+        let container = &case.alert.container;
         let now = unix_ms(SystemTime::now());
-        let history = self.history.history(&key, now, config.history_ttl).await?;
-        let verdict = self.analyzer.analyze(alert, &history, now).await;
-        let entry = HistoryEntry { time_ms: now, anomalies: alert.anomalies.clone(), samples: alert_samples(alert) };
-        self.history.append_history(&key, &entry, config.history_size, config.history_ttl).await?;
+        let history = self.remember(node, &case.alert, now).await?;
+        let verdict = self.analyzer.analyze(case, &history, now).await;
         match verdict {
             Some(verdict) => self.act(node, container, verdict).await,
             None => Ok(()),
         }
+    }
+
+    /// The container's alert history (before this alert), and this alert kept in it.
+    async fn remember(&self, node: &str, alert: &AlertReport, now: u64) -> Result<Vec<HistoryEntry>, StoreError> {
+        let key = alert.container.budget_key(node);
+        let config = self.analyzer.config();
+        let history = self.history.history(&key, now, config.history_ttl).await?;
+        let entry = HistoryEntry { time_ms: now, anomalies: alert.anomalies.clone(), samples: alert_samples(alert) };
+        self.history.append_history(&key, &entry, config.history_size, config.history_ttl).await?;
+        Ok(history)
+    }
+
+    /// A condition's alert: opens the container's episode or joins it, and evaluates it.
+    async fn on_condition(self: &Arc<Self>, node: &str, case: Assessed) -> Result<(), StoreError> {
+        let now = unix_ms(SystemTime::now());
+        let history = self.remember(node, &case.alert, now).await?;
+        let key = (node.to_owned(), case.alert.container.id.clone());
+        let conclusion = {
+            let mut episodes = self.episodes.lock().expect("episodes lock");
+            let patterns = &self.analyzer.config().patterns;
+            let episode = match episodes.entry(key) {
+                std::collections::hash_map::Entry::Occupied(entry) => {
+                    let episode = entry.into_mut();
+                    episode.alerted(case.alert);
+                    episode
+                }
+                std::collections::hash_map::Entry::Vacant(entry) => {
+                    entry.insert(Episode::begin(case.alert, history, now, Episode::keep_for(patterns)))
+                }
+            };
+            self.step(node, episode, now)
+        };
+        self.conclude(conclusion).await
+    }
+
+    /// A poll's samples of a node's containers: each running episode among them is evaluated again.
+    pub async fn on_metrics(self: &Arc<Self>, node: &str, samples: &[(String, Metrics)]) -> Result<(), StoreError> {
+        let now = unix_ms(SystemTime::now());
+        let conclusions: Vec<Conclusion> = {
+            let mut episodes = self.episodes.lock().expect("episodes lock");
+            if episodes.is_empty() {
+                return Ok(());
+            }
+            samples
+                .iter()
+                .filter_map(|(id, metrics)| {
+                    let episode = episodes.get_mut(&(node.to_owned(), id.clone()))?;
+                    if !episode.sampled(metrics) {
+                        return None;
+                    }
+                    self.step(node, episode, now)
+                })
+                .collect()
+        };
+        for conclusion in conclusions {
+            self.conclude(Some(conclusion)).await?;
+        }
+        Ok(())
+    }
+
+    /// Conditions of a container cleared: an episode left with none is over; if it was never decided and
+    /// the container still runs, its last verdict is recorded as its decision.
+    pub async fn on_cleared(
+        self: &Arc<Self>,
+        node: &str,
+        container: &ContainerFacts,
+        cleared: &[AnomalyKind],
+    ) -> Result<(), StoreError> {
+        let now = unix_ms(SystemTime::now());
+        let conclusion = {
+            let mut episodes = self.episodes.lock().expect("episodes lock");
+            let key = (node.to_owned(), container.id.clone());
+            let Some(episode) = episodes.get_mut(&key) else { return Ok(()) };
+            if !episode.cleared(cleared) {
+                self.registry.set_episode(node, &container.id, Some(episode.view(&self.analyzer.config().patterns)));
+                return Ok(());
+            }
+            let episode = episodes.remove(&key).expect("present");
+            self.registry.set_episode(node, &container.id, None);
+            match (episode.decided(), episode.latest()) {
+                (None, Some(latest)) if container.status == Status::Running => {
+                    let patterns = &self.analyzer.config().patterns;
+                    let evidence = episode.evidence(patterns, now);
+                    let lasted = Duration::from_millis(now.saturating_sub(episode.first_seen_ms()));
+                    let mut rule = latest.clone();
+                    rule.reason =
+                        format!("{}; cleared after {}s ({})", rule.reason, lasted.as_secs(), timeline(&evidence));
+                    Some(Conclusion {
+                        node: node.to_owned(),
+                        case: episode.case().clone(),
+                        rule,
+                        samples: episode.samples().to_vec(),
+                        history: episode.history().to_vec(),
+                        episode: evidence,
+                        consult: false,
+                    })
+                }
+                _ => None,
+            }
+        };
+        self.conclude(conclusion).await
+    }
+
+    /// Evaluates an episode (under the episodes' lock): shows it, and, when the table calls it, marks it
+    /// decided and returns what to decide.
+    fn step(&self, node: &str, episode: &mut Episode, now: u64) -> Option<Conclusion> {
+        let patterns = &self.analyzer.config().patterns;
+        let container_id = episode.case().alert.container.id.clone();
+        let conclusion = match episode.decided() {
+            Some(_) => None,
+            None => episode.evaluate(patterns).filter(|rule| !rule.waits()).map(|mut rule| {
+                let evidence = episode.evidence(patterns, now);
+                episode.decide(now, rule.rule, rule.action, rule.reason.clone());
+                rule.reason = format!("{} ({})", rule.reason, timeline(&evidence));
+                Conclusion {
+                    node: node.to_owned(),
+                    case: episode.case().clone(),
+                    rule,
+                    samples: episode.samples().to_vec(),
+                    history: episode.history().to_vec(),
+                    episode: evidence,
+                    consult: true,
+                }
+            }),
+        };
+        self.registry.set_episode(node, &container_id, Some(episode.view(patterns)));
+        conclusion
+    }
+
+    /// Makes the decision about an episode and acts on it (in the background with an LLM).
+    async fn conclude(self: &Arc<Self>, conclusion: Option<Conclusion>) -> Result<(), StoreError> {
+        let Some(conclusion) = conclusion else { return Ok(()) };
+        if self.analyzer.is_slow() && conclusion.consult {
+            let this = self.clone();
+            tokio::spawn(async move {
+                let node = conclusion.node.clone();
+                if let Err(error) = this.conclude_now(conclusion).await {
+                    tracing::error!(node, %error, "could not record a decision; no action was taken");
+                }
+            });
+            Ok(())
+        } else {
+            self.conclude_now(conclusion).await
+        }
+    }
+
+    async fn conclude_now(&self, conclusion: Conclusion) -> Result<(), StoreError> {
+        let Conclusion { node, case, rule, samples, history, episode, consult } = conclusion;
+        let rule_name = rule.rule;
+        let inputs = Inputs {
+            case: &case,
+            samples: &samples,
+            history: &history,
+            episode: Some(episode),
+            now_ms: episode.decided_ms,
+        };
+        let verdict = self.analyzer.conclude(&inputs, rule, consult).await;
+        let container = &case.alert.container;
+        if let Some(open) = self.episodes.lock().expect("episodes lock").get_mut(&(node.clone(), container.id.clone()))
+            && open.decided().is_some()
+        {
+            open.decide(episode.decided_ms, rule_name, verdict.action, verdict.reason.clone());
+            self.registry.set_episode(&node, &container.id, Some(open.view(&self.analyzer.config().patterns)));
+        }
+        self.act(&node, container, verdict).await
     }
 
     /// Records a restart the node made on its own while cut off, and counts it in the container's budget.

@@ -3,7 +3,7 @@
 //! One narrow trait per concern ([`BudgetStore`], [`EventLog`], [`HistoryStore`], [`SettingsStore`],
 //! [`DirectoryStore`]), all of them together [`StateStore`], and two backends that pass one conformance suite
 //! (`tests/tests/integration/store_conformance.rs`): [`redis::RedisStore`] for fleets (shared by every
-//! coordinator; each decision one round trip, by Lua) and [`embedded::EmbeddedStore`] for a single host (a
+//! coordinator; each decision one round trip, by Lua; on one server or a Redis Cluster) and [`embedded::EmbeddedStore`] for a single host (a
 //! redb file; chosen when no Redis is configured). Errors are backend-neutral ([`StoreError`]).
 
 pub mod embedded;
@@ -249,6 +249,8 @@ pub enum StoreConfig {
         /// The server's URL.
         url: String,
     },
+    /// A Redis Cluster, by seed nodes.
+    RedisCluster(redis::ClusterSettings),
     /// An embedded database in this file.
     Embedded {
         /// The database file; created when missing.
@@ -265,6 +267,9 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn StateStore>, StoreErro
 pub async fn open_with_clock(config: &StoreConfig, clock: DecisionClock) -> Result<Arc<dyn StateStore>, StoreError> {
     Ok(match config {
         StoreConfig::Redis { url } => Arc::new(redis::RedisStore::connect(url).await?.with_clock(clock)),
+        StoreConfig::RedisCluster(settings) => {
+            Arc::new(redis::RedisStore::connect_cluster(settings).await?.with_clock(clock))
+        }
         StoreConfig::Embedded { path } => {
             Arc::new(embedded::EmbeddedStore::open(path.clone()).await?.with_clock(clock))
         }

@@ -1,17 +1,40 @@
-//! The Redis backend: shared by every coordinator of a fleet.
+//! The Redis backend: shared by every coordinator of a fleet, on one Redis server or a Redis Cluster.
 //!
-//! Keys carry a hash tag so that one container's keys share a Redis Cluster slot:
-//! `hemostat:{<container key>}:budget` (hash: `last_action_ms`, `failures`, `last_failure_ms`, and under
-//! backoff `streak`, `next_action_ms`) and
-//! `hemostat:{<container key>}:attempts`
-//! (sorted set of attempt times). The event log is the stream `hemostat:events`, trimmed approximately to
-//! its retention. A budget decision is one `EVALSHA` of [`BUDGET_SCRIPT`], on the server's clock (`TIME`). Alert history is the list
-//! `hemostat:{<container key>}:history`, newest first, trimmed to its size and expiring with its TTL.
+//! # Connections
+//! [`RedisStore::connect`] opens one server (a [`ConnectionManager`] that reconnects by itself);
+//! [`RedisStore::connect_cluster`] opens a Redis Cluster from seed nodes with the redis crate's cluster client,
+//! which learns the slot map, follows `MOVED`/`ASK` redirects, and refreshes the map and retries when a master
+//! fails and its replica takes over. Every store method runs on one [`Connection`], whichever it is.
+//!
+//! # Key layout
+//! Every script and multi-key command touches keys of one hash slot only: the part of a key in `{…}` (its
+//! hash tag) decides the slot, and keys used together share a tag.
+//!
+//! | keys | what | tag |
+//! |---|---|---|
+//! | `hemostat:{<container key>}:budget` (hash: `last_action_ms`, `failures`, `last_failure_ms`, and under backoff `streak`, `next_action_ms`), `hemostat:{<container key>}:attempts` (sorted set of attempt times) | one container's budget; a decision is one `EVALSHA` of [`BUDGET_SCRIPT`], on the server's clock (`TIME`) | the container |
+//! | `hemostat:{<container key>}:history` | its recent alerts, newest first, trimmed and expiring | the container |
+//! | `hemostat:{events}` (stream), `hemostat:{events}:by_type:<kind>` (lists of ids) | the event log, appended and trimmed by [`APPEND_EVENT_SCRIPT`] | `events` |
+//! | `hemostat:{audit}` (stream) | the audit log | `audit` |
+//! | `hemostat:{storm}:<scope>:window`, `hemostat:{storm}:<scope>:active`, `hemostat:{storm}:scopes` (set of scopes) | the storm breaker; the set lists the scopes so that ending storms reads no keyspace | `storm` |
+//! | `hemostat:silences` (hash), `hemostat:settings:dry_run`, `hemostat:approval:<id>` | operators' settings | one key each |
+//! | `hemostat:directory` (set of node names), `hemostat:directory:<node>` (expiring) | the fleet directory: entries spread over the cluster, read with one `MGET` the cluster client splits by slot | one key each |
+//! | `hemostat:coordinator:<instance>:commands` (list) | commands routed to a coordinator | one key |
+//!
+//! Nothing scans the keyspace (`KEYS`, `SCAN`): in a cluster a scan reads one node only.
+//!
+//! # Durability in a cluster
+//! A master acknowledges a write before its replica has it; a master killed just then loses it when the
+//! replica takes over. So in a cluster the writes the safety policy relies on (budget decisions, attempts and
+//! outcomes, events, audit records, approvals taken) are followed, in the same round trip, by
+//! `WAIT <replicas> <timeout>`, and a write fewer replicas acknowledged is an error ([`StoreError::Unavailable`]):
+//! the decision is not acted on. See [`ClusterSettings::wait_replicas`].
 
 use async_trait::async_trait;
-use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster_async::ClusterConnection;
 use redis::streams::StreamRangeReply;
+use redis::{AsyncCommands, Cmd, ErrorKind, FromRedisValue, Pipeline, RedisFuture, ScriptInvocation, ServerErrorKind, Value};
 
 use super::{
     BudgetStore, DecisionClock, DirectoryStore, EventLog, HistoryStore, PendingApproval, SettingsStore, StateStore,
@@ -23,16 +46,78 @@ use crate::policy::{Backoff, Budget, BudgetState, BudgetVerdict, Draw, RestartPo
 use crate::silence::Silence;
 use std::time::Duration;
 
-/// The event log's stream key.
-const EVENTS_KEY: &str = "hemostat:events";
+/// The event log's stream key (hash tag `events`, shared with its per-type id lists).
+const EVENTS_KEY: &str = "hemostat:{events}";
 /// Silence id → JSON `Silence`.
 const SILENCES_KEY: &str = "hemostat:silences";
 /// The set of node names with a directory entry; each entry is `hemostat:directory:<node>`, expiring.
 const DIRECTORY_KEY: &str = "hemostat:directory";
+/// The set of storm scopes that have a window (so that [`BudgetStore::end_storms`] needs no scan).
+const STORM_SCOPES_KEY: &str = "hemostat:{storm}:scopes";
 /// How long commands routed to a coordinator wait for it (a coordinator that died never takes them).
 const ROUTED_COMMAND_TTL_MS: i64 = 60_000;
 /// Dry-run as an operator set it: `1` or `0`; absent when the configuration decides.
 const DRY_RUN_KEY: &str = "hemostat:settings:dry_run";
+
+/// A storm scope's window key.
+fn storm_window_key(scope: &str) -> String {
+    format!("hemostat:{{storm}}:{scope}:window")
+}
+
+/// A storm scope's "in a storm" flag.
+fn storm_active_key(scope: &str) -> String {
+    format!("hemostat:{{storm}}:{scope}:active")
+}
+
+/// How to reach a Redis Cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// Seed nodes (`redis://[:password@]host:port`); the client learns the other nodes from them.
+    pub seeds: Vec<String>,
+    /// Replicas that must acknowledge each safety write (budget decisions, attempts, outcomes, events, audit
+    /// records, approvals taken) within [`ClusterSettings::wait_timeout`] before it counts; 0 for a cluster
+    /// without replicas (a master's crash may then lose its latest writes).
+    pub wait_replicas: u32,
+    /// How long a safety write waits for its replicas.
+    pub wait_timeout: Duration,
+}
+
+/// One connection to Redis, a single server or a cluster: what every store method runs its commands on.
+#[derive(Clone)]
+pub enum Connection {
+    /// One server, reconnecting by itself.
+    Single(ConnectionManager),
+    /// A Redis Cluster: routes each command to its slot's master, follows redirects and failovers.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(conn) => conn.req_packed_command(cmd),
+            Connection::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(conn) => conn.get_db(),
+            Connection::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
 
 /// Appends to the event log and trims it, in Lua. KEYS: the stream, the list of that event type's ids.
 /// ARGV: the record's JSON, events kept per type, the oldest id kept (`<ms>-0`).
@@ -190,7 +275,7 @@ fn clock_arg(clock: DecisionClock) -> &'static str {
 }
 
 /// The audit log's stream key.
-const AUDIT_KEY: &str = "hemostat:audit";
+const AUDIT_KEY: &str = "hemostat:{audit}";
 
 /// Redis's failure (unreachable, or an error reply) as a backend-neutral store error.
 fn failed(error: redis::RedisError) -> StoreError {
@@ -200,7 +285,9 @@ fn failed(error: redis::RedisError) -> StoreError {
 /// The Redis state store.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Connection,
+    /// Replicas each safety write waits for (0: none), and how long.
+    wait: Option<(u32, Duration)>,
     budget: redis::Script,
     outcome: redis::Script,
     attempt: redis::Script,
@@ -236,10 +323,36 @@ impl RedisStore {
     /// Connects to the server at `url` (reconnecting by itself later) and checks it answers.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(failed)?;
-        let mut conn = ConnectionManager::new(client).await.map_err(failed)?;
+        let conn = ConnectionManager::new(client).await.map_err(failed)?;
+        Self::on(Connection::Single(conn), None).await
+    }
+
+    /// Connects to the Redis Cluster that `settings.seeds` belong to and checks that it answers. The client
+    /// keeps a connection to every master, and when one fails (a replica taking over) it retries for up to
+    /// about 20 s, the time a failover with the default `cluster-node-timeout` of 15 s takes.
+    pub async fn connect_cluster(settings: &ClusterSettings) -> Result<Self, StoreError> {
+        if settings.seeds.is_empty() {
+            return Err(StoreError::Unavailable { backend: "redis", message: "no cluster seed nodes".into() });
+        }
+        let client = redis::cluster::ClusterClientBuilder::new(settings.seeds.iter().map(String::as_str))
+            .retries(12)
+            .min_retry_wait(100)
+            .max_retry_wait(2_000)
+            .connection_timeout(Duration::from_secs(2))
+            // Room for a WAIT to time out and answer.
+            .response_timeout(settings.wait_timeout + Duration::from_secs(2))
+            .build()
+            .map_err(failed)?;
+        let conn = client.get_async_connection().await.map_err(failed)?;
+        let wait = (settings.wait_replicas > 0).then_some((settings.wait_replicas, settings.wait_timeout));
+        Self::on(Connection::Cluster(conn), wait).await
+    }
+
+    async fn on(mut conn: Connection, wait: Option<(u32, Duration)>) -> Result<Self, StoreError> {
         let _: () = redis::cmd("PING").query_async(&mut conn).await.map_err(failed)?;
         Ok(RedisStore {
             conn,
+            wait,
             budget: redis::Script::new(&format!("{DECISION_TIME}{BUDGET_SCRIPT}")),
             outcome: redis::Script::new(&format!("{DECISION_TIME}{OUTCOME_SCRIPT}")),
             attempt: redis::Script::new(ATTEMPT_SCRIPT),
@@ -253,6 +366,66 @@ impl RedisStore {
     pub fn with_clock(self, clock: DecisionClock) -> Self {
         RedisStore { clock, ..self }
     }
+
+    /// Runs `invocation` and returns its reply. A safety write: in a cluster that asks for it, followed in the
+    /// same round trip by `WAIT`, and an error unless enough replicas acknowledged it. Loads the script when the
+    /// server does not have it (a new or promoted master).
+    async fn eval_durable<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> Result<T, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(invocation);
+        let sent = match self.send_with_wait(&pipe).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                invocation.load_async(&mut self.conn.clone()).await.map_err(failed)?;
+                self.send_with_wait(&pipe).await
+            }
+            sent => sent,
+        };
+        let (reply,): (T,) = self.acknowledged(sent.map_err(failed)?)?;
+        Ok(reply)
+    }
+
+    /// Runs `pipe` (commands of one hash slot; not a transaction, as WAIT cannot run in one) as a safety write
+    /// (see [`RedisStore::eval_durable`]) and returns its replies.
+    async fn query_durable<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T, StoreError> {
+        let sent = self.send_with_wait(pipe).await.map_err(failed)?;
+        self.acknowledged(sent)
+    }
+
+    /// Sends `pipe`, followed by `WAIT` when this store waits for replicas; returns the pipeline's replies and
+    /// WAIT's.
+    async fn send_with_wait(&self, pipe: &Pipeline) -> redis::RedisResult<(Vec<Value>, Option<Value>)> {
+        let mut conn = self.conn.clone();
+        match self.wait {
+            None => Ok((pipe.query_async(&mut conn).await?, None)),
+            Some((replicas, timeout)) => {
+                let mut pipe = pipe.clone();
+                pipe.cmd("WAIT").arg(replicas).arg(timeout.as_millis() as u64);
+                let mut replies: Vec<Value> = pipe.query_async(&mut conn).await?;
+                let acked = replies.pop();
+                Ok((replies, acked))
+            }
+        }
+    }
+
+    /// The pipeline's replies as `T`, if WAIT (when sent) says enough replicas have them.
+    fn acknowledged<T: FromRedisValue>(&self, (replies, acked): (Vec<Value>, Option<Value>)) -> Result<T, StoreError> {
+        if let Some((replicas, timeout)) = self.wait {
+            let acked = match acked {
+                Some(Value::Int(n)) => n,
+                other => return Err(StoreError::Corrupt(format!("WAIT answered {other:?}"))),
+            };
+            if acked < i64::from(replicas) {
+                return Err(StoreError::Unavailable {
+                    backend: "redis",
+                    message: format!(
+                        "a write reached {acked} of the {replicas} replicas it needs within {timeout:?} \
+                         (REDIS_WAIT_REPLICAS): not counted as done"
+                    ),
+                });
+            }
+        }
+        redis::from_redis_value(Value::Array(replies)).map_err(|e| StoreError::Corrupt(format!("unexpected reply: {e}")))
+    }
 }
 
 #[async_trait]
@@ -264,30 +437,29 @@ impl BudgetStore for RedisStore {
         budget: &Budget,
         draw: Draw,
     ) -> Result<BudgetVerdict, StoreError> {
-        let mut conn = self.conn.clone();
         let (policy, backoff) = match budget.policy {
             RestartPolicy::Cooldown => ("cooldown", Backoff::DEFAULT),
             RestartPolicy::Backoff(backoff) => ("backoff", backoff),
         };
         let (verdict, value): (String, u64) = self
-            .budget
-            .key(format!("hemostat:{{{key}}}:budget"))
-            .key(format!("hemostat:{{{key}}}:attempts"))
-            .arg(now_ms)
-            .arg(budget.cooldown.as_millis() as u64)
-            .arg(budget.window.as_millis() as u64)
-            .arg(budget.max_attempts)
-            .arg(clock_arg(self.clock))
-            .arg(policy)
-            .arg(backoff.initial.as_millis() as u64)
-            .arg(backoff.max.as_millis() as u64)
-            .arg(backoff.reset_after.as_millis() as u64)
-            .arg(backoff.jitter_percent)
-            .arg(draw.value())
-            .arg(budget_ttl_ms(budget))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(failed)?;
+            .eval_durable(
+                self.budget
+                    .key(format!("hemostat:{{{key}}}:budget"))
+                    .key(format!("hemostat:{{{key}}}:attempts"))
+                    .arg(now_ms)
+                    .arg(budget.cooldown.as_millis() as u64)
+                    .arg(budget.window.as_millis() as u64)
+                    .arg(budget.max_attempts)
+                    .arg(clock_arg(self.clock))
+                    .arg(policy)
+                    .arg(backoff.initial.as_millis() as u64)
+                    .arg(backoff.max.as_millis() as u64)
+                    .arg(backoff.reset_after.as_millis() as u64)
+                    .arg(backoff.jitter_percent)
+                    .arg(draw.value())
+                    .arg(budget_ttl_ms(budget)),
+            )
+            .await?;
         let retry_after = std::time::Duration::from_millis(value);
         match verdict.as_str() {
             "allowed" => Ok(BudgetVerdict::Allowed { attempts_in_window: value as u32 }),
@@ -298,32 +470,30 @@ impl BudgetStore for RedisStore {
     }
 
     async fn record_attempt(&self, key: &str, at_ms: u64, budget: &Budget) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
         let _: i64 = self
-            .attempt
-            .key(format!("hemostat:{{{key}}}:budget"))
-            .key(format!("hemostat:{{{key}}}:attempts"))
-            .arg(at_ms)
-            .arg(budget_ttl_ms(budget))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(failed)?;
+            .eval_durable(
+                self.attempt
+                    .key(format!("hemostat:{{{key}}}:budget"))
+                    .key(format!("hemostat:{{{key}}}:attempts"))
+                    .arg(at_ms)
+                    .arg(budget_ttl_ms(budget)),
+            )
+            .await?;
         Ok(())
     }
 
     async fn record_outcome(&self, key: &str, success: bool, now_ms: u64, budget: &Budget) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
         let ttl = budget_ttl_ms(budget);
         let _: i64 = self
-            .outcome
-            .key(format!("hemostat:{{{key}}}:budget"))
-            .arg(if success { "1" } else { "0" })
-            .arg(now_ms)
-            .arg(ttl)
-            .arg(clock_arg(self.clock))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(failed)?;
+            .eval_durable(
+                self.outcome
+                    .key(format!("hemostat:{{{key}}}:budget"))
+                    .arg(if success { "1" } else { "0" })
+                    .arg(now_ms)
+                    .arg(ttl)
+                    .arg(clock_arg(self.clock)),
+            )
+            .await?;
         Ok(())
     }
 
@@ -352,21 +522,17 @@ impl BudgetStore for RedisStore {
         now_ms: u64,
         storm: &StormConfig,
     ) -> Result<StormVerdict, StoreError> {
-        let mut conn = self.conn.clone();
+        // The scopes are listed first, so that a storm this call starts is one `end_storms` sees.
+        let _: i64 = self.conn.clone().sadd(STORM_SCOPES_KEY, scopes).await.map_err(failed)?;
         let mut invocation = self.storm.prepare_invoke();
         for scope in scopes {
-            invocation
-                .key(format!("hemostat:{{storm}}:{scope}:window"))
-                .key(format!("hemostat:{{storm}}:{scope}:active"));
+            invocation.key(storm_window_key(scope)).key(storm_active_key(scope));
         }
-        let reply: Vec<String> = invocation
-            .arg(member)
-            .arg(now_ms)
-            .arg(storm.window.as_millis() as u64)
-            .arg(storm.threshold)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(failed)?;
+        let reply: Vec<String> = self
+            .eval_durable(
+                invocation.arg(member).arg(now_ms).arg(storm.window.as_millis() as u64).arg(storm.threshold),
+            )
+            .await?;
         match reply.as_slice() {
             [calm] if calm == "calm" => Ok(StormVerdict::Calm),
             [tag, index, started, members @ ..] if tag == "storm" => {
@@ -383,44 +549,40 @@ impl BudgetStore for RedisStore {
 
     async fn end_storms(&self) -> Result<Vec<String>, StoreError> {
         let mut conn = self.conn.clone();
-        let keys: Vec<String> = {
-            // SCAN, not KEYS: it never blocks the server.
-            let mut iter = conn.scan_match::<_, String>("hemostat:{storm}:*").await.map_err(failed)?;
-            let mut keys = Vec::new();
-            while let Some(key) = futures::StreamExt::next(&mut iter).await {
-                keys.push(key.map_err(failed)?);
-            }
-            keys
-        };
-        let mut conn = self.conn.clone();
-        let stormy = keys
-            .iter()
-            .filter_map(|k| k.strip_prefix("hemostat:{storm}:")?.strip_suffix(":active"))
-            .map(str::to_owned)
-            .collect();
-        if !keys.is_empty() {
-            let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.map_err(failed)?;
+        let scopes: Vec<String> = conn.smembers(STORM_SCOPES_KEY).await.map_err(failed)?;
+        if scopes.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(stormy)
+        // One slot (`{storm}`), one transaction: which scopes storm, then their windows and the list go.
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for scope in &scopes {
+            pipe.exists(storm_active_key(scope));
+        }
+        for scope in &scopes {
+            pipe.del(&[storm_window_key(scope), storm_active_key(scope)]).ignore();
+        }
+        pipe.srem(STORM_SCOPES_KEY, &scopes).ignore();
+        let active: Vec<bool> = pipe.query_async(&mut conn).await.map_err(failed)?;
+        Ok(scopes.into_iter().zip(active).filter_map(|(scope, active)| active.then_some(scope)).collect())
     }
 }
 
 #[async_trait]
 impl EventLog for RedisStore {
     async fn append_event(&self, record: &EventRecord, retention: &EventRetention) -> Result<EventId, StoreError> {
-        let mut conn = self.conn.clone();
         let now_ms = crate::events::unix_ms(std::time::SystemTime::now());
         let oldest = now_ms.saturating_sub(retention.max_age.as_millis() as u64);
         let id: String = self
-            .append_event
-            .key(EVENTS_KEY)
-            .key(format!("{EVENTS_KEY}:by_type:{}", record.kind.name()))
-            .arg(encode_event(record))
-            .arg(retention.max_per_type)
-            .arg(format!("{oldest}-0"))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(failed)?;
+            .eval_durable(
+                self.append_event
+                    .key(EVENTS_KEY)
+                    .key(format!("{EVENTS_KEY}:by_type:{}", record.kind.name()))
+                    .arg(encode_event(record))
+                    .arg(retention.max_per_type)
+                    .arg(format!("{oldest}-0")),
+            )
+            .await?;
         id.parse().map_err(|e| StoreError::Corrupt(format!("stream id: {e}")))
     }
 
@@ -429,19 +591,12 @@ impl EventLog for RedisStore {
     }
 
     async fn append_audit(&self, record: &EventRecord, retention: Duration) -> Result<EventId, StoreError> {
-        let mut conn = self.conn.clone();
         let oldest = crate::events::unix_ms(std::time::SystemTime::now()).saturating_sub(retention.as_millis() as u64);
-        let id: String = redis::cmd("XADD")
-            .arg(AUDIT_KEY)
-            .arg("MINID")
-            .arg("=")
-            .arg(format!("{oldest}-0"))
-            .arg("*")
-            .arg("e")
-            .arg(encode_event(record))
-            .query_async(&mut conn)
-            .await
-            .map_err(failed)?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("XADD").arg(AUDIT_KEY).arg("MINID").arg("=").arg(format!("{oldest}-0")).arg("*").arg("e").arg(
+            encode_event(record),
+        );
+        let (id,): (String,) = self.query_durable(&pipe).await?;
         id.parse().map_err(|e| StoreError::Corrupt(format!("stream id: {e}")))
     }
 
@@ -539,9 +694,9 @@ impl SettingsStore for RedisStore {
     }
 
     async fn take_approval(&self, id: &str) -> Result<Option<PendingApproval>, StoreError> {
-        let mut conn = self.conn.clone();
-        let raw: Option<Vec<u8>> =
-            redis::cmd("GETDEL").arg(format!("hemostat:approval:{id}")).query_async(&mut conn).await.map_err(failed)?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("GETDEL").arg(format!("hemostat:approval:{id}"));
+        let (raw,): (Option<Vec<u8>>,) = self.query_durable(&pipe).await?;
         raw.map(|raw| serde_json::from_slice(&raw).map_err(|e| StoreError::Corrupt(format!("approval: {e}"))))
             .transpose()
     }
@@ -550,15 +705,14 @@ impl SettingsStore for RedisStore {
 #[async_trait]
 impl DirectoryStore for RedisStore {
     async fn put_directory_entry(&self, node: &str, entry: &[u8], ttl: Duration) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let _: () = redis::pipe()
-            .pset_ex(format!("{DIRECTORY_KEY}:{node}"), entry, ttl.as_millis() as u64)
-            .ignore()
-            .sadd(DIRECTORY_KEY, node)
-            .ignore()
-            .query_async(&mut conn)
-            .await
-            .map_err(failed)?;
+        // Two keys in two slots: two commands, in flight together.
+        let (mut entries, mut names) = (self.conn.clone(), self.conn.clone());
+        let (put, listed): (redis::RedisResult<()>, redis::RedisResult<i64>) = futures::join!(
+            entries.pset_ex(format!("{DIRECTORY_KEY}:{node}"), entry, ttl.as_millis() as u64),
+            names.sadd(DIRECTORY_KEY, node)
+        );
+        put.map_err(failed)?;
+        listed.map_err(failed)?;
         Ok(())
     }
 
@@ -613,7 +767,10 @@ impl DirectoryStore for RedisStore {
 
 impl StateStore for RedisStore {
     fn backend(&self) -> &'static str {
-        "redis"
+        match self.conn {
+            Connection::Single(_) => "redis",
+            Connection::Cluster(_) => "redis cluster",
+        }
     }
 
     fn is_shared(&self) -> bool {

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use hemostat_coordinator::analysis::exit::Assessed;
 use hemostat_coordinator::analysis::llm::{LlmConfig, ProviderKind};
 use hemostat_coordinator::analysis::{Analyzer, AnalyzerConfig, Verdict};
 use hemostat_coordinator::container::{AlertReport, Anomaly, AnomalyKind, ContainerFacts, Health, Severity, Status};
@@ -75,7 +76,7 @@ async fn every_kind_of_answer_ends_in_a_correct_decision_for_both_providers() {
     for provider in [ProviderKind::OpenAi, ProviderKind::Anthropic] {
         let fake = FakeProvider::start().await;
         let analyzer = analyzer(provider, &fake, Duration::from_secs(2));
-        let alert = unhealthy_alert(&[]);
+        let alert = Assessed::new(unhealthy_alert(&[]));
         let decide = || analyzer.analyze(&alert, &[], 0);
 
         fake.reply([Reply::Decision(
@@ -141,7 +142,7 @@ async fn a_log_line_cannot_instruct_the_model_into_an_action_outside_the_allowed
         let fake = FakeProvider::start().await;
         let analyzer = analyzer(provider, &fake, Duration::from_secs(2));
         // This container allows no action at all; the "model" obeys the log line anyway.
-        let alert = unhealthy_alert(&[("hemostat.actions", "none")]);
+        let alert = Assessed::new(unhealthy_alert(&[("hemostat.actions", "none")]));
         fake.reply([Reply::Decision(json!({"action": "restart", "confidence": 1.0, "reason": "as the log says"}))]);
         let v = analyzer.analyze(&alert, &[], 0).await.unwrap();
         assert_eq!(v.action, None, "{provider:?}: nothing outside the allowed set: {v:?}");

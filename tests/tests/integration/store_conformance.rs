@@ -1,5 +1,6 @@
-//! One conformance suite for both state store backends: the embedded store and a real redis-server.
-//! Every check runs against each; the two must give the same answers.
+//! One conformance suite for every state store backend: the embedded store, a real redis-server, and a real
+//! Redis Cluster of three masters with a replica each (safety writes waiting for one replica). Every check
+//! runs against each; they must give the same answers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use hemostat_coordinator::silence::Silence;
 use hemostat_coordinator::store::{self, DecisionClock, StateStore, StoreConfig, StormConfig, StormVerdict};
 use hemostat_tests::eventually;
 use hemostat_tests::redis::RedisServer;
+use hemostat_tests::redis_cluster::RedisCluster;
 
 const MIN: u64 = 60_000;
 const T0: u64 = 1_800_000_000_000;
@@ -22,6 +24,7 @@ struct Backend {
     store: Arc<dyn StateStore>,
     config: StoreConfig,
     _redis: Option<RedisServer>,
+    _cluster: Option<RedisCluster>,
     _dir: tempfile::TempDir,
 }
 
@@ -31,17 +34,28 @@ async fn backends() -> Vec<Backend> {
     let embedded = StoreConfig::Embedded { path: dir.path().join("state.redb") };
     let redis = RedisServer::start();
     let redis_config = StoreConfig::Redis { url: redis.url() };
+    let cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 1)).await.unwrap();
+    let cluster_config = cluster.store_config();
     vec![
         Backend {
             store: store::open_with_clock(&embedded, DecisionClock::Caller).await.unwrap(),
             config: embedded,
             _redis: None,
+            _cluster: None,
             _dir: dir,
         },
         Backend {
             store: store::open_with_clock(&redis_config, DecisionClock::Caller).await.unwrap(),
             config: redis_config,
             _redis: Some(redis),
+            _cluster: None,
+            _dir: tempfile::tempdir().unwrap(),
+        },
+        Backend {
+            store: store::open_with_clock(&cluster_config, DecisionClock::Caller).await.unwrap(),
+            config: cluster_config,
+            _redis: None,
+            _cluster: Some(cluster),
             _dir: tempfile::tempdir().unwrap(),
         },
     ]
@@ -650,7 +664,7 @@ async fn the_fleet_directory_expires_its_entries_and_routed_commands_come_out_in
 #[tokio::test(flavor = "multi_thread")]
 async fn each_backend_says_whether_other_coordinators_can_share_it() {
     for b in backends().await {
-        let shared = matches!(b.config, StoreConfig::Redis { .. });
+        let shared = matches!(b.config, StoreConfig::Redis { .. } | StoreConfig::RedisCluster(_));
         assert_eq!(b.store.is_shared(), shared, "{}", b.store.backend());
     }
 }

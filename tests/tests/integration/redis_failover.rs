@@ -1,0 +1,233 @@
+//! The Redis Cluster store through a failover: a master killed (SIGKILL) while two coordinators' stores decide
+//! and record under load, its replica promoted, the old master back as its replica. What the store
+//! acknowledged survives: no cooldown lost, no action allowed twice, no event lost; and a write no replica got
+//! is not acknowledged (so while a promoted master has no replica yet, its shard's decisions wait).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use hemostat_coordinator::events::{EventKind, EventRecord, EventRetention};
+use hemostat_coordinator::policy::{Budget, BudgetVerdict};
+use hemostat_coordinator::store::{self, StateStore, StoreError};
+use hemostat_tests::eventually;
+use hemostat_tests::redis_cluster::RedisCluster;
+use tokio::sync::Mutex;
+
+const T0: u64 = 1_800_000_000_000;
+const HOUR: u64 = 3_600_000;
+/// Round `r` decides at `T0 + r * ROUND`: a new cooldown for every container each round.
+const ROUND: u64 = 2 * HOUR;
+const KEEP: EventRetention = EventRetention { max_per_type: 100_000, max_age: Duration::from_secs(365 * 24 * 3600) };
+
+/// What the load saw: for each (container, round), the verdicts the two coordinators were given; and every
+/// event the store acknowledged, by its reason.
+#[derive(Default)]
+struct Seen {
+    verdicts: BTreeMap<(String, u64), Vec<Result<BudgetVerdict, String>>>,
+    events: BTreeMap<String, hemostat_coordinator::events::EventId>,
+    failed_events: usize,
+}
+
+/// `count` container keys whose budget keys live on the master `port`, and `count` elsewhere.
+fn containers(cluster: &RedisCluster, port: u16, count: usize) -> Vec<String> {
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for i in 0.. {
+        let key = format!("host-a/name/web-{i}");
+        let here = cluster.master_of(&format!("hemostat:{{{key}}}:budget")) == port;
+        match (here, on.len() < count, off.len() < count) {
+            (true, true, _) => on.push(key),
+            (false, _, true) => off.push(key),
+            _ => {}
+        }
+        if on.len() == count && off.len() == count {
+            break;
+        }
+    }
+    on.into_iter().chain(off).collect()
+}
+
+/// One round: both coordinators decide for every container at once; each allowed action is recorded as an
+/// event.
+async fn round(stores: &[Arc<dyn StateStore>; 2], containers: &[String], r: u64, seen: &Mutex<Seen>) {
+    let budget = Budget { cooldown: Duration::from_secs(3600), max_attempts: 1000, window: Duration::from_secs(3600) };
+    let decisions = containers.iter().flat_map(|key| {
+        stores.iter().enumerate().map(move |(who, store)| async move {
+            let verdict = store.try_begin_action(key, T0 + r * ROUND, &budget).await;
+            let mut event = None;
+            if let Ok(BudgetVerdict::Allowed { .. }) = verdict {
+                let reason = format!("{key} round {r} by {who}");
+                let record = EventRecord::new(EventKind::RemediationComplete, "host-a", "id", key, &reason);
+                event = Some((reason, store.append_event(&record, &KEEP).await));
+            }
+            (key, verdict, event)
+        })
+    });
+    for (key, verdict, event) in futures::future::join_all(decisions).await {
+        let mut seen = seen.lock().await;
+        seen.verdicts.entry((key.clone(), r)).or_default().push(verdict.map_err(|e| e.to_string()));
+        match event {
+            Some((reason, Ok(id))) => {
+                seen.events.insert(reason, id);
+            }
+            Some((_, Err(_))) => seen.failed_events += 1,
+            None => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_master_killed_under_load_loses_no_cooldown_no_event_and_allows_nothing_twice() {
+    hemostat_tests::init();
+    let cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 1)).await.unwrap();
+    let config = cluster.store_config();
+    // The victim holds the event log and half the containers' budgets.
+    let victim = cluster.master_of("hemostat:{events}");
+    let containers = Arc::new(containers(&cluster, victim, 10));
+    let stores: Arc<[Arc<dyn StateStore>; 2]> =
+        Arc::new([store::open(&config).await.unwrap(), store::open(&config).await.unwrap()]);
+
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let rounds = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn({
+        let (stores, containers, seen, rounds, stop) =
+            (stores.clone(), containers.clone(), seen.clone(), rounds.clone(), stop.clone());
+        async move {
+            while !stop.load(Ordering::SeqCst) {
+                let r = rounds.load(Ordering::SeqCst);
+                round(&stores, &containers, r, &seen).await;
+                rounds.store(r + 1, Ordering::SeqCst);
+            }
+        }
+    });
+    let rounds_done = |at_least: u64| {
+        let rounds = rounds.clone();
+        move || {
+            let rounds = rounds.clone();
+            async move {
+                let done = rounds.load(Ordering::SeqCst);
+                if done >= at_least { Ok(()) } else { Err(format!("{done} rounds")) }
+            }
+        }
+    };
+    eventually("the load to run", Duration::from_secs(30), rounds_done(5)).await;
+
+    // SIGKILL the master in the middle of the load; its replica takes over.
+    let killed_at = rounds.load(Ordering::SeqCst);
+    let slots = cluster.slots_of(victim);
+    let cluster = tokio::task::spawn_blocking(move || {
+        let mut cluster = cluster;
+        cluster.kill(victim);
+        cluster.wait_for_failover(victim, &slots, Duration::from_secs(60));
+        cluster
+    })
+    .await
+    .unwrap();
+    assert_ne!(cluster.master_of("hemostat:{events}"), victim, "the replica serves the event log now");
+    // The promoted master has no replica: its shard's safety writes are refused until the old master is back
+    // as its replica.
+    let promoted_at = rounds.load(Ordering::SeqCst);
+    let cluster = tokio::task::spawn_blocking(move || {
+        let mut cluster = cluster;
+        cluster.resume(victim);
+        cluster.wait_until_ok(Duration::from_secs(30));
+        cluster.wait_for_replicas(3, Duration::from_secs(60));
+        cluster
+    })
+    .await
+    .unwrap();
+    // The load goes on through the new master.
+    let after = rounds.load(Ordering::SeqCst) + 5;
+    eventually("rounds after the failover", Duration::from_secs(60), rounds_done(after)).await;
+    stop.store(true, Ordering::SeqCst);
+    load.await.unwrap();
+
+    let seen = seen.lock().await;
+    let total = rounds.load(Ordering::SeqCst);
+    // No action twice: at most one coordinator was allowed for each container in each round, and in the rounds
+    // after the failover exactly one was (the store answers again).
+    let mut last_allowed: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut errors = 0;
+    for ((key, r), verdicts) in &seen.verdicts {
+        let allowed = verdicts.iter().filter(|v| matches!(v, Ok(BudgetVerdict::Allowed { .. }))).count();
+        assert!(allowed <= 1, "{key} round {r}: allowed twice: {verdicts:?}");
+        errors += verdicts.iter().filter(|v| v.is_err()).count();
+        if *r >= after {
+            assert_eq!(allowed, 1, "{key} round {r} after the failover: {verdicts:?}");
+        }
+        if allowed == 1 {
+            last_allowed.insert(key, *r);
+        }
+    }
+    // No cooldown lost: each container's last acknowledged action still holds its cooldown on the new master.
+    for (key, r) in &last_allowed {
+        let budget = Budget { cooldown: Duration::from_secs(3600), ..Budget::DEFAULT };
+        for store in stores.iter() {
+            let verdict = store.try_begin_action(key, T0 + r * ROUND + 60_000, &budget).await.unwrap();
+            assert!(matches!(verdict, BudgetVerdict::CooldownActive { .. }), "{key} round {r}: {verdict:?}");
+        }
+    }
+    // No event lost: every event the store acknowledged is in the log, in the order of its ids.
+    let mut logged = Vec::new();
+    loop {
+        let page = stores[0].read_events(logged.last().map(|(id, _)| *id), 1000).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        logged.extend(page.into_iter().map(|e| (e.id, e.record.reason)));
+    }
+    let logged_reasons: BTreeSet<&str> = logged.iter().map(|(_, reason)| reason.as_str()).collect();
+    let lost: Vec<&String> = seen.events.keys().filter(|reason| !logged_reasons.contains(reason.as_str())).collect();
+    assert!(lost.is_empty(), "events acknowledged and lost: {lost:?}");
+    for (reason, id) in &seen.events {
+        assert!(logged.contains(&(*id, reason.clone())), "{reason} under its id {id}");
+    }
+    eprintln!(
+        "{total} rounds of {} containers × 2 coordinators, master killed at round {killed_at}, replica promoted \
+         by round {promoted_at}; {errors} decisions and {} events refused until the shard had a replica again; \
+         {} events kept",
+        containers.len(),
+        seen.failed_events,
+        seen.events.len()
+    );
+    assert!(killed_at <= promoted_at && promoted_at < after && total >= after);
+    drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decision_its_replica_did_not_get_is_not_acknowledged() {
+    hemostat_tests::init();
+    let cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 1)).await.unwrap();
+    let store = store::open(&cluster.store_config()).await.unwrap();
+    let key = "host-a/name/db";
+    let master = cluster.master_of(&format!("hemostat:{{{key}}}:budget"));
+    let replica = cluster.replica_of(master);
+    let budget = Budget::DEFAULT;
+
+    // The replica frozen, the master would accept the decision, but it could be lost with the master: it is
+    // refused, and nothing is acted on.
+    cluster.freeze(replica);
+    let verdict = store.try_begin_action(key, T0, &budget).await;
+    cluster.unfreeze(replica);
+    match verdict {
+        Err(StoreError::Unavailable { message, .. }) => {
+            assert!(message.contains("0 of the 1 replicas"), "{message}")
+        }
+        other => panic!("a decision no replica has was acknowledged: {other:?}"),
+    }
+    // Once the replica is back, decisions are acknowledged again (the refused one did reach the master, so the
+    // container's cooldown runs: the safe side).
+    eventually("the replica to acknowledge again", Duration::from_secs(10), || async {
+        match store.record_outcome(key, true, T0, &budget).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+    assert!(matches!(
+        store.try_begin_action(key, T0 + 60_000, &budget).await.unwrap(),
+        BudgetVerdict::CooldownActive { .. }
+    ));
+}
