@@ -14,6 +14,7 @@ use hemostat_settings::{Endpoint, Layers, Sourced, config_path};
 use crate::actions::scale_up::DEFAULT_MAX_REPLICAS;
 use crate::command_limits::{DEFAULT_CONCURRENCY, DEFAULT_PER_MINUTE};
 use crate::detection::DetectionConfig;
+use crate::engine::EngineConfig;
 use crate::executor::{DEFAULT_EXEC_ALLOWLIST, ExecutionPolicy, parse_allowlist};
 use crate::inventory::ContainerSelector;
 use crate::local_policy::LocalPolicyConfig;
@@ -43,6 +44,14 @@ hemostat_settings::settings! {
         certs_dir: PathBuf = PathBuf::from("certs"), env "HEMOSTAT_CERTS_DIR";
         /// Address to serve Prometheus metrics on, plain HTTP `/metrics` (e.g. 0.0.0.0:9465) [default: off].
         metrics_listen: SocketAddr, env "NODE_METRICS_LISTEN";
+        /// The container engine: unix:///path, tcp://host:port, http://host:port or https://host:port [default:
+        /// the first that exists of /var/run/docker.sock, /run/podman/podman.sock,
+        /// $XDG_RUNTIME_DIR/podman/podman.sock].
+        docker_host: String, env "DOCKER_HOST";
+        /// TLS with a client certificate to a tcp:// DOCKER_HOST (true/false, 1/0) [default: false].
+        docker_tls_verify: bool = false, env "DOCKER_TLS_VERIFY";
+        /// Folder of ca.pem, cert.pem and key.pem for DOCKER_TLS_VERIFY [default: ~/.docker].
+        docker_cert_path: PathBuf, env "DOCKER_CERT_PATH";
         /// Watch only containers with this label, `key=value` [default: all containers].
         select_label: String, env "NODE_CONTAINER_SELECTOR";
         /// Seconds between heartbeats [default: 5].
@@ -133,6 +142,8 @@ pub struct NodeConfig {
     pub tls: TlsFiles,
     /// Where to serve Prometheus metrics (`/metrics`, plain HTTP); `None` serves none.
     pub metrics_listen: Option<SocketAddr>,
+    /// How to reach the container engine.
+    pub engine: EngineConfig,
     /// Which containers to watch.
     pub selector: ContainerSelector,
     /// Heartbeat period.
@@ -235,6 +246,11 @@ impl NodeConfig {
             coordinators,
             tls: TlsFiles::in_dir(&s.certs_dir, "node"),
             metrics_listen: s.metrics_listen.map(Sourced::into_value),
+            engine: EngineConfig {
+                host: s.docker_host.map(Sourced::into_value),
+                tls_verify: *s.docker_tls_verify,
+                cert_path: s.docker_cert_path.map(Sourced::into_value),
+            },
             selector,
             heartbeat: Duration::from_secs(heartbeat),
             reconnect_max: Duration::from_secs(s.reconnect_max_seconds.into_value().max(1)),

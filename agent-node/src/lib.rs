@@ -9,6 +9,7 @@ pub mod cgroup;
 pub mod command_limits;
 pub mod config;
 pub mod detection;
+pub mod engine;
 pub mod executor;
 pub mod instruments;
 pub mod inventory;
@@ -27,7 +28,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::Docker;
 use hemostat_pki::Role;
 use hemostat_pki::files::FilesError;
 
@@ -61,6 +61,9 @@ pub enum NodeError {
     /// Docker cannot be reached.
     #[error("cannot reach Docker (is the socket mounted, and DOCKER_HOST right?): {0}")]
     Docker(#[from] bollard::errors::Error),
+    /// The container engine cannot be found or reached.
+    #[error(transparent)]
+    Engine(#[from] engine::EngineError),
 }
 
 /// Runs the node until `shutdown` completes.
@@ -77,11 +80,15 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         Some(addr) => Some(hemostat_telemetry::exposition::bind(addr).await?),
         None => None,
     };
-    let docker = Docker::connect_with_defaults()?.negotiate_version().await?;
-    let version = docker.version().await?;
+    let engine = engine::Engine::connect(&config.engine).await?;
+    for limitation in engine.limitations() {
+        tracing::warn!(engine = %engine.describe(), "{limitation}");
+    }
+    let docker = engine.docker.clone();
     tracing::info!(
         node = %tls.identity.name,
-        docker = version.version.as_deref().unwrap_or("?"),
+        engine = %engine.describe(),
+        endpoint = %engine.endpoint,
         coordinators = ?config.coordinators.iter().map(|c| c.url.as_str()).collect::<Vec<_>>(),
         "node starting"
     );
@@ -113,7 +120,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     });
     let monitor = monitor::Monitor::new(config.detection, outbox.clone(), resync.clone(), local);
     let monitor = tokio::spawn(monitor.run(observed));
-    let watcher = watcher::Watcher::new(docker, selector, observations, config.log_lines, resync.clone());
+    let watcher =
+        watcher::Watcher::new(docker.clone(), selector.clone(), observations.clone(), config.log_lines, resync.clone())
+            .for_podman(engine.kind == engine::EngineKind::Podman);
     let watcher = match &config.spool_dir {
         Some(dir) => watcher.with_position_file(dir.join("events-position")),
         None => watcher,

@@ -26,6 +26,9 @@ use crate::monitor::{Evidence, ExitObservation, Observation};
 
 /// The container events the node subscribes to.
 const EVENTS: [&str; 8] = ["start", "die", "kill", "stop", "oom", "destroy", "restart", "health_status"];
+/// Podman's own names of two of them, which its Docker-compatible API filters on (its stream says `die`
+/// for `died`, but `remove` for Docker's `destroy`).
+const PODMAN_EVENTS: [&str; 2] = ["died", "remove"];
 /// Events buffered between the reader and the processor.
 const BUFFER: usize = 16_384;
 
@@ -38,6 +41,7 @@ pub struct Watcher {
     resync: Arc<Notify>,
     position: Option<PathBuf>,
     started: SystemTime,
+    podman: bool,
 }
 
 impl Watcher {
@@ -51,7 +55,22 @@ impl Watcher {
         log_lines: usize,
         resync: Arc<Notify>,
     ) -> Self {
-        Watcher { docker, selector, observations, log_lines, resync, position: None, started: SystemTime::now() }
+        Watcher {
+            docker,
+            selector,
+            observations,
+            log_lines,
+            resync,
+            position: None,
+            started: SystemTime::now(),
+            podman: false,
+        }
+    }
+
+    /// Subscribes with Podman's event names too (the engine is Podman, through its Docker-compatible API).
+    pub fn for_podman(mut self, podman: bool) -> Self {
+        self.podman = podman;
+        self
     }
 
     /// Keeps the time of the last event processed in `file`, so that after a node restart Docker replays
@@ -139,13 +158,19 @@ impl Watcher {
     fn subscription(&self, since: Option<i64>) -> EventsOptions {
         let mut filters = HashMap::from([
             ("type".to_owned(), vec!["container".to_owned()]),
-            ("event".to_owned(), EVENTS.iter().map(|e| e.to_string()).collect()),
+            ("event".to_owned(), self.event_names().into_iter().map(str::to_owned).collect()),
         ]);
         if let Some(label) = self.selector.docker_filter() {
             filters.insert("label".to_owned(), vec![label]);
         }
         // `since` must be a Unix timestamp: Docker 20.10 answers 500 to a duration.
         EventsOptions { since: since.map(|t| t.to_string()), until: None, filters: Some(filters) }
+    }
+
+    /// The event names of the subscription.
+    fn event_names(&self) -> Vec<&'static str> {
+        let podman = if self.podman { &PODMAN_EVENTS[..] } else { &[] };
+        EVENTS.iter().chain(podman).copied().collect()
     }
 
     /// Turns one Docker event into an observation, if it is one the monitor needs.
@@ -179,7 +204,7 @@ impl Watcher {
             "starting" => pb::HealthStatus::Starting,
             _ => pb::HealthStatus::Unspecified,
         });
-        if !matches!(action, "start" | "die" | "destroy") && health.is_none() {
+        if !matches!(action, "start" | "die" | "destroy" | "remove") && health.is_none() {
             return None;
         }
         let inspect = self.docker.inspect_container(&id, None).await.ok();

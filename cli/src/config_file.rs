@@ -16,7 +16,7 @@
 //!
 //! Relative paths are relative to the file's folder. An unknown key is an error that names the file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Where the configuration file is looked for when neither `--config` nor `HEMOSTAT_CONFIG` says:
 /// `$XDG_CONFIG_HOME/hemostat/config.toml` (when set to an absolute path), else
@@ -29,10 +29,48 @@ pub fn default_path(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
     Some(config_home.join("hemostat").join("config.toml"))
 }
 
+/// What [`record_standalone`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// It wrote a new file here.
+    Written(PathBuf),
+    /// A file was there already, kept as it is.
+    Kept(PathBuf),
+}
+
+/// Records where `hemostat standalone` is, the coordinator's address `coordinator` and the certificates
+/// folder `certs_dir` (made absolute), in a new configuration file at `path`, so that the CLI's commands
+/// find them from any folder. An existing file is never touched.
+pub fn record_standalone(path: &Path, coordinator: &str, certs_dir: &Path) -> std::io::Result<Recorded> {
+    use std::io::Write;
+    if path.exists() {
+        return Ok(Recorded::Kept(path.to_owned()));
+    }
+    let certs_dir = std::path::absolute(certs_dir)?;
+    let quoted = |text: &str| toml::Value::String(text.to_owned()).to_string();
+    let text = format!(
+        "# Written by `hemostat standalone` on its first run: where its coordinator and certificates are.\n\
+         # Edit or remove it freely; standalone never overwrites it.\n\
+         coordinator = {}\n\
+         certs_dir = {}\n",
+        quoted(coordinator),
+        quoted(&certs_dir.to_string_lossy()),
+    );
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+        Ok(mut file) => {
+            file.write_all(text.as_bytes())?;
+            Ok(Recorded::Written(path.to_owned()))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(Recorded::Kept(path.to_owned())),
+        Err(error) => Err(error),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use hemostat_settings::Layers;
 
     use super::*;
@@ -63,6 +101,22 @@ mod tests {
             "{error}"
         );
         assert!(!error.contains('\n'), "one line: {error}");
+    }
+
+    #[test]
+    fn standalone_records_where_it_is_once_and_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hemostat/config.toml");
+        let certs = dir.path().join("data \"x\"/certs");
+        assert_eq!(record_standalone(&file, "localhost:50051", &certs).unwrap(), Recorded::Written(file.clone()));
+        let text = std::fs::read_to_string(&file).unwrap();
+        let settings = parse(&text, &file).unwrap();
+        assert_eq!(settings.coordinator, "localhost:50051");
+        assert_eq!(settings.tls.ca, certs.join("ca.pem"), "{text}");
+
+        std::fs::write(&file, "coordinator = \"mine:1\"\n").unwrap();
+        assert_eq!(record_standalone(&file, "localhost:2", &certs).unwrap(), Recorded::Kept(file.clone()));
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "coordinator = \"mine:1\"\n");
     }
 
     #[test]

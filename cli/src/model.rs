@@ -212,6 +212,11 @@ pub struct Container {
     pub anomalies: Vec<Anomaly>,
     /// Its running episode, `null` when none.
     pub episode: Option<Episode>,
+    /// In `hemostat containers`: its cooldown and circuit breaker (`null` when the coordinator did not
+    /// say: `hemostat container` has them in its own `budget`).
+    pub budget: Option<Budget>,
+    /// In `hemostat containers`: the silence covering it, if any.
+    pub silence: Option<Silence>,
 }
 
 /// A container's running episode: a condition from its first alert until it clears, and what analysis has
@@ -257,6 +262,47 @@ impl From<pb::Episode> for Episode {
     }
 }
 
+impl Container {
+    /// What holds an automatic action on it back now, for people: `cooldown 59m`, `circuit open`,
+    /// `3 of 3 attempts`, `silenced 1h` (empty when nothing does, or when the coordinator did not say).
+    pub fn holds(&self, now: SystemTime) -> Vec<String> {
+        let mut holds = Vec::new();
+        if let Some(b) = &self.budget {
+            if b.circuit.as_deref() == Some("open") {
+                holds.push("circuit open".to_owned());
+            }
+            if b.max_attempts > 0 && b.attempts_in_window >= b.max_attempts {
+                holds.push(format!("{} of {} attempts", b.attempts_in_window, b.max_attempts));
+            }
+            if b.cooldown_remaining_seconds > 0 {
+                holds.push(format!("cooldown {}", short_duration(b.cooldown_remaining_seconds)));
+            }
+        }
+        if let Some(s) = &self.silence {
+            let left = s.expires_at.and_then(|t| t.0.duration_since(now).ok()).map(|d| d.as_secs());
+            holds.push(match left {
+                Some(left) => format!("silenced {}", short_duration(left.max(1))),
+                None => "silenced".to_owned(),
+            });
+        }
+        holds
+    }
+}
+
+/// A duration in its largest unit, rounded up: `45s`, `59m`, `2h`, `3d` (59 min 57 s is `1h`).
+pub fn short_duration(seconds: u64) -> String {
+    let (minutes, hours) = (seconds.div_ceil(60), seconds.div_ceil(3600));
+    if seconds < 60 {
+        format!("{seconds}s")
+    } else if minutes < 60 {
+        format!("{minutes}m")
+    } else if hours < 24 {
+        format!("{hours}h")
+    } else {
+        format!("{}d", seconds.div_ceil(86_400))
+    }
+}
+
 impl From<pb::Container> for Container {
     fn from(c: pb::Container) -> Self {
         let state = c.state.unwrap_or_default();
@@ -277,6 +323,8 @@ impl From<pb::Container> for Container {
             metrics: c.metrics.map(Metrics::from),
             anomalies: c.anomalies.into_iter().map(Anomaly::from).collect(),
             episode: c.episode.map(Episode::from),
+            budget: c.budget.map(Budget::from),
+            silence: c.silence.map(Silence::from),
         }
     }
 }
@@ -598,9 +646,123 @@ impl fmt::Display for ContainerTarget {
     }
 }
 
+/// A container as an operator names it: `node/container`, or only `container` when one node has it
+/// (resolved with [`ContainerRef::resolve_in`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerRef {
+    /// The node, when given.
+    pub node: Option<String>,
+    /// The container's name (or id).
+    pub container: String,
+}
+
+impl FromStr for ContainerRef {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.parse::<Target>() {
+            Ok(Target { node, container: Some(container) }) => Ok(ContainerRef { node: Some(node), container }),
+            Ok(Target { node, container: None }) => Ok(ContainerRef { node: None, container: node }),
+            Err(_) => Err(format!("{text:?} is not <container> or <node>/<container>")),
+        }
+    }
+}
+
+impl ContainerRef {
+    /// The container on its node: as given with a node; else the one container of `containers` (the
+    /// fleet's) with this name, full id or id prefix of at least 12 characters. None, or one on more than
+    /// one node, is an error for people (the candidates listed).
+    pub fn resolve_in(&self, containers: &[Container]) -> Result<ContainerTarget, String> {
+        if let Some(node) = &self.node {
+            return Ok(ContainerTarget { node: node.clone(), container: self.container.clone() });
+        }
+        let ident = self.container.as_str();
+        let by_name: Vec<&Container> = containers.iter().filter(|c| c.name == ident).collect();
+        let found = if by_name.is_empty() {
+            containers.iter().filter(|c| c.id == ident || (ident.len() >= 12 && c.id.starts_with(ident))).collect()
+        } else {
+            by_name
+        };
+        match found.as_slice() {
+            [one] => Ok(ContainerTarget { node: one.node.clone(), container: one.name.clone() }),
+            [] => Err(format!("no node has reported a container {ident:?} (see `hemostat containers`)")),
+            many => {
+                let candidates: Vec<String> = many.iter().map(|c| format!("{}/{}", c.node, c.name)).collect();
+                Err(format!(
+                    "{ident:?} is on more than one node; name it as <node>/<container>: {}",
+                    candidates.join(", ")
+                ))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn container(node: &str, name: &str, id: &str) -> Container {
+        let mut c = Container::from(pb::Container {
+            node: node.into(),
+            state: Some(pb::ContainerState { name: name.into(), id: id.into(), ..Default::default() }),
+            ..Default::default()
+        });
+        c.node = node.into();
+        c
+    }
+
+    #[test]
+    fn a_bare_container_name_resolves_to_the_one_node_that_has_it() {
+        let fleet = [
+            container("a", "web", "1111111111111111aaaa"),
+            container("a", "db", "2222222222222222bbbb"),
+            container("b", "db", "3333333333333333cccc"),
+        ];
+        let web: ContainerRef = "web".parse().unwrap();
+        assert_eq!(web.resolve_in(&fleet).unwrap().to_string(), "a/web");
+        let by_id: ContainerRef = "333333333333".parse().unwrap();
+        assert_eq!(by_id.resolve_in(&fleet).unwrap().to_string(), "b/db");
+        let given: ContainerRef = "c/anything".parse().unwrap();
+        assert_eq!(given.resolve_in(&fleet).unwrap().to_string(), "c/anything", "a node given is not checked here");
+
+        let db: ContainerRef = "db".parse().unwrap();
+        let error = db.resolve_in(&fleet).unwrap_err();
+        assert!(error.contains("more than one node") && error.contains("a/db, b/db"), "{error}");
+        let error = "cache".parse::<ContainerRef>().unwrap().resolve_in(&fleet).unwrap_err();
+        assert!(error.contains("no node has reported a container \"cache\""), "{error}");
+        let short_id = "3333".parse::<ContainerRef>().unwrap().resolve_in(&fleet).unwrap_err();
+        assert!(short_id.contains("no node"), "an id prefix needs 12 characters: {short_id}");
+        assert!("a/b/c".parse::<ContainerRef>().is_err());
+    }
+
+    #[test]
+    fn holds_say_what_keeps_an_action_back() {
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        let mut c = container("a", "web", "1");
+        assert!(c.holds(now).is_empty(), "nothing said, nothing held");
+        c.budget = Some(Budget {
+            key: "a/web".into(),
+            cooldown_remaining_seconds: 3_599,
+            attempts_in_window: 3,
+            max_attempts: 3,
+            consecutive_failures: 3,
+            circuit: Some("open".into()),
+            circuit_retry_seconds: 60,
+            last_action: None,
+        });
+        c.silence = Some(Silence {
+            id: "s".into(),
+            node: "a".into(),
+            container: None,
+            reason: "r".into(),
+            created_by: None,
+            created_at: None,
+            expires_at: Some(UtcTime(now + std::time::Duration::from_secs(7_000))),
+        });
+        assert_eq!(c.holds(now), ["circuit open", "3 of 3 attempts", "cooldown 1h", "silenced 2h"]);
+        let shown = [45, 61, 3_540, 3_541, 86_400, 86_401].map(short_duration);
+        assert_eq!(shown, ["45s", "2m", "59m", "1h", "1d", "2d"]);
+    }
 
     #[test]
     fn targets_parse() {

@@ -1,6 +1,8 @@
 //! How results look: aligned tables and short sentences for people, one JSON document for scripts. Every
 //! function here is pure (values in, text out), so the snapshot tests pin what operators see.
 
+use std::time::SystemTime;
+
 use serde::Serialize;
 
 use crate::model::{
@@ -112,14 +114,17 @@ fn memory(m: Option<&Metrics>) -> String {
     m.map(|m| format!("{} ({:.1}%)", bytes(m.figures.memory_used), m.figures.memory_percent)).unwrap_or_default()
 }
 
-/// The containers table of `hemostat containers`.
-pub fn containers_table(containers: &[Container]) -> String {
-    let mut table = Table::new(&["NODE", "CONTAINER", "STATUS", "HEALTH", "CPU", "MEMORY", "ANOMALIES", "IMAGE"]);
+/// The containers table of `hemostat containers`, at `now`: HELD says what holds an automatic action back
+/// (cooldown, circuit breaker, attempts, silence), so a container left down by one is seen at a glance.
+pub fn containers_table(containers: &[Container], now: SystemTime) -> String {
+    let mut table =
+        Table::new(&["NODE", "CONTAINER", "STATUS", "HELD", "HEALTH", "CPU", "MEMORY", "ANOMALIES", "IMAGE"]);
     for c in containers {
         table.row(vec![
             c.node.clone(),
             c.name.clone(),
             status(c),
+            c.holds(now).join(", "),
             or_blank(&c.health),
             cpu(c.metrics.as_ref()),
             memory(c.metrics.as_ref()),

@@ -16,7 +16,6 @@ use crate::fleet::commands::{SilenceRequest, TriggerRequest};
 use crate::fleet::event_reads::{EventFilter, EventPage, NameMatch, PageQuery};
 use crate::fleet::queries::BudgetFigures;
 use crate::fleet::{Fleet, FleetError};
-use crate::registry::ContainerEntry;
 use crate::remediation::journal::Log;
 use crate::silence::Silence;
 
@@ -145,8 +144,16 @@ impl pb::fleet_service_server::FleetService for FleetApi {
         let request = request.into_inner();
         let node = (!request.node.is_empty()).then_some(request.node.as_str());
         let containers = self.fleet.containers(node).await.map_err(status)?;
+        let details = self.fleet.container_details(containers).await.map_err(status)?;
         Ok(Response::new(pb::ListContainersResponse {
-            containers: containers.iter().map(ContainerEntry::to_proto).collect(),
+            containers: details
+                .into_iter()
+                .map(|detail| pb::Container {
+                    budget: Some(budget(detail.budget)),
+                    silence: detail.silence.map(|s| s.to_proto()),
+                    ..detail.entry.to_proto()
+                })
+                .collect(),
         }))
     }
 

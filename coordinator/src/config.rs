@@ -573,6 +573,9 @@ mod tests {
 
         let env = env_of(&[("REDIS_URL", "redis://a:7000")]);
         let config = CoordinatorConfig::resolve_in(CoordinatorArgs::default(), &env).unwrap();
-        assert!(matches!(config.store, StoreConfig::Redis { ref url } if url == "redis://a:7000"), "no cluster by default");
+        assert!(
+            matches!(config.store, StoreConfig::Redis { ref url } if url == "redis://a:7000"),
+            "no cluster by default"
+        );
     }
 }

@@ -156,6 +156,8 @@ impl ContainerEntry {
             state: Some(state),
             updated_at: Some(hemostat_proto::timestamp::to_proto(self.updated_at)),
             node: self.node.clone(),
+            budget: None,
+            silence: None,
         }
     }
 }

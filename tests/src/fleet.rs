@@ -13,6 +13,7 @@ use hemostat_coordinator::{Coordinator, CoordinatorConfig};
 use hemostat_node::NodeConfig;
 use hemostat_node::config::CoordinatorAddress;
 use hemostat_node::detection::DetectionConfig;
+use hemostat_node::engine::EngineConfig;
 use hemostat_node::executor::ExecutionPolicy;
 use hemostat_node::inventory::ContainerSelector;
 use hemostat_node::local_policy::LocalPolicyConfig;
@@ -183,6 +184,7 @@ pub fn node_config(pki: &TestPki, name: &str, coordinator: &str, selector: &str)
         coordinators: vec![CoordinatorAddress::parse(coordinator).expect("endpoint")],
         tls: pki.node(name),
         metrics_listen: None,
+        engine: EngineConfig { host: std::env::var("DOCKER_HOST").ok(), ..EngineConfig::default() },
         selector: ContainerSelector::parse(selector).expect("selector"),
         heartbeat: Duration::from_secs(1),
         reconnect_max: Duration::from_secs(1),

@@ -17,6 +17,7 @@
 //!   fails when told; [`chat_formats`]: what Discord and Teams accept, for it to refuse the rest.
 //! - [`smtp`]: a small real SMTP server (STARTTLS, AUTH) that records the mail it gets.
 //! - [`alertmanager`], [`prometheus`]: the real programs (Debian's packages) on free ports ([`daemon`]).
+//! - [`podman`]: a real `podman system service` on a socket of its own, with the test image loaded.
 
 pub mod alertmanager;
 pub mod chat_formats;
@@ -30,6 +31,7 @@ pub mod loadgen;
 pub mod netlab;
 pub mod peer;
 pub mod pki;
+pub mod podman;
 pub mod prometheus;
 pub mod redis;
 pub mod redis_cluster;

@@ -11,9 +11,9 @@ use hemostat_proto::v1 as pb;
 use hemostat_proto::v1::fleet_service_client::FleetServiceClient;
 use tonic::transport::Channel;
 
-use crate::commands::{named, show};
+use crate::commands::{named, resolve, show};
 use crate::connection::ClientArgs;
-use crate::model::{Accepted, ActionReport, ContainerTarget, Event, StormEnd};
+use crate::model::{Accepted, ActionReport, ContainerRef, Event, StormEnd};
 use crate::render;
 use crate::rpc_error::rpc;
 use crate::terminal::printable;
@@ -26,8 +26,8 @@ pub struct ActionArgs {
     /// What to do.
     #[arg(value_parser = named::<Action>(true))]
     kind: Action,
-    /// The container: <node>/<name> (or <node>/<id>).
-    target: ContainerTarget,
+    /// The container: <node>/<name> (or <node>/<id>), or only its name when one node has it.
+    target: ContainerRef,
     /// Act even if the cooldown, circuit breaker, storm breaker, a silence or dry-run would stop it (the
     /// node's own checks still apply; the attempt still counts in the container's budget).
     #[arg(long)]
@@ -57,9 +57,10 @@ pub async fn action(args: ActionArgs) -> anyhow::Result<()> {
         _ => {}
     }
     let mut client = args.client.connection.settings()?.client().await?;
+    let target = resolve(&mut client, &args.target).await?;
     let request = pb::TriggerActionRequest {
-        node: args.target.node.clone(),
-        container: args.target.container.clone(),
+        node: target.node.clone(),
+        container: target.container.clone(),
         action: pb::Action::from(args.kind) as i32,
         argv: args.argv.clone(),
         force: args.force,
@@ -70,7 +71,7 @@ pub async fn action(args: ActionArgs) -> anyhow::Result<()> {
     if args.wait {
         match report.command_id.clone() {
             Some(id) => {
-                let result = tokio::time::timeout(args.timeout, result_of(&mut client, &args.target.node, &id)).await;
+                let result = tokio::time::timeout(args.timeout, result_of(&mut client, &target.node, &id)).await;
                 match result {
                     Ok(event) => report.result = Some(event?),
                     Err(_) => {
@@ -78,7 +79,7 @@ pub async fn action(args: ActionArgs) -> anyhow::Result<()> {
                         bail!(
                             "no result for command {id} within {}; see `hemostat events --node {}`",
                             humantime::format_duration(args.timeout),
-                            args.target.node
+                            target.node
                         );
                     }
                 }
@@ -96,7 +97,7 @@ pub async fn action(args: ActionArgs) -> anyhow::Result<()> {
         Some(event) => Err(anyhow!(
             "{} of {}: {}",
             args.kind.name(),
-            printable(&args.target.to_string()),
+            printable(&target.to_string()),
             printable(&render::event_detail(event))
         )),
         None => Ok(()),

@@ -2,6 +2,7 @@
 //! the rendering against golden files, and the standalone mode itself.
 
 mod commands;
+mod engines;
 mod notify;
 mod snapshots;
 mod standalone;

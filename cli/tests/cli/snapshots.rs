@@ -131,7 +131,28 @@ fn web() -> pb::Container {
             reason: "transient spike: CPU above its threshold for 30s, less than the 60s sustain window".into(),
             action: pb::Action::Unspecified as i32,
         }),
+        budget: None,
+        silence: None,
     }
+}
+
+/// A budget with `cooldown` seconds left, `attempts` of 3 used, and the circuit `circuit`.
+fn budget(key: &str, cooldown: u64, attempts: u32, circuit: &str) -> Option<pb::BudgetStatus> {
+    Some(pb::BudgetStatus {
+        key: key.into(),
+        cooldown_remaining_seconds: cooldown,
+        attempts_in_window: attempts,
+        max_attempts: 3,
+        consecutive_failures: if circuit == "open" { 3 } else { 0 },
+        circuit: circuit.into(),
+        circuit_retry_seconds: if circuit == "open" { 240 } else { 0 },
+        last_action: ts("2026-11-28T13:02:12Z"),
+    })
+}
+
+/// The time the containers table is rendered at.
+fn now() -> std::time::SystemTime {
+    humantime::parse_rfc3339("2026-11-28T14:20:00Z").unwrap()
 }
 
 fn containers() -> Vec<Container> {
@@ -156,8 +177,45 @@ fn containers() -> Vec<Container> {
             actual: 137.0,
         }],
         episode: None,
+        // Crashed again within its cooldown: held down, and silenced too.
+        budget: budget("host-b/evil", 2_580, 1, "closed"),
+        silence: Some(pb::Silence {
+            id: "s-1".into(),
+            node: "host-b".into(),
+            container: String::new(),
+            reason: "maintenance".into(),
+            created_by: "alice".into(),
+            created_at: ts("2026-11-28T14:00:00Z"),
+            expires_at: ts("2026-11-28T15:00:00Z"),
+        }),
     };
-    vec![web(), crashed].into_iter().map(Container::from).collect()
+    let looping = pb::Container {
+        node: "host-b".into(),
+        state: Some(pb::ContainerState {
+            id: "77aa66bb55cc".into(),
+            name: "worker".into(),
+            image: "registry.local/worker:2".into(),
+            status: pb::ContainerStatus::Exited as i32,
+            health: pb::HealthStatus::None as i32,
+            exit_code: 1,
+            restart_policy: "no".into(),
+            ..Default::default()
+        }),
+        updated_at: ts("2026-11-28T14:19:30Z"),
+        metrics: None,
+        anomalies: vec![pb::Anomaly {
+            r#type: pb::AnomalyType::NonZeroExit as i32,
+            severity: pb::Severity::High as i32,
+            threshold: 0.0,
+            actual: 1.0,
+        }],
+        episode: None,
+        // Three restarts that did not hold: the breaker is open and the hour's attempts are spent.
+        budget: budget("host-b/worker", 30, 3, "open"),
+        silence: None,
+    };
+    let web = pb::Container { budget: budget("host-a/web", 0, 0, "closed"), ..web() };
+    vec![web, crashed, looping].into_iter().map(Container::from).collect()
 }
 
 fn events() -> Vec<Event> {
@@ -302,7 +360,7 @@ fn nodes_table_and_json() {
 
 #[test]
 fn containers_table_and_json() {
-    assert_snapshot("containers.txt", &render::containers_table(&containers()));
+    assert_snapshot("containers.txt", &render::containers_table(&containers(), now()));
     assert_snapshot("containers.json", &render::json(&containers()));
 }
 
@@ -415,7 +473,7 @@ fn action_report_with_a_diagnostic_commands_output() {
 #[test]
 fn no_output_carries_a_raw_escape() {
     let outputs = [
-        render::containers_table(&containers()),
+        render::containers_table(&containers(), now()),
         render::events_table(&events()),
         render::json(&events()),
         render::json(&containers()),

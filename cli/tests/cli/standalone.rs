@@ -9,11 +9,27 @@ use hemostat_tests::docker::Scope;
 use hemostat_tests::eventually;
 use hemostat_tests::redis::free_port;
 
-/// `hemostat standalone`, stopped with SIGTERM (or killed) when dropped.
+/// `hemostat standalone`, stopped with SIGTERM (or killed) when dropped; what it logs is echoed and kept.
 pub(crate) struct Standalone {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+/// Echoes the lines of `stream` to this test's standard error and appends them to the returned text.
+fn collect(stream: impl std::io::Read + Send + 'static) -> std::sync::Arc<std::sync::Mutex<String>> {
+    let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let lines = text.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stream)).map_while(Result::ok) {
+            eprintln!("standalone: {line}");
+            let mut text = lines.lock().unwrap();
+            text.push_str(&line);
+            text.push('\n');
+        }
+    });
+    text
 }
 
 impl Standalone {
@@ -25,18 +41,55 @@ impl Standalone {
     pub(crate) fn start_with(scope: &Scope, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_hemostat"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hemostat"))
             .args(["standalone", "--listen", &format!("127.0.0.1:{port}"), "--select-label", &scope.selector()])
             .arg("--data-dir")
             .arg(dir.path())
+            .arg("--no-dashboard")
+            .env("HOME", dir.path())
+            .env_remove("XDG_CONFIG_HOME")
             .envs(env.iter().copied())
             .env("LOG_LEVEL", "info")
             .env("RESPONDER_VERIFY_SECONDS", "1")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("hemostat runs");
-        Standalone { child, port, dir }
+        let log = collect(child.stderr.take().unwrap());
+        Standalone { child, port, dir, log }
+    }
+
+    /// What it logged so far.
+    pub(crate) fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits (20 s at most) until a node is connected; returns its name.
+    pub(crate) async fn connected_node(&self) -> String {
+        eventually("the node to connect", Duration::from_secs(20), || async {
+            let nodes = json(&stdout(&self.cli(&["nodes", "-o", "json"]))?);
+            match nodes[0]["connected"] == true {
+                true => Ok(nodes[0]["name"].as_str().unwrap().to_owned()),
+                false => Err(format!("{nodes}\n{}", self.log())),
+            }
+        })
+        .await
+    }
+
+    /// Waits (`within`) until the events of `container` begin with a health alert, a decision and a
+    /// successful result; returns them.
+    pub(crate) async fn healed(&self, container: &str, within: Duration) -> serde_json::Value {
+        let expected = ["health_alert", "remediation_needed", "remediation_complete"];
+        eventually("the crash healed in `hemostat events`", within, || async {
+            let events = json(&stdout(&self.cli(&["events", "-o", "json", "--container", container]))?);
+            let types: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+            if types.len() >= 3 && types[..3] == expected && events[2]["outcome"] == "success" {
+                Ok(events.clone())
+            } else {
+                Err(format!("{types:?}: {events}"))
+            }
+        })
+        .await
     }
 
     fn certs(&self) -> PathBuf {
@@ -76,7 +129,7 @@ impl Drop for Standalone {
     }
 }
 
-fn stdout(output: &Output) -> Result<String, String> {
+pub(crate) fn stdout(output: &Output) -> Result<String, String> {
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
@@ -84,7 +137,7 @@ fn stdout(output: &Output) -> Result<String, String> {
     }
 }
 
-fn json(text: &str) -> serde_json::Value {
+pub(crate) fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
@@ -177,7 +230,10 @@ async fn refused(dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) ->
         .args(["standalone", "--listen", &format!("127.0.0.1:{}", free_port())])
         .arg("--data-dir")
         .arg(dir)
+        .arg("--no-dashboard")
         .args(extra)
+        .env("HOME", dir)
+        .env_remove("XDG_CONFIG_HOME")
         .env_remove("HEMOSTAT_CONFIG")
         .envs(env.iter().copied())
         .stdout(Stdio::null())
@@ -233,4 +289,171 @@ async fn a_bad_setting_stops_standalone_with_a_message_naming_the_setting_and_it
     assert!(stderr.contains("RESPONDER_MAX_RETRIES_PER_HOUR (environment variable"), "{stderr}");
     let (_, stderr) = refused(dir.path(), &["--max-retries-per-hour", "2"], &zero).await;
     assert!(stderr.contains("NODE_HEARTBEAT_SECONDS (environment variable NODE_HEARTBEAT_SECONDS)"), "{stderr}");
+}
+
+/// `GET path` of the plain-HTTP server at `addr`: the status code and the body.
+fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let code = response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    Ok((code, body))
+}
+
+/// A `hemostat standalone` run as a new user runs it: from a folder of their own, with a home of its own
+/// and no flag but those a shared test machine needs (its own gRPC port, its own containers); its banner
+/// (standard error) collected line by line.
+struct FirstRun {
+    child: Child,
+    banner: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl FirstRun {
+    fn start(scope: &Scope, home: &std::path::Path, work: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hemostat"))
+            .args(["standalone", "--listen", &format!("127.0.0.1:{port}"), "--select-label", &scope.selector()])
+            .current_dir(work)
+            .env("HOME", home)
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("HEMOSTAT_CONFIG")
+            .env_remove("HEMOSTAT_DASHBOARD_LISTEN")
+            .envs(env.iter().copied())
+            .env("RESPONDER_VERIFY_SECONDS", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("hemostat runs");
+        let banner = collect(child.stderr.take().unwrap());
+        FirstRun { child, banner }
+    }
+
+    /// Waits for the banner line starting with `prefix`; returns the rest of it.
+    async fn banner_line(&self, prefix: &str) -> String {
+        eventually(&format!("the banner's {prefix:?} line"), Duration::from_secs(20), || async {
+            let banner = self.banner.lock().unwrap().clone();
+            banner.lines().find_map(|line| line.trim_start().strip_prefix(prefix).map(str::to_owned)).ok_or(banner)
+        })
+        .await
+    }
+}
+
+impl Drop for FirstRun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `hemostat <args>` with nothing but a home, from the folder `cwd`: what a user types in another terminal.
+fn bare_cli(home: &std::path::Path, cwd: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hemostat"))
+        .args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .output()
+        .expect("hemostat runs")
+}
+
+/// The row of `table` (the text of `hemostat containers`) for `container`, as its columns' cells.
+fn row(table: &str, container: &str) -> Option<String> {
+    table.lines().find(|line| line.split_whitespace().nth(1) == Some(container)).map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_run_shows_the_dashboard_and_the_cli_works_from_any_folder_with_held_containers_at_a_glance() {
+    let scope = Scope::new();
+    let root = tempfile::tempdir().unwrap();
+    let (home, work, elsewhere) = (root.path().join("home"), root.path().join("work"), root.path().join("elsewhere"));
+    for dir in [&home, &work, &elsewhere] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    // The default dashboard address when it is free; else (another program has it) one of this test's.
+    let default_free = std::net::TcpListener::bind("127.0.0.1:8080").is_ok();
+    let dashboard_env = format!("127.0.0.1:{}", free_port());
+    let env: Vec<(&str, &str)> =
+        if default_free { vec![] } else { vec![("HEMOSTAT_DASHBOARD_LISTEN", dashboard_env.as_str())] };
+    if !default_free {
+        eprintln!("127.0.0.1:8080 is taken on this machine: the dashboard is moved to {dashboard_env}");
+    }
+    let port = free_port();
+    let standalone = FirstRun::start(&scope, &home, &work, port, &env);
+
+    // The dashboard is served by default, on the address the banner prints.
+    let url = standalone.banner_line("Dashboard: ").await;
+    let expected = if default_free { "http://127.0.0.1:8080/".to_owned() } else { format!("http://{dashboard_env}/") };
+    assert_eq!(url, expected);
+    let addr = url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let (code, page) = http_get(&addr, "/").unwrap();
+    assert!(code == 200 && page.contains("<title>HemoStat</title>"), "{code}: {page}");
+
+    // Another terminal, another folder, no flags: the CLI finds the coordinator and its certificates in the
+    // configuration file standalone wrote.
+    let config = home.join(".config/hemostat/config.toml");
+    let node = eventually("`hemostat nodes` from another folder", Duration::from_secs(20), || async {
+        let nodes = json(&stdout(&bare_cli(&home, &elsewhere, &["nodes", "-o", "json"]))?);
+        match nodes[0]["connected"] == true {
+            true => Ok(nodes[0]["name"].as_str().unwrap().to_owned()),
+            false => Err(nodes.to_string()),
+        }
+    })
+    .await;
+    let recorded = std::fs::read_to_string(&config).unwrap();
+    assert!(recorded.contains(&format!("coordinator = \"localhost:{port}\"")), "{recorded}");
+    assert!(standalone.banner.lock().unwrap().contains(&config.display().to_string()), "the banner names the file");
+    let (code, overview) = http_get(&addr, "/api/overview").unwrap();
+    assert!(code == 200 && overview.contains(&node), "the dashboard shows the node: {code}: {overview}");
+
+    // A container that crashes every time: restarted once, then held down by its cooldown. Another, silenced.
+    let looping = scope.run("looping", &[], "sleep 2; exit 1");
+    let quiet = scope.run("quiet", &[], "trap 'exit 0' TERM; sleep 86400 & wait");
+    let silenced = format!("{node}/{quiet}");
+    eventually("the silence", Duration::from_secs(20), || async {
+        stdout(&bare_cli(&home, &elsewhere, &["silence", "add", &silenced, "--for", "1h", "--reason", "maintenance"]))
+            .map(drop)
+    })
+    .await;
+    eventually("the second crash rejected for the cooldown", Duration::from_secs(30), || async {
+        let events = json(&stdout(&bare_cli(&home, &elsewhere, &["events", "-o", "json", "--container", &looping]))?);
+        let codes: Vec<&str> = events.as_array().unwrap().iter().filter_map(|e| e["rejection"].as_str()).collect();
+        if codes.contains(&"cooldown_active") { Ok(()) } else { Err(events.to_string()) }
+    })
+    .await;
+    let table =
+        eventually("held and silenced containers in `hemostat containers`", Duration::from_secs(20), || async {
+            let table = stdout(&bare_cli(&home, &elsewhere, &["containers"]))?;
+            let held = row(&table, &looping).ok_or(table.clone())?;
+            let quiet = row(&table, &quiet).ok_or(table.clone())?;
+            if held.contains("exited (1)") && held.contains("cooldown ") && quiet.contains("silenced 1h") {
+                Ok(table)
+            } else {
+                Err(table)
+            }
+        })
+        .await;
+    assert!(table.lines().next().unwrap().contains("HELD"), "{table}");
+    let listed = json(&stdout(&bare_cli(&home, &elsewhere, &["containers", "-o", "json"])).unwrap());
+    let held = listed.as_array().unwrap().iter().find(|c| c["name"] == looping.as_str()).unwrap();
+    assert!(held["budget"]["cooldown_remaining_seconds"].as_u64().unwrap() > 3000, "{held}");
+
+    // A container named alone resolves to the one node that has it; a name no node has is a clear error.
+    let detail = stdout(&bare_cli(&home, &elsewhere, &["container", &looping])).unwrap();
+    assert!(detail.starts_with(&format!("NODE")) && detail.lines().next().unwrap().ends_with(&node), "{detail}");
+    assert!(detail.contains("COOLDOWN") && detail.contains("s left"), "{detail}");
+    let missing = bare_cli(&home, &elsewhere, &["container", "no-such-container"]);
+    let error = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success() && error.contains("no node has reported a container \"no-such-container\""));
+
+    // A second start keeps the configuration file as it is, and says so.
+    drop(standalone);
+    std::fs::write(&config, format!("{recorded}# mine now\n")).unwrap();
+    let again = FirstRun::start(&scope, &home, &work, free_port(), &[("HEMOSTAT_DASHBOARD_LISTEN", &dashboard_env)]);
+    let then = again.banner_line("Then:").await;
+    assert!(then.contains("is kept as it is"), "{then}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), format!("{recorded}# mine now\n"));
 }

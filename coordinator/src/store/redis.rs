@@ -26,15 +26,17 @@
 //! # Durability in a cluster
 //! A master acknowledges a write before its replica has it; a master killed just then loses it when the
 //! replica takes over. So in a cluster the writes the safety policy relies on (budget decisions, attempts and
-//! outcomes, events, audit records, approvals taken) are followed, in the same round trip, by
-//! `WAIT <replicas> <timeout>`, and a write fewer replicas acknowledged is an error ([`StoreError::Unavailable`]):
-//! the decision is not acted on. See [`ClusterSettings::wait_replicas`].
+//! outcomes, events, audit records, approvals taken, silences and dry-run set) are followed, in the same
+//! round trip, by `WAIT <replicas> <timeout>`, and a write fewer replicas acknowledged is an error
+//! ([`StoreError::Unavailable`]): the decision is not acted on. See [`ClusterSettings::wait_replicas`].
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 use redis::streams::StreamRangeReply;
-use redis::{AsyncCommands, Cmd, ErrorKind, FromRedisValue, Pipeline, RedisFuture, ScriptInvocation, ServerErrorKind, Value};
+use redis::{
+    AsyncCommands, Cmd, ErrorKind, FromRedisValue, Pipeline, RedisFuture, ScriptInvocation, ServerErrorKind, Value,
+};
 
 use super::{
     BudgetStore, DecisionClock, DirectoryStore, EventLog, HistoryStore, PendingApproval, SettingsStore, StateStore,
@@ -257,6 +259,20 @@ redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1
 "#;
 
+/// Moves keys from their names before the hash tags (HemoStat ≤ 0.1: `hemostat:events`,
+/// `hemostat:events:by_type:<kind>`, `hemostat:audit`) to their names now, on a single server, when only the
+/// old name exists. KEYS: pairs of (old, new). Returns how many moved.
+pub const RENAME_LEGACY_SCRIPT: &str = r#"
+local moved = 0
+for i = 1, #KEYS, 2 do
+  if redis.call('EXISTS', KEYS[i]) == 1 and redis.call('EXISTS', KEYS[i + 1]) == 0 then
+    redis.call('RENAME', KEYS[i], KEYS[i + 1])
+    moved = moved + 1
+  end
+end
+return moved
+"#;
+
 /// How long a budget's keys live: long enough for every rule that reads them.
 fn budget_ttl_ms(budget: &Budget) -> u64 {
     let mut longest = budget.cooldown.max(budget.window);
@@ -324,7 +340,30 @@ impl RedisStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(failed)?;
         let conn = ConnectionManager::new(client).await.map_err(failed)?;
-        Self::on(Connection::Single(conn), None).await
+        let store = Self::on(Connection::Single(conn), None).await?;
+        store.rename_legacy_keys().await?;
+        Ok(store)
+    }
+
+    /// Moves the event and audit logs written before their keys had hash tags to their new names (a single
+    /// server only: a cluster never held them), so an upgrade keeps them.
+    async fn rename_legacy_keys(&self) -> Result<(), StoreError> {
+        let mut pairs = vec![("hemostat:events".to_owned(), EVENTS_KEY.to_owned())];
+        pairs.push(("hemostat:audit".to_owned(), AUDIT_KEY.to_owned()));
+        for kind in crate::events::EventKind::ALL {
+            let name = kind.name();
+            pairs.push((format!("hemostat:events:by_type:{name}"), format!("{EVENTS_KEY}:by_type:{name}")));
+        }
+        let script = redis::Script::new(RENAME_LEGACY_SCRIPT);
+        let mut invocation = script.prepare_invoke();
+        for (old, new) in pairs {
+            invocation.key(old).key(new);
+        }
+        let moved: u32 = invocation.invoke_async(&mut self.conn.clone()).await.map_err(failed)?;
+        if moved > 0 {
+            tracing::info!(moved, "moved the event and audit logs to their hash-tagged key names");
+        }
+        Ok(())
     }
 
     /// Connects to the Redis Cluster that `settings.seeds` belong to and checks that it answers. The client
@@ -339,8 +378,8 @@ impl RedisStore {
             .min_retry_wait(100)
             .max_retry_wait(2_000)
             .connection_timeout(Duration::from_secs(2))
-            // Room for a WAIT to time out and answer.
-            .response_timeout(settings.wait_timeout + Duration::from_secs(2))
+            // Room for a WAIT to time out and answer, behind others on the same connection.
+            .response_timeout(settings.wait_timeout + Duration::from_secs(5))
             .build()
             .map_err(failed)?;
         let conn = client.get_async_connection().await.map_err(failed)?;
@@ -424,7 +463,8 @@ impl RedisStore {
                 });
             }
         }
-        redis::from_redis_value(Value::Array(replies)).map_err(|e| StoreError::Corrupt(format!("unexpected reply: {e}")))
+        redis::from_redis_value(Value::Array(replies))
+            .map_err(|e| StoreError::Corrupt(format!("unexpected reply: {e}")))
     }
 }
 
@@ -529,9 +569,7 @@ impl BudgetStore for RedisStore {
             invocation.key(storm_window_key(scope)).key(storm_active_key(scope));
         }
         let reply: Vec<String> = self
-            .eval_durable(
-                invocation.arg(member).arg(now_ms).arg(storm.window.as_millis() as u64).arg(storm.threshold),
-            )
+            .eval_durable(invocation.arg(member).arg(now_ms).arg(storm.window.as_millis() as u64).arg(storm.threshold))
             .await?;
         match reply.as_slice() {
             [calm] if calm == "calm" => Ok(StormVerdict::Calm),
@@ -593,9 +631,14 @@ impl EventLog for RedisStore {
     async fn append_audit(&self, record: &EventRecord, retention: Duration) -> Result<EventId, StoreError> {
         let oldest = crate::events::unix_ms(std::time::SystemTime::now()).saturating_sub(retention.as_millis() as u64);
         let mut pipe = redis::pipe();
-        pipe.cmd("XADD").arg(AUDIT_KEY).arg("MINID").arg("=").arg(format!("{oldest}-0")).arg("*").arg("e").arg(
-            encode_event(record),
-        );
+        pipe.cmd("XADD")
+            .arg(AUDIT_KEY)
+            .arg("MINID")
+            .arg("=")
+            .arg(format!("{oldest}-0"))
+            .arg("*")
+            .arg("e")
+            .arg(encode_event(record));
         let (id,): (String,) = self.query_durable(&pipe).await?;
         id.parse().map_err(|e| StoreError::Corrupt(format!("stream id: {e}")))
     }
@@ -642,9 +685,10 @@ impl HistoryStore for RedisStore {
 #[async_trait]
 impl SettingsStore for RedisStore {
     async fn put_silence(&self, silence: &Silence) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
         let raw = serde_json::to_vec(silence).expect("silences serialize");
-        let _: i64 = conn.hset(SILENCES_KEY, &silence.id, raw).await.map_err(failed)?;
+        let mut pipe = redis::pipe();
+        pipe.hset(SILENCES_KEY, &silence.id, raw).ignore();
+        let () = self.query_durable(&pipe).await?;
         Ok(())
     }
 
@@ -678,8 +722,9 @@ impl SettingsStore for RedisStore {
     }
 
     async fn set_dry_run_override(&self, enabled: bool) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let _: () = conn.set(DRY_RUN_KEY, u8::from(enabled)).await.map_err(failed)?;
+        let mut pipe = redis::pipe();
+        pipe.set(DRY_RUN_KEY, u8::from(enabled)).ignore();
+        let () = self.query_durable(&pipe).await?;
         Ok(())
     }
 

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use hemostat_coordinator::events::{EventKind, EventRecord, EventRetention};
-use hemostat_coordinator::policy::{Budget, BudgetVerdict};
-use hemostat_coordinator::store::{self, StateStore, StoreError};
+use hemostat_coordinator::policy::{Budget, BudgetVerdict, Draw, RestartPolicy};
+use hemostat_coordinator::store::{self, DecisionClock, StateStore, StoreError};
 use hemostat_tests::eventually;
 use hemostat_tests::redis_cluster::RedisCluster;
 use tokio::sync::Mutex;
@@ -51,10 +51,15 @@ fn containers(cluster: &RedisCluster, port: u16, count: usize) -> Vec<String> {
 /// One round: both coordinators decide for every container at once; each allowed action is recorded as an
 /// event.
 async fn round(stores: &[Arc<dyn StateStore>; 2], containers: &[String], r: u64, seen: &Mutex<Seen>) {
-    let budget = Budget { cooldown: Duration::from_secs(3600), max_attempts: 1000, window: Duration::from_secs(3600) };
+    let budget = Budget {
+        cooldown: Duration::from_secs(3600),
+        max_attempts: 1000,
+        window: Duration::from_secs(3600),
+        policy: RestartPolicy::Cooldown,
+    };
     let decisions = containers.iter().flat_map(|key| {
         stores.iter().enumerate().map(move |(who, store)| async move {
-            let verdict = store.try_begin_action(key, T0 + r * ROUND, &budget).await;
+            let verdict = store.try_begin_action(key, T0 + r * ROUND, &budget, Draw::NONE).await;
             let mut event = None;
             if let Ok(BudgetVerdict::Allowed { .. }) = verdict {
                 let reason = format!("{key} round {r} by {who}");
@@ -85,8 +90,10 @@ async fn a_master_killed_under_load_loses_no_cooldown_no_event_and_allows_nothin
     // The victim holds the event log and half the containers' budgets.
     let victim = cluster.master_of("hemostat:{events}");
     let containers = Arc::new(containers(&cluster, victim, 10));
-    let stores: Arc<[Arc<dyn StateStore>; 2]> =
-        Arc::new([store::open(&config).await.unwrap(), store::open(&config).await.unwrap()]);
+    let stores: Arc<[Arc<dyn StateStore>; 2]> = Arc::new([
+        store::open_with_clock(&config, DecisionClock::Caller).await.unwrap(),
+        store::open_with_clock(&config, DecisionClock::Caller).await.unwrap(),
+    ]);
 
     let seen = Arc::new(Mutex::new(Seen::default()));
     let rounds = Arc::new(AtomicU64::new(0));
@@ -165,7 +172,15 @@ async fn a_master_killed_under_load_loses_no_cooldown_no_event_and_allows_nothin
     for (key, r) in &last_allowed {
         let budget = Budget { cooldown: Duration::from_secs(3600), ..Budget::DEFAULT };
         for store in stores.iter() {
-            let verdict = store.try_begin_action(key, T0 + r * ROUND + 60_000, &budget).await.unwrap();
+            // A refused (timed-out) decision is no verdict: ask until the store answers.
+            let mut verdict = Err(StoreError::Corrupt("not asked".into()));
+            for _ in 0..10 {
+                verdict = store.try_begin_action(key, T0 + r * ROUND + 60_000, &budget, Draw::NONE).await;
+                if verdict.is_ok() {
+                    break;
+                }
+            }
+            let verdict = verdict.unwrap();
             assert!(matches!(verdict, BudgetVerdict::CooldownActive { .. }), "{key} round {r}: {verdict:?}");
         }
     }
@@ -200,7 +215,7 @@ async fn a_master_killed_under_load_loses_no_cooldown_no_event_and_allows_nothin
 async fn a_decision_its_replica_did_not_get_is_not_acknowledged() {
     hemostat_tests::init();
     let cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 1)).await.unwrap();
-    let store = store::open(&cluster.store_config()).await.unwrap();
+    let store = store::open_with_clock(&cluster.store_config(), DecisionClock::Caller).await.unwrap();
     let key = "host-a/name/db";
     let master = cluster.master_of(&format!("hemostat:{{{key}}}:budget"));
     let replica = cluster.replica_of(master);
@@ -209,7 +224,7 @@ async fn a_decision_its_replica_did_not_get_is_not_acknowledged() {
     // The replica frozen, the master would accept the decision, but it could be lost with the master: it is
     // refused, and nothing is acted on.
     cluster.freeze(replica);
-    let verdict = store.try_begin_action(key, T0, &budget).await;
+    let verdict = store.try_begin_action(key, T0, &budget, Draw::NONE).await;
     cluster.unfreeze(replica);
     match verdict {
         Err(StoreError::Unavailable { message, .. }) => {
@@ -227,7 +242,7 @@ async fn a_decision_its_replica_did_not_get_is_not_acknowledged() {
     })
     .await;
     assert!(matches!(
-        store.try_begin_action(key, T0 + 60_000, &budget).await.unwrap(),
+        store.try_begin_action(key, T0 + 60_000, &budget, Draw::NONE).await.unwrap(),
         BudgetVerdict::CooldownActive { .. }
     ));
 }

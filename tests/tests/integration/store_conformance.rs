@@ -668,3 +668,26 @@ async fn each_backend_says_whether_other_coordinators_can_share_it() {
         assert_eq!(b.store.is_shared(), shared, "{}", b.store.backend());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upgraded_coordinator_keeps_the_event_and_audit_logs_written_under_the_old_key_names() {
+    hemostat_tests::init();
+    let redis = RedisServer::start();
+    // What HemoStat wrote before its keys had hash tags: the logs under `hemostat:events`, `hemostat:audit`.
+    let old = serde_json::to_string(&record("web", "written before the upgrade")).unwrap();
+    let id = redis.cli(&["xadd", "hemostat:events", "*", "e", &old]).trim().to_owned();
+    redis.cli(&["rpush", "hemostat:events:by_type:health_alert", &id]);
+    redis.cli(&["xadd", "hemostat:audit", "*", "e", &old]);
+
+    let store = store::open(&StoreConfig::Redis { url: redis.url() }).await.unwrap();
+    let events = store.read_events(None, 10).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.record.reason.as_str()).collect::<Vec<_>>(), ["written before the upgrade"]);
+    assert_eq!(events[0].id.to_string(), id);
+    assert_eq!(store.read_audit(None, 10).await.unwrap().len(), 1, "the audit log moved too");
+    // The per-type index moved with the stream: a retention of one event per type drops the old one.
+    let one = EventRetention { max_per_type: 1, ..KEEP };
+    store.append_event(&record("web", "after"), &one).await.unwrap();
+    let kept: Vec<String> = store.read_events(None, 10).await.unwrap().into_iter().map(|e| e.record.reason).collect();
+    assert_eq!(kept, ["after"]);
+    assert_eq!(redis.cli(&["exists", "hemostat:events"]).trim(), "0", "nothing left under the old name");
+}
