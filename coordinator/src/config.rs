@@ -21,6 +21,7 @@ use crate::events::{AuditRetention, EventRetention};
 use crate::intake::IntakeLimits;
 use crate::policy::{Backoff, Budget, RestartPolicy};
 use crate::remediation::RemediationConfig;
+use crate::remediation::storm::FleetStorm;
 use crate::store::redis::ClusterSettings;
 use crate::store::{StoreConfig, StormConfig};
 
@@ -89,9 +90,14 @@ hemostat_settings::settings! {
         max_retries_per_hour: u32 = Budget::DEFAULT.max_attempts, env "RESPONDER_MAX_RETRIES_PER_HOUR";
         /// Seconds a restart waits for a graceful stop before killing [default: 10].
         stop_timeout_seconds: u32 = 10, env "RESPONDER_STOP_TIMEOUT_SECONDS";
-        /// More containers than this needing remediation within the storm window stops automatic actions
-        /// [default: 5].
+        /// More containers of one node than this needing remediation within the storm window stops
+        /// automatic actions on that node [default: 5].
         storm_threshold: u32 = StormConfig::default().threshold, env "RESPONDER_STORM_THRESHOLD";
+        /// More than this percentage of the containers watched needing remediation within the storm window
+        /// stops automatic actions fleet-wide [default: 2].
+        storm_fleet_percent: f64 = FleetStorm::default().percent, env "RESPONDER_STORM_FLEET_PERCENT";
+        /// The fleet-wide storm threshold is never below this many containers [default: 20].
+        storm_fleet_minimum: u32 = FleetStorm::default().minimum, env "RESPONDER_STORM_FLEET_MINIMUM";
         /// The storm window, in seconds [default: 60].
         storm_window_seconds: u64 = StormConfig::default().window.as_secs(), env "RESPONDER_STORM_WINDOW_SECONDS";
         /// Decisions wait for an admin's approval (`hemostat approve <id>`) (true/false) [default: false].
@@ -316,6 +322,10 @@ impl CoordinatorConfig {
                 storm: StormConfig {
                     threshold: s.storm_threshold.into_value(),
                     window: Duration::from_secs(s.storm_window_seconds.into_value().max(1)),
+                },
+                fleet_storm: FleetStorm {
+                    percent: s.storm_fleet_percent.into_value().clamp(0.0, 100.0),
+                    minimum: s.storm_fleet_minimum.into_value(),
                 },
             },
         })

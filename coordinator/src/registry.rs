@@ -497,6 +497,11 @@ impl Registry {
         self.state.lock().expect("registry lock").nodes.values().map(|entry| entry.info.clone()).collect()
     }
 
+    /// How many containers are known here.
+    pub fn container_count(&self) -> usize {
+        self.state.lock().expect("registry lock").containers.values().map(BTreeMap::len).sum()
+    }
+
     /// Every known container (of one node, if given), by node then name.
     pub fn containers(&self, node: Option<&str>) -> Vec<ContainerEntry> {
         let state = self.state.lock().expect("registry lock");

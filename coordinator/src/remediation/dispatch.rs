@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 use super::journal::Journal;
 use super::node_commands::{Delivery, NodeCommands};
 use super::settings::Settings;
+use super::storm::{FLEET_SCOPE, FleetStorm, node_scope};
 use super::{Stop, Target};
 use crate::events::{Action, EventKind, EventRecord, Rejection, unix_ms};
 use crate::policy::{Budget, BudgetVerdict, Draw, RestartPolicy};
@@ -41,6 +42,7 @@ pub struct Dispatcher {
     commands: Arc<NodeCommands>,
     budget: Budget,
     storm: StormConfig,
+    fleet_storm: FleetStorm,
     /// The last rejection recorded per budget key, until an action is allowed again (at most
     /// [`EPISODES_KEPT`]: keys come from what nodes report).
     episodes: Mutex<BoundedMap<String, Rejection>>,
@@ -49,7 +51,8 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// A dispatcher holding containers to `budget` and the fleet to `storm` in `budgets`, recording in
+    /// A dispatcher holding containers to `budget`, each node to `storm` and the fleet to `fleet_storm` in
+    /// `budgets`, recording in
     /// `journal`, held back by `settings`, sending through `commands`.
     pub fn new(
         budgets: Arc<dyn BudgetStore>,
@@ -58,6 +61,7 @@ impl Dispatcher {
         commands: Arc<NodeCommands>,
         budget: Budget,
         storm: StormConfig,
+        fleet_storm: FleetStorm,
     ) -> Self {
         Dispatcher {
             budgets,
@@ -66,6 +70,7 @@ impl Dispatcher {
             commands,
             budget,
             storm,
+            fleet_storm,
             episodes: Mutex::new(BoundedMap::new(EPISODES_KEPT)),
             retries: Mutex::new(HashSet::new()),
         }
@@ -145,12 +150,18 @@ impl Dispatcher {
     ) -> Result<(DispatchOutcome, Option<Duration>), StoreError> {
         let (node, key) = (target.node.as_str(), &target.key);
         let now = now_ms();
-        let scopes = ["fleet".to_owned(), format!("node:{node}")];
-        if let StormVerdict::Storm { scope, started, members } =
-            self.budgets.note_need(&scopes, key, now, &self.storm).await?
-        {
+        // The node's window and the fleet's, each with its own threshold; both note the container.
+        let fleet = self.fleet_storm.config(&self.storm, self.commands.watched_containers());
+        let on_node = self.budgets.note_need(&[node_scope(node)], key, now, &self.storm).await?;
+        let in_fleet = self.budgets.note_need(&[FLEET_SCOPE.to_owned()], key, now, &fleet).await?;
+        let storm = match (on_node, in_fleet) {
+            (StormVerdict::Storm { scope, started, members }, _) => Some((scope, started, members, self.storm)),
+            (_, StormVerdict::Storm { scope, started, members }) => Some((scope, started, members, fleet)),
+            _ => None,
+        };
+        if let Some((scope, started, members, limits)) = storm {
             if started {
-                self.record_storm(target, action, &scope, &members).await?;
+                self.record_storm(target, action, &scope, &members, limits.threshold).await?;
             }
             let reason =
                 format!("storm in {scope}: too many containers need remediation at once; not acting automatically");
@@ -232,6 +243,7 @@ impl Dispatcher {
         action: Action,
         scope: &str,
         members: &[String],
+        threshold: u32,
     ) -> Result<(), StoreError> {
         let window = self.storm.window.as_secs();
         let list = members.iter().map(|m| m.escape_debug().to_string()).collect::<Vec<_>>().join(", ");
@@ -239,7 +251,7 @@ impl Dispatcher {
             "storm in {scope}: {} containers needed remediation within {window}s (more than {}); automatic actions \
              stop until the rate falls: {list}",
             members.len(),
-            self.storm.threshold
+            threshold
         );
         tracing::warn!(%scope, containers = members.len(), "storm: automatic actions stopped");
         let mut record =

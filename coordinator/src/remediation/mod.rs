@@ -20,6 +20,7 @@ pub mod node_commands;
 pub mod outage;
 pub mod pipeline;
 pub mod settings;
+pub mod storm;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,8 +56,10 @@ pub struct RemediationConfig {
     pub stop_timeout: Duration,
     /// `RESPONDER_DRY_RUN`: record what would be done, do nothing, use no budget.
     pub dry_run: bool,
-    /// The storm breaker's limits.
+    /// The storm breaker's limits: its window, and the per-node threshold.
     pub storm: StormConfig,
+    /// The storm breaker's fleet-wide threshold, relative to the containers watched.
+    pub fleet_storm: storm::FleetStorm,
     /// `RESPONDER_REQUIRE_APPROVAL`: decisions wait this long for an admin's approval; `None` acts at once.
     pub approval_ttl: Option<Duration>,
     /// `RESPONDER_AUDIT_RETENTION_SECONDS`, `RESPONDER_AUDIT_MAX_ENTRIES`: how long the audit log keeps
@@ -73,6 +76,7 @@ impl Default for RemediationConfig {
             stop_timeout: Duration::from_secs(10),
             dry_run: false,
             storm: StormConfig::default(),
+            fleet_storm: storm::FleetStorm::default(),
             approval_ttl: None,
             audit_retention: AuditRetention::default(),
             event_retention: EventRetention::default(),
@@ -192,6 +196,7 @@ impl RemediatorBuilder {
             commands.clone(),
             config.budget,
             config.storm,
+            config.fleet_storm,
         ));
         let pipeline = Arc::new(Pipeline::new(
             analyzer,

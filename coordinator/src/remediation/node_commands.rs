@@ -128,6 +128,11 @@ impl NodeCommands {
         self
     }
 
+    /// The containers this coordinator's nodes watch (the base of the fleet-wide storm threshold).
+    pub fn watched_containers(&self) -> usize {
+        self.registry.container_count()
+    }
+
     /// Whether `target` still needs an action as far as this coordinator knows: not running, or unhealthy
     /// (a container of a node connected elsewhere, not in this registry, is taken to need it).
     pub fn still_failing(&self, target: &Target) -> bool {

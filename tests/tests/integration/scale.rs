@@ -1,12 +1,16 @@
-//! The coordinator at scale: what it keeps per container, through the real coordinator and a scripted
-//! node session.
+//! The coordinator at scale: what it keeps per container (through the real coordinator and a scripted
+//! node session), and a storm breaker that tells one host's storm from the fleet's (real nodes, real
+//! crashing containers).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use hemostat_coordinator::remediation::storm::FleetStorm;
 use hemostat_coordinator::store::StoreConfig;
 use hemostat_pki::OperatorRole;
 use hemostat_proto::v1 as pb;
-use hemostat_tests::fleet::{self, TestCoordinator};
+use hemostat_tests::docker::Scope;
+use hemostat_tests::eventually;
+use hemostat_tests::fleet::{self, TestCoordinator, TestNode};
 use hemostat_tests::node_peer::NodePeer;
 use hemostat_tests::pki::TestPki;
 use pb::session_request::Body;
@@ -86,4 +90,100 @@ async fn get_container_shows_the_last_240_samples_as_60_points_with_exact_counte
     }
     let latest = got.container.and_then(|c| c.metrics).expect("the latest sample");
     assert_eq!((ms(&latest.sampled_at), latest.cpu_percent), (t0 + 299_000, Some(3.0)), "the latest, as sent");
+}
+
+/// A coordinator and the nodes `host-a` and `host-b`, each watching its own containers on the engine
+/// (two Docker hosts as far as HemoStat can tell), with the storm breaker's fleet-wide limits `fleet`.
+struct TwoHosts {
+    coordinator: TestCoordinator,
+    _nodes: Vec<TestNode>,
+    scopes: Vec<Scope>,
+    client: fleet::FleetClient,
+    _dir: tempfile::TempDir,
+}
+
+async fn two_hosts(fleet_storm: FleetStorm) -> TwoHosts {
+    hemostat_tests::init();
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = fleet::coordinator_config(&pki, StoreConfig::Embedded { path: dir.path().join("state.redb") });
+    config.remediation.fleet_storm = fleet_storm;
+    let coordinator = TestCoordinator::start(config);
+    let scopes = vec![Scope::new(), Scope::new()];
+    let nodes: Vec<TestNode> = ["host-a", "host-b"]
+        .iter()
+        .zip(&scopes)
+        .map(|(name, scope)| {
+            TestNode::start(fleet::node_config(&pki, name, &coordinator.endpoint(), &scope.selector()))
+        })
+        .collect();
+    let client = fleet::operator(&pki, OperatorRole::Viewer, coordinator.addr()).await;
+    for name in ["host-a", "host-b"] {
+        eventually(&format!("{name} connected"), DEADLINE, || fleet::node_connected(&client, name)).await;
+    }
+    TwoHosts { coordinator, _nodes: nodes, scopes, client, _dir: dir }
+}
+
+/// `count` containers of `scope` that crash together once `/tmp/go` exists in each.
+fn crashing(scope: &Scope, base: &str, count: usize) -> Vec<String> {
+    let names: Vec<String> = (0..count)
+        .map(|i| scope.run(&format!("{base}{i}"), &[], "while [ ! -f /tmp/go ]; do sleep 0.1; done; exit 1"))
+        .collect();
+    for name in &names {
+        scope.docker(&["exec", name, "touch", "/tmp/go"]);
+    }
+    names
+}
+
+/// Every event of the fleet, oldest first.
+async fn all_events(client: &fleet::FleetClient) -> Result<Vec<pb::Event>, String> {
+    let request = pb::ListEventsRequest { page_size: 1000, ..Default::default() };
+    Ok(client.clone().list_events(request).await.map_err(|s| s.to_string())?.into_inner().events)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn six_crashes_on_one_host_trip_that_host_only() {
+    let fleet = two_hosts(FleetStorm::default()).await;
+    let on_a = crashing(&fleet.scopes[0], "a", 6);
+    let events = eventually("host-a's storm", Duration::from_secs(60), || async {
+        let events = all_events(&fleet.client).await?;
+        let storm = events.iter().any(|e| e.r#type() == pb::EventType::Storm);
+        if storm { Ok(events) } else { Err(format!("{:?}", fleet::kinds(&events))) }
+    })
+    .await;
+    let storms: Vec<&pb::Event> = events.iter().filter(|e| e.r#type() == pb::EventType::Storm).collect();
+    assert_eq!(storms.len(), 1, "{storms:?}");
+    assert!(storms[0].reason.starts_with("storm in node:host-a: 6 containers"), "{}", storms[0].reason);
+    assert_eq!(storms[0].node, "host-a");
+    // A crash on host-b meanwhile is remediated as usual: the fleet is not in a storm.
+    let on_b = fleet.scopes[1].run("b", &[], "sleep 1; exit 1");
+    let healed = fleet::remediated(&fleet.client, &on_b, Duration::from_secs(60)).await;
+    assert!(!healed.iter().any(|e| e.rejection == "storm"), "{:?}", fleet::kinds(&healed));
+    let events = all_events(&fleet.client).await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.r#type() == pb::EventType::Storm).count(), 1, "still only host-a's");
+    let actions_on_a = events
+        .iter()
+        .filter(|e| e.r#type() == pb::EventType::RemediationComplete && on_a.contains(&e.container_name))
+        .count();
+    assert!(actions_on_a <= 5, "{actions_on_a} actions on host-a");
+    drop(fleet.coordinator);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crashes_spread_over_hosts_trip_the_fleet_once_past_its_relative_threshold() {
+    // No host has more than 5 (the per-node threshold); the fleet's threshold is 5 here (0 % of the
+    // watched containers, at least 5), so the sixth container needing remediation anywhere trips it.
+    let fleet = two_hosts(FleetStorm { percent: 0.0, minimum: 5 }).await;
+    crashing(&fleet.scopes[0], "a", 3);
+    crashing(&fleet.scopes[1], "b", 3);
+    let events = eventually("the fleet's storm", Duration::from_secs(60), || async {
+        let events = all_events(&fleet.client).await?;
+        let storm = events.iter().any(|e| e.r#type() == pb::EventType::Storm);
+        if storm { Ok(events) } else { Err(format!("{:?}", fleet::kinds(&events))) }
+    })
+    .await;
+    let storms: Vec<&pb::Event> = events.iter().filter(|e| e.r#type() == pb::EventType::Storm).collect();
+    assert_eq!(storms.len(), 1, "{storms:?}");
+    assert!(storms[0].reason.starts_with("storm in fleet: 6 containers"), "{}", storms[0].reason);
+    assert!(storms[0].reason.contains("(more than 5)"), "{}", storms[0].reason);
 }
