@@ -263,13 +263,13 @@ impl From<pb::Episode> for Episode {
 }
 
 impl Container {
-    /// What holds an automatic action on it back now, for people: `cooldown 59m`, `circuit open`,
+    /// What holds an automatic action on it back now, for people: `cooldown 59m`, `quarantined (circuit open)`,
     /// `3 of 3 attempts`, `silenced 1h` (empty when nothing does, or when the coordinator did not say).
     pub fn holds(&self, now: SystemTime) -> Vec<String> {
         let mut holds = Vec::new();
         if let Some(b) = &self.budget {
             if b.circuit.as_deref() == Some("open") {
-                holds.push("circuit open".to_owned());
+                holds.push("quarantined (circuit open)".to_owned());
             }
             if b.max_attempts > 0 && b.attempts_in_window >= b.max_attempts {
                 holds.push(format!("{} of {} attempts", b.attempts_in_window, b.max_attempts));
@@ -784,7 +784,7 @@ mod tests {
             created_at: None,
             expires_at: Some(UtcTime(now + std::time::Duration::from_secs(7_000))),
         });
-        assert_eq!(c.holds(now), ["circuit open", "3 of 3 attempts", "cooldown 1h", "silenced 2h"]);
+        assert_eq!(c.holds(now), ["quarantined (circuit open)", "3 of 3 attempts", "cooldown 1h", "silenced 2h"]);
         let shown = [45, 61, 3_540, 3_541, 86_400, 86_401].map(short_duration);
         assert_eq!(shown, ["45s", "2m", "59m", "1h", "1d", "2d"]);
     }
