@@ -232,43 +232,14 @@ pub fn timeline(evidence: &EpisodeEvidence) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container::{Anomaly, ContainerFacts, Health, Severity, Status};
+    use crate::container::Severity;
 
     const T0: u64 = 1_800_000_000_000;
 
     fn alert(anomalies: &[(AnomalyKind, Severity, f64, f64)]) -> AlertReport {
-        AlertReport {
-            container: ContainerFacts {
-                id: "c1".into(),
-                name: "web".into(),
-                image: "busybox".into(),
-                status: Status::Running,
-                health: Health::None,
-                exit_code: 0,
-                restart_policy: "no".into(),
-                labels: Default::default(),
-                started_at: None,
-                memory_limit: 64 << 20,
-                cpu_limit: 0.0,
-            },
-            anomalies: anomalies
-                .iter()
-                .map(|(kind, severity, threshold, actual)| Anomaly {
-                    kind: *kind,
-                    severity: *severity,
-                    threshold: *threshold,
-                    actual: *actual,
-                })
-                .collect(),
-            metrics: None,
-            exit: None,
-            observed_at: None,
-            reasserted: false,
-            recent: vec![],
-            log_tail: vec![],
-            health_outputs: vec![],
-            local_restart: None,
-        }
+        let mut alert = crate::analysis::rules::tests::alert(anomalies, None, "no");
+        alert.container.memory_limit = 64 << 20;
+        alert
     }
 
     fn metrics(at_s: u64, cpu: f64, memory_mib: f64) -> Metrics {

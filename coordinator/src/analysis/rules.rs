@@ -160,7 +160,7 @@ pub fn in_words(d: Duration) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::analysis::patterns::tests::{cpu_series, memory_series};
     use crate::container::{Anomaly, ContainerFacts, ExitReport, Health, Status};
@@ -181,7 +181,9 @@ mod tests {
         }
     }
 
-    fn alert(
+    /// An alert of container `c1` (`web`, running, no memory limit) with these anomalies and exit: the
+    /// analysis tests' one fixture.
+    pub(in crate::analysis) fn alert(
         anomalies: &[(AnomalyKind, Severity, f64, f64)],
         exit: Option<ExitReport>,
         restart_policy: &str,

@@ -65,6 +65,21 @@ struct Conclusion {
     consult: bool,
 }
 
+impl Conclusion {
+    /// What to decide of `episode` on `node`: the rule it came to, with its evidence.
+    fn of(node: &str, episode: &Episode, rule: RuleDecision, evidence: EpisodeEvidence, consult: bool) -> Self {
+        Conclusion {
+            node: node.to_owned(),
+            case: episode.case().clone(),
+            rule,
+            samples: episode.samples().to_vec(),
+            history: episode.history().to_vec(),
+            episode: evidence,
+            consult,
+        }
+    }
+}
+
 impl Pipeline {
     /// A pipeline deciding with `analyzer` and the history in `history`, parking decisions for approval in
     /// `approvals` for `approval_ttl` (when set), recording in `journal`, acting through `dispatcher`, and
@@ -224,15 +239,7 @@ impl Pipeline {
                     let mut rule = latest.clone();
                     rule.reason =
                         format!("{}; cleared after {}s ({})", rule.reason, lasted.as_secs(), timeline(&evidence));
-                    Some(Conclusion {
-                        node: node.to_owned(),
-                        case: episode.case().clone(),
-                        rule,
-                        samples: episode.samples().to_vec(),
-                        history: episode.history().to_vec(),
-                        episode: evidence,
-                        consult: false,
-                    })
+                    Some(Conclusion::of(node, &episode, rule, evidence, false))
                 }
                 _ => None,
             }
@@ -251,15 +258,7 @@ impl Pipeline {
                 let evidence = episode.evidence(patterns, now);
                 episode.decide(now, rule.rule, rule.action, rule.reason.clone());
                 rule.reason = format!("{} ({})", rule.reason, timeline(&evidence));
-                Conclusion {
-                    node: node.to_owned(),
-                    case: episode.case().clone(),
-                    rule,
-                    samples: episode.samples().to_vec(),
-                    history: episode.history().to_vec(),
-                    episode: evidence,
-                    consult: true,
-                }
+                Conclusion::of(node, episode, rule, evidence, true)
             }),
         };
         self.registry.set_episode(node, &container_id, Some(episode.view(patterns)));
