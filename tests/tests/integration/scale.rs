@@ -141,17 +141,22 @@ async fn all_events(client: &fleet::FleetClient) -> Result<Vec<pb::Event>, Strin
     Ok(client.clone().list_events(request).await.map_err(|s| s.to_string())?.into_inner().events)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn six_crashes_on_one_host_trip_that_host_only() {
-    let fleet = two_hosts(FleetStorm::default()).await;
-    let on_a = crashing(&fleet.scopes[0], "a", 6);
-    let events = eventually("host-a's storm", Duration::from_secs(60), || async {
-        let events = all_events(&fleet.client).await?;
+/// Waits (60 s at most) until the event log holds a storm event, and returns the storm events.
+async fn storms_once_tripped(client: &fleet::FleetClient, what: &str) -> Vec<pb::Event> {
+    let events = eventually(what, Duration::from_secs(60), || async {
+        let events = all_events(client).await?;
         let storm = events.iter().any(|e| e.r#type() == pb::EventType::Storm);
         if storm { Ok(events) } else { Err(format!("{:?}", fleet::kinds(&events))) }
     })
     .await;
-    let storms: Vec<&pb::Event> = events.iter().filter(|e| e.r#type() == pb::EventType::Storm).collect();
+    events.into_iter().filter(|e| e.r#type() == pb::EventType::Storm).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn six_crashes_on_one_host_trip_that_host_only() {
+    let fleet = two_hosts(FleetStorm::default()).await;
+    let on_a = crashing(&fleet.scopes[0], "a", 6);
+    let storms = storms_once_tripped(&fleet.client, "host-a's storm").await;
     assert_eq!(storms.len(), 1, "{storms:?}");
     assert!(storms[0].reason.starts_with("storm in node:host-a: 6 containers"), "{}", storms[0].reason);
     assert_eq!(storms[0].node, "host-a");
@@ -176,13 +181,7 @@ async fn crashes_spread_over_hosts_trip_the_fleet_once_past_its_relative_thresho
     let fleet = two_hosts(FleetStorm { percent: 0.0, minimum: 5 }).await;
     crashing(&fleet.scopes[0], "a", 3);
     crashing(&fleet.scopes[1], "b", 3);
-    let events = eventually("the fleet's storm", Duration::from_secs(60), || async {
-        let events = all_events(&fleet.client).await?;
-        let storm = events.iter().any(|e| e.r#type() == pb::EventType::Storm);
-        if storm { Ok(events) } else { Err(format!("{:?}", fleet::kinds(&events))) }
-    })
-    .await;
-    let storms: Vec<&pb::Event> = events.iter().filter(|e| e.r#type() == pb::EventType::Storm).collect();
+    let storms = storms_once_tripped(&fleet.client, "the fleet's storm").await;
     assert_eq!(storms.len(), 1, "{storms:?}");
     assert!(storms[0].reason.starts_with("storm in fleet: 6 containers"), "{}", storms[0].reason);
     assert!(storms[0].reason.contains("(more than 5)"), "{}", storms[0].reason);
