@@ -28,6 +28,19 @@ struct Seen {
     verdicts: BTreeMap<(String, u64), Vec<Result<BudgetVerdict, String>>>,
     events: BTreeMap<String, hemostat_coordinator::events::EventId>,
     failed_events: usize,
+    /// The newest refusal, to say what the store answered when a deadline passes.
+    last_error: Option<String>,
+}
+
+/// How long one store call may take before the load counts it as unanswered (the client's own retries
+/// through a failover take a few seconds; a call that never returns would stall every later round).
+const CALL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// `call`, or an error if it has not answered within [`CALL_DEADLINE`].
+async fn answered<T>(call: impl std::future::Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    tokio::time::timeout(CALL_DEADLINE, call).await.unwrap_or_else(|_| {
+        Err(StoreError::Unavailable { backend: "redis", message: format!("no answer within {CALL_DEADLINE:?}") })
+    })
 }
 
 /// `count` container keys whose budget keys live on the master `port`, and `count` elsewhere.
@@ -59,24 +72,30 @@ async fn round(stores: &[Arc<dyn StateStore>; 2], containers: &[String], r: u64,
     };
     let decisions = containers.iter().flat_map(|key| {
         stores.iter().enumerate().map(move |(who, store)| async move {
-            let verdict = store.try_begin_action(key, T0 + r * ROUND, &budget, Draw::NONE).await;
+            let verdict = answered(store.try_begin_action(key, T0 + r * ROUND, &budget, Draw::NONE)).await;
             let mut event = None;
             if let Ok(BudgetVerdict::Allowed { .. }) = verdict {
                 let reason = format!("{key} round {r} by {who}");
                 let record = EventRecord::new(EventKind::RemediationComplete, "host-a", "id", key, &reason);
-                event = Some((reason, store.append_event(&record, &KEEP).await));
+                event = Some((reason, answered(store.append_event(&record, &KEEP)).await));
             }
             (key, verdict, event)
         })
     });
     for (key, verdict, event) in futures::future::join_all(decisions).await {
         let mut seen = seen.lock().await;
+        if let Err(e) = &verdict {
+            seen.last_error = Some(format!("{key} round {r}: {e}"));
+        }
         seen.verdicts.entry((key.clone(), r)).or_default().push(verdict.map_err(|e| e.to_string()));
         match event {
             Some((reason, Ok(id))) => {
                 seen.events.insert(reason, id);
             }
-            Some((_, Err(_))) => seen.failed_events += 1,
+            Some((reason, Err(e))) => {
+                seen.failed_events += 1;
+                seen.last_error = Some(format!("event {reason}: {e}"));
+            }
             None => {}
         }
     }
@@ -110,12 +129,17 @@ async fn a_master_killed_under_load_loses_no_cooldown_no_event_and_allows_nothin
         }
     });
     let rounds_done = |at_least: u64| {
-        let rounds = rounds.clone();
+        let (rounds, seen) = (rounds.clone(), seen.clone());
         move || {
-            let rounds = rounds.clone();
+            let (rounds, seen) = (rounds.clone(), seen.clone());
             async move {
                 let done = rounds.load(Ordering::SeqCst);
-                if done >= at_least { Ok(()) } else { Err(format!("{done} rounds")) }
+                if done >= at_least {
+                    Ok(())
+                } else {
+                    let last_error = seen.lock().await.last_error.clone();
+                    Err(format!("{done} of {at_least} rounds; the store's last refusal: {last_error:?}"))
+                }
             }
         }
     };
@@ -173,14 +197,12 @@ async fn a_master_killed_under_load_loses_no_cooldown_no_event_and_allows_nothin
         let budget = Budget { cooldown: Duration::from_secs(3600), ..Budget::DEFAULT };
         for store in stores.iter() {
             // A refused (timed-out) decision is no verdict: ask until the store answers.
-            let mut verdict = Err(StoreError::Corrupt("not asked".into()));
-            for _ in 0..10 {
-                verdict = store.try_begin_action(key, T0 + r * ROUND + 60_000, &budget, Draw::NONE).await;
-                if verdict.is_ok() {
-                    break;
-                }
-            }
-            let verdict = verdict.unwrap();
+            let verdict = eventually("the store to answer after the failover", Duration::from_secs(30), || async {
+                answered(store.try_begin_action(key, T0 + r * ROUND + 60_000, &budget, Draw::NONE))
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await;
             assert!(matches!(verdict, BudgetVerdict::CooldownActive { .. }), "{key} round {r}: {verdict:?}");
         }
     }
