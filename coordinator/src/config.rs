@@ -73,6 +73,10 @@ hemostat_settings::settings! {
         /// With REDIS_CLUSTER: replicas that must acknowledge each safety write (budget decisions, events,
         /// approvals taken) before it counts; 0 for a cluster without replicas [default: 1].
         redis_wait_replicas: u32 = 1, env "REDIS_WAIT_REPLICAS";
+        /// Start on a Redis without append-only persistence (appendonly no), which forgets cooldowns, budgets
+        /// and the event log when it restarts; said in an event and by `hemostat health` (true/false)
+        /// [default: false].
+        redis_allow_volatile: bool = false, env "REDIS_ALLOW_VOLATILE";
         /// Seconds between two actions on one container [default: 3600].
         cooldown_seconds: u64 = 3600, env "RESPONDER_COOLDOWN_SECONDS";
         /// How actions on one container are spaced: `cooldown` (the fixed RESPONDER_COOLDOWN_SECONDS) or
@@ -179,6 +183,9 @@ pub struct CoordinatorConfig {
     pub node_lost_after: Duration,
     /// The most the coordinator keeps of what one node sends.
     pub intake: IntakeLimits,
+    /// Whether a state store that would forget its state on a restart (a Redis without append-only
+    /// persistence) is accepted (`REDIS_ALLOW_VOLATILE`); otherwise the coordinator refuses to start on it.
+    pub allow_volatile_store: bool,
 }
 
 impl CoordinatorConfig {
@@ -296,6 +303,7 @@ impl CoordinatorConfig {
         };
         Ok(CoordinatorConfig {
             intake,
+            allow_volatile_store: *s.redis_allow_volatile,
             dashboard,
             alerting,
             node_lost_after: Duration::from_secs(s.node_lost_seconds.into_value().max(1)),

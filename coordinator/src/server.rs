@@ -20,6 +20,7 @@ use crate::api::FleetApi;
 use crate::auth;
 use crate::config::CoordinatorConfig;
 use crate::directory::Directory;
+use crate::events::{EventKind, EventRecord};
 use crate::fleet::Fleet;
 use crate::instruments::{CoordinatorInstruments, NotificationCounts};
 use crate::registry::Registry;
@@ -53,6 +54,14 @@ pub enum CoordinatorError {
     /// The state store could not be opened.
     #[error("state store: {0}")]
     Store(#[from] StoreError),
+    /// The state store would forget cooldowns, budgets and the event log when its servers restart.
+    #[error(
+        "state store: {0}: a restart of Redis would forget every cooldown, budget and event, and containers \
+         would be restarted again inside their cooldown. Turn on append-only persistence (redis-server \
+         --appendonly yes, or CONFIG SET appendonly yes then CONFIG REWRITE), or start with \
+         REDIS_ALLOW_VOLATILE=true to accept that"
+    )]
+    VolatileStore(String),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -103,6 +112,13 @@ impl Coordinator {
         }
         let tls = tls::server_config(&material)?;
         let store = store::open(&config.store).await?;
+        match store.volatility() {
+            Some(why) if !config.allow_volatile_store => return Err(CoordinatorError::VolatileStore(why)),
+            Some(why) => {
+                tracing::warn!(store = store.backend(), %why, "the state store is volatile (REDIS_ALLOW_VOLATILE)")
+            }
+            None => {}
+        }
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| CoordinatorError::Bind { addr: config.listen, source })?;
@@ -181,6 +197,21 @@ impl Coordinator {
         let (health_reporter, health) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<AgentServiceServer<AgentSessions>>().await;
         health_reporter.set_serving::<FleetServiceServer<FleetApi>>().await;
+        if let Some(why) = self.store.volatility() {
+            // Said once in the event log, and to `hemostat health` by a service that does not serve.
+            health_reporter
+                .set_service_status(
+                    hemostat_proto::DURABLE_STATE_HEALTH_SERVICE,
+                    tonic_health::ServingStatus::NotServing,
+                )
+                .await;
+            let reason = format!(
+                "REDIS_ALLOW_VOLATILE=true: the state store is volatile ({why}); a Redis restart forgets cooldowns, budgets and events"
+            );
+            if let Err(e) = remediator.record(EventRecord::new(EventKind::OperatorAction, "", "", "", &reason)).await {
+                tracing::warn!(error = %e, "cannot record that the state store is volatile");
+            }
+        }
         let reflection = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(hemostat_proto::FILE_DESCRIPTOR_SET)

@@ -28,3 +28,8 @@ pub mod timestamp {
         UNIX_EPOCH + Duration::new(ts.seconds as u64, ts.nanos as u32)
     }
 }
+
+/// The `grpc.health.v1.Health` service name a coordinator reports `NOT_SERVING` under when it runs on a state
+/// store that forgets its state on a restart (a Redis without append-only persistence, accepted with
+/// `REDIS_ALLOW_VOLATILE=true`); `hemostat health` asks for it and says so.
+pub const DURABLE_STATE_HEALTH_SERVICE: &str = "hemostat.v1.DurableState";

@@ -116,6 +116,7 @@ pub fn coordinator_config(pki: &TestPki, store: StoreConfig) -> CoordinatorConfi
         alerting: AlertingConfig::default(),
         node_lost_after: Duration::from_secs(30),
         intake: IntakeLimits::default(),
+        allow_volatile_store: false,
     }
 }
 

@@ -13,7 +13,8 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts redis-server with persistence off, and waits until it answers.
+    /// Starts redis-server with append-only persistence on (as the coordinator requires), and waits until it
+    /// answers.
     pub fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();

@@ -22,13 +22,28 @@ pub struct HealthArgs {
 /// Checks the coordinator's health; an error unless it serves.
 pub async fn health(args: HealthArgs) -> anyhow::Result<()> {
     let channel = args.connection.settings()?.channel().await?;
-    let answer = HealthClient::new(channel)
+    let mut client = HealthClient::new(channel);
+    let answer = client
         .check(HealthCheckRequest { service: args.service.clone() })
         .await
         .map_err(|status| anyhow::anyhow!("Health/Check: {:?}: {}", status.code(), status.message()))?;
     match answer.into_inner().status() {
         ServingStatus::Serving => {
-            println!("SERVING");
+            // A coordinator that accepted a volatile store says so under a service of its own (older
+            // coordinators do not know it: NOT_FOUND, nothing to say).
+            let durable = HealthCheckRequest { service: hemostat_proto::DURABLE_STATE_HEALTH_SERVICE.to_owned() };
+            let volatile = client
+                .check(durable)
+                .await
+                .is_ok_and(|answer| answer.into_inner().status() == ServingStatus::NotServing);
+            if volatile {
+                println!(
+                    "SERVING, on a volatile state store (REDIS_ALLOW_VOLATILE=true): a restart of Redis forgets \
+                     cooldowns, budgets and the event log"
+                );
+            } else {
+                println!("SERVING");
+            }
             Ok(())
         }
         status => anyhow::bail!("the coordinator answers {}", status.as_str_name()),

@@ -461,3 +461,38 @@ async fn a_first_run_shows_the_dashboard_and_the_cli_works_from_any_folder_with_
     assert!(then.contains("is kept as it is"), "{then}");
     assert_eq!(std::fs::read_to_string(&config).unwrap(), format!("{recorded}# mine now\n"));
 }
+
+/// A Redis without append-only persistence forgets every cooldown when it restarts: the coordinator refuses
+/// it with a message saying how to fix it; with `REDIS_ALLOW_VOLATILE=true` it starts, says so in the event
+/// log, and `hemostat health` says so too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_without_append_only_persistence_is_refused_unless_allowed_and_then_said() {
+    let redis = hemostat_tests::redis::RedisServer::start();
+    assert_eq!(redis.cli(&["config", "set", "appendonly", "no"]).trim(), "OK");
+    let dir = tempfile::tempdir().unwrap();
+    let (status, stderr) = refused(dir.path(), &[], &[("REDIS_URL", &redis.url())]).await;
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("appendonly no"), "names what is wrong: {stderr}");
+    assert!(
+        stderr.contains("--appendonly yes") && stderr.contains("REDIS_ALLOW_VOLATILE"),
+        "and how to fix it: {stderr}"
+    );
+
+    let scope = Scope::new();
+    let standalone = Standalone::start_with(&scope, &[("REDIS_URL", &redis.url()), ("REDIS_ALLOW_VOLATILE", "true")]);
+    standalone.connected_node().await;
+    let health = stdout(&standalone.cli(&["health"])).unwrap();
+    assert!(health.starts_with("SERVING, on a volatile state store"), "{health}");
+    let events = json(&stdout(&standalone.cli(&["events", "-o", "json"])).unwrap());
+    let said = events.as_array().unwrap().iter().any(|e| {
+        e["type"] == "operator_action" && e["reason"].as_str().is_some_and(|r| r.contains("REDIS_ALLOW_VOLATILE=true"))
+    });
+    assert!(said, "the event log says the store is volatile: {events}");
+
+    // With persistence on, the same Redis is accepted and health says nothing more.
+    drop(standalone);
+    assert_eq!(redis.cli(&["config", "set", "appendonly", "yes"]).trim(), "OK");
+    let standalone = Standalone::start_with(&scope, &[("REDIS_URL", &redis.url())]);
+    standalone.connected_node().await;
+    assert_eq!(stdout(&standalone.cli(&["health"])).unwrap(), "SERVING\n");
+}

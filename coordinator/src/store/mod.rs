@@ -166,6 +166,13 @@ pub trait DirectoryStore: Send + Sync {
 /// "The store": everything the coordinator keeps, one backend behind every concern. Parts of the coordinator
 /// hold the narrower trait they need (an `Arc<dyn StateStore>` coerces to `Arc<dyn EventLog>`, ...).
 pub trait StateStore: BudgetStore + EventLog + HistoryStore + SettingsStore + DirectoryStore + 'static {
+    /// Why what the store keeps (cooldowns, budgets, the event and audit logs) would not survive a restart of
+    /// its servers, e.g. a Redis without append-only persistence; `None` when it would. The coordinator refuses
+    /// such a store unless `REDIS_ALLOW_VOLATILE` says otherwise.
+    fn volatility(&self) -> Option<String> {
+        None
+    }
+
     /// The backend's name for logs: `redis` or `embedded`.
     fn backend(&self) -> &'static str;
 

@@ -310,6 +310,8 @@ pub struct RedisStore {
     storm: redis::Script,
     append_event: redis::Script,
     clock: DecisionClock,
+    /// Why what this store keeps would not survive a restart of its servers (see [`StateStore::volatility`]).
+    volatility: Option<String>,
 }
 
 impl RedisStore {
@@ -340,8 +342,9 @@ impl RedisStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(failed)?;
         let conn = ConnectionManager::new(client).await.map_err(failed)?;
-        let store = Self::on(Connection::Single(conn), None).await?;
+        let mut store = Self::on(Connection::Single(conn), None).await?;
         store.rename_legacy_keys().await?;
+        store.volatility = volatility(&[url.to_owned()]).await;
         Ok(store)
     }
 
@@ -384,7 +387,9 @@ impl RedisStore {
             .map_err(failed)?;
         let conn = client.get_async_connection().await.map_err(failed)?;
         let wait = (settings.wait_replicas > 0).then_some((settings.wait_replicas, settings.wait_timeout));
-        Self::on(Connection::Cluster(conn), wait).await
+        let mut store = Self::on(Connection::Cluster(conn), wait).await?;
+        store.volatility = volatility(&settings.seeds).await;
+        Ok(store)
     }
 
     async fn on(mut conn: Connection, wait: Option<(u32, Duration)>) -> Result<Self, StoreError> {
@@ -398,6 +403,7 @@ impl RedisStore {
             storm: redis::Script::new(STORM_SCRIPT),
             append_event: redis::Script::new(APPEND_EVENT_SCRIPT),
             clock: DecisionClock::Store,
+            volatility: None,
         })
     }
 
@@ -825,6 +831,10 @@ impl DirectoryStore for RedisStore {
 }
 
 impl StateStore for RedisStore {
+    fn volatility(&self) -> Option<String> {
+        self.volatility.clone()
+    }
+
     fn backend(&self) -> &'static str {
         match self.conn {
             Connection::Single(_) => "redis",
@@ -836,3 +846,39 @@ impl StateStore for RedisStore {
         true
     }
 }
+
+/// Why the servers at `urls` would lose what they keep when they restart: those without append-only
+/// persistence (`appendonly yes`), or that answer but will not say (`INFO persistence` refused); `None` when
+/// every server that answers has it. A server that cannot be reached now holds nothing now and is only
+/// logged (a cluster starts with one of its seeds down). Snapshots (`save`) alone do not count: a cooldown
+/// written after the last snapshot is forgotten, and a container is then restarted again inside it.
+async fn volatility(urls: &[String]) -> Option<String> {
+    let mut problems = Vec::new();
+    for url in urls {
+        let server = url.rsplit('@').next().unwrap_or(url).trim_start_matches("redis://").to_owned();
+        let conn = async { redis::Client::open(url.as_str())?.get_multiplexed_async_connection().await };
+        let mut conn = match tokio::time::timeout(PERSISTENCE_CHECK_TIMEOUT, conn).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                tracing::warn!(server, error = %e, "cannot check this Redis server's persistence: unreachable");
+                continue;
+            }
+            Err(_) => {
+                tracing::warn!(server, "cannot check this Redis server's persistence: no answer");
+                continue;
+            }
+        };
+        let mut info = redis::cmd("INFO");
+        info.arg("persistence");
+        match tokio::time::timeout(PERSISTENCE_CHECK_TIMEOUT, info.query_async::<String>(&mut conn)).await {
+            Ok(Ok(info)) if info.lines().any(|line| line.trim() == "aof_enabled:1") => {}
+            Ok(Ok(_)) => problems.push(format!("{server} has appendonly no")),
+            Ok(Err(e)) => problems.push(format!("{server} does not say its persistence (INFO persistence: {e})")),
+            Err(_) => problems.push(format!("{server} did not answer INFO persistence")),
+        }
+    }
+    (!problems.is_empty()).then(|| problems.join("; "))
+}
+
+/// How long the start-up check of a server's persistence waits for it.
+const PERSISTENCE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
