@@ -67,8 +67,11 @@ pub struct NodeInfo {
     pub address: Option<SocketAddr>,
     /// When its current or last session opened.
     pub connected_at: SystemTime,
-    /// When it was last heard from.
+    /// When it was last heard from (wall clock, to show).
     pub last_seen: SystemTime,
+    /// When it was last heard from on the monotonic clock, for liveness: a step of the wall clock does not
+    /// make a node silent, nor a silent one heard.
+    pub heard: tokio::time::Instant,
     /// Messages in its spool, per its last heartbeat.
     pub spool_depth: u64,
     /// Messages it dropped from a full spool.
@@ -94,6 +97,14 @@ pub struct ContainerEntry {
     pub episode: Option<Episode>,
 }
 
+/// The monotonic instant as long ago as the wall-clock time `last_seen` (now, if that is in the future): for
+/// a node another coordinator reported, whose monotonic clock is not ours.
+fn heard_at(last_seen: SystemTime) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    let ago = SystemTime::now().duration_since(last_seen).unwrap_or_default();
+    now.checked_sub(ago).unwrap_or(now)
+}
+
 impl NodeInfo {
     /// From the wire form another coordinator published (its stream id does not travel).
     pub fn from_proto(node: &hemostat_proto::v1::Node) -> Self {
@@ -109,6 +120,7 @@ impl NodeInfo {
             address: node.address.parse().ok(),
             connected_at: node.connected_at.as_ref().map_or(SystemTime::UNIX_EPOCH, time),
             last_seen: node.last_seen.as_ref().map_or(SystemTime::UNIX_EPOCH, time),
+            heard: heard_at(node.last_seen.as_ref().map_or(SystemTime::UNIX_EPOCH, time)),
             spool_depth: node.spool_depth,
             spool_dropped: node.spool_dropped,
         }
@@ -287,6 +299,7 @@ impl Registry {
             address,
             connected_at: now,
             last_seen: now,
+            heard: tokio::time::Instant::now(),
             spool_depth: 0,
             spool_dropped: 0,
         };
@@ -319,6 +332,7 @@ impl Registry {
     pub fn touch(&self, node: &str) {
         if let Some(entry) = self.state.lock().expect("registry lock").nodes.get_mut(node) {
             entry.info.last_seen = SystemTime::now();
+            entry.info.heard = tokio::time::Instant::now();
         }
     }
 
@@ -620,6 +634,7 @@ mod tests {
             address: Some("10.0.0.7:51000".parse().unwrap()),
             connected_at: at,
             last_seen: at + std::time::Duration::from_secs(5),
+            heard: tokio::time::Instant::now(),
             spool_depth: 3,
             spool_dropped: 1,
         };
