@@ -14,8 +14,10 @@ use crate::auth::authenticated;
 use crate::events::{Action, EventId, EventKind, Outcome, StoredEvent, unix_ms};
 use crate::fleet::commands::{SilenceRequest, TriggerRequest};
 use crate::fleet::event_reads::{EventFilter, EventPage, NameMatch, PageQuery};
+use crate::fleet::paging::page_of;
 use crate::fleet::queries::BudgetFigures;
 use crate::fleet::{Fleet, FleetError};
+use crate::registry::ContainerEntry;
 use crate::remediation::journal::Log;
 use crate::silence::Silence;
 
@@ -133,10 +135,16 @@ impl pb::fleet_service_server::FleetService for FleetApi {
 
     async fn list_nodes(
         &self,
-        _request: Request<pb::ListNodesRequest>,
+        request: Request<pb::ListNodesRequest>,
     ) -> Result<Response<pb::ListNodesResponse>, Status> {
+        let request = request.into_inner();
         let nodes = self.fleet.nodes().await.map_err(status)?;
-        Ok(Response::new(pb::ListNodesResponse { nodes: nodes.iter().map(|n| n.to_proto()).collect() }))
+        let page =
+            page_of(nodes, |n| vec![n.hello.name.clone()], request.page_size, &request.page_token).map_err(status)?;
+        Ok(Response::new(pb::ListNodesResponse {
+            nodes: page.items.iter().map(|n| n.to_proto()).collect(),
+            next_page_token: page.next_token.unwrap_or_default(),
+        }))
     }
 
     async fn list_containers(
@@ -146,8 +154,11 @@ impl pb::fleet_service_server::FleetService for FleetApi {
         let request = request.into_inner();
         let node = (!request.node.is_empty()).then_some(request.node.as_str());
         let containers = self.fleet.containers(node).await.map_err(status)?;
-        let details = self.fleet.container_details(containers).await.map_err(status)?;
+        let key = |c: &ContainerEntry| vec![c.node.clone(), c.facts.name.clone()];
+        let page = page_of(containers, key, request.page_size, &request.page_token).map_err(status)?;
+        let details = self.fleet.container_details(page.items).await.map_err(status)?;
         Ok(Response::new(pb::ListContainersResponse {
+            next_page_token: page.next_token.unwrap_or_default(),
             containers: details
                 .into_iter()
                 .map(|detail| pb::Container {

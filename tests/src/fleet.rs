@@ -275,7 +275,8 @@ pub fn kinds(events: &[pb::Event]) -> Vec<String> {
 
 /// Whether the node `name` has a session open with the coordinator.
 pub async fn node_connected(client: &FleetClient, name: &str) -> Result<(), String> {
-    let nodes = client.clone().list_nodes(pb::ListNodesRequest {}).await.map_err(|s| s.to_string())?.into_inner().nodes;
+    let nodes =
+        client.clone().list_nodes(pb::ListNodesRequest::default()).await.map_err(|s| s.to_string())?.into_inner().nodes;
     match nodes.iter().find(|n| n.name == name) {
         Some(node) if node.connected => Ok(()),
         other => Err(format!("{other:?}")),

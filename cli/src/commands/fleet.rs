@@ -2,6 +2,8 @@
 
 use clap::Args;
 use hemostat_proto::v1 as pb;
+use hemostat_proto::v1::fleet_service_client::FleetServiceClient;
+use tonic::transport::Channel;
 
 use crate::commands::{resolve, show};
 use crate::connection::ClientArgs;
@@ -14,14 +16,56 @@ use crate::rpc_error::rpc;
 pub struct NodesArgs {
     #[command(flatten)]
     client: ClientArgs,
+    /// Show at most this many (the first, by name); all by default, read a page at a time.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    limit: Option<u32>,
 }
 
 /// Lists the nodes the coordinator knows, connected or not.
 pub async fn nodes(args: NodesArgs) -> anyhow::Result<()> {
     let mut client = args.client.connection.settings()?.client().await?;
-    let response = client.list_nodes(pb::ListNodesRequest {}).await.map_err(rpc("ListNodes"))?.into_inner();
-    let nodes: Vec<Node> = response.nodes.into_iter().map(Node::from).collect();
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page_size = page_size(args.limit, nodes.len());
+        let request = pb::ListNodesRequest { page_size, page_token };
+        let response = client.list_nodes(request).await.map_err(rpc("ListNodes"))?.into_inner();
+        nodes.extend(response.nodes.into_iter().map(Node::from));
+        page_token = response.next_page_token;
+        if page_token.is_empty() || args.limit.is_some_and(|limit| nodes.len() >= limit as usize) {
+            break;
+        }
+    }
     show(args.client.output, &nodes, |n| render::nodes_table(n))
+}
+
+/// The page size that reads no more than `limit` when `so_far` are read: a whole page (the server's) without
+/// a limit.
+fn page_size(limit: Option<u32>, so_far: usize) -> u32 {
+    limit.map_or(0, |limit| limit.saturating_sub(so_far as u32).min(PAGE_SIZE))
+}
+
+/// The page size asked for (the coordinator's largest).
+const PAGE_SIZE: u32 = 1_000;
+
+/// The containers of `node` (every node's when `None`), at most `limit` (all when `None`), read page by page.
+pub(crate) async fn list_containers(
+    client: &mut FleetServiceClient<Channel>,
+    node: Option<&str>,
+    limit: Option<u32>,
+) -> anyhow::Result<Vec<pb::Container>> {
+    let mut containers = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page_size = page_size(limit, containers.len());
+        let request = pb::ListContainersRequest { node: node.unwrap_or_default().to_owned(), page_size, page_token };
+        let response = client.list_containers(request).await.map_err(rpc("ListContainers"))?.into_inner();
+        containers.extend(response.containers);
+        page_token = response.next_page_token;
+        if page_token.is_empty() || limit.is_some_and(|limit| containers.len() >= limit as usize) {
+            return Ok(containers);
+        }
+    }
 }
 
 /// Arguments of `hemostat containers`.
@@ -32,14 +76,16 @@ pub struct ContainersArgs {
     /// Only this node's containers.
     #[arg(long)]
     node: Option<String>,
+    /// Show at most this many (the first, by node and name); all by default, read a page at a time.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    limit: Option<u32>,
 }
 
 /// Lists the containers the nodes reported, with their latest state.
 pub async fn containers(args: ContainersArgs) -> anyhow::Result<()> {
     let mut client = args.client.connection.settings()?.client().await?;
-    let request = pb::ListContainersRequest { node: args.node.unwrap_or_default() };
-    let response = client.list_containers(request).await.map_err(rpc("ListContainers"))?.into_inner();
-    let containers: Vec<Container> = response.containers.into_iter().map(Container::from).collect();
+    let listed = list_containers(&mut client, args.node.as_deref(), args.limit).await?;
+    let containers: Vec<Container> = listed.into_iter().map(Container::from).collect();
     show(args.client.output, &containers, |c| render::containers_table(c, std::time::SystemTime::now()))
 }
 

@@ -13,26 +13,20 @@ pub mod silences;
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use hemostat_model::Named;
-use hemostat_proto::v1 as pb;
 use hemostat_proto::v1::fleet_service_client::FleetServiceClient;
 use serde::Serialize;
 use tonic::transport::Channel;
 
 use crate::model::{Container, ContainerRef, ContainerTarget};
 use crate::render::{self, Format};
-use crate::rpc_error::rpc;
 use crate::terminal;
 
 /// The container `target` names: as written when it names its node, else the one container of the fleet
 /// with that name (asked of the coordinator); none, or more than one, is an error listing the candidates.
 async fn resolve(client: &mut FleetServiceClient<Channel>, target: &ContainerRef) -> anyhow::Result<ContainerTarget> {
     if target.node.is_none() {
-        let response = client
-            .list_containers(pb::ListContainersRequest::default())
-            .await
-            .map_err(rpc("ListContainers"))?
-            .into_inner();
-        let fleet: Vec<Container> = response.containers.into_iter().map(Container::from).collect();
+        let fleet: Vec<Container> =
+            fleet::list_containers(client, None, None).await?.into_iter().map(Container::from).collect();
         return target.resolve_in(&fleet).map_err(anyhow::Error::msg);
     }
     target.resolve_in(&[]).map_err(anyhow::Error::msg)

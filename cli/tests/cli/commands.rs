@@ -577,3 +577,24 @@ fn events_follow_resumes_after_the_coordinator_restarts_missing_and_repeating_no
     let _ = follower.kill();
     let _ = follower.wait();
 }
+
+#[tokio::test]
+async fn containers_and_nodes_with_a_limit_show_no_more_than_it() {
+    let fleet = fleet();
+    let names: Vec<String> = (0..3)
+        .map(|i| scope(|s| s.run(&format!("limited-{i}"), &[], "trap 'exit 0' TERM; sleep 86400 & wait")))
+        .collect();
+    eventually("the node to report three containers", Duration::from_secs(20), || async {
+        let containers = fleet.json(&["containers", "-o", "json"]);
+        let listed = containers.as_array().unwrap().iter().filter(|c| names.iter().any(|n| c["name"] == n.as_str()));
+        if listed.count() == 3 { Ok(()) } else { Err(containers.to_string()) }
+    })
+    .await;
+    let all = fleet.json(&["containers", "-o", "json"]).as_array().unwrap().len();
+    let limited = fleet.json(&["containers", "-o", "json", "--limit", "2"]);
+    assert_eq!(limited.as_array().unwrap().len(), 2, "of {all}: {limited}");
+    assert_eq!(fleet.json(&["nodes", "-o", "json", "--limit", "1"]).as_array().unwrap().len(), 1);
+    let refused = fleet.cli(&["containers", "--limit", "0"]);
+    assert_eq!(refused.status.code(), Some(2), "a usage error: {}", text(&refused));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("invalid value '0' for '--limit"), "{}", text(&refused));
+}

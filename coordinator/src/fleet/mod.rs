@@ -16,6 +16,7 @@ pub mod commands;
 pub mod error;
 pub mod event_details;
 pub mod event_reads;
+pub mod paging;
 pub mod queries;
 pub mod validation;
 

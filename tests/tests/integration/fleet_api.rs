@@ -65,7 +65,7 @@ async fn viewers_read_and_only_admins_change() {
     known(&s.client, &web).await;
     let mut viewer = s.client.clone();
 
-    viewer.list_nodes(pb::ListNodesRequest {}).await.unwrap();
+    viewer.list_nodes(pb::ListNodesRequest::default()).await.unwrap();
     viewer.list_containers(pb::ListContainersRequest::default()).await.unwrap();
     let got = viewer
         .get_container(pb::GetContainerRequest { node: "host-a".into(), container: web.clone(), recent_events: 0 })

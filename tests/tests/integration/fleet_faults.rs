@@ -76,7 +76,7 @@ impl Fleet {
 /// Waits until `client`'s coordinator lists these nodes as connected and heard from within two seconds.
 async fn nodes_live(client: &FleetClient, expected: &[&str], deadline: Duration) {
     eventually(&format!("nodes {expected:?} live"), deadline, || async {
-        let nodes = client.clone().list_nodes(pb::ListNodesRequest {}).await.map_err(|e| e.to_string())?;
+        let nodes = client.clone().list_nodes(pb::ListNodesRequest::default()).await.map_err(|e| e.to_string())?;
         let live: Vec<String> = nodes
             .into_inner()
             .nodes

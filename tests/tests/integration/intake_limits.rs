@@ -25,7 +25,7 @@ async fn refusals(client: &FleetClient) -> Result<Vec<pb::Event>, String> {
 
 /// The node's containers as the coordinator lists them.
 async fn containers_of(client: &FleetClient, node: &str) -> Vec<pb::Container> {
-    let request = pb::ListContainersRequest { node: node.to_owned() };
+    let request = pb::ListContainersRequest { node: node.to_owned(), ..Default::default() };
     client.clone().list_containers(request).await.expect("list containers").into_inner().containers
 }
 

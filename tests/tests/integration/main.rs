@@ -22,6 +22,7 @@ mod intake_limits;
 mod metrics;
 mod monitoring;
 mod multi_coordinator;
+mod paging;
 mod redis_failover;
 mod remediation;
 mod reporting_faults;

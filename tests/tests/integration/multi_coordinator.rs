@@ -19,7 +19,7 @@ const SLEEPER: &str = "trap 'exit 0' TERM; sleep 86400 & wait";
 /// Waits until `client`'s coordinator lists these nodes as connected.
 async fn sees_nodes(client: &FleetClient, expected: &[&str]) {
     eventually(&format!("nodes {expected:?} connected"), Duration::from_secs(15), || async {
-        let nodes = client.clone().list_nodes(pb::ListNodesRequest {}).await.map_err(|e| e.to_string())?;
+        let nodes = client.clone().list_nodes(pb::ListNodesRequest::default()).await.map_err(|e| e.to_string())?;
         let connected: Vec<String> =
             nodes.into_inner().nodes.into_iter().filter(|n| n.connected).map(|n| n.name).collect();
         if connected == expected { Ok(()) } else { Err(format!("{connected:?}")) }
@@ -100,7 +100,7 @@ async fn a_node_fails_over_to_the_next_coordinator_and_nothing_runs_twice() {
     let killed = std::time::Instant::now();
     // The node moves to coordinator two (the directory entry of one expires; two holds the session).
     eventually("host-a connected to coordinator two", Duration::from_secs(10), || async {
-        let nodes = viewer_two.clone().list_nodes(pb::ListNodesRequest {}).await.map_err(|e| e.to_string())?;
+        let nodes = viewer_two.clone().list_nodes(pb::ListNodesRequest::default()).await.map_err(|e| e.to_string())?;
         let node = nodes.into_inner().nodes.into_iter().find(|n| n.name == "host-a").ok_or("unknown")?;
         let seen = node.last_seen.map(|t| hemostat_proto::timestamp::from_proto(&t));
         if node.connected && seen.is_some_and(|t| t.elapsed().unwrap_or_default() < Duration::from_secs(2)) {

@@ -27,7 +27,7 @@ fn setup() -> Setup {
 
 async fn list_nodes_with(files: &TlsFiles, s: &Setup) -> Result<pb::ListNodesResponse, tonic::Status> {
     let mut client = fleet::fleet_client_with(files, s.coordinator.addr()).await.expect("connects");
-    client.list_nodes(pb::ListNodesRequest {}).await.map(|r| r.into_inner())
+    client.list_nodes(pb::ListNodesRequest::default()).await.map(|r| r.into_inner())
 }
 
 /// Opens a node session with `files`, saying Hello as `claimed`; Ok once the coordinator accepted it.
@@ -115,7 +115,7 @@ async fn a_client_without_a_certificate_is_refused() {
         .await;
     let status = match channel {
         Err(_) => return, // refused during the handshake already
-        Ok(channel) => FleetServiceClient::new(channel).list_nodes(pb::ListNodesRequest {}).await.unwrap_err(),
+        Ok(channel) => FleetServiceClient::new(channel).list_nodes(pb::ListNodesRequest::default()).await.unwrap_err(),
     };
     assert!(refused_by_transport(&status), "{status:?}");
 }
@@ -126,7 +126,7 @@ async fn a_plaintext_client_is_refused() {
     let channel =
         Endpoint::from_shared(format!("http://127.0.0.1:{}", s.coordinator.addr().port())).unwrap().connect().await;
     if let Ok(channel) = channel {
-        let status = FleetServiceClient::new(channel).list_nodes(pb::ListNodesRequest {}).await.unwrap_err();
+        let status = FleetServiceClient::new(channel).list_nodes(pb::ListNodesRequest::default()).await.unwrap_err();
         assert!(refused_by_transport(&status), "{status:?}");
     }
 }
