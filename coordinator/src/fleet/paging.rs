@@ -54,8 +54,9 @@ mod tests {
         (0..n).map(|i| format!("c{i:05}")).collect()
     }
 
-    fn key(s: &String) -> Vec<String> {
-        vec![s.clone()]
+    /// A name's sort key.
+    fn key() -> impl Fn(&String) -> Vec<String> {
+        |s| vec![s.clone()]
     }
 
     #[test]
@@ -63,7 +64,7 @@ mod tests {
         let all = names(2_345);
         let (mut seen, mut token) = (Vec::new(), String::new());
         loop {
-            let page = page_of(all.clone(), key, 0, &token).unwrap();
+            let page = page_of(all.clone(), key(), 0, &token).unwrap();
             assert!(page.items.len() <= MAX_PAGE_SIZE);
             seen.extend(page.items);
             match page.next_token {
@@ -76,29 +77,30 @@ mod tests {
 
     #[test]
     fn a_size_is_capped_and_an_exact_fit_has_no_next_page() {
-        let page = page_of(names(5_000), key, 1_000_000, "").unwrap();
+        let page = page_of(names(5_000), key(), 1_000_000, "").unwrap();
         assert_eq!(page.items.len(), MAX_PAGE_SIZE);
-        let exact = page_of(names(3), key, 3, "").unwrap();
+        let exact = page_of(names(3), key(), 3, "").unwrap();
         assert_eq!((exact.items.len(), exact.next_token), (3, None));
-        let empty = page_of(Vec::<String>::new(), key, 0, "").unwrap();
+        let empty = page_of(Vec::<String>::new(), key(), 0, "").unwrap();
         assert_eq!((empty.items.len(), empty.next_token), (0, None));
     }
 
     #[test]
     fn a_list_that_changed_between_pages_resumes_after_the_last_item_seen() {
-        let first = page_of(names(10), key, 4, "").unwrap();
-        // c00002 removed and c00003a added before the next page: neither repeats nor skips what stayed.
+        let first = page_of(names(10), key(), 4, "").unwrap();
+        // c00002 (already read) removed and c00003a (after the last read) added before the next page: nothing
+        // read repeats, nothing that stayed is skipped, and the new one comes in its place.
         let mut changed = names(10);
         changed.remove(2);
         changed.insert(3, "c00003a".into());
-        let second = page_of(changed, key, 4, first.next_token.as_deref().unwrap()).unwrap();
-        assert_eq!(second.items, ["c00004", "c00005", "c00006", "c00007"]);
+        let second = page_of(changed, key(), 4, first.next_token.as_deref().unwrap()).unwrap();
+        assert_eq!(second.items, ["c00003a", "c00004", "c00005", "c00006"]);
     }
 
     #[test]
     fn a_token_no_page_gave_is_refused_with_the_field_named() {
         for token in ["garbage", "{\"a\":1}", "[1,2]"] {
-            match page_of(names(3), key, 0, token) {
+            match page_of(names(3), key(), 0, token) {
                 Err(FleetError::Invalid(message)) => assert!(message.starts_with("page_token:"), "{message}"),
                 other => panic!("{token}: {other:?}"),
             }
