@@ -78,6 +78,10 @@ hemostat_settings::settings! {
         restart_limit: u32 = DetectionConfig::default().restart_limit, env "NODE_RESTART_LIMIT";
         /// Seconds after which a standing anomaly is alerted again [default: 1800].
         reassert_seconds: u64 = DetectionConfig::default().reassert_every.as_secs(), env "NODE_REASSERT_SECONDS";
+        /// Seconds after a container starts in which the node raises no actionable anomaly for it (a crash's
+        /// alert waits for the end, and is sent if it is still down); the label `hemostat.grace` overrides it
+        /// per container [default: 0].
+        start_grace_seconds: u64 = 0, env "NODE_START_GRACE_SECONDS";
         /// Container name globs never watched, comma-separated (e.g. `hemostat-*,*-sidecar`) [default: none].
         blacklist: String = String::new(), env "MONITOR_CONTAINER_BLACKLIST";
         /// Log lines gathered at each failure as evidence, 0 for none [default: 50].
@@ -220,6 +224,7 @@ impl NodeConfig {
             restart_window: seconds(s.restart_window_seconds),
             restart_limit: s.restart_limit.into_value(),
             reassert_every: Duration::from_secs(s.reassert_seconds.into_value().max(1)),
+            start_grace: seconds(s.start_grace_seconds),
         };
         let heartbeat = s.heartbeat_seconds.check(|n| *n >= 1, "must be at least 1")?;
         let allowed_actions = match s.allowed_actions {
