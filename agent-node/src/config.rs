@@ -351,6 +351,10 @@ mod tests {
         assert_eq!(config.detection.restart_limit, 6, "flag over env");
         assert_eq!(config.reconnect_max, Duration::from_secs(5), "default");
         assert_eq!(config.stats_source, StatsSource::Auto, "default");
+        assert_eq!(config.detection.start_grace, Duration::ZERO, "no start grace by default");
+        let env = env_of(&[("NODE_START_GRACE_SECONDS", "15")]);
+        let config = NodeConfig::resolve_in(NodeArgs::default(), &env).unwrap();
+        assert_eq!(config.detection.start_grace, Duration::from_secs(15));
         let env = env_of(&[("NODE_STATS_SOURCE", "Engine")]);
         assert_eq!(NodeConfig::resolve_in(NodeArgs::default(), &env).unwrap().stats_source, StatsSource::Engine);
         let err = NodeConfig::resolve_in(NodeArgs::default(), &env_of(&[("NODE_STATS_SOURCE", "kernel")]));
