@@ -78,6 +78,10 @@ hemostat_settings::settings! {
         restart_limit: u32 = DetectionConfig::default().restart_limit, env "NODE_RESTART_LIMIT";
         /// Seconds after which a standing anomaly is alerted again [default: 1800].
         reassert_seconds: u64 = DetectionConfig::default().reassert_every.as_secs(), env "NODE_REASSERT_SECONDS";
+        /// Seconds after a container starts in which the node raises no actionable anomaly for it (a crash's
+        /// alert waits for the end, and is sent if it is still down); the label `hemostat.grace` overrides it
+        /// per container [default: 0].
+        start_grace_seconds: u64 = 0, env "NODE_START_GRACE_SECONDS";
         /// Container name globs never watched, comma-separated (e.g. `hemostat-*,*-sidecar`) [default: none].
         blacklist: String = String::new(), env "MONITOR_CONTAINER_BLACKLIST";
         /// Log lines gathered at each failure as evidence, 0 for none [default: 50].
@@ -220,6 +224,7 @@ impl NodeConfig {
             restart_window: seconds(s.restart_window_seconds),
             restart_limit: s.restart_limit.into_value(),
             reassert_every: Duration::from_secs(s.reassert_seconds.into_value().max(1)),
+            start_grace: seconds(s.start_grace_seconds),
         };
         let heartbeat = s.heartbeat_seconds.check(|n| *n >= 1, "must be at least 1")?;
         let allowed_actions = match s.allowed_actions {
@@ -346,6 +351,10 @@ mod tests {
         assert_eq!(config.detection.restart_limit, 6, "flag over env");
         assert_eq!(config.reconnect_max, Duration::from_secs(5), "default");
         assert_eq!(config.stats_source, StatsSource::Auto, "default");
+        assert_eq!(config.detection.start_grace, Duration::ZERO, "no start grace by default");
+        let env = env_of(&[("NODE_START_GRACE_SECONDS", "15")]);
+        let config = NodeConfig::resolve_in(NodeArgs::default(), &env).unwrap();
+        assert_eq!(config.detection.start_grace, Duration::from_secs(15));
         let env = env_of(&[("NODE_STATS_SOURCE", "Engine")]);
         assert_eq!(NodeConfig::resolve_in(NodeArgs::default(), &env).unwrap().stats_source, StatsSource::Engine);
         let err = NodeConfig::resolve_in(NodeArgs::default(), &env_of(&[("NODE_STATS_SOURCE", "kernel")]));

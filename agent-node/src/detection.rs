@@ -9,6 +9,8 @@
 //! | `oom_killed` | a `die` after the OOM killer | critical |
 //! | `excessive_restarts` | more than `restart_limit` starts after an exit within `restart_window` | high; critical at twice the limit |
 //!
+//! A container's start grace and `hemostat.unhealthy_for` hold some of these back ([`crate::grace`]).
+//!
 //! The first four of these are *conditions* that hold for a while: an alert goes out when one appears or
 //! changes severity, a `resolved` when it clears, and the alert is re-asserted only every
 //! `reassert_every`. The exit anomalies are *occurrences*: each exit is one alert.
@@ -80,6 +82,9 @@ pub struct DetectionConfig {
     pub restart_limit: u32,
     /// A standing anomaly is alerted again after this long.
     pub reassert_every: Duration,
+    /// `NODE_START_GRACE_SECONDS`: no actionable anomaly this long after a container starts, unless its
+    /// `hemostat.grace` label says otherwise ([`crate::grace`]). 0, the default, keeps none.
+    pub start_grace: Duration,
 }
 
 impl Default for DetectionConfig {
@@ -90,6 +95,7 @@ impl Default for DetectionConfig {
             restart_window: Duration::from_secs(600),
             restart_limit: 5,
             reassert_every: Duration::from_secs(1800),
+            start_grace: Duration::ZERO,
         }
     }
 }
@@ -195,6 +201,11 @@ impl Standing {
             self.last_alert = Some(now);
         }
         changes
+    }
+
+    /// Whether an anomaly of this kind stands.
+    pub fn has(&self, kind: AnomalyKind) -> bool {
+        self.active.contains_key(&kind)
     }
 
     /// Every standing anomaly.

@@ -9,8 +9,50 @@ use bollard::query_parameters::ListContainersOptions;
 use futures::{StreamExt, TryStreamExt};
 use hemostat_proto::v1 as pb;
 
-/// The label with which a container opts out of HemoStat.
+/// The label with which a container opts out of HemoStat (`hemostat.enable=false`, any case).
 pub const OPT_OUT_LABEL: &str = "hemostat.enable";
+/// docker-autoheal's label, read as an opt-out when `false` (any case), for users moving from it; `true`
+/// changes nothing (HemoStat watches every container not opted out).
+pub const AUTOHEAL_LABEL: &str = "autoheal";
+
+/// Whether a container is watched, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Watch {
+    /// Watched: the selector's label matched (or there is no selector) and nothing excluded it.
+    Watched,
+    /// It opted out with this label (`hemostat.enable` or `autoheal`) and value.
+    OptedOut {
+        /// The label.
+        label: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// Its name matches this `MONITOR_CONTAINER_BLACKLIST` glob.
+    Blacklisted(String),
+    /// It does not carry the selector's label and value.
+    NotSelected(String),
+    /// It is the node's own container.
+    Itself,
+}
+
+impl Watch {
+    /// Whether the container is watched.
+    pub fn watched(&self) -> bool {
+        *self == Watch::Watched
+    }
+}
+
+impl std::fmt::Display for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Watch::Watched => write!(f, "watched: selected, not opted out, not blacklisted"),
+            Watch::OptedOut { label, value } => write!(f, "not watched: opted out by label {label}={value}"),
+            Watch::Blacklisted(glob) => write!(f, "not watched: its name matches the blacklist glob {glob:?}"),
+            Watch::NotSelected(selector) => write!(f, "not watched: it lacks the selector label {selector}"),
+            Watch::Itself => write!(f, "not watched: it is this node's own container"),
+        }
+    }
+}
 
 /// Which containers this node watches: all of them, except those that opted out
 /// (`hemostat.enable=false`), those whose name matches a `MONITOR_CONTAINER_BLACKLIST` glob, and the node's
@@ -59,12 +101,29 @@ impl ContainerSelector {
     /// Whether the container with this id, name (with or without Docker's leading slash) and labels is
     /// watched.
     pub fn matches(&self, id: &str, name: &str, labels: &HashMap<String, String>) -> bool {
+        self.decide(id, name, labels).watched()
+    }
+
+    /// Whether the container with this id, name and labels is watched, and why.
+    pub fn decide(&self, id: &str, name: &str, labels: &HashMap<String, String>) -> Watch {
         let name = name.trim_start_matches('/');
-        let opted_out = labels.get(OPT_OUT_LABEL).is_some_and(|v| v.eq_ignore_ascii_case("false"));
-        let selected = self.label.as_ref().is_none_or(|(k, v)| labels.get(k) == Some(v));
-        let blacklisted = self.blacklist.iter().any(|glob| glob_matches(glob, name));
-        let itself = self.own_id.as_deref().is_some_and(|own| own == id);
-        selected && !opted_out && !blacklisted && !itself
+        if self.own_id.as_deref().is_some_and(|own| own == id) {
+            return Watch::Itself;
+        }
+        if let Some((k, v)) = &self.label
+            && labels.get(k) != Some(v)
+        {
+            return Watch::NotSelected(format!("{k}={v}"));
+        }
+        for label in [OPT_OUT_LABEL, AUTOHEAL_LABEL] {
+            if let Some(value) = labels.get(label).filter(|v| v.trim().eq_ignore_ascii_case("false")) {
+                return Watch::OptedOut { label, value: value.clone() };
+            }
+        }
+        match self.blacklist.iter().find(|glob| glob_matches(glob, name)) {
+            Some(glob) => Watch::Blacklisted(glob.clone()),
+            None => Watch::Watched,
+        }
     }
 
     /// The Docker API `label` filter for this selector, if any.
@@ -215,6 +274,16 @@ pub async fn snapshot(
     docker: &Docker,
     selector: &ContainerSelector,
 ) -> Result<Vec<pb::ContainerState>, bollard::errors::Error> {
+    snapshot_explained(docker, selector, |_, _, _, _| {}).await
+}
+
+/// [`snapshot`], telling `explain` about every container listed: its id, name, labels and whether it is
+/// watched.
+pub async fn snapshot_explained(
+    docker: &Docker,
+    selector: &ContainerSelector,
+    mut explain: impl FnMut(&str, &str, &HashMap<String, String>, &Watch),
+) -> Result<Vec<pb::ContainerState>, bollard::errors::Error> {
     let mut filters = HashMap::new();
     if let Some(label) = selector.docker_filter() {
         filters.insert("label".to_owned(), vec![label]);
@@ -226,7 +295,10 @@ pub async fn snapshot(
         .into_iter()
         .filter(|s| {
             let name = s.names.as_ref().and_then(|n| n.first()).map_or("", String::as_str);
-            selector.matches(s.id.as_deref().unwrap_or(""), name, &s.labels.clone().unwrap_or_default())
+            let (id, labels) = (s.id.as_deref().unwrap_or(""), s.labels.clone().unwrap_or_default());
+            let watch = selector.decide(id, name, &labels);
+            explain(id, name, &labels, &watch);
+            watch.watched()
         })
         .filter_map(|s| s.id)
         .collect();
@@ -276,6 +348,24 @@ mod tests {
         assert!(!listed.matches("1", "db1", &labels(&[])));
         assert!(listed.matches("1", "db12", &labels(&[])));
         assert!(!listed.matches("me", "anything", &labels(&[])), "the node never watches itself");
+    }
+
+    #[test]
+    fn autoheal_false_opts_out_in_any_case_and_each_decision_says_why() {
+        let all = ContainerSelector::all();
+        for value in ["false", "False", "FALSE"] {
+            assert_eq!(
+                all.decide("1", "web", &labels(&[("autoheal", value)])),
+                Watch::OptedOut { label: AUTOHEAL_LABEL, value: value.into() }
+            );
+            assert!(!all.matches("1", "web", &labels(&[("hemostat.enable", value)])), "{value}");
+        }
+        assert!(all.matches("1", "web", &labels(&[("autoheal", "true")])));
+        let listed = ContainerSelector::parse("team=a").unwrap().with_blacklist(vec!["db*".into()]);
+        assert_eq!(listed.decide("1", "web", &labels(&[])), Watch::NotSelected("team=a".into()));
+        assert_eq!(listed.decide("1", "/db1", &labels(&[("team", "a")])), Watch::Blacklisted("db*".into()));
+        let opted = listed.decide("1", "web", &labels(&[("team", "a"), ("hemostat.enable", "False")]));
+        assert_eq!(opted.to_string(), "not watched: opted out by label hemostat.enable=False");
     }
 
     #[test]

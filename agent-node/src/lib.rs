@@ -11,6 +11,7 @@ pub mod config;
 pub mod detection;
 pub mod engine;
 pub mod executor;
+pub mod grace;
 pub mod instruments;
 pub mod inventory;
 pub mod local_policy;

@@ -4,6 +4,9 @@
 //! every standing one again after each snapshot, so a coordinator that restarted or took the node over
 //! knows the conditions it must follow), `resolved` when they clear, and each poll's metrics (on which the
 //! coordinator re-evaluates a running condition's episode).
+//!
+//! It holds back what a container's start grace or `hemostat.unhealthy_for` says does not count yet
+//! ([`crate::grace`]), and sends it when its time comes ([`Monitor::tick`]) if it still holds.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -19,6 +22,7 @@ use crate::detection::{
     restart_anomaly,
 };
 use crate::executor::{CommandRequest, Executor, NodeAction};
+use crate::grace::Timings;
 use crate::local_policy::{Connectivity, LocalPolicy};
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
@@ -119,6 +123,18 @@ struct Tracked {
     oom: bool,
     exited_before: bool,
     recent: VecDeque<pb::ContainerMetrics>,
+    /// A crash during the start grace, alerted at its end if the container is still down.
+    held_exit: Option<HeldExit>,
+    /// Docker's `unhealthy`, reported at this moment if it still holds, with its evidence.
+    held_unhealthy: Option<(Instant, Evidence)>,
+}
+
+/// A crash's alert waiting for the end of the container's start grace.
+struct HeldExit {
+    until: Instant,
+    container: pb::ContainerState,
+    alert: Alert,
+    at: SystemTime,
 }
 
 /// The monitor.
@@ -147,11 +163,100 @@ impl Monitor {
         Monitor { config, outbox, containers: HashMap::new(), resync, local }
     }
 
-    /// Processes observations until every sender is gone.
+    /// Processes observations until every sender is gone, and what was held back when its time comes.
     pub async fn run(mut self, mut observations: mpsc::Receiver<Observation>) {
-        while let Some(observation) = observations.recv().await {
-            self.observe(observation, Instant::now());
+        loop {
+            let next = self.next_deadline();
+            let due = async move {
+                match next {
+                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                observation = observations.recv() => match observation {
+                    Some(observation) => self.observe(observation, Instant::now()),
+                    None => return,
+                },
+                () = due => self.tick(Instant::now()),
+            }
         }
+    }
+
+    /// When the next held-back alert is due, if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.containers
+            .values()
+            .flat_map(|t| {
+                t.held_exit.as_ref().map(|h| h.until).into_iter().chain(t.held_unhealthy.as_ref().map(|h| h.0))
+            })
+            .min()
+    }
+
+    /// Sends what was held back until `now` and still holds: a crash during grace whose container is still
+    /// down, an `unhealthy` that lasted.
+    pub fn tick(&mut self, now: Instant) {
+        let due_exits: Vec<String> = self
+            .containers
+            .iter()
+            .filter(|(_, t)| t.held_exit.as_ref().is_some_and(|h| h.until <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due_exits {
+            let Some(tracked) = self.containers.get_mut(&id) else { continue };
+            let Some(HeldExit { container, mut alert, at, .. }) = tracked.held_exit.take() else { continue };
+            if tracked.state.as_ref().is_some_and(|s| s.status() == pb::ContainerStatus::Running) {
+                continue;
+            }
+            tracing::info!(container = %container.name.escape_debug(), "start grace over and still down: alerting its crash");
+            alert.local_command_id = self.local_restart(&container, now);
+            self.alert(container, alert, at);
+        }
+        let due_unhealthy: Vec<String> = self
+            .containers
+            .iter()
+            .filter(|(_, t)| t.held_unhealthy.as_ref().is_some_and(|h| h.0 <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due_unhealthy {
+            let Some(tracked) = self.containers.get_mut(&id) else { continue };
+            let Some((_, evidence)) = tracked.held_unhealthy.take() else { continue };
+            let Some(state) = tracked.state.clone() else { continue };
+            if state.status() != pb::ContainerStatus::Running || state.health() != pb::HealthStatus::Unhealthy {
+                continue;
+            }
+            tracing::info!(container = %state.name.escape_debug(), "still unhealthy after its grace or unhealthy_for: reporting it");
+            self.settle(&state, &[AnomalyKind::Unhealthy], &[unhealthy()], SystemTime::now(), now, evidence);
+        }
+    }
+
+    /// When the container's start grace ends, if it has one.
+    fn grace_end(&self, container: &pb::ContainerState) -> Option<SystemTime> {
+        let timings = Timings::from_labels(&container.labels, self.config.start_grace);
+        let started = container.started_at.as_ref().map(hemostat_proto::timestamp::from_proto)?;
+        (!timings.grace.is_zero()).then(|| started + timings.grace)
+    }
+
+    /// Whether the container is in its start grace.
+    fn in_grace(&self, container: &pb::ContainerState) -> bool {
+        self.grace_end(container).is_some_and(|end| SystemTime::now() < end)
+    }
+
+    /// Restarts a crashed container on the local policy, when cut off and the policy says so.
+    fn local_restart(&mut self, container: &pb::ContainerState, now: Instant) -> Option<String> {
+        let local = self.local.as_mut()?;
+        if !local.policy.restart_on_crash(container, local.connectivity.cut_off_for(now), now) {
+            return None;
+        }
+        let id = format!("local-{:032x}", rand::random::<u128>());
+        tracing::warn!(container = %container.name.escape_debug(), "cut off from every coordinator: restarting on the local policy");
+        let restart = NodeAction::Restart { stop_timeout: Duration::from_secs(10) };
+        local.executor.submit(CommandRequest {
+            id: id.clone(),
+            container_id: container.id.clone(),
+            action: Ok(restart),
+        });
+        Some(id)
     }
 
     /// Processes one observation at `now` (monotonic time for windows and timers).
@@ -228,6 +333,10 @@ impl Monitor {
         tracked.signalled.clear();
         tracked.oom = false;
         tracked.state = Some(container.clone());
+        tracked.held_unhealthy = None;
+        if tracked.held_exit.take().is_some() {
+            tracing::info!(container = %container.name.escape_debug(), "started again during its start grace: its crash is not alerted");
+        }
         if tracked.exited_before {
             tracked.restarts.record(now);
         }
@@ -253,6 +362,7 @@ impl Monitor {
         let stop_requested = exit_requested(&signalled, stop_signal, exit_code, oom_killed);
         tracked.exited_before = true;
         tracked.state = Some(container.clone());
+        tracked.held_unhealthy = None;
         let exit = pb::ExitDetails { exit_code, oom_killed, stop_requested };
         self.lifecycle(pb::ContainerEventKind::Exited, container.clone(), Some(exit), at);
         // A stopped container has no CPU, memory or health to speak of (Docker freezes its last health).
@@ -276,20 +386,21 @@ impl Monitor {
                 actual: exit_code as f64,
             }
         };
+        let grace_end = self.grace_end(&container).filter(|end| at < *end);
         let tracked = self.containers.entry(container.id.clone()).or_default();
         let mut anomalies = tracked.standing.anomalies();
         anomalies.push(occurrence);
         let recent = tracked.recent.iter().cloned().collect();
-        let local = self.local.as_mut().and_then(|local| {
-            if !local.policy.restart_on_crash(&container, local.connectivity.cut_off_for(now), now) {
-                return None;
-            }
-            let id = format!("local-{:032x}", rand::random::<u128>());
-            tracing::warn!(container = %container.name.escape_debug(), "cut off from every coordinator: restarting on the local policy");
-            let restart = NodeAction::Restart { stop_timeout: Duration::from_secs(10) };
-            local.executor.submit(CommandRequest { id: id.clone(), container_id: container.id.clone(), action: Ok(restart) });
-            Some(id)
-        });
+        if let Some(end) = grace_end {
+            // Reported (the lifecycle event above), not acted on: the alert waits for the end of grace.
+            let until = now + end.duration_since(SystemTime::now()).unwrap_or_default();
+            tracing::info!(container = %container.name.escape_debug(), "crashed during its start grace: alerting it when grace ends if it is still down");
+            let alert =
+                Alert { anomalies, recent, exit: Some(exit), evidence, reasserted: false, local_command_id: None };
+            tracked.held_exit = Some(HeldExit { until, container, alert, at });
+            return;
+        }
+        let local = self.local_restart(&container, now);
         let alert = Alert { anomalies, recent, exit: Some(exit), evidence, reasserted: false, local_command_id: local };
         self.alert(container, alert, at);
     }
@@ -302,17 +413,39 @@ impl Monitor {
         evidence: Evidence,
         now: Instant,
     ) {
-        self.containers.entry(container.id.clone()).or_default().state = Some(container.clone());
+        let hold = self.unhealthy_hold(&container, now);
+        let tracked = self.containers.entry(container.id.clone()).or_default();
+        tracked.state = Some(container.clone());
         self.lifecycle(pb::ContainerEventKind::HealthChanged, container.clone(), None, at);
+        let tracked = self.containers.entry(container.id.clone()).or_default();
         let current = match health {
             pb::HealthStatus::Unhealthy if container.status() == pb::ContainerStatus::Running => {
-                vec![Anomaly { kind: AnomalyKind::Unhealthy, severity: Severity::High, threshold: 0.0, actual: 1.0 }]
+                if let Some(until) = hold.filter(|_| !tracked.standing.has(AnomalyKind::Unhealthy)) {
+                    if tracked.held_unhealthy.is_none() {
+                        tracing::info!(container = %container.name.escape_debug(), "unhealthy: reported only if it still is after its grace or unhealthy_for");
+                        tracked.held_unhealthy = Some((until, evidence));
+                    }
+                    return;
+                }
+                vec![unhealthy()]
             }
             // `starting` says nothing yet; it is not a fault.
             pb::HealthStatus::Starting => return,
             _ => vec![],
         };
+        if tracked.held_unhealthy.take().is_some() {
+            tracing::info!(container = %container.name.escape_debug(), "healthy again before its unhealthy state counted");
+        }
         self.settle(&container, &[AnomalyKind::Unhealthy], &current, at, now, evidence);
+    }
+
+    /// Until when an `unhealthy` seen now is held back (the end of the start grace, or `unhealthy_for`
+    /// from now, whichever is later), if at all.
+    fn unhealthy_hold(&self, container: &pb::ContainerState, now: Instant) -> Option<Instant> {
+        let timings = Timings::from_labels(&container.labels, self.config.start_grace);
+        let grace_left = self.grace_end(container).and_then(|end| end.duration_since(SystemTime::now()).ok());
+        let hold = grace_left.unwrap_or_default().max(timings.unhealthy_for);
+        (!hold.is_zero()).then(|| now + hold)
     }
 
     fn sampled(&mut self, samples: Vec<(String, Metrics)>, at: SystemTime, now: Instant) {
@@ -330,6 +463,7 @@ impl Monitor {
         }
         let mut report = Vec::with_capacity(samples.len());
         for (id, metrics) in samples {
+            let grace = self.containers.get(&id).and_then(|t| t.state.as_ref()).is_some_and(|s| self.in_grace(s));
             let tracked = self.containers.entry(id.clone()).or_default();
             let Some(state) = tracked.state.clone() else { continue };
             let count = tracked.restarts.count(now, config.restart_window);
@@ -343,6 +477,10 @@ impl Monitor {
                 current.extend(percent_anomaly(AnomalyKind::HighCpu, cpu, config.cpu_threshold));
             }
             current.extend(percent_anomaly(AnomalyKind::HighMemory, metrics.memory_percent, config.memory_threshold));
+            if grace {
+                // Start-up spikes: CPU and memory count from the end of the start grace.
+                current.retain(|a| a.kind == AnomalyKind::ExcessiveRestarts);
+            }
             let mut scope = vec![AnomalyKind::ExcessiveRestarts, AnomalyKind::HighMemory];
             if metrics.cpu_percent.is_some() {
                 scope.push(AnomalyKind::HighCpu);
@@ -408,6 +546,11 @@ impl Monitor {
     }
 }
 
+/// The `unhealthy` anomaly.
+fn unhealthy() -> Anomaly {
+    Anomaly { kind: AnomalyKind::Unhealthy, severity: Severity::High, threshold: 0.0, actual: 1.0 }
+}
+
 /// What one health alert carries besides the container.
 struct Alert {
     anomalies: Vec<Anomaly>,
@@ -457,5 +600,74 @@ mod tests {
         // A new session: the hog's condition again, marked as a re-assertion; the idle container has none.
         monitor.observe(Observation::Snapshot(vec![running("hog"), running("idle")]), now + Duration::from_secs(1));
         assert_eq!(alerts(&outbox), [("hog".to_owned(), false), ("hog".to_owned(), true)]);
+    }
+
+    fn labelled(id: &str, labels: &[(&str, &str)]) -> pb::ContainerState {
+        pb::ContainerState {
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            started_at: Some(timestamp(SystemTime::now())),
+            ..running(id)
+        }
+    }
+
+    fn crash(container: pb::ContainerState) -> Observation {
+        let container = pb::ContainerState { status: pb::ContainerStatus::Exited as i32, ..container };
+        Observation::Exited(ExitObservation {
+            container,
+            exit_code: 1,
+            oom_killed: false,
+            stop_signal: None,
+            at: SystemTime::now(),
+            evidence: Evidence::default(),
+            settled: false,
+        })
+    }
+
+    #[test]
+    fn a_crash_during_grace_is_alerted_when_grace_ends_if_still_down_and_never_if_it_started_again() {
+        let outbox = Arc::new(Outbox::new(100));
+        let mut monitor = Monitor::new(DetectionConfig::default(), outbox.clone(), Arc::new(Notify::new()), None);
+        let now = Instant::now();
+        let (down, back) =
+            (labelled("down", &[("hemostat.grace", "5s")]), labelled("back", &[("hemostat.grace", "5")]));
+        monitor.observe(Observation::Snapshot(vec![down.clone(), back.clone()]), now);
+        monitor.observe(crash(down), now);
+        monitor.observe(crash(back.clone()), now);
+        assert_eq!(alerts(&outbox), [], "held during grace");
+        assert!(monitor.next_deadline().is_some_and(|d| d > now + Duration::from_secs(4)));
+        monitor.tick(now + Duration::from_secs(1));
+        assert_eq!(alerts(&outbox), []);
+        monitor.observe(Observation::Started { container: back, at: SystemTime::now() }, now + Duration::from_secs(2));
+        monitor.tick(now + Duration::from_secs(6));
+        assert_eq!(alerts(&outbox), [("down".to_owned(), false)], "only the one still down");
+        assert_eq!(monitor.next_deadline(), None);
+        // Without grace (the default), a crash is alerted at once.
+        monitor.observe(crash(labelled("plain", &[])), now);
+        assert_eq!(alerts(&outbox).len(), 2);
+    }
+
+    #[test]
+    fn unhealthy_counts_only_once_it_lasted_unhealthy_for() {
+        let outbox = Arc::new(Outbox::new(100));
+        let mut monitor = Monitor::new(DetectionConfig::default(), outbox.clone(), Arc::new(Notify::new()), None);
+        let now = Instant::now();
+        let state = |id: &str, health: pb::HealthStatus| pb::ContainerState {
+            health: health as i32,
+            ..labelled(id, &[("hemostat.unhealthy_for", "10s")])
+        };
+        let changed = |id: &str, health| Observation::HealthChanged {
+            container: state(id, health),
+            health,
+            at: SystemTime::now(),
+            evidence: Evidence::default(),
+        };
+        monitor.observe(changed("sick", pb::HealthStatus::Unhealthy), now);
+        monitor.observe(changed("flaky", pb::HealthStatus::Unhealthy), now);
+        monitor.observe(changed("sick", pb::HealthStatus::Unhealthy), now + Duration::from_secs(5));
+        monitor.observe(changed("flaky", pb::HealthStatus::Healthy), now + Duration::from_secs(5));
+        monitor.tick(now + Duration::from_secs(9));
+        assert_eq!(alerts(&outbox), []);
+        monitor.tick(now + Duration::from_secs(10));
+        assert_eq!(alerts(&outbox), [("sick".to_owned(), false)], "10 s after it first turned unhealthy");
     }
 }

@@ -21,8 +21,10 @@ use hemostat_proto::v1 as pb;
 use tokio::sync::{Notify, mpsc};
 
 use crate::detection;
+use crate::inventory::Watch;
 use crate::inventory::{self, ContainerSelector};
 use crate::monitor::{Evidence, ExitObservation, Observation};
+use crate::recent::RecentSet;
 
 /// The container events the node subscribes to.
 const EVENTS: [&str; 8] = ["start", "die", "kill", "stop", "oom", "destroy", "restart", "health_status"];
@@ -42,7 +44,12 @@ pub struct Watcher {
     position: Option<PathBuf>,
     started: SystemTime,
     podman: bool,
+    /// The containers whose watch decision was logged already.
+    explained: std::sync::Mutex<RecentSet<String>>,
 }
+
+/// Containers whose watch decision the watcher remembers having logged.
+const EXPLAINED: usize = 16_384;
 
 impl Watcher {
     /// A watcher of the containers `selector` picks, gathering `log_lines` lines of log at each failure,
@@ -64,6 +71,7 @@ impl Watcher {
             position: None,
             started: SystemTime::now(),
             podman: false,
+            explained: std::sync::Mutex::new(RecentSet::new(EXPLAINED)),
         }
     }
 
@@ -146,11 +154,29 @@ impl Watcher {
 
     /// Lists every watched container and sends the snapshot; false once the monitor is gone.
     async fn snapshot(&self) -> bool {
-        match inventory::snapshot(&self.docker, &self.selector).await {
+        let explain = |id: &str, name: &str, labels: &HashMap<String, String>, watch: &Watch| {
+            self.explain(id, name, labels, watch)
+        };
+        match inventory::snapshot_explained(&self.docker, &self.selector, explain).await {
             Ok(containers) => self.observations.send(Observation::Snapshot(containers)).await.is_ok(),
             Err(error) => {
                 tracing::warn!(%error, "cannot list containers; will retry");
                 true
+            }
+        }
+    }
+
+    /// Logs, once per container, why it is or is not watched, and each of its labels with a bad value.
+    fn explain(&self, id: &str, name: &str, labels: &HashMap<String, String>, watch: &Watch) {
+        let first = self.explained.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_owned());
+        if !first {
+            return;
+        }
+        let name = name.trim_start_matches('/').escape_debug().to_string();
+        tracing::info!(container = %name, "{watch}");
+        if watch.watched() {
+            for bad in crate::grace::bad_labels(labels) {
+                tracing::warn!(container = %name, label = bad.label, value = %bad.value.escape_debug(), "{bad}");
             }
         }
     }
@@ -182,7 +208,10 @@ impl Watcher {
         let actor = event.actor.as_ref()?;
         let id = actor.id.clone()?;
         let attributes = actor.attributes.clone().unwrap_or_default();
-        if !self.selector.matches(&id, attributes.get("name").map_or("", String::as_str), &attributes) {
+        let name = attributes.get("name").map_or("", String::as_str);
+        let watch = self.selector.decide(&id, name, &attributes);
+        self.explain(&id, name, &attributes, &watch);
+        if !watch.watched() {
             return None;
         }
         let at = event

@@ -17,6 +17,7 @@ mod episodes;
 mod exits;
 mod fleet_api;
 mod fleet_faults;
+mod grace;
 mod healing;
 mod intake_limits;
 mod metrics;
