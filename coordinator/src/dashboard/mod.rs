@@ -26,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::fleet::Fleet;
+use crate::instruments::CoordinatorInstruments;
 use auth::{Access, DashboardTokens};
 
 /// The dashboard's settings.
@@ -106,6 +107,8 @@ pub async fn bind(config: DashboardConfig) -> Result<DashboardListener, Dashboar
 pub struct Dashboard {
     fleet: Arc<Fleet>,
     access: Arc<Access>,
+    /// Where logins are counted.
+    instruments: Arc<CoordinatorInstruments>,
     /// Becomes true when the coordinator stops; live streams end then.
     stop: watch::Receiver<bool>,
 }
@@ -117,7 +120,7 @@ impl DashboardListener {
     }
 
     /// Serves the dashboard over the fleet service until `stop` turns true.
-    pub fn spawn(self, fleet: Arc<Fleet>, stop: watch::Receiver<bool>) {
+    pub fn spawn(self, fleet: Arc<Fleet>, instruments: Arc<CoordinatorInstruments>, stop: watch::Receiver<bool>) {
         let addr = self.local_addr();
         let access = Arc::new(Access::new(self.config.tokens.clone()).with_secure_cookie(self.config.secure_cookie));
         tracing::info!(
@@ -126,7 +129,7 @@ impl DashboardListener {
             secure_cookie = self.config.secure_cookie,
             "serving the dashboard"
         );
-        let dashboard = Dashboard { fleet, access, stop: stop.clone() };
+        let dashboard = Dashboard { fleet, access, instruments, stop: stop.clone() };
         let router = router(dashboard).into_make_service_with_connect_info::<SocketAddr>();
         let mut stopped = stop;
         tokio::spawn(async move {

@@ -163,6 +163,7 @@ pub async fn login(
 ) -> Response {
     match dashboard.access.login(login.token.trim(), client.ip()) {
         Ok((session, user)) => {
+            dashboard.instruments.count_dashboard_login("ok");
             tracing::info!(user = %user.name, role = ?user.role, "dashboard: logged in");
             let mut response = Json(session_view(&dashboard, Some(user))).into_response();
             if let Ok(cookie) = HeaderValue::from_str(&dashboard.access.session_cookie(&session)) {
@@ -173,9 +174,13 @@ pub async fn login(
         Err(refusal) => {
             match &refusal {
                 Refusal::TooManyAttempts(wait) => {
+                    dashboard.instruments.count_dashboard_login("limited");
                     tracing::warn!(%client, ?wait, "dashboard: a login refused, too many failed lately")
                 }
-                _ => tracing::warn!(%client, "dashboard: a login with an unknown token was refused"),
+                _ => {
+                    dashboard.instruments.count_dashboard_login("refused");
+                    tracing::warn!(%client, "dashboard: a login with an unknown token was refused")
+                }
             }
             refused(refusal)
         }

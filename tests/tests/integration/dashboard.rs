@@ -681,7 +681,9 @@ fn cookie_pair(line: &str) -> String {
 async fn dashboard_logins_are_rate_limited_and_a_flood_of_viewers_never_ends_an_admin_session() {
     hemostat_tests::init();
     let pki = hemostat_tests::pki::TestPki::new();
-    let (_coordinator, addr) = coordinator_binary(&pki, &[]).await;
+    let metrics = fleet::free_metrics_addr();
+    let metrics_listen = metrics.to_string();
+    let (_coordinator, addr) = coordinator_binary(&pki, &[("HEMOSTAT_METRICS_LISTEN", &metrics_listen)]).await;
     let (status, _, cookie) = login(addr, ADMIN_TOKEN).await;
     assert_eq!(status, 200);
     let admin = cookie_pair(&cookie.expect("a session cookie"));
@@ -719,6 +721,13 @@ async fn dashboard_logins_are_rate_limited_and_a_flood_of_viewers_never_ends_an_
     assert_eq!(status, 429, "guessing bearer tokens is limited the same way");
     let (status, _, _) = http(addr, "GET", "/api/overview", &[("Cookie", &admin)], "").await;
     assert_eq!(status, 200, "an existing session is not limited");
+    let text = fleet::scrape(metrics).await.unwrap();
+    let logins = |result: &str| {
+        fleet::metric(&text, &format!("hemostat_dashboard_logins_total{{result=\"{result}\"}}")).unwrap_or(0.0)
+    };
+    assert_eq!(logins("ok"), (viewers + 1) as f64, "{text}");
+    assert_eq!(logins("refused"), f64::from(limit), "{text}");
+    assert_eq!(logins("limited"), 2.0, "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
