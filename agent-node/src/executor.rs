@@ -141,13 +141,13 @@ impl Executor {
     fn report(&self, command: &CommandRequest, done: ActionOutcome, duration_ms: u64) {
         match done.outcome {
             pb::Outcome::Success => {
-                tracing::info!(command_id = %command.id, detail = %done.detail, duration_ms, "command done")
+                tracing::info!(command_id = ?command.id, detail = ?done.detail, duration_ms, "command done")
             }
             pb::Outcome::Refused => {
-                tracing::warn!(command_id = %command.id, detail = %done.detail, "command refused")
+                tracing::warn!(command_id = ?command.id, detail = ?done.detail, "command refused")
             }
             outcome => {
-                tracing::warn!(command_id = %command.id, ?outcome, detail = %done.detail, "command did not succeed")
+                tracing::warn!(command_id = ?command.id, ?outcome, detail = ?done.detail, "command did not succeed")
             }
         }
         crate::instruments::global().command_finished(command.action.as_ref().ok(), done.outcome);

@@ -172,7 +172,7 @@ async fn serve_one(
                 }
                 Some(pb::session_response::Body::Command(command)) => {
                     last_heard = tokio::time::Instant::now();
-                    tracing::info!(command_id = %command.command_id, container = %command.container_name.escape_debug(), action = command.action().as_str_name(), "command received");
+                    tracing::info!(command_id = ?command.command_id, container = %command.container_name.escape_debug(), action = command.action().as_str_name(), "command received");
                     executor.submit(CommandRequest::from(command));
                 }
                 None => return Err(SessionError::Closed),

@@ -54,6 +54,8 @@ hemostat_settings::settings! {
         dashboard_tokens: String, env "HEMOSTAT_DASHBOARD_TOKENS";
         /// A file of dashboard tokens, one `role:token` or `name:role:token` a line.
         dashboard_tokens_file: PathBuf, env "HEMOSTAT_DASHBOARD_TOKENS_FILE";
+        /// Browsers reach the dashboard over HTTPS (a TLS proxy in front): session cookies carry `Secure`.
+        dashboard_secure_cookie: bool = false, env "HEMOSTAT_DASHBOARD_SECURE_COOKIE";
         /// Folder with ca.pem, coordinator.pem and coordinator-key.pem [default: certs].
         certs_dir: PathBuf = PathBuf::from("certs"), env "HEMOSTAT_CERTS_DIR";
         /// Folder for the embedded state store, used when no Redis is configured [default: hemostat-data].
@@ -287,7 +289,8 @@ impl CoordinatorConfig {
                 {
                     tokens = path.try_map(|path| DashboardTokens::from_file(&path))?;
                 }
-                Some(listen.try_map(|listen| DashboardConfig::new(listen, tokens))?)
+                let secure = s.dashboard_secure_cookie.into_value();
+                Some(listen.try_map(|listen| DashboardConfig::new(listen, tokens))?.with_secure_cookie(secure))
             }
             None => None,
         };

@@ -90,6 +90,7 @@ pub struct CoordinatorInstruments {
     decisions: Family<Labels<2>, Counter>,
     rejections: Family<Labels<1>, Counter>,
     actions: Family<Labels<2>, Counter>,
+    dashboard_logins: Family<Labels<1>, Counter>,
     decision_latency: HistogramFamily<1>,
     remediation_latency: HistogramFamily<1>,
     pending: Mutex<InFlight>,
@@ -124,6 +125,7 @@ impl CoordinatorInstruments {
             decisions: Family::default(),
             rejections: Family::default(),
             actions: Family::default(),
+            dashboard_logins: Family::default(),
             decision_latency: Family::new_with_constructor(|| Histogram::new(DECISION_BUCKETS)),
             remediation_latency: Family::new_with_constructor(|| Histogram::new(REMEDIATION_BUCKETS)),
             pending: Mutex::new(InFlight::default()),
@@ -180,6 +182,11 @@ impl CoordinatorInstruments {
         }
     }
 
+    /// Counts one dashboard login by its answer: `ok`, `refused` (a wrong token) or `limited` (429).
+    pub fn count_dashboard_login(&self, result: &'static str) {
+        self.dashboard_logins.get_or_create(&[("result", result.to_owned())]).inc();
+    }
+
     /// A registry for the exposition server: these metrics, and gauges read at each scrape from the fleet
     /// `registry` and from the notifier (when there is one).
     pub fn registry(&self, fleet: Arc<Registry>, notifications: Option<Arc<dyn NotificationCounts>>) -> MetricRegistry {
@@ -193,6 +200,11 @@ impl CoordinatorInstruments {
         );
         registry.register("rejections", "Actions stopped by the safety policy, by code", self.rejections.clone());
         registry.register("actions", "Results of executed actions, by action and result", self.actions.clone());
+        registry.register(
+            "dashboard_logins",
+            "Dashboard logins, by result (ok, refused: a wrong token, limited: too many failures lately)",
+            self.dashboard_logins.clone(),
+        );
         registry.register(
             "decision_latency_seconds",
             "From the node observing a problem to the decision, by analysis method",

@@ -190,7 +190,7 @@ impl Coordinator {
             stop_rx.clone(),
         ));
         if let Some(dashboard) = self.dashboard {
-            dashboard.spawn(fleet.clone(), stop_rx.clone());
+            dashboard.spawn(fleet.clone(), instruments.clone(), stop_rx.clone());
         }
         let sessions = AgentSessions::new(registry.clone(), remediator.clone(), stop_rx);
         let fleet = FleetApi::new(fleet);

@@ -84,7 +84,7 @@ impl pb::agent_service_server::AgentService for AgentSessions {
         };
         let (tx, rx) = mpsc::channel(1024);
         let session = self.registry.open_session(hello.clone(), caller.address, tx.clone());
-        tracing::info!(node, address = ?caller.address, version = %hello.version, "node connected");
+        tracing::info!(node, address = ?caller.address, version = ?hello.version, "node connected");
 
         let (registry, remediator, mut shutdown) =
             (self.registry.clone(), self.remediator.clone(), self.shutdown.clone());

@@ -450,8 +450,24 @@ impl CoordinatorProcess {
     /// Starts `binary` and returns once it accepts connections. Its logs go to this process's standard
     /// error, at `LOG_LEVEL` warn.
     pub fn start(binary: &Path, pki: &TestPki) -> Result<Self, String> {
+        Self::start_with(binary, pki, &[("LOG_LEVEL", "warn")], None)
+    }
+
+    /// Starts `binary` with these environment variables (after the defaults: `LOG_LEVEL` warn, no Redis,
+    /// no configuration file), its standard error written to `stderr` when given (else to this process's),
+    /// and returns once it accepts connections.
+    pub fn start_with(
+        binary: &Path,
+        pki: &TestPki,
+        env: &[(&str, &str)],
+        stderr: Option<&Path>,
+    ) -> Result<Self, String> {
         let data = tempfile::tempdir().map_err(|e| e.to_string())?;
         let addr = SocketAddr::from(([127, 0, 0, 1], crate::redis::free_port()));
+        let stderr = match stderr {
+            Some(path) => Stdio::from(std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?),
+            None => Stdio::inherit(),
+        };
         let child = Command::new(binary)
             .arg("--listen")
             .arg(addr.to_string())
@@ -463,9 +479,10 @@ impl CoordinatorProcess {
             .env_remove("REDIS_URL")
             .env_remove("REDIS_HOST")
             .env_remove("HEMOSTAT_CONFIG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
         let mut process = CoordinatorProcess { child, addr, _data: data };

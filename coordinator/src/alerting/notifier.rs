@@ -178,7 +178,7 @@ impl Notifier {
                 Selection::Deduplicated => {
                     let admitted = memory.dedupe.admit(DedupeKey::of(record), Instant::now());
                     if !admitted {
-                        tracing::debug!(%id, kind = ?record.kind, container = %record.container_name, "repeat not notified");
+                        tracing::debug!(%id, kind = ?record.kind, container = ?record.container_name, "repeat not notified");
                     }
                     admitted
                 }

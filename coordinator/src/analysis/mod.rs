@@ -134,7 +134,7 @@ impl Analyzer {
             Some(llm) => match llm.decide(&evidence.fenced(), &allowed).await {
                 Ok(d) => (d.action, d.reason, d.confidence, "ai", llm.model().to_owned()),
                 Err(error) => {
-                    tracing::warn!(%error, container = %alert.container.name, "AI analysis failed; using the rules");
+                    tracing::warn!(%error, container = ?alert.container.name, "AI analysis failed; using the rules");
                     (
                         rule.action,
                         format!("{} (AI not used: {error})", rule.reason),

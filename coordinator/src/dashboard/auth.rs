@@ -2,7 +2,12 @@
 //!
 //! - **Tokens** (`HEMOSTAT_DASHBOARD_TOKENS`, or a file of them): each names a user and a role, viewer or
 //!   admin. A request carries one as `Authorization: Bearer <token>`, or a browser logs in once with the
-//!   token and then carries a session cookie (`HttpOnly`, `SameSite=Strict`).
+//!   token and then carries a session cookie (`HttpOnly`, `SameSite=Strict`, and `Secure` when
+//!   `HEMOSTAT_DASHBOARD_SECURE_COOKIE` says the dashboard is reached over HTTPS, e.g. behind a TLS proxy).
+//!   Tokens are compared in full, every one, in a time that depends only on the length of what was sent.
+//! - **Logins**: failed logins are limited per client address and in total ([`LoginLimiter`]), answered
+//!   429 with `Retry-After`; sessions are bounded per role, the oldest of the same role dropped first, so a
+//!   flood of viewer logins never ends an admin's session.
 //! - **Loopback without tokens**: when the dashboard listens on a loopback address and no token is
 //!   configured, whoever can reach it is on this machine and is treated as the local admin
 //!   (`dashboard:local`); requests must then name a loopback host (`Host: localhost`, `127.0.0.1`, `[::1]`),
@@ -14,6 +19,7 @@
 //!   (`Sec-Fetch-Site`) or another origin (`Origin`).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -29,8 +35,18 @@ pub const SESSION_COOKIE: &str = "hemostat_dashboard";
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 /// The shortest token accepted: guessing one must be hopeless.
 pub const MIN_TOKEN_LEN: usize = 16;
-/// The most browser sessions kept at once; the oldest is dropped beyond it.
-const MAX_SESSIONS: usize = 1000;
+/// The most viewer sessions kept at once; the oldest viewer session is dropped beyond it.
+pub const MAX_VIEWER_SESSIONS: usize = 1000;
+/// The most admin sessions kept at once; the oldest admin session is dropped beyond it (never by viewers).
+pub const MAX_ADMIN_SESSIONS: usize = 100;
+/// Failed logins one client address may make in a [`LOGIN_WINDOW`] before it is answered 429.
+pub const FAILED_LOGINS_PER_ADDRESS: u32 = 10;
+/// Failed logins from all addresses together in a [`LOGIN_WINDOW`] before every login is answered 429.
+pub const FAILED_LOGINS_TOTAL: u32 = 100;
+/// The window failed logins are counted in.
+pub const LOGIN_WINDOW: Duration = Duration::from_secs(60);
+/// Client addresses whose failures are remembered at once; beyond it new addresses count in the total only.
+const TRACKED_ADDRESSES: usize = 10_000;
 
 /// What a dashboard user may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -165,11 +181,91 @@ impl DashboardTokens {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+/// Whether `secret` equals `given`, in a time that depends only on `given`'s length: every byte of `given`
+/// is compared (against the secret's bytes, repeated), and the lengths are compared without branching, so
+/// neither where the first difference is nor how long the secret is shows in the time taken.
+fn constant_time_eq(secret: &[u8], given: &[u8]) -> bool {
+    let mut diff = (secret.len() ^ given.len()) as u64;
+    if secret.is_empty() {
+        return given.is_empty();
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    for (i, byte) in given.iter().enumerate() {
+        diff |= u64::from(secret[i % secret.len()] ^ byte);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// Counts failed logins per client address and in total, over fixed windows of [`LOGIN_WINDOW`].
+#[derive(Debug)]
+pub struct LoginLimiter {
+    per_address: u32,
+    total: u32,
+    window: Duration,
+    state: Mutex<LimiterState>,
+}
+
+#[derive(Debug)]
+struct LimiterState {
+    /// Per address: when its window began, and its failures in it.
+    addresses: HashMap<IpAddr, (Instant, u32)>,
+    /// The same for all addresses together.
+    total: (Instant, u32),
+}
+
+impl Default for LoginLimiter {
+    fn default() -> Self {
+        Self::new(FAILED_LOGINS_PER_ADDRESS, FAILED_LOGINS_TOTAL, LOGIN_WINDOW)
+    }
+}
+
+impl LoginLimiter {
+    /// A limiter allowing `per_address` failures per address and `total` in all, per `window`.
+    pub fn new(per_address: u32, total: u32, window: Duration) -> Self {
+        let state = LimiterState { addresses: HashMap::new(), total: (Instant::now(), 0) };
+        LoginLimiter { per_address, total, window, state: Mutex::new(state) }
+    }
+
+    /// `Err(wait)` when a login from `address` must not be tried now: its address, or all addresses
+    /// together, failed too often in the current window, which ends after `wait`.
+    pub fn check(&self, address: IpAddr) -> Result<(), Duration> {
+        let mut state = self.state.lock().expect("limiter lock");
+        let now = Instant::now();
+        let remaining = |(start, count): (Instant, u32), limit: u32| {
+            let elapsed = now.duration_since(start);
+            (elapsed < self.window && count >= limit).then(|| self.window - elapsed)
+        };
+        let by_address = state.addresses.get(&address).and_then(|entry| remaining(*entry, self.per_address));
+        match by_address.or_else(|| remaining(state.total, self.total)) {
+            Some(wait) => Err(wait),
+            None => {
+                state.total = fresh(state.total, now, self.window);
+                Ok(())
+            }
+        }
+    }
+
+    /// Counts a failed login from `address`.
+    pub fn failed(&self, address: IpAddr) {
+        let mut state = self.state.lock().expect("limiter lock");
+        let now = Instant::now();
+        let window = self.window;
+        let total = fresh(state.total, now, window);
+        state.total = (total.0, total.1.saturating_add(1));
+        if state.addresses.len() >= TRACKED_ADDRESSES && !state.addresses.contains_key(&address) {
+            state.addresses.retain(|_, (start, _)| now.duration_since(*start) < window);
+            if state.addresses.len() >= TRACKED_ADDRESSES {
+                return;
+            }
+        }
+        let entry = state.addresses.entry(address).or_insert((now, 0));
+        *entry = fresh(*entry, now, window);
+        entry.1 = entry.1.saturating_add(1);
+    }
+}
+
+/// A window's count, restarted when the window is over.
+fn fresh((start, count): (Instant, u32), now: Instant, window: Duration) -> (Instant, u32) {
+    if now.duration_since(start) >= window { (now, 0) } else { (start, count) }
 }
 
 /// Why a request is refused.
@@ -179,6 +275,8 @@ pub enum Refusal {
     Unauthenticated(&'static str),
     /// Authenticated, or local, but not allowed (403).
     Forbidden(String),
+    /// Too many failed logins; try again after this long (429).
+    TooManyAttempts(Duration),
 }
 
 /// The dashboard's access control: tokens, browser sessions, and the local mode.
@@ -187,13 +285,42 @@ pub struct Access {
     /// No tokens, on loopback: the local admin.
     local: bool,
     sessions: Mutex<HashMap<String, (DashboardUser, Instant)>>,
+    limiter: LoginLimiter,
+    /// Session cookies carry `Secure`.
+    secure_cookie: bool,
 }
 
 impl Access {
     /// Access with these tokens; without any, everyone who can reach the (loopback) listener is the local admin.
     pub fn new(tokens: DashboardTokens) -> Self {
         let local = tokens.is_empty();
-        Access { tokens, local, sessions: Mutex::new(HashMap::new()) }
+        Access {
+            tokens,
+            local,
+            sessions: Mutex::new(HashMap::new()),
+            limiter: LoginLimiter::default(),
+            secure_cookie: false,
+        }
+    }
+
+    /// The same, with session cookies marked `Secure` (the browser reaches the dashboard over HTTPS).
+    pub fn with_secure_cookie(self, secure_cookie: bool) -> Self {
+        Access { secure_cookie, ..self }
+    }
+
+    /// The same, with another login limiter.
+    pub fn with_limiter(self, limiter: LoginLimiter) -> Self {
+        Access { limiter, ..self }
+    }
+
+    /// The `Set-Cookie` value of a new session.
+    pub fn session_cookie(&self, id: &str) -> String {
+        format!("{}{}", session_cookie(id), if self.secure_cookie { "; Secure" } else { "" })
+    }
+
+    /// The `Set-Cookie` value that ends a session.
+    pub fn expired_cookie(&self) -> String {
+        format!("{}{}", expired_cookie(), if self.secure_cookie { "; Secure" } else { "" })
     }
 
     /// Whether requests need credentials (tokens are configured).
@@ -233,19 +360,44 @@ impl Access {
         Err(Refusal::Unauthenticated("log in with a dashboard token"))
     }
 
-    /// Starts a browser session for the holder of `token`; returns the session id for the cookie.
-    pub fn login(&self, token: &str) -> Option<(String, DashboardUser)> {
-        let user = self.tokens.user(token)?.clone();
+    /// [`Access::user`] for a request from `client`: a wrong bearer token counts as a failed login, and a
+    /// bearer token from a client (or everyone) that failed too often lately is not tried.
+    pub fn user_from(&self, headers: &HeaderMap, client: IpAddr) -> Result<DashboardUser, Refusal> {
+        if self.local || !headers.contains_key(header::AUTHORIZATION) {
+            return self.user(headers);
+        }
+        self.limiter.check(client).map_err(Refusal::TooManyAttempts)?;
+        let answer = self.user(headers);
+        if answer.is_err() {
+            self.limiter.failed(client);
+        }
+        answer
+    }
+
+    /// Starts a browser session for the holder of `token`, logging in from `client`; returns the session
+    /// id for the cookie. Refused without trying the token when `client` (or everyone) failed too often
+    /// lately; a wrong token counts as a failure.
+    pub fn login(&self, token: &str, client: IpAddr) -> Result<(String, DashboardUser), Refusal> {
+        self.limiter.check(client).map_err(Refusal::TooManyAttempts)?;
+        let Some(user) = self.tokens.user(token).cloned() else {
+            self.limiter.failed(client);
+            return Err(Refusal::Unauthenticated("this is not one of the dashboard's tokens"));
+        };
         let id = format!("{:032x}", rand::random::<u128>());
+        let bound = match user.role {
+            DashboardRole::Viewer => MAX_VIEWER_SESSIONS,
+            DashboardRole::Admin => MAX_ADMIN_SESSIONS,
+        };
         let mut sessions = self.sessions.lock().expect("sessions lock");
         sessions.retain(|_, (_, started)| started.elapsed() < SESSION_LIFETIME);
-        if sessions.len() >= MAX_SESSIONS
-            && let Some(oldest) = sessions.iter().min_by_key(|(_, (_, started))| *started).map(|(id, _)| id.clone())
+        let same_role = || sessions.iter().filter(|(_, (u, _))| u.role == user.role);
+        if same_role().count() >= bound
+            && let Some(oldest) = same_role().min_by_key(|(_, (_, started))| *started).map(|(id, _)| id.clone())
         {
             sessions.remove(&oldest);
         }
         sessions.insert(id.clone(), (user.clone(), Instant::now()));
-        Some((id, user))
+        Ok((id, user))
     }
 
     /// Ends the session of this request's cookie, if any.
@@ -324,6 +476,7 @@ mod tests {
 
     const ADMIN: &str = "admin-token-0123456789";
     const VIEWER: &str = "viewer-token-0123456789";
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -357,13 +510,13 @@ mod tests {
         assert_eq!(access.user(&headers(&[("authorization", &bearer)])).unwrap().role, DashboardRole::Viewer);
         let wrong = headers(&[("authorization", "Bearer nope-nope-nope-nope")]);
         assert!(matches!(access.user(&wrong), Err(Refusal::Unauthenticated(_))));
-        let (session, user) = access.login(ADMIN).unwrap();
+        let (session, user) = access.login(ADMIN, LOCAL).unwrap();
         assert_eq!(user.identity().to_string(), "operator (admin) \"dashboard:admin\"");
         let cookie = format!("other=1; {SESSION_COOKIE}={session}");
         assert_eq!(access.user(&headers(&[("cookie", &cookie)])).unwrap(), user);
         access.logout(&headers(&[("cookie", &cookie)]));
         assert!(matches!(access.user(&headers(&[("cookie", &cookie)])), Err(Refusal::Unauthenticated(_))));
-        assert!(access.login("wrong-wrong-wrong-wrong").is_none());
+        assert!(access.login("wrong-wrong-wrong-wrong", LOCAL).is_err());
     }
 
     #[test]
@@ -398,5 +551,64 @@ mod tests {
         assert!(check_same_origin(&Method::POST, &other_origin).is_err());
         let null_origin = headers(&[("host", "h:1"), ("authorization", "Bearer x"), ("origin", "null")]);
         assert!(check_same_origin(&Method::POST, &null_origin).is_err());
+    }
+
+    #[test]
+    fn dashboard_tokens_compare_in_full_whatever_their_length() {
+        for (secret, given, equal) in [
+            ("0123456789abcdef", "0123456789abcdef", true),
+            ("0123456789abcdef", "0123456789abcdeX", false),
+            ("0123456789abcdef", "0123456789abcde", false),
+            ("0123456789abcdef", "0123456789abcdef0123456789abcdef", false),
+            ("0123456789abcdef", "", false),
+            ("", "", true),
+            ("", "x", false),
+        ] {
+            assert_eq!(constant_time_eq(secret.as_bytes(), given.as_bytes()), equal, "{secret:?} vs {given:?}");
+        }
+    }
+
+    #[test]
+    fn failed_logins_are_limited_per_address_and_in_total() {
+        let limiter = LoginLimiter::new(3, 5, Duration::from_secs(60));
+        let (a, b, c): (IpAddr, IpAddr, IpAddr) =
+            ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), "10.0.0.3".parse().unwrap());
+        for _ in 0..3 {
+            assert!(limiter.check(a).is_ok());
+            limiter.failed(a);
+        }
+        let wait = limiter.check(a).expect_err("a failed 3 times");
+        assert!(wait > Duration::from_secs(50) && wait <= Duration::from_secs(60), "{wait:?}");
+        assert!(limiter.check(b).is_ok(), "another address is not limited by a's failures");
+        limiter.failed(b);
+        limiter.failed(b);
+        assert!(limiter.check(c).is_err(), "5 failures in all: every address waits");
+        let expired = LoginLimiter::new(1, 1, Duration::ZERO);
+        expired.failed(a);
+        assert!(expired.check(a).is_ok(), "a window over forgets its failures");
+    }
+
+    #[test]
+    fn viewer_logins_never_end_an_admin_session() {
+        let access = Access::new(DashboardTokens::parse(&format!("viewer:{VIEWER},admin:{ADMIN}")).unwrap());
+        let (admin, _) = access.login(ADMIN, LOCAL).unwrap();
+        let (first_viewer, _) = access.login(VIEWER, LOCAL).unwrap();
+        for _ in 0..MAX_VIEWER_SESSIONS + 10 {
+            access.login(VIEWER, LOCAL).unwrap();
+        }
+        let with = |id: &str| headers(&[("cookie", &format!("{SESSION_COOKIE}={id}"))]);
+        assert_eq!(access.user(&with(&admin)).unwrap().role, DashboardRole::Admin);
+        assert!(access.user(&with(&first_viewer)).is_err(), "the oldest viewer session made room");
+        let sessions = access.sessions.lock().unwrap();
+        assert_eq!(sessions.len(), MAX_VIEWER_SESSIONS + 1);
+    }
+
+    #[test]
+    fn session_cookies_are_secure_only_when_configured() {
+        let tokens = DashboardTokens::parse(&format!("admin:{ADMIN}")).unwrap();
+        assert!(!Access::new(tokens.clone()).session_cookie("x").contains("Secure"));
+        let secure = Access::new(tokens).with_secure_cookie(true);
+        assert!(secure.session_cookie("x").ends_with("; Secure"));
+        assert!(secure.expired_cookie().ends_with("; Secure"));
     }
 }

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -26,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::fleet::Fleet;
+use crate::instruments::CoordinatorInstruments;
 use auth::{Access, DashboardTokens};
 
 /// The dashboard's settings.
@@ -35,6 +36,8 @@ pub struct DashboardConfig {
     pub listen: SocketAddr,
     /// Who may use it; required when `listen` is not a loopback address.
     pub tokens: DashboardTokens,
+    /// Session cookies carry `Secure`: browsers reach the dashboard over HTTPS (a TLS proxy in front).
+    pub secure_cookie: bool,
 }
 
 /// Why the dashboard cannot start.
@@ -66,9 +69,14 @@ pub enum DashboardError {
 impl DashboardConfig {
     /// The settings, checked: a non-loopback address needs tokens.
     pub fn new(listen: SocketAddr, tokens: DashboardTokens) -> Result<Self, DashboardError> {
-        let config = DashboardConfig { listen, tokens };
+        let config = DashboardConfig { listen, tokens, secure_cookie: false };
         config.check()?;
         Ok(config)
+    }
+
+    /// The same, with session cookies marked `Secure` or not.
+    pub fn with_secure_cookie(self, secure_cookie: bool) -> Self {
+        DashboardConfig { secure_cookie, ..self }
     }
 
     fn check(&self) -> Result<(), DashboardError> {
@@ -99,6 +107,8 @@ pub async fn bind(config: DashboardConfig) -> Result<DashboardListener, Dashboar
 pub struct Dashboard {
     fleet: Arc<Fleet>,
     access: Arc<Access>,
+    /// Where logins are counted.
+    instruments: Arc<CoordinatorInstruments>,
     /// Becomes true when the coordinator stops; live streams end then.
     stop: watch::Receiver<bool>,
 }
@@ -110,16 +120,17 @@ impl DashboardListener {
     }
 
     /// Serves the dashboard over the fleet service until `stop` turns true.
-    pub fn spawn(self, fleet: Arc<Fleet>, stop: watch::Receiver<bool>) {
+    pub fn spawn(self, fleet: Arc<Fleet>, instruments: Arc<CoordinatorInstruments>, stop: watch::Receiver<bool>) {
         let addr = self.local_addr();
-        let access = Arc::new(Access::new(self.config.tokens.clone()));
+        let access = Arc::new(Access::new(self.config.tokens.clone()).with_secure_cookie(self.config.secure_cookie));
         tracing::info!(
             addr = ?addr,
             login = if access.requires_login() { "tokens" } else { "none (loopback only)" },
+            secure_cookie = self.config.secure_cookie,
             "serving the dashboard"
         );
-        let dashboard = Dashboard { fleet, access, stop: stop.clone() };
-        let router = router(dashboard);
+        let dashboard = Dashboard { fleet, access, instruments, stop: stop.clone() };
+        let router = router(dashboard).into_make_service_with_connect_info::<SocketAddr>();
         let mut stopped = stop;
         tokio::spawn(async move {
             let shutdown = async move {
@@ -196,8 +207,11 @@ async fn guard(State(dashboard): State<Dashboard>, request: Request, next: Next)
 }
 
 /// The API's requests: who makes them (401 without valid credentials), put in the request for handlers.
+/// A wrong bearer token counts as a failed login of the client's address.
 async fn authenticate(State(dashboard): State<Dashboard>, mut request: Request, next: Next) -> Response {
-    match dashboard.access.user(request.headers()) {
+    let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    let client = client.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    match dashboard.access.user_from(request.headers(), client) {
         Ok(user) => {
             request.extensions_mut().insert(user);
             next.run(request).await

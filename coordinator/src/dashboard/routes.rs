@@ -2,10 +2,11 @@
 //! through the same registry, store and remediator methods as FleetService.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{ConnectInfo, Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -78,6 +79,13 @@ pub fn refused(refusal: Refusal) -> Response {
             response
         }
         Refusal::Forbidden(message) => ApiError { status: StatusCode::FORBIDDEN, message }.into_response(),
+        Refusal::TooManyAttempts(wait) => {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let message = format!("too many failed logins; try again in {seconds}s");
+            let mut response = ApiError { status: StatusCode::TOO_MANY_REQUESTS, message }.into_response();
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+            response
+        }
     }
 }
 
@@ -148,19 +156,33 @@ pub struct Login {
 }
 
 /// `POST /api/login`: starts a browser session for a token's holder (a cookie).
-pub async fn login(State(dashboard): State<Dashboard>, Json(login): Json<Login>) -> Response {
-    match dashboard.access.login(login.token.trim()) {
-        Some((session, user)) => {
+pub async fn login(
+    State(dashboard): State<Dashboard>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    Json(login): Json<Login>,
+) -> Response {
+    match dashboard.access.login(login.token.trim(), client.ip()) {
+        Ok((session, user)) => {
+            dashboard.instruments.count_dashboard_login("ok");
             tracing::info!(user = %user.name, role = ?user.role, "dashboard: logged in");
             let mut response = Json(session_view(&dashboard, Some(user))).into_response();
-            if let Ok(cookie) = HeaderValue::from_str(&auth::session_cookie(&session)) {
+            if let Ok(cookie) = HeaderValue::from_str(&dashboard.access.session_cookie(&session)) {
                 response.headers_mut().insert(header::SET_COOKIE, cookie);
             }
             response
         }
-        None => {
-            tracing::warn!("dashboard: a login with an unknown token was refused");
-            refused(Refusal::Unauthenticated("this is not one of the dashboard's tokens"))
+        Err(refusal) => {
+            match &refusal {
+                Refusal::TooManyAttempts(wait) => {
+                    dashboard.instruments.count_dashboard_login("limited");
+                    tracing::warn!(%client, ?wait, "dashboard: a login refused, too many failed lately")
+                }
+                _ => {
+                    dashboard.instruments.count_dashboard_login("refused");
+                    tracing::warn!(%client, "dashboard: a login with an unknown token was refused")
+                }
+            }
+            refused(refusal)
         }
     }
 }
@@ -169,7 +191,8 @@ pub async fn login(State(dashboard): State<Dashboard>, Json(login): Json<Login>)
 pub async fn logout(State(dashboard): State<Dashboard>, headers: HeaderMap) -> Response {
     dashboard.access.logout(&headers);
     let mut response = Json(session_view(&dashboard, None)).into_response();
-    response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&auth::expired_cookie()).expect("ascii"));
+    let cookie = HeaderValue::from_str(&dashboard.access.expired_cookie()).expect("ascii");
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
     response
 }
 

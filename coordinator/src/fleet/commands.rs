@@ -91,7 +91,7 @@ impl Fleet {
         record.container_name = silence.container.clone().unwrap_or_default();
         record.decided_by = Some(silence.created_by.clone());
         self.journal().append(&record).await?;
-        tracing::warn!(%admin, target = %silence.target(), "silence created");
+        tracing::warn!(%admin, target = ?silence.target(), "silence created");
         Ok(silence)
     }
 
@@ -160,7 +160,7 @@ impl Fleet {
         let was_quarantined = status.quarantined();
         let what = if was_quarantined { "released from quarantine" } else { "reset the budget of" };
         let reason = format!("{} {what} {}/{} ({detail})", operator(admin), entry.node, entry.facts.name);
-        tracing::warn!(%admin, node, container = %entry.facts.name, was_quarantined, "released by an admin");
+        tracing::warn!(%admin, node, container = ?entry.facts.name, was_quarantined, "released by an admin");
         let mut record =
             EventRecord::new(EventKind::OperatorAction, &entry.node, &entry.facts.id, &entry.facts.name, reason);
         record.decided_by = Some(operator(admin));

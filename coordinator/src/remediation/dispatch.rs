@@ -109,13 +109,13 @@ impl Dispatcher {
         if !self.retries.lock().expect("retries lock").insert(target.key.clone()) {
             return;
         }
-        tracing::debug!(node = %target.node, container = %target.container_name, ?wait, "retry after the backoff");
+        tracing::debug!(node = %target.node, container = ?target.container_name, ?wait, "retry after the backoff");
         let this = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(wait + Duration::from_millis(100)).await;
             this.retries.lock().expect("retries lock").remove(&target.key);
             if !this.commands.still_failing(&target) {
-                tracing::info!(node = %target.node, container = %target.container_name, "running again: no retry");
+                tracing::info!(node = %target.node, container = ?target.container_name, "running again: no retry");
                 return;
             }
             let retried = match this.hold(&target, action, &command_id).await {
@@ -124,7 +124,7 @@ impl Dispatcher {
                 Err(error) => Err(error),
             };
             if let Err(error) = retried {
-                tracing::error!(node = %target.node, container = %target.container_name, %error, "retry failed");
+                tracing::error!(node = %target.node, container = ?target.container_name, %error, "retry failed");
             }
         });
     }
@@ -171,7 +171,7 @@ impl Dispatcher {
         let mut backoff = None;
         let stop = match self.budgets.try_begin_action(key, now, &self.budget, Draw::random()).await? {
             BudgetVerdict::Allowed { attempts_in_window } => {
-                tracing::info!(node, container = %target.container_name, ?action, attempts_in_window, "remediating");
+                tracing::info!(node, container = ?target.container_name, ?action, attempts_in_window, "remediating");
                 self.episodes.lock().expect("episodes lock").remove(key);
                 None
             }
@@ -288,10 +288,10 @@ impl Dispatcher {
             previous == Some(stop.rejection)
         };
         if repeated {
-            tracing::debug!(node = %target.node, container = %target.container_name, code = stop.rejection.code(), "rejected again in the same episode");
+            tracing::debug!(node = %target.node, container = ?target.container_name, code = stop.rejection.code(), "rejected again in the same episode");
             return Ok(());
         }
-        tracing::info!(node = %target.node, container = %target.container_name, reason = %stop.reason, "action rejected");
+        tracing::info!(node = %target.node, container = ?target.container_name, reason = ?stop.reason, "action rejected");
         let mut record = EventRecord::new(
             EventKind::Rejected,
             &target.node,

@@ -175,7 +175,7 @@ impl NodeCommands {
         if let Some(directory) = &self.directory
             && let Some(owner) = directory.owner(&target.node).await?
         {
-            tracing::info!(node = %target.node, coordinator = %owner, command_id = %routed.command_id, "routing a command to the node's coordinator");
+            tracing::info!(node = %target.node, coordinator = %owner, command_id = ?routed.command_id, "routing a command to the node's coordinator");
             self.routes.route_command(&owner, &routed.encode()).await?;
             return Ok(Ok(Delivery::Routed { coordinator: owner }));
         }
@@ -224,7 +224,7 @@ impl NodeCommands {
     pub async fn take_routed(&self, instance: &str) -> Result<bool, StoreError> {
         let Some(raw) = self.routes.take_routed_command(instance).await? else { return Ok(false) };
         let routed = RoutedCommand::decode(&raw)?;
-        tracing::info!(node = %routed.node, command_id = %routed.command_id, "a command routed from another coordinator");
+        tracing::info!(node = %routed.node, command_id = ?routed.command_id, "a command routed from another coordinator");
         if let Err(error) = self.hand_to_node(routed.clone()) {
             let reason = format!("{error} to this coordinator any more; the routed command was not sent");
             let mut record = EventRecord::new(
@@ -296,10 +296,10 @@ impl NodeCommands {
         tracing::info!(
             node,
             container = name,
-            command_id = %report.command_id,
+            command_id = ?report.command_id,
             outcome = ?report.outcome,
             duration = ?report.duration,
-            detail = %report.detail,
+            detail = ?report.detail,
             "command finished"
         );
         let mut record =

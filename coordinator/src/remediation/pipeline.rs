@@ -112,7 +112,7 @@ impl Pipeline {
     pub async fn on_alert(self: &Arc<Self>, node: &str, alert: AlertReport) -> Result<(), StoreError> {
         let case = Assessed::new(alert);
         if let Some(reason) = case.ignored() {
-            tracing::debug!(node, container = %case.alert.container.name, reason, "exit needs no action");
+            tracing::debug!(node, container = ?case.alert.container.name, reason, "exit needs no action");
             return Ok(());
         }
         let alert = &case.alert;

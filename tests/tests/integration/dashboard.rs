@@ -437,7 +437,11 @@ async fn dashboard_access_needs_a_token_off_loopback_and_refuses_viewers_and_cro
     let pki = hemostat_tests::pki::TestPki::new();
     let dir = tempfile::tempdir().unwrap();
     let store = hemostat_coordinator::store::StoreConfig::Embedded { path: dir.path().join("state.redb") };
-    let open = DashboardConfig { listen: SocketAddr::from(([0, 0, 0, 0], 0)), tokens: DashboardTokens::default() };
+    let open = DashboardConfig {
+        listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+        tokens: DashboardTokens::default(),
+        secure_cookie: false,
+    };
     let config = CoordinatorConfig { dashboard: Some(open), ..fleet::coordinator_config(&pki, store) };
     let error = Coordinator::bind(config).await.err().expect("no tokens on 0.0.0.0 is refused").to_string();
     assert!(error.contains("not a loopback address"), "{error}");
@@ -638,4 +642,111 @@ async fn the_dashboard_of_one_coordinator_shows_the_nodes_connected_to_another()
     assert_eq!(page["container"]["name"], web.as_str());
     let (status, _, body) = http(addr, "GET", "/api/containers/host-a/nope", &[], "").await;
     assert_eq!(status, 404, "{body}");
+}
+
+/// The real coordinator binary with its dashboard on a free loopback port, the viewer's and alice's (admin)
+/// tokens, and `env`; returns once the dashboard answers.
+async fn coordinator_binary(
+    pki: &hemostat_tests::pki::TestPki,
+    env: &[(&str, &str)],
+) -> (hemostat_tests::loadgen::CoordinatorProcess, SocketAddr) {
+    let dashboard = dashboard_addr();
+    let (listen, tokens) = (dashboard.to_string(), format!("viewer:{VIEWER_TOKEN},alice:admin:{ADMIN_TOKEN}"));
+    let mut all = vec![("HEMOSTAT_DASHBOARD_LISTEN", listen.as_str()), ("HEMOSTAT_DASHBOARD_TOKENS", tokens.as_str())];
+    all.extend_from_slice(env);
+    let binary = hemostat_tests::images::ensure_binaries().join("hemostat-coordinator");
+    let process = hemostat_tests::loadgen::CoordinatorProcess::start_with(&binary, pki, &all, None).expect("starts");
+    eventually("the dashboard answering", DEADLINE, || async {
+        tokio::net::TcpStream::connect(dashboard).await.map(|_| ()).map_err(|e| e.to_string())
+    })
+    .await;
+    (process, dashboard)
+}
+
+/// Logs in with `token`; the status, and the `Set-Cookie` line when there is one.
+async fn login(addr: SocketAddr, token: &str) -> (u16, String, Option<String>) {
+    let body = format!(r#"{{"token":"{token}"}}"#);
+    let headers = [("Content-Type", "application/json"), ("X-HemoStat-CSRF", "1")];
+    let (status, head, _) = http(addr, "POST", "/api/login", &headers, &body).await;
+    let cookie = head.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).map(str::to_owned);
+    (status, head, cookie)
+}
+
+/// The `name=value` of a `Set-Cookie` line.
+fn cookie_pair(line: &str) -> String {
+    line.split_once(':').unwrap().1.trim().split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dashboard_logins_are_rate_limited_and_a_flood_of_viewers_never_ends_an_admin_session() {
+    hemostat_tests::init();
+    let pki = hemostat_tests::pki::TestPki::new();
+    let metrics = fleet::free_metrics_addr();
+    let metrics_listen = metrics.to_string();
+    let (_coordinator, addr) = coordinator_binary(&pki, &[("HEMOSTAT_METRICS_LISTEN", &metrics_listen)]).await;
+    let (status, _, cookie) = login(addr, ADMIN_TOKEN).await;
+    assert_eq!(status, 200);
+    let admin = cookie_pair(&cookie.expect("a session cookie"));
+
+    // 1,000 viewer logins (more than the viewer sessions kept): the admin's session stays.
+    let viewers = hemostat_coordinator::dashboard::auth::MAX_VIEWER_SESSIONS;
+    for _ in 0..viewers {
+        let (status, _, _) = login(addr, VIEWER_TOKEN).await;
+        assert_eq!(status, 200, "successful logins are not limited");
+    }
+    let (status, _, body) = http(addr, "GET", "/api/session", &[("Cookie", &admin)], "").await;
+    assert_eq!(status, 200);
+    assert!(body.contains(r#""authenticated":true,"login_required":true,"name":"alice","role":"admin""#), "{body}");
+    let (status, _, _) = http(addr, "GET", "/api/overview", &[("Cookie", &admin)], "").await;
+    assert_eq!(status, 200, "the admin's cookie still works after {viewers} viewer logins");
+
+    // Failed logins from one address: refused, then answered 429 with Retry-After, even for a right token.
+    let limit = hemostat_coordinator::dashboard::auth::FAILED_LOGINS_PER_ADDRESS;
+    for _ in 0..limit {
+        let (status, _, _) = login(addr, "wrong-token-0123456789").await;
+        assert_eq!(status, 401);
+    }
+    for token in ["wrong-token-0123456789", ADMIN_TOKEN] {
+        let (status, head, _) = login(addr, token).await;
+        assert_eq!(status, 429, "{head}");
+        let retry = head
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("retry-after:").map(|v| v.trim().to_owned()))
+            .unwrap_or_else(|| panic!("a Retry-After header: {head}"));
+        let seconds: u64 = retry.parse().expect("Retry-After in seconds");
+        assert!((1..=60).contains(&seconds), "{seconds}");
+    }
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    let (status, _, _) = http(addr, "GET", "/api/overview", &[("Authorization", &bearer)], "").await;
+    assert_eq!(status, 429, "guessing bearer tokens is limited the same way");
+    let (status, _, _) = http(addr, "GET", "/api/overview", &[("Cookie", &admin)], "").await;
+    assert_eq!(status, 200, "an existing session is not limited");
+    let text = fleet::scrape(metrics).await.unwrap();
+    let logins = |result: &str| {
+        fleet::metric(&text, &format!("hemostat_dashboard_logins_total{{result=\"{result}\"}}")).unwrap_or(0.0)
+    };
+    assert_eq!(logins("ok"), (viewers + 1) as f64, "{text}");
+    assert_eq!(logins("refused"), f64::from(limit), "{text}");
+    assert_eq!(logins("limited"), 2.0, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dashboard_session_cookies_are_secure_behind_a_tls_proxy_only() {
+    hemostat_tests::init();
+    let pki = hemostat_tests::pki::TestPki::new();
+    for (env, secure) in [(vec![], false), (vec![("HEMOSTAT_DASHBOARD_SECURE_COOKIE", "true")], true)] {
+        let (_coordinator, addr) = coordinator_binary(&pki, &env).await;
+        let (status, _, cookie) = login(addr, ADMIN_TOKEN).await;
+        assert_eq!(status, 200);
+        let cookie = cookie.expect("a session cookie");
+        let attributes: Vec<&str> = cookie.split(';').map(str::trim).collect();
+        assert_eq!(attributes.contains(&"Secure"), secure, "{env:?}: {cookie}");
+        assert!(attributes.contains(&"HttpOnly") && attributes.contains(&"SameSite=Strict"), "{cookie}");
+        let pair = cookie_pair(&cookie);
+        let (status, head, _) =
+            http(addr, "POST", "/api/logout", &[("Cookie", &pair), ("X-HemoStat-CSRF", "1")], "").await;
+        assert_eq!(status, 200);
+        let ended = head.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).expect("a cookie");
+        assert_eq!(ended.contains("; Secure"), secure, "{ended}");
+    }
 }

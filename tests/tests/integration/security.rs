@@ -150,3 +150,61 @@ async fn the_coordinator_refuses_to_start_with_the_wrong_or_broken_certificates(
     let err = Coordinator::bind(config).await.err().expect("a broken CA file is refused");
     assert!(err.to_string().contains("broken-ca.pem"), "{err}");
 }
+
+/// Item 8 of issue 14: text a node sends (a container's name, a command's detail) is written to the
+/// coordinator's text log escaped, so a line break in it cannot forge a line of its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nodes_text_cannot_forge_lines_in_the_coordinators_log() {
+    use hemostat_proto::v1::session_request::Body;
+    use hemostat_tests::node_peer::{NodePeer, container};
+    hemostat_tests::init();
+    let pki = TestPki::new();
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("coordinator.log");
+    let binary = hemostat_tests::images::ensure_binaries().join("hemostat-coordinator");
+    let env = [("LOG_LEVEL", "debug"), ("LOG_FORMAT", "text")];
+    let coordinator =
+        hemostat_tests::loadgen::CoordinatorProcess::start_with(&binary, &pki, &env, Some(&log)).expect("starts");
+    const FORGED: &str = "2026-12-02T12:00:00.000000Z ERROR hemostat_coordinator: FORGED";
+    let mut rogue =
+        NodePeer::connect(&format!("localhost:{}", coordinator.addr().port()), &pki.node("rogue"), "rogue", "s1")
+            .await
+            .unwrap();
+    let hostile_name = format!("web\n{FORGED} name\r\n{FORGED} name again");
+    let mut crashed = container(&"c".repeat(64), &hostile_name, &[]);
+    crashed.status = pb::ContainerStatus::Exited as i32;
+    crashed.exit_code = 1;
+    let alert = pb::HealthAlert {
+        container: Some(crashed),
+        anomalies: vec![pb::Anomaly {
+            r#type: pb::AnomalyType::NonZeroExit as i32,
+            severity: pb::Severity::High as i32,
+            threshold: 0.0,
+            actual: 1.0,
+        }],
+        exit: Some(pb::ExitDetails { exit_code: 1, oom_killed: false, stop_requested: false }),
+        log_tail: vec![format!("boom\n{FORGED} log")],
+        ..Default::default()
+    };
+    rogue.send_acked(Body::HealthAlert(alert), std::time::Duration::from_secs(30)).await.unwrap();
+    let command = rogue.command(std::time::Duration::from_secs(30)).await.expect("a restart command");
+    let result = pb::CommandResult {
+        command_id: command.command_id.clone(),
+        container_id: command.container_id.clone(),
+        outcome: pb::Outcome::Success as i32,
+        detail: format!("restarted\n{FORGED} detail"),
+        duration_ms: 10,
+        output: String::new(),
+    };
+    rogue.send_acked(Body::CommandResult(result), std::time::Duration::from_secs(30)).await.unwrap();
+    let text = hemostat_tests::eventually("the result logged", std::time::Duration::from_secs(30), || async {
+        let text = std::fs::read_to_string(&log).map_err(|e| e.to_string())?;
+        if text.contains("command finished") { Ok(text) } else { Err(text) }
+    })
+    .await;
+    assert!(text.contains(r"web\n2026-12-02T12:00:00"), "the name is in the log, escaped: {text}");
+    assert!(text.contains(r"restarted\n2026-12-02T12:00:00"), "the detail is in the log, escaped: {text}");
+    let forged: Vec<&str> =
+        text.lines().filter(|line| line.contains("FORGED") && line.starts_with("2026-12-02T12:00:00")).collect();
+    assert!(forged.is_empty(), "lines forged by the node: {forged:#?}");
+}
