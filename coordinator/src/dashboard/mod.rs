@@ -13,6 +13,8 @@ pub mod events_stream;
 pub mod metric_series;
 mod routes;
 
+pub use routes::OVERVIEW_CONTAINERS;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

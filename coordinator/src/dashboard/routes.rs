@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::Dashboard;
 use super::auth::{self, DashboardRole, DashboardUser, Refusal};
 use super::metric_series::{SeriesPoint, series};
-use crate::container::Anomaly;
+use crate::container::{Anomaly, Status as ContainerStatus};
 use crate::events::{EventId, EventKind, EventRecord, Outcome, StoredEvent, unix_ms};
 use crate::fleet::FleetError;
 use crate::fleet::analytics::{Analytics, Period};
@@ -302,7 +302,13 @@ fn container_view(detail: ContainerDetail) -> ContainerView {
 pub struct OverviewView {
     now_ms: u64,
     nodes: Vec<NodeView>,
+    /// At most [`OVERVIEW_CONTAINERS`] containers: those with anomalies first, then those not running, then
+    /// the rest, each by node and name.
     containers: Vec<ContainerView>,
+    /// How many containers the fleet has.
+    containers_total: usize,
+    /// How many anomalies the fleet's containers have now.
+    anomalies_total: usize,
     silences: Vec<Silence>,
     dry_run: bool,
     dry_run_source: &'static str,
@@ -312,8 +318,13 @@ pub struct OverviewView {
     pending_approvals: Vec<EventView>,
 }
 
-/// `GET /api/overview`: the whole fleet's nodes, containers with their metrics, anomalies, budgets and
-/// silences; dry-run; decisions awaiting approval.
+/// The most containers the overview lists (with their budgets, read from the store on every refresh); the
+/// rest of a large fleet is counted, and listed by `hemostat containers`.
+pub const OVERVIEW_CONTAINERS: usize = 500;
+
+/// `GET /api/overview`: the whole fleet's nodes; the containers that need attention first, at most
+/// [`OVERVIEW_CONTAINERS`], with their metrics, anomalies, budgets and silences, and the fleet's counts;
+/// dry-run; decisions awaiting approval.
 pub async fn overview(State(dashboard): State<Dashboard>) -> Result<Json<OverviewView>, ApiError> {
     let fleet = &dashboard.fleet;
     let nodes = fleet
@@ -332,12 +343,20 @@ pub async fn overview(State(dashboard): State<Dashboard>) -> Result<Json<Overvie
             spool_dropped: node.spool_dropped,
         })
         .collect();
-    let containers = fleet.container_details(fleet.containers(None).await?).await?;
+    let mut containers = fleet.containers(None).await?;
+    let containers_total = containers.len();
+    let anomalies_total = containers.iter().map(|c| c.anomalies.len()).sum();
+    // Stable: each group stays by node and name.
+    containers.sort_by_key(|c| (c.anomalies.is_empty(), c.facts.status == ContainerStatus::Running));
+    containers.truncate(OVERVIEW_CONTAINERS);
+    let containers = fleet.container_details(containers).await?;
     let dry_run = fleet.dry_run().await?;
     Ok(Json(OverviewView {
         now_ms: now_ms(),
         nodes,
         containers: containers.into_iter().map(container_view).collect(),
+        containers_total,
+        anomalies_total,
         silences: fleet.silences().await?,
         dry_run: dry_run.enabled,
         dry_run_source: dry_run.source.name(),

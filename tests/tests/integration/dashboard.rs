@@ -750,3 +750,50 @@ async fn dashboard_session_cookies_are_secure_behind_a_tls_proxy_only() {
         assert_eq!(ended.contains("; Secure"), secure, "{ended}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_overview_of_a_large_fleet_lists_a_bounded_page_with_the_containers_not_running_first() {
+    use hemostat_coordinator::dashboard::OVERVIEW_CONTAINERS;
+    use hemostat_coordinator::store::StoreConfig;
+    use hemostat_tests::fleet::TestCoordinator;
+    use hemostat_tests::node_peer::{NodePeer, container};
+    use pb::session_request::Body;
+
+    hemostat_tests::init();
+    let pki = hemostat_tests::pki::TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let addr = dashboard_addr();
+    let coordinator = TestCoordinator::start(CoordinatorConfig {
+        dashboard: Some(DashboardConfig::new(addr, DashboardTokens::default()).expect("loopback needs no token")),
+        ..fleet::coordinator_config(&pki, StoreConfig::Embedded { path: dir.path().join("state.redb") })
+    });
+    let mut peer = NodePeer::connect(&coordinator.endpoint(), &pki.node("big"), "big", "s1").await.unwrap();
+    // 1,200 containers in parts of 400; three of them (late in name order) exited.
+    let exited = ["app-01190", "app-00950", "app-00700"];
+    for part in 0..3u32 {
+        let containers = (part * 400..(part + 1) * 400)
+            .map(|i| {
+                let name = format!("app-{i:05}");
+                let mut state = container(&format!("{i:064x}"), &name, &[]);
+                if exited.contains(&name.as_str()) {
+                    state.status = pb::ContainerStatus::Exited as i32;
+                }
+                state
+            })
+            .collect();
+        let snapshot = pb::ContainerSnapshot { containers, part, more: part < 2 };
+        peer.send_acked(Body::Snapshot(snapshot), Duration::from_secs(30)).await.unwrap();
+    }
+    let overview = eventually("the overview of 1,200 containers", DEADLINE, || async {
+        let (status, _, body) = http(addr, "GET", "/api/overview", &[], "").await;
+        let overview: Value = serde_json::from_str(&body).map_err(|e| format!("{status}: {e}: {body:.200}"))?;
+        if overview["containers_total"] == 1_200 { Ok(overview) } else { Err(format!("{:.300}", body)) }
+    })
+    .await;
+    let listed = overview["containers"].as_array().unwrap();
+    assert_eq!(listed.len(), OVERVIEW_CONTAINERS, "a bounded page");
+    let names: Vec<&str> = listed.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names[..3], ["app-00700", "app-00950", "app-01190"], "the ones not running first, by name");
+    assert_eq!(names[3], "app-00000", "then the rest by name");
+    assert_eq!(overview["anomalies_total"], 0);
+}

@@ -286,12 +286,12 @@
     state.nodes = data.nodes.map((n) => n.name);
     renderDryRun(data.dry_run, data.dry_run_source);
     const now = data.now_ms;
-    const anomalies = data.containers.reduce((sum, c) => sum + c.anomalies.length, 0);
+    const anomalies = data.anomalies_total;
     const connected = data.nodes.filter((n) => n.connected).length;
     const box = clear($('#overview'));
     box.appendChild(h('div', { class: 'cards', id: 'summary' },
       card('nodes', 'Nodes connected', `${connected} / ${data.nodes.length}`),
-      card('containers', 'Containers', data.containers.length),
+      card('containers', 'Containers', data.containers_total),
       card('anomalies', 'Active anomalies', anomalies),
       card('silences', 'Silences', data.silences.length),
       data.approval_required ? card('approvals', 'Awaiting approval', data.pending_approvals.length) : null));
@@ -318,6 +318,11 @@
           h('td', { class: 'num' }, `${n.spool_depth}${n.spool_dropped ? ` (${n.spool_dropped} dropped)` : ''}`)))))));
 
     box.appendChild(h('h2', {}, 'Containers'));
+    if (data.containers_total > data.containers.length) {
+      box.appendChild(h('p', { class: 'muted', id: 'containers-cut' },
+        `Showing ${data.containers.length} of ${data.containers_total}: those with anomalies first, then those not running. ` +
+        '`hemostat containers` lists them all.'));
+    }
     box.appendChild(h('div', { class: 'panel' }, data.containers.length === 0 ? h('p', { class: 'empty' }, 'No container reported.')
       : h('table', { id: 'containers' },
         h('thead', {}, h('tr', {}, h('th', {}, 'Container'), h('th', {}, 'Node'), h('th', {}, 'State'), h('th', {}, 'Health'),
