@@ -137,3 +137,22 @@ pub fn container(id: &str, name: &str, labels: &[(&str, &str)]) -> pb::Container
         ..Default::default()
     }
 }
+
+/// The health alert a node sends when `container` exited with code 1 (a `non_zero_exit` of high severity),
+/// with `log_tail`: the container's state marked exited.
+pub fn crash_alert(mut container: pb::ContainerState, log_tail: Vec<String>) -> pb::HealthAlert {
+    container.status = pb::ContainerStatus::Exited as i32;
+    container.exit_code = 1;
+    pb::HealthAlert {
+        container: Some(container),
+        anomalies: vec![pb::Anomaly {
+            r#type: pb::AnomalyType::NonZeroExit as i32,
+            severity: pb::Severity::High as i32,
+            threshold: 0.0,
+            actual: 1.0,
+        }],
+        exit: Some(pb::ExitDetails { exit_code: 1, oom_killed: false, stop_requested: false }),
+        log_tail,
+        ..Default::default()
+    }
+}

@@ -10,7 +10,7 @@ use hemostat_pki::OperatorRole;
 use hemostat_proto::v1 as pb;
 use hemostat_tests::eventually;
 use hemostat_tests::fleet::{FleetClient, TestCoordinator, coordinator_config, events_of, kinds, operator};
-use hemostat_tests::node_peer::{NodePeer, container};
+use hemostat_tests::node_peer::{NodePeer, container, crash_alert};
 use hemostat_tests::pki::TestPki;
 use pb::session_request::Body;
 
@@ -18,20 +18,7 @@ const WAIT: Duration = Duration::from_secs(15);
 
 /// A crash of `web` on the node, as a node reports it.
 fn crash(id: &str) -> Body {
-    let mut web = container(id, "web", &[]);
-    web.status = pb::ContainerStatus::Exited as i32;
-    web.exit_code = 1;
-    Body::HealthAlert(pb::HealthAlert {
-        container: Some(web),
-        anomalies: vec![pb::Anomaly {
-            r#type: pb::AnomalyType::NonZeroExit as i32,
-            severity: pb::Severity::High as i32,
-            threshold: 0.0,
-            actual: 1.0,
-        }],
-        exit: Some(pb::ExitDetails { exit_code: 1, oom_killed: false, stop_requested: false }),
-        ..Default::default()
-    })
+    Body::HealthAlert(crash_alert(container(id, "web", &[]), Vec::new()))
 }
 
 fn failed(command_id: &str, container_id: &str) -> Body {

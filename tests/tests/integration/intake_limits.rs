@@ -13,7 +13,7 @@ use hemostat_tests::fleet::{
     FleetClient, TestCoordinator, coordinator_config, free_metrics_addr, kinds, metric, operator, scrape,
 };
 use hemostat_tests::loadgen::process_usage;
-use hemostat_tests::node_peer::{NodePeer, container};
+use hemostat_tests::node_peer::{NodePeer, container, crash_alert};
 use hemostat_tests::pki::TestPki;
 use pb::session_request::Body;
 
@@ -64,21 +64,8 @@ async fn a_hostile_node_cannot_grow_the_coordinator_past_its_intake_limits() {
     // One container named with a quarter megabyte, with a label of one and a half, crashing with a log tail
     // of one and a half (the whole within the transport's 4 MiB a message).
     let huge_name = format!("huge\n{}", "n".repeat(256 << 10));
-    let mut crashed = container(&"c".repeat(64), &huge_name, &[("blob", &"x".repeat(1536 << 10))]);
-    crashed.status = pb::ContainerStatus::Exited as i32;
-    crashed.exit_code = 1;
-    let alert = pb::HealthAlert {
-        container: Some(crashed),
-        anomalies: vec![pb::Anomaly {
-            r#type: pb::AnomalyType::NonZeroExit as i32,
-            severity: pb::Severity::High as i32,
-            threshold: 0.0,
-            actual: 1.0,
-        }],
-        exit: Some(pb::ExitDetails { exit_code: 1, oom_killed: false, stop_requested: false }),
-        log_tail: (0..1500).map(|i| format!("log line {i} {}", "l".repeat(1000))).collect(),
-        ..Default::default()
-    };
+    let crashed = container(&"c".repeat(64), &huge_name, &[("blob", &"x".repeat(1536 << 10))]);
+    let alert = crash_alert(crashed, (0..1500).map(|i| format!("log line {i} {}", "l".repeat(1000))).collect());
     rogue.send_acked(Body::HealthAlert(alert), Duration::from_secs(30)).await.unwrap();
     let after = rss_kib();
 

@@ -156,7 +156,7 @@ async fn the_coordinator_refuses_to_start_with_the_wrong_or_broken_certificates(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_nodes_text_cannot_forge_lines_in_the_coordinators_log() {
     use hemostat_proto::v1::session_request::Body;
-    use hemostat_tests::node_peer::{NodePeer, container};
+    use hemostat_tests::node_peer::{NodePeer, container, crash_alert};
     hemostat_tests::init();
     let pki = TestPki::new();
     let log_dir = tempfile::tempdir().unwrap();
@@ -171,21 +171,7 @@ async fn a_nodes_text_cannot_forge_lines_in_the_coordinators_log() {
             .await
             .unwrap();
     let hostile_name = format!("web\n{FORGED} name\r\n{FORGED} name again");
-    let mut crashed = container(&"c".repeat(64), &hostile_name, &[]);
-    crashed.status = pb::ContainerStatus::Exited as i32;
-    crashed.exit_code = 1;
-    let alert = pb::HealthAlert {
-        container: Some(crashed),
-        anomalies: vec![pb::Anomaly {
-            r#type: pb::AnomalyType::NonZeroExit as i32,
-            severity: pb::Severity::High as i32,
-            threshold: 0.0,
-            actual: 1.0,
-        }],
-        exit: Some(pb::ExitDetails { exit_code: 1, oom_killed: false, stop_requested: false }),
-        log_tail: vec![format!("boom\n{FORGED} log")],
-        ..Default::default()
-    };
+    let alert = crash_alert(container(&"c".repeat(64), &hostile_name, &[]), vec![format!("boom\n{FORGED} log")]);
     rogue.send_acked(Body::HealthAlert(alert), std::time::Duration::from_secs(30)).await.unwrap();
     let command = rogue.command(std::time::Duration::from_secs(30)).await.expect("a restart command");
     let result = pb::CommandResult {
