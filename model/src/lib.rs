@@ -22,7 +22,7 @@ pub mod outcome;
 pub use action::Action;
 pub use alert::AlertReport;
 pub use anomaly::{Anomaly, AnomalyKind, Severity};
-pub use container::{ContainerFacts, ExitReport, Health, OPT_OUT_LABEL, Status};
+pub use container::{ContainerFacts, ExitReport, Health, OPT_OUT_LABEL, SCALE_UP_MAX_LABEL, Status};
 pub use episode::Episode;
 pub use event_kind::EventKind;
 pub use metrics::Metrics;

@@ -195,10 +195,14 @@ pub fn sample_of(m: &Metrics) -> Option<Sample> {
     Some(Sample { at_ms: at, cpu: m.cpu_percent, memory_used: m.memory_used, memory_limit: m.memory_limit })
 }
 
-/// The actions analysis may decide on a container: a restart (the other actions need an operator's
-/// arguments or judgement, through `TriggerAction`), narrowed by the `hemostat.actions` label.
+/// The actions analysis may decide on a container: a restart, and `scale_up` for a service's container that
+/// opted in with `hemostat.scale_up.max`, narrowed by the `hemostat.actions` label.
 pub fn allowed_actions(container: &ContainerFacts) -> Vec<Action> {
-    permitted_by_label(container, &[Action::Restart])
+    let mut candidates = vec![Action::Restart];
+    if container.scale_up_cap().is_some() {
+        candidates.push(Action::ScaleUp);
+    }
+    permitted_by_label(container, &candidates)
 }
 
 /// `candidates` narrowed by the container's `hemostat.actions` label (a comma-separated list of action

@@ -316,7 +316,7 @@ impl Pipeline {
         record.decided_by = Some("node_local_policy".into());
         record.command_id = Some(command_id.to_owned());
         self.journal.append(&record).await?;
-        self.commands.expect_result(node, command_id, &container.name, Action::Restart, key);
+        self.commands.expect_result(node, command_id, container, Action::Restart, key);
         Ok(())
     }
 
@@ -338,6 +338,9 @@ impl Pipeline {
         needed.arguments = self.commands.arguments(action, &[]);
         self.journal.append(&needed).await?;
 
+        if action == Action::ScaleUp {
+            self.commands.fall_back(&command_id, Action::Restart);
+        }
         let target = Target::of(node, container);
         if self.dispatcher.hold(&target, action, &command_id).await?.is_some() {
             return Ok(());
