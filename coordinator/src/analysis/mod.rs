@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::container::{AlertReport, Anomaly, ContainerFacts, Metrics};
+use crate::container::{AlertReport, Anomaly, ContainerFacts, HostReport, Metrics};
 use crate::events::Action;
 use evidence::{EpisodeEvidence, Evidence};
 use exit::Assessed;
@@ -120,6 +120,38 @@ impl Analyzer {
     /// The decision table's row for an alert and the container's samples; `None` for row 1.
     pub fn rules(&self, case: &Assessed, samples: &[Sample]) -> Option<RuleDecision> {
         rules::decide(case, samples, &self.config.patterns)
+    }
+
+    /// Decides about a condition of a host (the rules only: no model is asked about a host), with the
+    /// confidence threshold applied.
+    pub fn on_host(&self, report: &HostReport) -> Verdict {
+        let rule = rules::decide_host(report);
+        let evidence = serde_json::json!({
+            "host": {
+                "condition": report.condition.name(),
+                "path": report.path,
+                "free_bytes": report.free_bytes,
+                "total_bytes": report.total_bytes,
+                "free_percent": report.free_percent(),
+                "min_free_percent": report.min_free_percent,
+            }
+        });
+        let (mut action, mut reason) = (rule.action, rule.reason);
+        if rule.confidence < self.config.confidence_threshold {
+            reason = format!(
+                "confidence {:.2} is below the threshold {:.2}: {reason}",
+                rule.confidence, self.config.confidence_threshold
+            );
+            action = None;
+        }
+        Verdict {
+            action,
+            reason,
+            confidence: rule.confidence,
+            method: "rules",
+            decided_by: rule.rule.to_owned(),
+            evidence: evidence.to_string(),
+        }
     }
 
     /// Turns the table's row into a decision: asks the LLM instead when one is configured and `consult` is

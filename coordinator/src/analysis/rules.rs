@@ -14,6 +14,9 @@
 //! | 9 | `transient_spike` | CPU or memory above the threshold for less than the sustain window | none | 0.65 |
 //! | 10 | `no_rule` | anything else (medium severities, stable high memory) | none | 0.50 |
 //!
+//! A condition of a host itself has one row, `low_disk` ([`decide_host`]): the engine's data root under the
+//! node's `NODE_DISK_MIN_FREE_PERCENT` calls for a `cleanup` of the host, confidence 0.80.
+//!
 //! A container busy on CPU for the whole window whose Compose or Swarm service opted in with the label
 //! `hemostat.scale_up.max=<replicas>` gets `scale_up` instead of a restart (the load is real; one more
 //! replica serves it). The node never scales past the cap; when it cannot scale (at the cap, not a service it
@@ -27,7 +30,9 @@ use std::time::Duration;
 
 use super::exit::{Assessed, Assessment, Decision};
 use super::patterns::{self, Excursion, PatternConfig, Reading, Sample, excursion, memory_leak};
-use crate::container::{AlertReport, AnomalyKind, ContainerFacts, SCALE_UP_MAX_LABEL, Severity};
+use crate::container::{
+    AlertReport, AnomalyKind, ContainerFacts, HostCondition, HostReport, SCALE_UP_MAX_LABEL, Severity,
+};
 use crate::events::Action;
 
 /// What the table decided, before the confidence threshold.
@@ -156,6 +161,18 @@ pub fn decide(case: &Assessed, samples: &[Sample], config: &PatternConfig) -> Op
         );
     }
     row("no_rule", None, 0.5, format!("no rule calls for action on: {}", alert.summary()))
+}
+
+/// The table for a condition of a host itself (its own row, as no container is concerned): `low_disk`, the
+/// engine's data root under the node's free-space threshold, calls for a cleanup of the host (the node
+/// removes the dangling images no container uses), confidence 0.80.
+pub fn decide_host(report: &HostReport) -> RuleDecision {
+    let reason = match report.condition {
+        HostCondition::LowDisk => {
+            format!("{}: cleaning the host (the dangling images that no container uses)", report.summary())
+        }
+    };
+    RuleDecision { rule: report.condition.name(), action: Some(Action::Cleanup), reason, confidence: 0.8 }
 }
 
 /// What to do about a container busy for the whole window: one more replica of its service when it opted in
