@@ -104,6 +104,12 @@ impl pb::agent_service_server::AgentService for AgentSessions {
             ),
         }
         tracing::info!(node, address = ?caller.address, version = ?hello.version, "node connected");
+        let (resuming, resumed_node) = (self.remediator.clone(), node.clone());
+        tokio::spawn(async move {
+            if let Err(error) = resuming.resume_analyses(&resumed_node).await {
+                tracing::warn!(node = resumed_node, %error, "could not take over the alerts left waiting for analysis");
+            }
+        });
 
         let (registry, remediator, streams, mut shutdown) =
             (self.registry.clone(), self.remediator.clone(), self.streams.clone(), self.shutdown.clone());

@@ -77,3 +77,30 @@ impl TryFrom<&pb::HealthAlert> for AlertReport {
         })
     }
 }
+
+impl From<&AlertReport> for pb::HealthAlert {
+    /// The wire form, as the node sent it (kept in the state store while an alert waits for its analysis).
+    fn from(alert: &AlertReport) -> Self {
+        let container = pb::ContainerState::from(&alert.container);
+        pb::HealthAlert {
+            anomalies: alert.anomalies.iter().map(pb::Anomaly::from).collect(),
+            metrics: alert.metrics.as_ref().map(|m| m.to_wire(&container)),
+            exit: alert.exit.map(|e| pb::ExitDetails {
+                exit_code: e.exit_code,
+                oom_killed: e.oom_killed,
+                stop_requested: e.stop_requested,
+            }),
+            observed_at: alert.observed_at.map(timestamp::to_proto),
+            reasserted: alert.reasserted,
+            recent: alert.recent.iter().map(|m| m.to_wire(&container)).collect(),
+            log_tail: alert.log_tail.clone(),
+            health_outputs: alert.health_outputs.clone(),
+            local_action: match alert.local_restart {
+                Some(_) => pb::Action::Restart,
+                None => pb::Action::Unspecified,
+            } as i32,
+            local_command_id: alert.local_restart.clone().unwrap_or_default(),
+            container: Some(container),
+        }
+    }
+}

@@ -115,6 +115,33 @@ fn container_facts_anomalies_and_samples_round_trip_through_the_wire() {
 }
 
 #[test]
+fn an_alert_round_trips_through_the_wire() {
+    let container = pb::ContainerState {
+        id: "c1".into(),
+        name: "web".into(),
+        status: pb::ContainerStatus::Exited as i32,
+        exit_code: 1,
+        labels: [("team".to_owned(), "a".to_owned())].into(),
+        ..Default::default()
+    };
+    let sample = Metrics { sampled_at: Some(std::time::UNIX_EPOCH), cpu_percent: Some(3.0), ..Default::default() };
+    let anomaly = Anomaly { kind: AnomalyKind::OomKilled, severity: Severity::Critical, threshold: 0.0, actual: 1.0 };
+    let alert = AlertReport {
+        container: ContainerFacts::from(&container),
+        anomalies: vec![anomaly],
+        metrics: Some(sample),
+        exit: Some(crate::ExitReport { exit_code: 1, oom_killed: true, stop_requested: false }),
+        observed_at: Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_234)),
+        reasserted: false,
+        recent: vec![sample, sample],
+        log_tail: vec!["boom".into()],
+        health_outputs: vec!["exit 1".into()],
+        local_restart: Some("cmd-1".into()),
+    };
+    assert_eq!(AlertReport::try_from(&pb::HealthAlert::from(&alert)), Ok(alert));
+}
+
+#[test]
 fn an_episode_round_trips_through_the_wire() {
     use std::time::{Duration, SystemTime};
     let at = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s);

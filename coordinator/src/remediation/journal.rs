@@ -327,6 +327,15 @@ mod tests {
         async fn take_approval(&self, _: &str) -> Result<Option<PendingApproval>, StoreError> {
             Ok(None)
         }
+        async fn put_pending_analysis(&self, _: &str, _: &str, _: &[u8], _: usize) -> Result<bool, StoreError> {
+            Ok(true)
+        }
+        async fn finish_pending_analysis(&self, _: &str, _: &str) -> Result<bool, StoreError> {
+            Ok(true)
+        }
+        async fn take_pending_analyses(&self, _: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+            Ok(Vec::new())
+        }
     }
 
     fn journal(log: MemoryLog) -> (Arc<MemoryLog>, Arc<Journal>) {

@@ -290,6 +290,12 @@ impl Remediator {
         self.pipeline.on_alert(node, alert).await
     }
 
+    /// Takes over the exits of `node` another coordinator left waiting for analysis, and decides them (see
+    /// [`pipeline`]); returns how many.
+    pub async fn resume_analyses(&self, node: &str) -> Result<usize, StoreError> {
+        self.pipeline.resume_analyses(node).await
+    }
+
     /// Handles a node's report of a condition of its host itself (its disk running out of space).
     pub async fn on_host_alert(&self, node: &str, report: HostReport) -> Result<(), StoreError> {
         self.pipeline.on_host_alert(node, report).await

@@ -14,7 +14,13 @@
 //! dry-run holds it, it is parked for an admin's approval when approvals are required, or it is dispatched.
 //! With an LLM configured the decision runs in the background (bounded by the LLM's own concurrency), so a
 //! slow model never holds up the node's other reports; for a condition the model is asked once, when the
-//! rules find its episode conclusive.
+//! rules find its episode conclusive. An exit waiting for its analysis is kept in the state store first
+//! (at most [`PENDING_PER_NODE`] per node; beyond that the alert is decided before it is acknowledged, so a
+//! flood slows the node down instead of growing a queue), and removed once decided: a coordinator that dies
+//! in between leaves it there, and whichever coordinator holds the node's next session takes it over and
+//! decides it ([`Pipeline::resume_analyses`]); a decision reached by a coordinator whose alert another took
+//! over is dropped, so it is recorded once. (A condition needs no such care: the node re-asserts its
+//! standing conditions on every new session, and the episode is decided again.)
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -34,9 +40,15 @@ use crate::container::{AlertReport, AnomalyKind, ContainerFacts, HostReport, Met
 use crate::events::{Action, EventKind, EventRecord, Rejection, unix_ms};
 use crate::registry::Registry;
 use crate::store::{HistoryStore, PendingApproval, SettingsStore, StoreError};
+use hemostat_proto::v1 as pb;
+use prost::Message;
 
 /// (node, container id).
 type EpisodeKey = (String, String);
+
+/// Exits of one node kept waiting for a slow analysis at most; beyond, an alert is decided before it is
+/// acknowledged.
+pub const PENDING_PER_NODE: usize = 100;
 
 /// Alerts in, decisions out.
 pub struct Pipeline {
@@ -129,25 +141,73 @@ impl Pipeline {
         if alert.exit.is_none() {
             return self.on_condition(node, case).await;
         }
-        if self.analyzer.is_slow() {
-            let (this, node) = (self.clone(), node.to_owned());
-            tokio::spawn(async move {
-                if let Err(error) = this.decide(&node, &case).await {
-                    tracing::error!(node, %error, "could not record a decision; no action was taken");
-                }
-            });
-            Ok(())
-        } else {
-            self.decide(node, &case).await
+        if !self.analyzer.is_slow() {
+            return self.decide(node, &case, None).await;
         }
+        let id = new_command_id();
+        let encoded = pb::HealthAlert::from(&case.alert).encode_to_vec();
+        if !self.approvals.put_pending_analysis(node, &id, &encoded, PENDING_PER_NODE).await? {
+            tracing::warn!(node, "{PENDING_PER_NODE} alerts of this node wait for analysis: deciding this one first");
+            return self.decide(node, &case, None).await;
+        }
+        self.decide_in_background(node, case, id, false);
+        Ok(())
     }
 
-    /// Analyzes an exit with the container's history, keeps the alert in it, and acts on the verdict.
-    async fn decide(&self, node: &str, case: &Assessed) -> Result<(), StoreError> {
+    /// Decides the exit `case` of `node`, kept in the store as pending analysis `id`, in the background.
+    fn decide_in_background(self: &Arc<Self>, node: &str, case: Assessed, id: String, resumed: bool) {
+        let (this, node) = (self.clone(), node.to_owned());
+        tokio::spawn(async move {
+            if let Err(error) = this.decide(&node, &case, Some((&id, resumed))).await {
+                tracing::error!(node, %error, "could not record a decision; no action was taken");
+            }
+        });
+    }
+
+    /// Takes over the exits of `node` left waiting for analysis (by a coordinator that stopped before deciding
+    /// them) and decides them in the background; returns how many.
+    pub async fn resume_analyses(self: &Arc<Self>, node: &str) -> Result<usize, StoreError> {
+        let taken = self.approvals.take_pending_analyses(node).await?;
+        let count = taken.len();
+        for (id, raw) in taken {
+            let alert = pb::HealthAlert::decode(raw.as_slice())
+                .map_err(|e| StoreError::Corrupt(e.to_string()))
+                .and_then(|wire| AlertReport::try_from(&wire).map_err(|e| StoreError::Corrupt(e.to_string())));
+            let alert = match alert {
+                Ok(alert) => alert,
+                Err(error) => {
+                    tracing::warn!(node, %error, "dropped an unreadable alert left waiting for analysis");
+                    continue;
+                }
+            };
+            tracing::info!(node, container = ?alert.container.name, "took over an alert left waiting for analysis");
+            // Kept again, now as this coordinator's, in case it stops too.
+            self.approvals.put_pending_analysis(node, &id, &raw, PENDING_PER_NODE).await?;
+            self.decide_in_background(node, Assessed::new(alert), id, true);
+        }
+        Ok(count)
+    }
+
+    /// Analyzes an exit with the container's history, keeps the alert in it, and acts on the verdict. For an
+    /// alert kept as pending analysis (`pending`: its id, and whether this coordinator took it over from
+    /// another, which kept it in the history already), the decision is recorded only if it is still waiting.
+    async fn decide(&self, node: &str, case: &Assessed, pending: Option<(&str, bool)>) -> Result<(), StoreError> {
         let container = &case.alert.container;
         let now = unix_ms(SystemTime::now());
-        let history = self.remember(node, &case.alert, now).await?;
+        let history = match pending {
+            Some((_, true)) => {
+                let key = container.budget_key(node);
+                self.history.history(&key, now, self.analyzer.config().history_ttl).await?
+            }
+            _ => self.remember(node, &case.alert, now).await?,
+        };
         let verdict = self.analyzer.analyze(case, &history, now, &self.registry.abilities(node)).await;
+        if let Some((id, _)) = pending
+            && !self.approvals.finish_pending_analysis(node, id).await?
+        {
+            tracing::info!(node, container = ?container.name, "another coordinator took this alert over and decides it");
+            return Ok(());
+        }
         match verdict {
             Some(verdict) => self.act(node, container, verdict).await,
             None => Ok(()),

@@ -43,6 +43,8 @@ const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
 const DIRECTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("directory");
 /// (coordinator instance, sequence) → an encoded routed command.
 const ROUTED: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("routed_commands");
+/// (node, id) → an alert waiting for its analysis (encoded `HealthAlert`, after 8 bytes of expiry ms).
+const PENDING: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("pending_analyses");
 /// Node → (its latest message stream id, the highest sequence number of it processed): one per node.
 const STREAMS: TableDefinition<&str, (&str, u64)> = TableDefinition::new("stream_positions");
 
@@ -111,6 +113,7 @@ impl EmbeddedStore {
             txn.open_table(DIRECTORY).map_err(failed)?;
             txn.open_table(ROUTED).map_err(failed)?;
             txn.open_table(STREAMS).map_err(failed)?;
+            txn.open_table(PENDING).map_err(failed)?;
             txn.commit().map_err(failed)?;
             Ok(EmbeddedStore { db: Arc::new(db), clock: DecisionClock::Store })
         })
@@ -574,6 +577,92 @@ impl SettingsStore for EmbeddedStore {
         raw.map(|raw| serde_json::from_slice(&raw).map_err(|e| StoreError::Corrupt(format!("approval: {e}"))))
             .transpose()
     }
+
+    async fn put_pending_analysis(&self, node: &str, id: &str, alert: &[u8], max: usize) -> Result<bool, StoreError> {
+        let now_ms = crate::events::unix_ms(std::time::SystemTime::now());
+        let expires_ms = now_ms + super::PENDING_ANALYSIS_TTL.as_millis() as u64;
+        let mut value = expires_ms.to_be_bytes().to_vec();
+        value.extend_from_slice(alert);
+        let (node, id) = (node.to_owned(), id.to_owned());
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(failed)?;
+            let kept = {
+                let mut table = txn.open_table(PENDING).map_err(failed)?;
+                let mut live = 0;
+                let mut expired = Vec::new();
+                for entry in table.range((node.as_str(), "")..).map_err(failed)? {
+                    let (key, value) = entry.map_err(failed)?;
+                    let (owner, waiting) = key.value();
+                    if owner != node {
+                        break;
+                    }
+                    match expiry(value.value()) < now_ms {
+                        true => expired.push(waiting.to_owned()),
+                        false => live += 1,
+                    }
+                }
+                for waiting in expired {
+                    table.remove((node.as_str(), waiting.as_str())).map_err(failed)?;
+                }
+                let kept = live < max;
+                if kept {
+                    table.insert((node.as_str(), id.as_str()), value.as_slice()).map_err(failed)?;
+                }
+                kept
+            };
+            txn.commit().map_err(failed)?;
+            Ok(kept)
+        })
+        .await
+    }
+
+    async fn finish_pending_analysis(&self, node: &str, id: &str) -> Result<bool, StoreError> {
+        let (node, id) = (node.to_owned(), id.to_owned());
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(failed)?;
+            let was = txn
+                .open_table(PENDING)
+                .map_err(failed)?
+                .remove((node.as_str(), id.as_str()))
+                .map_err(failed)?
+                .is_some();
+            txn.commit().map_err(failed)?;
+            Ok(was)
+        })
+        .await
+    }
+
+    async fn take_pending_analyses(&self, node: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let node = node.to_owned();
+        self.blocking(move |db| {
+            let now_ms = crate::events::unix_ms(std::time::SystemTime::now());
+            let txn = db.begin_write().map_err(failed)?;
+            let taken = {
+                let mut table = txn.open_table(PENDING).map_err(failed)?;
+                let mut all = Vec::new();
+                for entry in table.range((node.as_str(), "")..).map_err(failed)? {
+                    let (key, value) = entry.map_err(failed)?;
+                    let (owner, id) = key.value();
+                    if owner != node {
+                        break;
+                    }
+                    all.push((id.to_owned(), value.value().to_vec()));
+                }
+                for (id, _) in &all {
+                    table.remove((node.as_str(), id.as_str())).map_err(failed)?;
+                }
+                all.into_iter().filter(|(_, v)| expiry(v) >= now_ms).map(|(id, v)| (id, v[8..].to_vec())).collect()
+            };
+            txn.commit().map_err(failed)?;
+            Ok(taken)
+        })
+        .await
+    }
+}
+
+/// The expiry (Unix ms) in the first 8 bytes of a value; 0 (expired) when it is too short.
+fn expiry(value: &[u8]) -> u64 {
+    value.get(..8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes)
 }
 
 #[async_trait]

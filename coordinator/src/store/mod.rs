@@ -141,7 +141,24 @@ pub trait SettingsStore: Send + Sync {
 
     /// Takes (reads and removes, atomically) the approval `id`, so only one admin can approve it once.
     async fn take_approval(&self, id: &str) -> Result<Option<PendingApproval>, StoreError>;
+
+    /// Keeps an alert of `node` that waits for its (slow, LLM) analysis, `alert` its encoded form, under
+    /// `id`, unless `node` already has `max` waiting; returns whether it was kept. Kept at most
+    /// [`PENDING_ANALYSIS_TTL`] after the node's latest.
+    async fn put_pending_analysis(&self, node: &str, id: &str, alert: &[u8], max: usize) -> Result<bool, StoreError>;
+
+    /// Removes the alert `id` of `node` once it is decided; returns whether it was still waiting (`false`:
+    /// another coordinator took it over, and decides it).
+    async fn finish_pending_analysis(&self, node: &str, id: &str) -> Result<bool, StoreError>;
+
+    /// Takes (reads and removes, atomically) every alert of `node` waiting for analysis: the coordinator
+    /// that now holds the node's session decides them.
+    async fn take_pending_analyses(&self, node: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 }
+
+/// How long an alert waiting for analysis is kept in the store: far longer than an analysis may take
+/// (`AI_TIMEOUT_SECONDS`), short enough that a node gone for good leaves nothing behind for long.
+pub const PENDING_ANALYSIS_TTL: Duration = Duration::from_secs(3600);
 
 /// How coordinators sharing a store find each other's nodes and hand each other commands.
 #[async_trait]

@@ -20,6 +20,7 @@
 //! | `hemostat:silences` (hash), `hemostat:settings:dry_run`, `hemostat:approval:<id>` | operators' settings | one key each |
 //! | `hemostat:directory` (set of node names), `hemostat:directory:<node>` (expiring) | the fleet directory: entries spread over the cluster, read with one `MGET` the cluster client splits by slot | one key each |
 //! | `hemostat:coordinator:<instance>:commands` (list) | commands routed to a coordinator | one key |
+//! | `hemostat:pending:<node>` (hash: id → encoded alert, expiring) | a node's alerts waiting for their analysis, kept by [`PUT_PENDING_SCRIPT`], taken by [`TAKE_PENDING_SCRIPT`] | one key |
 //! | `hemostat:stream:<node>:<stream id>` | the highest sequence number of a node's message stream processed, raised by [`STREAM_SCRIPT`] | one key |
 //!
 //! Nothing scans the keyspace (`KEYS`, `SCAN`): in a cluster a scan reads one node only.
@@ -121,6 +122,22 @@ impl ConnectionLike for Connection {
         }
     }
 }
+
+/// Keeps an alert waiting for analysis in a node's hash (KEYS[1]) under ARGV[1] (ARGV[2] the alert) unless
+/// it already holds ARGV[3]; the hash expires ARGV[4] ms after the latest. Returns 1 if kept, 0 if full.
+pub const PUT_PENDING_SCRIPT: &str = r#"
+if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"#;
+
+/// Takes every alert waiting in a node's hash (KEYS[1]): reads and deletes it in one step.
+pub const TAKE_PENDING_SCRIPT: &str = r#"
+local all = redis.call('HGETALL', KEYS[1])
+redis.call('DEL', KEYS[1])
+return all
+"#;
 
 /// Raises a node's stream position (KEYS[1]) to ARGV[1] if it is higher, and keeps it ARGV[2] ms more.
 pub const STREAM_SCRIPT: &str = r#"
@@ -320,6 +337,8 @@ pub struct RedisStore {
     storm: redis::Script,
     append_event: redis::Script,
     stream: redis::Script,
+    put_pending: redis::Script,
+    take_pending: redis::Script,
     clock: DecisionClock,
     /// Why what this store keeps would not survive a restart of its servers (see [`StateStore::volatility`]).
     volatility: Option<String>,
@@ -414,6 +433,8 @@ impl RedisStore {
             storm: redis::Script::new(STORM_SCRIPT),
             append_event: redis::Script::new(APPEND_EVENT_SCRIPT),
             stream: redis::Script::new(STREAM_SCRIPT),
+            put_pending: redis::Script::new(PUT_PENDING_SCRIPT),
+            take_pending: redis::Script::new(TAKE_PENDING_SCRIPT),
             clock: DecisionClock::Store,
             volatility: None,
         })
@@ -777,6 +798,35 @@ impl SettingsStore for RedisStore {
         raw.map(|raw| serde_json::from_slice(&raw).map_err(|e| StoreError::Corrupt(format!("approval: {e}"))))
             .transpose()
     }
+
+    async fn put_pending_analysis(&self, node: &str, id: &str, alert: &[u8], max: usize) -> Result<bool, StoreError> {
+        let mut invocation = self.put_pending.prepare_invoke();
+        invocation
+            .key(pending_key(node))
+            .arg(id)
+            .arg(alert)
+            .arg(max)
+            .arg(super::PENDING_ANALYSIS_TTL.as_millis() as u64);
+        let kept: u32 = self.eval_durable(&invocation).await?;
+        Ok(kept == 1)
+    }
+
+    async fn finish_pending_analysis(&self, node: &str, id: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let removed: u32 = conn.hdel(pending_key(node), id).await.map_err(failed)?;
+        Ok(removed == 1)
+    }
+
+    async fn take_pending_analyses(&self, node: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut invocation = self.take_pending.prepare_invoke();
+        invocation.key(pending_key(node));
+        self.eval_durable(&invocation).await
+    }
+}
+
+/// The key of `node`'s alerts waiting for analysis.
+fn pending_key(node: &str) -> String {
+    format!("hemostat:pending:{node}")
 }
 
 #[async_trait]

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use hemostat_coordinator::analysis::llm::{LlmConfig, ProviderKind};
 use hemostat_coordinator::store::StoreConfig;
 use hemostat_node::config::CoordinatorAddress;
 use hemostat_pki::OperatorRole;
@@ -13,9 +14,11 @@ use hemostat_proto::v1::session_request::Body;
 use hemostat_tests::docker::{Scope, crash_once};
 use hemostat_tests::eventually;
 use hemostat_tests::fleet::{self, FleetClient, TestCoordinator, TestNode, events_of, kinds};
+use hemostat_tests::llm::{FakeProvider, Reply};
 use hemostat_tests::node_peer::{NodePeer, container, crash_alert};
 use hemostat_tests::pki::TestPki;
 use hemostat_tests::redis::RedisServer;
+use serde_json::json;
 
 const SLEEPER: &str = "trap 'exit 0' TERM; sleep 86400 & wait";
 
@@ -159,4 +162,59 @@ async fn a_report_processed_by_one_coordinator_and_sent_again_to_the_next_is_rec
     })
     .await;
     assert_eq!(health_alerts("web").await.unwrap(), 1, "the repeat was not recorded again");
+}
+
+/// A coordinator killed while its LLM still thinks about a crash it has acknowledged: the alert waits in
+/// the shared store, and the coordinator that holds the node's next session takes it over and decides it,
+/// once.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alert_whose_coordinator_dies_before_deciding_it_is_decided_once_by_the_next() {
+    hemostat_tests::init();
+    let (pki, redis) = (TestPki::new(), RedisServer::start());
+    let fake = FakeProvider::start().await;
+    fake.reply([
+        Reply::Slow(Duration::from_secs(120), json!({"action": "restart", "confidence": 0.9, "reason": "too late"})),
+        Reply::Decision(json!({"action": "restart", "confidence": 0.9, "reason": "decided by the next"})),
+    ]);
+    let config = || {
+        let mut config = fleet::coordinator_config(&pki, StoreConfig::Redis { url: redis.url() });
+        config.analyzer.llm = Some(LlmConfig {
+            provider: ProviderKind::OpenAi,
+            model: "gpt-4o".into(),
+            base_url: fake.openai_base_url(),
+            api_key: Some("k".into()),
+            timeout: Duration::from_secs(150),
+            concurrency: 2,
+        });
+        config
+    };
+    let (mut one, two) = (TestCoordinator::start(config()), TestCoordinator::start(config()));
+    let viewer = fleet::operator(&pki, OperatorRole::Viewer, two.addr()).await;
+    let tls = pki.node("host-p");
+    let crash = Body::HealthAlert(crash_alert(container("c1", "web", &[]), vec![]));
+
+    let mut first = NodePeer::connect(&one.endpoint(), &tls, "host-p", "stream-1").await.unwrap();
+    first.send_acked(crash, Duration::from_secs(10)).await.unwrap();
+    eventually("the model asked by the first coordinator", Duration::from_secs(10), || async {
+        if fake.requests().is_empty() { Err("no request yet".to_owned()) } else { Ok(()) }
+    })
+    .await;
+    drop(first);
+    one.kill();
+
+    let _again = NodePeer::connect(&two.endpoint(), &tls, "host-p", "stream-1").await.unwrap();
+    let events = eventually("the alert decided by the next coordinator", Duration::from_secs(20), || async {
+        let events = events_of(&viewer, "web").await?;
+        if events.iter().any(|e| e.r#type() == pb::EventType::RemediationNeeded) {
+            Ok(events)
+        } else {
+            Err(format!("{:?}", kinds(&events)))
+        }
+    })
+    .await;
+    let decided: Vec<_> = events.iter().filter(|e| e.r#type() == pb::EventType::RemediationNeeded).collect();
+    assert_eq!(decided.len(), 1, "{:?}", kinds(&events));
+    assert_eq!(decided[0].reason, "decided by the next");
+    assert_eq!(events.iter().filter(|e| e.r#type() == pb::EventType::HealthAlert).count(), 1, "recorded once");
+    assert_eq!(fake.requests().len(), 2, "the first coordinator's question and the next one's");
 }

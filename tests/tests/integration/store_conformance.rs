@@ -721,6 +721,26 @@ async fn a_node_streams_position_only_grows_and_is_its_own() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn alerts_waiting_for_analysis_are_bounded_per_node_finished_once_and_taken_over_whole() {
+    for b in backends().await {
+        let s = &b.store;
+        let name = s.backend();
+        assert!(s.put_pending_analysis("node-a", "a1", b"alert 1", 2).await.unwrap(), "{name}");
+        assert!(s.put_pending_analysis("node-a", "a2", b"alert 2", 2).await.unwrap(), "{name}");
+        assert!(!s.put_pending_analysis("node-a", "a3", b"alert 3", 2).await.unwrap(), "{name}: full at 2");
+        assert!(s.put_pending_analysis("node-b", "b1", b"alert b", 2).await.unwrap(), "{name}: per node");
+        assert!(s.finish_pending_analysis("node-a", "a1").await.unwrap(), "{name}: was waiting");
+        assert!(!s.finish_pending_analysis("node-a", "a1").await.unwrap(), "{name}: finished once");
+        let mut taken = s.take_pending_analyses("node-a").await.unwrap();
+        taken.sort();
+        assert_eq!(taken, vec![("a2".to_owned(), b"alert 2".to_vec())], "{name}");
+        assert!(s.take_pending_analyses("node-a").await.unwrap().is_empty(), "{name}: taken once");
+        assert!(!s.finish_pending_analysis("node-a", "a2").await.unwrap(), "{name}: taken over, not finished");
+        assert_eq!(s.take_pending_analyses("node-b").await.unwrap().len(), 1, "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn each_backend_says_whether_other_coordinators_can_share_it() {
     for b in backends().await {
         let shared = matches!(b.config, StoreConfig::Redis { .. } | StoreConfig::RedisCluster(_));
