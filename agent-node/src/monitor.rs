@@ -767,7 +767,7 @@ mod tests {
                 Body::Snapshot(s) => Some(s.containers.iter().map(|c| c.health()).collect::<Vec<_>>()),
                 _ => None,
             })
-            .last()
+            .next_back()
             .unwrap();
         assert_eq!(snapshot_health, [pb::HealthStatus::Unhealthy, pb::HealthStatus::Unhealthy]);
         monitor.tick(now + Duration::from_secs(10));

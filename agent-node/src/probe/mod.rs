@@ -112,11 +112,6 @@ impl Prober {
             self.track(container);
         }
     }
-
-    /// How many containers are being probed.
-    pub fn probing(&self) -> usize {
-        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
 }
 
 impl Drop for Prober {
