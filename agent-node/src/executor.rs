@@ -158,6 +158,7 @@ impl Executor {
             detail: done.detail,
             duration_ms,
             output: done.output,
+            dependents: done.dependents,
         }));
     }
 

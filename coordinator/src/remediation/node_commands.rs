@@ -39,6 +39,8 @@ pub struct CommandReport {
     pub output: String,
     /// How long it took.
     pub duration: Duration,
+    /// After a verified restart: the containers (ids) to restart after it, in order.
+    pub dependents: Vec<String>,
 }
 
 impl CommandReport {
@@ -51,6 +53,7 @@ impl CommandReport {
             container_id: result.container_id,
             detail: result.detail,
             output: result.output,
+            dependents: result.dependents,
         }
     }
 }
@@ -274,8 +277,9 @@ impl NodeCommands {
 
     /// Handles a node's report on a command: a verified result counts in the container's budget, and the
     /// report becomes `remediation_complete`.
-    /// A result for a command not sent to `node`, or already answered, is refused instead.
-    pub async fn on_result(&self, node: &str, report: CommandReport) -> Result<(), StoreError> {
+    /// A result for a command not sent to `node`, or already answered, is refused instead. Returns whether
+    /// it was accepted.
+    pub async fn on_result(&self, node: &str, report: CommandReport) -> Result<bool, StoreError> {
         let pending = {
             let mut pending = self.pending.lock().expect("pending lock");
             match pending.get(&report.command_id) {
@@ -286,7 +290,7 @@ impl NodeCommands {
         };
         let p = match pending {
             Ok(p) => p,
-            Err(sent_to) => return self.refuse_result(node, &report, sent_to).await,
+            Err(sent_to) => return self.refuse_result(node, &report, sent_to).await.map(|()| false),
         };
         let (name, action) = (p.container_name.as_str(), Some(p.action));
         if matches!(report.outcome, Outcome::Success | Outcome::Failed) {
@@ -310,7 +314,7 @@ impl NodeCommands {
         record.duration_ms = Some(report.duration.as_millis() as u64);
         record.command_id = Some(report.command_id);
         self.journal.append(&record).await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Records a result refused: for a command sent to another node (`sent_to`), or to none this coordinator

@@ -10,6 +10,7 @@ mod alerting_sinks;
 mod analysis;
 mod command_results;
 mod dashboard;
+mod dependents;
 mod deploy;
 mod detection_latency;
 mod diagnostics;
