@@ -170,6 +170,15 @@ impl Executor {
         if let Some(why) = self.context.policy.refusal(action) {
             return ActionOutcome::refused(why);
         }
+        if command.container_id.is_empty() {
+            return match action {
+                NodeAction::Cleanup => crate::actions::cleanup::host_cleanup(&self.context).await,
+                other => ActionOutcome::refused(format!(
+                    "{} needs a container; only cleanup can be for the host itself",
+                    other.action().name()
+                )),
+            };
+        }
         let inspect = match self.context.docker.inspect_container(&command.container_id, None).await {
             Ok(inspect) => inspect,
             Err(error) => return ActionOutcome::failed(format!("cannot inspect the container: {error}")),

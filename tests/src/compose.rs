@@ -1,33 +1,31 @@
-//! A Compose project of one test (docker-compose with the local test image), taken down with its volumes
-//! when dropped.
-
-use std::path::PathBuf;
+//! A Compose project of one test, from a YAML text, run with the real `docker-compose` and taken down with
+//! its volumes when dropped.
 
 use crate::docker::{Scope, TEST_IMAGE};
 
 /// A Compose project of this test, taken down (with its volumes) when dropped.
 pub struct ComposeProject {
-    /// The project's name (random).
+    /// The project name (`-p`), random per project.
     pub name: String,
-    file: PathBuf,
+    file: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl ComposeProject {
-    /// `docker-compose up -d` of `yaml`, with `args`, where `SCOPE` stands for the scope's label, `IMAGE` for
-    /// the test image and `PROJECT` for the project's name.
+    /// Writes `yaml` (with `SCOPE` replaced by the scope's label, `IMAGE` by the test image and `PROJECT` by
+    /// the project name) and runs `docker-compose up -d` with `args`.
     pub fn up(scope: &Scope, yaml: &str, args: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("compose.yaml");
         let name = format!("hs{:08x}", rand::random::<u32>());
         let yaml = yaml.replace("SCOPE", &scope.selector()).replace("IMAGE", TEST_IMAGE).replace("PROJECT", &name);
-        std::fs::write(&file, yaml).expect("write compose.yaml");
+        std::fs::write(&file, yaml).unwrap();
         let project = ComposeProject { name, file, _dir: dir };
         project.run(&[&["up", "-d"], args].concat());
         project
     }
 
-    /// Runs `docker-compose` on the project with `args`; panics if it fails.
+    /// Runs `docker-compose` with `args` on this project; panics with its stderr when it fails.
     pub fn run(&self, args: &[&str]) {
         let out = std::process::Command::new("docker-compose")
             .arg("-p")
@@ -40,7 +38,7 @@ impl ComposeProject {
         assert!(out.status.success(), "docker-compose {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
 
-    /// The name of the `n`th container of `service`.
+    /// The name of replica `n` of `service` (docker-compose v1 naming).
     pub fn container(&self, service: &str, n: u32) -> String {
         format!("{}_{service}_{n}", self.name)
     }

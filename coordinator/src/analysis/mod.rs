@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::container::{AlertReport, Anomaly, ContainerFacts, Metrics};
+use crate::container::{AlertReport, Anomaly, ContainerFacts, HostReport, Metrics};
 use crate::events::Action;
 use evidence::{EpisodeEvidence, Evidence};
 use exit::Assessed;
@@ -122,6 +122,38 @@ impl Analyzer {
         rules::decide(case, samples, &self.config.patterns)
     }
 
+    /// Decides about a condition of a host (the rules only: no model is asked about a host), with the
+    /// confidence threshold applied.
+    pub fn on_host(&self, report: &HostReport) -> Verdict {
+        let rule = rules::decide_host(report);
+        let evidence = serde_json::json!({
+            "host": {
+                "condition": report.condition.name(),
+                "path": report.path,
+                "free_bytes": report.free_bytes,
+                "total_bytes": report.total_bytes,
+                "free_percent": report.free_percent(),
+                "min_free_percent": report.min_free_percent,
+            }
+        });
+        let (mut action, mut reason) = (rule.action, rule.reason);
+        if rule.confidence < self.config.confidence_threshold {
+            reason = format!(
+                "confidence {:.2} is below the threshold {:.2}: {reason}",
+                rule.confidence, self.config.confidence_threshold
+            );
+            action = None;
+        }
+        Verdict {
+            action,
+            reason,
+            confidence: rule.confidence,
+            method: "rules",
+            decided_by: rule.rule.to_owned(),
+            evidence: evidence.to_string(),
+        }
+    }
+
     /// Turns the table's row into a decision: asks the LLM instead when one is configured and `consult` is
     /// set, then applies the `hemostat.actions` label and the confidence threshold.
     pub async fn conclude(&self, inputs: &Inputs<'_>, rule: RuleDecision, consult: bool) -> Verdict {
@@ -195,10 +227,14 @@ pub fn sample_of(m: &Metrics) -> Option<Sample> {
     Some(Sample { at_ms: at, cpu: m.cpu_percent, memory_used: m.memory_used, memory_limit: m.memory_limit })
 }
 
-/// The actions analysis may decide on a container: a restart (the other actions need an operator's
-/// arguments or judgement, through `TriggerAction`), narrowed by the `hemostat.actions` label.
+/// The actions analysis may decide on a container: a restart, and `scale_up` for a service's container that
+/// opted in with `hemostat.scale_up.max`, narrowed by the `hemostat.actions` label.
 pub fn allowed_actions(container: &ContainerFacts) -> Vec<Action> {
-    permitted_by_label(container, &[Action::Restart])
+    let mut candidates = vec![Action::Restart];
+    if container.scale_up_cap().is_some() {
+        candidates.push(Action::ScaleUp);
+    }
+    permitted_by_label(container, &candidates)
 }
 
 /// `candidates` narrowed by the container's `hemostat.actions` label (a comma-separated list of action

@@ -102,7 +102,7 @@ impl Dependents {
                 format!("dependent of {after}, restarted after it: {why}"),
             );
             record.action = Some(Action::Restart);
-            record.analysis_method = Some("rules".into());
+            record.analysis_method = Some("dependents".into());
             record.decided_by = Some("dependents".into());
             record.command_id = Some(command_id.clone());
             record.confidence = Some(1.0);
