@@ -2,14 +2,21 @@
 //! a Compose service is healed, the service sharing its network namespace (`network_mode: service:app`) and
 //! a container labelled `hemostat.depends_on=<its name>` are restarted after it, one after the other, each
 //! as its own decision on its own budget, and the sidecar is back in the app's new namespace; a sidecar left
-//! in the namespace of an app that was recreated is reported with what to do.
+//! in the namespace of an app that was recreated is reported with what to do. And with a stand-in node: a
+//! chain of dependents never restarts a container twice, and a result the coordinator did not ask for
+//! names no dependents.
 
 use std::time::{Duration, SystemTime};
 
+use hemostat_coordinator::store::StoreConfig;
+use hemostat_pki::OperatorRole;
 use hemostat_proto::v1 as pb;
 use hemostat_tests::compose::ComposeProject;
 use hemostat_tests::eventually;
-use hemostat_tests::fleet::{TestFleet, events_of, kinds, remediated};
+use hemostat_tests::fleet::{TestCoordinator, TestFleet, coordinator_config, events_of, kinds, operator, remediated};
+use hemostat_tests::node_peer::{NodePeer, container, crash_alert};
+use hemostat_tests::pki::TestPki;
+use pb::session_request::Body;
 
 /// An app that exits 1 when `/tmp/crash` appears (and deletes it, so a restart holds), a sidecar in its
 /// network namespace, and a worker that depends on it by label.
@@ -134,4 +141,66 @@ async fn a_sidecar_left_in_the_namespace_of_a_recreated_app_is_reported_with_wha
     assert_eq!(s.scope.state(&sidecar).started_at, sidecar_start);
     let sidecar_events = events_of(&s.client, &sidecar).await.unwrap();
     assert!(sidecar_events.is_empty(), "{:?}", kinds(&sidecar_events));
+}
+
+/// A verified restart of `container_id` that names `dependents`, as a node reports it.
+fn healed(command_id: &str, container_id: &str, dependents: &[&str]) -> Body {
+    Body::CommandResult(pb::CommandResult {
+        command_id: command_id.to_owned(),
+        container_id: container_id.to_owned(),
+        outcome: pb::Outcome::Success as i32,
+        detail: "restarted; running for 1s".to_owned(),
+        duration_ms: 1000,
+        output: String::new(),
+        dependents: dependents.iter().map(|d| d.to_string()).collect(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chain_of_dependents_restarts_each_once_and_an_unasked_result_names_none() {
+    hemostat_tests::init();
+    let wait = Duration::from_secs(15);
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let coordinator =
+        TestCoordinator::start(coordinator_config(&pki, StoreConfig::Embedded { path: dir.path().join("state.redb") }));
+    let client = operator(&pki, OperatorRole::Viewer, coordinator.addr()).await;
+    let mut node = NodePeer::connect(&coordinator.endpoint(), &pki.node("host-a"), "host-a", "a1").await.unwrap();
+    let (web, side, worker) = ("a".repeat(64), "b".repeat(64), "c".repeat(64));
+    let containers =
+        vec![container(&web, "web", &[]), container(&side, "side", &[]), container(&worker, "worker", &[])];
+    node.send_acked(Body::Snapshot(pb::ContainerSnapshot { containers, ..Default::default() }), wait).await.unwrap();
+
+    // A result for a command never sent is refused, and its dependents with it.
+    node.send_acked(healed(&"f".repeat(32), &web, &[&side]), wait).await.unwrap();
+    node.send_acked(Body::HealthAlert(crash_alert(container(&web, "web", &[]), vec![])), wait).await.unwrap();
+    let restart = node.command(wait).await.expect("web restarted");
+    assert_eq!(restart.container_id, web, "the crash's restart comes first: the unasked result sent nothing");
+    // web names side (and itself, and side again); side names web (restarted already) and worker; worker
+    // names side again.
+    node.send_acked(healed(&restart.command_id, &web, &[&side, &web, &side]), wait).await.unwrap();
+    let restart = node.command(wait).await.expect("side restarted after web");
+    assert_eq!((restart.container_id.as_str(), restart.action()), (side.as_str(), pb::Action::Restart));
+    node.send_acked(healed(&restart.command_id, &side, &[&web, &worker]), wait).await.unwrap();
+    let restart = node.command(wait).await.expect("worker restarted after side");
+    assert_eq!(restart.container_id, worker);
+    node.send_acked(healed(&restart.command_id, &worker, &[&side]), wait).await.unwrap();
+    eventually("worker's restart recorded", wait, || async {
+        let events = events_of(&client, "worker").await?;
+        if kinds(&events).contains(&"remediation_complete".to_owned()) {
+            Ok(())
+        } else {
+            Err(format!("{:?}", kinds(&events)))
+        }
+    })
+    .await;
+    for (name, decisions) in [("web", 1), ("side", 1), ("worker", 1)] {
+        let events = events_of(&client, name).await.unwrap();
+        let n = kinds(&events).iter().filter(|k| *k == "remediation_needed").count();
+        assert_eq!(n, decisions, "{name}: {:?}", kinds(&events));
+    }
+    let side_events = events_of(&client, "side").await.unwrap();
+    assert!(side_events[0].reason.starts_with("dependent of web, restarted after it"), "{}", side_events[0].reason);
+    let worker_events = events_of(&client, "worker").await.unwrap();
+    assert!(worker_events[0].reason.starts_with("dependent of side"), "{}", worker_events[0].reason);
 }
