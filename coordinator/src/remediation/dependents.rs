@@ -1,20 +1,22 @@
 //! Dependents: after a container is healed (a verified restart), the containers its node named as depending
 //! on it (sharing its network namespace, or labelled `hemostat.depends_on=<its name>`) are restarted after
 //! it, one after another: the next when the node reports on the one before. Each goes through the policy
-//! as its own decision (silences, dry-run, the storm breaker, and its own budget); one the policy stops is
-//! recorded as `rejected` and the next follows. A dependent's own verified restart names its own
+//! as its own decision (silences, dry-run, approvals when required, the storm breaker, and its own budget);
+//! one the policy stops is recorded as `rejected` and the next follows; one parked for approval holds the
+//! rest of the chain until it is approved and its result arrives. A dependent's own verified restart names its own
 //! dependents, which come next (a chain), and no container is restarted twice in one chain.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use super::dispatch::{DispatchOutcome, Dispatcher};
 use super::node_commands::new_command_id;
-use super::{CommandReport, Target};
+use super::{CommandReport, Stop, Target};
 use crate::bounded::BoundedMap;
-use crate::events::{Action, EventKind, EventRecord, Outcome};
+use crate::events::{Action, EventKind, EventRecord, Outcome, Rejection, unix_ms};
 use crate::registry::Registry;
-use crate::store::StoreError;
+use crate::store::{PendingApproval, SettingsStore, StoreError};
 
 use super::journal::Journal;
 
@@ -43,14 +45,25 @@ pub struct Dependents {
     registry: Arc<Registry>,
     journal: Arc<Journal>,
     dispatcher: Arc<Dispatcher>,
-    /// By the command id of the dependent's restart in flight.
+    approvals: Arc<dyn SettingsStore>,
+    /// `RESPONDER_REQUIRE_APPROVAL`: each dependent's restart waits this long for an admin.
+    approval_ttl: Option<Duration>,
+    /// By the command id of the dependent's restart in flight (or awaiting approval).
     chains: Mutex<BoundedMap<String, Chain>>,
 }
 
 impl Dependents {
-    /// Dependents found in `registry`, their decisions recorded in `journal` and sent by `dispatcher`.
-    pub fn new(registry: Arc<Registry>, journal: Arc<Journal>, dispatcher: Arc<Dispatcher>) -> Self {
-        Dependents { registry, journal, dispatcher, chains: Mutex::new(BoundedMap::new(CHAINS_KEPT)) }
+    /// Dependents found in `registry`, their decisions recorded in `journal` and sent by `dispatcher`, parked
+    /// in `approvals` for `approval_ttl` when approvals are required.
+    pub fn new(
+        registry: Arc<Registry>,
+        journal: Arc<Journal>,
+        dispatcher: Arc<Dispatcher>,
+        approvals: Arc<dyn SettingsStore>,
+        approval_ttl: Option<Duration>,
+    ) -> Self {
+        let chains = Mutex::new(BoundedMap::new(CHAINS_KEPT));
+        Dependents { registry, journal, dispatcher, approvals, approval_ttl, chains }
     }
 
     /// After `node`'s accepted result `report`: continues the chain the command belonged to, with the
@@ -111,6 +124,11 @@ impl Dependents {
             if self.dispatcher.hold(&target, Action::Restart, &command_id).await?.is_some() {
                 continue;
             }
+            if let Some(ttl) = self.approval_ttl {
+                self.await_approval(&target, command_id.clone(), ttl).await?;
+                self.chains.lock().expect("chains lock").insert(command_id, chain);
+                return Ok(());
+            }
             match self.dispatcher.dispatch(&target, Action::Restart, Vec::new(), command_id.clone()).await? {
                 DispatchOutcome::Sent(_) => {
                     self.chains.lock().expect("chains lock").insert(command_id, chain);
@@ -120,6 +138,26 @@ impl Dependents {
             }
         }
         Ok(())
+    }
+
+    /// Parks a dependent's restart until an admin approves it (or `ttl` passes), and records that it waits
+    /// (as the pipeline does for its decisions; `hemostat approve` sends it with this command id).
+    async fn await_approval(&self, target: &Target, command_id: String, ttl: Duration) -> Result<(), StoreError> {
+        let approval = PendingApproval {
+            node: target.node.clone(),
+            container_id: target.container_id.clone(),
+            container_name: target.container_name.clone(),
+            budget_key: target.key.clone(),
+            action: Action::Restart,
+            expires_ms: unix_ms(SystemTime::now()) + ttl.as_millis() as u64,
+        };
+        self.approvals.put_approval(&command_id, &approval).await?;
+        let reason = format!(
+            "awaiting approval: an admin can approve it with `hemostat approve {command_id}` within {}s",
+            ttl.as_secs()
+        );
+        let stop = Stop { rejection: Rejection::AwaitingApproval, reason };
+        self.dispatcher.reject(target, Action::Restart, &stop, command_id).await
     }
 
     /// The name of a container of `node`, if the registry knows it.

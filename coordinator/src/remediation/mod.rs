@@ -223,9 +223,10 @@ impl RemediatorBuilder {
             registry.clone(),
             config.approval_ttl,
         ));
+        let dependents =
+            Dependents::new(registry, journal.clone(), dispatcher.clone(), store.clone(), config.approval_ttl);
         let manual = ManualActions::new(store, journal.clone(), dispatcher.clone(), commands.clone());
         let outage = StoreOutage::new(journal.clone());
-        let dependents = Dependents::new(registry, journal.clone(), dispatcher.clone());
         Remediator { config, journal, settings, pipeline, dispatcher, commands, manual, outage, dependents }
     }
 }

@@ -3,8 +3,8 @@
 //! a container labelled `hemostat.depends_on=<its name>` are restarted after it, one after the other, each
 //! as its own decision on its own budget, and the sidecar is back in the app's new namespace; a sidecar left
 //! in the namespace of an app that was recreated is reported with what to do. And with a stand-in node: a
-//! chain of dependents never restarts a container twice, and a result the coordinator did not ask for
-//! names no dependents.
+//! chain of dependents never restarts a container twice, a result the coordinator did not ask for names
+//! no dependents, and with approvals required each dependent waits for its own.
 
 use std::time::{Duration, SystemTime};
 
@@ -13,7 +13,9 @@ use hemostat_pki::OperatorRole;
 use hemostat_proto::v1 as pb;
 use hemostat_tests::compose::ComposeProject;
 use hemostat_tests::eventually;
-use hemostat_tests::fleet::{TestCoordinator, TestFleet, coordinator_config, events_of, kinds, operator, remediated};
+use hemostat_tests::fleet::{
+    TestCoordinator, TestFleet, coordinator_config, events_of, kinds, operator, rejection, remediated,
+};
 use hemostat_tests::node_peer::{NodePeer, container, crash_alert};
 use hemostat_tests::pki::TestPki;
 use pb::session_request::Body;
@@ -203,4 +205,37 @@ async fn a_chain_of_dependents_restarts_each_once_and_an_unasked_result_names_no
     assert!(side_events[0].reason.starts_with("dependent of web, restarted after it"), "{}", side_events[0].reason);
     let worker_events = events_of(&client, "worker").await.unwrap();
     assert!(worker_events[0].reason.starts_with("dependent of side"), "{}", worker_events[0].reason);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_approvals_required_each_dependent_waits_for_its_own() {
+    hemostat_tests::init();
+    let wait = Duration::from_secs(15);
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = coordinator_config(&pki, StoreConfig::Embedded { path: dir.path().join("state.redb") });
+    config.remediation.approval_ttl = Some(Duration::from_secs(600));
+    let coordinator = TestCoordinator::start(config);
+    let client = operator(&pki, OperatorRole::Viewer, coordinator.addr()).await;
+    let mut admin = operator(&pki, OperatorRole::Admin, coordinator.addr()).await;
+    let mut node = NodePeer::connect(&coordinator.endpoint(), &pki.node("host-a"), "host-a", "a1").await.unwrap();
+    let (web, side) = ("a".repeat(64), "b".repeat(64));
+    let containers = vec![container(&web, "web", &[]), container(&side, "side", &[])];
+    node.send_acked(Body::Snapshot(pb::ContainerSnapshot { containers, ..Default::default() }), wait).await.unwrap();
+    node.send_acked(Body::HealthAlert(crash_alert(container(&web, "web", &[]), vec![])), wait).await.unwrap();
+    let approve = |id: String| pb::ApproveActionRequest { approval_id: id };
+
+    let awaiting = rejection(&client, "web", "awaiting_approval", wait).await;
+    admin.approve_action(approve(awaiting.command_id.clone())).await.expect("web approved");
+    let restart = node.command(wait).await.expect("web restarted once approved");
+    node.send_acked(healed(&restart.command_id, &web, &[&side]), wait).await.unwrap();
+    // The dependent is parked too: nothing is sent for it until an admin approves it.
+    let awaiting = rejection(&client, "side", "awaiting_approval", wait).await;
+    assert!(awaiting.reason.contains("hemostat approve"), "{}", awaiting.reason);
+    admin.approve_action(approve(awaiting.command_id.clone())).await.expect("side approved");
+    let restart = node.command(wait).await.expect("side restarted once approved");
+    assert_eq!(
+        (restart.container_id.as_str(), restart.command_id.as_str()),
+        (side.as_str(), awaiting.command_id.as_str())
+    );
 }
