@@ -23,7 +23,7 @@ use crate::auth::authenticated;
 use crate::container::{AlertReport, AnomalyKind, ContainerFacts, HostReport, Metrics};
 use crate::events::{EventKind, EventRecord};
 use crate::intake::{Cuts, Limit};
-use crate::registry::{NodeHello, Outbound, Registry};
+use crate::registry::{NodeAbilities, NodeHello, Outbound, Registry};
 use crate::remediation::{CommandReport, Remediator};
 use crate::store::StoreError;
 
@@ -79,6 +79,7 @@ impl pb::agent_service_server::AgentService for AgentSessions {
         let hello = NodeHello {
             name: node.clone(),
             version: hello.version,
+            abilities: NodeAbilities::from_hello(&hello.allowed_actions, &hello.exec_allowlist),
             stream_id: hello.stream_id,
             hostname: hello.hostname,
         };

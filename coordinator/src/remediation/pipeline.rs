@@ -147,7 +147,7 @@ impl Pipeline {
         let container = &case.alert.container;
         let now = unix_ms(SystemTime::now());
         let history = self.remember(node, &case.alert, now).await?;
-        let verdict = self.analyzer.analyze(case, &history, now).await;
+        let verdict = self.analyzer.analyze(case, &history, now, &self.registry.abilities(node)).await;
         match verdict {
             Some(verdict) => self.act(node, container, verdict).await,
             None => Ok(()),
@@ -285,12 +285,14 @@ impl Pipeline {
     async fn conclude_now(&self, conclusion: Conclusion) -> Result<(), StoreError> {
         let Conclusion { node, case, rule, samples, history, episode, consult } = conclusion;
         let rule_name = rule.rule;
+        let abilities = self.registry.abilities(&node);
         let inputs = Inputs {
             case: &case,
             samples: &samples,
             history: &history,
             episode: Some(episode),
             now_ms: episode.decided_ms,
+            node: &abilities,
         };
         let verdict = self.analyzer.conclude(&inputs, rule, consult).await;
         let container = &case.alert.container;
@@ -360,7 +362,7 @@ impl Pipeline {
         let mut needed = EventRecord { kind: EventKind::RemediationNeeded, action: Some(action), ..decision };
         let command_id = new_command_id();
         needed.command_id = Some(command_id.clone());
-        needed.arguments = self.commands.arguments(action, &[]);
+        needed.arguments = self.commands.arguments(action, &verdict.argv);
         self.journal.append(&needed).await?;
 
         if action == Action::ScaleUp {
@@ -370,9 +372,9 @@ impl Pipeline {
             return Ok(());
         }
         if let Some(ttl) = self.approval_ttl {
-            return self.await_approval(target, action, command_id, ttl).await;
+            return self.await_approval(target, action, verdict.argv, command_id, ttl).await;
         }
-        self.dispatcher.dispatch_or_retry(target, action, command_id).await.map(|_| ())
+        self.dispatcher.dispatch_or_retry(target, action, verdict.argv, command_id).await.map(|_| ())
     }
 
     /// Parks a decision until an admin approves it (or `ttl` passes), and records that it waits.
@@ -380,6 +382,7 @@ impl Pipeline {
         &self,
         target: &Target,
         action: Action,
+        argv: Vec<String>,
         command_id: String,
         ttl: Duration,
     ) -> Result<(), StoreError> {
@@ -390,6 +393,7 @@ impl Pipeline {
             container_name: target.container_name.clone(),
             budget_key: target.key.clone(),
             action,
+            argv,
             expires_ms,
         };
         self.approvals.put_approval(&command_id, &approval).await?;
