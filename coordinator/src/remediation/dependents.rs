@@ -149,6 +149,7 @@ impl Dependents {
             container_name: target.container_name.clone(),
             budget_key: target.key.clone(),
             action: Action::Restart,
+            argv: Vec::new(),
             expires_ms: unix_ms(SystemTime::now()) + ttl.as_millis() as u64,
         };
         self.approvals.put_approval(&command_id, &approval).await?;
