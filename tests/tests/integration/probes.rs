@@ -19,12 +19,13 @@ const WEB: &str = "trap 'exit 0' TERM; mkdir -p /www && echo ok > /www/healthz &
 /// (busybox's shell runs the applet without exec, so its process id is kept to kill it by.)
 const LISTENER: &str = "trap 'exit 0' TERM; nc -ll -p 5432 -e /bin/true & echo $! > /tmp/listener; sleep 86400 & wait";
 
-/// The labels of a probe of `target` every second, failing after two failures in a row.
+/// The labels of a probe of `target` every second, failing after two failures in a row (a timeout of five
+/// seconds: a loaded machine does not make a healthy server miss one).
 fn probe_labels(target: &str) -> Vec<String> {
     [
         format!("hemostat.probe={target}"),
         "hemostat.probe.interval=1s".to_owned(),
-        "hemostat.probe.timeout=1s".to_owned(),
+        "hemostat.probe.timeout=5s".to_owned(),
         "hemostat.probe.retries=2".to_owned(),
     ]
     .into_iter()
