@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `high_cpu` | each metrics sample | critical above 95 %, high above `THRESHOLD_CPU_PERCENT` (85), medium above 80 % of it |
 //! | `high_memory` | each metrics sample | the same scale with `THRESHOLD_MEMORY_PERCENT` (80) |
-//! | `unhealthy` | Docker's `health_status: unhealthy` (never `starting`, never a stopped container) | high |
+//! | `unhealthy` | Docker's `health_status: unhealthy` (never `starting`, never a stopped container), or a `hemostat.probe` that failed `retries` times in a row ([`crate::probe`]) | high |
 //! | `non_zero_exit` | a `die` with a non-zero code that nobody asked for | high |
 //! | `oom_killed` | a `die` after the OOM killer | critical |
 //! | `excessive_restarts` | more than `restart_limit` starts after an exit within `restart_window` | high; critical at twice the limit |

@@ -176,6 +176,7 @@ impl Executor {
             detail: done.detail,
             duration_ms,
             output: done.output,
+            dependents: done.dependents,
         }));
     }
 

@@ -13,6 +13,8 @@
 //! | `hemostat_node_sample_failures_total` | `source` | container samples that could not be read, by source |
 //! | `hemostat_node_docker_events_total` | `action` | Docker events processed, by action (`die`, `start`, ...) |
 //! | `hemostat_node_alerts_sent_total` | `anomaly` | anomalies in the health alerts queued for the coordinator |
+//! | `hemostat_node_probes_total` | `kind`, `result` | label probes run ([`crate::probe`]), by kind (`http`, `tcp`) and result (`success`, `failure`) |
+//! | `hemostat_node_bad_labels_total` | `label` | labels with a bad value on watched containers (each container counted once), by label |
 //! | `hemostat_node_commands_total` | `action`, `result` | commands executed (the coordinator's and the local policy's) |
 //! | `hemostat_node_commands_limited_total` | `limit` | commands refused by a limit (`rate`, `concurrency`) |
 //! | `hemostat_node_message_cuts_total` | `field` | values cut or left out of messages to fit their bounds, by field |
@@ -56,6 +58,8 @@ pub struct NodeInstruments {
     sample_failures: Family<Labels<1>, Counter>,
     docker_events: Family<Labels<1>, Counter>,
     alerts_sent: Family<Labels<1>, Counter>,
+    probes: Family<Labels<2>, Counter>,
+    bad_labels: Family<Labels<1>, Counter>,
     commands: Family<Labels<2>, Counter>,
     commands_limited: Family<Labels<1>, Counter>,
     message_cuts: Family<Labels<1>, Counter>,
@@ -80,6 +84,8 @@ impl NodeInstruments {
             sample_failures: Family::default(),
             docker_events: Family::default(),
             alerts_sent: Family::default(),
+            probes: Family::default(),
+            bad_labels: Family::default(),
             commands: Family::default(),
             commands_limited: Family::default(),
             message_cuts: Family::default(),
@@ -126,6 +132,17 @@ impl NodeInstruments {
         // `health_status: healthy`, `exec_start: <command>`: the action is the part before the colon.
         let action = action.split(':').next().unwrap_or(action).trim();
         self.docker_events.get_or_create(&[("action", action.to_owned())]).inc();
+    }
+
+    /// Counts one label probe of `kind` (`http`, `tcp`) and its result.
+    pub fn probe_finished(&self, kind: &'static str, healthy: bool) {
+        let result = if healthy { "success" } else { "failure" };
+        self.probes.get_or_create(&[("kind", kind.to_owned()), ("result", result.to_owned())]).inc();
+    }
+
+    /// Counts a label with a bad value on a watched container.
+    pub fn bad_label(&self, label: &'static str) {
+        self.bad_labels.get_or_create(&[("label", label.to_owned())]).inc();
     }
 
     /// Records how long one metrics poll took.
@@ -196,6 +213,12 @@ impl NodeInstruments {
             "alerts_sent",
             "Anomalies in the health alerts queued for the coordinator, by anomaly",
             self.alerts_sent.clone(),
+        );
+        registry.register("probes", "Label probes run, by kind (http, tcp) and result", self.probes.clone());
+        registry.register(
+            "bad_labels",
+            "Labels with a bad value on watched containers, each container counted once, by label",
+            self.bad_labels.clone(),
         );
         registry.register("commands", "Commands executed, by action and result", self.commands.clone());
         registry.register(
@@ -325,6 +348,10 @@ mod tests {
         instruments.docker_event(Some("health_status: unhealthy"));
         instruments.docker_event(Some("health_status: healthy"));
         instruments.poll_finished(Duration::from_millis(30));
+        instruments.probe_finished("http", true);
+        instruments.probe_finished("http", true);
+        instruments.probe_finished("tcp", false);
+        instruments.bad_label("hemostat.probe");
         instruments.command_finished(Some(&NodeAction::Restart { stop_timeout: Duration::ZERO }), pb::Outcome::Success);
         instruments.command_finished(Some(&NodeAction::Exec { argv: vec!["env".into()] }), pb::Outcome::Refused);
         instruments.command_finished(None, pb::Outcome::Refused);
@@ -340,6 +367,9 @@ mod tests {
         assert_eq!(v("hemostat_node_docker_events_total{action=\"die\"}"), 1.0);
         assert_eq!(v("hemostat_node_docker_events_total{action=\"health_status\"}"), 2.0);
         assert_eq!(v("hemostat_node_poll_duration_seconds_count"), 1.0);
+        assert_eq!(v("hemostat_node_probes_total{kind=\"http\",result=\"success\"}"), 2.0);
+        assert_eq!(v("hemostat_node_probes_total{kind=\"tcp\",result=\"failure\"}"), 1.0);
+        assert_eq!(v("hemostat_node_bad_labels_total{label=\"hemostat.probe\"}"), 1.0);
         assert_eq!(v("hemostat_node_poll_duration_seconds_bucket{le=\"0.05\"}"), 1.0);
         assert_eq!(v("hemostat_node_poll_duration_seconds_bucket{le=\"0.025\"}"), 0.0);
         assert_eq!(v("hemostat_node_commands_total{action=\"restart\",result=\"success\"}"), 1.0);

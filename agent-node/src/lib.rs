@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod outbox;
 pub mod poller;
+pub mod probe;
 pub mod recent;
 pub mod redact;
 pub mod session;

@@ -103,6 +103,18 @@ pub enum Observation {
         /// Logs and health output, gathered at once when unhealthy.
         evidence: Evidence,
     },
+    /// A label's probe changed its verdict on a container without a HEALTHCHECK ([`crate::probe`]): taken
+    /// exactly as Docker's health status.
+    Probed {
+        /// The container.
+        id: String,
+        /// The start it probed (a verdict on an earlier start is dropped).
+        started_at: Option<SystemTime>,
+        /// Healthy or unhealthy.
+        health: pb::HealthStatus,
+        /// Logs and the last probe outputs, when unhealthy.
+        evidence: Evidence,
+    },
     /// One poll's samples, by container id.
     Samples {
         /// When the poll finished.
@@ -127,6 +139,8 @@ struct Tracked {
     held_exit: Option<HeldExit>,
     /// Docker's `unhealthy`, reported at this moment if it still holds, with its evidence.
     held_unhealthy: Option<(Instant, Evidence)>,
+    /// The probe's verdict on the current start, which inspect does not show (no HEALTHCHECK).
+    probed: Option<pb::HealthStatus>,
 }
 
 /// A crash's alert waiting for the end of the container's start grace.
@@ -262,11 +276,13 @@ impl Monitor {
     /// Processes one observation at `now` (monotonic time for windows and timers).
     pub fn observe(&mut self, observation: Observation, now: Instant) {
         match observation {
-            Observation::Snapshot(containers) => {
-                let ids: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
-                self.containers.retain(|id, _| ids.contains(id.as_str()));
-                for container in &containers {
-                    self.containers.entry(container.id.clone()).or_default().state = Some(container.clone());
+            Observation::Snapshot(mut containers) => {
+                let ids: HashSet<String> = containers.iter().map(|c| c.id.clone()).collect();
+                self.containers.retain(|id, _| ids.contains(id));
+                for container in &mut containers {
+                    let tracked = self.containers.entry(container.id.clone()).or_default();
+                    overlay_probed(tracked, container);
+                    tracked.state = Some(container.clone());
                 }
                 self.outbox.push(Body::Snapshot(pb::ContainerSnapshot {
                     containers: containers.clone(),
@@ -285,8 +301,32 @@ impl Monitor {
             Observation::HealthChanged { container, health, at, evidence } => {
                 self.health_changed(container, health, at, evidence, now)
             }
+            Observation::Probed { id, started_at, health, evidence } => {
+                self.probed(&id, started_at, health, evidence, now)
+            }
             Observation::Samples { at, samples } => self.sampled(samples, at, now),
         }
+    }
+
+    /// A probe's verdict on the container's start `started_at`: Docker's health status, as if Docker had
+    /// reported it, unless the container stopped or started again since.
+    fn probed(
+        &mut self,
+        id: &str,
+        started_at: Option<SystemTime>,
+        health: pb::HealthStatus,
+        evidence: Evidence,
+        now: Instant,
+    ) {
+        let Some(tracked) = self.containers.get_mut(id) else { return };
+        let Some(state) = tracked.state.as_ref() else { return };
+        let current_start = state.started_at.as_ref().map(hemostat_proto::timestamp::from_proto);
+        if state.status() != pb::ContainerStatus::Running || current_start != started_at {
+            return;
+        }
+        tracked.probed = Some(health);
+        let container = pb::ContainerState { health: health as i32, ..state.clone() };
+        self.health_changed(container, health, SystemTime::now(), evidence, now);
     }
 
     /// After a snapshot (a new session, or a resync), re-asserts every standing condition at once: the
@@ -334,6 +374,7 @@ impl Monitor {
         tracked.oom = false;
         tracked.state = Some(container.clone());
         tracked.held_unhealthy = None;
+        tracked.probed = None;
         if tracked.held_exit.take().is_some() {
             tracing::info!(container = %container.name.escape_debug(), "started again during its start grace: its crash is not alerted");
         }
@@ -363,6 +404,7 @@ impl Monitor {
         tracked.exited_before = true;
         tracked.state = Some(container.clone());
         tracked.held_unhealthy = None;
+        tracked.probed = None;
         let exit = pb::ExitDetails { exit_code, oom_killed, stop_requested };
         self.lifecycle(pb::ContainerEventKind::Exited, container.clone(), Some(exit), at);
         // A stopped container has no CPU, memory or health to speak of (Docker freezes its last health).
@@ -546,6 +588,18 @@ impl Monitor {
     }
 }
 
+/// Keeps the probe's verdict in a newly inspected state of the same start (inspect knows nothing of it: the
+/// container has no HEALTHCHECK).
+fn overlay_probed(tracked: &Tracked, container: &mut pb::ContainerState) {
+    let (Some(probed), Some(known)) = (tracked.probed, tracked.state.as_ref()) else { return };
+    if matches!(container.health(), pb::HealthStatus::None | pb::HealthStatus::Unspecified)
+        && container.status() == pb::ContainerStatus::Running
+        && container.started_at == known.started_at
+    {
+        container.health = probed as i32;
+    }
+}
+
 /// The `unhealthy` anomaly.
 fn unhealthy() -> Anomaly {
     Anomaly { kind: AnomalyKind::Unhealthy, severity: Severity::High, threshold: 0.0, actual: 1.0 }
@@ -669,5 +723,55 @@ mod tests {
         assert_eq!(alerts(&outbox), []);
         monitor.tick(now + Duration::from_secs(10));
         assert_eq!(alerts(&outbox), [("sick".to_owned(), false)], "10 s after it first turned unhealthy");
+    }
+    #[test]
+    fn a_probe_verdict_is_taken_as_dockers_health_and_one_on_an_earlier_start_is_dropped() {
+        let outbox = Arc::new(Outbox::new(100));
+        let mut monitor = Monitor::new(DetectionConfig::default(), outbox.clone(), Arc::new(Notify::new()), None);
+        let now = Instant::now();
+        let web = labelled("web", &[("hemostat.probe", "http://:8080/healthz")]);
+        let slow = labelled("slow", &[("hemostat.probe", "tcp://:5432"), ("hemostat.unhealthy_for", "10s")]);
+        monitor.observe(Observation::Snapshot(vec![web.clone(), slow.clone()]), now);
+        let start = |c: &pb::ContainerState| c.started_at.as_ref().map(hemostat_proto::timestamp::from_proto);
+        let probed = |c: &pb::ContainerState, started_at, health| Observation::Probed {
+            id: c.id.clone(),
+            started_at,
+            health,
+            evidence: Evidence {
+                log_tail: vec![],
+                health_outputs: vec!["GET http://172.17.0.5:8080/healthz: 404 Not Found".into()],
+            },
+        };
+        let earlier = Some(SystemTime::UNIX_EPOCH);
+        monitor.observe(probed(&web, earlier, pb::HealthStatus::Unhealthy), now);
+        assert_eq!(alerts(&outbox), [], "a verdict on an earlier start");
+        monitor.observe(probed(&web, start(&web), pb::HealthStatus::Unhealthy), now);
+        monitor.observe(probed(&slow, start(&slow), pb::HealthStatus::Unhealthy), now);
+        assert_eq!(alerts(&outbox), [("web".to_owned(), false)], "slow waits for its unhealthy_for");
+        let alert = outbox
+            .after(0)
+            .into_iter()
+            .find_map(|m| match m.body {
+                Body::HealthAlert(a) => Some(a),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(alert.health_outputs, ["GET http://172.17.0.5:8080/healthz: 404 Not Found"]);
+        assert_eq!(alert.container.unwrap().health(), pb::HealthStatus::Unhealthy);
+        // A new snapshot (inspect knows no health) keeps the probe's verdict, so the held one still counts.
+        monitor.observe(Observation::Snapshot(vec![web.clone(), slow.clone()]), now + Duration::from_secs(1));
+        let snapshot_health: Vec<pb::HealthStatus> = outbox
+            .after(0)
+            .into_iter()
+            .filter_map(|m| match m.body {
+                Body::Snapshot(s) => Some(s.containers.iter().map(|c| c.health()).collect::<Vec<_>>()),
+                _ => None,
+            })
+            .next_back()
+            .unwrap();
+        assert_eq!(snapshot_health, [pb::HealthStatus::Unhealthy, pb::HealthStatus::Unhealthy]);
+        monitor.tick(now + Duration::from_secs(10));
+        let alerted: Vec<String> = alerts(&outbox).into_iter().filter(|(_, r)| !r).map(|(id, _)| id).collect();
+        assert_eq!(alerted, ["web", "slow"]);
     }
 }

@@ -24,6 +24,7 @@ use crate::detection;
 use crate::inventory::Watch;
 use crate::inventory::{self, ContainerSelector};
 use crate::monitor::{Evidence, ExitObservation, Observation};
+use crate::probe::Prober;
 use crate::recent::RecentSet;
 
 /// The container events the node subscribes to.
@@ -46,6 +47,8 @@ pub struct Watcher {
     podman: bool,
     /// The containers whose watch decision was logged already.
     explained: std::sync::Mutex<RecentSet<String>>,
+    /// The probes of the containers with a `hemostat.probe` label, started and stopped as they are seen.
+    prober: Prober,
 }
 
 /// Containers whose watch decision the watcher remembers having logged.
@@ -63,6 +66,7 @@ impl Watcher {
         resync: Arc<Notify>,
     ) -> Self {
         Watcher {
+            prober: Prober::new(docker.clone(), observations.clone(), log_lines),
             docker,
             selector,
             observations,
@@ -158,7 +162,10 @@ impl Watcher {
             self.explain(id, name, labels, watch)
         };
         match inventory::snapshot_explained(&self.docker, &self.selector, explain).await {
-            Ok(containers) => self.observations.send(Observation::Snapshot(containers)).await.is_ok(),
+            Ok(containers) => {
+                self.prober.reconcile(&containers);
+                self.observations.send(Observation::Snapshot(containers)).await.is_ok()
+            }
             Err(error) => {
                 tracing::warn!(%error, "cannot list containers; will retry");
                 true
@@ -176,6 +183,11 @@ impl Watcher {
         tracing::info!(container = %name, "{watch}");
         if watch.watched() {
             for bad in crate::grace::bad_labels(labels) {
+                crate::instruments::global().bad_label(bad.label);
+                tracing::warn!(container = %name, label = bad.label, value = %bad.value.escape_debug(), "{bad}");
+            }
+            for bad in crate::probe::bad_labels(labels) {
+                crate::instruments::global().bad_label(bad.label);
                 tracing::warn!(container = %name, label = bad.label, value = %bad.value.escape_debug(), "{bad}");
             }
         }
@@ -245,6 +257,7 @@ impl Watcher {
             ),
             None => (state_from_attributes(&id, &attributes), false, None),
         };
+        self.prober.track(&container);
         Some(match (action, health) {
             (_, Some(health)) => {
                 let evidence = match health {

@@ -12,13 +12,14 @@ pub struct ComposeProject {
 }
 
 impl ComposeProject {
-    /// Writes `yaml` (with `SCOPE` replaced by the scope's label and `IMAGE` by the test image) and runs
-    /// `docker-compose up -d` with `args`.
+    /// Writes `yaml` (with `SCOPE` replaced by the scope's label, `IMAGE` by the test image and `PROJECT` by
+    /// the project name) and runs `docker-compose up -d` with `args`.
     pub fn up(scope: &Scope, yaml: &str, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("compose.yaml");
-        std::fs::write(&file, yaml.replace("SCOPE", &scope.selector()).replace("IMAGE", TEST_IMAGE)).unwrap();
         let name = format!("hs{:08x}", rand::random::<u32>());
+        let yaml = yaml.replace("SCOPE", &scope.selector()).replace("IMAGE", TEST_IMAGE).replace("PROJECT", &name);
+        std::fs::write(&file, yaml).unwrap();
         let project = ComposeProject { name, file, _dir: dir };
         project.run(&[&["up", "-d"], args].concat());
         project

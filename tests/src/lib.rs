@@ -12,6 +12,7 @@
 //! - [`llm`]: a local HTTP server that speaks the OpenAI and Anthropic wire formats from a script.
 //! - [`peer`]: a stand-in coordinator that sends a node whatever commands a test scripts; [`node_peer`]: a
 //!   stand-in node that sends a coordinator whatever messages a test scripts.
+//! - [`logs`]: this test process's log lines, captured to read what the node said.
 //! - [`eventually`]: wait for a condition with a deadline, instead of sleeping and hoping.
 //! - [`spool`]: a node's spool folder read back, and damaged on purpose.
 //! - [`webhook`]: a local Slack, Discord, Teams, ntfy, Gotify or JSON webhook that records what it gets and
@@ -33,6 +34,7 @@ pub mod fleet;
 pub mod images;
 pub mod llm;
 pub mod loadgen;
+pub mod logs;
 pub mod netlab;
 pub mod node_peer;
 pub mod peer;

@@ -121,6 +121,7 @@ async fn run(docker: &Docker, id: &str, argv: &[String], policy: &ExecutionPolic
                 outcome,
                 detail: format!("exited with code {}", code.map_or("?".into(), |c| c.to_string())),
                 output,
+                dependents: Vec::new(),
             }
         }
     }

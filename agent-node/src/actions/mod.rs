@@ -1,7 +1,8 @@
 //! The node's actions, one module each behind one trait, [`ActionHandler`]: its name, the refusal checks it
 //! owns, and its execution, which ends in an [`ActionOutcome`] (outcome, detail for people, output).
 //!
-//! - [`restart`]: graceful restart, then verified for `RESPONDER_VERIFY_SECONDS`.
+//! - [`restart`]: graceful restart, then verified for `RESPONDER_VERIFY_SECONDS`; a verified one names the
+//!   containers to restart after it ([`dependents`]).
 //! - [`exec`]: a diagnostic command from the node's allow-list, its output capped and masked, with a timeout;
 //!   [`exec::run_allowed`] is the same for other node code.
 //! - [`cleanup`]: exited containers of the same Compose service (else image) that this node watches, and the
@@ -16,6 +17,7 @@
 
 pub mod cleanup;
 pub mod compose;
+pub mod dependents;
 pub mod exec;
 pub mod restart;
 pub mod scale_up;
@@ -100,12 +102,15 @@ pub struct ActionOutcome {
     pub detail: String,
     /// What a command printed (exec), capped and masked; empty otherwise.
     pub output: String,
+    /// After a verified restart: the ids of the containers to restart after this one, in order
+    /// ([`dependents`]).
+    pub dependents: Vec<String>,
 }
 
 impl ActionOutcome {
     /// An outcome without output.
     pub fn new(outcome: pb::Outcome, detail: impl Into<String>) -> Self {
-        ActionOutcome { outcome, detail: detail.into(), output: String::new() }
+        ActionOutcome { outcome, detail: detail.into(), output: String::new(), dependents: Vec::new() }
     }
 
     /// A refusal: `refused: <why>`.

@@ -1,7 +1,9 @@
 //! `restart`: a graceful restart (stop with the command's timeout, then start), verified: the node watches
 //! the container for `RESPONDER_VERIFY_SECONDS` (30): still running the run the restart began (the same
 //! start time: a crash and a start by someone else in between, even between two looks, is not a run that
-//! held), and healthy if it has a health check → `success`; otherwise `failed` with what it saw.
+//! held), and healthy if it has a health check → `success`; otherwise `failed` with what it saw. A
+//! verified restart names its dependents, for the coordinator to restart after it ([`super::dependents`]),
+//! and says in its detail what to do with a dependent a restart cannot mend.
 //!
 //! Diagnostics at the failure edge: with `RESPONDER_DIAGNOSTICS` set (commands from the exec allow-list,
 //! none by default), the node first runs each of them in the container while it is still in its failing
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 use bollard::query_parameters::RestartContainerOptions;
 use hemostat_proto::v1 as pb;
 
+use super::dependents::{self, Parent};
 use super::exec::{MAX_OUTPUT, run_allowed};
 use super::{ActionContext, ActionHandler, ActionOutcome, NodeAction, Target};
 use crate::inventory;
@@ -50,6 +53,21 @@ impl ActionHandler for Restart {
             Ok(()) => verify(context, &target.id).await,
         };
         outcome.output = diagnostics;
+        if outcome.outcome == pb::Outcome::Success {
+            let labels = target.labels();
+            let name = target.inspect.name.as_deref().unwrap_or_default().trim_start_matches('/');
+            let parent = Parent { id: &target.id, name, labels: &labels };
+            let found = dependents::of(&context.docker, &context.selector, &parent).await;
+            for stale in &found.stale {
+                tracing::warn!(container = %name.escape_debug(), "dependent left behind: {}", stale.escape_debug());
+                outcome.detail.push_str("; ");
+                outcome.detail.push_str(stale);
+            }
+            if !found.restart.is_empty() {
+                tracing::info!(container = %name.escape_debug(), dependents = found.restart.len(), "its dependents are to be restarted after it");
+            }
+            outcome.dependents = found.restart;
+        }
         outcome
     }
 }

@@ -9,10 +9,12 @@
 //! - [`dispatch`]: storm breaker → budget → send, with a typed outcome, rejections recorded once per episode;
 //! - [`node_commands`]: commands in flight until their result, and routing to other coordinators' nodes;
 //! - [`manual`]: an admin's manual actions and approvals;
+//! - [`dependents`]: after a verified restart, the containers depending on it restarted in order;
 //! - [`outage`]: what people are told when the state store stops answering, and when it answers again.
 //!
 //! Nothing is sent to a node unless the store has recorded it first: with the store down, nothing is acted on.
 
+pub mod dependents;
 pub mod dispatch;
 pub mod journal;
 pub mod manual;
@@ -36,6 +38,7 @@ use crate::instruments::CoordinatorInstruments;
 use crate::policy::Budget;
 use crate::registry::Registry;
 use crate::store::{StateStore, StoreError, StormConfig};
+use dependents::Dependents;
 use dispatch::Dispatcher;
 use journal::Journal;
 use manual::ManualActions;
@@ -144,6 +147,7 @@ pub struct Remediator {
     commands: Arc<NodeCommands>,
     manual: ManualActions,
     outage: StoreOutage,
+    dependents: Dependents,
 }
 
 /// What a [`Remediator`] is built from, beyond the store, registry, analyzer and settings.
@@ -216,12 +220,14 @@ impl RemediatorBuilder {
             journal.clone(),
             dispatcher.clone(),
             commands.clone(),
-            registry,
+            registry.clone(),
             config.approval_ttl,
         ));
+        let dependents =
+            Dependents::new(registry, journal.clone(), dispatcher.clone(), store.clone(), config.approval_ttl);
         let manual = ManualActions::new(store, journal.clone(), dispatcher.clone(), commands.clone());
         let outage = StoreOutage::new(journal.clone());
-        Remediator { config, journal, settings, pipeline, dispatcher, commands, manual, outage }
+        Remediator { config, journal, settings, pipeline, dispatcher, commands, manual, outage, dependents }
     }
 }
 
@@ -307,9 +313,13 @@ impl Remediator {
         self.pipeline.on_metrics(node, samples).await
     }
 
-    /// Handles a node's report on a command.
+    /// Handles a node's report on a command, then restarts the dependents of a verified restart (see
+    /// [`dependents`]).
     pub async fn on_command_result(&self, node: &str, report: CommandReport) -> Result<(), StoreError> {
-        self.commands.on_result(node, report).await
+        if self.commands.on_result(node, report.clone()).await? {
+            self.dependents.after_result(node, &report).await?;
+        }
+        Ok(())
     }
 
     /// Records that a container's standing anomalies cleared, and ends its episode when none is left.

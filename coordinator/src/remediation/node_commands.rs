@@ -46,6 +46,8 @@ pub struct CommandReport {
     pub output: String,
     /// How long it took.
     pub duration: Duration,
+    /// After a verified restart: the containers (ids) to restart after it, in order.
+    pub dependents: Vec<String>,
 }
 
 impl CommandReport {
@@ -58,6 +60,7 @@ impl CommandReport {
             container_id: result.container_id,
             detail: result.detail,
             output: result.output,
+            dependents: result.dependents,
         }
     }
 }
@@ -307,8 +310,9 @@ impl NodeCommands {
 
     /// Handles a node's report on a command: a verified result counts in the container's budget, and the
     /// report becomes `remediation_complete`.
-    /// A result for a command not sent to `node`, or already answered, is refused instead.
-    pub async fn on_result(&self, node: &str, report: CommandReport) -> Result<(), StoreError> {
+    /// A result for a command not sent to `node`, or already answered, is refused instead. Returns whether
+    /// it was accepted.
+    pub async fn on_result(&self, node: &str, report: CommandReport) -> Result<bool, StoreError> {
         let pending = {
             let mut pending = self.pending.lock().expect("pending lock");
             match pending.get(&report.command_id) {
@@ -319,7 +323,7 @@ impl NodeCommands {
         };
         let p = match pending {
             Ok(p) => p,
-            Err(sent_to) => return self.refuse_result(node, &report, sent_to).await,
+            Err(sent_to) => return self.refuse_result(node, &report, sent_to).await.map(|()| false),
         };
         let (name, action) = (p.container_name.as_str(), Some(p.action));
         if matches!(report.outcome, Outcome::Success | Outcome::Failed) {
@@ -343,12 +347,10 @@ impl NodeCommands {
         record.duration_ms = Some(report.duration.as_millis() as u64);
         record.command_id = Some(report.command_id.clone());
         self.journal.append(&record).await?;
-        match p.fallback {
-            Some(fallback) if report.outcome != Outcome::Success => {
-                self.fall_back_now(node, &p, fallback, &report).await
-            }
-            _ => Ok(()),
+        if let Some(fallback) = p.fallback.filter(|_| report.outcome != Outcome::Success) {
+            self.fall_back_now(node, &p, fallback, &report).await?;
         }
+        Ok(true)
     }
 
     /// Sends `fallback` for the container of `failed`, whose command did not succeed (see the module docs).

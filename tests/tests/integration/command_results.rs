@@ -29,6 +29,7 @@ fn failed(command_id: &str, container_id: &str) -> Body {
         detail: "the container exited again".to_owned(),
         duration_ms: 1000,
         output: String::new(),
+        dependents: Vec::new(),
     })
 }
 

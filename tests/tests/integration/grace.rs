@@ -3,8 +3,6 @@
 //! container is reported only once it stayed so for `hemostat.unhealthy_for`, `autoheal=false` opts out,
 //! and a bad label value is logged, naming the label and the container, with the default applied.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use hemostat_tests::docker::crash_once;
@@ -91,38 +89,9 @@ async fn unhealthy_counts_only_after_unhealthy_for_and_a_container_healthy_befor
     assert_eq!(s.scope.state(&flaky).started_at, flaky_start);
 }
 
-/// Log lines written by this test process (nextest runs each test in a process of its own, so this
-/// subscriber is the process's).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        std::io::stderr().write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn autoheal_false_opts_out_and_a_bad_label_is_logged_with_the_default_applied() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter("hemostat_node=info")
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .try_init()
-        .expect("this test's process has no subscriber yet (run it with cargo nextest)");
+    let logs = hemostat_tests::logs::capture("hemostat_node=info");
     let s = TestFleet::start().await;
     let opted_out = s.scope.run("hs-grace-optout", &["--label", "autoheal=False"], &crash_once(1));
     let bad = s.scope.run("hs-grace-bad", &["--label", "hemostat.grace=soon"], &crash_once(1));

@@ -182,6 +182,7 @@ async fn a_nodes_text_cannot_forge_lines_in_the_coordinators_log() {
         detail: format!("restarted\n{FORGED} detail"),
         duration_ms: 10,
         output: String::new(),
+        dependents: Vec::new(),
     };
     rogue.send_acked(Body::CommandResult(result), std::time::Duration::from_secs(30)).await.unwrap();
     let text = hemostat_tests::eventually("the result logged", std::time::Duration::from_secs(30), || async {
