@@ -178,6 +178,10 @@ impl Watcher {
             for bad in crate::grace::bad_labels(labels) {
                 tracing::warn!(container = %name, label = bad.label, value = %bad.value.escape_debug(), "{bad}");
             }
+            for bad in crate::detection::bad_threshold_labels(labels) {
+                let label = bad.label.name();
+                tracing::warn!(container = %name, label, value = %bad.value.escape_debug(), "{bad}");
+            }
         }
     }
 

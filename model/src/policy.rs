@@ -300,6 +300,9 @@ mod tests {
             assert_eq!(describe_source(&pb::PolicyValue::from(&value)), origin.to_string());
         }
         assert_eq!(Origin::Label(PolicyLabel::Cooldown).to_string(), "label hemostat.cooldown");
-        assert_eq!(Origin::Environment("RESPONDER_COOLDOWN_SECONDS").to_string(), "environment RESPONDER_COOLDOWN_SECONDS");
+        assert_eq!(
+            Origin::Environment("RESPONDER_COOLDOWN_SECONDS").to_string(),
+            "environment RESPONDER_COOLDOWN_SECONDS"
+        );
     }
 }

@@ -15,6 +15,7 @@
 
 pub mod dispatch;
 pub mod journal;
+pub mod labels;
 pub mod manual;
 pub mod node_commands;
 pub mod outage;
@@ -22,6 +23,7 @@ pub mod pipeline;
 pub mod settings;
 pub mod storm;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,14 +32,16 @@ use hemostat_pki::Identity;
 use crate::alerting::Notifier;
 use crate::analysis::Analyzer;
 use crate::container::{AlertReport, Anomaly, AnomalyKind, ContainerFacts, Metrics, Severity};
+use crate::container_policy::{PolicyDefaults, SettingOrigins};
 use crate::directory::Directory;
 use crate::events::{AuditRetention, EventKind, EventRecord, EventRetention, Rejection};
 use crate::instruments::CoordinatorInstruments;
-use crate::policy::Budget;
+use crate::policy::{Backoff, Budget};
 use crate::registry::Registry;
 use crate::store::{StateStore, StoreError, StormConfig};
 use dispatch::Dispatcher;
 use journal::Journal;
+use labels::LabelWarnings;
 use manual::ManualActions;
 use node_commands::NodeCommands;
 use outage::StoreOutage;
@@ -54,6 +58,11 @@ pub struct RemediationConfig {
     pub budget: Budget,
     /// How long a restart waits for a graceful stop.
     pub stop_timeout: Duration,
+    /// The backoff curve a container's `hemostat.restart_policy=backoff` chooses (the settings' curve, also
+    /// when the fleet's policy is `cooldown`).
+    pub backoff: Backoff,
+    /// Where the settings a container's labels can override came from (for `hemostat container`).
+    pub origins: SettingOrigins,
     /// `RESPONDER_DRY_RUN`: record what would be done, do nothing, use no budget.
     pub dry_run: bool,
     /// The storm breaker's limits: its window, and the per-node threshold.
@@ -74,6 +83,8 @@ impl Default for RemediationConfig {
         RemediationConfig {
             budget: Budget::DEFAULT,
             stop_timeout: Duration::from_secs(10),
+            backoff: Backoff::DEFAULT,
+            origins: SettingOrigins::default(),
             dry_run: false,
             storm: StormConfig::default(),
             fleet_storm: storm::FleetStorm::default(),
@@ -87,6 +98,8 @@ impl Default for RemediationConfig {
 /// The container an action is for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
+    /// Its labels (they may set its policy: [`crate::container_policy`]).
+    pub labels: BTreeMap<String, String>,
     /// The node it runs on.
     pub node: String,
     /// Its id.
@@ -101,6 +114,7 @@ impl Target {
     /// The container `container` on `node`.
     pub fn of(node: &str, container: &ContainerFacts) -> Self {
         Target {
+            labels: container.labels.clone(),
             node: node.to_owned(),
             container_id: container.id.clone(),
             container_name: container.name.clone(),
@@ -133,6 +147,7 @@ pub struct Remediator {
     commands: Arc<NodeCommands>,
     manual: ManualActions,
     outage: StoreOutage,
+    labels: LabelWarnings,
 }
 
 /// What a [`Remediator`] is built from, beyond the store, registry, analyzer and settings.
@@ -177,14 +192,14 @@ impl RemediatorBuilder {
             config.event_retention,
             config.audit_retention,
         ));
-        let mut commands = NodeCommands::new(
-            registry.clone(),
-            store.clone(),
-            store.clone(),
-            journal.clone(),
-            config.budget,
-            config.stop_timeout,
-        );
+        let policy = PolicyDefaults {
+            budget: config.budget,
+            backoff: config.backoff,
+            stop_timeout: config.stop_timeout,
+            sustain: analyzer.config().patterns.sustain,
+            origins: config.origins,
+        };
+        let mut commands = NodeCommands::new(registry.clone(), store.clone(), store.clone(), journal.clone(), policy);
         if let Some(directory) = directory {
             commands = commands.with_directory(directory);
         }
@@ -194,7 +209,7 @@ impl RemediatorBuilder {
             journal.clone(),
             settings.clone(),
             commands.clone(),
-            config.budget,
+            policy,
             config.storm,
             config.fleet_storm,
         ));
@@ -210,7 +225,8 @@ impl RemediatorBuilder {
         ));
         let manual = ManualActions::new(store, journal.clone(), dispatcher.clone(), commands.clone());
         let outage = StoreOutage::new(journal.clone());
-        Remediator { config, journal, settings, pipeline, dispatcher, commands, manual, outage }
+        let labels = LabelWarnings::new(journal.clone(), policy);
+        Remediator { config, journal, settings, pipeline, dispatcher, commands, manual, outage, labels }
     }
 }
 
@@ -272,6 +288,12 @@ impl Remediator {
     /// Admins' manual actions and approvals.
     pub fn manual(&self) -> &ManualActions {
         &self.manual
+    }
+
+    /// Tells, once each, of the policy labels of `containers` (reported by `node`) whose values are not
+    /// valid (see [`labels`]).
+    pub async fn check_labels(&self, node: &str, containers: &[ContainerFacts]) -> Result<(), StoreError> {
+        self.labels.check(node, containers).await
     }
 
     /// Handles a node's health alert (see [`pipeline`]).

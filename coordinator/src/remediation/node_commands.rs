@@ -7,6 +7,7 @@
 //! this coordinator did not send to that node (never sent, sent to another node, or already answered) is
 //! refused, recorded as `input_refused` and logged, and touches no budget.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -16,10 +17,10 @@ use tokio::sync::watch;
 use super::Target;
 use super::journal::Journal;
 use crate::bounded::BoundedMap;
-use crate::container::{Health, Status};
+use crate::container::{ContainerFacts, Health, Status};
+use crate::container_policy::PolicyDefaults;
 use crate::directory::Directory;
 use crate::events::{Action, EventKind, EventRecord, Outcome, Rejection, unix_ms};
-use crate::policy::Budget;
 use crate::registry::{Command, NodeNotConnected, Outbound, Registry};
 use crate::routing::{POLL_INTERVAL, RoutedCommand};
 use crate::store::{BudgetStore, DirectoryStore, StoreError};
@@ -92,23 +93,21 @@ pub struct NodeCommands {
     routes: Arc<dyn DirectoryStore>,
     budgets: Arc<dyn BudgetStore>,
     journal: Arc<Journal>,
-    budget: Budget,
-    /// How long a restart waits for a graceful stop.
-    stop_timeout: Duration,
+    /// The settings each container's budget and stop timeout start from (its labels override them).
+    policy: PolicyDefaults,
     /// By command id, at most [`PENDING_KEPT`] (a node that never answers cannot grow it).
     pending: Mutex<BoundedMap<String, Pending>>,
 }
 
 impl NodeCommands {
     /// Commands sent through `registry` (and `routes` for other coordinators' nodes), their results
-    /// counted in `budgets` with `budget` and recorded in `journal`.
+    /// counted in `budgets` with each container's budget under `policy` and recorded in `journal`.
     pub fn new(
         registry: Arc<Registry>,
         routes: Arc<dyn DirectoryStore>,
         budgets: Arc<dyn BudgetStore>,
         journal: Arc<Journal>,
-        budget: Budget,
-        stop_timeout: Duration,
+        policy: PolicyDefaults,
     ) -> Self {
         NodeCommands {
             registry,
@@ -116,8 +115,7 @@ impl NodeCommands {
             routes,
             budgets,
             journal,
-            budget,
-            stop_timeout,
+            policy,
             pending: Mutex::new(BoundedMap::new(PENDING_KEPT)),
         }
     }
@@ -143,10 +141,31 @@ impl NodeCommands {
             .is_none_or(|entry| entry.facts.status != Status::Running || entry.facts.health == Health::Unhealthy)
     }
 
-    /// The arguments an action is sent with, for the event and audit logs.
-    pub fn arguments(&self, action: Action, argv: &[String]) -> Vec<String> {
+    /// The labels of the container `container_id` of `node`, as this coordinator last heard (none when it
+    /// does not know it).
+    pub fn labels_of(&self, node: &str, container_id: &str) -> BTreeMap<String, String> {
+        self.container_labels(node, |facts| facts.id == container_id)
+    }
+
+    fn container_labels(&self, node: &str, is_it: impl Fn(&ContainerFacts) -> bool) -> BTreeMap<String, String> {
+        self.registry
+            .containers(Some(node))
+            .into_iter()
+            .find(|entry| is_it(&entry.facts))
+            .map(|entry| entry.facts.labels)
+            .unwrap_or_default()
+    }
+
+    /// How long a restart of a container with `labels` waits for a graceful stop (`hemostat.stop_timeout`,
+    /// else `RESPONDER_STOP_TIMEOUT_SECONDS`).
+    fn stop_timeout(&self, labels: &BTreeMap<String, String>) -> Duration {
+        self.policy.effective(labels).stop_timeout.value
+    }
+
+    /// The arguments an action on a container with `labels` is sent with, for the event and audit logs.
+    pub fn arguments(&self, action: Action, argv: &[String], labels: &BTreeMap<String, String>) -> Vec<String> {
         match action {
-            Action::Restart => vec![format!("stop_timeout={}s", self.stop_timeout.as_secs())],
+            Action::Restart => vec![format!("stop_timeout={}s", self.stop_timeout(labels).as_secs())],
             Action::Exec => argv.to_vec(),
             Action::Cleanup | Action::ScaleUp => Vec::new(),
         }
@@ -167,7 +186,7 @@ impl NodeCommands {
             container_id: target.container_id.clone(),
             container_name: target.container_name.clone(),
             action,
-            stop_timeout_secs: self.stop_timeout.as_secs() as u32,
+            stop_timeout_secs: self.stop_timeout(&target.labels).as_secs() as u32,
             argv,
             budget_key: target.key.clone(),
         };
@@ -291,7 +310,9 @@ impl NodeCommands {
         let (name, action) = (p.container_name.as_str(), Some(p.action));
         if matches!(report.outcome, Outcome::Success | Outcome::Failed) {
             let now = unix_ms(SystemTime::now());
-            self.budgets.record_outcome(&p.budget_key, report.outcome == Outcome::Success, now, &self.budget).await?;
+            let labels = self.container_labels(node, |facts| facts.name == p.container_name);
+            let budget = self.policy.effective(&labels).budget();
+            self.budgets.record_outcome(&p.budget_key, report.outcome == Outcome::Success, now, &budget).await?;
         }
         tracing::info!(
             node,
