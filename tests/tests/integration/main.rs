@@ -24,6 +24,7 @@ mod metrics;
 mod monitoring;
 mod multi_coordinator;
 mod paging;
+mod policy_labels;
 mod redis_failover;
 mod remediation;
 mod reporting_faults;
