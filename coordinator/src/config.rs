@@ -95,6 +95,9 @@ hemostat_settings::settings! {
         backoff_jitter_percent: u32 = Backoff::DEFAULT.jitter_percent, env "RESPONDER_BACKOFF_JITTER_PERCENT";
         /// Most actions on one container in any rolling hour [default: 3].
         max_retries_per_hour: u32 = Budget::DEFAULT.max_attempts, env "RESPONDER_MAX_RETRIES_PER_HOUR";
+        /// Seconds a quarantined container (its breaker open) must run, healthy or without a health check,
+        /// to be released as `hemostat release` would; 0: only by hand [default: 3600].
+        quarantine_release_seconds: u64 = 3600, env "RESPONDER_QUARANTINE_RELEASE_SECONDS";
         /// Seconds a restart waits for a graceful stop before killing [default: 10].
         stop_timeout_seconds: u32 = 10, env "RESPONDER_STOP_TIMEOUT_SECONDS";
         /// More containers of one node than this needing remediation within the storm window stops
@@ -333,6 +336,7 @@ impl CoordinatorConfig {
                 stop_timeout: Duration::from_secs(u64::from(stop_timeout)),
                 backoff,
                 origins,
+                quarantine_release: Some(seconds(s.quarantine_release_seconds)).filter(|d| !d.is_zero()),
                 event_retention,
                 dry_run: *s.dry_run,
                 audit_retention: AuditRetention {

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use super::journal::Journal;
 use super::node_commands::{Delivery, NodeCommands};
+use super::quarantine::Quarantines;
 use super::settings::Settings;
 use super::storm::{FLEET_SCOPE, FleetStorm, node_scope};
 use super::{Stop, Target};
@@ -49,6 +50,8 @@ pub struct Dispatcher {
     episodes: Mutex<BoundedMap<String, Rejection>>,
     /// The budget keys with a retry waiting for their backoff to end.
     retries: Mutex<HashSet<String>>,
+    /// The containers the breaker stopped, for their release by good behaviour.
+    quarantines: Quarantines,
 }
 
 impl Dispatcher {
@@ -74,6 +77,7 @@ impl Dispatcher {
             fleet_storm,
             episodes: Mutex::new(BoundedMap::new(EPISODES_KEPT)),
             retries: Mutex::new(HashSet::new()),
+            quarantines: Quarantines::default(),
         }
     }
 
@@ -196,6 +200,7 @@ impl Dispatcher {
                 },
             }),
             BudgetVerdict::CircuitOpen { retry_after } => {
+                self.quarantines.note(target);
                 let state = self.budgets.read_budget(key).await?;
                 let window_ms = budget.window.as_millis() as u64;
                 let mut tried: Vec<u64> = state
@@ -331,7 +336,18 @@ impl Dispatcher {
     pub async fn release(&self, key: &str) -> Result<crate::policy::BudgetState, StoreError> {
         let before = self.budgets.release(key).await?;
         self.episodes.lock().expect("episodes lock").remove(key);
+        self.quarantines.forget(key);
         Ok(before)
+    }
+
+    /// The containers the breaker stopped (see [`super::quarantine`]).
+    pub fn quarantines(&self) -> &Quarantines {
+        &self.quarantines
+    }
+
+    /// The container `key`'s budget state as stored.
+    pub async fn read_budget(&self, key: &str) -> Result<crate::policy::BudgetState, StoreError> {
+        self.budgets.read_budget(key).await
     }
 
     /// Ends every storm; returns the scopes that were in one.

@@ -20,6 +20,7 @@ pub mod manual;
 pub mod node_commands;
 pub mod outage;
 pub mod pipeline;
+pub mod quarantine;
 pub mod settings;
 pub mod storm;
 
@@ -63,6 +64,9 @@ pub struct RemediationConfig {
     pub backoff: Backoff,
     /// Where the settings a container's labels can override came from (for `hemostat container`).
     pub origins: SettingOrigins,
+    /// `RESPONDER_QUARANTINE_RELEASE_SECONDS`: a quarantined container running healthy this long is
+    /// released ([`quarantine`]); `None` (0): only by hand.
+    pub quarantine_release: Option<Duration>,
     /// `RESPONDER_DRY_RUN`: record what would be done, do nothing, use no budget.
     pub dry_run: bool,
     /// The storm breaker's limits: its window, and the per-node threshold.
@@ -85,6 +89,7 @@ impl Default for RemediationConfig {
             stop_timeout: Duration::from_secs(10),
             backoff: Backoff::DEFAULT,
             origins: SettingOrigins::default(),
+            quarantine_release: Some(Duration::from_secs(3600)),
             dry_run: false,
             storm: StormConfig::default(),
             fleet_storm: storm::FleetStorm::default(),
@@ -288,6 +293,27 @@ impl Remediator {
     /// Admins' manual actions and approvals.
     pub fn manual(&self) -> &ManualActions {
         &self.manual
+    }
+
+    /// Releases each quarantined container that has been running healthy for
+    /// `RESPONDER_QUARANTINE_RELEASE_SECONDS`, every second until `stop` (see [`quarantine`]); returns at
+    /// once when only an admin releases them.
+    pub async fn release_recovered(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let Some(after) = self.config.quarantine_release else { return };
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+            let now = std::time::SystemTime::now();
+            if let Err(error) =
+                quarantine::release_recovered(&self.dispatcher, &self.commands, &self.journal, after, now).await
+            {
+                tracing::warn!(%error, "could not release the quarantined containers that recovered; will retry");
+            }
+        }
     }
 
     /// Tells, once each, of the policy labels of `containers` (reported by `node`) whose values are not

@@ -147,13 +147,17 @@ impl NodeCommands {
         self.container_labels(node, |facts| facts.id == container_id)
     }
 
+    /// What the node `node` last reported of its container `container_id`, if this coordinator holds it.
+    pub fn facts_of(&self, node: &str, container_id: &str) -> Option<ContainerFacts> {
+        self.find(node, |facts| facts.id == container_id)
+    }
+
+    fn find(&self, node: &str, is_it: impl Fn(&ContainerFacts) -> bool) -> Option<ContainerFacts> {
+        self.registry.containers(Some(node)).into_iter().find(|entry| is_it(&entry.facts)).map(|entry| entry.facts)
+    }
+
     fn container_labels(&self, node: &str, is_it: impl Fn(&ContainerFacts) -> bool) -> BTreeMap<String, String> {
-        self.registry
-            .containers(Some(node))
-            .into_iter()
-            .find(|entry| is_it(&entry.facts))
-            .map(|entry| entry.facts.labels)
-            .unwrap_or_default()
+        self.find(node, is_it).map(|facts| facts.labels).unwrap_or_default()
     }
 
     /// How long a restart of a container with `labels` waits for a graceful stop (`hemostat.stop_timeout`,
