@@ -1,11 +1,12 @@
 //! Per-container policy labels end to end, on the real engine with a real node and coordinator: a
 //! container's `hemostat.cooldown`, `hemostat.max_per_hour`, `hemostat.stop_timeout`,
-//! `hemostat.cpu_threshold` and `hemostat.sustain` change what is done to it (and only to it: a sibling
+//! `hemostat.restart_policy`, `hemostat.cpu_threshold` and `hemostat.sustain` change what is done to it (and only to it: a sibling
 //! without labels, in the same fleet, is held to the settings), GetContainer shows each value with where it
 //! came from, and a bad value is one `input_refused` event naming the label while the default applies.
 
 use std::time::{Duration, SystemTime};
 
+use hemostat_coordinator::policy::Backoff;
 use hemostat_proto::v1 as pb;
 use hemostat_tests::eventually;
 use hemostat_tests::fleet::{TestFleet, container, events_of, kinds, rejection, remediated};
@@ -194,4 +195,27 @@ async fn a_labelled_cpu_threshold_and_sustain_make_a_capped_loop_a_condition_act
         value_of(&policy, "cpu_threshold"),
         &("cpu_threshold".into(), String::new(), pb::PolicySource::Node, "THRESHOLD_CPU_PERCENT".into())
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_labelled_backoff_under_a_cooldown_fleet_retries_the_held_crash_on_the_settings_curve() {
+    let curve = Backoff { initial: Duration::from_secs(3), jitter_percent: 0, ..Backoff::DEFAULT };
+    let s = TestFleet::start_with(|config| config.remediation.backoff = curve, |_| {}).await;
+    let web = s.scope.run("web", &["--label", "hemostat.restart_policy=backoff"], "sleep 2; exit 1");
+    let events = eventually("a crash held by the backoff, then retried", Duration::from_secs(60), || async {
+        let events = events_of(&s.client, &web).await?;
+        let done = of_type(&events, pb::EventType::RemediationComplete).len();
+        if done >= 2 { Ok(events) } else { Err(format!("{:?}", kinds(&events))) }
+    })
+    .await;
+    let held = of_type(&events, pb::EventType::Rejected);
+    assert!(held[0].reason.contains("backoff active"), "{}", held[0].reason);
+    let completed = of_type(&events, pb::EventType::RemediationComplete);
+    assert!(completed.iter().any(|c| c.command_id == held[0].command_id), "the held action was retried");
+    let began = |e: &pb::Event| at(e) - Duration::from_millis(e.duration_ms);
+    let gap = began(completed[1]).duration_since(began(completed[0])).unwrap_or_default();
+    assert!(gap >= Duration::from_millis(2700) && gap < Duration::from_secs(8), "3 s after the first: {gap:?}");
+    let policy = policy_of(&s, &web).await;
+    assert_eq!(value_of(&policy, "restart_policy").1, "backoff");
+    assert_eq!(value_of(&policy, "restart_policy").2, pb::PolicySource::Label);
 }
