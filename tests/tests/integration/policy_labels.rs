@@ -1,8 +1,9 @@
 //! Per-container policy labels end to end, on the real engine with a real node and coordinator: a
 //! container's `hemostat.cooldown`, `hemostat.max_per_hour`, `hemostat.stop_timeout`,
-//! `hemostat.restart_policy`, `hemostat.cpu_threshold` and `hemostat.sustain` change what is done to it (and only to it: a sibling
-//! without labels, in the same fleet, is held to the settings), GetContainer shows each value with where it
-//! came from, and a bad value is one `input_refused` event naming the label while the default applies.
+//! `hemostat.restart_policy`, `hemostat.cpu_threshold` and `hemostat.sustain` change what is done to it (and
+//! only to it: a sibling without labels, in the same fleet, is held to the settings), GetContainer shows each
+//! value with where it came from, and a bad value is one `input_refused` event naming the label while the
+//! default applies.
 
 use std::time::{Duration, SystemTime};
 
