@@ -183,6 +183,9 @@ pub fn bound(body: &mut Body, bounds: &MessageBounds) -> Vec<Cut> {
             truncate_marked(&mut notice.container_name, bounds.name_bytes);
             truncate_marked(&mut notice.detail, bounds.detail_bytes);
         }
+        Body::HostAlert(alert) => {
+            truncate_marked(&mut alert.path, bounds.detail_bytes);
+        }
         _ => {}
     }
     cuts

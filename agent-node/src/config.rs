@@ -14,6 +14,7 @@ use hemostat_settings::{Endpoint, Layers, Sourced, config_path};
 use crate::actions::scale_up::DEFAULT_MAX_REPLICAS;
 use crate::command_limits::{DEFAULT_CONCURRENCY, DEFAULT_PER_MINUTE};
 use crate::detection::DetectionConfig;
+use crate::disk::DiskConfig;
 use crate::engine::EngineConfig;
 use crate::executor::{DEFAULT_EXEC_ALLOWLIST, ExecutionPolicy, parse_allowlist};
 use crate::inventory::ContainerSelector;
@@ -84,6 +85,11 @@ hemostat_settings::settings! {
         start_grace_seconds: u64 = 0, env "NODE_START_GRACE_SECONDS";
         /// Container name globs never watched, comma-separated (e.g. `hemostat-*,*-sidecar`) [default: none].
         blacklist: String = String::new(), env "MONITOR_CONTAINER_BLACKLIST";
+        /// Percentage of the engine's data root that must stay free: below it the node reports the host's
+        /// disk as low, and the coordinator decides a cleanup (0 to 100; 0 turns the check off) [default: 0].
+        disk_min_free_percent: f64 = 0.0, env "NODE_DISK_MIN_FREE_PERCENT";
+        /// The filesystem the disk check measures [default: the engine's data root, from `docker info`].
+        disk_path: PathBuf, env "NODE_DISK_PATH";
         /// Log lines gathered at each failure as evidence, 0 for none [default: 50].
         log_lines: usize = 50, env "NODE_EVIDENCE_LOG_LINES";
         /// Actions this node executes, comma-separated [default: restart,exec,cleanup,scale_up].
@@ -170,6 +176,8 @@ pub struct NodeConfig {
     pub execution: ExecutionPolicy,
     /// What the node does on its own when cut off.
     pub local_policy: LocalPolicyConfig,
+    /// The host's disk check.
+    pub disk: DiskConfig,
 }
 
 impl NodeConfig {
@@ -226,6 +234,10 @@ impl NodeConfig {
             reassert_every: Duration::from_secs(s.reassert_seconds.into_value().max(1)),
             start_grace: seconds(s.start_grace_seconds),
         };
+        let disk = DiskConfig {
+            min_free_percent: s.disk_min_free_percent.check(|v| (0.0..=100.0).contains(v), "must be from 0 to 100")?,
+            path: s.disk_path.map(Sourced::into_value),
+        };
         let heartbeat = s.heartbeat_seconds.check(|n| *n >= 1, "must be at least 1")?;
         let allowed_actions = match s.allowed_actions {
             Some(list) => list.try_map(|list| {
@@ -280,6 +292,7 @@ impl NodeConfig {
                 after: seconds(s.local_policy_after_seconds),
                 cooldown: seconds(s.cooldown_seconds),
             },
+            disk,
         })
     }
 }

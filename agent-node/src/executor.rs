@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
+use hemostat_model::Action;
 use hemostat_proto::v1 as pb;
 use hemostat_proto::v1::session_request::Body;
 
@@ -91,6 +92,18 @@ impl ExecutionPolicy {
         }
         handler.refusal(self)
     }
+
+    /// What the node tells the coordinator in its Hello: the actions it executes and the exec allow-list
+    /// (each argument vector joined by spaces), so that analysis decides only what it would run.
+    pub fn advertised(&self) -> (Vec<i32>, Vec<String>) {
+        let actions = self
+            .allowed_actions
+            .iter()
+            .filter_map(|name| name.parse::<Action>().ok())
+            .map(|action| pb::Action::from(action) as i32)
+            .collect();
+        (actions, self.exec_allowlist.iter().map(|argv| argv.join(" ")).collect())
+    }
 }
 
 /// Runs commands and reports their results through the outbox.
@@ -111,6 +124,11 @@ impl Executor {
             seen: Mutex::new(RecentSet::new(REMEMBERED_COMMANDS)),
             gate,
         }
+    }
+
+    /// What the node tells the coordinator it executes ([`ExecutionPolicy::advertised`]).
+    pub fn advertised(&self) -> (Vec<i32>, Vec<String>) {
+        self.context.policy.advertised()
     }
 
     /// Starts executing `command` in the background, unless its id ran already; refuses it at once when
@@ -168,6 +186,15 @@ impl Executor {
         };
         if let Some(why) = self.context.policy.refusal(action) {
             return ActionOutcome::refused(why);
+        }
+        if command.container_id.is_empty() {
+            return match action {
+                NodeAction::Cleanup => crate::actions::cleanup::host_cleanup(&self.context).await,
+                other => ActionOutcome::refused(format!(
+                    "{} needs a container; only cleanup can be for the host itself",
+                    other.action().name()
+                )),
+            };
         }
         let inspect = match self.context.docker.inspect_container(&command.container_id, None).await {
             Ok(inspect) => inspect,

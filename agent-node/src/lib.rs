@@ -9,6 +9,7 @@ pub mod cgroup;
 pub mod command_limits;
 pub mod config;
 pub mod detection;
+pub mod disk;
 pub mod engine;
 pub mod executor;
 pub mod grace;
@@ -62,6 +63,33 @@ pub enum NodeError {
     /// `NODE_STATS_SOURCE=cgroup` and this host's cgroup mounts cannot be read.
     #[error("NODE_STATS_SOURCE=cgroup: {0}")]
     Cgroup(#[from] cgroup::CgroupError),
+}
+
+/// The host's disk check, on `NODE_DISK_PATH` or the engine's data root; `None` (said in the log) when
+/// neither can be measured.
+async fn disk_watch(
+    config: &NodeConfig,
+    engine: &engine::Engine,
+    outbox: Arc<outbox::Outbox>,
+) -> Option<disk::DiskWatch> {
+    let path = match &config.disk.path {
+        Some(path) => path.clone(),
+        None => match engine.docker.info().await.map(|info| info.docker_root_dir) {
+            Ok(Some(root)) => root.into(),
+            Ok(None) => {
+                tracing::warn!(
+                    "the disk check is off: the engine does not say where its data root is; set NODE_DISK_PATH"
+                );
+                return None;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the disk check is off: cannot ask the engine for its data root; set NODE_DISK_PATH");
+                return None;
+            }
+        },
+    };
+    let reassert = config.detection.reassert_every;
+    disk::DiskWatch::new(&config.disk, path, config.poll_interval, reassert, outbox)
 }
 
 /// Runs the node until `shutdown` completes.
@@ -126,6 +154,10 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     };
     let watcher = tokio::spawn(watcher.run());
     let poller = tokio::spawn(poller.run());
+    let disk = match config.disk.enabled() {
+        true => disk_watch(&config, &engine, outbox.clone()).await.map(|watch| tokio::spawn(watch.run())),
+        false => None,
+    };
     let settings = session::SessionSettings {
         coordinators: config.coordinators.clone(),
         tls,
@@ -136,7 +168,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let session = tokio::spawn(session::run(settings, outbox, executor, resync, connectivity));
     shutdown.await;
     tracing::info!("node stopping");
-    for task in [watcher, poller, monitor, session].into_iter().chain(exposition) {
+    for task in [watcher, poller, monitor, session].into_iter().chain(exposition).chain(disk) {
         task.abort();
     }
     Ok(())

@@ -124,11 +124,14 @@ async fn serve_one(
 ) -> Result<(), SessionError> {
     let channel = connect(coordinator, settings).await?;
     let (tx, rx) = mpsc::channel::<pb::SessionRequest>(256);
+    let (allowed_actions, exec_allowlist) = executor.advertised();
     let hello = pb::Hello {
         node_name: settings.tls.identity.name.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         stream_id: outbox.stream_id().to_owned(),
         hostname: hostname(),
+        allowed_actions,
+        exec_allowlist,
     };
     let unsequenced = |body| pb::SessionRequest { seq: 0, body: Some(body) };
     tx.send(unsequenced(pb::session_request::Body::Hello(hello))).await.map_err(|_| SessionError::Closed)?;

@@ -2,6 +2,6 @@
 //! types are the shared vocabulary's ([`hemostat_model`]), re-exported here under their coordinator paths.
 
 pub use hemostat_model::{
-    AlertReport, Anomaly, AnomalyKind, ContainerFacts, Episode, ExitReport, Health, Metrics, OPT_OUT_LABEL, Severity,
-    Status,
+    AlertReport, Anomaly, AnomalyKind, ContainerFacts, Episode, ExitReport, Health, HostCondition, HostReport, Metrics,
+    OPT_OUT_LABEL, SCALE_UP_MAX_LABEL, Severity, Status,
 };

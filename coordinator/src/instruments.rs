@@ -436,6 +436,7 @@ mod tests {
             version: "test".into(),
             stream_id: "s".into(),
             hostname: name.into(),
+            abilities: Default::default(),
         };
         fleet.open_session(hello("host-a"), None, tx.clone());
         let session_b = fleet.open_session(hello("host-b"), None, tx);

@@ -149,6 +149,7 @@ impl IntakeLimits {
                     self.container(container, &mut cuts);
                 }
             }
+            Body::HostAlert(alert) => self.string(&mut alert.path, &mut cuts),
             Body::Notice(notice) => {
                 self.string(&mut notice.container_id, &mut cuts);
                 self.string(&mut notice.container_name, &mut cuts);

@@ -101,7 +101,13 @@ mod tests {
     fn node(name: &str, heard: Instant) -> NodeInfo {
         let last_seen = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         NodeInfo {
-            hello: NodeHello { name: name.into(), version: "1".into(), stream_id: "s".into(), hostname: "h".into() },
+            hello: NodeHello {
+                name: name.into(),
+                version: "1".into(),
+                stream_id: "s".into(),
+                hostname: "h".into(),
+                abilities: Default::default(),
+            },
             connected: true,
             address: None,
             connected_at: last_seen,

@@ -44,7 +44,7 @@ pub enum Outbound {
 }
 
 /// What a node said about itself in its Hello.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeHello {
     /// Its name (already checked against its certificate).
     pub name: String,
@@ -54,6 +54,53 @@ pub struct NodeHello {
     pub stream_id: String,
     /// The Docker host's name.
     pub hostname: String,
+    /// What it executes.
+    pub abilities: NodeAbilities,
+}
+
+/// What a node said it executes, in its Hello: analysis decides only those.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeAbilities {
+    /// The actions it executes (`NODE_ALLOWED_ACTIONS`); `None` for a node too old to say (all are assumed,
+    /// and it refuses what it does not allow).
+    pub actions: Option<Vec<Action>>,
+    /// The diagnostic commands it allows for exec (`RESPONDER_EXEC_ALLOWLIST`), each an argument vector
+    /// joined by spaces: at most [`NodeAbilities::MAX_COMMANDS`], each at most
+    /// [`NodeAbilities::MAX_COMMAND_BYTES`] (longer ones are left out: they could not be matched whole).
+    pub exec_allowlist: Vec<String>,
+}
+
+impl NodeAbilities {
+    /// Most exec commands kept of a Hello.
+    pub const MAX_COMMANDS: usize = 64;
+    /// Longest exec command kept, bytes.
+    pub const MAX_COMMAND_BYTES: usize = 256;
+
+    /// From a Hello's `allowed_actions` and `exec_allowlist` (unknown action values are skipped).
+    pub fn from_hello(allowed_actions: &[i32], exec_allowlist: &[String]) -> Self {
+        let actions: Vec<Action> = allowed_actions
+            .iter()
+            .filter_map(|a| hemostat_proto::v1::Action::try_from(*a).ok())
+            .filter_map(|a| Action::try_from(a).ok())
+            .fold(Vec::new(), |mut known, a| {
+                if !known.contains(&a) {
+                    known.push(a);
+                }
+                known
+            });
+        let exec_allowlist = exec_allowlist
+            .iter()
+            .filter(|c| !c.trim().is_empty() && c.len() <= Self::MAX_COMMAND_BYTES)
+            .take(Self::MAX_COMMANDS)
+            .cloned()
+            .collect();
+        NodeAbilities { actions: (!allowed_actions.is_empty()).then_some(actions), exec_allowlist }
+    }
+
+    /// Whether the node executes `action` (any, for a node that did not say).
+    pub fn allows(&self, action: Action) -> bool {
+        self.actions.as_ref().is_none_or(|actions| actions.contains(&action))
+    }
 }
 
 /// A node as the coordinator knows it.
@@ -115,6 +162,7 @@ impl NodeInfo {
                 version: node.version.clone(),
                 stream_id: String::new(),
                 hostname: node.hostname.clone(),
+                abilities: NodeAbilities::default(),
             },
             connected: node.connected,
             address: node.address.parse().ok(),
@@ -506,6 +554,12 @@ impl Registry {
         self.state.lock().expect("registry lock").nodes.get(node).is_some_and(|entry| entry.session.is_some())
     }
 
+    /// What `node` said it executes (nothing known of a node not connected here: all assumed).
+    pub fn abilities(&self, node: &str) -> NodeAbilities {
+        let state = self.state.lock().expect("registry lock");
+        state.nodes.get(node).map(|entry| entry.info.hello.abilities.clone()).unwrap_or_default()
+    }
+
     /// Every known node, by name.
     pub fn nodes(&self) -> Vec<NodeInfo> {
         self.state.lock().expect("registry lock").nodes.values().map(|entry| entry.info.clone()).collect()
@@ -603,8 +657,7 @@ mod tests {
     fn a_snapshot_in_parts_replaces_the_nodes_containers_once_its_last_part_is_in() {
         let registry = Registry::default();
         let (tx, _rx) = mpsc::channel(1);
-        let hello =
-            NodeHello { name: "a".into(), version: String::new(), stream_id: "s".into(), hostname: String::new() };
+        let hello = NodeHello { name: "a".into(), stream_id: "s".into(), ..NodeHello::default() };
         registry.open_session(hello, None, tx);
         registry.replace_containers("a", vec![facts("old"), facts("a1")]);
         registry.record_metrics("a", vec![("a1".into(), sample())]);
@@ -629,6 +682,7 @@ mod tests {
                 version: "1.2".into(),
                 stream_id: "s".into(),
                 hostname: "h".into(),
+                abilities: Default::default(),
             },
             connected: true,
             address: Some("10.0.0.7:51000".parse().unwrap()),

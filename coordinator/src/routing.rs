@@ -34,6 +34,10 @@ pub struct RoutedCommand {
     pub argv: Vec<String>,
     /// The container's budget key, for recording the verified result.
     pub budget_key: String,
+    /// The action to take instead when this one does not succeed (an analyzer's `scale_up` falls back to a
+    /// restart); absent in what older coordinators stored.
+    #[serde(default)]
+    pub fallback: Option<Action>,
 }
 
 impl RoutedCommand {

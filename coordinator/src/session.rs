@@ -20,10 +20,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::authenticated;
-use crate::container::{AlertReport, AnomalyKind, ContainerFacts, Metrics};
+use crate::container::{AlertReport, AnomalyKind, ContainerFacts, HostReport, Metrics};
 use crate::events::{EventKind, EventRecord};
 use crate::intake::{Cuts, Limit};
-use crate::registry::{NodeHello, Outbound, Registry};
+use crate::registry::{NodeAbilities, NodeHello, Outbound, Registry};
 use crate::remediation::{CommandReport, Remediator};
 use crate::store::StoreError;
 
@@ -79,6 +79,7 @@ impl pb::agent_service_server::AgentService for AgentSessions {
         let hello = NodeHello {
             name: node.clone(),
             version: hello.version,
+            abilities: NodeAbilities::from_hello(&hello.allowed_actions, &hello.exec_allowlist),
             stream_id: hello.stream_id,
             hostname: hello.hostname,
         };
@@ -113,6 +114,7 @@ impl pb::agent_service_server::AgentService for AgentSessions {
                                     | pb::session_request::Body::Resolved(_)
                                     | pb::session_request::Body::CommandResult(_)
                                     | pb::session_request::Body::Notice(_)
+                                    | pb::session_request::Body::HostAlert(_)
                             )
                         );
                         if registry.already_processed(&node, seq) {
@@ -230,6 +232,13 @@ async fn handle(
             cuts.add(Limit::Containers, refused);
             Ok(())
         }
+        Some(Body::HostAlert(alert)) => match HostReport::try_from(&alert) {
+            Ok(report) => remediator.on_host_alert(node, report).await,
+            Err(unknown) => {
+                tracing::warn!(node, %unknown, "ignored a host alert of a kind this coordinator does not know");
+                Ok(())
+            }
+        },
         Some(Body::Notice(notice)) => {
             let record = EventRecord::new(
                 EventKind::NodeNotice,

@@ -9,6 +9,10 @@ use hemostat_proto::v1 as pb;
 /// The label with which a container opts out of HemoStat (`hemostat.enable=false`).
 pub const OPT_OUT_LABEL: &str = "hemostat.enable";
 
+/// The label with which a Compose or Swarm service's container opts in to being scaled up when it is busy,
+/// and caps its replicas (`hemostat.scale_up.max=<replicas>`); the node never scales past it.
+pub const SCALE_UP_MAX_LABEL: &str = "hemostat.scale_up.max";
+
 named_enum! {
     /// A container's lifecycle state.
     pub enum Status("container status") {
@@ -137,6 +141,16 @@ impl ContainerFacts {
     /// Whether Docker's own restart policy brings it back after a crash.
     pub fn docker_restarts_it(&self) -> bool {
         matches!(self.restart_policy.as_str(), "always" | "unless-stopped" | "on-failure")
+    }
+
+    /// The replica cap of a container that opted in to `scale_up`: one of a Compose service (or a Swarm task)
+    /// whose `hemostat.scale_up.max` label is a positive whole number. `None` for any other container, and
+    /// for a label that is not a number (the node refuses those with the reason).
+    pub fn scale_up_cap(&self) -> Option<u64> {
+        let in_service = self.labels.contains_key("com.docker.compose.service")
+            || self.labels.contains_key("com.docker.swarm.service.id");
+        let cap = self.labels.get(SCALE_UP_MAX_LABEL)?.trim().parse::<u64>().ok().filter(|&max| max > 0)?;
+        in_service.then_some(cap)
     }
 
     /// The identity that remediation budgets belong to on `node`: the Compose project, service and replica

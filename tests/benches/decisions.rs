@@ -15,7 +15,7 @@ use hemostat_coordinator::container::{
     AlertReport, Anomaly, AnomalyKind, ContainerFacts, Health, Metrics, Severity, Status,
 };
 use hemostat_coordinator::policy::{Budget, Draw};
-use hemostat_coordinator::registry::Registry;
+use hemostat_coordinator::registry::{NodeAbilities, Registry};
 use hemostat_coordinator::remediation::{RemediationConfig, Remediator};
 use hemostat_coordinator::store::{self, StateStore, StoreConfig};
 use hemostat_tests::redis::RedisServer;
@@ -107,7 +107,7 @@ async fn main() {
     let n = 20_000;
     let started = Instant::now();
     for _ in 0..n {
-        std::hint::black_box(analyzer.analyze(&sample, &[], 0).await);
+        std::hint::black_box(analyzer.analyze(&sample, &[], 0, &NodeAbilities::default()).await);
     }
     println!("rule decisions: {:.0}/s ({:?} each)", n as f64 / started.elapsed().as_secs_f64(), started.elapsed() / n);
 

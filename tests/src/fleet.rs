@@ -14,6 +14,7 @@ use hemostat_coordinator::{Coordinator, CoordinatorConfig};
 use hemostat_node::NodeConfig;
 use hemostat_node::config::CoordinatorAddress;
 use hemostat_node::detection::DetectionConfig;
+use hemostat_node::disk::DiskConfig;
 use hemostat_node::engine::EngineConfig;
 use hemostat_node::executor::ExecutionPolicy;
 use hemostat_node::inventory::ContainerSelector;
@@ -199,6 +200,7 @@ pub fn node_config(pki: &TestPki, name: &str, coordinator: &str, selector: &str)
         log_lines: 50,
         execution: ExecutionPolicy { verify_window: Duration::from_secs(1), ..ExecutionPolicy::default() },
         local_policy: LocalPolicyConfig::default(),
+        disk: DiskConfig::default(),
     }
 }
 

@@ -5,6 +5,7 @@
 //! - [`redis_cluster`]: a real Redis Cluster (masters and replicas) that a test can fail over.
 //! - [`docker`]: the busybox test image (built locally, no registry) and containers scoped to one test by a
 //!   label, removed on drop, so tests run in parallel without touching each other's containers.
+//! - [`compose`]: a Compose project of one test, run with the real `docker-compose`, down on drop.
 //! - [`fleet`]: a coordinator and nodes running in-process, each on its own runtime so a test can kill one
 //!   abruptly; operator clients.
 //! - [`netlab`]: hosts with their own addresses (network namespaces on a bridge) that a test can cut off.
@@ -23,6 +24,7 @@
 
 pub mod alertmanager;
 pub mod chat_formats;
+pub mod compose;
 pub mod daemon;
 pub mod docker;
 pub mod docker_proxy;

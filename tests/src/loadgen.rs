@@ -216,6 +216,7 @@ impl NodeSession {
             version: "loadgen".to_owned(),
             stream_id: format!("{:016x}", rand::random::<u64>()),
             hostname: format!("load-host-{}", self.index),
+            ..Default::default()
         };
         tx.send(pb::SessionRequest { seq: 0, body: Some(Body::Hello(hello)) }).await.map_err(closed)?;
         let mut inbound = AgentServiceClient::new(channel)

@@ -41,6 +41,7 @@ impl NodePeer {
             version: "node-peer".to_owned(),
             stream_id: stream_id.to_owned(),
             hostname: format!("{name}-host"),
+            ..Default::default()
         };
         outbound
             .send(pb::SessionRequest { seq: 0, body: Some(Body::Hello(hello)) })

@@ -3,12 +3,17 @@
 //! containers used. Never the target, never a running container, never a volume, and never an image that
 //! another container (watched or not) still uses: the node acts only on what it watches, so it does not
 //! prune the engine's other dangling images.
+//!
+//! A cleanup of the host ([`host_cleanup`]: a command with no container, which the coordinator sends when
+//! the node reports the engine's disk low) removes the dangling images that no container, watched or not,
+//! uses: what `docker image prune` removes. Never a container (a stopped one is an operator's or a crash's
+//! to keep), a volume or a tagged image.
 
 use hemostat_model::Action;
 use std::collections::{BTreeSet, HashMap};
 
 use bollard::models::ContainerSummaryStateEnum;
-use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions, RemoveImageOptions};
+use bollard::query_parameters::{ListContainersOptions, ListImagesOptions, RemoveContainerOptions, RemoveImageOptions};
 use hemostat_proto::v1 as pb;
 
 use super::compose::ComposeService;
@@ -109,4 +114,45 @@ async fn remove_unused_dangling(context: &ActionContext, images: &BTreeSet<Strin
         }
     }
     (count, bytes)
+}
+
+/// Cleans the host: removes the dangling images that no container uses (see the module docs).
+pub async fn host_cleanup(context: &ActionContext) -> ActionOutcome {
+    let docker = &context.docker;
+    let dangling = HashMap::from([("dangling".to_owned(), vec!["true".to_owned()])]);
+    let images =
+        match docker.list_images(Some(ListImagesOptions { filters: Some(dangling), ..Default::default() })).await {
+            Ok(images) => images,
+            Err(error) => return ActionOutcome::failed(format!("cannot list the dangling images: {error}")),
+        };
+    let all = ListContainersOptions { all: true, ..Default::default() };
+    let used: BTreeSet<String> = match docker.list_containers(Some(all)).await {
+        Ok(containers) => containers.into_iter().filter_map(|c| c.image_id).collect(),
+        Err(error) => return ActionOutcome::failed(format!("cannot list the containers: {error}")),
+    };
+    let (mut removed, mut bytes, mut kept) = (0usize, 0u64, 0usize);
+    for image in images {
+        if used.contains(&image.id) {
+            kept += 1;
+            continue;
+        }
+        let options = RemoveImageOptions { force: false, noprune: false, platforms: None };
+        match docker.remove_image(&image.id, Some(options), None).await {
+            Ok(_) => {
+                removed += 1;
+                bytes += image.size.max(0) as u64;
+            }
+            Err(error) => {
+                kept += 1;
+                tracing::info!(image = %image.id, %error, "the host's cleanup left a dangling image");
+            }
+        }
+    }
+    let detail = format!(
+        "host cleanup: removed {removed} dangling images that no container used ({} MiB); left {kept} still in \
+         use; containers, volumes and tagged images are never removed",
+        bytes / (1 << 20)
+    );
+    let outcome = if removed == 0 { pb::Outcome::NotApplicable } else { pb::Outcome::Success };
+    ActionOutcome::new(outcome, detail)
 }

@@ -19,12 +19,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::container::{AlertReport, Anomaly, ContainerFacts, Metrics};
+use crate::container::{AlertReport, Anomaly, ContainerFacts, HostReport, Metrics};
 use crate::events::Action;
+use crate::registry::NodeAbilities;
 use evidence::{EpisodeEvidence, Evidence};
 use exit::Assessed;
 use hemostat_model::PolicyLabel;
-use llm::{LlmClient, LlmConfig};
+use llm::{Choices, LlmClient, LlmConfig};
 use patterns::{PatternConfig, Sample};
 use rules::RuleDecision;
 
@@ -84,6 +85,8 @@ pub struct Verdict {
     pub decided_by: String,
     /// The evidence, JSON.
     pub evidence: String,
+    /// For `exec`: the command's argument vector.
+    pub argv: Vec<String>,
 }
 
 /// The analyzer.
@@ -109,12 +112,18 @@ impl Analyzer {
         self.llm.is_some()
     }
 
-    /// Decides about an alert (its exit assessed), given the container's earlier alerts. `None` when the
-    /// alert needs no record (a requested or clean exit).
-    pub async fn analyze(&self, case: &Assessed, history: &[HistoryEntry], now_ms: u64) -> Option<Verdict> {
+    /// Decides about an alert (its exit assessed), given the container's earlier alerts and what its node
+    /// executes. `None` when the alert needs no record (a requested or clean exit).
+    pub async fn analyze(
+        &self,
+        case: &Assessed,
+        history: &[HistoryEntry],
+        now_ms: u64,
+        node: &NodeAbilities,
+    ) -> Option<Verdict> {
         let samples = samples_of(&case.alert, history);
         let rule = self.rules(case, &samples)?;
-        let inputs = Inputs { case, samples: &samples, history, episode: None, now_ms };
+        let inputs = Inputs { case, samples: &samples, history, episode: None, now_ms, node };
         Some(self.conclude(&inputs, rule, true).await)
     }
 
@@ -131,17 +140,58 @@ impl Analyzer {
         PatternConfig { sustain: sustain.unwrap_or(self.config.patterns.sustain), ..self.config.patterns }
     }
 
+    /// Decides about a condition of a host (the rules only: no model is asked about a host), with the
+    /// confidence threshold applied.
+    pub fn on_host(&self, report: &HostReport) -> Verdict {
+        let rule = rules::decide_host(report);
+        let evidence = serde_json::json!({
+            "host": {
+                "condition": report.condition.name(),
+                "path": report.path,
+                "free_bytes": report.free_bytes,
+                "total_bytes": report.total_bytes,
+                "free_percent": report.free_percent(),
+                "min_free_percent": report.min_free_percent,
+            }
+        });
+        let (mut action, mut reason) = (rule.action, rule.reason);
+        if rule.confidence < self.config.confidence_threshold {
+            reason = format!(
+                "confidence {:.2} is below the threshold {:.2}: {reason}",
+                rule.confidence, self.config.confidence_threshold
+            );
+            action = None;
+        }
+        Verdict {
+            action,
+            reason,
+            confidence: rule.confidence,
+            method: "rules",
+            decided_by: rule.rule.to_owned(),
+            evidence: evidence.to_string(),
+            argv: Vec::new(),
+        }
+    }
+
     /// Turns the table's row into a decision: asks the LLM instead when one is configured and `consult` is
-    /// set, then applies the `hemostat.actions` label and the confidence threshold.
+    /// set (it may choose any action the container's label and its node allow, and for `exec` one of the
+    /// node's allowed commands), then applies the `hemostat.actions` label, the node's allowed actions and
+    /// the confidence threshold. A `scale_up` the rules chose that the label or the node does not allow
+    /// becomes a restart.
     pub async fn conclude(&self, inputs: &Inputs<'_>, rule: RuleDecision, consult: bool) -> Verdict {
         let alert = &inputs.case.alert;
         let mut evidence = Evidence::gather(alert, inputs.samples, inputs.history, inputs.now_ms);
         evidence.episode = inputs.episode;
-        let allowed = allowed_actions(&alert.container);
+        let allowed = allowed_actions(&alert.container, inputs.node);
+        let choices = Choices { actions: &allowed, commands: &inputs.node.exec_allowlist };
         let llm = self.llm.as_ref().filter(|_| consult);
+        let mut command = None;
         let (mut action, mut reason, confidence, method, decided_by) = match llm {
-            Some(llm) => match llm.decide(&evidence.fenced(), &allowed).await {
-                Ok(d) => (d.action, d.reason, d.confidence, "ai", llm.model().to_owned()),
+            Some(llm) => match llm.decide(&evidence.fenced(), &choices).await {
+                Ok(d) => {
+                    command = d.command;
+                    (d.action, d.reason, d.confidence, "ai", llm.model().to_owned())
+                }
                 Err(error) => {
                     tracing::warn!(%error, container = ?alert.container.name, "AI analysis failed; using the rules");
                     (
@@ -155,9 +205,14 @@ impl Analyzer {
             },
             None => (rule.action, rule.reason, rule.confidence, "rules", rule.rule.to_owned()),
         };
+        if action == Some(Action::ScaleUp) && !allowed.contains(&Action::ScaleUp) && allowed.contains(&Action::Restart)
+        {
+            reason = format!("{reason}; restarting instead: {}", not_allowed(Action::ScaleUp, inputs.node));
+            action = Some(Action::Restart);
+        }
         if let Some(a) = action {
             if !allowed.contains(&a) {
-                reason = format!("{reason}; but {a:?} is not allowed by the {ACTIONS_LABEL} label");
+                reason = format!("{reason}; but {}", not_allowed(a, inputs.node));
                 action = None;
             } else if confidence < self.config.confidence_threshold {
                 reason = format!(
@@ -167,7 +222,19 @@ impl Analyzer {
                 action = None;
             }
         }
-        Verdict { action, reason, confidence, method, decided_by, evidence: evidence.to_json() }
+        let argv = match (action, command) {
+            (Some(Action::Exec), Some(command)) => command.split_whitespace().map(str::to_owned).collect(),
+            _ => Vec::new(),
+        };
+        Verdict { action, reason, confidence, method, decided_by, evidence: evidence.to_json(), argv }
+    }
+}
+
+/// Why `action` is not allowed: the node does not execute it, or the container's label narrows it out.
+fn not_allowed(action: Action, node: &NodeAbilities) -> String {
+    match node.allows(action) {
+        false => format!("{} is not executed by this node (its NODE_ALLOWED_ACTIONS)", action.name()),
+        true => format!("{} is not allowed by the {ACTIONS_LABEL} label", action.name()),
     }
 }
 
@@ -184,6 +251,8 @@ pub struct Inputs<'a> {
     pub episode: Option<EpisodeEvidence>,
     /// Now, Unix milliseconds.
     pub now_ms: u64,
+    /// What the container's node executes.
+    pub node: &'a NodeAbilities,
 }
 
 /// The container's samples: those of earlier alerts and the alert's own, oldest first.
@@ -204,10 +273,20 @@ pub fn sample_of(m: &Metrics) -> Option<Sample> {
     Some(Sample { at_ms: at, cpu: m.cpu_percent, memory_used: m.memory_used, memory_limit: m.memory_limit })
 }
 
-/// The actions analysis may decide on a container: a restart (the other actions need an operator's
-/// arguments or judgement, through `TriggerAction`), narrowed by the `hemostat.actions` label.
-pub fn allowed_actions(container: &ContainerFacts) -> Vec<Action> {
-    permitted_by_label(container, &[Action::Restart])
+/// The actions analysis may decide on a container: a restart, a cleanup of its exited siblings, `scale_up`
+/// for a service's container that opted in with `hemostat.scale_up.max`, and `exec` of a diagnostic command
+/// when its node allows some; of those, the ones its node executes, narrowed by the `hemostat.actions`
+/// label. (The rules choose only restart and scale_up; an LLM may choose any of them.)
+pub fn allowed_actions(container: &ContainerFacts, node: &NodeAbilities) -> Vec<Action> {
+    let mut candidates = vec![Action::Restart, Action::Cleanup];
+    if container.scale_up_cap().is_some() {
+        candidates.push(Action::ScaleUp);
+    }
+    if !node.exec_allowlist.is_empty() {
+        candidates.push(Action::Exec);
+    }
+    candidates.retain(|a| node.allows(*a));
+    permitted_by_label(container, &candidates)
 }
 
 /// `candidates` narrowed by the container's `hemostat.actions` label (a comma-separated list of action

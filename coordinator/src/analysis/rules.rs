@@ -7,12 +7,21 @@
 //! | 2 | `excessive_restarts` | the container restarts more than the limit within the window | none: restarting a crash loop does not help | 0.60 |
 //! | 3 | `docker_restart_policy` | an unexpected exit, and Docker's restart policy restarts it | none | 0.90 |
 //! | 4 | `non_zero_exit` | an unexpected non-zero exit or OOM kill | restart | 0.90 |
-//! | 5 | `critical_anomaly` | a critical memory anomaly, or a critical CPU anomaly that is sustained | restart | 0.85 |
+//! | 5 | `critical_anomaly` | a critical memory anomaly, or a critical CPU anomaly that is sustained | restart (CPU: scale_up, see below) | 0.85 |
 //! | 6 | `memory_leak` | the samples show a memory leak (see [`super::patterns`]) | restart | 0.80 |
-//! | 7 | `sustained_high_cpu` | CPU above its threshold for the whole sustain window | restart | 0.75 |
+//! | 7 | `sustained_high_cpu` | CPU above its threshold for the whole sustain window | restart, or scale_up (below) | 0.75 |
 //! | 8 | `unhealthy` | the health check fails | restart | 0.70 |
 //! | 9 | `transient_spike` | CPU or memory above the threshold for less than the sustain window | none | 0.65 |
 //! | 10 | `no_rule` | anything else (medium severities, stable high memory) | none | 0.50 |
+//!
+//! A condition of a host itself has one row, `low_disk` ([`decide_host`]): the engine's data root under the
+//! node's `NODE_DISK_MIN_FREE_PERCENT` calls for a `cleanup` of the host, confidence 0.80.
+//!
+//! A container busy on CPU for the whole window whose Compose or Swarm service opted in with the label
+//! `hemostat.scale_up.max=<replicas>` gets `scale_up` instead of a restart (the load is real; one more
+//! replica serves it). The node never scales past the cap; when it cannot scale (at the cap, not a service it
+//! can scale, a failure), the coordinator restarts the container instead, as the same decision's fallback
+//! (see [`crate::remediation::node_commands`]).
 //!
 //! A decision for an action whose confidence is below `ANALYZER_CONFIDENCE_THRESHOLD` (0.7) becomes a false
 //! alarm (see [`super::Analyzer`]).
@@ -21,7 +30,9 @@ use std::time::Duration;
 
 use super::exit::{Assessed, Assessment, Decision};
 use super::patterns::{self, Excursion, PatternConfig, Reading, Sample, excursion, memory_leak};
-use crate::container::{AlertReport, AnomalyKind, Severity};
+use crate::container::{
+    AlertReport, AnomalyKind, ContainerFacts, HostCondition, HostReport, SCALE_UP_MAX_LABEL, Severity,
+};
 use crate::events::Action;
 
 /// What the table decided, before the confidence threshold.
@@ -95,11 +106,12 @@ pub fn decide(case: &Assessed, samples: &[Sample], config: &PatternConfig) -> Op
         );
     }
     if let Some(c) = cpu.filter(|c| c.severity == Severity::Critical && sustained(cpu_run)) {
+        let (action, instead) = busy_action(&alert.container);
         return row(
             "critical_anomaly",
-            Some(Action::Restart),
+            Some(action),
             0.85,
-            format!("CPU critical: {:.1} %, above {} % for {}s", c.actual, c.threshold, above_secs(cpu_run)),
+            format!("CPU critical: {:.1} %, above {} % for {}s{instead}", c.actual, c.threshold, above_secs(cpu_run)),
         );
     }
     if let Some(leak) = memory_leak(samples, config) {
@@ -116,11 +128,17 @@ pub fn decide(case: &Assessed, samples: &[Sample], config: &PatternConfig) -> Op
         );
     }
     if let Some(c) = cpu.filter(|c| c.severity >= Severity::High && sustained(cpu_run)) {
+        let (action, instead) = busy_action(&alert.container);
         return row(
             "sustained_high_cpu",
-            Some(Action::Restart),
+            Some(action),
             0.75,
-            format!("sustained high CPU: {:.1} %, above {} % for {}s", c.actual, c.threshold, above_secs(cpu_run)),
+            format!(
+                "sustained high CPU: {:.1} %, above {} % for {}s{instead}",
+                c.actual,
+                c.threshold,
+                above_secs(cpu_run)
+            ),
         );
     }
     if anomaly(AnomalyKind::Unhealthy).is_some() {
@@ -143,6 +161,34 @@ pub fn decide(case: &Assessed, samples: &[Sample], config: &PatternConfig) -> Op
         );
     }
     row("no_rule", None, 0.5, format!("no rule calls for action on: {}", alert.summary()))
+}
+
+/// The table for a condition of a host itself (its own row, as no container is concerned): `low_disk`, the
+/// engine's data root under the node's free-space threshold, calls for a cleanup of the host (the node
+/// removes the dangling images no container uses), confidence 0.80.
+pub fn decide_host(report: &HostReport) -> RuleDecision {
+    let reason = match report.condition {
+        HostCondition::LowDisk => {
+            format!("{}: cleaning the host (the dangling images that no container uses)", report.summary())
+        }
+    };
+    RuleDecision { rule: report.condition.name(), action: Some(Action::Cleanup), reason, confidence: 0.8 }
+}
+
+/// What to do about a container busy for the whole window: one more replica of its service when it opted in
+/// by label (`hemostat.scale_up.max`: the load is real, more capacity serves it), else a restart; with the
+/// words that say which, for the reason.
+fn busy_action(container: &ContainerFacts) -> (Action, String) {
+    match container.scale_up_cap() {
+        Some(cap) => (
+            Action::ScaleUp,
+            format!(
+                "; scaling its service up by one replica (at most {cap}, label {SCALE_UP_MAX_LABEL}), restarting \
+                 it instead if the node cannot"
+            ),
+        ),
+        None => (Action::Restart, String::new()),
+    }
 }
 
 fn above_secs(run: Option<Excursion>) -> u64 {
@@ -302,6 +348,24 @@ pub(super) mod tests {
             decided(&alert(&[(HighCpu, High, 85.0, 88.0)], None, "no"), &samples),
             ("sustained_high_cpu", RESTART, 0.75)
         );
+    }
+
+    #[test]
+    fn rows_5_and_7_scale_up_a_busy_service_that_opted_in_and_restart_anything_else() {
+        let samples = cpu_series(30, &[20.0, 86.0, 87.0, 88.0]);
+        let busy = |labels: &[(&str, &str)]| {
+            let mut high = alert(&[(HighCpu, High, 85.0, 88.0)], None, "no");
+            high.container.labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            decided(&high, &samples).1
+        };
+        let compose = ("com.docker.compose.service", "api");
+        assert_eq!(busy(&[compose, (SCALE_UP_MAX_LABEL, "3")]), Some(Action::ScaleUp));
+        assert_eq!(busy(&[("com.docker.swarm.service.id", "s1"), (SCALE_UP_MAX_LABEL, "2")]), Some(Action::ScaleUp));
+        assert_eq!(busy(&[compose]), RESTART, "not opted in");
+        assert_eq!(busy(&[(SCALE_UP_MAX_LABEL, "3")]), RESTART, "not part of a service");
+        for bad in ["0", "lots", "-1", ""] {
+            assert_eq!(busy(&[compose, (SCALE_UP_MAX_LABEL, bad)]), RESTART, "{bad:?}");
+        }
     }
 
     #[test]

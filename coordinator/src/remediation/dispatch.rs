@@ -100,17 +100,25 @@ impl Dispatcher {
         self: &Arc<Self>,
         target: &Target,
         action: Action,
+        argv: Vec<String>,
         command_id: String,
     ) -> Result<DispatchOutcome, StoreError> {
-        let (outcome, backoff) = self.try_dispatch(target, action, Vec::new(), command_id.clone()).await?;
+        let (outcome, backoff) = self.try_dispatch(target, action, argv.clone(), command_id.clone()).await?;
         if let Some(wait) = backoff {
-            self.retry_after(target.clone(), action, command_id, wait);
+            self.retry_after(target.clone(), action, argv, command_id, wait);
         }
         Ok(outcome)
     }
 
     /// Retries `action` on `target` once `wait` is over (a little after, so the store's clock agrees).
-    fn retry_after(self: &Arc<Self>, target: Target, action: Action, command_id: String, wait: Duration) {
+    fn retry_after(
+        self: &Arc<Self>,
+        target: Target,
+        action: Action,
+        argv: Vec<String>,
+        command_id: String,
+        wait: Duration,
+    ) {
         if !self.retries.lock().expect("retries lock").insert(target.key.clone()) {
             return;
         }
@@ -125,7 +133,7 @@ impl Dispatcher {
             }
             let retried = match this.hold(&target, action, &command_id).await {
                 Ok(Some(_)) => return,
-                Ok(None) => this.dispatch_or_retry(&target, action, command_id).await,
+                Ok(None) => this.dispatch_or_retry(&target, action, argv, command_id).await,
                 Err(error) => Err(error),
             };
             if let Err(error) = retried {

@@ -156,7 +156,7 @@ impl ManualActions {
         record.decided_by = Some(operator(approver));
         record.command_id = Some(approval_id.to_owned());
         self.journal.append(&record).await?;
-        match self.dispatcher.dispatch(&target, approval.action, Vec::new(), approval_id.to_owned()).await? {
+        match self.dispatcher.dispatch(&target, approval.action, approval.argv.clone(), approval_id.to_owned()).await? {
             DispatchOutcome::Sent(_) => {
                 Ok(format!("sent {} of {} to node {}", approval.action.name(), approval.container_name, approval.node))
             }

@@ -32,7 +32,7 @@ use hemostat_pki::Identity;
 
 use crate::alerting::Notifier;
 use crate::analysis::Analyzer;
-use crate::container::{AlertReport, Anomaly, AnomalyKind, ContainerFacts, Metrics, Severity};
+use crate::container::{AlertReport, Anomaly, AnomalyKind, ContainerFacts, HostReport, Metrics, Severity};
 use crate::container_policy::{PolicyDefaults, SettingOrigins};
 use crate::directory::Directory;
 use crate::events::{AuditRetention, EventKind, EventRecord, EventRetention, Rejection};
@@ -116,6 +116,18 @@ pub struct Target {
 }
 
 impl Target {
+    /// The host of `node` itself, for what concerns no one container (a cleanup of its disk): no container
+    /// id or name, its own budget key, `<node>/host`.
+    pub fn host(node: &str) -> Self {
+        Target {
+            labels: BTreeMap::new(),
+            node: node.to_owned(),
+            container_id: String::new(),
+            container_name: String::new(),
+            key: format!("{node}/host"),
+        }
+    }
+
     /// The container `container` on `node`.
     pub fn of(node: &str, container: &ContainerFacts) -> Self {
         Target {
@@ -325,6 +337,11 @@ impl Remediator {
     /// Handles a node's health alert (see [`pipeline`]).
     pub async fn on_alert(&self, node: &str, alert: AlertReport) -> Result<(), StoreError> {
         self.pipeline.on_alert(node, alert).await
+    }
+
+    /// Handles a node's report of a condition of its host itself (its disk running out of space).
+    pub async fn on_host_alert(&self, node: &str, report: HostReport) -> Result<(), StoreError> {
+        self.pipeline.on_host_alert(node, report).await
     }
 
     /// Handles a poll's samples of a node's containers: their running episodes are evaluated again (see

@@ -3,6 +3,13 @@
 //! for that one ([`crate::routing`]); it is remembered until the node reports on it, when its verified result
 //! counts in the container's budget and becomes `remediation_complete`.
 //!
+//! A command may carry a fallback: an analyzer's `scale_up` that does not succeed (the service is at its
+//! replica cap, the container is not part of a service the node can scale, the node failed) is followed by a
+//! restart of the same container, recorded as its own `remediation_needed` that names the result it
+//! replaces. The fallback is part of the same decision: the budget was charged when the `scale_up` was
+//! allowed, so the restart is not held to it again (a `scale_up` that changed nothing must not leave the busy
+//! container alone for a whole cooldown); its verified result counts in the budget like any other.
+//!
 //! A result is accepted only from the node the command was sent to, and only once: a result for a command
 //! this coordinator did not send to that node (never sent, sent to another node, or already answered) is
 //! refused, recorded as `input_refused` and logged, and touches no budget.
@@ -72,9 +79,12 @@ pub enum Delivery {
 struct Pending {
     /// The node it was sent to: the only one whose result counts.
     node: String,
+    container_id: String,
     container_name: String,
     action: Action,
     budget_key: String,
+    /// What to do instead if it does not succeed.
+    fallback: Option<Action>,
 }
 
 /// Commands awaiting their result remembered at most; beyond it the oldest is forgotten.
@@ -97,6 +107,8 @@ pub struct NodeCommands {
     policy: PolicyDefaults,
     /// By command id, at most [`PENDING_KEPT`] (a node that never answers cannot grow it).
     pending: Mutex<BoundedMap<String, Pending>>,
+    /// The fallbacks of decisions not sent yet, by command id (at most [`PENDING_KEPT`]).
+    fallbacks: Mutex<BoundedMap<String, Action>>,
 }
 
 impl NodeCommands {
@@ -117,6 +129,7 @@ impl NodeCommands {
             journal,
             policy,
             pending: Mutex::new(BoundedMap::new(PENDING_KEPT)),
+            fallbacks: Mutex::new(BoundedMap::new(PENDING_KEPT)),
         }
     }
 
@@ -175,6 +188,12 @@ impl NodeCommands {
         }
     }
 
+    /// Asks that the command `command_id`, when it is sent and does not succeed, be followed by `fallback` on
+    /// the same container (see the module docs).
+    pub fn fall_back(&self, command_id: &str, fallback: Action) {
+        self.fallbacks.lock().expect("fallbacks lock").insert(command_id.to_owned(), fallback);
+    }
+
     /// Hands the command to the node's session and remembers it until the node reports on it; for a node
     /// connected to another coordinator, routes it there through the store.
     pub async fn send(
@@ -186,13 +205,14 @@ impl NodeCommands {
     ) -> Result<Result<Delivery, NodeNotConnected>, StoreError> {
         let routed = RoutedCommand {
             node: target.node.clone(),
-            command_id,
+            command_id: command_id.clone(),
             container_id: target.container_id.clone(),
             container_name: target.container_name.clone(),
             action,
             stop_timeout_secs: self.stop_timeout(&target.labels).as_secs() as u32,
             argv,
             budget_key: target.key.clone(),
+            fallback: self.fallbacks.lock().expect("fallbacks lock").remove(&command_id),
         };
         let Err(not_here) = self.hand_to_node(routed.clone()) else { return Ok(Ok(Delivery::Here)) };
         if let Some(directory) = &self.directory
@@ -216,8 +236,17 @@ impl NodeCommands {
             stop_timeout_secs,
             argv,
             budget_key,
+            fallback,
         } = routed;
-        self.expect_result(&node, &command_id, &container_name, action, budget_key);
+        let pending = Pending {
+            node: node.clone(),
+            container_id: container_id.clone(),
+            container_name: container_name.clone(),
+            action,
+            budget_key,
+            fallback,
+        };
+        self.remember(&command_id, pending);
         let command = Command { id: command_id.clone(), container_id, container_name, action, stop_timeout_secs, argv };
         let sent = self.registry.send(&node, Outbound::Command(command));
         if sent.is_err() {
@@ -226,16 +255,20 @@ impl NodeCommands {
         sent
     }
 
-    /// Remembers a command whose result `node` will report (one sent to it, or one it ran on its own).
-    pub fn expect_result(
-        &self,
-        node: &str,
-        command_id: &str,
-        container_name: &str,
-        action: Action,
-        budget_key: String,
-    ) {
-        let pending = Pending { node: node.to_owned(), container_name: container_name.to_owned(), action, budget_key };
+    /// Remembers a command whose result `node` will report for `container` (one it ran on its own).
+    pub fn expect_result(&self, node: &str, command_id: &str, container: &ContainerFacts, action: Action, key: String) {
+        let pending = Pending {
+            node: node.to_owned(),
+            container_id: container.id.clone(),
+            container_name: container.name.clone(),
+            action,
+            budget_key: key,
+            fallback: None,
+        };
+        self.remember(command_id, pending);
+    }
+
+    fn remember(&self, command_id: &str, pending: Pending) {
         if let Some((forgotten, _)) = self.pending.lock().expect("pending lock").insert(command_id.to_owned(), pending)
         {
             tracing::warn!(command_id = %forgotten, "forgot the oldest command never answered: {PENDING_KEPT} are waiting");
@@ -328,13 +361,69 @@ impl NodeCommands {
             "command finished"
         );
         let mut record =
-            EventRecord::new(EventKind::RemediationComplete, node, &report.container_id, name, report.detail);
+            EventRecord::new(EventKind::RemediationComplete, node, &report.container_id, name, report.detail.clone());
         record.outcome = Some(report.outcome);
         record.action = action;
-        record.output = (!report.output.is_empty()).then_some(report.output);
+        record.output = (!report.output.is_empty()).then(|| report.output.clone());
         record.duration_ms = Some(report.duration.as_millis() as u64);
-        record.command_id = Some(report.command_id);
+        record.command_id = Some(report.command_id.clone());
         self.journal.append(&record).await?;
+        match p.fallback {
+            Some(fallback) if report.outcome != Outcome::Success => {
+                self.fall_back_now(node, &p, fallback, &report).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Sends `fallback` for the container of `failed`, whose command did not succeed (see the module docs).
+    async fn fall_back_now(
+        &self,
+        node: &str,
+        failed: &Pending,
+        fallback: Action,
+        report: &CommandReport,
+    ) -> Result<(), StoreError> {
+        let target = Target {
+            labels: self.labels_of(node, &failed.container_id),
+            node: node.to_owned(),
+            container_id: failed.container_id.clone(),
+            container_name: failed.container_name.clone(),
+            key: failed.budget_key.clone(),
+        };
+        let command_id = new_command_id();
+        let reason = format!(
+            "{} was {}: {}; {} instead, as the same decision's fallback",
+            failed.action.name(),
+            report.outcome.name(),
+            report.detail,
+            match fallback {
+                Action::Restart => "restarting it",
+                other => other.name(),
+            }
+        );
+        tracing::info!(node, container = ?target.container_name, action = ?failed.action, ?fallback, "falling back");
+        let mut record =
+            EventRecord::new(EventKind::RemediationNeeded, node, &target.container_id, &target.container_name, reason);
+        record.action = Some(fallback);
+        record.analysis_method = Some("fallback".into());
+        record.decided_by = Some(format!("{}_fallback", failed.action.name()));
+        record.command_id = Some(command_id.clone());
+        record.arguments = self.arguments(fallback, &[], &target.labels);
+        self.journal.append(&record).await?;
+        if let Err(error) = self.send(&target, fallback, Vec::new(), command_id.clone()).await? {
+            let mut record = EventRecord::new(
+                EventKind::Rejected,
+                node,
+                &target.container_id,
+                &target.container_name,
+                format!("{error} any more; the fallback was not sent"),
+            );
+            record.action = Some(fallback);
+            record.rejection = Some(Rejection::NodeDisconnected);
+            record.command_id = Some(command_id);
+            self.journal.append(&record).await?;
+        }
         Ok(())
     }
 

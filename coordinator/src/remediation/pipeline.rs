@@ -30,7 +30,7 @@ use crate::analysis::exit::Assessed;
 use crate::analysis::patterns::Sample;
 use crate::analysis::rules::RuleDecision;
 use crate::analysis::{Analyzer, HistoryEntry, Inputs, Verdict, alert_samples};
-use crate::container::{AlertReport, AnomalyKind, ContainerFacts, Metrics, Status};
+use crate::container::{AlertReport, AnomalyKind, ContainerFacts, HostReport, Metrics, Status};
 use crate::events::{Action, EventKind, EventRecord, Rejection, unix_ms};
 use crate::registry::Registry;
 use crate::store::{HistoryStore, PendingApproval, SettingsStore, StoreError};
@@ -147,7 +147,7 @@ impl Pipeline {
         let container = &case.alert.container;
         let now = unix_ms(SystemTime::now());
         let history = self.remember(node, &case.alert, now).await?;
-        let verdict = self.analyzer.analyze(case, &history, now).await;
+        let verdict = self.analyzer.analyze(case, &history, now, &self.registry.abilities(node)).await;
         match verdict {
             Some(verdict) => self.act(node, container, verdict).await,
             None => Ok(()),
@@ -289,12 +289,14 @@ impl Pipeline {
     async fn conclude_now(&self, conclusion: Conclusion) -> Result<(), StoreError> {
         let Conclusion { node, case, rule, samples, history, episode, consult } = conclusion;
         let rule_name = rule.rule;
+        let abilities = self.registry.abilities(&node);
         let inputs = Inputs {
             case: &case,
             samples: &samples,
             history: &history,
             episode: Some(episode),
             now_ms: episode.decided_ms,
+            node: &abilities,
         };
         let verdict = self.analyzer.conclude(&inputs, rule, consult).await;
         let container = &case.alert.container;
@@ -320,14 +322,39 @@ impl Pipeline {
         record.decided_by = Some("node_local_policy".into());
         record.command_id = Some(command_id.to_owned());
         self.journal.append(&record).await?;
-        self.commands.expect_result(node, command_id, &container.name, Action::Restart, key);
+        self.commands.expect_result(node, command_id, container, Action::Restart, key);
         Ok(())
     }
 
-    /// Records a decision and, for an action, holds, parks or dispatches it.
+    /// A node's report of a condition of its host: recorded (`health_alert` when it begins or is re-asserted,
+    /// `resolved` when it ends), and, while it lasts, decided by the rules alone (the host's `low_disk` calls
+    /// for a cleanup of the host) and acted on within the policy, on the host's own budget.
+    pub async fn on_host_alert(&self, node: &str, report: HostReport) -> Result<(), StoreError> {
+        let kind = if report.cleared { EventKind::Resolved } else { EventKind::HealthAlert };
+        let mut record = EventRecord::new(kind, node, "", "", report.summary());
+        record.observed_ms = report.observed_at.map(unix_ms);
+        self.journal.append(&record).await?;
+        if report.cleared {
+            return Ok(());
+        }
+        let verdict = self.analyzer.on_host(&report);
+        self.act_on(&Target::host(node), verdict).await
+    }
+
+    /// Records a decision about `container` and, for an action, holds, parks or dispatches it.
     async fn act(&self, node: &str, container: &ContainerFacts, verdict: Verdict) -> Result<(), StoreError> {
-        let mut decision =
-            EventRecord::new(EventKind::FalseAlarm, node, &container.id, &container.name, verdict.reason);
+        self.act_on(&Target::of(node, container), verdict).await
+    }
+
+    /// Records a decision about `target` and, for an action, holds, parks or dispatches it.
+    async fn act_on(&self, target: &Target, verdict: Verdict) -> Result<(), StoreError> {
+        let mut decision = EventRecord::new(
+            EventKind::FalseAlarm,
+            &target.node,
+            &target.container_id,
+            &target.container_name,
+            verdict.reason,
+        );
         decision.confidence = Some(verdict.confidence);
         decision.analysis_method = Some(verdict.method.to_owned());
         decision.decided_by = Some(verdict.decided_by);
@@ -339,17 +366,19 @@ impl Pipeline {
         let mut needed = EventRecord { kind: EventKind::RemediationNeeded, action: Some(action), ..decision };
         let command_id = new_command_id();
         needed.command_id = Some(command_id.clone());
-        needed.arguments = self.commands.arguments(action, &[], &container.labels);
+        needed.arguments = self.commands.arguments(action, &verdict.argv, &target.labels);
         self.journal.append(&needed).await?;
 
-        let target = Target::of(node, container);
-        if self.dispatcher.hold(&target, action, &command_id).await?.is_some() {
+        if action == Action::ScaleUp {
+            self.commands.fall_back(&command_id, Action::Restart);
+        }
+        if self.dispatcher.hold(target, action, &command_id).await?.is_some() {
             return Ok(());
         }
         if let Some(ttl) = self.approval_ttl {
-            return self.await_approval(&target, action, command_id, ttl).await;
+            return self.await_approval(target, action, verdict.argv, command_id, ttl).await;
         }
-        self.dispatcher.dispatch_or_retry(&target, action, command_id).await.map(|_| ())
+        self.dispatcher.dispatch_or_retry(target, action, verdict.argv, command_id).await.map(|_| ())
     }
 
     /// Parks a decision until an admin approves it (or `ttl` passes), and records that it waits.
@@ -357,6 +386,7 @@ impl Pipeline {
         &self,
         target: &Target,
         action: Action,
+        argv: Vec<String>,
         command_id: String,
         ttl: Duration,
     ) -> Result<(), StoreError> {
@@ -367,6 +397,7 @@ impl Pipeline {
             container_name: target.container_name.clone(),
             budget_key: target.key.clone(),
             action,
+            argv,
             expires_ms,
         };
         self.approvals.put_approval(&command_id, &approval).await?;

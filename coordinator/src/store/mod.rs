@@ -193,6 +193,9 @@ pub struct PendingApproval {
     pub budget_key: String,
     /// The action to take.
     pub action: crate::events::Action,
+    /// For `exec`: the command's argument vector (absent in what older coordinators stored).
+    #[serde(default)]
+    pub argv: Vec<String>,
     /// When the approval expires, Unix milliseconds.
     pub expires_ms: u64,
 }

@@ -9,6 +9,7 @@ use hemostat_coordinator::analysis::llm::{LlmConfig, ProviderKind};
 use hemostat_coordinator::analysis::{Analyzer, AnalyzerConfig, Verdict};
 use hemostat_coordinator::container::{AlertReport, Anomaly, AnomalyKind, ContainerFacts, Health, Severity, Status};
 use hemostat_coordinator::events::Action;
+use hemostat_coordinator::registry::NodeAbilities;
 use hemostat_proto::v1 as pb;
 use hemostat_tests::eventually;
 use hemostat_tests::fleet::{TestFleet, events_of, kinds};
@@ -77,7 +78,8 @@ async fn every_kind_of_answer_ends_in_a_correct_decision_for_both_providers() {
         let fake = FakeProvider::start().await;
         let analyzer = analyzer(provider, &fake, Duration::from_secs(2));
         let alert = Assessed::new(unhealthy_alert(&[]));
-        let decide = || analyzer.analyze(&alert, &[], 0);
+        let any_node = NodeAbilities::default();
+        let decide = || analyzer.analyze(&alert, &[], 0, &any_node);
 
         fake.reply([Reply::Decision(
             json!({"action": "restart", "confidence": 0.82, "reason": "health endpoint down"}),
@@ -144,7 +146,7 @@ async fn a_log_line_cannot_instruct_the_model_into_an_action_outside_the_allowed
         // This container allows no action at all; the "model" obeys the log line anyway.
         let alert = Assessed::new(unhealthy_alert(&[("hemostat.actions", "none")]));
         fake.reply([Reply::Decision(json!({"action": "restart", "confidence": 1.0, "reason": "as the log says"}))]);
-        let v = analyzer.analyze(&alert, &[], 0).await.unwrap();
+        let v = analyzer.analyze(&alert, &[], 0, &NodeAbilities::default()).await.unwrap();
         assert_eq!(v.action, None, "{provider:?}: nothing outside the allowed set: {v:?}");
 
         let (path, headers, body) = fake.requests().pop().unwrap();
@@ -215,4 +217,70 @@ async fn decisions_by_the_model_and_by_the_fallback_are_recorded_end_to_end() {
     let by_rules = decided(second).await;
     assert_eq!((by_rules.analysis_method.as_str(), by_rules.decided_by.as_str()), ("rules", "non_zero_exit"));
     assert!(by_rules.reason.contains("AI not used"), "{}", by_rules.reason);
+}
+
+/// The schema the model was offered in the `n`th OpenAI request.
+fn offered(fake: &FakeProvider, n: usize) -> serde_json::Value {
+    let (_, _, body) = fake.requests().into_iter().nth(n).expect("a request");
+    body["response_format"]["json_schema"]["schema"].clone()
+}
+
+/// The model may choose any action the container's label and its node allow: here `exec` of one of the
+/// node's allow-listed diagnostics instead of a restart. The node ran it in the crashed container's place
+/// (a stopped container cannot exec: the node says so) and the real node's Hello told the coordinator what
+/// it allows: a node that allows only restarts is offered only restarts.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_model_may_choose_any_action_the_node_and_the_label_allow_and_the_node_runs_it() {
+    let fake = FakeProvider::start().await;
+    let llm = llm_config(ProviderKind::OpenAi, &fake, Duration::from_secs(2));
+    let fleet = TestFleet::start_with(
+        |config| config.analyzer.llm = Some(llm),
+        |node| node.execution.exec_allowlist = vec![vec!["ps".into()], vec!["uname".into(), "-a".into()]],
+    )
+    .await;
+    let (scope, client) = (&fleet.scope, fleet.client.clone());
+    fake.reply([Reply::Decision(
+        json!({"action": "exec", "command": "uname -a", "confidence": 0.9, "reason": "look before restarting"}),
+    )]);
+    let web =
+        scope.run("web", &["--health-cmd", "false", "--health-interval", "1s", "--health-retries", "1"], "sleep 600");
+    let events = eventually("the model's exec ran", Duration::from_secs(30), || async {
+        let events = events_of(&client, &web).await?;
+        let done = events.iter().any(|e| e.r#type() == pb::EventType::RemediationComplete);
+        if done { Ok(events) } else { Err(format!("{:?}", kinds(&events))) }
+    })
+    .await;
+    let schema = offered(&fake, 0);
+    assert_eq!(schema["properties"]["action"]["enum"], json!(["restart", "cleanup", "exec", "none"]), "{schema}");
+    assert_eq!(schema["properties"]["command"]["enum"], json!(["ps", "uname -a", ""]), "the node's allow-list");
+    let decision = events.iter().find(|e| e.r#type() == pb::EventType::RemediationNeeded).unwrap();
+    assert_eq!((decision.action(), decision.analysis_method.as_str()), (pb::Action::Exec, "ai"), "{decision:?}");
+    assert_eq!(decision.arguments, vec!["uname", "-a"], "{decision:?}");
+    let done = events.iter().find(|e| e.r#type() == pb::EventType::RemediationComplete).unwrap();
+    assert_eq!((done.action(), done.outcome()), (pb::Action::Exec, pb::Outcome::Success), "{done:?}");
+    assert!(done.output.contains("Linux"), "the command's output: {done:?}");
+    assert_eq!(scope.state(&web).status, "running", "no restart: the model chose to look");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_that_allows_only_restarts_is_offered_only_restarts() {
+    let fake = FakeProvider::start().await;
+    let llm = llm_config(ProviderKind::OpenAi, &fake, Duration::from_secs(2));
+    let fleet = TestFleet::start_with(
+        |config| config.analyzer.llm = Some(llm),
+        |node| node.execution.allowed_actions = vec!["restart".into()],
+    )
+    .await;
+    fake.reply([Reply::Decision(json!({"action": "cleanup", "confidence": 0.9, "reason": "tidy up"}))]);
+    let crash = fleet.scope.run("crash", &[], "sleep 1; exit 1");
+    let decision = eventually("a decision", Duration::from_secs(20), || async {
+        let events = events_of(&fleet.client, &crash).await?;
+        let decided = events.iter().find(|e| e.r#type() == pb::EventType::RemediationNeeded).cloned();
+        decided.ok_or_else(|| format!("{:?}", kinds(&events)))
+    })
+    .await;
+    assert_eq!(offered(&fake, 0)["properties"]["action"]["enum"], json!(["restart", "none"]));
+    // The model's answer outside what was offered is refused and the rules decide.
+    assert_eq!((decision.action(), decision.analysis_method.as_str()), (pb::Action::Restart, "rules"), "{decision:?}");
+    assert!(decision.reason.contains("\"cleanup\", which is not allowed here"), "{}", decision.reason);
 }

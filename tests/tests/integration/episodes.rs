@@ -2,13 +2,15 @@
 //! (sustain window 10 s, a sample every second): a busy loop is restarted after the window and not before,
 //! memory growing toward its limit is restarted before the kernel's OOM killer ends it, and a spike shorter
 //! than the window is recorded once and left alone. Each decision is one per episode, and the episode shows
-//! in `ListContainers` (what `hemostat container` prints) while it runs.
+//! in `ListContainers` (what `hemostat container` prints) while it runs. A busy Compose service that opted in
+//! by label is scaled up instead, within its cap, and restarted when the node cannot scale it.
 
 use std::time::{Duration, SystemTime};
 
 use hemostat_coordinator::CoordinatorConfig;
 use hemostat_node::NodeConfig;
 use hemostat_proto::v1 as pb;
+use hemostat_tests::compose::ComposeProject;
 use hemostat_tests::eventually;
 use hemostat_tests::fleet::{TestFleet, container, events_of, kinds, remediated};
 
@@ -162,6 +164,67 @@ async fn memory_growing_toward_its_limit_is_restarted_before_the_oom_kill() {
     let after = time_of(decision).duration_since(started).unwrap_or_default();
     eprintln!("memory growth (2 MiB/s into 64 MiB) to decision: {after:?}; reason: {}", decision.reason);
     assert!(after < Duration::from_secs(32), "decided {after:?} after the growth began, past the OOM point");
+}
+
+/// Two Compose services busy on CPU for the whole window, both opted in to `scale_up` by label: `api`
+/// (cap 2, one replica) gets its second replica; `web` (cap 1, already at it) is refused by the node, and the
+/// coordinator restarts it instead. No service ever goes past its cap.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_service_that_opted_in_is_scaled_up_within_its_cap_and_restarted_when_at_it() {
+    let s = TestFleet::start_with(short_window, low_cpu_threshold).await;
+    let service = |name: &str, cap: u32| {
+        format!(
+            "  {name}:\n    image: IMAGE\n    init: true\n    command: [\"sh\", \"-c\", {:?}]\n    labels: [SCOPE, \"hemostat.scale_up.max={cap}\"]\n",
+            on_go("while :; do :; done")
+        )
+    };
+    let yaml = format!("services:\n{}{}", service("api", 2), service("web", 1));
+    let project = ComposeProject::up(&s.scope, &yaml, &[]);
+    let (api, web) = (project.container("api", 1), project.container("web", 1));
+    more_samples(&s, &api, 2).await;
+    go(&s, &api);
+    go(&s, &web);
+
+    let events = remediated(&s.client, &api, SUSTAIN + Duration::from_secs(40)).await;
+    let decided = decisions(&events);
+    assert_eq!(decided.len(), 1, "{:?}", kinds(&events));
+    assert_eq!(decided[0].action(), pb::Action::ScaleUp, "{:?}", decided[0]);
+    assert!(decided[0].reason.contains("at most 2, label hemostat.scale_up.max"), "{}", decided[0].reason);
+    let done = events.iter().find(|e| e.r#type() == pb::EventType::RemediationComplete).unwrap();
+    assert_eq!(done.outcome(), pb::Outcome::Success, "{done:?}");
+    assert_eq!(s.scope.state(&project.container("api", 2)).status, "running", "api's second replica runs");
+
+    // web is at its cap of 1: the node refuses, and the same decision falls back to a restart.
+    let events = eventually("web restarted as the fallback", SUSTAIN + Duration::from_secs(40), || async {
+        let events = events_of(&s.client, &web).await?;
+        let restarted = events.iter().any(|e| {
+            e.r#type() == pb::EventType::RemediationComplete
+                && e.action() == pb::Action::Restart
+                && e.outcome() == pb::Outcome::Success
+        });
+        if restarted { Ok(events) } else { Err(format!("{:?}", kinds(&events))) }
+    })
+    .await;
+    let refused = events
+        .iter()
+        .find(|e| e.r#type() == pb::EventType::RemediationComplete && e.action() == pb::Action::ScaleUp)
+        .expect("the scale_up's result");
+    assert_eq!(refused.outcome(), pb::Outcome::Refused, "{refused:?}");
+    assert!(refused.reason.contains("at its cap of 1"), "{}", refused.reason);
+    let fallback = events
+        .iter()
+        .find(|e| e.r#type() == pb::EventType::RemediationNeeded && e.action() == pb::Action::Restart)
+        .expect("the fallback's decision");
+    assert_eq!(fallback.decided_by, "scale_up_fallback", "{fallback:?}");
+    assert!(
+        fallback.reason.contains("scale_up was refused") && fallback.reason.contains("restarting it instead"),
+        "{}",
+        fallback.reason
+    );
+    let exists =
+        |name: &str| std::process::Command::new("docker").args(["inspect", name]).output().unwrap().status.success();
+    assert!(!exists(&project.container("web", 2)), "web never past its cap");
+    assert!(!exists(&project.container("api", 3)), "api never past its cap");
 }
 
 /// Memory growth rates tried, MiB a second, into a 64 MiB limit.

@@ -19,6 +19,7 @@ mod fleet_api;
 mod fleet_faults;
 mod grace;
 mod healing;
+mod host_disk;
 mod intake_limits;
 mod metrics;
 mod monitoring;

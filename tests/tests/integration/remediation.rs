@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use hemostat_proto::v1 as pb;
+use hemostat_tests::compose::ComposeProject;
 use hemostat_tests::docker::{BuiltImages, Scope, SwarmService};
 use hemostat_tests::eventually;
 use hemostat_tests::fleet::{self, TestFleet, TestNode, events_of, kinds, rejection, remediated};
@@ -278,57 +279,6 @@ async fn a_node_cut_off_restarts_a_crash_on_its_own_and_the_coordinator_counts_i
     assert_eq!(events[2].outcome(), pb::Outcome::Success);
     assert_eq!(events[2].command_id, events[1].command_id);
     assert_eq!(events[5].rejection, "cooldown_active", "the coordinator's budget counted the node's restart");
-}
-
-/// A Compose project of this test, taken down (with its volumes) when dropped.
-struct ComposeProject {
-    name: String,
-    file: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl ComposeProject {
-    fn up(scope: &Scope, yaml: &str, args: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("compose.yaml");
-        std::fs::write(
-            &file,
-            yaml.replace("SCOPE", &scope.selector()).replace("IMAGE", hemostat_tests::docker::TEST_IMAGE),
-        )
-        .unwrap();
-        let name = format!("hs{:08x}", rand::random::<u32>());
-        let project = ComposeProject { name, file, _dir: dir };
-        project.run(&[&["up", "-d"], args].concat());
-        project
-    }
-
-    fn run(&self, args: &[&str]) {
-        let out = std::process::Command::new("docker-compose")
-            .arg("-p")
-            .arg(&self.name)
-            .arg("-f")
-            .arg(&self.file)
-            .args(args)
-            .output()
-            .expect("docker-compose is installed");
-        assert!(out.status.success(), "docker-compose {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    fn container(&self, service: &str, n: u32) -> String {
-        format!("{}_{service}_{n}", self.name)
-    }
-}
-
-impl Drop for ComposeProject {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("docker-compose")
-            .arg("-p")
-            .arg(&self.name)
-            .arg("-f")
-            .arg(&self.file)
-            .args(["down", "-v", "-t", "1"])
-            .output();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -47,6 +47,7 @@ async fn open_session(files: &TlsFiles, s: &Setup, claimed: &str) -> Result<(), 
             version: "test".into(),
             stream_id: "s".into(),
             hostname: "h".into(),
+            ..Default::default()
         })),
     };
     // Keep the request stream open, as a real node does.

@@ -18,7 +18,7 @@ use super::compose::ComposeService;
 use super::{ActionContext, ActionHandler, ActionOutcome, Target};
 
 /// The label with which a container (or a Swarm service) caps its replicas.
-pub const MAX_REPLICAS_LABEL: &str = "hemostat.scale_up.max";
+pub use hemostat_model::SCALE_UP_MAX_LABEL as MAX_REPLICAS_LABEL;
 
 /// The node-wide cap when no label says otherwise.
 pub const DEFAULT_MAX_REPLICAS: u64 = 10;
