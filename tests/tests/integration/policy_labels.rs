@@ -8,9 +8,10 @@
 use std::time::{Duration, SystemTime};
 
 use hemostat_coordinator::policy::Backoff;
+use hemostat_pki::OperatorRole;
 use hemostat_proto::v1 as pb;
 use hemostat_tests::eventually;
-use hemostat_tests::fleet::{TestFleet, container, events_of, kinds, rejection, remediated};
+use hemostat_tests::fleet::{TestFleet, container, events_of, kinds, operator, rejection, remediated};
 
 /// A container script that crashes one second after its first start and six seconds after its second
 /// (past a five-second cooldown, inside the default hour), and stays up after its third.
@@ -219,4 +220,40 @@ async fn a_labelled_backoff_under_a_cooldown_fleet_retries_the_held_crash_on_the
     let policy = policy_of(&s, &web).await;
     assert_eq!(value_of(&policy, "restart_policy").1, "backoff");
     assert_eq!(value_of(&policy, "restart_policy").2, pb::PolicySource::Label);
+}
+
+/// A container whose shell ignores the SIGTERM `--init` forwards to it: a restart waits its whole stop
+/// timeout, then kills it.
+const IGNORES_TERM: &str = "trap '' TERM; while :; do sleep 1; done";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_labelled_stop_timeout_is_how_long_the_node_waits_before_killing() {
+    let s = TestFleet::start().await;
+    let quick = s.scope.run("quick", &["--label", "hemostat.stop_timeout=1s"], IGNORES_TERM);
+    let plain = s.scope.run("plain", &[], IGNORES_TERM);
+    let mut admin = operator(&s.pki, OperatorRole::Admin, s.coordinator.addr()).await;
+    for name in [&quick, &plain] {
+        eventually("the container reported", Duration::from_secs(20), || container(&s.client, name)).await;
+        let request = pb::TriggerActionRequest {
+            node: "host-a".into(),
+            container: name.clone(),
+            action: pb::Action::Restart as i32,
+            reason: "stop timeout test".into(),
+            ..Default::default()
+        };
+        admin.trigger_action(request).await.expect("the restart is accepted");
+    }
+    let took = |events: &[pb::Event]| {
+        let done = of_type(events, pb::EventType::RemediationComplete)[0];
+        assert_eq!(done.outcome(), pb::Outcome::Success, "{done:?}");
+        Duration::from_millis(done.duration_ms)
+    };
+    let quick_took = took(&remediated(&s.client, &quick, Duration::from_secs(60)).await);
+    let plain_took = took(&remediated(&s.client, &plain, Duration::from_secs(60)).await);
+    eprintln!(
+        "restart of a container ignoring TERM: {quick_took:?} with hemostat.stop_timeout=1s, {plain_took:?} without"
+    );
+    // Both include the node's one-second verification.
+    assert!(quick_took < Duration::from_secs(6), "killed after 1 s: {quick_took:?}");
+    assert!(plain_took >= Duration::from_secs(10), "killed after the default 10 s: {plain_took:?}");
 }
