@@ -437,6 +437,15 @@ mod tests {
     }
 
     #[test]
+    fn quarantine_release_is_an_hour_and_zero_leaves_it_to_admins() {
+        let config = resolve(CoordinatorArgs::default()).unwrap();
+        assert_eq!(config.remediation.quarantine_release, Some(Duration::from_secs(3600)));
+        let env = env_of(&[("RESPONDER_QUARANTINE_RELEASE_SECONDS", "0")]);
+        let config = CoordinatorConfig::resolve_in(CoordinatorArgs::default(), &env).unwrap();
+        assert_eq!(config.remediation.quarantine_release, None);
+    }
+
+    #[test]
     fn the_environment_wins_over_the_file_and_loses_to_a_flag() {
         let path = write("cooldown_seconds = 60\nnode_lost_seconds = 90\nstorm_threshold = 7\n");
         let file = path.display().to_string();
