@@ -406,7 +406,8 @@ impl Registry {
         seq != 0 && state.nodes.get(node).is_some_and(|entry| seq <= entry.processed.1)
     }
 
-    /// Remembers that message `seq` of the node's current stream was processed.
+    /// Remembers that message `seq` of the node's current stream was processed (or, at a session's start,
+    /// that the state store says some coordinator processed it).
     pub fn mark_processed(&self, node: &str, seq: u64) {
         if let Some(entry) = self.state.lock().expect("registry lock").nodes.get_mut(node) {
             entry.processed.1 = entry.processed.1.max(seq);

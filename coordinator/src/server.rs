@@ -193,7 +193,7 @@ impl Coordinator {
         if let Some(dashboard) = self.dashboard {
             dashboard.spawn(fleet.clone(), instruments.clone(), stop_rx.clone());
         }
-        let sessions = AgentSessions::new(registry.clone(), remediator.clone(), stop_rx);
+        let sessions = AgentSessions::new(registry.clone(), remediator.clone(), self.store.clone(), stop_rx);
         let fleet = FleetApi::new(fleet);
         let (health_reporter, health) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<AgentServiceServer<AgentSessions>>().await;

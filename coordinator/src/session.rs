@@ -25,7 +25,7 @@ use crate::events::{EventKind, EventRecord};
 use crate::intake::{Cuts, Limit};
 use crate::registry::{NodeAbilities, NodeHello, Outbound, Registry};
 use crate::remediation::{CommandReport, Remediator};
-use crate::store::StoreError;
+use crate::store::{DirectoryStore, StoreError};
 
 /// How long a new session may take to say Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,13 +34,21 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AgentSessions {
     registry: Arc<Registry>,
     remediator: Arc<Remediator>,
+    /// Where each node stream's position is kept for every coordinator on the store.
+    streams: Arc<dyn DirectoryStore>,
     shutdown: watch::Receiver<bool>,
 }
 
 impl AgentSessions {
-    /// Sessions that register in `registry`, hand problems to `remediator`, and end when `shutdown` turns true.
-    pub fn new(registry: Arc<Registry>, remediator: Arc<Remediator>, shutdown: watch::Receiver<bool>) -> Self {
-        AgentSessions { registry, remediator, shutdown }
+    /// Sessions that register in `registry`, hand problems to `remediator`, keep each node stream's position
+    /// in `streams`, and end when `shutdown` turns true.
+    pub fn new(
+        registry: Arc<Registry>,
+        remediator: Arc<Remediator>,
+        streams: Arc<dyn DirectoryStore>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        AgentSessions { registry, remediator, streams, shutdown }
     }
 }
 
@@ -85,10 +93,21 @@ impl pb::agent_service_server::AgentService for AgentSessions {
         };
         let (tx, rx) = mpsc::channel(1024);
         let session = self.registry.open_session(hello.clone(), caller.address, tx.clone());
+        // A report this stream sent another coordinator (or this one before a restart), processed there but
+        // not acknowledged before it stopped, comes again: it is a repeat, whoever processed it.
+        match self.streams.stream_position(&node, &hello.stream_id).await {
+            Ok(position) => self.registry.mark_processed(&node, position),
+            Err(error) => tracing::warn!(
+                node, %error,
+                "could not read the stream's position from the state store; reports processed elsewhere and sent again \
+                 will be recorded again"
+            ),
+        }
         tracing::info!(node, address = ?caller.address, version = ?hello.version, "node connected");
 
-        let (registry, remediator, mut shutdown) =
-            (self.registry.clone(), self.remediator.clone(), self.shutdown.clone());
+        let (registry, remediator, streams, mut shutdown) =
+            (self.registry.clone(), self.remediator.clone(), self.streams.clone(), self.shutdown.clone());
+        let stream_id = hello.stream_id.clone();
         tokio::spawn(async move {
             // The limits this session already said it cut by (said once; counted every time).
             let mut reported = BTreeSet::new();
@@ -130,6 +149,9 @@ impl pb::agent_service_server::AgentService for AgentSessions {
                         } else {
                             if recorded {
                                 remediator.store_answered().await;
+                                if let Err(error) = streams.advance_stream(&node, &stream_id, seq).await {
+                                    tracing::warn!(node, seq, %error, "could not record the stream's position");
+                                }
                             }
                             registry.mark_processed(&node, seq);
                         }

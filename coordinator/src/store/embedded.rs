@@ -43,6 +43,8 @@ const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
 const DIRECTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("directory");
 /// (coordinator instance, sequence) → an encoded routed command.
 const ROUTED: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("routed_commands");
+/// Node → (its latest message stream id, the highest sequence number of it processed): one per node.
+const STREAMS: TableDefinition<&str, (&str, u64)> = TableDefinition::new("stream_positions");
 
 /// One storm scope's window: who needed remediation when, and until when a storm is on.
 #[derive(Default, serde::Serialize, serde::Deserialize)]
@@ -108,6 +110,7 @@ impl EmbeddedStore {
             txn.open_table(SETTINGS).map_err(failed)?;
             txn.open_table(DIRECTORY).map_err(failed)?;
             txn.open_table(ROUTED).map_err(failed)?;
+            txn.open_table(STREAMS).map_err(failed)?;
             txn.commit().map_err(failed)?;
             Ok(EmbeddedStore { db: Arc::new(db), clock: DecisionClock::Store })
         })
@@ -662,6 +665,38 @@ impl DirectoryStore for EmbeddedStore {
             };
             txn.commit().map_err(failed)?;
             Ok(taken)
+        })
+        .await
+    }
+
+    async fn stream_position(&self, node: &str, stream: &str) -> Result<u64, StoreError> {
+        let (node, stream) = (node.to_owned(), stream.to_owned());
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(failed)?;
+            let table = txn.open_table(STREAMS).map_err(failed)?;
+            let stored = table.get(node.as_str()).map_err(failed)?;
+            Ok(stored.map_or(0, |v| {
+                let (id, seq) = v.value();
+                if id == stream { seq } else { 0 }
+            }))
+        })
+        .await
+    }
+
+    async fn advance_stream(&self, node: &str, stream: &str, seq: u64) -> Result<(), StoreError> {
+        let (node, stream) = (node.to_owned(), stream.to_owned());
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(failed)?;
+            {
+                let mut table = txn.open_table(STREAMS).map_err(failed)?;
+                let current = table.get(node.as_str()).map_err(failed)?.map_or(0, |v| {
+                    let (id, seq) = v.value();
+                    if id == stream { seq } else { 0 }
+                });
+                table.insert(node.as_str(), (stream.as_str(), current.max(seq))).map_err(failed)?;
+            }
+            txn.commit().map_err(failed)?;
+            Ok(())
         })
         .await
     }

@@ -161,7 +161,20 @@ pub trait DirectoryStore: Send + Sync {
 
     /// Takes the oldest command queued for the coordinator instance `coordinator`, if any.
     async fn take_routed_command(&self, coordinator: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// The highest sequence number of `node`'s message stream `stream` that any coordinator on this store
+    /// has processed (0: none), so that a report processed by one coordinator and sent again to another
+    /// after a failover is recognised as a repeat.
+    async fn stream_position(&self, node: &str, stream: &str) -> Result<u64, StoreError>;
+
+    /// Records that `node`'s message `seq` of `stream` was processed: the position only grows, and is kept
+    /// for [`STREAM_POSITION_TTL`] after the last message.
+    async fn advance_stream(&self, node: &str, stream: &str, seq: u64) -> Result<(), StoreError>;
 }
+
+/// How long a node's stream position is kept after its last processed message: longer than any spool
+/// outlives a disconnection in practice (a node away longer starts from its own acknowledgement file).
+pub const STREAM_POSITION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// "The store": everything the coordinator keeps, one backend behind every concern. Parts of the coordinator
 /// hold the narrower trait they need (an `Arc<dyn StateStore>` coerces to `Arc<dyn EventLog>`, ...).

@@ -20,6 +20,7 @@
 //! | `hemostat:silences` (hash), `hemostat:settings:dry_run`, `hemostat:approval:<id>` | operators' settings | one key each |
 //! | `hemostat:directory` (set of node names), `hemostat:directory:<node>` (expiring) | the fleet directory: entries spread over the cluster, read with one `MGET` the cluster client splits by slot | one key each |
 //! | `hemostat:coordinator:<instance>:commands` (list) | commands routed to a coordinator | one key |
+//! | `hemostat:stream:<node>:<stream id>` | the highest sequence number of a node's message stream processed, raised by [`STREAM_SCRIPT`] | one key |
 //!
 //! Nothing scans the keyspace (`KEYS`, `SCAN`): in a cluster a scan reads one node only.
 //!
@@ -120,6 +121,15 @@ impl ConnectionLike for Connection {
         }
     }
 }
+
+/// Raises a node's stream position (KEYS[1]) to ARGV[1] if it is higher, and keeps it ARGV[2] ms more.
+pub const STREAM_SCRIPT: &str = r#"
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local seq = tonumber(ARGV[1])
+if seq > current then current = seq end
+redis.call('SET', KEYS[1], tostring(current), 'PX', ARGV[2])
+return current
+"#;
 
 /// Appends to the event log and trims it, in Lua. KEYS: the stream, the list of that event type's ids.
 /// ARGV: the record's JSON, events kept per type, the oldest id kept (`<ms>-0`).
@@ -309,6 +319,7 @@ pub struct RedisStore {
     attempt: redis::Script,
     storm: redis::Script,
     append_event: redis::Script,
+    stream: redis::Script,
     clock: DecisionClock,
     /// Why what this store keeps would not survive a restart of its servers (see [`StateStore::volatility`]).
     volatility: Option<String>,
@@ -402,6 +413,7 @@ impl RedisStore {
             attempt: redis::Script::new(ATTEMPT_SCRIPT),
             storm: redis::Script::new(STORM_SCRIPT),
             append_event: redis::Script::new(APPEND_EVENT_SCRIPT),
+            stream: redis::Script::new(STREAM_SCRIPT),
             clock: DecisionClock::Store,
             volatility: None,
         })
@@ -828,6 +840,24 @@ impl DirectoryStore for RedisStore {
         let mut conn = self.conn.clone();
         Ok(conn.lpop(format!("hemostat:coordinator:{coordinator}:commands"), None).await.map_err(failed)?)
     }
+
+    async fn stream_position(&self, node: &str, stream: &str) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let position: Option<u64> = conn.get(stream_key(node, stream)).await.map_err(failed)?;
+        Ok(position.unwrap_or(0))
+    }
+
+    async fn advance_stream(&self, node: &str, stream: &str, seq: u64) -> Result<(), StoreError> {
+        let mut invocation = self.stream.prepare_invoke();
+        invocation.key(stream_key(node, stream)).arg(seq).arg(super::STREAM_POSITION_TTL.as_millis() as u64);
+        let _: u64 = invocation.invoke_async(&mut self.conn.clone()).await.map_err(failed)?;
+        Ok(())
+    }
+}
+
+/// The key of `node`'s stream position (one key per stream: any slot of a cluster).
+fn stream_key(node: &str, stream: &str) -> String {
+    format!("hemostat:stream:{node}:{stream}")
 }
 
 impl StateStore for RedisStore {

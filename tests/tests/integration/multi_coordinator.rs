@@ -1,6 +1,7 @@
 //! Several coordinators on one Redis, as design.md's Scale section says: any coordinator answers for the
 //! whole fleet and reaches a node connected to another one (routed through Redis); a node fails over to
-//! the next coordinator of its list when its coordinator dies, and nothing is acted on twice.
+//! the next coordinator of its list when its coordinator dies, and nothing is acted on twice nor recorded
+//! twice.
 
 use std::time::Duration;
 
@@ -8,9 +9,11 @@ use hemostat_coordinator::store::StoreConfig;
 use hemostat_node::config::CoordinatorAddress;
 use hemostat_pki::OperatorRole;
 use hemostat_proto::v1 as pb;
+use hemostat_proto::v1::session_request::Body;
 use hemostat_tests::docker::{Scope, crash_once};
 use hemostat_tests::eventually;
 use hemostat_tests::fleet::{self, FleetClient, TestCoordinator, TestNode, events_of, kinds};
+use hemostat_tests::node_peer::{NodePeer, container, crash_alert};
 use hemostat_tests::pki::TestPki;
 use hemostat_tests::redis::RedisServer;
 
@@ -116,4 +119,44 @@ async fn a_node_fails_over_to_the_next_coordinator_and_nothing_runs_twice() {
     let events = fleet::remediated(&viewer_two, &web, Duration::from_secs(15)).await;
     assert_eq!(kinds(&events), ["health_alert", "remediation_needed", "remediation_complete"]);
     assert_eq!(scope.state(&web).status, "running");
+}
+
+/// A report one coordinator processed but whose acknowledgement the node never saw (the coordinator died
+/// first) is sent again to the next coordinator: the stream's position in the shared store says it is a
+/// repeat, so it is acknowledged and recorded once, and the stream goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_report_processed_by_one_coordinator_and_sent_again_to_the_next_is_recorded_once() {
+    hemostat_tests::init();
+    let (pki, redis) = (TestPki::new(), RedisServer::start());
+    let (mut one, two) = two_coordinators(&pki, &redis);
+    let viewer = fleet::operator(&pki, OperatorRole::Viewer, two.addr()).await;
+    let tls = pki.node("host-p");
+    let crash = |id: &str, name: &str| Body::HealthAlert(crash_alert(container(id, name, &[]), vec![]));
+    let health_alerts = |name: &'static str| {
+        let viewer = viewer.clone();
+        async move {
+            let events = events_of(&viewer, name).await?;
+            Ok::<usize, String>(events.iter().filter(|e| e.r#type() == pb::EventType::HealthAlert).count())
+        }
+    };
+
+    let mut first = NodePeer::connect(&one.endpoint(), &tls, "host-p", "stream-1").await.unwrap();
+    let seq = first.send_acked(crash("c1", "web"), Duration::from_secs(10)).await.unwrap();
+    eventually("web's alert recorded", Duration::from_secs(10), || async {
+        if health_alerts("web").await? == 1 { Ok(()) } else { Err("not yet".into()) }
+    })
+    .await;
+    // As if the acknowledgement were lost with its coordinator: the node sends the report again elsewhere.
+    drop(first);
+    one.kill();
+    let mut again = NodePeer::connect(&two.endpoint(), &tls, "host-p", "stream-1").await.unwrap();
+    again.send_as(seq, crash("c1", "web")).await.unwrap();
+    again.acked(seq, Duration::from_secs(10)).await.expect("a repeat is acknowledged");
+    again.send_as(seq + 1, crash("c2", "api")).await.unwrap();
+    again.acked(seq + 1, Duration::from_secs(10)).await.unwrap();
+    eventually("api's alert recorded", Duration::from_secs(10), || async {
+        if health_alerts("api").await? == 1 { Ok(()) } else { Err("not yet".into()) }
+    })
+    .await;
+    assert_eq!(health_alerts("web").await.unwrap(), 1, "the repeat was not recorded again");
 }

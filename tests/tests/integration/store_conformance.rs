@@ -702,6 +702,25 @@ async fn the_fleet_directory_expires_its_entries_and_routed_commands_come_out_in
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_node_streams_position_only_grows_and_is_its_own() {
+    for b in backends().await {
+        let s = &b.store;
+        assert_eq!(s.stream_position("node-a", "s1").await.unwrap(), 0, "{}: nothing processed yet", s.backend());
+        s.advance_stream("node-a", "s1", 7).await.unwrap();
+        s.advance_stream("node-a", "s1", 5).await.unwrap();
+        assert_eq!(s.stream_position("node-a", "s1").await.unwrap(), 7, "{}: never lowered", s.backend());
+        assert_eq!(s.stream_position("node-b", "s1").await.unwrap(), 0, "{}: another node's", s.backend());
+        assert_eq!(s.stream_position("node-a", "s2").await.unwrap(), 0, "{}: a new stream starts at 0", s.backend());
+        s.advance_stream("node-a", "s2", 3).await.unwrap();
+        assert_eq!(s.stream_position("node-a", "s2").await.unwrap(), 3, "{}", s.backend());
+        let backend = s.backend();
+        drop(b.store);
+        let reopened = open_retrying(&b.config).await;
+        assert_eq!(reopened.stream_position("node-a", "s2").await.unwrap(), 3, "{backend}: kept");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn each_backend_says_whether_other_coordinators_can_share_it() {
     for b in backends().await {
         let shared = matches!(b.config, StoreConfig::Redis { .. } | StoreConfig::RedisCluster(_));
