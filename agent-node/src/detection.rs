@@ -22,10 +22,11 @@
 //! by a signal nobody sent through Docker (`kill -9` of its process on the host, `kill` inside it), and
 //! the kernel's OOM kill, are faults whatever the exit code.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 pub use hemostat_model::{Anomaly, AnomalyKind, Severity};
+use hemostat_model::{InvalidLabel, PolicyLabel};
 
 /// Signals that end a process that does not handle them and that someone sends to end one: HUP, INT,
 /// QUIT, KILL, TERM. An exit code of 128 + one of these says that signal ended the container.
@@ -98,6 +99,26 @@ impl Default for DetectionConfig {
             start_grace: Duration::ZERO,
         }
     }
+}
+
+impl DetectionConfig {
+    /// The CPU and memory thresholds of a container with `labels`: its `hemostat.cpu_threshold` and
+    /// `hemostat.memory_threshold` when valid (1 to 100 %, [`hemostat_model::policy`]), else the node's
+    /// settings. A bad value is logged once by the watcher, and told by the coordinator in an event.
+    pub fn thresholds(&self, labels: &HashMap<String, String>) -> (f64, f64) {
+        let read = |label: PolicyLabel, setting: f64| {
+            labels.get(label.name()).and_then(|value| label.percent(value).ok()).unwrap_or(setting)
+        };
+        (read(PolicyLabel::CpuThreshold, self.cpu_threshold), read(PolicyLabel::MemoryThreshold, self.memory_threshold))
+    }
+}
+
+/// The threshold labels of `labels` whose values are not valid (the node's settings apply).
+pub fn bad_threshold_labels(labels: &HashMap<String, String>) -> Vec<InvalidLabel> {
+    [PolicyLabel::CpuThreshold, PolicyLabel::MemoryThreshold]
+        .into_iter()
+        .filter_map(|label| label.check(labels.get(label.name())?).err())
+        .collect()
 }
 
 /// The seed's scale: critical above 95 %, high above the threshold, medium above 80 % of the threshold.
@@ -217,6 +238,22 @@ impl Standing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn threshold_labels_override_the_node_settings_and_a_bad_one_leaves_them() {
+        let config = DetectionConfig::default();
+        let labels = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        assert_eq!(config.thresholds(&labels(&[])), (85.0, 80.0));
+        let set = labels(&[("hemostat.cpu_threshold", "10"), ("hemostat.memory_threshold", "50%")]);
+        assert_eq!(config.thresholds(&set), (10.0, 50.0));
+        assert!(bad_threshold_labels(&set).is_empty());
+        let bad = labels(&[("hemostat.cpu_threshold", "0"), ("hemostat.memory_threshold", "lots")]);
+        assert_eq!(config.thresholds(&bad), (85.0, 80.0));
+        let named: Vec<&str> = bad_threshold_labels(&bad).iter().map(|b| b.label.name()).collect();
+        assert_eq!(named, ["hemostat.cpu_threshold", "hemostat.memory_threshold"]);
+    }
 
     #[test]
     fn the_severity_scale_matches_the_seed() {

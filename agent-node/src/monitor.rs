@@ -515,10 +515,11 @@ impl Monitor {
             }
             tracked.recent.push_back(sample.clone());
             let mut current: Vec<Anomaly> = restart_anomaly(count, config.restart_limit).into_iter().collect();
+            let (cpu_threshold, memory_threshold) = config.thresholds(&state.labels);
             if let Some(cpu) = metrics.cpu_percent {
-                current.extend(percent_anomaly(AnomalyKind::HighCpu, cpu, config.cpu_threshold));
+                current.extend(percent_anomaly(AnomalyKind::HighCpu, cpu, cpu_threshold));
             }
-            current.extend(percent_anomaly(AnomalyKind::HighMemory, metrics.memory_percent, config.memory_threshold));
+            current.extend(percent_anomaly(AnomalyKind::HighMemory, metrics.memory_percent, memory_threshold));
             if grace {
                 // Start-up spikes: CPU and memory count from the end of the start grace.
                 current.retain(|a| a.kind == AnomalyKind::ExcessiveRestarts);

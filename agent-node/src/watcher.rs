@@ -190,6 +190,10 @@ impl Watcher {
                 crate::instruments::global().bad_label(bad.label);
                 tracing::warn!(container = %name, label = bad.label, value = %bad.value.escape_debug(), "{bad}");
             }
+            for bad in crate::detection::bad_threshold_labels(labels) {
+                let label = bad.label.name();
+                tracing::warn!(container = %name, label, value = %bad.value.escape_debug(), "{bad}");
+            }
         }
     }
 

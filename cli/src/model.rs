@@ -499,6 +499,28 @@ pub struct ContainerDetail {
     pub silence: Option<Silence>,
     /// Its most recent events, oldest first.
     pub recent_events: Vec<Event>,
+    /// Its effective remediation policy, each value with where it came from.
+    pub policy: Vec<PolicyValue>,
+}
+
+/// One value of a container's effective remediation policy and where it came from.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PolicyValue {
+    /// `cooldown`, `max_per_hour`, `restart_policy`, `stop_timeout`, `sustain`, `cpu_threshold`,
+    /// `memory_threshold`.
+    pub name: String,
+    /// The value (`5s`, `3`, `backoff`, `85%`); `None` when only the node knows it.
+    pub value: Option<String>,
+    /// Where it came from: `default`, `environment RESPONDER_COOLDOWN_SECONDS`, `label hemostat.cooldown`,
+    /// `node setting THRESHOLD_CPU_PERCENT`, ….
+    pub source: String,
+}
+
+impl From<pb::PolicyValue> for PolicyValue {
+    fn from(value: pb::PolicyValue) -> Self {
+        let source = hemostat_model::policy::describe_source(&value);
+        PolicyValue { name: value.name, value: text(value.value), source }
+    }
 }
 
 impl ContainerDetail {
@@ -514,6 +536,7 @@ impl ContainerDetail {
             budget: response.budget.map(Budget::from),
             silence: response.silence.map(Silence::from),
             recent_events: response.recent_events.into_iter().map(Event::from).collect(),
+            policy: response.policy.into_iter().map(PolicyValue::from).collect(),
         }
     }
 }

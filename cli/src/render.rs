@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::model::{
     Accepted, ActionReport, Anomaly, Budget, Container, ContainerDetail, DryRun, DryRunChange, Episode, Event, Metrics,
-    Node, Release, Silence, StormEnd, UtcTime,
+    Node, PolicyValue, Release, Silence, StormEnd, UtcTime,
 };
 use crate::table::{self, Table};
 use crate::terminal::{json_safe, printable};
@@ -172,6 +172,16 @@ fn budget_lines(b: &Budget, lines: &mut Vec<(&str, String)>) {
     }
 }
 
+/// A container's effective policy, a value a line: `cooldown        5s (label hemostat.cooldown)`; a value only
+/// the node knows is `the node's`.
+fn policy_lines(policy: &[PolicyValue]) -> String {
+    let lines: Vec<(&str, String)> = policy
+        .iter()
+        .map(|v| (v.name.as_str(), format!("{} ({})", v.value.as_deref().unwrap_or("the node's"), v.source)))
+        .collect();
+    fields(&lines)
+}
+
 /// `high_cpu since …, above the threshold since … (sustain window 60 s); watching: …` or `…; decided … by
 /// sustained_high_cpu (restart): …`.
 fn episode_line(e: &Episode) -> String {
@@ -244,6 +254,10 @@ pub fn container_detail(d: &ContainerDetail) -> String {
     }
     lines.push(("SILENCE", d.silence.as_ref().map(silence_line).unwrap_or_else(|| "none".into())));
     let mut out = fields(&lines);
+    if !d.policy.is_empty() {
+        out.push_str("\nPOLICY\n");
+        out.push_str(&policy_lines(&d.policy));
+    }
     if !d.recent_metrics.is_empty() {
         let mut table = Table::new(&["SAMPLED", "CPU", "MEMORY", "PIDS", "STATUS", "HEALTH"]);
         for m in &d.recent_metrics {

@@ -268,6 +268,7 @@ impl pb::fleet_service_server::FleetService for FleetApi {
             budget: Some(budget(detail.budget)),
             silence: detail.silence.map(|s| s.to_proto()),
             recent_events: events(&recent_events.events),
+            policy: detail.policy.iter().map(pb::PolicyValue::from).collect(),
         }))
     }
 

@@ -60,6 +60,11 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
         self.entries.get(key).map(|(value, _)| value)
     }
 
+    /// Every entry, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.entries.iter().map(|(key, (value, _))| (key, value))
+    }
+
     /// How many entries it holds.
     pub fn len(&self) -> usize {
         self.entries.len()

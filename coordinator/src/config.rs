@@ -15,6 +15,7 @@ use crate::alerting::{AlertingArgs, AlertingConfig, AlertingSettings};
 use crate::analysis::AnalyzerConfig;
 use crate::analysis::llm::{LlmConfig, ProviderCredentials};
 use crate::analysis::patterns::PatternConfig;
+use crate::container_policy::{SettingOrigins, origin_of};
 use crate::dashboard::DashboardConfig;
 use crate::dashboard::auth::DashboardTokens;
 use crate::events::{AuditRetention, EventRetention};
@@ -94,6 +95,9 @@ hemostat_settings::settings! {
         backoff_jitter_percent: u32 = Backoff::DEFAULT.jitter_percent, env "RESPONDER_BACKOFF_JITTER_PERCENT";
         /// Most actions on one container in any rolling hour [default: 3].
         max_retries_per_hour: u32 = Budget::DEFAULT.max_attempts, env "RESPONDER_MAX_RETRIES_PER_HOUR";
+        /// Seconds a quarantined container (its breaker open) must run, healthy or without a health check,
+        /// to be released as `hemostat release` would; 0: only by hand [default: 3600].
+        quarantine_release_seconds: u64 = 3600, env "RESPONDER_QUARANTINE_RELEASE_SECONDS";
         /// Seconds a restart waits for a graceful stop before killing [default: 10].
         stop_timeout_seconds: u32 = 10, env "RESPONDER_STOP_TIMEOUT_SECONDS";
         /// More containers of one node than this needing remediation within the storm window stops
@@ -230,6 +234,13 @@ impl CoordinatorConfig {
             Some(url) => StoreConfig::Redis { url },
             None => StoreConfig::Embedded { path: s.data_dir.join("state.redb") },
         };
+        let origins = SettingOrigins {
+            cooldown: origin_of(&s.cooldown_seconds),
+            max_per_hour: origin_of(&s.max_retries_per_hour),
+            restart_policy: origin_of(&s.restart_policy),
+            stop_timeout: origin_of(&s.stop_timeout_seconds),
+            sustain: origin_of(&s.sustain_seconds),
+        };
         let max_attempts =
             s.max_retries_per_hour.check(|n| *n >= 1, "must be at least 1 (to stop all actions, use dry-run)")?;
         let backoff = Backoff {
@@ -323,6 +334,9 @@ impl CoordinatorConfig {
                     policy,
                 },
                 stop_timeout: Duration::from_secs(u64::from(stop_timeout)),
+                backoff,
+                origins,
+                quarantine_release: Some(seconds(s.quarantine_release_seconds)).filter(|d| !d.is_zero()),
                 event_retention,
                 dry_run: *s.dry_run,
                 audit_retention: AuditRetention {
@@ -404,6 +418,31 @@ mod tests {
         let config = resolve(CoordinatorArgs::default()).unwrap();
         assert_eq!(config.remediation.budget, Budget::DEFAULT);
         assert!(matches!(config.store, StoreConfig::Embedded { .. }));
+    }
+
+    #[test]
+    fn the_settings_a_label_can_override_say_where_they_came_from() {
+        use hemostat_model::Origin;
+        let path = write("stop_timeout_seconds = 30\n");
+        let file = path.display().to_string();
+        let env = env_of(&[("HEMOSTAT_CONFIG", &file), ("RESPONDER_COOLDOWN_SECONDS", "120")]);
+        let args = CoordinatorArgs { max_retries_per_hour: Some(5), ..Default::default() };
+        let config = CoordinatorConfig::resolve_in(args, &env).unwrap();
+        let origins = config.remediation.origins;
+        assert_eq!(origins.cooldown, Origin::Environment("RESPONDER_COOLDOWN_SECONDS"));
+        assert_eq!(origins.max_per_hour, Origin::Flag("max_retries_per_hour"));
+        assert_eq!(origins.stop_timeout, Origin::File("stop_timeout_seconds"));
+        assert_eq!((origins.restart_policy, origins.sustain), (Origin::Default, Origin::Default));
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn quarantine_release_is_an_hour_and_zero_leaves_it_to_admins() {
+        let config = resolve(CoordinatorArgs::default()).unwrap();
+        assert_eq!(config.remediation.quarantine_release, Some(Duration::from_secs(3600)));
+        let env = env_of(&[("RESPONDER_QUARANTINE_RELEASE_SECONDS", "0")]);
+        let config = CoordinatorConfig::resolve_in(CoordinatorArgs::default(), &env).unwrap();
+        assert_eq!(config.remediation.quarantine_release, None);
     }
 
     #[test]

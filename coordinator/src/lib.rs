@@ -13,6 +13,7 @@ pub mod auth;
 pub mod bounded;
 pub mod config;
 pub mod container;
+pub mod container_policy;
 pub mod dashboard;
 pub mod directory;
 pub mod events;

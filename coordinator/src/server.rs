@@ -183,6 +183,7 @@ impl Coordinator {
 
         tokio::spawn(directory.run(stop_rx.clone()));
         tokio::spawn(remediator.commands().clone().serve_routed(instance, stop_rx.clone()));
+        tokio::spawn(remediator.clone().release_recovered(stop_rx.clone()));
         tokio::spawn(crate::liveness::watch_nodes(
             registry.clone(),
             remediator.journal().clone(),

@@ -250,7 +250,8 @@ async fn handle(
             Ok(())
         }
         Some(Body::Snapshot(snapshot)) => {
-            let containers = snapshot.containers.iter().map(ContainerFacts::from).collect();
+            let containers: Vec<ContainerFacts> = snapshot.containers.iter().map(ContainerFacts::from).collect();
+            remediator.check_labels(node, &containers).await?;
             let refused = if snapshot.part == 0 && !snapshot.more {
                 registry.replace_containers(node, containers)
             } else {
@@ -284,6 +285,7 @@ async fn handle(
             match event.kind() {
                 pb::ContainerEventKind::Destroyed => registry.remove_container(node, &container.id),
                 _ => {
+                    remediator.check_labels(node, std::slice::from_ref(&container)).await?;
                     if !registry.update_container(node, container) {
                         cuts.add(Limit::Containers, 1);
                     }
@@ -296,6 +298,7 @@ async fn handle(
                 tracing::warn!(node, "ignored a health alert without a container");
                 return Ok(());
             };
+            remediator.check_labels(node, std::slice::from_ref(&alert.container)).await?;
             // A container beyond the node's limit is not kept, but its alert is still handled.
             if !registry.update_container(node, alert.container.clone()) {
                 cuts.add(Limit::Containers, 1);

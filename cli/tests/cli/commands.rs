@@ -102,6 +102,8 @@ fn standalone(port: u16, data_dir: &Path, selector: &str) -> Command {
         .env_remove("XDG_CONFIG_HOME")
         .env("LOG_LEVEL", "warn")
         .env("RESPONDER_VERIFY_SECONDS", "1")
+        // The default's value, set so that `hemostat container` has a setting from the environment to show.
+        .env("RESPONDER_STOP_TIMEOUT_SECONDS", "10")
         .env("AGENT_POLL_INTERVAL", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
@@ -419,6 +421,49 @@ async fn a_manual_restart_and_exec_are_sent_and_waited_for() {
     assert!(error.starts_with("hemostat: TriggerAction: NOT_FOUND: "), "{error}");
     let refused = fleet.cli(&["action", "restart", &target, "--", "ps"]);
     assert!(String::from_utf8_lossy(&refused.stderr).contains("only exec takes a command"), "{}", text(&refused));
+}
+
+#[tokio::test]
+async fn container_shows_each_policy_value_and_where_it_came_from() {
+    let fleet = fleet();
+    let labels = ["--label", "hemostat.cooldown=5s", "--label", "hemostat.max_per_hour=many"];
+    let web = scope(|s| s.run("policy", &labels, "trap 'exit 0' TERM; sleep 86400 & wait"));
+    let target = format!("{}/{web}", fleet.node);
+    let page = eventually("the container's page", Duration::from_secs(20), || async {
+        let out = fleet.cli(&["container", &target]);
+        if out.status.success() { Ok(String::from_utf8(out.stdout).unwrap()) } else { Err(text(&out)) }
+    })
+    .await;
+    let policy: Vec<&str> = page.lines().skip_while(|l| *l != "POLICY").skip(1).take_while(|l| !l.is_empty()).collect();
+    let line = |name: &str| {
+        policy
+            .iter()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+    };
+    assert_eq!(line("cooldown").as_deref(), Some("cooldown 5s (label hemostat.cooldown)"), "{page}");
+    assert_eq!(
+        line("max_per_hour").as_deref(),
+        Some("max_per_hour 3 (default)"),
+        "a bad value leaves the default: {page}"
+    );
+    assert_eq!(
+        line("stop_timeout").as_deref(),
+        Some("stop_timeout 10s (environment RESPONDER_STOP_TIMEOUT_SECONDS)"),
+        "{page}"
+    );
+    assert_eq!(line("cpu_threshold").as_deref(), Some("cpu_threshold the node's (node setting THRESHOLD_CPU_PERCENT)"));
+    assert_eq!(policy.len(), 7, "{page}");
+
+    // The bad value was told, naming the label.
+    let events = eventually("the bad label told", Duration::from_secs(20), || async {
+        let events = fleet.json(&["events", "-o", "json", "--container", &web]);
+        let told = events.as_array().unwrap().iter().any(|e| e["type"] == "input_refused");
+        if told { Ok(events) } else { Err(events.to_string()) }
+    })
+    .await;
+    let told = events.as_array().unwrap().iter().find(|e| e["type"] == "input_refused").unwrap();
+    assert!(told["reason"].as_str().unwrap().contains("hemostat.max_per_hour=\"many\" is not valid"), "{told}");
 }
 
 #[test]

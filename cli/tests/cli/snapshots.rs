@@ -322,6 +322,25 @@ fn silence(container: &str) -> Silence {
     })
 }
 
+/// An effective policy with a value from each kind of source.
+fn policy() -> Vec<pb::PolicyValue> {
+    let value = |name: &str, value: &str, source: pb::PolicySource, origin: &str| pb::PolicyValue {
+        name: name.into(),
+        value: value.into(),
+        source: source as i32,
+        origin: origin.into(),
+    };
+    vec![
+        value("cooldown", "5s", pb::PolicySource::Label, "hemostat.cooldown"),
+        value("max_per_hour", "3", pb::PolicySource::Default, ""),
+        value("restart_policy", "cooldown", pb::PolicySource::Environment, "RESPONDER_RESTART_POLICY"),
+        value("stop_timeout", "10s", pb::PolicySource::File, "stop_timeout_seconds"),
+        value("sustain", "60s", pb::PolicySource::Flag, "sustain_seconds"),
+        value("cpu_threshold", "", pb::PolicySource::Node, "THRESHOLD_CPU_PERCENT"),
+        value("memory_threshold", "50%", pb::PolicySource::Label, "hemostat.memory_threshold"),
+    ]
+}
+
 fn detail() -> ContainerDetail {
     let response = pb::GetContainerResponse {
         container: Some(web()),
@@ -350,6 +369,7 @@ fn detail() -> ContainerDetail {
             expires_at: ts("2026-11-28T16:18:20Z"),
         }),
         recent_events: wire_events().into_iter().filter(|e| e.container_name == "web").collect(),
+        policy: policy(),
     };
     ContainerDetail::from_proto(response, "host-a")
 }

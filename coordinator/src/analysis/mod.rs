@@ -24,6 +24,7 @@ use crate::events::Action;
 use crate::registry::NodeAbilities;
 use evidence::{EpisodeEvidence, Evidence};
 use exit::Assessed;
+use hemostat_model::PolicyLabel;
 use llm::{Choices, LlmClient, LlmConfig};
 use patterns::{PatternConfig, Sample};
 use rules::RuleDecision;
@@ -128,7 +129,15 @@ impl Analyzer {
 
     /// The decision table's row for an alert and the container's samples; `None` for row 1.
     pub fn rules(&self, case: &Assessed, samples: &[Sample]) -> Option<RuleDecision> {
-        rules::decide(case, samples, &self.config.patterns)
+        rules::decide(case, samples, &self.patterns_for(&case.alert.container))
+    }
+
+    /// The pattern settings for `container`: its `hemostat.sustain` label, when valid, overrides
+    /// `ANALYZER_SUSTAIN_SECONDS` (the same rule as [`crate::container_policy`]; a bad value is told there).
+    pub fn patterns_for(&self, container: &ContainerFacts) -> PatternConfig {
+        let label = PolicyLabel::Sustain;
+        let sustain = container.labels.get(label.name()).and_then(|value| label.duration(value).ok());
+        PatternConfig { sustain: sustain.unwrap_or(self.config.patterns.sustain), ..self.config.patterns }
     }
 
     /// Decides about a condition of a host (the rules only: no model is asked about a host), with the

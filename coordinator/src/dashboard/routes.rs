@@ -256,7 +256,7 @@ struct ContainerView {
 
 /// The page's view of a container, with its budget and silence.
 fn container_view(detail: ContainerDetail) -> ContainerView {
-    let ContainerDetail { entry, budget, silence } = detail;
+    let ContainerDetail { entry, budget, silence, .. } = detail;
     let trend: Vec<_> = entry.recent.samples().skip(entry.recent.len().saturating_sub(TREND_POINTS)).collect();
     let m = entry.metrics.as_ref();
     let status = budget.status;

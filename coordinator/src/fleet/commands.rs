@@ -148,7 +148,7 @@ impl Fleet {
         require_name("container", container)?;
         let entry = self.container(node, container).await?;
         let key = entry.facts.budget_key(&entry.node);
-        let budget = self.remediator.dispatcher().budget();
+        let budget = self.remediator.dispatcher().policy().effective(&entry.facts.labels).budget();
         let before = self.remediator.dispatcher().release(&key).await?;
         let status = budget.status(&before, unix_ms(SystemTime::now()));
         let detail = format!(

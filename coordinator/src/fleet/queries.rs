@@ -16,6 +16,7 @@ use crate::registry::{ContainerEntry, NodeInfo};
 use crate::remediation::journal::{Log, from_time};
 use crate::remediation::settings::DryRunSource;
 use crate::silence::Silence;
+use hemostat_model::PolicyValue;
 
 /// Budgets read from the store at once for a list of containers.
 const CONCURRENT_BUDGET_READS: usize = 32;
@@ -44,6 +45,8 @@ pub struct ContainerDetail {
     pub budget: BudgetFigures,
     /// The silence covering it, if one does.
     pub silence: Option<Silence>,
+    /// Its effective policy, each value with where it came from.
+    pub policy: Vec<PolicyValue>,
 }
 
 /// The fleet's dry-run setting.
@@ -109,7 +112,8 @@ impl Fleet {
         let entry = self.container(node, ident).await?;
         let silence = self.settings().silence_for(&entry.node, &entry.facts.name).await?;
         let budget = self.budget_figures(&entry, unix_ms(SystemTime::now())).await?;
-        Ok(ContainerDetail { entry, budget, silence })
+        let policy = self.policy_of(&entry);
+        Ok(ContainerDetail { entry, budget, silence, policy })
     }
 
     /// Each of `entries` with its budget (read concurrently) and silence, in the same order.
@@ -121,7 +125,8 @@ impl Fleet {
                 let silence = silences.iter().find(|s| s.covers(&entry.node, &entry.facts.name, now)).cloned();
                 async move {
                     let budget = self.budget_figures(&entry, now).await?;
-                    Ok::<_, FleetError>(ContainerDetail { entry, budget, silence })
+                    let policy = self.policy_of(&entry);
+                    Ok::<_, FleetError>(ContainerDetail { entry, budget, silence, policy })
                 }
             })
             .buffered(CONCURRENT_BUDGET_READS)
@@ -129,9 +134,14 @@ impl Fleet {
             .await
     }
 
+    /// The container's effective policy (the settings, overridden by its labels), for people.
+    fn policy_of(&self, entry: &ContainerEntry) -> Vec<PolicyValue> {
+        self.remediator.dispatcher().policy().effective(&entry.facts.labels).values()
+    }
+
     async fn budget_figures(&self, entry: &ContainerEntry, now_ms: u64) -> Result<BudgetFigures, FleetError> {
         let key = entry.facts.budget_key(&entry.node);
-        let budget = self.remediator.dispatcher().budget();
+        let budget = self.remediator.dispatcher().policy().effective(&entry.facts.labels).budget();
         let status = budget.status(&self.budgets.read_budget(&key).await?, now_ms);
         Ok(BudgetFigures { key, status, max_attempts: budget.max_attempts, restart_policy: budget.policy.name() })
     }

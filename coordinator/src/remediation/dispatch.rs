@@ -6,7 +6,7 @@
 //! the wait is over ([`Dispatcher::dispatch_or_retry`]), unless the container is running again by then (one
 //! retry waits per container; a retry is kept in this coordinator's memory only).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use crate::bounded::BoundedMap;
 use std::sync::{Arc, Mutex};
@@ -14,11 +14,13 @@ use std::time::{Duration, SystemTime};
 
 use super::journal::Journal;
 use super::node_commands::{Delivery, NodeCommands};
+use super::quarantine::Quarantines;
 use super::settings::Settings;
 use super::storm::{FLEET_SCOPE, FleetStorm, node_scope};
 use super::{Stop, Target};
+use crate::container_policy::PolicyDefaults;
 use crate::events::{Action, EventKind, EventRecord, Rejection, unix_ms};
-use crate::policy::{Budget, BudgetVerdict, Draw, RestartPolicy};
+use crate::policy::{BudgetVerdict, Draw, RestartPolicy};
 use crate::store::{BudgetStore, StoreError, StormConfig, StormVerdict};
 
 /// What became of an action handed to [`Dispatcher::dispatch`].
@@ -40,7 +42,7 @@ pub struct Dispatcher {
     journal: Arc<Journal>,
     settings: Arc<Settings>,
     commands: Arc<NodeCommands>,
-    budget: Budget,
+    policy: PolicyDefaults,
     storm: StormConfig,
     fleet_storm: FleetStorm,
     /// The last rejection recorded per budget key, until an action is allowed again (at most
@@ -48,10 +50,12 @@ pub struct Dispatcher {
     episodes: Mutex<BoundedMap<String, Rejection>>,
     /// The budget keys with a retry waiting for their backoff to end.
     retries: Mutex<HashSet<String>>,
+    /// The containers the breaker stopped, for their release by good behaviour.
+    quarantines: Quarantines,
 }
 
 impl Dispatcher {
-    /// A dispatcher holding containers to `budget`, each node to `storm` and the fleet to `fleet_storm` in
+    /// A dispatcher holding containers to their budgets under `policy`, each node to `storm` and the fleet to `fleet_storm` in
     /// `budgets`, recording in
     /// `journal`, held back by `settings`, sending through `commands`.
     pub fn new(
@@ -59,7 +63,7 @@ impl Dispatcher {
         journal: Arc<Journal>,
         settings: Arc<Settings>,
         commands: Arc<NodeCommands>,
-        budget: Budget,
+        policy: PolicyDefaults,
         storm: StormConfig,
         fleet_storm: FleetStorm,
     ) -> Self {
@@ -68,17 +72,18 @@ impl Dispatcher {
             journal,
             settings,
             commands,
-            budget,
+            policy,
             storm,
             fleet_storm,
             episodes: Mutex::new(BoundedMap::new(EPISODES_KEPT)),
             retries: Mutex::new(HashSet::new()),
+            quarantines: Quarantines::default(),
         }
     }
 
-    /// The budget limits every container is held to.
-    pub fn budget(&self) -> Budget {
-        self.budget
+    /// The settings each container's policy starts from (its labels override them).
+    pub fn policy(&self) -> &PolicyDefaults {
+        &self.policy
     }
 
     /// Records and returns why a silence or dry-run holds the action back, when one does.
@@ -177,7 +182,8 @@ impl Dispatcher {
             return Ok((self.stopped(target, action, stop, command_id).await?, None));
         }
         let mut backoff = None;
-        let stop = match self.budgets.try_begin_action(key, now, &self.budget, Draw::random()).await? {
+        let budget = self.policy.effective(&target.labels).budget();
+        let stop = match self.budgets.try_begin_action(key, now, &budget, Draw::random()).await? {
             BudgetVerdict::Allowed { attempts_in_window } => {
                 tracing::info!(node, container = ?target.container_name, ?action, attempts_in_window, "remediating");
                 self.episodes.lock().expect("episodes lock").remove(key);
@@ -185,10 +191,10 @@ impl Dispatcher {
             }
             BudgetVerdict::CooldownActive { retry_after } => Some(Stop {
                 rejection: Rejection::CooldownActive,
-                reason: match self.budget.policy {
+                reason: match budget.policy {
                     RestartPolicy::Cooldown => format!(
                         "cooldown active: {key} was acted on less than {}s ago; next action allowed in {}s",
-                        self.budget.cooldown.as_secs(),
+                        budget.cooldown.as_secs(),
                         retry_after.as_secs().max(1)
                     ),
                     RestartPolicy::Backoff(_) => {
@@ -202,8 +208,9 @@ impl Dispatcher {
                 },
             }),
             BudgetVerdict::CircuitOpen { retry_after } => {
+                self.quarantines.note(target);
                 let state = self.budgets.read_budget(key).await?;
-                let window_ms = self.budget.window.as_millis() as u64;
+                let window_ms = budget.window.as_millis() as u64;
                 let mut tried: Vec<u64> = state
                     .attempts_ms
                     .iter()
@@ -219,8 +226,8 @@ impl Dispatcher {
                          row; quarantined: tried {} {} time(s) in the last hour ({tried}), {} failed \
                          verification(s) in a row; no automatic action until `hemostat release {}/{}` or the \
                          breaker's trial in {}s",
-                        self.budget.max_attempts,
-                        self.budget.max_attempts,
+                        budget.max_attempts,
+                        budget.max_attempts,
                         action.name(),
                         state.attempts_ms.iter().filter(|&&t| t + window_ms > now).count(),
                         state.consecutive_failures,
@@ -316,15 +323,20 @@ impl Dispatcher {
 
     /// Counts an action a node's local policy took at `at_ms` in the container's budget; it starts a new
     /// episode.
-    pub async fn count_local_action(&self, key: &str, at_ms: u64) -> Result<(), StoreError> {
-        self.budgets.record_attempt(key, at_ms, &self.budget).await?;
+    pub async fn count_local_action(
+        &self,
+        key: &str,
+        labels: &BTreeMap<String, String>,
+        at_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.budgets.record_attempt(key, at_ms, &self.policy.effective(labels).budget()).await?;
         self.episodes.lock().expect("episodes lock").remove(key);
         Ok(())
     }
 
     /// Counts an action an admin forced past the policy in the container's budget.
-    pub async fn count_forced_action(&self, key: &str) -> Result<(), StoreError> {
-        self.budgets.record_attempt(key, now_ms(), &self.budget).await
+    pub async fn count_forced_action(&self, target: &Target) -> Result<(), StoreError> {
+        self.budgets.record_attempt(&target.key, now_ms(), &self.policy.effective(&target.labels).budget()).await
     }
 
     /// Releases the container `key` from quarantine (its budget starts over, a new episode); returns the
@@ -332,7 +344,18 @@ impl Dispatcher {
     pub async fn release(&self, key: &str) -> Result<crate::policy::BudgetState, StoreError> {
         let before = self.budgets.release(key).await?;
         self.episodes.lock().expect("episodes lock").remove(key);
+        self.quarantines.forget(key);
         Ok(before)
+    }
+
+    /// The containers the breaker stopped (see [`super::quarantine`]).
+    pub fn quarantines(&self) -> &Quarantines {
+        &self.quarantines
+    }
+
+    /// The container `key`'s budget state as stored.
+    pub async fn read_budget(&self, key: &str) -> Result<crate::policy::BudgetState, StoreError> {
+        self.budgets.read_budget(key).await
     }
 
     /// Ends every storm; returns the scopes that were in one.

@@ -105,7 +105,7 @@ impl ManualActions {
         record.analysis_method = Some("operator".into());
         record.decided_by = Some(operator(admin));
         record.command_id = Some(command_id.clone());
-        record.arguments = self.commands.arguments(action, &argv);
+        record.arguments = self.commands.arguments(action, &argv, &container.labels);
         record.confidence = Some(1.0);
         self.journal.append(&record).await?;
         let target = Target::of(&node, &container);
@@ -113,7 +113,7 @@ impl ManualActions {
         // allow-list still decides whether it runs). A forced action skips the policy but counts.
         if force || action == Action::Exec {
             if action != Action::Exec {
-                self.dispatcher.count_forced_action(&target.key).await?;
+                self.dispatcher.count_forced_action(&target).await?;
             }
             return match self.commands.send(&target, action, argv, command_id.clone()).await? {
                 Ok(_) => Ok(command_id),
@@ -137,6 +137,7 @@ impl ManualActions {
             return Err(ApprovalError::Expired);
         }
         let target = Target {
+            labels: self.commands.labels_of(&approval.node, &approval.container_id),
             node: approval.node.clone(),
             container_id: approval.container_id.clone(),
             container_name: approval.container_name.clone(),

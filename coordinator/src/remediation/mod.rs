@@ -17,13 +17,16 @@
 pub mod dependents;
 pub mod dispatch;
 pub mod journal;
+pub mod labels;
 pub mod manual;
 pub mod node_commands;
 pub mod outage;
 pub mod pipeline;
+pub mod quarantine;
 pub mod settings;
 pub mod storm;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,15 +35,17 @@ use hemostat_pki::Identity;
 use crate::alerting::Notifier;
 use crate::analysis::Analyzer;
 use crate::container::{AlertReport, Anomaly, AnomalyKind, ContainerFacts, HostReport, Metrics, Severity};
+use crate::container_policy::{PolicyDefaults, SettingOrigins};
 use crate::directory::Directory;
 use crate::events::{AuditRetention, EventKind, EventRecord, EventRetention, Rejection};
 use crate::instruments::CoordinatorInstruments;
-use crate::policy::Budget;
+use crate::policy::{Backoff, Budget};
 use crate::registry::Registry;
 use crate::store::{StateStore, StoreError, StormConfig};
 use dependents::Dependents;
 use dispatch::Dispatcher;
 use journal::Journal;
+use labels::LabelWarnings;
 use manual::ManualActions;
 use node_commands::NodeCommands;
 use outage::StoreOutage;
@@ -57,6 +62,14 @@ pub struct RemediationConfig {
     pub budget: Budget,
     /// How long a restart waits for a graceful stop.
     pub stop_timeout: Duration,
+    /// The backoff curve a container's `hemostat.restart_policy=backoff` chooses (the settings' curve, also
+    /// when the fleet's policy is `cooldown`).
+    pub backoff: Backoff,
+    /// Where the settings a container's labels can override came from (for `hemostat container`).
+    pub origins: SettingOrigins,
+    /// `RESPONDER_QUARANTINE_RELEASE_SECONDS`: a quarantined container running healthy this long is
+    /// released ([`quarantine`]); `None` (0): only by hand.
+    pub quarantine_release: Option<Duration>,
     /// `RESPONDER_DRY_RUN`: record what would be done, do nothing, use no budget.
     pub dry_run: bool,
     /// The storm breaker's limits: its window, and the per-node threshold.
@@ -77,6 +90,9 @@ impl Default for RemediationConfig {
         RemediationConfig {
             budget: Budget::DEFAULT,
             stop_timeout: Duration::from_secs(10),
+            backoff: Backoff::DEFAULT,
+            origins: SettingOrigins::default(),
+            quarantine_release: Some(Duration::from_secs(3600)),
             dry_run: false,
             storm: StormConfig::default(),
             fleet_storm: storm::FleetStorm::default(),
@@ -90,6 +106,8 @@ impl Default for RemediationConfig {
 /// The container an action is for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
+    /// Its labels (they may set its policy: [`crate::container_policy`]).
+    pub labels: BTreeMap<String, String>,
     /// The node it runs on.
     pub node: String,
     /// Its id.
@@ -105,6 +123,7 @@ impl Target {
     /// id or name, its own budget key, `<node>/host`.
     pub fn host(node: &str) -> Self {
         Target {
+            labels: BTreeMap::new(),
             node: node.to_owned(),
             container_id: String::new(),
             container_name: String::new(),
@@ -115,6 +134,7 @@ impl Target {
     /// The container `container` on `node`.
     pub fn of(node: &str, container: &ContainerFacts) -> Self {
         Target {
+            labels: container.labels.clone(),
             node: node.to_owned(),
             container_id: container.id.clone(),
             container_name: container.name.clone(),
@@ -148,6 +168,7 @@ pub struct Remediator {
     manual: ManualActions,
     outage: StoreOutage,
     dependents: Dependents,
+    labels: LabelWarnings,
 }
 
 /// What a [`Remediator`] is built from, beyond the store, registry, analyzer and settings.
@@ -192,14 +213,14 @@ impl RemediatorBuilder {
             config.event_retention,
             config.audit_retention,
         ));
-        let mut commands = NodeCommands::new(
-            registry.clone(),
-            store.clone(),
-            store.clone(),
-            journal.clone(),
-            config.budget,
-            config.stop_timeout,
-        );
+        let policy = PolicyDefaults {
+            budget: config.budget,
+            backoff: config.backoff,
+            stop_timeout: config.stop_timeout,
+            sustain: analyzer.config().patterns.sustain,
+            origins: config.origins,
+        };
+        let mut commands = NodeCommands::new(registry.clone(), store.clone(), store.clone(), journal.clone(), policy);
         if let Some(directory) = directory {
             commands = commands.with_directory(directory);
         }
@@ -209,7 +230,7 @@ impl RemediatorBuilder {
             journal.clone(),
             settings.clone(),
             commands.clone(),
-            config.budget,
+            policy,
             config.storm,
             config.fleet_storm,
         ));
@@ -227,7 +248,8 @@ impl RemediatorBuilder {
             Dependents::new(registry, journal.clone(), dispatcher.clone(), store.clone(), config.approval_ttl);
         let manual = ManualActions::new(store, journal.clone(), dispatcher.clone(), commands.clone());
         let outage = StoreOutage::new(journal.clone());
-        Remediator { config, journal, settings, pipeline, dispatcher, commands, manual, outage, dependents }
+        let labels = LabelWarnings::new(journal.clone(), policy);
+        Remediator { config, journal, settings, pipeline, dispatcher, commands, manual, outage, dependents, labels }
     }
 }
 
@@ -289,6 +311,33 @@ impl Remediator {
     /// Admins' manual actions and approvals.
     pub fn manual(&self) -> &ManualActions {
         &self.manual
+    }
+
+    /// Releases each quarantined container that has been running healthy for
+    /// `RESPONDER_QUARANTINE_RELEASE_SECONDS`, every second until `stop` (see [`quarantine`]); returns at
+    /// once when only an admin releases them.
+    pub async fn release_recovered(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let Some(after) = self.config.quarantine_release else { return };
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+            let now = std::time::SystemTime::now();
+            if let Err(error) =
+                quarantine::release_recovered(&self.dispatcher, &self.commands, &self.journal, after, now).await
+            {
+                tracing::warn!(%error, "could not release the quarantined containers that recovered; will retry");
+            }
+        }
+    }
+
+    /// Tells, once each, of the policy labels of `containers` (reported by `node`) whose values are not
+    /// valid (see [`labels`]).
+    pub async fn check_labels(&self, node: &str, containers: &[ContainerFacts]) -> Result<(), StoreError> {
+        self.labels.check(node, containers).await
     }
 
     /// Handles a node's health alert (see [`pipeline`]).

@@ -14,6 +14,7 @@
 //! this coordinator did not send to that node (never sent, sent to another node, or already answered) is
 //! refused, recorded as `input_refused` and logged, and touches no budget.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -24,9 +25,9 @@ use super::Target;
 use super::journal::Journal;
 use crate::bounded::BoundedMap;
 use crate::container::{ContainerFacts, Health, Status};
+use crate::container_policy::PolicyDefaults;
 use crate::directory::Directory;
 use crate::events::{Action, EventKind, EventRecord, Outcome, Rejection, unix_ms};
-use crate::policy::Budget;
 use crate::registry::{Command, NodeNotConnected, Outbound, Registry};
 use crate::routing::{POLL_INTERVAL, RoutedCommand};
 use crate::store::{BudgetStore, DirectoryStore, StoreError};
@@ -105,9 +106,8 @@ pub struct NodeCommands {
     routes: Arc<dyn DirectoryStore>,
     budgets: Arc<dyn BudgetStore>,
     journal: Arc<Journal>,
-    budget: Budget,
-    /// How long a restart waits for a graceful stop.
-    stop_timeout: Duration,
+    /// The settings each container's budget and stop timeout start from (its labels override them).
+    policy: PolicyDefaults,
     /// By command id, at most [`PENDING_KEPT`] (a node that never answers cannot grow it).
     pending: Mutex<BoundedMap<String, Pending>>,
     /// The fallbacks of decisions not sent yet, by command id (at most [`PENDING_KEPT`]).
@@ -116,14 +116,13 @@ pub struct NodeCommands {
 
 impl NodeCommands {
     /// Commands sent through `registry` (and `routes` for other coordinators' nodes), their results
-    /// counted in `budgets` with `budget` and recorded in `journal`.
+    /// counted in `budgets` with each container's budget under `policy` and recorded in `journal`.
     pub fn new(
         registry: Arc<Registry>,
         routes: Arc<dyn DirectoryStore>,
         budgets: Arc<dyn BudgetStore>,
         journal: Arc<Journal>,
-        budget: Budget,
-        stop_timeout: Duration,
+        policy: PolicyDefaults,
     ) -> Self {
         NodeCommands {
             registry,
@@ -131,8 +130,7 @@ impl NodeCommands {
             routes,
             budgets,
             journal,
-            budget,
-            stop_timeout,
+            policy,
             pending: Mutex::new(BoundedMap::new(PENDING_KEPT)),
             fallbacks: Mutex::new(BoundedMap::new(PENDING_KEPT)),
         }
@@ -159,10 +157,35 @@ impl NodeCommands {
             .is_none_or(|entry| entry.facts.status != Status::Running || entry.facts.health == Health::Unhealthy)
     }
 
-    /// The arguments an action is sent with, for the event and audit logs.
-    pub fn arguments(&self, action: Action, argv: &[String]) -> Vec<String> {
+    /// The labels of the container `container_id` of `node`, as this coordinator last heard (none when it
+    /// does not know it).
+    pub fn labels_of(&self, node: &str, container_id: &str) -> BTreeMap<String, String> {
+        self.container_labels(node, |facts| facts.id == container_id)
+    }
+
+    /// What the node `node` last reported of its container `container_id`, if this coordinator holds it.
+    pub fn facts_of(&self, node: &str, container_id: &str) -> Option<ContainerFacts> {
+        self.find(node, |facts| facts.id == container_id)
+    }
+
+    fn find(&self, node: &str, is_it: impl Fn(&ContainerFacts) -> bool) -> Option<ContainerFacts> {
+        self.registry.containers(Some(node)).into_iter().find(|entry| is_it(&entry.facts)).map(|entry| entry.facts)
+    }
+
+    fn container_labels(&self, node: &str, is_it: impl Fn(&ContainerFacts) -> bool) -> BTreeMap<String, String> {
+        self.find(node, is_it).map(|facts| facts.labels).unwrap_or_default()
+    }
+
+    /// How long a restart of a container with `labels` waits for a graceful stop (`hemostat.stop_timeout`,
+    /// else `RESPONDER_STOP_TIMEOUT_SECONDS`).
+    fn stop_timeout(&self, labels: &BTreeMap<String, String>) -> Duration {
+        self.policy.effective(labels).stop_timeout.value
+    }
+
+    /// The arguments an action on a container with `labels` is sent with, for the event and audit logs.
+    pub fn arguments(&self, action: Action, argv: &[String], labels: &BTreeMap<String, String>) -> Vec<String> {
         match action {
-            Action::Restart => vec![format!("stop_timeout={}s", self.stop_timeout.as_secs())],
+            Action::Restart => vec![format!("stop_timeout={}s", self.stop_timeout(labels).as_secs())],
             Action::Exec => argv.to_vec(),
             Action::Cleanup | Action::ScaleUp => Vec::new(),
         }
@@ -189,7 +212,7 @@ impl NodeCommands {
             container_id: target.container_id.clone(),
             container_name: target.container_name.clone(),
             action,
-            stop_timeout_secs: self.stop_timeout.as_secs() as u32,
+            stop_timeout_secs: self.stop_timeout(&target.labels).as_secs() as u32,
             argv,
             budget_key: target.key.clone(),
             fallback: self.fallbacks.lock().expect("fallbacks lock").remove(&command_id),
@@ -328,7 +351,9 @@ impl NodeCommands {
         let (name, action) = (p.container_name.as_str(), Some(p.action));
         if matches!(report.outcome, Outcome::Success | Outcome::Failed) {
             let now = unix_ms(SystemTime::now());
-            self.budgets.record_outcome(&p.budget_key, report.outcome == Outcome::Success, now, &self.budget).await?;
+            let labels = self.container_labels(node, |facts| facts.name == p.container_name);
+            let budget = self.policy.effective(&labels).budget();
+            self.budgets.record_outcome(&p.budget_key, report.outcome == Outcome::Success, now, &budget).await?;
         }
         tracing::info!(
             node,
@@ -362,6 +387,7 @@ impl NodeCommands {
         report: &CommandReport,
     ) -> Result<(), StoreError> {
         let target = Target {
+            labels: self.labels_of(node, &failed.container_id),
             node: node.to_owned(),
             container_id: failed.container_id.clone(),
             container_name: failed.container_name.clone(),
@@ -385,7 +411,7 @@ impl NodeCommands {
         record.analysis_method = Some("fallback".into());
         record.decided_by = Some(format!("{}_fallback", failed.action.name()));
         record.command_id = Some(command_id.clone());
-        record.arguments = self.arguments(fallback, &[]);
+        record.arguments = self.arguments(fallback, &[], &target.labels);
         self.journal.append(&record).await?;
         if let Err(error) = self.send(&target, fallback, Vec::new(), command_id.clone()).await? {
             let mut record = EventRecord::new(

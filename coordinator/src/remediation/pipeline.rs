@@ -231,7 +231,7 @@ impl Pipeline {
         let key = (node.to_owned(), case.alert.container.id.clone());
         let conclusion = {
             let mut episodes = self.episodes.lock().expect("episodes lock");
-            let patterns = &self.analyzer.config().patterns;
+            let patterns = &self.analyzer.patterns_for(&case.alert.container);
             let episode = match episodes.entry(key) {
                 std::collections::hash_map::Entry::Occupied(entry) => {
                     let episode = entry.into_mut();
@@ -286,14 +286,18 @@ impl Pipeline {
             let key = (node.to_owned(), container.id.clone());
             let Some(episode) = episodes.get_mut(&key) else { return Ok(()) };
             if !episode.cleared(cleared) {
-                self.registry.set_episode(node, &container.id, Some(episode.view(&self.analyzer.config().patterns)));
+                self.registry.set_episode(
+                    node,
+                    &container.id,
+                    Some(episode.view(&self.analyzer.patterns_for(container))),
+                );
                 return Ok(());
             }
             let episode = episodes.remove(&key).expect("present");
             self.registry.set_episode(node, &container.id, None);
             match (episode.decided(), episode.latest()) {
                 (None, Some(latest)) if container.status == Status::Running => {
-                    let patterns = &self.analyzer.config().patterns;
+                    let patterns = &self.analyzer.patterns_for(container);
                     let evidence = episode.evidence(patterns, now);
                     let lasted = Duration::from_millis(now.saturating_sub(episode.first_seen_ms()));
                     let mut rule = latest.clone();
@@ -310,7 +314,7 @@ impl Pipeline {
     /// Evaluates an episode (under the episodes' lock): shows it, and, when the table calls it, marks it
     /// decided and returns what to decide.
     fn step(&self, node: &str, episode: &mut Episode, now: u64) -> Option<Conclusion> {
-        let patterns = &self.analyzer.config().patterns;
+        let patterns = &self.analyzer.patterns_for(&episode.case().alert.container);
         let container_id = episode.case().alert.container.id.clone();
         let conclusion = match episode.decided() {
             Some(_) => None,
@@ -360,7 +364,7 @@ impl Pipeline {
             && open.decided().is_some()
         {
             open.decide(episode.decided_ms, rule_name, verdict.action, verdict.reason.clone());
-            self.registry.set_episode(&node, &container.id, Some(open.view(&self.analyzer.config().patterns)));
+            self.registry.set_episode(&node, &container.id, Some(open.view(&self.analyzer.patterns_for(container))));
         }
         self.act(&node, container, verdict).await
     }
@@ -370,7 +374,7 @@ impl Pipeline {
         let container = &alert.container;
         let key = container.budget_key(node);
         let at = alert.observed_at.map_or_else(|| unix_ms(SystemTime::now()), unix_ms);
-        self.dispatcher.count_local_action(&key, at).await?;
+        self.dispatcher.count_local_action(&key, &container.labels, at).await?;
         let reason = "the node restarted it on its own local policy, cut off from every coordinator".to_owned();
         let mut record = EventRecord::new(EventKind::RemediationNeeded, node, &container.id, &container.name, reason);
         record.action = Some(Action::Restart);
@@ -422,7 +426,7 @@ impl Pipeline {
         let mut needed = EventRecord { kind: EventKind::RemediationNeeded, action: Some(action), ..decision };
         let command_id = new_command_id();
         needed.command_id = Some(command_id.clone());
-        needed.arguments = self.commands.arguments(action, &verdict.argv);
+        needed.arguments = self.commands.arguments(action, &verdict.argv, &target.labels);
         self.journal.append(&needed).await?;
 
         if action == Action::ScaleUp {

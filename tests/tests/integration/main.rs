@@ -26,6 +26,7 @@ mod metrics;
 mod monitoring;
 mod multi_coordinator;
 mod paging;
+mod policy_labels;
 mod probes;
 mod redis_failover;
 mod remediation;

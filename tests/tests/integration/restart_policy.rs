@@ -1,7 +1,8 @@
 //! The restart policy end to end on the real Docker engine: under `RESPONDER_RESTART_POLICY=backoff` a
 //! crash loop is restarted at growing offsets (each retry waits for its backoff, then happens without a new
 //! alert) until the hourly attempt limit opens the breaker and quarantines it: one notification-worthy
-//! rejection listing what was tried, shown by GetContainer, lifted by an admin's ReleaseContainer.
+//! rejection listing what was tried, shown by GetContainer, lifted by an admin's ReleaseContainer, or by
+//! the container running healthy for `RESPONDER_QUARANTINE_RELEASE_SECONDS`.
 
 use std::time::{Duration, SystemTime};
 
@@ -114,4 +115,51 @@ async fn a_crash_loop_under_backoff_is_restarted_at_growing_offsets_then_quarant
         if done == 5 { Ok(()) } else { Err(format!("{:?}", kinds(&events))) }
     })
     .await;
+}
+
+/// A container script that crashes one second after each of its first two starts and stays up after.
+fn crashes_twice_then_runs() -> String {
+    "n=$(cat /tmp/n 2>/dev/null || echo 0); echo $((n+1)) > /tmp/n; \
+     if [ \"$n\" -ge 2 ]; then trap 'exit 0' TERM; sleep 86400 & wait; fi; sleep 1; exit 1"
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quarantined_container_running_healthy_for_the_release_time_is_released_by_itself() {
+    const RELEASE: Duration = Duration::from_secs(4);
+    let s = TestFleet::start_with(|config| config.remediation.quarantine_release = Some(RELEASE), |_| {}).await;
+    // One restart an hour, no cooldown: the second crash opens the breaker.
+    let labels = ["--label", "hemostat.max_per_hour=1", "--label", "hemostat.cooldown=0"];
+    let web = s.scope.run("web", &labels, &crashes_twice_then_runs());
+    hemostat_tests::fleet::rejection(&s.client, &web, "circuit_open", Duration::from_secs(60)).await;
+    let get = || pb::GetContainerRequest { node: "host-a".into(), container: web.clone(), recent_events: 0 };
+    let budget = s.client.clone().get_container(get()).await.unwrap().into_inner().budget.unwrap();
+    assert!(budget.quarantined, "{budget:?}");
+
+    // Started by hand, it stays up: released once it has run for the release time, not before.
+    s.scope.docker(&["start", &web]);
+    let started = SystemTime::now();
+    let events = eventually("the release by good behaviour", Duration::from_secs(30), || async {
+        let events = events_of(&s.client, &web).await?;
+        if events.iter().any(|e| e.r#type() == pb::EventType::OperatorAction) {
+            Ok(events)
+        } else {
+            Err(format!("{:?}", kinds(&events)))
+        }
+    })
+    .await;
+    let released = events.iter().find(|e| e.r#type() == pb::EventType::OperatorAction).unwrap();
+    assert_eq!(released.decided_by, "policy:quarantine_release", "{released:?}");
+    assert!(
+        released.reason.contains(&format!("released from quarantine host-a/{web}: running for")),
+        "{}",
+        released.reason
+    );
+    assert!(released.reason.contains("RESPONDER_QUARANTINE_RELEASE_SECONDS (4s)"), "{}", released.reason);
+    let after = at(released).duration_since(started).unwrap_or_default();
+    eprintln!("released {after:?} after the start (release time {RELEASE:?})");
+    assert!(after >= RELEASE - Duration::from_millis(500), "released {after:?} after it started");
+    let budget = s.client.clone().get_container(get()).await.unwrap().into_inner().budget.unwrap();
+    assert!(!budget.quarantined && budget.attempts_in_window == 0, "{budget:?}");
+    assert_eq!(events.iter().filter(|e| e.r#type() == pb::EventType::OperatorAction).count(), 1);
 }
