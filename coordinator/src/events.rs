@@ -46,10 +46,17 @@ impl FromStr for EventId {
     }
 }
 
+/// Of each event type, and of the audit log, the newest this many records are never trimmed by age, only by
+/// count: age is measured on the appending coordinator's wall clock, and a clock stepped forward (by a week,
+/// a year) must not empty the logs. It drops what is older than the retention before the step, but these
+/// stay.
+pub const KEPT_WHATEVER_THEIR_AGE: u64 = 100;
+
 /// How long the event log keeps events (`ALERT_MAX_EVENTS`, `ALERT_EVENT_TTL`), trimmed as events are appended.
 ///
 /// The original kept 100 events for an hour; an operator looking back at last night's incident needs more, so
-/// the defaults are 10,000 events of each type and 7 days, whichever is reached first.
+/// the defaults are 10,000 events of each type and 7 days, whichever is reached first (but see
+/// [`KEPT_WHATEVER_THEIR_AGE`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EventRetention {
     /// Events kept of each type.

@@ -15,7 +15,7 @@ use super::{
     StoreError, StormConfig, StormVerdict, decode_event, decode_silence, encode_event, fresh, in_force,
 };
 use crate::analysis::HistoryEntry;
-use crate::events::{AuditRetention, EventId, EventRecord, EventRetention, StoredEvent};
+use crate::events::{AuditRetention, EventId, EventRecord, EventRetention, KEPT_WHATEVER_THEIR_AGE, StoredEvent};
 use crate::policy::{Budget, BudgetState, BudgetVerdict, Draw};
 use crate::silence::Silence;
 
@@ -176,17 +176,30 @@ impl EmbeddedStore {
                             let (key, value) = entry.map_err(failed)?;
                             expired.push((key.value(), decode_event(value.value())?.kind.name()));
                         }
+                        // Oldest first: a type stops losing records by age at its newest few.
                         for ((ms, seq), expired_kind) in expired {
+                            let left = counts.get(expired_kind).map_err(failed)?.map_or(0, |c| c.value());
+                            if left <= KEPT_WHATEVER_THEIR_AGE {
+                                continue;
+                            }
                             table.remove((ms, seq)).map_err(failed)?;
                             by_kind.remove((expired_kind, ms, seq)).map_err(failed)?;
-                            let left = counts.get(expired_kind).map_err(failed)?.map_or(0, |c| c.value());
-                            counts.insert(expired_kind, left.saturating_sub(1)).map_err(failed)?;
+                            counts.insert(expired_kind, left - 1).map_err(failed)?;
                         }
                     }
                     Trim::Audit(retention) => {
                         let oldest = now_ms.saturating_sub(retention.max_age.as_millis() as u64);
-                        table.retain_in(..(oldest, 0), |_, _| false).map_err(failed)?;
                         let mut count = table.len().map_err(failed)?;
+                        while count > KEPT_WHATEVER_THEIR_AGE {
+                            let first = table.first().map_err(failed)?.map(|(key, _)| key.value());
+                            match first {
+                                Some(key) if key < (oldest, 0) => {
+                                    table.remove(key).map_err(failed)?;
+                                    count -= 1;
+                                }
+                                _ => break,
+                            }
+                        }
                         while count > retention.max_entries && table.pop_first().map_err(failed)?.is_some() {
                             count -= 1;
                         }

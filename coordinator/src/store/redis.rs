@@ -45,7 +45,9 @@ use super::{
     StoreError, StormConfig, StormVerdict, decode_event, decode_history, decode_silence, encode_event, fresh, in_force,
 };
 use crate::analysis::HistoryEntry;
-use crate::events::{AuditRetention, EventId, EventRecord, EventRetention, StoredEvent};
+use crate::events::{
+    AuditRetention, EventId, EventKind, EventRecord, EventRetention, KEPT_WHATEVER_THEIR_AGE, StoredEvent,
+};
 use crate::policy::{Backoff, Budget, BudgetState, BudgetVerdict, Draw, RestartPolicy};
 use crate::silence::Silence;
 use std::time::Duration;
@@ -148,10 +150,12 @@ redis.call('SET', KEYS[1], tostring(current), 'PX', ARGV[2])
 return current
 "#;
 
-/// Appends to the event log and trims it, in Lua. KEYS: the stream, the list of that event type's ids.
-/// ARGV: the record's JSON, events kept per type, the oldest id kept (`<ms>-0`).
+/// Appends to the event log and trims it, in Lua. KEYS: the stream, the list of that event type's ids, then
+/// the lists of every event type. ARGV: the record's JSON, events kept per type, the oldest id kept
+/// (`<ms>-0`), the newest kept of each type whatever their age ([`KEPT_WHATEVER_THEIR_AGE`]).
 /// Each type's ids are listed in order so its oldest can be deleted from the stream when the type is over
-/// its count; `XTRIM MINID` drops what is too old. Returns the new id.
+/// its count, or too old while the type has more than the few it keeps whatever their age. Returns the new
+/// id.
 pub const APPEND_EVENT_SCRIPT: &str = r#"
 local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
 redis.call('RPUSH', KEYS[2], id)
@@ -162,12 +166,34 @@ while excess > 0 do
   excess = excess - #old
 end
 local oldest_ms = tonumber(string.match(ARGV[3], '^(%d+)'))
-while true do
-  local head = redis.call('LINDEX', KEYS[2], 0)
-  if not head or tonumber(string.match(head, '^(%d+)')) >= oldest_ms then break end
-  redis.call('LPOP', KEYS[2])
+local keep = tonumber(ARGV[4])
+for i = 3, #KEYS do
+  while redis.call('LLEN', KEYS[i]) > keep do
+    local head = redis.call('LINDEX', KEYS[i], 0)
+    if tonumber(string.match(head, '^(%d+)')) >= oldest_ms then break end
+    redis.call('LPOP', KEYS[i])
+    redis.call('XDEL', KEYS[1], head)
+  end
 end
-redis.call('XTRIM', KEYS[1], 'MINID', ARGV[3])
+return id
+"#;
+
+/// Appends to the audit log and trims it, in Lua. KEYS: the stream. ARGV: the record's JSON, records kept,
+/// the oldest id kept (`<ms>-0`), the newest kept whatever their age. Returns the new id.
+pub const APPEND_AUDIT_SCRIPT: &str = r#"
+local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
+local cutoff = ARGV[3]
+local keep = tonumber(ARGV[4])
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', keep)
+if #newest < keep then
+  cutoff = '0-0'
+else
+  local kth = newest[#newest][1]
+  local kth_ms = tonumber(string.match(kth, '^(%d+)'))
+  if kth_ms < tonumber(string.match(cutoff, '^(%d+)')) then cutoff = kth end
+end
+redis.call('XTRIM', KEYS[1], 'MINID', cutoff)
+redis.call('XTRIM', KEYS[1], 'MAXLEN', '=', ARGV[2])
 return id
 "#;
 
@@ -336,6 +362,7 @@ pub struct RedisStore {
     attempt: redis::Script,
     storm: redis::Script,
     append_event: redis::Script,
+    append_audit: redis::Script,
     stream: redis::Script,
     put_pending: redis::Script,
     take_pending: redis::Script,
@@ -432,6 +459,7 @@ impl RedisStore {
             attempt: redis::Script::new(ATTEMPT_SCRIPT),
             storm: redis::Script::new(STORM_SCRIPT),
             append_event: redis::Script::new(APPEND_EVENT_SCRIPT),
+            append_audit: redis::Script::new(APPEND_AUDIT_SCRIPT),
             stream: redis::Script::new(STREAM_SCRIPT),
             put_pending: redis::Script::new(PUT_PENDING_SCRIPT),
             take_pending: redis::Script::new(TAKE_PENDING_SCRIPT),
@@ -661,16 +689,17 @@ impl EventLog for RedisStore {
     async fn append_event(&self, record: &EventRecord, retention: &EventRetention) -> Result<EventId, StoreError> {
         let now_ms = crate::events::unix_ms(std::time::SystemTime::now());
         let oldest = now_ms.saturating_sub(retention.max_age.as_millis() as u64);
-        let id: String = self
-            .eval_durable(
-                self.append_event
-                    .key(EVENTS_KEY)
-                    .key(format!("{EVENTS_KEY}:by_type:{}", record.kind.name()))
-                    .arg(encode_event(record))
-                    .arg(retention.max_per_type)
-                    .arg(format!("{oldest}-0")),
-            )
-            .await?;
+        let mut invocation = self.append_event.prepare_invoke();
+        invocation.key(EVENTS_KEY).key(format!("{EVENTS_KEY}:by_type:{}", record.kind.name()));
+        for kind in EventKind::ALL {
+            invocation.key(format!("{EVENTS_KEY}:by_type:{}", kind.name()));
+        }
+        invocation
+            .arg(encode_event(record))
+            .arg(retention.max_per_type)
+            .arg(format!("{oldest}-0"))
+            .arg(KEPT_WHATEVER_THEIR_AGE);
+        let id: String = self.eval_durable(&invocation).await?;
         id.parse().map_err(|e| StoreError::Corrupt(format!("stream id: {e}")))
     }
 
@@ -681,18 +710,14 @@ impl EventLog for RedisStore {
     async fn append_audit(&self, record: &EventRecord, retention: &AuditRetention) -> Result<EventId, StoreError> {
         let oldest =
             crate::events::unix_ms(std::time::SystemTime::now()).saturating_sub(retention.max_age.as_millis() as u64);
-        // By age as it is added, then by count (one XADD takes one trim strategy).
-        let mut pipe = redis::pipe();
-        pipe.cmd("XADD")
-            .arg(AUDIT_KEY)
-            .arg("MINID")
-            .arg("=")
+        let mut invocation = self.append_audit.prepare_invoke();
+        invocation
+            .key(AUDIT_KEY)
+            .arg(encode_event(record))
+            .arg(retention.max_entries)
             .arg(format!("{oldest}-0"))
-            .arg("*")
-            .arg("e")
-            .arg(encode_event(record));
-        pipe.cmd("XTRIM").arg(AUDIT_KEY).arg("MAXLEN").arg("=").arg(retention.max_entries).ignore();
-        let (id,): (String,) = self.query_durable(&pipe).await?;
+            .arg(KEPT_WHATEVER_THEIR_AGE);
+        let id: String = self.eval_durable(&invocation).await?;
         id.parse().map_err(|e| StoreError::Corrupt(format!("stream id: {e}")))
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use hemostat_coordinator::analysis::HistoryEntry;
 use hemostat_coordinator::analysis::patterns::Sample;
 use hemostat_coordinator::container::{Anomaly, AnomalyKind, Severity};
-use hemostat_coordinator::events::{AuditRetention, EventKind, EventRecord, EventRetention};
+use hemostat_coordinator::events::{AuditRetention, EventKind, EventRecord, EventRetention, KEPT_WHATEVER_THEIR_AGE};
 use hemostat_coordinator::policy::{Backoff, Budget, BudgetState, BudgetVerdict, Draw, RestartPolicy};
 use hemostat_coordinator::silence::Silence;
 use hemostat_coordinator::store::{self, DecisionClock, StateStore, StoreConfig, StormConfig, StormVerdict};
@@ -323,18 +323,25 @@ async fn the_event_log_keeps_a_count_per_type_and_drops_what_is_too_old() {
             "three alerts kept, the two resolved untouched by the alerts' count ({})",
             s.backend()
         );
-        // An event older than the age limit is dropped when the next one is appended.
-        let mut old = record("web", "old");
-        old.kind = EventKind::Storm;
-        s.append_event(&old, &KEEP).await.unwrap();
-        let young = EventRetention { max_per_type: 10, max_age: Duration::from_millis(1) };
+        // Events older than the age limit are dropped when the next one is appended, but never a type's
+        // newest 100: a retention of 1 ms is what a clock stepped forward past every record looks like.
+        for i in 0..=KEPT_WHATEVER_THEIR_AGE {
+            let mut old = record("web", &format!("old {i}"));
+            old.kind = EventKind::Storm;
+            s.append_event(&old, &KEEP).await.unwrap();
+        }
+        let young = EventRetention { max_per_type: 1000, max_age: Duration::from_millis(1) };
         let before = std::time::Instant::now();
         while before.elapsed() < Duration::from_millis(5) {
             tokio::task::yield_now().await;
         }
         s.append_event(&record("web", "new"), &young).await.unwrap();
-        let kept: Vec<String> = s.read_events(None, 100).await.unwrap().into_iter().map(|e| e.record.reason).collect();
-        assert_eq!(kept, ["new"], "{}", s.backend());
+        let kept: Vec<String> = s.read_events(None, 500).await.unwrap().into_iter().map(|e| e.record.reason).collect();
+        let mut expected: Vec<String> =
+            ["resolved 0", "resolved 1", "alert 2", "alert 3", "alert 4"].map(str::to_owned).to_vec();
+        expected.extend((1..=KEPT_WHATEVER_THEIR_AGE).map(|i| format!("old {i}")));
+        expected.push("new".to_owned());
+        assert_eq!(kept, expected, "{}: only the 101st newest storm was old enough to go", s.backend());
     }
 }
 
@@ -627,17 +634,26 @@ async fn the_audit_log_keeps_records_by_age() {
     let keep = |max_age| AuditRetention { max_age, max_entries: 1000 };
     for b in backends().await {
         let s = &b.store;
-        let old = s.append_audit(&record("web", "old"), &keep(Duration::from_secs(3600))).await.unwrap();
-        // Once the clock has moved on, a short retention drops the old record on the next append.
+        let mut old = Vec::new();
+        for i in 0..=KEPT_WHATEVER_THEIR_AGE {
+            old.push(
+                s.append_audit(&record("web", &format!("old {i}")), &keep(Duration::from_secs(3600))).await.unwrap(),
+            );
+        }
+        // Once the clock has moved on, a short retention drops the old records on the next append, but never
+        // the newest 100 (what a clock stepped forward looks like).
+        let last = *old.last().unwrap();
         eventually("the clock to move", Duration::from_secs(5), || async {
             let now = hemostat_coordinator::events::unix_ms(std::time::SystemTime::now());
-            if now > old.ms + 50 { Ok(()) } else { Err("not yet".to_owned()) }
+            if now > last.ms + 50 { Ok(()) } else { Err("not yet".to_owned()) }
         })
         .await;
         let new = s.append_audit(&record("web", "new"), &keep(Duration::from_millis(20))).await.unwrap();
-        let kept = s.read_audit(None, 10).await.unwrap();
-        assert_eq!(kept.iter().map(|e| e.id).collect::<Vec<_>>(), vec![new], "{}", s.backend());
-        assert_eq!(kept[0].record.reason, "new");
+        let kept = s.read_audit(None, 500).await.unwrap();
+        let mut expected = old[2..].to_vec();
+        expected.push(new);
+        assert_eq!(kept.iter().map(|e| e.id).collect::<Vec<_>>(), expected, "{}: the newest 100", s.backend());
+        assert_eq!(kept.last().unwrap().record.reason, "new");
         assert!(s.read_events(None, 10).await.unwrap().is_empty(), "the audit log is its own");
     }
 }
