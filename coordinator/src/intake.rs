@@ -393,4 +393,82 @@ mod tests {
         assert!(IntakeLimits::default().bound(&mut body).is_empty());
         assert_eq!(body, before);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn text(max: usize) -> impl Strategy<Value = String> {
+            proptest::collection::vec(any::<char>(), 0..max).prop_map(|chars| chars.into_iter().collect())
+        }
+
+        fn state() -> impl Strategy<Value = pb::ContainerState> {
+            (text(300), text(300), text(300), proptest::collection::btree_map(text(80), text(200), 0..12)).prop_map(
+                |(id, name, image, labels)| pb::ContainerState {
+                    id,
+                    name,
+                    image,
+                    labels: labels.into_iter().collect(),
+                    ..Default::default()
+                },
+            )
+        }
+
+        fn alert() -> impl Strategy<Value = pb::HealthAlert> {
+            (
+                state(),
+                proptest::collection::vec(text(150), 0..8),
+                proptest::collection::vec(text(150), 0..4),
+                0..6usize,
+                0..5usize,
+            )
+                .prop_map(|(container, log_tail, health_outputs, samples, anomalies)| pb::HealthAlert {
+                    container: Some(container),
+                    log_tail,
+                    health_outputs,
+                    recent: vec![pb::ContainerMetrics::default(); samples],
+                    anomalies: vec![pb::Anomaly::default(); anomalies],
+                    ..Default::default()
+                })
+        }
+
+        fn within(limits: &IntakeLimits, state: &pb::ContainerState) -> Result<(), TestCaseError> {
+            for s in [&state.id, &state.name, &state.image, &state.restart_policy] {
+                prop_assert!(s.len() <= limits.string_bytes, "{} > {}", s.len(), limits.string_bytes);
+            }
+            let mut total = 0;
+            for (k, v) in &state.labels {
+                prop_assert!(k.len() <= limits.label_key_bytes && v.len() <= limits.label_value_bytes);
+                total += k.len() + v.len();
+            }
+            prop_assert!(total <= limits.labels_bytes);
+            Ok(())
+        }
+
+        proptest! {
+            /// Whatever a node sends (any text, any size, any labels), what is kept is within every limit,
+            /// and bounding it again cuts nothing more.
+            #[test]
+            fn what_a_node_sends_is_kept_within_the_limits(alert in alert(), snapshot in proptest::collection::vec(state(), 0..6)) {
+                let limits = small();
+                let mut body = Body::HealthAlert(alert);
+                limits.bound(&mut body);
+                let Body::HealthAlert(kept) = &body else { unreachable!() };
+                within(&limits, kept.container.as_ref().unwrap())?;
+                prop_assert!(kept.log_tail.iter().map(String::len).sum::<usize>() <= limits.evidence_bytes);
+                prop_assert!(kept.health_outputs.iter().map(String::len).sum::<usize>() <= limits.evidence_bytes);
+                prop_assert!(kept.recent.len() <= limits.samples_per_alert);
+                prop_assert!(kept.anomalies.len() <= limits.anomalies_per_alert);
+                let again = limits.bound(&mut body);
+                prop_assert!(again.is_empty(), "bounded twice: {again:?}");
+
+                let mut body = Body::Snapshot(pb::ContainerSnapshot { containers: snapshot, ..Default::default() });
+                limits.bound(&mut body);
+                let Body::Snapshot(kept) = &body else { unreachable!() };
+                for state in &kept.containers {
+                    within(&limits, state)?;
+                }
+            }
+        }
+    }
 }
