@@ -8,17 +8,18 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use super::dispatch::{DispatchOutcome, Dispatcher};
 use super::node_commands::new_command_id;
-use super::{CommandReport, Stop, Target};
+use super::{CommandReport, Target};
 use crate::bounded::BoundedMap;
-use crate::events::{Action, EventKind, EventRecord, Outcome, Rejection, unix_ms};
+use crate::events::{Action, EventKind, EventRecord, Outcome};
 use crate::registry::Registry;
-use crate::store::{PendingApproval, SettingsStore, StoreError};
+use crate::store::{SettingsStore, StoreError};
 
 use super::journal::Journal;
+use super::manual::park_for_approval;
 
 /// The label naming the containers a container is restarted after (as the node reads it).
 pub const DEPENDS_ON_LABEL: &str = "hemostat.depends_on";
@@ -125,7 +126,9 @@ impl Dependents {
                 continue;
             }
             if let Some(ttl) = self.approval_ttl {
-                self.await_approval(&target, command_id.clone(), ttl).await?;
+                let (approvals, dispatcher) = (self.approvals.as_ref(), self.dispatcher.as_ref());
+                let restart = (Action::Restart, Vec::new());
+                park_for_approval(approvals, dispatcher, &target, restart, command_id.clone(), ttl).await?;
                 self.chains.lock().expect("chains lock").insert(command_id, chain);
                 return Ok(());
             }
@@ -138,27 +141,6 @@ impl Dependents {
             }
         }
         Ok(())
-    }
-
-    /// Parks a dependent's restart until an admin approves it (or `ttl` passes), and records that it waits
-    /// (as the pipeline does for its decisions; `hemostat approve` sends it with this command id).
-    async fn await_approval(&self, target: &Target, command_id: String, ttl: Duration) -> Result<(), StoreError> {
-        let approval = PendingApproval {
-            node: target.node.clone(),
-            container_id: target.container_id.clone(),
-            container_name: target.container_name.clone(),
-            budget_key: target.key.clone(),
-            action: Action::Restart,
-            argv: Vec::new(),
-            expires_ms: unix_ms(SystemTime::now()) + ttl.as_millis() as u64,
-        };
-        self.approvals.put_approval(&command_id, &approval).await?;
-        let reason = format!(
-            "awaiting approval: an admin can approve it with `hemostat approve {command_id}` within {}s",
-            ttl.as_secs()
-        );
-        let stop = Stop { rejection: Rejection::AwaitingApproval, reason };
-        self.dispatcher.reject(target, Action::Restart, &stop, command_id).await
     }
 
     /// The name of a container of `node`, if the registry knows it.

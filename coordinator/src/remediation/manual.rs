@@ -10,10 +10,10 @@ use hemostat_pki::Identity;
 use super::dispatch::{DispatchOutcome, Dispatcher};
 use super::journal::Journal;
 use super::node_commands::{NodeCommands, new_command_id};
-use super::{Target, operator};
+use super::{Stop, Target, operator};
 use crate::container::ContainerFacts;
-use crate::events::{Action, EventKind, EventRecord, unix_ms};
-use crate::store::{SettingsStore, StoreError};
+use crate::events::{Action, EventKind, EventRecord, Rejection, unix_ms};
+use crate::store::{PendingApproval, SettingsStore, StoreError};
 
 /// An admin's manual action (`TriggerAction`), validated.
 #[derive(Clone, Debug)]
@@ -163,4 +163,33 @@ impl ManualActions {
             DispatchOutcome::Stopped(stop) => Err(ApprovalError::Rejected(stop.reason)),
         }
     }
+}
+
+/// Parks an automatic decision (`action` on `target`, with `argv`) in `approvals` until an admin approves it
+/// with `hemostat approve <command_id>` or `ttl` passes, and records through `dispatcher` that it waits
+/// (`rejected: awaiting_approval`). The pipeline's decisions and dependents' restarts are parked this way.
+pub async fn park_for_approval(
+    approvals: &dyn SettingsStore,
+    dispatcher: &Dispatcher,
+    target: &Target,
+    (action, argv): (Action, Vec<String>),
+    command_id: String,
+    ttl: std::time::Duration,
+) -> Result<(), StoreError> {
+    let approval = PendingApproval {
+        node: target.node.clone(),
+        container_id: target.container_id.clone(),
+        container_name: target.container_name.clone(),
+        budget_key: target.key.clone(),
+        action,
+        argv,
+        expires_ms: unix_ms(SystemTime::now()) + ttl.as_millis() as u64,
+    };
+    approvals.put_approval(&command_id, &approval).await?;
+    let reason = format!(
+        "awaiting approval: an admin can approve it with `hemostat approve {command_id}` within {}s",
+        ttl.as_secs()
+    );
+    let stop = Stop { rejection: Rejection::AwaitingApproval, reason };
+    dispatcher.reject(target, action, &stop, command_id).await
 }

@@ -26,10 +26,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use super::Target;
 use super::dispatch::Dispatcher;
 use super::journal::Journal;
+use super::manual::park_for_approval;
 use super::node_commands::{NodeCommands, new_command_id};
-use super::{Stop, Target};
 use crate::analysis::episode::{Episode, timeline};
 use crate::analysis::evidence::EpisodeEvidence;
 use crate::analysis::exit::Assessed;
@@ -37,9 +38,9 @@ use crate::analysis::patterns::Sample;
 use crate::analysis::rules::RuleDecision;
 use crate::analysis::{Analyzer, HistoryEntry, Inputs, Verdict, alert_samples};
 use crate::container::{AlertReport, AnomalyKind, ContainerFacts, HostReport, Metrics, Status};
-use crate::events::{Action, EventKind, EventRecord, Rejection, unix_ms};
+use crate::events::{Action, EventKind, EventRecord, unix_ms};
 use crate::registry::Registry;
-use crate::store::{HistoryStore, PendingApproval, SettingsStore, StoreError};
+use crate::store::{HistoryStore, SettingsStore, StoreError};
 use hemostat_proto::v1 as pb;
 use prost::Message;
 
@@ -436,36 +437,9 @@ impl Pipeline {
             return Ok(());
         }
         if let Some(ttl) = self.approval_ttl {
-            return self.await_approval(target, action, verdict.argv, command_id, ttl).await;
+            let (approvals, dispatcher) = (self.approvals.as_ref(), self.dispatcher.as_ref());
+            return park_for_approval(approvals, dispatcher, target, (action, verdict.argv), command_id, ttl).await;
         }
         self.dispatcher.dispatch_or_retry(target, action, verdict.argv, command_id).await.map(|_| ())
-    }
-
-    /// Parks a decision until an admin approves it (or `ttl` passes), and records that it waits.
-    async fn await_approval(
-        &self,
-        target: &Target,
-        action: Action,
-        argv: Vec<String>,
-        command_id: String,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        let expires_ms = unix_ms(SystemTime::now()) + ttl.as_millis() as u64;
-        let approval = PendingApproval {
-            node: target.node.clone(),
-            container_id: target.container_id.clone(),
-            container_name: target.container_name.clone(),
-            budget_key: target.key.clone(),
-            action,
-            argv,
-            expires_ms,
-        };
-        self.approvals.put_approval(&command_id, &approval).await?;
-        let reason = format!(
-            "awaiting approval: an admin can approve it with `hemostat approve {command_id}` within {}s",
-            ttl.as_secs()
-        );
-        let stop = Stop { rejection: Rejection::AwaitingApproval, reason };
-        self.dispatcher.reject(target, action, &stop, command_id).await
     }
 }
