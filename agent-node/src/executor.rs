@@ -21,6 +21,7 @@ use crate::actions::{ACTION_NAMES, ActionContext, ActionOutcome, Target};
 use crate::command_limits::{CommandGate, DEFAULT_CONCURRENCY, DEFAULT_PER_MINUTE};
 use crate::inventory::ContainerSelector;
 use crate::outbox::Outbox;
+use crate::probe::ProbeHealth;
 use crate::recent::RecentSet;
 
 /// How many recent command ids are remembered for de-duplication.
@@ -116,10 +117,16 @@ pub struct Executor {
 
 impl Executor {
     /// An executor acting on the containers `selector` picks, under `policy`.
-    pub fn new(docker: Docker, selector: ContainerSelector, policy: ExecutionPolicy, outbox: Arc<Outbox>) -> Self {
+    pub fn new(
+        docker: Docker,
+        selector: ContainerSelector,
+        policy: ExecutionPolicy,
+        outbox: Arc<Outbox>,
+        probes: ProbeHealth,
+    ) -> Self {
         let gate = CommandGate::new(policy.commands_per_minute, policy.command_concurrency);
         Executor {
-            context: ActionContext { docker, selector, policy },
+            context: ActionContext { docker, selector, policy, probes },
             outbox,
             seen: Mutex::new(RecentSet::new(REMEMBERED_COMMANDS)),
             gate,

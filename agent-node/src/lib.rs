@@ -129,8 +129,14 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         hemostat_telemetry::exposition::spawn(listener, registry, std::future::pending())
     });
     let selector = config.selector.clone().with_own_container(inventory::own_container_id());
-    let executor =
-        Arc::new(executor::Executor::new(docker.clone(), selector.clone(), config.execution.clone(), outbox.clone()));
+    let probes = probe::ProbeHealth::default();
+    let executor = Arc::new(executor::Executor::new(
+        docker.clone(),
+        selector.clone(),
+        config.execution.clone(),
+        outbox.clone(),
+        probes.clone(),
+    ));
     let (observations, observed) = tokio::sync::mpsc::channel(4096);
     let poller = poller::Poller::new(
         docker.clone(),
@@ -147,7 +153,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     });
     let monitor = monitor::Monitor::new(config.detection, outbox.clone(), resync.clone(), local);
     let monitor = tokio::spawn(monitor.run(observed));
-    let watcher = watcher::Watcher::new(docker, selector, observations, config.log_lines, resync.clone())
+    let watcher = watcher::Watcher::new(docker, selector, observations, config.log_lines, resync.clone(), probes)
         .for_podman(engine.kind == engine::EngineKind::Podman);
     let watcher = match &config.spool_dir {
         Some(dir) => watcher.with_position_file(dir.join("events-position")),

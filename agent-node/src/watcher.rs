@@ -24,7 +24,7 @@ use crate::detection;
 use crate::inventory::Watch;
 use crate::inventory::{self, ContainerSelector};
 use crate::monitor::{Evidence, ExitObservation, Observation};
-use crate::probe::Prober;
+use crate::probe::{ProbeHealth, Prober};
 use crate::recent::RecentSet;
 
 /// The container events the node subscribes to.
@@ -64,9 +64,10 @@ impl Watcher {
         observations: mpsc::Sender<Observation>,
         log_lines: usize,
         resync: Arc<Notify>,
+        probes: ProbeHealth,
     ) -> Self {
         Watcher {
-            prober: Prober::new(docker.clone(), observations.clone(), log_lines),
+            prober: Prober::new(docker.clone(), observations.clone(), log_lines, probes),
             docker,
             selector,
             observations,

@@ -137,6 +137,8 @@ pub struct ActionContext {
     pub selector: ContainerSelector,
     /// What the node allows.
     pub policy: ExecutionPolicy,
+    /// The probes' verdicts, for verifying a probed container's restart.
+    pub probes: crate::probe::ProbeHealth,
 }
 
 /// The container a command is for, inspected and checked to be watched by this node.

@@ -126,15 +126,21 @@ async fn verify(context: &ActionContext, id: &str) -> ActionOutcome {
                 started.elapsed().as_secs()
             ));
         }
-        if state.health() == pb::HealthStatus::Unhealthy {
-            return ActionOutcome::failed("restarted, but its health check still fails");
+        // Docker's health check, else the node's probe of the container (`hemostat.probe`) for this run.
+        let started_at = this_run.as_ref().map(hemostat_proto::timestamp::from_proto);
+        let probed = context.probes.of(id, started_at);
+        let health = match (state.health(), probed) {
+            (pb::HealthStatus::None | pb::HealthStatus::Unspecified, Some(probed)) => probed,
+            (docker, _) => docker,
+        };
+        if health == pb::HealthStatus::Unhealthy {
+            let what = if probed.is_some() { "its probe" } else { "its health check" };
+            return ActionOutcome::failed(format!("restarted, but {what} still fails"));
         }
-        let settled = matches!(
-            state.health(),
-            pb::HealthStatus::None | pb::HealthStatus::Healthy | pb::HealthStatus::Unspecified
-        );
+        let settled =
+            matches!(health, pb::HealthStatus::None | pb::HealthStatus::Healthy | pb::HealthStatus::Unspecified);
         if started.elapsed() >= window && settled {
-            let health = if state.health() == pb::HealthStatus::Healthy { " and healthy" } else { "" };
+            let health = if health == pb::HealthStatus::Healthy { " and healthy" } else { "" };
             return ActionOutcome::new(
                 pb::Outcome::Success,
                 format!("restarted; running{health} for {}s", window.as_secs()),

@@ -34,6 +34,32 @@ pub const OUTPUTS_KEPT: usize = 5;
 /// Containers whose probe remarks (no address, a HEALTHCHECK of its own) the prober remembers having logged.
 const REMARKED: usize = 16_384;
 
+/// The probes' latest verdict for each probed container's current start, shared with the executor so that a
+/// restart's verification reads a probed container's health as it reads Docker's: `starting` from when its
+/// probe task begins until the first verdict, then `healthy` or `unhealthy`.
+#[derive(Clone, Debug, Default)]
+pub struct ProbeHealth(Arc<Mutex<HashMap<String, StartVerdict>>>);
+
+/// A container's start (its `StartedAt`) and the probe's verdict on it.
+type StartVerdict = (Option<SystemTime>, pb::HealthStatus);
+
+impl ProbeHealth {
+    /// The probe's verdict on the container `id`'s start at `started_at`; `None` when it is not probed (or
+    /// not for that start).
+    pub fn of(&self, id: &str, started_at: Option<SystemTime>) -> Option<pb::HealthStatus> {
+        let verdicts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        verdicts.get(id).filter(|(start, _)| *start == started_at).map(|(_, health)| *health)
+    }
+
+    fn set(&self, id: &str, started_at: Option<SystemTime>, health: pb::HealthStatus) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_owned(), (started_at, health));
+    }
+
+    fn forget(&self, id: &str) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+}
+
 /// The probe tasks of the node's probed running containers.
 pub struct Prober {
     context: Arc<ProbeContext>,
@@ -45,6 +71,7 @@ struct ProbeContext {
     docker: Docker,
     observations: mpsc::Sender<Observation>,
     log_lines: usize,
+    health: ProbeHealth,
     /// (container id, remark) pairs already logged, so each is said once per container.
     remarked: Mutex<RecentSet<(String, &'static str)>>,
 }
@@ -64,10 +91,11 @@ struct RunningProbe {
 }
 
 impl Prober {
-    /// A prober whose tasks inspect through `docker`, send their verdicts to the monitor on `observations`,
-    /// and gather `log_lines` lines of the container's log when it turns unhealthy.
-    pub fn new(docker: Docker, observations: mpsc::Sender<Observation>, log_lines: usize) -> Self {
-        let context = ProbeContext { docker, observations, log_lines, remarked: Mutex::new(RecentSet::new(REMARKED)) };
+    /// A prober whose tasks inspect through `docker`, send their verdicts to the monitor on `observations`
+    /// and keep them in `health`, and gather `log_lines` lines of the container's log when it turns unhealthy.
+    pub fn new(docker: Docker, observations: mpsc::Sender<Observation>, log_lines: usize, health: ProbeHealth) -> Self {
+        let remarked = Mutex::new(RecentSet::new(REMARKED));
+        let context = ProbeContext { docker, observations, log_lines, health, remarked };
         Prober { context: Arc::new(context), tasks: Mutex::new(HashMap::new()) }
     }
 
@@ -82,6 +110,7 @@ impl Prober {
         let Some(spec) = spec else {
             if let Some(old) = tasks.remove(&container.id) {
                 old.task.abort();
+                self.context.health.forget(&container.id);
                 tracing::debug!(container = %container.name.escape_debug(), "probe stopped");
             }
             return;
@@ -104,6 +133,7 @@ impl Prober {
                 let listed = containers.iter().any(|c| &c.id == id);
                 if !listed {
                     running.task.abort();
+                    self.context.health.forget(id);
                 }
                 listed
             });
@@ -201,6 +231,7 @@ async fn probe_loop(context: Arc<ProbeContext>, container: pb::ContainerState, s
         "probing"
     );
     let started_at = container.started_at.as_ref().map(hemostat_proto::timestamp::from_proto);
+    context.health.set(&container.id, started_at, pb::HealthStatus::Starting);
     let mut verdict = Verdict::new(spec.retries);
     let mut outputs: VecDeque<String> = VecDeque::with_capacity(OUTPUTS_KEPT);
     loop {
@@ -213,6 +244,7 @@ async fn probe_loop(context: Arc<ProbeContext>, container: pb::ContainerState, s
         }
         outputs.push_back(result.output.clone());
         let Some(health) = verdict.record(result.healthy) else { continue };
+        context.health.set(&container.id, started_at, health);
         let evidence = if health == pb::HealthStatus::Unhealthy {
             tracing::warn!(container = %name, output = %result.output.escape_debug(), "probe failed {} times in a row: unhealthy", spec.retries);
             Evidence {

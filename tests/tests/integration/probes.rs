@@ -181,3 +181,30 @@ async fn a_bad_probe_label_is_logged_and_nothing_probed_and_a_healthcheck_of_its
         assert!(events.is_empty(), "{name}: {:?}", kinds(&events));
     }
 }
+
+/// A restart's verification reads a probed container's health from its probe, as it reads Docker's health
+/// check: a restart that mends the probe is a success "running and healthy", one after which the probe
+/// still fails is a failed verification (which the circuit breaker counts).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_is_verified_by_the_probe_it_was_decided_on() {
+    let s = TestFleet::start_with(|_| {}, |node| node.execution.verify_window = Duration::from_secs(5)).await;
+    let mended = run_probed(&s, "hs-probe-mended", "http://:8080/healthz", WEB);
+    let broken = run_probed(&s, "hs-probe-broken", "http://:8080/missing", WEB);
+    let started = s.scope.state(&mended).started_at;
+    healthy_in_the_registry(&s, &mended, &started).await;
+    s.scope.docker(&["exec", &mended, "rm", "/www/healthz"]);
+
+    let result = |name: String| {
+        let client = s.client.clone();
+        async move {
+            let events = remediated(&client, &name, Duration::from_secs(40)).await;
+            events.into_iter().find(|e| e.r#type() == pb::EventType::RemediationComplete).expect("a result")
+        }
+    };
+    let mended_result = result(mended).await;
+    assert_eq!(mended_result.outcome(), pb::Outcome::Success, "{mended_result:?}");
+    assert!(mended_result.reason.contains("running and healthy for 5s"), "{}", mended_result.reason);
+    let broken_result = result(broken).await;
+    assert_eq!(broken_result.outcome(), pb::Outcome::Failed, "{broken_result:?}");
+    assert!(broken_result.reason.contains("restarted, but its probe still fails"), "{}", broken_result.reason);
+}
