@@ -140,6 +140,14 @@ impl Analyzer {
         PatternConfig { sustain: sustain.unwrap_or(self.config.patterns.sustain), ..self.config.patterns }
     }
 
+    /// The reason of a decision whose `confidence` is below `ANALYZER_CONFIDENCE_THRESHOLD` (it becomes a
+    /// false alarm), or `None` when it is not.
+    fn below_threshold(&self, confidence: f64, reason: &str) -> Option<String> {
+        let threshold = self.config.confidence_threshold;
+        (confidence < threshold)
+            .then(|| format!("confidence {confidence:.2} is below the threshold {threshold:.2}: {reason}"))
+    }
+
     /// Decides about a condition of a host (the rules only: no model is asked about a host), with the
     /// confidence threshold applied.
     pub fn on_host(&self, report: &HostReport) -> Verdict {
@@ -155,12 +163,8 @@ impl Analyzer {
             }
         });
         let (mut action, mut reason) = (rule.action, rule.reason);
-        if rule.confidence < self.config.confidence_threshold {
-            reason = format!(
-                "confidence {:.2} is below the threshold {:.2}: {reason}",
-                rule.confidence, self.config.confidence_threshold
-            );
-            action = None;
+        if let Some(held) = self.below_threshold(rule.confidence, &reason) {
+            (action, reason) = (None, held);
         }
         Verdict {
             action,
@@ -214,12 +218,8 @@ impl Analyzer {
             if !allowed.contains(&a) {
                 reason = format!("{reason}; but {}", not_allowed(a, inputs.node));
                 action = None;
-            } else if confidence < self.config.confidence_threshold {
-                reason = format!(
-                    "confidence {confidence:.2} is below the threshold {:.2}: {reason}",
-                    self.config.confidence_threshold
-                );
-                action = None;
+            } else if let Some(held) = self.below_threshold(confidence, &reason) {
+                (action, reason) = (None, held);
             }
         }
         let argv = match (action, command) {

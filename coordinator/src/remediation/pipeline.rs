@@ -171,10 +171,8 @@ impl Pipeline {
         let taken = self.approvals.take_pending_analyses(node).await?;
         let count = taken.len();
         for (id, raw) in taken {
-            let alert = pb::HealthAlert::decode(raw.as_slice())
-                .map_err(|e| StoreError::Corrupt(e.to_string()))
-                .and_then(|wire| AlertReport::try_from(&wire).map_err(|e| StoreError::Corrupt(e.to_string())));
-            let alert = match alert {
+            let decoded = pb::HealthAlert::decode(raw.as_slice()).map_err(|e| e.to_string());
+            let alert = match decoded.and_then(|wire| AlertReport::try_from(&wire).map_err(|e| e.to_string())) {
                 Ok(alert) => alert,
                 Err(error) => {
                     tracing::warn!(node, %error, "dropped an unreadable alert left waiting for analysis");
