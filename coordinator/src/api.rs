@@ -17,7 +17,6 @@ use crate::fleet::event_reads::{EventFilter, EventPage, NameMatch, PageQuery};
 use crate::fleet::paging::page_of;
 use crate::fleet::queries::BudgetFigures;
 use crate::fleet::{Fleet, FleetError};
-use crate::registry::ContainerEntry;
 use crate::remediation::journal::Log;
 use crate::silence::Silence;
 
@@ -153,9 +152,7 @@ impl pb::fleet_service_server::FleetService for FleetApi {
     ) -> Result<Response<pb::ListContainersResponse>, Status> {
         let request = request.into_inner();
         let node = (!request.node.is_empty()).then_some(request.node.as_str());
-        let containers = self.fleet.containers(node).await.map_err(status)?;
-        let key = |c: &ContainerEntry| vec![c.node.clone(), c.facts.name.clone()];
-        let page = page_of(containers, key, request.page_size, &request.page_token).map_err(status)?;
+        let page = self.fleet.container_page(node, request.page_size, &request.page_token).await.map_err(status)?;
         let details = self.fleet.container_details(page.items).await.map_err(status)?;
         Ok(Response::new(pb::ListContainersResponse {
             next_page_token: page.next_token.unwrap_or_default(),

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use tokio::sync::mpsc;
 
-use crate::container::{Anomaly, AnomalyKind, ContainerFacts, Episode, Metrics};
+use crate::container::{Anomaly, AnomalyKind, ContainerFacts, Episode, Metrics, Status};
 use crate::events::Action;
 use crate::history::History;
 use crate::intake::{Cuts, IntakeLimits, Limit};
@@ -144,6 +144,18 @@ pub struct ContainerEntry {
     pub episode: Option<Episode>,
 }
 
+/// A node's containers in brief: what the fleet directory publishes of it at every interval and the
+/// dashboard's overview reads.
+#[derive(Clone, Debug, Default)]
+pub struct NodeSummary {
+    /// How many containers it has.
+    pub containers: usize,
+    /// How many anomalies they have now.
+    pub anomalies: usize,
+    /// Its containers with anomalies or not running, by name (the first few only: see the caller's cap).
+    pub attention: Vec<ContainerEntry>,
+}
+
 /// The monotonic instant as long ago as the wall-clock time `last_seen` (now, if that is in the future): for
 /// a node another coordinator reported, whose monotonic clock is not ours.
 fn heard_at(last_seen: SystemTime) -> tokio::time::Instant {
@@ -226,6 +238,11 @@ impl ContainerEntry {
 }
 
 impl ContainerEntry {
+    /// Whether people should look at it first: it has anomalies, or it is not running.
+    pub fn needs_attention(&self) -> bool {
+        !self.anomalies.is_empty() || self.facts.status != Status::Running
+    }
+
     fn new(node: &str, facts: ContainerFacts) -> Self {
         ContainerEntry {
             node: node.to_owned(),
@@ -258,12 +275,25 @@ struct State {
     /// Node → its containers: every change to one node's containers touches its map only, so a snapshot
     /// or a report costs O(its containers), whatever the size of the fleet.
     containers: BTreeMap<String, NodeContainers>,
+    /// Node → how many times its containers changed other than by a sample (facts, anomalies, episodes,
+    /// containers come and gone): what the fleet directory compares to publish only what changed.
+    changes: BTreeMap<String, u64>,
     next_session: u64,
     /// Items the intake limits cut since start, by limit.
     cuts: BTreeMap<Limit, u64>,
 }
 
 impl State {
+    /// Notes that the node's containers changed other than by a sample.
+    fn changed(&mut self, node: &str) {
+        match self.changes.get_mut(node) {
+            Some(n) => *n += 1,
+            None => {
+                self.changes.insert(node.to_owned(), 1);
+            }
+        }
+    }
+
     /// The node's containers, created empty if it had none.
     fn of_node_mut(&mut self, node: &str) -> &mut NodeContainers {
         if !self.containers.contains_key(node) {
@@ -434,6 +464,7 @@ impl Registry {
             replaced.insert(entry.facts.id.clone(), entry);
         }
         state.containers.insert(node.to_owned(), replaced);
+        state.changed(node);
         if refused > 0 {
             *state.cuts.entry(Limit::Containers).or_default() += refused;
         }
@@ -472,6 +503,7 @@ impl Registry {
         if let Some((next, _)) = parts.as_mut() {
             *next += 1;
         }
+        state.changed(node);
         match parts {
             Some((_, seen)) if !more => state.of_node_mut(node).retain(|id, _| seen.contains(id)),
             parts => {
@@ -490,6 +522,7 @@ impl Registry {
         let Some(entry) = state.admit(node, &facts, self.limits.containers_per_node) else { return false };
         entry.facts = facts;
         entry.updated_at = SystemTime::now();
+        state.changed(node);
         true
     }
 
@@ -503,6 +536,7 @@ impl Registry {
             .filter(|a| !matches!(a.kind, AnomalyKind::NonZeroExit | AnomalyKind::OomKilled))
             .copied()
             .collect();
+        state.changed(node);
     }
 
     /// Removes cleared anomalies.
@@ -510,14 +544,18 @@ impl Registry {
         let mut state = self.state.lock().expect("registry lock");
         if let Some(entry) = state.containers.get_mut(node).and_then(|c| c.get_mut(container_id)) {
             entry.anomalies.retain(|a| !cleared.contains(&a.kind));
+            state.changed(node);
         }
     }
 
     /// Shows (or, with `None`, takes away) the container's running episode.
     pub fn set_episode(&self, node: &str, container_id: &str, episode: Option<Episode>) {
         let mut state = self.state.lock().expect("registry lock");
-        if let Some(entry) = state.containers.get_mut(node).and_then(|c| c.get_mut(container_id)) {
+        if let Some(entry) = state.containers.get_mut(node).and_then(|c| c.get_mut(container_id))
+            && entry.episode != episode
+        {
             entry.episode = episode;
+            state.changed(node);
         }
     }
 
@@ -535,8 +573,11 @@ impl Registry {
 
     /// Forgets a removed container.
     pub fn remove_container(&self, node: &str, container_id: &str) {
-        if let Some(containers) = self.state.lock().expect("registry lock").containers.get_mut(node) {
-            containers.remove(container_id);
+        let mut state = self.state.lock().expect("registry lock");
+        if let Some(containers) = state.containers.get_mut(node)
+            && containers.remove(container_id).is_some()
+        {
+            state.changed(node);
         }
     }
 
@@ -582,6 +623,56 @@ impl Registry {
         list
     }
 
+    /// The container `container_id` of `node`, if known here.
+    pub fn container(&self, node: &str, container_id: &str) -> Option<ContainerEntry> {
+        let state = self.state.lock().expect("registry lock");
+        state.containers.get(node)?.get(container_id).cloned()
+    }
+
+    /// The container named `name` on `node`, if known here.
+    pub fn container_named(&self, node: &str, name: &str) -> Option<ContainerEntry> {
+        let state = self.state.lock().expect("registry lock");
+        Self::of_node(&state, node).find(|c| c.facts.name == name).cloned()
+    }
+
+    /// The names of the nodes with containers known here, sorted.
+    pub fn container_nodes(&self) -> Vec<String> {
+        let state = self.state.lock().expect("registry lock");
+        state.containers.iter().filter(|(_, containers)| !containers.is_empty()).map(|(node, _)| node.clone()).collect()
+    }
+
+    /// At most `limit` of the node's containers whose names come after `after` (from the first when
+    /// `None`), by name: a page costs O(the node's containers), whatever the size of the fleet.
+    pub fn containers_after(&self, node: &str, after: Option<&str>, limit: usize) -> Vec<ContainerEntry> {
+        let state = self.state.lock().expect("registry lock");
+        let mut page: Vec<&ContainerEntry> =
+            Self::of_node(&state, node).filter(|c| after.is_none_or(|after| c.facts.name.as_str() > after)).collect();
+        page.sort_by(|a, b| a.facts.name.cmp(&b.facts.name));
+        page.into_iter().take(limit).cloned().collect()
+    }
+
+    /// The node's counts and its first `attention` containers that need attention, by name.
+    pub fn summary(&self, node: &str, attention: usize) -> NodeSummary {
+        let state = self.state.lock().expect("registry lock");
+        let (mut containers, mut anomalies) = (0, 0);
+        let mut needing: Vec<&ContainerEntry> = Vec::new();
+        for entry in Self::of_node(&state, node) {
+            containers += 1;
+            anomalies += entry.anomalies.len();
+            if entry.needs_attention() {
+                needing.push(entry);
+            }
+        }
+        needing.sort_by(|a, b| a.facts.name.cmp(&b.facts.name));
+        NodeSummary { containers, anomalies, attention: needing.into_iter().take(attention).cloned().collect() }
+    }
+
+    /// How many times the node's containers changed other than by a sample (0: never): equal figures mean
+    /// nothing but samples changed in between.
+    pub fn changes(&self, node: &str) -> u64 {
+        self.state.lock().expect("registry lock").changes.get(node).copied().unwrap_or(0)
+    }
+
     /// The wire form of one node's containers (latest sample only; no history is copied).
     pub fn containers_to_proto(&self, node: &str) -> Vec<hemostat_proto::v1::Container> {
         let state = self.state.lock().expect("registry lock");
@@ -617,6 +708,57 @@ mod tests {
 
     fn sample() -> Metrics {
         Metrics { sampled_at: Some(SystemTime::now()), memory_used: 7 << 10, ..Default::default() }
+    }
+
+    #[test]
+    fn a_page_of_a_nodes_containers_starts_after_a_name_and_reads_that_node_only() {
+        let registry = Registry::default();
+        let named = |name: &str| ContainerFacts { name: name.into(), ..facts(&format!("id-{name}")) };
+        registry.replace_containers("a", ["web", "api", "db", "cache"].map(named).to_vec());
+        registry.replace_containers("b", vec![named("zzz")]);
+        let page = |after, limit| {
+            registry.containers_after("a", after, limit).into_iter().map(|c| c.facts.name).collect::<Vec<_>>()
+        };
+        assert_eq!(page(None, 2), ["api", "cache"]);
+        assert_eq!(page(Some("cache"), 10), ["db", "web"]);
+        assert_eq!(page(Some("web"), 10), Vec::<String>::new());
+        assert_eq!(registry.container_nodes(), ["a", "b"]);
+        assert_eq!(registry.container_named("a", "db").map(|c| c.facts.id), Some("id-db".to_owned()));
+        assert_eq!(registry.container("a", "id-db").map(|c| c.facts.name), Some("db".to_owned()));
+        assert!(registry.container("b", "id-db").is_none());
+    }
+
+    #[test]
+    fn samples_do_not_count_as_changes_and_everything_else_does() {
+        let registry = Registry::default();
+        registry.replace_containers("a", vec![facts("a1"), facts("a2")]);
+        let seen = std::cell::Cell::new(registry.changes("a"));
+        let changed = |what: &str| {
+            let now = registry.changes("a");
+            assert_ne!(now, seen.replace(now), "{what} is a change");
+        };
+        registry.record_metrics("a", vec![("a1".into(), sample())]);
+        assert_eq!(registry.changes("a"), seen.get(), "a sample is not a change");
+        registry.update_container("a", ContainerFacts { status: Status::Exited, ..facts("a1") });
+        changed("a container's new facts");
+        let anomaly = Anomaly {
+            kind: AnomalyKind::HighCpu,
+            severity: crate::container::Severity::High,
+            threshold: 85.0,
+            actual: 90.0,
+        };
+        registry.set_anomalies("a", &facts("a2"), &[anomaly]);
+        changed("an anomaly");
+        registry.clear_anomalies("a", "a2", &[AnomalyKind::HighCpu]);
+        changed("an anomaly cleared");
+        registry.remove_container("a", "a2");
+        changed("a container gone");
+        registry.remove_container("a", "a2");
+        assert_eq!(registry.changes("a"), seen.get(), "forgetting what is not there changes nothing");
+        assert_eq!(registry.changes("b"), 0, "another node's figure is its own");
+        let summary = registry.summary("a", 10);
+        assert_eq!((summary.containers, summary.anomalies), (1, 0));
+        assert_eq!(summary.attention.iter().map(|c| c.facts.id.as_str()).collect::<Vec<_>>(), ["a1"], "exited");
     }
 
     #[test]

@@ -16,7 +16,7 @@ impl ContainerLookup for Registry {
         if container_id.is_empty() {
             return None;
         }
-        let entry = self.containers(Some(node)).into_iter().find(|entry| entry.facts.id == container_id)?;
+        let entry = self.container(node, container_id)?;
         Compose::from_labels(&entry.facts.labels)
     }
 }

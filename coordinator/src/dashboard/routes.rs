@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::Dashboard;
 use super::auth::{self, DashboardRole, DashboardUser, Refusal};
 use super::metric_series::{SeriesPoint, series};
-use crate::container::{Anomaly, Status as ContainerStatus};
+use crate::container::Anomaly;
 use crate::events::{EventId, EventKind, EventRecord, Outcome, StoredEvent, unix_ms};
 use crate::fleet::FleetError;
 use crate::fleet::analytics::{Analytics, Period};
@@ -343,13 +343,9 @@ pub async fn overview(State(dashboard): State<Dashboard>) -> Result<Json<Overvie
             spool_dropped: node.spool_dropped,
         })
         .collect();
-    let mut containers = fleet.containers(None).await?;
-    let containers_total = containers.len();
-    let anomalies_total = containers.iter().map(|c| c.anomalies.len()).sum();
-    // Stable: each group stays by node and name.
-    containers.sort_by_key(|c| (c.anomalies.is_empty(), c.facts.status == ContainerStatus::Running));
-    containers.truncate(OVERVIEW_CONTAINERS);
-    let containers = fleet.container_details(containers).await?;
+    let overview = fleet.overview(OVERVIEW_CONTAINERS).await?;
+    let (containers_total, anomalies_total) = (overview.containers_total, overview.anomalies_total);
+    let containers = fleet.container_details(overview.containers).await?;
     let dry_run = fleet.dry_run().await?;
     Ok(Json(OverviewView {
         now_ms: now_ms(),

@@ -16,31 +16,47 @@ pub struct Page<T> {
     pub next_token: Option<String>,
 }
 
+/// The items a page holds when a request asks for `size` (0: [`MAX_PAGE_SIZE`]; never more than it).
+pub fn page_size(size: u32) -> usize {
+    match size as usize {
+        0 => MAX_PAGE_SIZE,
+        n => n.min(MAX_PAGE_SIZE),
+    }
+}
+
+/// The sort key of the last item of the previous page, from its token (`None` for the first page). A token
+/// that no page gave is an [`FleetError::Invalid`] naming the field.
+pub fn resume_after(token: &str) -> Result<Option<Vec<String>>, FleetError> {
+    match token {
+        "" => Ok(None),
+        token => serde_json::from_str(token)
+            .map(Some)
+            .map_err(|_| FleetError::Invalid("page_token: not a next_page_token this list gave".into())),
+    }
+}
+
+/// The token of the page that follows the item of sort key `last`.
+pub fn token_after(last: &[String]) -> String {
+    serde_json::to_string(last).expect("strings serialize")
+}
+
 /// The page of `sorted` (ordered by `key`, ascending and unique) that starts after `token` (empty: from the
-/// start) and holds at most `size` items (0: [`MAX_PAGE_SIZE`]; never more than it). A token that no page
-/// gave is an [`FleetError::Invalid`] naming the field.
+/// start) and holds at most `size` items (see [`page_size`]).
 pub fn page_of<T>(
     sorted: Vec<T>,
     key: impl Fn(&T) -> Vec<String>,
     size: u32,
     token: &str,
 ) -> Result<Page<T>, FleetError> {
-    let size = match size as usize {
-        0 => MAX_PAGE_SIZE,
-        n => n.min(MAX_PAGE_SIZE),
-    };
-    let start = match token {
-        "" => 0,
-        token => {
-            let after: Vec<String> = serde_json::from_str(token)
-                .map_err(|_| FleetError::Invalid("page_token: not a next_page_token this list gave".into()))?;
-            sorted.partition_point(|item| key(item) <= after)
-        }
+    let size = page_size(size);
+    let start = match resume_after(token)? {
+        None => 0,
+        Some(after) => sorted.partition_point(|item| key(item) <= after),
     };
     let more = sorted.len().saturating_sub(start) > size;
     let items: Vec<T> = sorted.into_iter().skip(start).take(size).collect();
     let next_token = match (more, items.last()) {
-        (true, Some(last)) => Some(serde_json::to_string(&key(last)).expect("strings serialize")),
+        (true, Some(last)) => Some(token_after(&key(last))),
         _ => None,
     };
     Ok(Page { items, next_token })

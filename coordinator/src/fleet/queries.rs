@@ -2,14 +2,16 @@
 //! directory, every other's), a container's budget and silence, silences, dry-run, and the decisions waiting
 //! for approval.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::ops::ControlFlow;
 use std::time::{Duration, SystemTime};
 
 use futures::{StreamExt, TryStreamExt};
 
+use super::paging::{Page, page_size, resume_after, token_after};
 use super::validation::{check_name, require_name};
 use super::{Fleet, FleetError};
+use crate::container::Status;
 use crate::events::{EventKind, Rejection, StoredEvent, unix_ms};
 use crate::policy::BudgetStatus;
 use crate::registry::{ContainerEntry, NodeInfo};
@@ -49,6 +51,17 @@ pub struct ContainerDetail {
     pub policy: Vec<PolicyValue>,
 }
 
+/// The overview's part of the fleet: see [`Fleet::overview`].
+#[derive(Clone, Debug, Default)]
+pub struct FleetOverview {
+    /// The containers it lists, those that need attention first.
+    pub containers: Vec<ContainerEntry>,
+    /// How many containers the fleet has.
+    pub containers_total: usize,
+    /// How many anomalies the fleet's containers have now.
+    pub anomalies_total: usize,
+}
+
 /// The fleet's dry-run setting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DryRun {
@@ -73,20 +86,105 @@ impl Fleet {
         Ok(nodes)
     }
 
-    /// The containers of the node `node` (of every node when `None`), by node and name.
-    pub async fn containers(&self, node: Option<&str>) -> Result<Vec<ContainerEntry>, FleetError> {
+    /// One page of the fleet's containers (of the node `node` only, when given), by node and name: at most
+    /// `size` of them (see [`page_size`]) after the page `token` ended. It reads the nodes' names and then
+    /// as many nodes as the page needs (from memory, or one directory entry each for a node connected
+    /// elsewhere), so a page costs O(its size), whatever the size of the fleet.
+    pub async fn container_page(
+        &self,
+        node: Option<&str>,
+        size: u32,
+        token: &str,
+    ) -> Result<Page<ContainerEntry>, FleetError> {
         if let Some(node) = node {
             check_name("node", node)?;
         }
-        let elsewhere = self.directory.elsewhere().await?;
-        let moved = |name: &str| elsewhere.iter().any(|remote| remote.node.hello.name == name);
-        let mut containers: Vec<ContainerEntry> =
-            self.registry.containers(node).into_iter().filter(|c| !moved(&c.node)).collect();
-        for remote in elsewhere {
-            containers.extend(remote.containers.into_iter().filter(|c| node.is_none_or(|n| c.node == n)));
+        let size = page_size(size);
+        let after = match resume_after(token)? {
+            None => None,
+            Some(key) => match <[String; 2]>::try_from(key) {
+                Ok([node, name]) => Some((node, name)),
+                Err(_) => return Err(FleetError::Invalid("page_token: not a next_page_token this list gave".into())),
+            },
+        };
+        let names: Vec<String> = match node {
+            Some(node) => vec![node.to_owned()],
+            None => {
+                let mut names: BTreeSet<String> = self.registry.container_nodes().into_iter().collect();
+                names.extend(self.directory.node_names().await?);
+                names.into_iter().collect()
+            }
+        };
+        let mut items: Vec<ContainerEntry> = Vec::new();
+        for name in names.iter().filter(|n| after.as_ref().is_none_or(|(node, _)| *n >= node)) {
+            let after_name = after.as_ref().filter(|(node, _)| node == name).map(|(_, name)| name.as_str());
+            let wanted = size + 1 - items.len();
+            match self.directory.elsewhere_one(name).await? {
+                Some(remote) => {
+                    let mut containers: Vec<ContainerEntry> = remote
+                        .containers
+                        .into_iter()
+                        .filter(|c| c.node == *name && after_name.is_none_or(|after| c.facts.name.as_str() > after))
+                        .collect();
+                    containers.sort_by(|a, b| a.facts.name.cmp(&b.facts.name));
+                    items.extend(containers.into_iter().take(wanted));
+                }
+                None => items.extend(self.registry.containers_after(name, after_name, wanted)),
+            }
+            if items.len() > size {
+                break;
+            }
         }
-        containers.sort_by(|a, b| (&a.node, &a.facts.name).cmp(&(&b.node, &b.facts.name)));
-        Ok(containers)
+        let more = items.len() > size;
+        items.truncate(size);
+        let next_token = match (more, items.last()) {
+            (true, Some(last)) => Some(token_after(&[last.node.clone(), last.facts.name.clone()])),
+            _ => None,
+        };
+        Ok(Page { items, next_token })
+    }
+
+    /// What the overview shows of the containers: the fleet's counts, and at most `limit` containers, those
+    /// with anomalies first, then those not running, then the rest, each group by node and name. It reads
+    /// the summaries of the nodes connected elsewhere (each names at most
+    /// [`crate::directory::ATTENTION_PER_NODE`] containers needing attention) and, when those are fewer
+    /// than `limit`, the first page of the fleet; never every container.
+    pub async fn overview(&self, limit: usize) -> Result<FleetOverview, FleetError> {
+        let elsewhere = self.directory.elsewhere().await?;
+        let mut overview = FleetOverview::default();
+        let mut listed: Vec<ContainerEntry> = Vec::new();
+        for node in self.registry.container_nodes() {
+            if elsewhere.iter().any(|remote| remote.node.hello.name == node) {
+                continue;
+            }
+            let summary = self.registry.summary(&node, limit);
+            overview.containers_total += summary.containers;
+            overview.anomalies_total += summary.anomalies;
+            listed.extend(summary.attention);
+        }
+        for remote in elsewhere {
+            overview.containers_total += remote.summary.containers;
+            overview.anomalies_total += remote.summary.anomalies;
+            listed.extend(remote.summary.attention);
+        }
+        let order = |c: &ContainerEntry| {
+            (c.anomalies.is_empty(), c.facts.status == Status::Running, c.node.clone(), c.facts.name.clone())
+        };
+        listed.sort_by_key(order);
+        listed.truncate(limit);
+        if listed.len() < limit {
+            let page = self.container_page(None, limit as u32, "").await?;
+            let more: Vec<ContainerEntry> = page
+                .items
+                .into_iter()
+                .filter(|c| !listed.iter().any(|l| l.node == c.node && l.facts.id == c.facts.id))
+                .collect();
+            listed.extend(more);
+            listed.sort_by_key(order);
+            listed.truncate(limit);
+        }
+        overview.containers = listed;
+        Ok(overview)
     }
 
     /// The container `ident` (its name, full id, or an id prefix of at least 12 characters) on `node`:

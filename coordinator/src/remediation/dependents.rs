@@ -96,7 +96,7 @@ impl Dependents {
     /// Sends the next dependent of `chain` that the policy lets through, and keeps the rest for its result.
     async fn next(&self, node: &str, mut chain: Chain) -> Result<(), StoreError> {
         while let Some(Queued { container_id, after }) = chain.queue.pop_front() {
-            let entry = self.registry.containers(Some(node)).into_iter().find(|e| e.facts.id == container_id);
+            let entry = self.registry.container(node, &container_id);
             let Some(entry) = entry else {
                 tracing::info!(node, container_id = %container_id.escape_debug(), after = %after.escape_debug(), "a dependent is no longer known: skipped");
                 continue;
@@ -145,6 +145,6 @@ impl Dependents {
 
     /// The name of a container of `node`, if the registry knows it.
     fn name_of(&self, node: &str, container_id: &str) -> Option<String> {
-        self.registry.containers(Some(node)).into_iter().find(|e| e.facts.id == container_id).map(|e| e.facts.name)
+        self.registry.container(node, container_id).map(|e| e.facts.name)
     }
 }

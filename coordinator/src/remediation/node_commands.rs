@@ -151,29 +151,19 @@ impl NodeCommands {
     /// (a container of a node connected elsewhere, not in this registry, is taken to need it).
     pub fn still_failing(&self, target: &Target) -> bool {
         self.registry
-            .containers(Some(&target.node))
-            .into_iter()
-            .find(|entry| entry.facts.id == target.container_id)
+            .container(&target.node, &target.container_id)
             .is_none_or(|entry| entry.facts.status != Status::Running || entry.facts.health == Health::Unhealthy)
     }
 
     /// The labels of the container `container_id` of `node`, as this coordinator last heard (none when it
     /// does not know it).
     pub fn labels_of(&self, node: &str, container_id: &str) -> BTreeMap<String, String> {
-        self.container_labels(node, |facts| facts.id == container_id)
+        self.facts_of(node, container_id).map(|facts| facts.labels).unwrap_or_default()
     }
 
     /// What the node `node` last reported of its container `container_id`, if this coordinator holds it.
     pub fn facts_of(&self, node: &str, container_id: &str) -> Option<ContainerFacts> {
-        self.find(node, |facts| facts.id == container_id)
-    }
-
-    fn find(&self, node: &str, is_it: impl Fn(&ContainerFacts) -> bool) -> Option<ContainerFacts> {
-        self.registry.containers(Some(node)).into_iter().find(|entry| is_it(&entry.facts)).map(|entry| entry.facts)
-    }
-
-    fn container_labels(&self, node: &str, is_it: impl Fn(&ContainerFacts) -> bool) -> BTreeMap<String, String> {
-        self.find(node, is_it).map(|facts| facts.labels).unwrap_or_default()
+        self.registry.container(node, container_id).map(|entry| entry.facts)
     }
 
     /// How long a restart of a container with `labels` waits for a graceful stop (`hemostat.stop_timeout`,
@@ -351,7 +341,8 @@ impl NodeCommands {
         let (name, action) = (p.container_name.as_str(), Some(p.action));
         if matches!(report.outcome, Outcome::Success | Outcome::Failed) {
             let now = unix_ms(SystemTime::now());
-            let labels = self.container_labels(node, |facts| facts.name == p.container_name);
+            let labels =
+                self.registry.container_named(node, &p.container_name).map(|e| e.facts.labels).unwrap_or_default();
             let budget = self.policy.effective(&labels).budget();
             self.budgets.record_outcome(&p.budget_key, report.outcome == Outcome::Success, now, &budget).await?;
         }

@@ -41,6 +41,8 @@ const SILENCES: TableDefinition<&str, &[u8]> = TableDefinition::new("silences");
 const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
 /// Node name → expiry (Unix ms, 8 bytes big-endian) followed by the encoded directory entry.
 const DIRECTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("directory");
+/// Node name → expiry (as in [`DIRECTORY`]) followed by the encoded directory summary.
+const DIRECTORY_SUMMARIES: TableDefinition<&str, &[u8]> = TableDefinition::new("directory_summaries");
 /// (coordinator instance, sequence) → an encoded routed command.
 const ROUTED: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("routed_commands");
 /// (node, id) → an alert waiting for its analysis (encoded `HealthAlert`, after 8 bytes of expiry ms).
@@ -92,6 +94,25 @@ pub struct EmbeddedStore {
 }
 
 impl EmbeddedStore {
+    /// The unexpired value of `node` in the directory table `table`.
+    async fn unexpired_in(
+        &self,
+        table: TableDefinition<'static, &'static str, &'static [u8]>,
+        node: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let node = node.to_owned();
+        self.blocking(move |db| {
+            let now_ms = crate::events::unix_ms(std::time::SystemTime::now());
+            let txn = db.begin_read().map_err(failed)?;
+            let table = txn.open_table(table).map_err(failed)?;
+            match table.get(node.as_str()).map_err(failed)? {
+                Some(value) => unexpired(&node, value.value(), now_ms),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
     /// Opens (or creates) the database at `path`, creating its folder if needed.
     pub async fn open(path: PathBuf) -> Result<Self, StoreError> {
         tokio::task::spawn_blocking(move || -> Result<Self, StoreError> {
@@ -111,6 +132,7 @@ impl EmbeddedStore {
             txn.open_table(SILENCES).map_err(failed)?;
             txn.open_table(SETTINGS).map_err(failed)?;
             txn.open_table(DIRECTORY).map_err(failed)?;
+            txn.open_table(DIRECTORY_SUMMARIES).map_err(failed)?;
             txn.open_table(ROUTED).map_err(failed)?;
             txn.open_table(STREAMS).map_err(failed)?;
             txn.open_table(PENDING).map_err(failed)?;
@@ -680,30 +702,59 @@ fn expiry(value: &[u8]) -> u64 {
 
 #[async_trait]
 impl DirectoryStore for EmbeddedStore {
-    async fn put_directory_entry(&self, node: &str, entry: &[u8], ttl: Duration) -> Result<(), StoreError> {
-        let expires_ms = crate::events::unix_ms(std::time::SystemTime::now()) + ttl.as_millis() as u64;
-        let mut value = expires_ms.to_be_bytes().to_vec();
-        value.extend_from_slice(entry);
-        let node = node.to_owned();
+    async fn put_directory_entry(
+        &self,
+        node: &str,
+        summary: &[u8],
+        entry: Option<&[u8]>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now_ms = crate::events::unix_ms(std::time::SystemTime::now());
+        let expires = (now_ms + ttl.as_millis() as u64).to_be_bytes();
+        let with_expiry = |bytes: &[u8]| [expires.as_slice(), bytes].concat();
+        let (summary, entry, node) = (with_expiry(summary), entry.map(with_expiry), node.to_owned());
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(failed)?;
-            txn.open_table(DIRECTORY).map_err(failed)?.insert(node.as_str(), value.as_slice()).map_err(failed)?;
+            {
+                let mut entries = txn.open_table(DIRECTORY).map_err(failed)?;
+                let entry = match entry {
+                    Some(entry) => entry,
+                    None => {
+                        let earlier = entries.get(node.as_str()).map_err(failed)?.map(|v| v.value().to_vec());
+                        match earlier.filter(|value| expiry(value) > now_ms) {
+                            // The same entry, with the new expiry.
+                            Some(mut value) => {
+                                value[..8].copy_from_slice(&expires);
+                                value
+                            }
+                            None => return Ok(false),
+                        }
+                    }
+                };
+                entries.insert(node.as_str(), entry.as_slice()).map_err(failed)?;
+                let mut summaries = txn.open_table(DIRECTORY_SUMMARIES).map_err(failed)?;
+                summaries.insert(node.as_str(), summary.as_slice()).map_err(failed)?;
+            }
             txn.commit().map_err(failed)?;
-            Ok(())
+            Ok(true)
         })
         .await
     }
 
-    async fn directory_entries(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    async fn directory_nodes(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.directory_summaries().await?.into_iter().map(|(node, _)| node).collect())
+    }
+
+    async fn directory_summaries(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.blocking(move |db| {
             let now_ms = crate::events::unix_ms(std::time::SystemTime::now());
             let txn = db.begin_read().map_err(failed)?;
-            let table = txn.open_table(DIRECTORY).map_err(failed)?;
+            let table = txn.open_table(DIRECTORY_SUMMARIES).map_err(failed)?;
             let mut live = Vec::new();
             for entry in table.iter().map_err(failed)? {
                 let (node, value) = entry.map_err(failed)?;
-                if let Some(entry) = unexpired(node.value(), value.value(), now_ms)? {
-                    live.push((node.value().to_owned(), entry));
+                if let Some(summary) = unexpired(node.value(), value.value(), now_ms)? {
+                    live.push((node.value().to_owned(), summary));
                 }
             }
             Ok(live)
@@ -711,18 +762,12 @@ impl DirectoryStore for EmbeddedStore {
         .await
     }
 
+    async fn directory_summary(&self, node: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.unexpired_in(DIRECTORY_SUMMARIES, node).await
+    }
+
     async fn directory_entry(&self, node: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let node = node.to_owned();
-        self.blocking(move |db| {
-            let now_ms = crate::events::unix_ms(std::time::SystemTime::now());
-            let txn = db.begin_read().map_err(failed)?;
-            let table = txn.open_table(DIRECTORY).map_err(failed)?;
-            match table.get(node.as_str()).map_err(failed)? {
-                Some(value) => unexpired(&node, value.value(), now_ms),
-                None => Ok(None),
-            }
-        })
-        .await
+        self.unexpired_in(DIRECTORY, node).await
     }
 
     async fn route_command(&self, coordinator: &str, command: &[u8]) -> Result<(), StoreError> {

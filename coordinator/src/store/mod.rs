@@ -163,14 +163,30 @@ pub const PENDING_ANALYSIS_TTL: Duration = Duration::from_secs(3600);
 /// How coordinators sharing a store find each other's nodes and hand each other commands.
 #[async_trait]
 pub trait DirectoryStore: Send + Sync {
-    /// Publishes what this coordinator knows of the node `node` (an encoded directory entry) for the other
-    /// coordinators, until `ttl` passes without a new publication.
-    async fn put_directory_entry(&self, node: &str, entry: &[u8], ttl: Duration) -> Result<(), StoreError>;
+    /// Publishes what this coordinator knows of the node `node` for the other coordinators: its `summary`
+    /// (small, written at every publication) and, when given, its whole `entry` (every container; written
+    /// only when it changed). Without an `entry` the one published earlier is kept, its expiry renewed; when
+    /// there is none any more (it expired) nothing of the node is written and the answer is `false`: publish
+    /// it whole. Both expire once `ttl` passes without a publication.
+    async fn put_directory_entry(
+        &self,
+        node: &str,
+        summary: &[u8],
+        entry: Option<&[u8]>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
 
-    /// Every directory entry that has not expired, by node name.
-    async fn directory_entries(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// The names of the nodes in the directory, sorted (a node whose entries just expired may still be
+    /// among them: its reads then find nothing).
+    async fn directory_nodes(&self) -> Result<Vec<String>, StoreError>;
 
-    /// The directory entry of the node `node`, if it has not expired.
+    /// Every directory summary that has not expired, by node name.
+    async fn directory_summaries(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
+    /// The directory summary of the node `node`, if it has not expired.
+    async fn directory_summary(&self, node: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// The whole directory entry of the node `node`, if it has not expired.
     async fn directory_entry(&self, node: &str) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Queues an encoded command for the coordinator instance `coordinator` (which holds the node's session).

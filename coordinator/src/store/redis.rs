@@ -18,7 +18,7 @@
 //! | `hemostat:{audit}` (stream) | the audit log | `audit` |
 //! | `hemostat:{storm}:<scope>:window`, `hemostat:{storm}:<scope>:active`, `hemostat:{storm}:scopes` (set of scopes) | the storm breaker; the set lists the scopes so that ending storms reads no keyspace | `storm` |
 //! | `hemostat:silences` (hash), `hemostat:settings:dry_run`, `hemostat:approval:<id>` | operators' settings | one key each |
-//! | `hemostat:directory` (set of node names), `hemostat:directory:<node>` (expiring) | the fleet directory: entries spread over the cluster, read with one `MGET` the cluster client splits by slot | one key each |
+//! | `hemostat:directory` (set of node names), `hemostat:directory:<node>` (expiring: the node and every container), `hemostat:directory-summary:<node>` (expiring: the node, its counts, the containers needing attention) | the fleet directory: entries spread over the cluster; summaries read with one `MGET` the cluster client splits by slot, entries one at a time | one key each |
 //! | `hemostat:coordinator:<instance>:commands` (list) | commands routed to a coordinator | one key |
 //! | `hemostat:pending:<node>` (hash: id → encoded alert, expiring) | a node's alerts waiting for their analysis, kept by [`PUT_PENDING_SCRIPT`], taken by [`TAKE_PENDING_SCRIPT`] | one key |
 //! | `hemostat:stream:<node>:<stream id>` | the highest sequence number of a node's message stream processed, raised by [`STREAM_SCRIPT`] | one key |
@@ -58,6 +58,8 @@ const EVENTS_KEY: &str = "hemostat:{events}";
 const SILENCES_KEY: &str = "hemostat:silences";
 /// The set of node names with a directory entry; each entry is `hemostat:directory:<node>`, expiring.
 const DIRECTORY_KEY: &str = "hemostat:directory";
+/// The prefix of a node's directory summary, `hemostat:directory-summary:<node>`, expiring.
+const DIRECTORY_SUMMARY_PREFIX: &str = "hemostat:directory-summary";
 /// The set of storm scopes that have a window (so that [`BudgetStore::end_storms`] needs no scan).
 const STORM_SCOPES_KEY: &str = "hemostat:{storm}:scopes";
 /// How long commands routed to a coordinator wait for it (a coordinator that died never takes them).
@@ -856,40 +858,87 @@ fn pending_key(node: &str) -> String {
 
 #[async_trait]
 impl DirectoryStore for RedisStore {
-    async fn put_directory_entry(&self, node: &str, entry: &[u8], ttl: Duration) -> Result<(), StoreError> {
-        // Two keys in two slots: two commands, in flight together.
-        let (mut entries, mut names) = (self.conn.clone(), self.conn.clone());
-        let (put, listed): (redis::RedisResult<()>, redis::RedisResult<i64>) = futures::join!(
-            entries.pset_ex(format!("{DIRECTORY_KEY}:{node}"), entry, ttl.as_millis() as u64),
-            names.sadd(DIRECTORY_KEY, node)
-        );
-        put.map_err(failed)?;
-        listed.map_err(failed)?;
-        Ok(())
+    async fn put_directory_entry(
+        &self,
+        node: &str,
+        summary: &[u8],
+        entry: Option<&[u8]>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let ttl_ms = ttl.as_millis() as u64;
+        let entry_key = format!("{DIRECTORY_KEY}:{node}");
+        let mut conn = self.conn.clone();
+        match entry {
+            // Three keys in three slots: three commands, in flight together.
+            Some(entry) => {
+                let (mut entries, mut summaries, mut names) = (conn.clone(), conn.clone(), conn);
+                let (put, summarised, listed): (
+                    redis::RedisResult<()>,
+                    redis::RedisResult<()>,
+                    redis::RedisResult<i64>,
+                ) = futures::join!(
+                    entries.pset_ex(&entry_key, entry, ttl_ms),
+                    summaries.pset_ex(format!("{DIRECTORY_SUMMARY_PREFIX}:{node}"), summary, ttl_ms),
+                    names.sadd(DIRECTORY_KEY, node)
+                );
+                put.map_err(failed)?;
+                summarised.map_err(failed)?;
+                listed.map_err(failed)?;
+                Ok(true)
+            }
+            // The entry's expiry renewed first: when it is gone, the summary must not outlive it.
+            None => {
+                let renewed: bool = conn.pexpire(&entry_key, ttl_ms as i64).await.map_err(failed)?;
+                if renewed {
+                    let _: () = conn
+                        .pset_ex(format!("{DIRECTORY_SUMMARY_PREFIX}:{node}"), summary, ttl_ms)
+                        .await
+                        .map_err(failed)?;
+                }
+                Ok(renewed)
+            }
+        }
     }
 
-    async fn directory_entries(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    async fn directory_nodes(&self) -> Result<Vec<String>, StoreError> {
         let mut conn = self.conn.clone();
         let mut names: Vec<String> = conn.smembers(DIRECTORY_KEY).await.map_err(failed)?;
         names.sort();
+        Ok(names)
+    }
+
+    async fn directory_summaries(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let names = self.directory_nodes().await?;
         if names.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<String> = names.iter().map(|n| format!("{DIRECTORY_KEY}:{n}")).collect();
+        let mut conn = self.conn.clone();
+        let keys: Vec<String> = names.iter().map(|n| format!("{DIRECTORY_SUMMARY_PREFIX}:{n}")).collect();
         let values: Vec<Option<Vec<u8>>> =
             redis::cmd("MGET").arg(&keys).query_async(&mut conn).await.map_err(failed)?;
         let mut live = Vec::new();
         let mut gone = Vec::new();
         for (name, value) in names.into_iter().zip(values) {
             match value {
-                Some(entry) => live.push((name, entry)),
+                Some(summary) => live.push((name, summary)),
                 None => gone.push(name),
             }
         }
-        if !gone.is_empty() {
-            let _: i64 = conn.srem(DIRECTORY_KEY, gone).await.map_err(failed)?;
+        // A name whose summary expired is forgotten, unless its entry is still there (a publication between
+        // the two reads): the set lists what can be read, and a node published again is listed again.
+        for name in gone {
+            let entry_key = format!("{DIRECTORY_KEY}:{name}");
+            let live_entry: bool = conn.exists(&entry_key).await.map_err(failed)?;
+            if !live_entry {
+                let _: i64 = conn.srem(DIRECTORY_KEY, &name).await.map_err(failed)?;
+            }
         }
         Ok(live)
+    }
+
+    async fn directory_summary(&self, node: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.get(format!("{DIRECTORY_SUMMARY_PREFIX}:{node}")).await.map_err(failed)?)
     }
 
     async fn directory_entry(&self, node: &str) -> Result<Option<Vec<u8>>, StoreError> {

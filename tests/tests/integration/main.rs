@@ -17,6 +17,7 @@ mod diagnostics;
 mod episodes;
 mod exits;
 mod fleet_api;
+mod fleet_directory;
 mod fleet_faults;
 mod grace;
 mod healing;

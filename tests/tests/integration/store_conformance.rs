@@ -697,15 +697,36 @@ async fn an_admin_can_end_a_storm() {
 async fn the_fleet_directory_expires_its_entries_and_routed_commands_come_out_in_order() {
     for b in backends().await {
         let s = &b.store;
-        s.put_directory_entry("node-a", b"entry a", Duration::from_secs(60)).await.unwrap();
-        s.put_directory_entry("node-b", b"entry b", Duration::from_millis(50)).await.unwrap();
+        let minute = Duration::from_secs(60);
+        assert!(s.put_directory_entry("node-a", b"summary a", Some(b"entry a"), minute).await.unwrap());
+        assert!(
+            s.put_directory_entry("node-b", b"summary b", Some(b"entry b"), Duration::from_millis(50)).await.unwrap()
+        );
         assert_eq!(s.directory_entry("node-a").await.unwrap(), Some(b"entry a".to_vec()), "{}", s.backend());
+        assert_eq!(s.directory_summary("node-a").await.unwrap(), Some(b"summary a".to_vec()), "{}", s.backend());
         assert_eq!(s.directory_entry("node-c").await.unwrap(), None);
+        assert!(
+            !s.put_directory_entry("node-c", b"summary c", None, minute).await.unwrap(),
+            "{}: a summary alone is refused for a node with no entry, so that it is published whole",
+            s.backend()
+        );
+        assert_eq!(s.directory_summary("node-c").await.unwrap(), None, "{}", s.backend());
         eventually("node-b's entry to expire", Duration::from_secs(5), || async {
             if s.directory_entry("node-b").await.unwrap().is_none() { Ok(()) } else { Err("still there".into()) }
         })
         .await;
-        assert_eq!(s.directory_entries().await.unwrap(), vec![("node-a".to_owned(), b"entry a".to_vec())]);
+        assert_eq!(s.directory_summary("node-b").await.unwrap(), None, "{}: its summary with it", s.backend());
+        assert_eq!(s.directory_summaries().await.unwrap(), vec![("node-a".to_owned(), b"summary a".to_vec())]);
+        assert_eq!(s.directory_nodes().await.unwrap(), vec!["node-a".to_owned()], "{}", s.backend());
+
+        // A publication without the entry renews the earlier entry's expiry and replaces the summary only.
+        assert!(
+            s.put_directory_entry("node-d", b"summary d", Some(b"entry d"), Duration::from_millis(400)).await.unwrap()
+        );
+        assert!(s.put_directory_entry("node-d", b"summary d2", None, minute).await.unwrap(), "{}", s.backend());
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(s.directory_entry("node-d").await.unwrap(), Some(b"entry d".to_vec()), "{}", s.backend());
+        assert_eq!(s.directory_summary("node-d").await.unwrap(), Some(b"summary d2".to_vec()), "{}", s.backend());
 
         for command in [b"one", b"two"] {
             s.route_command("coord-1", command).await.unwrap();
