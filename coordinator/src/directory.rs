@@ -135,3 +135,40 @@ impl Directory {
         Ok(self.elsewhere_one(node).await?.map(|remote| remote.coordinator))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An entry a newer coordinator wrote: this build's fields, plus a field of the entry (tag 20) and one of
+    /// a container (tag 30) added later, and an anomaly of a type added later (99).
+    fn newer_entry() -> Vec<u8> {
+        let state = pb::ContainerState { id: "a".repeat(64), name: "web".into(), ..Default::default() };
+        let anomaly =
+            |r#type| pb::Anomaly { r#type, severity: pb::Severity::High as i32, threshold: 80.0, actual: 95.0 };
+        let container = pb::Container {
+            node: "host-b".into(),
+            state: Some(state),
+            anomalies: vec![anomaly(pb::AnomalyType::HighCpu as i32), anomaly(99)],
+            ..Default::default()
+        };
+        let mut container_bytes = container.encode_to_vec();
+        prost::encoding::string::encode(30, &"a newer container field".to_owned(), &mut container_bytes);
+        let node = pb::Node { name: "host-b".into(), connected: true, ..Default::default() };
+        let entry = pb::DirectoryEntry { coordinator: "newer".into(), node: Some(node), containers: Vec::new() };
+        let mut bytes = entry.encode_to_vec();
+        prost::encoding::bytes::encode(3, &container_bytes, &mut bytes);
+        prost::encoding::uint64::encode(20, &7, &mut bytes);
+        bytes
+    }
+
+    #[test]
+    fn an_entry_written_by_a_newer_coordinator_still_lists_its_nodes_containers() {
+        let remote = RemoteNode::decode("host-b", &newer_entry()).expect("a newer entry decodes");
+        assert_eq!((remote.coordinator.as_str(), remote.node.hello.name.as_str()), ("newer", "host-b"));
+        let names: Vec<&str> = remote.containers.iter().map(|c| c.facts.name.as_str()).collect();
+        assert_eq!(names, ["web"]);
+        let kinds: Vec<&str> = remote.containers[0].anomalies.iter().map(|a| a.kind.name()).collect();
+        assert_eq!(kinds, ["high_cpu"], "the anomaly of an unknown type is left out, the rest kept");
+    }
+}
