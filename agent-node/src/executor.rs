@@ -245,7 +245,8 @@ mod tests {
         assert!(CommandRequest::from(command(pb::Action::Exec, 0, &[])).action.is_err());
         let mut unknown = command(pb::Action::Restart, 10, &[]);
         unknown.action = 99;
-        assert!(CommandRequest::from(unknown).action.is_err());
+        let refusal = CommandRequest::from(unknown).action.unwrap_err();
+        assert!(refusal.starts_with("this node does not know the action 99; upgrade the node"), "{refusal}");
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //! | `hemostat_node_commands_limited_total` | `limit` | commands refused by a limit (`rate`, `concurrency`) |
 //! | `hemostat_node_message_cuts_total` | `field` | values cut or left out of messages to fit their bounds, by field |
 //! | `hemostat_node_messages_split_total` | | messages too large for one that were sent in parts |
+//! | `hemostat_node_unknown_messages_total` | | coordinator messages of a kind this node does not know (a newer coordinator's), ignored |
 //! | `hemostat_node_spool_damaged_records_total` | | damaged spool records skipped when reading the spool |
 //! | `hemostat_node_spool_depth` | | messages awaiting the coordinator's acknowledgement |
 //! | `hemostat_node_spool_dropped_total` | | messages dropped from a full spool since the node started |
@@ -64,6 +65,7 @@ pub struct NodeInstruments {
     commands_limited: Family<Labels<1>, Counter>,
     message_cuts: Family<Labels<1>, Counter>,
     messages_split: Counter,
+    unknown_messages: Counter,
     spool_damaged: Counter,
 }
 
@@ -90,6 +92,7 @@ impl NodeInstruments {
             commands_limited: Family::default(),
             message_cuts: Family::default(),
             messages_split: Counter::default(),
+            unknown_messages: Counter::default(),
             spool_damaged: Counter::default(),
         }
     }
@@ -183,6 +186,11 @@ impl NodeInstruments {
         self.messages_split.inc();
     }
 
+    /// Counts a coordinator message of a kind this node does not know, ignored.
+    pub fn unknown_message(&self) {
+        self.unknown_messages.inc();
+    }
+
     /// Counts damaged spool records skipped.
     pub fn spool_damaged(&self, records: u64) {
         self.spool_damaged.inc_by(records);
@@ -235,6 +243,11 @@ impl NodeInstruments {
             "messages_split",
             "Messages too large for one that were sent in parts",
             self.messages_split.clone(),
+        );
+        registry.register(
+            "unknown_messages",
+            "Coordinator messages of a kind this node does not know (a newer coordinator's), ignored",
+            self.unknown_messages.clone(),
         );
         registry.register(
             "spool_damaged_records",

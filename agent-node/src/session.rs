@@ -2,6 +2,8 @@
 //! holds that the coordinator has not acknowledged, heartbeat, and execute the commands that come back.
 //! When the session breaks for any reason the node connects again, with jittered exponential backoff and
 //! no limit on attempts; the coordinator then gets a fresh Hello and every unacknowledged message again.
+//! A message of a kind this node does not know (from a newer coordinator) is ignored, counted in
+//! `hemostat_node_unknown_messages_total` and logged once per session; the session goes on.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -147,6 +149,8 @@ async fn serve_one(
     // long before TCP or HTTP/2 keepalives would say so.
     let silence_limit = (settings.heartbeat * 3).max(Duration::from_secs(3));
     let mut last_heard = tokio::time::Instant::now();
+    // Whether this session logged a message of a kind this node does not know (logged once, counted always).
+    let mut said_unknown = false;
     loop {
         let changed = outbox.changed();
         for message in outbox.after(sent) {
@@ -168,18 +172,29 @@ async fn serve_one(
                 connectivity.disconnected_at(last_heard.into_std());
                 return Err(SessionError::Silent(silence_limit));
             }
-            message = inbound.message() => match message?.and_then(|m| m.body) {
-                Some(pb::session_response::Body::Ack(ack)) => {
-                    last_heard = tokio::time::Instant::now();
-                    outbox.ack(ack.seq)
+            message = inbound.message() => {
+                let Some(message) = message? else { return Err(SessionError::Closed) };
+                last_heard = tokio::time::Instant::now();
+                match message.body {
+                    Some(pb::session_response::Body::Ack(ack)) => outbox.ack(ack.seq),
+                    Some(pb::session_response::Body::Command(command)) => {
+                        tracing::info!(command_id = ?command.command_id, container = %command.container_name.escape_debug(), action = command.action, "command received");
+                        executor.submit(CommandRequest::from(command));
+                    }
+                    // A message kind added after this node (prost decodes its body as none): ignored.
+                    None => {
+                        crate::instruments::global().unknown_message();
+                        if !std::mem::replace(&mut said_unknown, true) {
+                            tracing::warn!(
+                                %coordinator,
+                                "ignored a message of a kind this node does not know (is the coordinator newer? \
+                                 upgrade the node); further ones in this session are counted in \
+                                 hemostat_node_unknown_messages_total, not logged"
+                            );
+                        }
+                    }
                 }
-                Some(pb::session_response::Body::Command(command)) => {
-                    last_heard = tokio::time::Instant::now();
-                    tracing::info!(command_id = ?command.command_id, container = %command.container_name.escape_debug(), action = command.action().as_str_name(), "command received");
-                    executor.submit(CommandRequest::from(command));
-                }
-                None => return Err(SessionError::Closed),
-            },
+            }
         }
     }
 }

@@ -96,6 +96,24 @@ impl RemoteSummary {
     }
 }
 
+impl RemoteSummary {
+    /// The summary of a node published whole (by a coordinator of an earlier version, which publishes no
+    /// summary).
+    fn of(remote: RemoteNode) -> Self {
+        let anomalies = remote.containers.iter().map(|c| c.anomalies.len()).sum();
+        let containers = remote.containers.len();
+        let mut attention: Vec<ContainerEntry> =
+            remote.containers.into_iter().filter(ContainerEntry::needs_attention).collect();
+        attention.sort_by(|a, b| a.facts.name.cmp(&b.facts.name));
+        attention.truncate(ATTENTION_PER_NODE);
+        RemoteSummary {
+            coordinator: remote.coordinator,
+            node: remote.node,
+            summary: NodeSummary { containers, anomalies, attention },
+        }
+    }
+}
+
 /// What this coordinator last published of a node whole.
 #[derive(Clone, Copy, Debug)]
 struct Published {
@@ -232,15 +250,26 @@ impl Directory {
             return Ok(Vec::new());
         }
         let mut nodes = Vec::new();
-        for (name, raw) in self.store.directory_summaries().await? {
-            if self.registry.is_connected(&name) {
+        let summaries = self.store.directory_summaries().await?;
+        for (name, raw) in &summaries {
+            if self.registry.is_connected(name) {
                 continue;
             }
-            let node = RemoteSummary::decode(&name, &raw)?;
+            let node = RemoteSummary::decode(name, raw)?;
             if node.coordinator != self.instance {
                 nodes.push(node);
             }
         }
+        // A coordinator of an earlier version publishes whole entries only: its nodes are summarised here.
+        for name in self.store.directory_nodes().await? {
+            if summaries.iter().any(|(summarised, _)| *summarised == name) {
+                continue;
+            }
+            if let Some(remote) = self.elsewhere_one(&name).await? {
+                nodes.push(RemoteSummary::of(remote));
+            }
+        }
+        nodes.sort_by(|a, b| a.node.hello.name.cmp(&b.node.hello.name));
         Ok(nodes)
     }
 
@@ -255,12 +284,15 @@ impl Directory {
         Ok((remote.coordinator != self.instance).then_some(remote))
     }
 
-    /// The instance id of the other coordinator holding `node`'s session, if one does (reads its summary).
+    /// The instance id of the other coordinator holding `node`'s session, if one does (reads its summary, or
+    /// its entry when a coordinator of an earlier version published no summary).
     pub async fn owner(&self, node: &str) -> Result<Option<String>, StoreError> {
         if !self.shared || self.registry.is_connected(node) {
             return Ok(None);
         }
-        let Some(raw) = self.store.directory_summary(node).await? else { return Ok(None) };
+        let Some(raw) = self.store.directory_summary(node).await? else {
+            return Ok(self.elsewhere_one(node).await?.map(|remote| remote.coordinator));
+        };
         let remote = RemoteSummary::decode(node, &raw)?;
         Ok((remote.coordinator != self.instance).then_some(remote.coordinator))
     }
@@ -315,5 +347,37 @@ mod tests {
         assert_eq!(summary.summary.attention.iter().map(|c| c.facts.name.as_str()).collect::<Vec<_>>(), ["app-007"]);
         let entry = RemoteNode::decode("a", &store.directory_entry("a").await.unwrap().unwrap()).unwrap();
         assert_eq!(entry.containers.len(), 100);
+    }
+
+    /// An entry a newer coordinator wrote: this build's fields, plus a field of the entry (tag 20) and one of
+    /// a container (tag 30) added later, and an anomaly of a type added later (99).
+    fn newer_entry() -> Vec<u8> {
+        let state = pb::ContainerState { id: "a".repeat(64), name: "web".into(), ..Default::default() };
+        let anomaly =
+            |r#type| pb::Anomaly { r#type, severity: pb::Severity::High as i32, threshold: 80.0, actual: 95.0 };
+        let container = pb::Container {
+            node: "host-b".into(),
+            state: Some(state),
+            anomalies: vec![anomaly(pb::AnomalyType::HighCpu as i32), anomaly(99)],
+            ..Default::default()
+        };
+        let mut container_bytes = container.encode_to_vec();
+        prost::encoding::string::encode(30, &"a newer container field".to_owned(), &mut container_bytes);
+        let node = pb::Node { name: "host-b".into(), connected: true, ..Default::default() };
+        let entry = pb::DirectoryEntry { coordinator: "newer".into(), node: Some(node), containers: Vec::new() };
+        let mut bytes = entry.encode_to_vec();
+        prost::encoding::bytes::encode(3, &container_bytes, &mut bytes);
+        prost::encoding::uint64::encode(20, &7, &mut bytes);
+        bytes
+    }
+
+    #[test]
+    fn an_entry_written_by_a_newer_coordinator_still_lists_its_nodes_containers() {
+        let remote = RemoteNode::decode("host-b", &newer_entry()).expect("a newer entry decodes");
+        assert_eq!((remote.coordinator.as_str(), remote.node.hello.name.as_str()), ("newer", "host-b"));
+        let names: Vec<&str> = remote.containers.iter().map(|c| c.facts.name.as_str()).collect();
+        assert_eq!(names, ["web"]);
+        let kinds: Vec<&str> = remote.containers[0].anomalies.iter().map(|a| a.kind.name()).collect();
+        assert_eq!(kinds, ["high_cpu"], "the anomaly of an unknown type is left out, the rest kept");
     }
 }

@@ -21,6 +21,7 @@
 //! | `hemostat_notifications_{sent,failed,dropped}_total` | | the notifier's deliveries, per event and sink |
 //! | `hemostat_notifications_queued` | | notifications waiting to be sent |
 //! | `hemostat_intake_cuts_total` | `limit` | items cut from what nodes sent, by intake limit ([`crate::intake`]) |
+//! | `hemostat_unknown_messages_total` | `kind` | what nodes sent that this coordinator does not know, ignored ([`crate::intake::Unknown`]) |
 
 use std::sync::{Arc, Mutex};
 
@@ -267,6 +268,16 @@ impl Collector for LiveGauges {
         )?;
         for (limit, n) in self.fleet.cut_totals() {
             ConstCounter::new(n).encode(cuts.encode_family(&[("limit", limit.name())])?)?;
+        }
+        let mut unknown = encoder.encode_descriptor(
+            "unknown_messages",
+            "What nodes sent that this coordinator does not know (newer nodes), ignored: messages of an unknown \
+             kind, host alerts of an unknown condition, anomalies of an unknown type.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (kind, n) in self.fleet.unknown_totals() {
+            ConstCounter::new(n).encode(unknown.encode_family(&[("kind", kind.name())])?)?;
         }
         let counts = self.notifications.as_ref().map_or((0, 0, 0), |n| (n.sent(), n.failed(), n.dropped()));
         for (name, help, value) in [

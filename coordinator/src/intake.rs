@@ -56,6 +56,34 @@ impl Default for IntakeLimits {
     }
 }
 
+/// What a node sent that this coordinator does not know, because the node is newer (see README, "Rolling
+/// upgrades"): it is ignored, counted in `hemostat_unknown_messages_total{kind}`, and logged once per session
+/// and kind; the message is acknowledged and the session goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Unknown {
+    /// A message of a kind added after this coordinator (prost decodes its body as none): ignored whole.
+    Message,
+    /// A host alert of a condition added after this coordinator: ignored whole.
+    HostCondition,
+    /// An anomaly of a type added after this coordinator, in a health alert or a resolution: left out, the
+    /// rest of the message is handled.
+    AnomalyType,
+}
+
+impl Unknown {
+    /// Every kind, in order.
+    pub const ALL: [Unknown; 3] = [Unknown::Message, Unknown::HostCondition, Unknown::AnomalyType];
+
+    /// Its name in `/metrics` and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Unknown::Message => "message",
+            Unknown::HostCondition => "host_condition",
+            Unknown::AnomalyType => "anomaly_type",
+        }
+    }
+}
+
 /// Which limit cut something.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Limit {

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use crate::container::{Anomaly, AnomalyKind, ContainerFacts, Episode, Metrics, Status};
 use crate::events::Action;
 use crate::history::History;
-use crate::intake::{Cuts, IntakeLimits, Limit};
+use crate::intake::{Cuts, IntakeLimits, Limit, Unknown};
 
 /// A command for a node, as the session sends it.
 #[derive(Clone, Debug, PartialEq)]
@@ -281,6 +281,8 @@ struct State {
     next_session: u64,
     /// Items the intake limits cut since start, by limit.
     cuts: BTreeMap<Limit, u64>,
+    /// What nodes sent that this coordinator does not know, since start, by kind.
+    unknown: BTreeMap<Unknown, u64>,
 }
 
 impl State {
@@ -363,6 +365,17 @@ impl Registry {
     pub fn cut_totals(&self) -> Vec<(Limit, u64)> {
         let state = self.state.lock().expect("registry lock");
         Limit::ALL.iter().map(|limit| (*limit, state.cuts.get(limit).copied().unwrap_or(0))).collect()
+    }
+
+    /// Counts `n` things of `kind` a node sent that this coordinator does not know (and ignored).
+    pub fn count_unknown(&self, kind: Unknown, n: u64) {
+        *self.state.lock().expect("registry lock").unknown.entry(kind).or_default() += n;
+    }
+
+    /// What nodes sent that this coordinator does not know, since start, for every kind.
+    pub fn unknown_totals(&self) -> Vec<(Unknown, u64)> {
+        let state = self.state.lock().expect("registry lock");
+        Unknown::ALL.iter().map(|kind| (*kind, state.unknown.get(kind).copied().unwrap_or(0))).collect()
     }
 
     /// Registers a new session for `hello.name`, replacing any earlier one, and returns its id.
@@ -759,6 +772,16 @@ mod tests {
         let summary = registry.summary("a", 10);
         assert_eq!((summary.containers, summary.anomalies), (1, 0));
         assert_eq!(summary.attention.iter().map(|c| c.facts.id.as_str()).collect::<Vec<_>>(), ["a1"], "exited");
+    }
+
+    #[test]
+    fn actions_a_newer_node_names_in_its_hello_are_left_out() {
+        use hemostat_proto::v1 as pb;
+        let abilities = NodeAbilities::from_hello(&[pb::Action::Restart as i32, 99], &[]);
+        assert!(abilities.allows(Action::Restart));
+        assert!(!abilities.allows(Action::Exec), "a node that names its actions executes only those");
+        let only_newer = NodeAbilities::from_hello(&[99], &[]);
+        assert!(!Action::ALL.into_iter().any(|a| only_newer.allows(a)), "none this coordinator knows");
     }
 
     #[test]

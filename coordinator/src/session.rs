@@ -7,6 +7,10 @@
 //! Every message is held to the [`crate::intake`] limits before it is processed: what is over them is cut
 //! (counted in `/metrics`, said once per session and limit in an `input_refused` event) and the rest is
 //! processed and acknowledged as usual, so no message can jam a node's stream.
+//!
+//! What a newer node sends that this coordinator does not know ([`Unknown`]: a message kind, a host
+//! condition, an anomaly type) is ignored, counted in `hemostat_unknown_messages_total{kind}` and logged once
+//! per session and kind; the message is acknowledged like any other, so the node's spool lets it go.
 
 use std::collections::BTreeSet;
 use std::pin::Pin;
@@ -22,7 +26,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::auth::authenticated;
 use crate::container::{AlertReport, AnomalyKind, ContainerFacts, HostReport, Metrics};
 use crate::events::{EventKind, EventRecord};
-use crate::intake::{Cuts, Limit};
+use crate::intake::{Cuts, Limit, Unknown};
 use crate::registry::{NodeAbilities, NodeHello, Outbound, Registry};
 use crate::remediation::{CommandReport, Remediator};
 use crate::store::{DirectoryStore, StoreError};
@@ -117,6 +121,7 @@ impl pb::agent_service_server::AgentService for AgentSessions {
         tokio::spawn(async move {
             // The limits this session already said it cut by (said once; counted every time).
             let mut reported = BTreeSet::new();
+            let mut unknown = UnknownSaid::default();
             loop {
                 let message = tokio::select! {
                     message = inbound.message() => message,
@@ -144,7 +149,9 @@ impl pb::agent_service_server::AgentService for AgentSessions {
                         );
                         if registry.already_processed(&node, seq) {
                             tracing::debug!(node, seq, "dropped a message already processed");
-                        } else if let Err(error) = handle(&node, message, &registry, &remediator, &mut cuts).await {
+                        } else if let Err(error) =
+                            handle(&node, message, &registry, &remediator, &mut cuts, &mut unknown).await
+                        {
                             remediator.store_failed(&error);
                             // Not acknowledged: the node keeps it and sends it again after reconnecting.
                             tracing::error!(
@@ -224,18 +231,53 @@ async fn report_cuts(
     Ok(())
 }
 
+/// The kinds of [`Unknown`] one session already logged: each is counted every time, logged the first time
+/// only (a newer node may send many).
+#[derive(Default)]
+struct UnknownSaid(BTreeSet<Unknown>);
+
+impl UnknownSaid {
+    /// Counts `n` things of `kind` that `node` sent and this coordinator ignored, and logs it the first time.
+    fn ignored(&mut self, node: &str, kind: Unknown, n: usize, registry: &Registry) {
+        if n == 0 {
+            return;
+        }
+        registry.count_unknown(kind, n as u64);
+        if self.0.insert(kind) {
+            tracing::warn!(
+                node,
+                kind = kind.name(),
+                "ignored what the node sent of a kind this coordinator does not know (is the node newer? upgrade \
+                 the coordinators first); further ones in this session are counted in \
+                 hemostat_unknown_messages_total, not logged"
+            );
+        }
+    }
+}
+
+/// Anomaly types in `types` (raw wire values) this coordinator does not know: newer than it.
+fn unknown_anomaly_types(types: impl Iterator<Item = i32>) -> usize {
+    types.filter(|t| pb::AnomalyType::try_from(*t).is_err()).count()
+}
+
 /// Processes one node message (already held to the intake limits), adding to `cuts` the containers the
-/// registry did not keep.
+/// registry did not keep, and to `unknown` what this coordinator does not know.
 async fn handle(
     node: &str,
     message: pb::SessionRequest,
     registry: &Registry,
     remediator: &Arc<Remediator>,
     cuts: &mut Cuts,
+    unknown: &mut UnknownSaid,
 ) -> Result<(), StoreError> {
     use pb::session_request::Body;
     match message.body {
-        None | Some(Body::Hello(_)) => Ok(()),
+        // A body prost could not name: a message kind added after this coordinator.
+        None => {
+            unknown.ignored(node, Unknown::Message, 1, registry);
+            Ok(())
+        }
+        Some(Body::Hello(_)) => Ok(()),
         Some(Body::Heartbeat(beat)) => {
             let dropped = registry.heartbeat(node, beat.spool_depth, beat.spool_dropped);
             if dropped > 0 {
@@ -262,8 +304,12 @@ async fn handle(
         }
         Some(Body::HostAlert(alert)) => match HostReport::try_from(&alert) {
             Ok(report) => remediator.on_host_alert(node, report).await,
-            Err(unknown) => {
-                tracing::warn!(node, %unknown, "ignored a host alert of a kind this coordinator does not know");
+            Err(_) if pb::HostCondition::try_from(alert.condition).is_err() => {
+                unknown.ignored(node, Unknown::HostCondition, 1, registry);
+                Ok(())
+            }
+            Err(unspecified) => {
+                tracing::warn!(node, %unspecified, "ignored a host alert without a condition");
                 Ok(())
             }
         },
@@ -294,6 +340,8 @@ async fn handle(
             Ok(())
         }
         Some(Body::HealthAlert(alert)) => {
+            let newer = unknown_anomaly_types(alert.anomalies.iter().map(|a| a.r#type));
+            unknown.ignored(node, Unknown::AnomalyType, newer, registry);
             let Ok(alert) = AlertReport::try_from(&alert) else {
                 tracing::warn!(node, "ignored a health alert without a container");
                 return Ok(());
@@ -308,6 +356,12 @@ async fn handle(
         }
         Some(Body::Resolved(resolved)) => {
             let Some(container) = resolved.container.as_ref().map(ContainerFacts::from) else { return Ok(()) };
+            unknown.ignored(
+                node,
+                Unknown::AnomalyType,
+                unknown_anomaly_types(resolved.cleared.iter().copied()),
+                registry,
+            );
             let cleared: Vec<AnomalyKind> =
                 resolved.cleared.iter().filter_map(|t| AnomalyKind::try_from(*t).ok()).collect();
             registry.clear_anomalies(node, &container.id, &cleared);

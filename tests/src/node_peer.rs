@@ -88,6 +88,19 @@ impl NodePeer {
             .map_err(|_| self.why_ended().unwrap_or_else(|| "the session's stream closed".to_owned()))
     }
 
+    /// Sends `request` as it is but for its sequence number, the next one (returned): a message without a
+    /// body is what this build decodes from a kind of message added after it (see the rolling-upgrade
+    /// tests).
+    pub async fn send_request(&mut self, mut request: pb::SessionRequest) -> Result<u64, String> {
+        self.seq += 1;
+        request.seq = self.seq;
+        self.outbound
+            .send(request)
+            .await
+            .map_err(|_| self.why_ended().unwrap_or_else(|| "the session's stream closed".to_owned()))?;
+        Ok(self.seq)
+    }
+
     /// Sends `body` and waits until the coordinator acknowledged it (so it was processed), within `deadline`.
     pub async fn send_acked(&mut self, body: Body, deadline: Duration) -> Result<u64, String> {
         let seq = self.send(body).await?;

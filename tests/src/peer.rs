@@ -1,5 +1,6 @@
 //! A test peer holding a valid coordinator certificate: it accepts one node session, acknowledges
-//! everything, sends the commands a test scripts (whatever they are), and hands back the node's results.
+//! everything, sends the commands (or other messages) a test scripts (whatever they are), and hands back the
+//! node's results.
 //! It stands for a compromised or buggy coordinator, to show what the node refuses on its own.
 //! [`crate::node_peer`] is the other way round: a node session a test scripts message by message.
 
@@ -19,13 +20,13 @@ use crate::pki::TestPki;
 /// The peer.
 pub struct CoordinatorPeer {
     addr: std::net::SocketAddr,
-    commands: mpsc::Sender<pb::Command>,
+    responses: mpsc::Sender<pb::SessionResponse>,
     results: tokio::sync::Mutex<mpsc::Receiver<pb::CommandResult>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 struct Service {
-    commands: Mutex<Option<mpsc::Receiver<pb::Command>>>,
+    responses: Mutex<Option<mpsc::Receiver<pb::SessionResponse>>>,
     results: mpsc::Sender<pb::CommandResult>,
 }
 
@@ -37,7 +38,7 @@ impl AgentService for Service {
 
     async fn session(&self, request: Request<Streaming<pb::SessionRequest>>) -> Result<Response<Outbound>, Status> {
         let mut inbound = request.into_inner();
-        let commands = self.commands.lock().unwrap().take().ok_or_else(|| Status::unavailable("one session only"))?;
+        let responses = self.responses.lock().unwrap().take().ok_or_else(|| Status::unavailable("one session only"))?;
         let (acks_tx, acks_rx) = mpsc::channel::<pb::SessionResponse>(1024);
         let results = self.results.clone();
         tokio::spawn(async move {
@@ -53,9 +54,7 @@ impl AgentService for Service {
                 }
             }
         });
-        let commands = ReceiverStream::new(commands)
-            .map(|c| pb::SessionResponse { body: Some(pb::session_response::Body::Command(c)) });
-        let merged = futures::stream::select(ReceiverStream::new(acks_rx), commands).map(Ok);
+        let merged = futures::stream::select(ReceiverStream::new(acks_rx), ReceiverStream::new(responses)).map(Ok);
         Ok(Response::new(Box::pin(merged)))
     }
 }
@@ -67,9 +66,9 @@ impl CoordinatorPeer {
         let config = hemostat_coordinator::tls::server_config(&material).expect("TLS config");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let (commands_tx, commands_rx) = mpsc::channel(64);
+        let (responses_tx, responses_rx) = mpsc::channel(64);
         let (results_tx, results_rx) = mpsc::channel(1024);
-        let service = Service { commands: Mutex::new(Some(commands_rx)), results: results_tx };
+        let service = Service { responses: Mutex::new(Some(responses_rx)), results: results_tx };
         let incoming = hemostat_coordinator::tls::accept(listener, config);
         let task = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
@@ -77,7 +76,7 @@ impl CoordinatorPeer {
                 .serve_with_incoming(incoming)
                 .await;
         });
-        CoordinatorPeer { addr, commands: commands_tx, results: tokio::sync::Mutex::new(results_rx), task }
+        CoordinatorPeer { addr, responses: responses_tx, results: tokio::sync::Mutex::new(results_rx), task }
     }
 
     /// Its address as a node names it.
@@ -87,7 +86,13 @@ impl CoordinatorPeer {
 
     /// Sends a command to the node.
     pub async fn send(&self, command: pb::Command) {
-        self.commands.send(command).await.expect("the peer runs");
+        self.respond(pb::SessionResponse { body: Some(pb::session_response::Body::Command(command)) }).await;
+    }
+
+    /// Sends the node `response` as it is: one without a body is what a node decodes from a kind of message
+    /// added after it (see the rolling-upgrade tests).
+    pub async fn respond(&self, response: pb::SessionResponse) {
+        self.responses.send(response).await.expect("the peer runs");
     }
 
     /// The node's next `n` command results, in the order they come, all within `deadline`; panics otherwise.

@@ -68,6 +68,20 @@ impl RedisServer {
             .unwrap_or(0)
     }
 
+    /// Sets `key` to the bytes `value`, expiring in `ttl` (as a coordinator writes what it stores).
+    pub fn set_bytes(&self, key: &str, value: &[u8], ttl: Duration) {
+        use std::io::Write;
+        let mut child = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "-x", "set", key])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-cli");
+        child.stdin.take().expect("stdin").write_all(value).expect("write to redis-cli");
+        assert!(child.wait().expect("redis-cli").success(), "redis-cli set {key}");
+        self.cli(&["pexpire", key, &ttl.as_millis().to_string()]);
+    }
+
     /// Kills the server (SIGKILL) and starts it again on the same port and data (append-only file).
     pub fn restart(&mut self) {
         self.stop();

@@ -63,6 +63,10 @@ impl NodeAction {
             Ok(Action::Exec) => exec::from_command(command),
             Ok(Action::Cleanup) => Ok(NodeAction::Cleanup),
             Ok(Action::ScaleUp) => Ok(NodeAction::ScaleUp),
+            Err(_) if pb::Action::try_from(command.action).is_err() => Err(format!(
+                "this node does not know the action {}; upgrade the node (it is older than the coordinator)",
+                command.action
+            )),
             Err(_) => Err(format!("action {} is not one this node executes", command.action().as_str_name())),
         }
     }

@@ -3,7 +3,8 @@
 //! its dashboard's overview counts the whole fleet and shows the other's containers that need attention, a
 //! change on a node of the other coordinator shows within a few publication intervals (it is published at
 //! once, not at the next metrics refresh), and metrics that are all that changed are at most the refresh
-//! period old. Nodes are the test kit's [`NodePeer`]s sending real messages over mutual TLS to real
+//! period old. A node that a coordinator of an earlier version published (a whole entry, no summary) is
+//! listed too. Nodes are the test kit's [`NodePeer`]s sending real messages over mutual TLS to real
 //! coordinators.
 
 use std::time::{Duration, SystemTime};
@@ -154,4 +155,29 @@ async fn either_coordinator_pages_through_the_whole_fleet_and_its_overview_count
         }
     })
     .await;
+
+    // A coordinator of the previous version publishes a node's whole entry only, and no summary: the
+    // upgraded ones list it, its containers and its counts all the same.
+    let old_entry = pb::DirectoryEntry {
+        coordinator: "an-older-coordinator".into(),
+        node: Some(pb::Node { name: "node-old".into(), connected: true, ..Default::default() }),
+        containers: vec![pb::Container {
+            node: "node-old".into(),
+            state: Some(container(&id("node-old", 0), "legacy", &[])),
+            ..Default::default()
+        }],
+    };
+    redis.set_bytes("hemostat:directory:node-old", &prost::Message::encode_to_vec(&old_entry), PUBLISH_INTERVAL * 30);
+    redis.cli(&["sadd", "hemostat:directory", "node-old"]);
+    eventually("node-old listed by coordinator one", Duration::from_secs(10), || async {
+        let nodes = viewer_one.clone().list_nodes(pb::ListNodesRequest::default()).await.map_err(|e| e.to_string())?;
+        let names: Vec<String> = nodes.into_inner().nodes.into_iter().map(|n| n.name).collect();
+        if names.iter().any(|n| n == "node-old") { Ok(()) } else { Err(format!("{names:?}")) }
+    })
+    .await;
+    let request = pb::ListContainersRequest { node: "node-old".into(), ..Default::default() };
+    let listed = viewer_two.clone().list_containers(request).await.unwrap().into_inner().containers;
+    assert_eq!(listed.iter().map(|c| c.state.clone().unwrap().name).collect::<Vec<_>>(), ["legacy"]);
+    let view = overview(dashboard).await.unwrap();
+    assert_eq!(view["containers_total"], 601, "{}", view["containers_total"]);
 }

@@ -33,6 +33,7 @@ mod redis_failover;
 mod remediation;
 mod reporting_faults;
 mod restart_policy;
+mod rolling_upgrade;
 mod scale;
 mod security;
 mod stats_sources;
