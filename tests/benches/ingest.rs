@@ -1,40 +1,57 @@
 //! Coordinator ingest: N real mutual-TLS node sessions, each streaming one metrics report a second with a
-//! sample of each of its M containers, into the real `hemostat-coordinator` binary (release build, embedded
-//! store, run as a child process so its CPU time and memory come from /proc).
+//! sample of each of its M containers, into real `hemostat-coordinator` processes (release build, child
+//! processes, so their CPU time and memory come from /proc) on the store `STORE` names.
 //!
 //! ```sh
 //! cargo build --release -p hemostat-coordinator
 //! cargo bench -p hemostat-tests --bench ingest -- 1000 100 60     # sessions, containers, seconds
 //! SESSIONS=100 CONTAINERS=100 SECONDS=60 cargo bench -p hemostat-tests --bench ingest
+//! STORE=redis COORDINATORS=2 cargo bench -p hemostat-tests --bench ingest -- 1000 100 60
+//! STORE=cluster COORDINATORS=2 cargo bench -p hemostat-tests --bench ingest -- 1000 100 60
 //! ```
 //!
 //! Arguments win over the environment; the defaults are 1,000 sessions × 100 containers for 60 s, after a
-//! warm-up of `WARMUP` seconds (default 15). Reported:
-//! - sustained samples per second acknowledged by the coordinator over the measured window (acks carry
+//! warm-up of `WARMUP` seconds (default 15). `STORE`: `embedded` (default), `redis` (one redis-server of the
+//! test kit, append-only on) or `cluster` (a Redis Cluster of 3 masters with a replica each);
+//! `COORDINATORS`: coordinator processes on that store (default 1; more only on a Redis), the sessions
+//! split evenly between them (session i to coordinator i mod n). Reported:
+//! - sustained samples per second acknowledged by the coordinators over the measured window (acks carry
 //!   sequence numbers, so a sample counts once the report that carried it is acknowledged);
-//! - coordinator CPU time per sample: user + system CPU of the process over the window / samples acknowledged
-//!   in it (everything the coordinator does in that time is charged to the samples);
-//! - memory per session: (RSS with N sessions − RSS before any session) / N, once right after every
-//!   session's snapshot was acknowledged and once at the end of the window;
-//! - backlog: samples sent and not yet acknowledged, every second of the window, and whether it grows.
+//! - coordinator CPU time per sample: user + system CPU of the coordinator processes, summed, over the window
+//!   / samples acknowledged in it (everything the coordinators do in that time is charged to the samples);
+//! - memory per session: (RSS summed over the coordinators with N sessions − their idle RSS summed) / N, once
+//!   right after every session's snapshot was acknowledged and once at the end of the window;
+//! - backlog: samples sent and not yet acknowledged, every second of the window, and whether it grows;
+//! - on a Redis, over the window: redis-server CPU (% of a core, summed over the servers), operations/s,
+//!   network bytes in and out a second, memory, and the most called commands (`INFO commandstats` deltas);
+//!   for a cluster, the masters and all servers (replicas apply the replication stream);
+//! - after the window, for each coordinator: `ListContainers`' first page (page size 0: at most 1,000)
+//!   asked for 20 times, p50 and max, checked full and with a next page token that gives the second page;
+//!   then every page followed to the end, to check that it lists every container with a fresh sample.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use hemostat_proto::v1 as pb;
+use hemostat_tests::bench_store::{BenchStore, StoreActivity, StoreKind};
 use hemostat_tests::fleet;
-use hemostat_tests::loadgen::{self, CoordinatorProcess, LoadGenerator, LoadSettings, LoadTotals, ProcessUsage};
+use hemostat_tests::loadgen::{
+    self, CoordinatorProcess, FirstPageProbe, LoadGenerator, LoadSettings, LoadTotals, ProcessUsage,
+};
 use hemostat_tests::pki::TestPki;
 
 /// Goal: coordinator CPU per sample, µs.
 const CPU_PER_SAMPLE_GOAL_US: f64 = 10.0;
 /// Goal: memory per session, KiB.
 const MEMORY_PER_SESSION_GOAL_KIB: f64 = 64.0;
+/// Times the first page is asked for, per coordinator.
+const FIRST_PAGE_ASKS: usize = 20;
 
-/// A parameter from the positional arguments, else the environment, else its default.
-fn parameter(position: usize, name: &str, default: u64) -> anyhow::Result<u64> {
-    let from_args = std::env::args().skip(1).filter(|a| !a.starts_with('-')).nth(position);
+/// A parameter from the positional arguments (`position`, if it has one), else the environment, else its
+/// default.
+fn parameter(position: Option<usize>, name: &str, default: u64) -> anyhow::Result<u64> {
+    let from_args = position.and_then(|p| std::env::args().skip(1).filter(|a| !a.starts_with('-')).nth(p));
     match from_args.or_else(|| std::env::var(name).ok()) {
         Some(text) => text.parse().with_context(|| format!("{name} must be a number, not {text:?}")),
         None => Ok(default),
@@ -61,47 +78,51 @@ fn slope(points: &[(f64, f64)]) -> f64 {
     if sxx == 0.0 { 0.0 } else { sxy / sxx }
 }
 
-/// What the coordinator says it knows, after the load.
+/// What a coordinator says it knows, after the load.
 struct CoordinatorView {
     containers: usize,
     nodes: usize,
     fresh: usize,
+    pages: usize,
 }
 
-/// Asks the coordinator (as a viewer) for every container, to check that it kept every node's containers
-/// and their latest samples: a figure is worth nothing if the samples were acknowledged and dropped.
-async fn coordinator_view(pki: &TestPki, coordinator: &CoordinatorProcess) -> anyhow::Result<CoordinatorView> {
-    // Samples are fresh if taken within 5 s before the call: building and sending 100,000 containers takes
-    // a while, and the registry is read when the call begins.
-    let recent = SystemTime::now() - Duration::from_secs(5);
-    let files = pki.operator(hemostat_pki::OperatorRole::Viewer);
-    let client = fleet::fleet_client_with(&files, coordinator.addr()).await.map_err(anyhow::Error::msg)?;
+/// Asks a coordinator (as a viewer) for every container, page after page, to check that the fleet kept every
+/// node's containers and their latest samples: a figure is worth nothing if the samples were acknowledged
+/// and dropped. A coordinator lists the containers of its own sessions from its registry and those of the
+/// other coordinators' from the fleet directory.
+async fn coordinator_view(client: &fleet::FleetClient) -> anyhow::Result<CoordinatorView> {
     let asked = Instant::now();
-    let response = client
-        .max_decoding_message_size(1 << 30)
-        .list_containers(pb::ListContainersRequest::default())
-        .await
-        .context("ListContainers")?;
-    let containers = response.into_inner().containers;
-    let nodes: BTreeSet<&str> = containers.iter().map(|c| c.node.as_str()).collect();
-    eprintln!("ListContainers answered {} containers in {:.1?}", containers.len(), asked.elapsed());
-    let fresh = containers
+    let pages = fleet::container_pages(client).await.map_err(anyhow::Error::msg)?;
+    // A sample is fresh if taken within 5 s before its page was asked for.
+    let fresh = pages
         .iter()
-        .filter_map(|c| c.metrics.as_ref()?.sampled_at.as_ref())
-        .filter(|at| hemostat_proto::timestamp::from_proto(at) >= recent)
-        .count();
-    Ok(CoordinatorView { containers: containers.len(), nodes: nodes.len(), fresh })
+        .map(|page| {
+            let recent = page.asked_at - Duration::from_secs(5);
+            page.containers
+                .iter()
+                .filter_map(|c| c.metrics.as_ref()?.sampled_at.as_ref())
+                .filter(|at| hemostat_proto::timestamp::from_proto(at) >= recent)
+                .count()
+        })
+        .sum();
+    let containers: Vec<&pb::Container> = pages.iter().flat_map(|p| &p.containers).collect();
+    let nodes: BTreeSet<&str> = containers.iter().map(|c| c.node.as_str()).collect();
+    eprintln!("ListContainers: {} containers in {} pages, {:.1?}", containers.len(), pages.len(), asked.elapsed());
+    Ok(CoordinatorView { containers: containers.len(), nodes: nodes.len(), fresh, pages: pages.len() })
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let sessions = parameter(0, "SESSIONS", 1000)? as usize;
-    let containers = parameter(1, "CONTAINERS", 100)? as usize;
-    let seconds = parameter(2, "SECONDS", 60)?;
-    let warmup = parameter(3, "WARMUP", 15)?;
+    let sessions = parameter(Some(0), "SESSIONS", 1000)? as usize;
+    let containers = parameter(Some(1), "CONTAINERS", 100)? as usize;
+    let seconds = parameter(Some(2), "SECONDS", 60)?;
+    let warmup = parameter(Some(3), "WARMUP", 15)?;
+    let coordinator_count = parameter(None, "COORDINATORS", 1)? as usize;
     if sessions == 0 || containers == 0 || seconds < 2 {
         bail!("needs at least one session, one container and two seconds");
     }
+    let store_kind = StoreKind::from_env().map_err(anyhow::Error::msg)?;
+    store_kind.check_coordinators(coordinator_count).map_err(anyhow::Error::msg)?;
     hemostat_tests::init();
     let binary = loadgen::sibling_binary("hemostat-coordinator").map_err(anyhow::Error::msg)?;
     let settings = LoadSettings::new(sessions, containers);
@@ -113,22 +134,25 @@ async fn main() -> anyhow::Result<()> {
     let nodes = loadgen::node_certificates(&pki, "load", sessions);
     eprintln!("issued {sessions} node certificates in {:.1?}", issuing.elapsed());
 
-    let coordinator = CoordinatorProcess::start(&binary, &pki).map_err(anyhow::Error::msg)?;
-    eprintln!("coordinator {} running as pid {}", binary.display(), coordinator.pid());
+    let store = BenchStore::start(store_kind);
+    let coordinators = store.start_coordinators(&binary, &pki, coordinator_count).map_err(anyhow::Error::msg)?;
+    let pids: Vec<u32> = coordinators.iter().map(CoordinatorProcess::pid).collect();
+    eprintln!("{}: coordinator {} running as pid {pids:?}", store_kind.describe(), binary.display());
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let idle = coordinator.usage().map_err(anyhow::Error::msg)?;
+    let usage = || CoordinatorProcess::usage_of_all(&coordinators).map_err(anyhow::Error::msg);
+    let idle = usage()?;
 
     let connecting = Instant::now();
-    let generator =
-        LoadGenerator::connect(&coordinator.url(), nodes, settings.clone()).await.map_err(anyhow::Error::msg)?;
+    let urls: Vec<String> = coordinators.iter().map(CoordinatorProcess::url).collect();
+    let generator = LoadGenerator::connect(&urls, nodes, settings.clone()).await.map_err(anyhow::Error::msg)?;
     let connect_time = connecting.elapsed();
-    let after_connect = coordinator.usage().map_err(anyhow::Error::msg)?;
+    let after_connect = usage()?;
     eprintln!(
         "{sessions} sessions open, every snapshot acknowledged, in {connect_time:.1?} (coordinator CPU {:.1} s)",
         after_connect.cpu_seconds - idle.cpu_seconds
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let connected = coordinator.usage().map_err(anyhow::Error::msg)?;
+    let connected = usage()?;
 
     generator.start_reports();
     eprintln!("reports started: warm-up {warmup} s, then {seconds} s measured");
@@ -137,15 +161,12 @@ async fn main() -> anyhow::Result<()> {
     let load_at_start = loadgen::load_average();
     let window_start = Instant::now();
     let generator_start = loadgen::process_usage(me).map_err(anyhow::Error::msg)?;
+    let store_start = store.counters().map_err(anyhow::Error::msg)?;
     let mut ticks: Vec<Tick> = Vec::with_capacity(seconds as usize + 1);
     let mut every_second = tokio::time::interval(Duration::from_secs(1));
     for second in 0..=seconds {
         every_second.tick().await;
-        let tick = Tick {
-            at: window_start.elapsed(),
-            totals: generator.totals(),
-            coordinator: coordinator.usage().map_err(anyhow::Error::msg)?,
-        };
+        let tick = Tick { at: window_start.elapsed(), totals: generator.totals(), coordinator: usage()? };
         if second > 0 && second % 10 == 0 {
             let earlier = &ticks[ticks.len() - 10];
             let Tick { at, totals, coordinator: usage } = &tick;
@@ -164,6 +185,7 @@ async fn main() -> anyhow::Result<()> {
         ticks.push(tick);
     }
     let generator_end = loadgen::process_usage(me).map_err(anyhow::Error::msg)?;
+    let store_end = store.counters().map_err(anyhow::Error::msg)?;
     let load_at_end = loadgen::load_average();
     let (first, last) = (&ticks[0], &ticks[ticks.len() - 1]);
     let window = (last.at - first.at).as_secs_f64();
@@ -189,13 +211,18 @@ async fn main() -> anyhow::Result<()> {
     println!();
     println!(
         "coordinator ingest: {sessions} sessions × {containers} containers, one report a second, {window:.0} s measured \
-         after {warmup} s of warm-up; load average {load_at_start:.2} at the start, {load_at_end:.2} at the end"
+         after {warmup} s of warm-up, on the {} with {coordinator_count} coordinator(s); load average \
+         {load_at_start:.2} at the start, {load_at_end:.2} at the end",
+        store_kind.describe()
     );
     println!("| measure | value | goal |");
     println!("|---|---|---|");
     println!("| samples offered | {offered:.0}/s | |");
     println!("| samples acknowledged (sustained) | {rate:.0}/s ({:.1} % of offered) | all |", rate / offered * 100.0);
-    println!("| coordinator CPU | {:.1} % of one core ({cpu:.2} s in {window:.0} s) | |", cpu / window * 100.0);
+    println!(
+        "| coordinator CPU, summed over {coordinator_count} | {:.1} % of one core ({cpu:.2} s in {window:.0} s) | |",
+        cpu / window * 100.0
+    );
     let cpu_verdict = if cpu_per_sample_us <= CPU_PER_SAMPLE_GOAL_US {
         "met".to_owned()
     } else {
@@ -205,7 +232,8 @@ async fn main() -> anyhow::Result<()> {
         "| coordinator CPU per sample | {cpu_per_sample_us:.2} µs | ≤ {CPU_PER_SAMPLE_GOAL_US} µs: {cpu_verdict} |"
     );
     println!(
-        "| coordinator RSS: idle / {sessions} sessions connected / end | {:.1} / {:.1} / {:.1} MiB (peak {:.1}) | |",
+        "| coordinator RSS, summed: idle / {sessions} sessions connected / end | {:.1} / {:.1} / {:.1} MiB (peak {:.1}) \
+         | |",
         mib(idle.rss_kib),
         mib(connected.rss_kib),
         mib(last.coordinator.rss_kib),
@@ -238,17 +266,30 @@ async fn main() -> anyhow::Result<()> {
         after_connect.cpu_seconds - idle.cpu_seconds
     );
     println!("| load generator CPU (this process) | {generator_cpu:.1} % of one core | |");
+    for row in StoreActivity::between(&store_start, &store_end, window).table_rows(8) {
+        println!("{row}");
+    }
+    let expected = sessions * containers;
+    let files = pki.operator(hemostat_pki::OperatorRole::Viewer);
+    for (index, coordinator) in coordinators.iter().enumerate() {
+        let client = fleet::fleet_client_with(&files, coordinator.addr())
+            .await
+            .map_err(anyhow::Error::msg)?
+            .max_decoding_message_size(64 << 20);
+        let probe = FirstPageProbe::run(&client, FIRST_PAGE_ASKS).await.map_err(anyhow::Error::msg)?;
+        println!("{}", probe.table_row(index, expected));
+        let view = coordinator_view(&client).await?;
+        println!(
+            "| coordinator {index}: containers listed (every page of ListContainers) | {} of {expected} in {} pages, \
+             on {} of {sessions} nodes; {} with a sample from the last 5 s | all |",
+            view.containers, view.pages, view.nodes, view.fresh
+        );
+    }
     if let Some(error) = generator.first_error() {
         println!("first session error: {error}");
     }
-    let view = coordinator_view(&pki, &coordinator).await?;
-    let expected = sessions * containers;
-    println!(
-        "| containers the coordinator lists (ListContainers) | {} of {expected}, on {} of {sessions} nodes; {} with a \
-         sample from the last 5 s | all |",
-        view.containers, view.nodes, view.fresh
-    );
     generator.stop().await;
-    drop(coordinator);
+    drop(coordinators);
+    drop(store);
     Ok(())
 }

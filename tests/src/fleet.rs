@@ -3,7 +3,7 @@
 //! crash) and start it again.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use hemostat_coordinator::alerting::AlertingConfig;
 use hemostat_coordinator::analysis::AnalyzerConfig;
@@ -268,6 +268,62 @@ pub async fn operator(pki: &TestPki, role: OperatorRole, coordinator: SocketAddr
 pub async fn events_of(client: &FleetClient, container: &str) -> Result<Vec<pb::Event>, String> {
     let request = pb::ListEventsRequest { container: container.to_owned(), page_size: 1000, ..Default::default() };
     client.clone().list_events(request).await.map(|r| r.into_inner().events).map_err(|s| s.to_string())
+}
+
+/// One page of `ListContainers`, with when it was asked for and how long it took.
+#[derive(Clone, Debug)]
+pub struct ContainerPage {
+    /// When the request left.
+    pub asked_at: SystemTime,
+    /// From the request to the answer.
+    pub latency: Duration,
+    /// The page's containers.
+    pub containers: Vec<pb::Container>,
+}
+
+/// Every page of `ListContainers` (the coordinator's own page size), following `next_page_token` from the
+/// first page to the last.
+pub async fn container_pages(client: &FleetClient) -> Result<Vec<ContainerPage>, String> {
+    let mut pages = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let asked_at = SystemTime::now();
+        let asked = Instant::now();
+        let request = pb::ListContainersRequest { page_token, ..Default::default() };
+        let response = client
+            .clone()
+            .list_containers(request)
+            .await
+            .map_err(|s| format!("ListContainers, page {}: {s}", pages.len() + 1))?
+            .into_inner();
+        let latency = asked.elapsed();
+        if response.containers.is_empty() && !response.next_page_token.is_empty() {
+            return Err(format!("ListContainers, page {}: empty, yet with a next page", pages.len() + 1));
+        }
+        pages.push(ContainerPage { asked_at, latency, containers: response.containers });
+        page_token = response.next_page_token;
+        if page_token.is_empty() {
+            return Ok(pages);
+        }
+    }
+}
+
+/// Every node `ListNodes` lists, following `next_page_token` from the first page to the last.
+pub async fn all_nodes(client: &FleetClient) -> Result<Vec<pb::Node>, String> {
+    let mut nodes = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = pb::ListNodesRequest { page_size: 0, page_token };
+        let response = client.clone().list_nodes(request).await.map_err(|s| format!("ListNodes: {s}"))?.into_inner();
+        if response.nodes.is_empty() && !response.next_page_token.is_empty() {
+            return Err("ListNodes: an empty page, yet with a next page".to_owned());
+        }
+        nodes.extend(response.nodes);
+        page_token = response.next_page_token;
+        if page_token.is_empty() {
+            return Ok(nodes);
+        }
+    }
 }
 
 /// The event types, as short names (`health_alert`, ...), of a list of events.

@@ -1,5 +1,7 @@
 //! The shared test kit: everything the cross-component tests need, made once here instead of in every test.
 //!
+//! - [`loadgen`]: node sessions streaming metrics into a `hemostat-coordinator` process, for the benches;
+//!   [`bench_store`]: the store those coordinators run on (embedded, one Redis, a Redis Cluster).
 //! - [`pki`]: a throw-away CA with coordinator, node and operator certificates (and a foreign CA).
 //! - [`redis`]: a real `redis-server` on a free loopback port, one per test, stopped on drop.
 //! - [`redis_cluster`]: a real Redis Cluster (masters and replicas) that a test can fail over.
@@ -24,6 +26,7 @@
 //!   remote `dockerd --tlsverify`) or plain (a socket proxy).
 
 pub mod alertmanager;
+pub mod bench_store;
 pub mod chat_formats;
 pub mod compose;
 pub mod daemon;

@@ -6,7 +6,8 @@
 //! `MetricsReport`), heartbeats, and reading the coordinator's acknowledgements.
 //!
 //! [`CoordinatorProcess`] runs the real `hemostat-coordinator` binary as a child process, so its CPU time
-//! and memory can be read from /proc with [`process_usage`].
+//! and memory can be read from /proc with [`process_usage`]; [`FirstPageProbe`] times `ListContainers`'
+//! first page.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use hemostat_coordinator::fleet::paging::MAX_PAGE_SIZE;
 use hemostat_pki::TlsMaterial;
 use hemostat_proto::v1 as pb;
 use hemostat_proto::v1::agent_service_client::AgentServiceClient;
@@ -25,6 +27,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
+use crate::fleet::FleetClient;
 use crate::pki::TestPki;
 
 /// The shape of a load.
@@ -98,12 +101,16 @@ pub struct LoadGenerator {
 }
 
 impl LoadGenerator {
-    /// Opens one session per node certificate in `nodes` with the coordinator at `url` (whose certificate
-    /// names `localhost`), each sending its Hello and a snapshot of its containers; returns once the
-    /// coordinator acknowledged every snapshot. Metrics reports begin with [`LoadGenerator::start_reports`].
-    pub async fn connect(url: &str, nodes: Vec<TlsMaterial>, settings: LoadSettings) -> Result<Self, String> {
+    /// Opens one session per node certificate in `nodes`, session `i` with the coordinator at
+    /// `urls[i % urls.len()]` (so the sessions split evenly over the coordinators; their certificates name
+    /// `localhost`), each sending its Hello and a snapshot of its containers; returns once every snapshot
+    /// was acknowledged. Metrics reports begin with [`LoadGenerator::start_reports`].
+    pub async fn connect(urls: &[String], nodes: Vec<TlsMaterial>, settings: LoadSettings) -> Result<Self, String> {
         if nodes.len() != settings.sessions {
             return Err(format!("{} node certificates for {} sessions", nodes.len(), settings.sessions));
+        }
+        if urls.is_empty() {
+            return Err("no coordinator to connect to".to_owned());
         }
         let settings = Arc::new(settings);
         let counters = Arc::new(Counters::default());
@@ -115,7 +122,7 @@ impl LoadGenerator {
             let session = NodeSession {
                 index,
                 node,
-                url: url.to_owned(),
+                url: urls[index % urls.len()].clone(),
                 settings: settings.clone(),
                 counters: counters.clone(),
             };
@@ -362,6 +369,103 @@ fn samples(ids: &[String], seq: u64) -> Vec<pb::ContainerMetrics> {
         .collect()
 }
 
+/// Goal: the latency of `ListContainers`' first page.
+pub const FIRST_PAGE_GOAL: Duration = Duration::from_millis(100);
+
+/// `ListContainers`' first page (`page_size` 0: the coordinator's largest page) asked for a number of times
+/// in a row, and the page after it once, with the first page's `next_page_token`.
+#[derive(Clone, Debug)]
+pub struct FirstPageProbe {
+    /// How long each first page took, shortest first.
+    pub latencies: Vec<Duration>,
+    /// The fewest containers a first page held.
+    pub fewest: usize,
+    /// The containers of the second page; `None` when the first page said it was the last.
+    pub second_page: Option<usize>,
+}
+
+impl FirstPageProbe {
+    /// Asks `client`'s coordinator for the first page `times` times, then for the second page once.
+    pub async fn run(client: &FleetClient, times: usize) -> Result<Self, String> {
+        let mut latencies = Vec::with_capacity(times);
+        let mut fewest = usize::MAX;
+        let mut next_token = String::new();
+        for _ in 0..times.max(1) {
+            let asked = Instant::now();
+            let request = pb::ListContainersRequest { page_size: 0, ..Default::default() };
+            let page = client.clone().list_containers(request).await.map_err(|s| format!("ListContainers: {s}"))?;
+            latencies.push(asked.elapsed());
+            let page = page.into_inner();
+            fewest = fewest.min(page.containers.len());
+            next_token = page.next_page_token;
+        }
+        latencies.sort();
+        let second_page = match next_token.as_str() {
+            "" => None,
+            token => {
+                let request = pb::ListContainersRequest { page_token: token.to_owned(), ..Default::default() };
+                let page = client
+                    .clone()
+                    .list_containers(request)
+                    .await
+                    .map_err(|s| format!("ListContainers with the first page's next token: {s}"))?;
+                Some(page.into_inner().containers.len())
+            }
+        };
+        Ok(FirstPageProbe { latencies, fewest, second_page })
+    }
+
+    /// The median latency.
+    pub fn median(&self) -> Duration {
+        self.latencies[self.latencies.len() / 2]
+    }
+
+    /// The longest latency.
+    pub fn max(&self) -> Duration {
+        self.latencies[self.latencies.len() - 1]
+    }
+
+    /// Whether the pages were what a coordinator listing `listed` containers owes: a full first page
+    /// ([`MAX_PAGE_SIZE`], or all of them if fewer) and, past one page, a token that gives the next
+    /// page; `Err` says what was wrong.
+    pub fn check(&self, listed: usize) -> Result<(), String> {
+        let first = listed.min(MAX_PAGE_SIZE);
+        if self.fewest != first {
+            return Err(format!("a first page held {} containers, not {first}", self.fewest));
+        }
+        match (listed > MAX_PAGE_SIZE, self.second_page) {
+            (false, None) => Ok(()),
+            (false, Some(n)) => Err(format!("the first page of {listed} had a next page ({n} containers)")),
+            (true, None) => Err(format!("the first page of {listed} had no next page token")),
+            (true, Some(n)) if n == (listed - MAX_PAGE_SIZE).min(MAX_PAGE_SIZE) => Ok(()),
+            (true, Some(n)) => Err(format!("the second page held {n} containers")),
+        }
+    }
+
+    /// The row of a report's markdown table (`| measure | value | goal |`) for coordinator `index`, whose
+    /// fleet has `listed` containers: p50 and max against [`FIRST_PAGE_GOAL`], and [`FirstPageProbe::check`].
+    pub fn table_row(&self, index: usize, listed: usize) -> String {
+        let pages = match self.check(listed) {
+            Ok(()) => "full, next token works".to_owned(),
+            Err(problem) => format!("WRONG: {problem}"),
+        };
+        let verdict = match (self.median() <= FIRST_PAGE_GOAL, self.max() <= FIRST_PAGE_GOAL) {
+            (true, true) => "met",
+            (true, false) => "met at p50, missed at max",
+            (false, _) => "missed",
+        };
+        format!(
+            "| coordinator {index}: ListContainers first page ({}×) | p50 {:.1?}, max {:.1?}; {} containers, second \
+             page {}: {pages} | ≤ {FIRST_PAGE_GOAL:?}: {verdict} |",
+            self.latencies.len(),
+            self.median(),
+            self.max(),
+            self.fewest,
+            self.second_page.map_or("none".to_owned(), |n| format!("{n} containers")),
+        )
+    }
+}
+
 /// `count` node certificates from the test CA, named `<prefix>-0000`, `<prefix>-0001`, ..., loaded.
 pub fn node_certificates(pki: &TestPki, prefix: &str, count: usize) -> Vec<TlsMaterial> {
     (0..count).map(|i| pki.node(&format!("{prefix}-{i:04}")).load().expect("a freshly issued certificate")).collect()
@@ -440,7 +544,8 @@ pub fn sibling_binary(name: &str) -> Result<PathBuf, String> {
 }
 
 /// The real coordinator binary running as a child process on a free loopback port, with the test CA's
-/// coordinator certificate and the embedded store in a temporary folder; killed on drop.
+/// coordinator certificate and a data folder of its own (the embedded store, unless its environment names a
+/// Redis; [`crate::bench_store::BenchStore`] starts them on either) in a temporary folder; killed on drop.
 pub struct CoordinatorProcess {
     child: Child,
     addr: SocketAddr,
@@ -448,12 +553,6 @@ pub struct CoordinatorProcess {
 }
 
 impl CoordinatorProcess {
-    /// Starts `binary` and returns once it accepts connections. Its logs go to this process's standard
-    /// error, at `LOG_LEVEL` warn.
-    pub fn start(binary: &Path, pki: &TestPki) -> Result<Self, String> {
-        Self::start_with(binary, pki, &[("LOG_LEVEL", "warn")], None)
-    }
-
     /// Starts `binary` with these environment variables (after the defaults: `LOG_LEVEL` warn, no Redis,
     /// no configuration file), its standard error written to `stderr` when given (else to this process's),
     /// and returns once it accepts connections.
@@ -479,6 +578,8 @@ impl CoordinatorProcess {
             .env("LOG_LEVEL", "warn")
             .env_remove("REDIS_URL")
             .env_remove("REDIS_HOST")
+            .env_remove("REDIS_CLUSTER")
+            .env_remove("REDIS_WAIT_REPLICAS")
             .env_remove("HEMOSTAT_CONFIG")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -518,6 +619,19 @@ impl CoordinatorProcess {
     /// Its CPU time and memory now.
     pub fn usage(&self) -> Result<ProcessUsage, String> {
         process_usage(self.pid())
+    }
+
+    /// The CPU time and memory of every process of `coordinators` now, summed (peaks and threads too).
+    pub fn usage_of_all(coordinators: &[CoordinatorProcess]) -> Result<ProcessUsage, String> {
+        let mut sum = ProcessUsage::default();
+        for coordinator in coordinators {
+            let usage = coordinator.usage()?;
+            sum.cpu_seconds += usage.cpu_seconds;
+            sum.rss_kib += usage.rss_kib;
+            sum.peak_rss_kib += usage.peak_rss_kib;
+            sum.threads += usage.threads;
+        }
+        Ok(sum)
     }
 }
 

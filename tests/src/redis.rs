@@ -41,6 +41,16 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// The port it listens on (loopback).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its process id; `None` while it is stopped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Runs `redis-cli` against the server and returns its output.
     pub fn cli(&self, args: &[&str]) -> String {
         let out =
@@ -111,6 +121,20 @@ impl Drop for RedisServer {
             let _ = child.wait();
         }
     }
+}
+
+/// The `INFO` sections `sections` (`stats`, `commandstats`, ...) of the Redis server on loopback `port`, as
+/// `redis-cli` prints them.
+pub fn info(port: u16, sections: &[&str]) -> Result<String, String> {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "info"])
+        .args(sections)
+        .output()
+        .map_err(|e| format!("redis-cli: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("redis-cli -p {port} info: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// A loopback port nobody listens on right now.

@@ -112,6 +112,11 @@ impl RedisCluster {
         self.servers.iter().filter(|s| s.child.is_some()).map(|s| s.port).collect()
     }
 
+    /// The process id of the server on `port`; `None` while it is stopped.
+    pub fn pid(&self, port: u16) -> Option<u32> {
+        self.servers.iter().find(|s| s.port == port).and_then(|s| s.child.as_ref()).map(Child::id)
+    }
+
     /// The ports of the current masters serving slots (as a live server sees the cluster).
     pub fn masters(&self) -> Vec<u16> {
         self.nodes().into_iter().filter(|n| n.master && !n.failed && !n.slots.is_empty()).map(|n| n.port).collect()
