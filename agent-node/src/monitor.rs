@@ -493,14 +493,16 @@ impl Monitor {
     fn sampled(&mut self, samples: Vec<(String, Metrics)>, at: SystemTime, now: Instant) {
         let config = self.config;
         let polled: HashSet<&str> = samples.iter().map(|(id, _)| id.as_str()).collect();
-        let missed = self.containers.iter().any(|(id, tracked)| {
+        let missed_exit = self.containers.iter().any(|(id, tracked)| {
             tracked.state.as_ref().is_some_and(|s| s.status() == pb::ContainerStatus::Running)
                 && !polled.contains(id.as_str())
         });
-        if missed {
-            // An exit the event stream did not deliver: re-list. Without its `die` event the node cannot
-            // tell a crash from a requested stop, so it reports the new state and raises no alert.
-            tracing::info!("a poll disagrees with the event stream; taking a new snapshot");
+        let missed_start = polled.iter().any(|id| self.containers.get(*id).is_none_or(|t| t.state.is_none()));
+        if missed_exit || missed_start {
+            // An exit or a start the event stream did not deliver: re-list. Without its `die` event the node
+            // cannot tell a crash from a requested stop, so it reports the new state and raises no alert; a
+            // container it never heard of is reported by the new snapshot (and sampled from the next poll).
+            tracing::info!(missed_exit, missed_start, "a poll disagrees with the event stream; taking a new snapshot");
             self.resync.notify_one();
         }
         let mut report = Vec::with_capacity(samples.len());
@@ -655,6 +657,24 @@ mod tests {
         // A new session: the hog's condition again, marked as a re-assertion; the idle container has none.
         monitor.observe(Observation::Snapshot(vec![running("hog"), running("idle")]), now + Duration::from_secs(1));
         assert_eq!(alerts(&outbox), [("hog".to_owned(), false), ("hog".to_owned(), true)]);
+    }
+
+    #[tokio::test]
+    async fn a_poll_that_finds_a_container_the_events_never_named_or_misses_a_running_one_asks_for_a_snapshot() {
+        let outbox = Arc::new(Outbox::new(100));
+        let resync = Arc::new(Notify::new());
+        let mut monitor = Monitor::new(DetectionConfig::default(), outbox.clone(), resync.clone(), None);
+        let now = Instant::now();
+        let sample = || Metrics { cpu_percent: Some(1.0), sampled_at: Some(SystemTime::now()), ..Metrics::default() };
+        let asked = || async { tokio::time::timeout(Duration::from_millis(50), resync.notified()).await.is_ok() };
+        monitor.observe(Observation::Snapshot(vec![running("a")]), now);
+        monitor.observe(Observation::Samples { at: SystemTime::now(), samples: vec![("a".into(), sample())] }, now);
+        assert!(!asked().await, "the poll agrees with the events");
+        let samples = vec![("a".into(), sample()), ("unheard".into(), sample())];
+        monitor.observe(Observation::Samples { at: SystemTime::now(), samples }, now);
+        assert!(asked().await, "a running container no event announced");
+        monitor.observe(Observation::Samples { at: SystemTime::now(), samples: vec![] }, now);
+        assert!(asked().await, "a running container the poll no longer finds");
     }
 
     fn labelled(id: &str, labels: &[(&str, &str)]) -> pb::ContainerState {

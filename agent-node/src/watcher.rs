@@ -115,6 +115,12 @@ impl Watcher {
             .and_then(|file| std::fs::read_to_string(file).ok())
             .and_then(|text| text.trim().parse().ok());
         loop {
+            // Without a position, subscribe from now: the subscription starts streaming only once Docker
+            // answers it, and a container started between the snapshot and then would go unheard. Docker
+            // replays from the start of this second; what came before now is skipped below.
+            if last_nano.is_none() {
+                last_nano = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).ok().map(|d| d.as_nanos() as i64);
+            }
             let since = last_nano.map(|nano| nano / 1_000_000_000);
             let (tx, mut rx) = mpsc::channel::<EventMessage>(BUFFER);
             let reader = tokio::spawn(read_events(self.docker.clone(), self.subscription(since), tx));

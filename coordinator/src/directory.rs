@@ -250,23 +250,24 @@ impl Directory {
             return Ok(Vec::new());
         }
         let mut nodes = Vec::new();
-        let summaries = self.store.directory_summaries().await?;
-        for (name, raw) in &summaries {
-            if self.registry.is_connected(name) {
+        for (name, raw) in self.store.directory_summaries().await? {
+            if self.registry.is_connected(&name) {
                 continue;
             }
-            let node = RemoteSummary::decode(name, raw)?;
-            if node.coordinator != self.instance {
-                nodes.push(node);
-            }
-        }
-        // A coordinator of an earlier version publishes whole entries only: its nodes are summarised here.
-        for name in self.store.directory_nodes().await? {
-            if summaries.iter().any(|(summarised, _)| *summarised == name) {
-                continue;
-            }
-            if let Some(remote) = self.elsewhere_one(&name).await? {
-                nodes.push(RemoteSummary::of(remote));
+            match raw {
+                Some(raw) => {
+                    let node = RemoteSummary::decode(&name, &raw)?;
+                    if node.coordinator != self.instance {
+                        nodes.push(node);
+                    }
+                }
+                // A coordinator of an earlier version publishes whole entries only: its nodes are summarised
+                // here.
+                None => {
+                    if let Some(remote) = self.elsewhere_one(&name).await? {
+                        nodes.push(RemoteSummary::of(remote));
+                    }
+                }
             }
         }
         nodes.sort_by(|a, b| a.node.hello.name.cmp(&b.node.hello.name));

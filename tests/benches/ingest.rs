@@ -33,6 +33,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use hemostat_coordinator::directory::{METRICS_REFRESH, PUBLISH_INTERVAL};
 use hemostat_proto::v1 as pb;
 use hemostat_tests::bench_store::{BenchStore, StoreActivity, StoreKind};
 use hemostat_tests::fleet;
@@ -45,6 +46,10 @@ use hemostat_tests::pki::TestPki;
 const CPU_PER_SAMPLE_GOAL_US: f64 = 10.0;
 /// Goal: memory per session, KiB.
 const MEMORY_PER_SESSION_GOAL_KIB: f64 = 64.0;
+/// How old a listed sample may be: a coordinator lists its own sessions' latest samples, and the others'
+/// from the fleet directory, whose entries carry metrics at most [`METRICS_REFRESH`] old, published every
+/// [`PUBLISH_INTERVAL`]; one second more for the page's own time.
+const FRESH: Duration = METRICS_REFRESH.saturating_add(PUBLISH_INTERVAL).saturating_add(Duration::from_secs(1));
 /// Times the first page is asked for, per coordinator.
 const FIRST_PAGE_ASKS: usize = 20;
 
@@ -93,11 +98,11 @@ struct CoordinatorView {
 async fn coordinator_view(client: &fleet::FleetClient) -> anyhow::Result<CoordinatorView> {
     let asked = Instant::now();
     let pages = fleet::container_pages(client).await.map_err(anyhow::Error::msg)?;
-    // A sample is fresh if taken within 5 s before its page was asked for.
+    // A sample is fresh if taken within FRESH before its page was asked for.
     let fresh = pages
         .iter()
         .map(|page| {
-            let recent = page.asked_at - Duration::from_secs(5);
+            let recent = page.asked_at - FRESH;
             page.containers
                 .iter()
                 .filter_map(|c| c.metrics.as_ref()?.sampled_at.as_ref())
@@ -281,8 +286,12 @@ async fn main() -> anyhow::Result<()> {
         let view = coordinator_view(&client).await?;
         println!(
             "| coordinator {index}: containers listed (every page of ListContainers) | {} of {expected} in {} pages, \
-             on {} of {sessions} nodes; {} with a sample from the last 5 s | all |",
-            view.containers, view.pages, view.nodes, view.fresh
+             on {} of {sessions} nodes; {} with a sample from the last {} s | all |",
+            view.containers,
+            view.pages,
+            view.nodes,
+            view.fresh,
+            FRESH.as_secs()
         );
     }
     if let Some(error) = generator.first_error() {

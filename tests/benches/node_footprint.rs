@@ -5,7 +5,7 @@
 //!
 //! ```sh
 //! cargo build --release -p hemostat-node
-//! cargo bench -p hemostat-tests --bench node_footprint -- 100 10 120 engine,cgroup   # containers, interval s, duration s, sources
+//! cargo bench -p hemostat-tests --bench node_footprint -- 100 5 120 engine,cgroup   # containers, interval s, duration s, sources
 //! ```
 //!
 //! CPU times are nanoseconds from /proc/<pid>/task/*/schedstat, summed over the process's threads; peak
@@ -14,7 +14,9 @@
 //! answers other people's tests, so its cost is measured in pairs: after a warm-up of one interval, the
 //! node runs for a window of two intervals, then is stopped (SIGSTOP) for as long, `duration / window`
 //! times; dockerd's CPU above its idle baseline is the sum over the pairs of (window with the node −
-//! window without). Each pair's difference is printed so a burst of someone else's is visible.
+//! window without). Each pair's difference is printed so a burst of someone else's is visible. The window
+//! must stay under the coordinator's 15 s silence limit (an interval of at most 7 s): a node stopped for
+//! longer is dropped and reconnects, and the reconnection's cost would be counted.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -99,6 +101,12 @@ async fn main() {
         std::fs::copy(pki.dir().join(from), certs.path().join(to)).unwrap();
     }
     let window = Duration::from_secs(2 * interval);
+    assert!(
+        window < Duration::from_secs(15),
+        "an interval of {interval} s stops the node for {} s, past the coordinator's 15 s silence limit: \
+         at most 7 s",
+        window.as_secs()
+    );
     let pairs = (duration / window.as_secs()).max(1);
     for source in sources {
         let load_before = load();

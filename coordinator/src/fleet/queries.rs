@@ -6,8 +6,6 @@ use std::collections::{BTreeSet, HashSet};
 use std::ops::ControlFlow;
 use std::time::{Duration, SystemTime};
 
-use futures::{StreamExt, TryStreamExt};
-
 use super::paging::{Page, page_size, resume_after, token_after};
 use super::validation::{check_name, require_name};
 use super::{Fleet, FleetError};
@@ -20,8 +18,6 @@ use crate::remediation::settings::DryRunSource;
 use crate::silence::Silence;
 use hemostat_model::PolicyValue;
 
-/// Budgets read from the store at once for a list of containers.
-const CONCURRENT_BUDGET_READS: usize = 32;
 /// The most events read when looking for decisions awaiting approval.
 const APPROVALS_SCAN: usize = 500_000;
 
@@ -214,22 +210,29 @@ impl Fleet {
         Ok(ContainerDetail { entry, budget, silence, policy })
     }
 
-    /// Each of `entries` with its budget (read concurrently) and silence, in the same order.
+    /// Each of `entries` with its budget and silence, in the same order: the budgets in one store read.
     pub async fn container_details(&self, entries: Vec<ContainerEntry>) -> Result<Vec<ContainerDetail>, FleetError> {
         let now = unix_ms(SystemTime::now());
         let silences = self.silences().await?;
-        futures::stream::iter(entries)
-            .map(|entry| {
+        let keys: Vec<String> = entries.iter().map(|e| e.facts.budget_key(&e.node)).collect();
+        let states = self.budgets.read_budgets(&keys).await?;
+        Ok(entries
+            .into_iter()
+            .zip(keys)
+            .zip(states)
+            .map(|((entry, key), state)| {
                 let silence = silences.iter().find(|s| s.covers(&entry.node, &entry.facts.name, now)).cloned();
-                async move {
-                    let budget = self.budget_figures(&entry, now).await?;
-                    let policy = self.policy_of(&entry);
-                    Ok::<_, FleetError>(ContainerDetail { entry, budget, silence, policy })
-                }
+                let policy = self.remediator.dispatcher().policy().effective(&entry.facts.labels);
+                let budget = policy.budget();
+                let budget = BudgetFigures {
+                    key,
+                    status: budget.status(&state, now),
+                    max_attempts: budget.max_attempts,
+                    restart_policy: budget.policy.name(),
+                };
+                ContainerDetail { policy: policy.values(), entry, budget, silence }
             })
-            .buffered(CONCURRENT_BUDGET_READS)
-            .try_collect()
-            .await
+            .collect())
     }
 
     /// The container's effective policy (the settings, overridden by its labels), for people.

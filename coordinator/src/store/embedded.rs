@@ -385,15 +385,22 @@ impl BudgetStore for EmbeddedStore {
     }
 
     async fn read_budget(&self, key: &str) -> Result<BudgetState, StoreError> {
-        let key = key.to_owned();
+        let mut states = self.read_budgets(&[key.to_owned()]).await?;
+        Ok(states.pop().unwrap_or_default())
+    }
+
+    async fn read_budgets(&self, keys: &[String]) -> Result<Vec<BudgetState>, StoreError> {
+        let keys = keys.to_vec();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(failed)?;
             let table = txn.open_table(BUDGETS).map_err(failed)?;
-            match table.get(key.as_str()).map_err(failed)? {
-                Some(raw) => serde_json::from_slice(raw.value())
-                    .map_err(|e| StoreError::Corrupt(format!("budget of {key}: {e}"))),
-                None => Ok(BudgetState::default()),
-            }
+            keys.iter()
+                .map(|key| match table.get(key.as_str()).map_err(failed)? {
+                    Some(raw) => serde_json::from_slice(raw.value())
+                        .map_err(|e| StoreError::Corrupt(format!("budget of {key}: {e}"))),
+                    None => Ok(BudgetState::default()),
+                })
+                .collect()
         })
         .await
     }
@@ -745,7 +752,7 @@ impl DirectoryStore for EmbeddedStore {
         Ok(self.directory_summaries().await?.into_iter().map(|(node, _)| node).collect())
     }
 
-    async fn directory_summaries(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    async fn directory_summaries(&self) -> Result<Vec<(String, Option<Vec<u8>>)>, StoreError> {
         self.blocking(move |db| {
             let now_ms = crate::events::unix_ms(std::time::SystemTime::now());
             let txn = db.begin_read().map_err(failed)?;
@@ -754,7 +761,7 @@ impl DirectoryStore for EmbeddedStore {
             for entry in table.iter().map_err(failed)? {
                 let (node, value) = entry.map_err(failed)?;
                 if let Some(summary) = unexpired(node.value(), value.value(), now_ms)? {
-                    live.push((node.value().to_owned(), summary));
+                    live.push((node.value().to_owned(), Some(summary)));
                 }
             }
             Ok(live)

@@ -68,6 +68,10 @@ pub trait BudgetStore: Send + Sync {
     /// The container `key`'s budget state as stored (for people; decisions use `try_begin_action`).
     async fn read_budget(&self, key: &str) -> Result<BudgetState, StoreError>;
 
+    /// The budget states of `keys`, in their order, read in one go (a page of containers for people: one
+    /// read transaction, or one round trip to a Redis server, instead of one per container).
+    async fn read_budgets(&self, keys: &[String]) -> Result<Vec<BudgetState>, StoreError>;
+
     /// Notes that the container `member` needs remediation now, in each of `scopes` (the fleet, its node),
     /// and says whether any scope has more than `storm.threshold` containers needing it within
     /// `storm.window`: a storm. Atomic, and shared by every coordinator on the store.
@@ -180,8 +184,10 @@ pub trait DirectoryStore: Send + Sync {
     /// among them: its reads then find nothing).
     async fn directory_nodes(&self) -> Result<Vec<String>, StoreError>;
 
-    /// Every directory summary that has not expired, by node name.
-    async fn directory_summaries(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Every node the directory lists, by name, with its summary if it has not expired: `None` for a node
+    /// whose whole entry alone is live (as a coordinator older than summaries publishes). One read of the
+    /// name set; the names of nodes with neither are forgotten.
+    async fn directory_summaries(&self) -> Result<Vec<(String, Option<Vec<u8>>)>, StoreError>;
 
     /// The directory summary of the node `node`, if it has not expired.
     async fn directory_summary(&self, node: &str) -> Result<Option<Vec<u8>>, StoreError>;

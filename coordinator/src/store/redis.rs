@@ -33,6 +33,7 @@
 //! ([`StoreError::Unavailable`]): the decision is not acted on. See [`ClusterSettings::wait_replicas`].
 
 use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 use redis::streams::StreamRangeReply;
@@ -68,6 +69,30 @@ const ROUTED_COMMAND_TTL_MS: i64 = 60_000;
 const DRY_RUN_KEY: &str = "hemostat:settings:dry_run";
 
 /// A storm scope's window key.
+/// Budget states read at once on a cluster (see [`RedisStore::budget_states`]): the cluster connection
+/// pipelines them to each master.
+const CONCURRENT_BUDGET_READS: usize = 128;
+
+/// What a budget read answers: the hash's fields and the attempts with their times.
+type BudgetReply = (std::collections::HashMap<String, u64>, Vec<(String, u64)>);
+
+/// The container `key`'s budget hash and attempts set, in one slot.
+fn budget_keys(key: &str) -> (String, String) {
+    (format!("hemostat:{{{key}}}:budget"), format!("hemostat:{{{key}}}:attempts"))
+}
+
+/// A budget state from its hash's fields and its attempts.
+fn budget_from(fields: std::collections::HashMap<String, u64>, attempts: Vec<(String, u64)>) -> BudgetState {
+    BudgetState {
+        last_action_ms: fields.get("last_action_ms").copied(),
+        attempts_ms: attempts.into_iter().map(|(_, at)| at).collect(),
+        consecutive_failures: fields.get("failures").copied().unwrap_or(0) as u32,
+        last_failure_ms: fields.get("last_failure_ms").copied(),
+        streak: fields.get("streak").copied().unwrap_or(0) as u32,
+        next_action_ms: fields.get("next_action_ms").copied(),
+    }
+}
+
 fn storm_window_key(scope: &str) -> String {
     format!("hemostat:{{storm}}:{scope}:window")
 }
@@ -473,22 +498,58 @@ impl RedisStore {
     /// The container `key`'s budget state; with `forget`, deleted in the same atomic step.
     async fn budget_state(&self, key: &str, forget: bool) -> Result<BudgetState, StoreError> {
         let mut conn = self.conn.clone();
-        let (hash, zset) = (format!("hemostat:{{{key}}}:budget"), format!("hemostat:{{{key}}}:attempts"));
+        let (hash, zset) = budget_keys(key);
         let mut pipe = redis::pipe();
         pipe.atomic().hgetall(&hash).zrange_withscores(&zset, 0, -1);
         if forget {
             pipe.del(&[&hash, &zset]).ignore();
         }
-        let (fields, attempts): (std::collections::HashMap<String, u64>, Vec<(String, u64)>) =
-            pipe.query_async(&mut conn).await.map_err(failed)?;
-        Ok(BudgetState {
-            last_action_ms: fields.get("last_action_ms").copied(),
-            attempts_ms: attempts.into_iter().map(|(_, at)| at).collect(),
-            consecutive_failures: fields.get("failures").copied().unwrap_or(0) as u32,
-            last_failure_ms: fields.get("last_failure_ms").copied(),
-            streak: fields.get("streak").copied().unwrap_or(0) as u32,
-            next_action_ms: fields.get("next_action_ms").copied(),
-        })
+        let (fields, attempts): BudgetReply = pipe.query_async(&mut conn).await.map_err(failed)?;
+        Ok(budget_from(fields, attempts))
+    }
+
+    /// The budget states of `keys`, for people (each key's two reads are not one transaction: a write between
+    /// them shows a budget a moment old in part): on one server, one pipeline (a round trip for the lot); on
+    /// a cluster, where a pipeline's commands must share a slot, each key's own pipeline of two commands, at
+    /// most [`CONCURRENT_BUDGET_READS`] at a time on the cluster connection.
+    async fn budget_states(&self, keys: &[String]) -> Result<Vec<BudgetState>, StoreError> {
+        match &self.conn {
+            Connection::Single(_) if keys.is_empty() => Ok(Vec::new()),
+            Connection::Single(_) => {
+                let mut pipe = redis::pipe();
+                for key in keys {
+                    let (hash, zset) = budget_keys(key);
+                    pipe.hgetall(hash).zrange_withscores(zset, 0, -1);
+                }
+                let replies: Vec<redis::Value> = pipe.query_async(&mut self.conn.clone()).await.map_err(failed)?;
+                let mut replies = replies.into_iter();
+                let mut states = Vec::with_capacity(keys.len());
+                while let (Some(fields), Some(attempts)) = (replies.next(), replies.next()) {
+                    let corrupt = |e: redis::ParsingError| StoreError::Corrupt(format!("budget reply: {e}"));
+                    let fields = redis::from_redis_value(fields).map_err(corrupt)?;
+                    let attempts = redis::from_redis_value(attempts).map_err(corrupt)?;
+                    states.push(budget_from(fields, attempts));
+                }
+                if states.len() != keys.len() {
+                    return Err(StoreError::Corrupt(format!("{} budgets answered for {}", states.len(), keys.len())));
+                }
+                Ok(states)
+            }
+            Connection::Cluster(_) => {
+                futures::stream::iter(keys.iter().cloned())
+                    .map(|key| async move {
+                        let (hash, zset) = budget_keys(&key);
+                        let mut pipe = redis::pipe();
+                        pipe.hgetall(hash).zrange_withscores(zset, 0, -1);
+                        let (fields, attempts): BudgetReply =
+                            pipe.query_async(&mut self.conn.clone()).await.map_err(failed)?;
+                        Ok::<_, StoreError>(budget_from(fields, attempts))
+                    })
+                    .buffered(CONCURRENT_BUDGET_READS)
+                    .try_collect()
+                    .await
+            }
+        }
     }
 
     /// The same store, deciding budgets on `clock`.
@@ -633,6 +694,10 @@ impl BudgetStore for RedisStore {
 
     async fn read_budget(&self, key: &str) -> Result<BudgetState, StoreError> {
         self.budget_state(key, false).await
+    }
+
+    async fn read_budgets(&self, keys: &[String]) -> Result<Vec<BudgetState>, StoreError> {
+        self.budget_states(keys).await
     }
 
     async fn note_need(
@@ -907,7 +972,7 @@ impl DirectoryStore for RedisStore {
         Ok(names)
     }
 
-    async fn directory_summaries(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    async fn directory_summaries(&self) -> Result<Vec<(String, Option<Vec<u8>>)>, StoreError> {
         let names = self.directory_nodes().await?;
         if names.is_empty() {
             return Ok(Vec::new());
@@ -920,19 +985,23 @@ impl DirectoryStore for RedisStore {
         let mut gone = Vec::new();
         for (name, value) in names.into_iter().zip(values) {
             match value {
-                Some(summary) => live.push((name, summary)),
+                Some(summary) => live.push((name, Some(summary))),
                 None => gone.push(name),
             }
         }
-        // A name whose summary expired is forgotten, unless its entry is still there (a publication between
-        // the two reads): the set lists what can be read, and a node published again is listed again.
+        // A name without a summary is listed if its entry is still there (an older coordinator's node, or a
+        // publication between the two reads), else forgotten: the set lists what can be read, and a node
+        // published again is listed again.
         for name in gone {
             let entry_key = format!("{DIRECTORY_KEY}:{name}");
             let live_entry: bool = conn.exists(&entry_key).await.map_err(failed)?;
-            if !live_entry {
+            if live_entry {
+                live.push((name, None));
+            } else {
                 let _: i64 = conn.srem(DIRECTORY_KEY, &name).await.map_err(failed)?;
             }
         }
+        live.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(live)
     }
 

@@ -123,6 +123,35 @@ async fn backoff_doubles_from_ten_seconds_to_five_minutes_and_starts_over_after_
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_page_of_budgets_read_at_once_is_each_budget_as_read_alone_in_the_order_asked() {
+    for b in backends().await {
+        let s = &b.store;
+        let budget = budget(60, 3);
+        // Keys of different hash slots on a cluster, one never acted on, one with a failure.
+        let keys: Vec<String> = (0..40).map(|i| format!("node-{}/app-{i}", i % 7)).collect();
+        for (i, key) in keys.iter().enumerate().filter(|(i, _)| i % 3 != 0) {
+            for attempt in 0..(i % 3) as u64 {
+                s.try_begin_action(key, T0 + attempt * MIN, &budget, Draw::NONE).await.unwrap();
+            }
+        }
+        s.record_outcome(&keys[1], false, T0 + 5 * MIN, &budget).await.unwrap();
+        let mut asked = keys.clone();
+        asked.push("never/acted-on".into());
+        asked.reverse();
+        let together = s.read_budgets(&asked).await.unwrap();
+        let mut alone = Vec::new();
+        for key in &asked {
+            alone.push(s.read_budget(key).await.unwrap());
+        }
+        assert_eq!(together, alone, "{}", s.backend());
+        assert_eq!(together[0], BudgetState::default(), "{}: the key never acted on", s.backend());
+        assert_eq!(together.iter().filter(|b| b.attempts_ms.len() == 2).count(), 13, "{}", s.backend());
+        assert_eq!(together[asked.len() - 2].consecutive_failures, 1, "{}: keys[1]", s.backend());
+        assert_eq!(s.read_budgets(&[]).await.unwrap(), [], "{}", s.backend());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn backoff_jitter_is_the_same_in_both_stores_and_within_a_quarter() {
     for b in backends().await {
         let s = &b.store;
@@ -716,7 +745,7 @@ async fn the_fleet_directory_expires_its_entries_and_routed_commands_come_out_in
         })
         .await;
         assert_eq!(s.directory_summary("node-b").await.unwrap(), None, "{}: its summary with it", s.backend());
-        assert_eq!(s.directory_summaries().await.unwrap(), vec![("node-a".to_owned(), b"summary a".to_vec())]);
+        assert_eq!(s.directory_summaries().await.unwrap(), vec![("node-a".to_owned(), Some(b"summary a".to_vec()))]);
         assert_eq!(s.directory_nodes().await.unwrap(), vec!["node-a".to_owned()], "{}", s.backend());
 
         // A publication without the entry renews the earlier entry's expiry and replaces the summary only.
