@@ -266,8 +266,9 @@ struct NodeEntry {
     snapshot_parts: Option<(u32, BTreeSet<String>)>,
 }
 
-/// One node's containers, by id.
-type NodeContainers = BTreeMap<String, ContainerEntry>;
+/// One node's containers, by id: boxed, so that the map's nodes hold a pointer to each container, not its 720
+/// bytes (a B-tree node is about half empty: unboxed, that slack cost some 600 bytes a container).
+type NodeContainers = BTreeMap<String, Box<ContainerEntry>>;
 
 #[derive(Default)]
 struct State {
@@ -308,7 +309,7 @@ impl State {
     fn entry_mut(&mut self, node: &str, facts: &ContainerFacts) -> &mut ContainerEntry {
         let containers = self.of_node_mut(node);
         if !containers.contains_key(&facts.id) {
-            containers.insert(facts.id.clone(), ContainerEntry::new(node, facts.clone()));
+            containers.insert(facts.id.clone(), Box::new(ContainerEntry::new(node, facts.clone())));
         }
         containers.get_mut(&facts.id).expect("just inserted")
     }
@@ -471,7 +472,8 @@ impl Registry {
                 refused += 1;
                 continue;
             }
-            let mut entry = previous.remove(&facts.id).unwrap_or_else(|| ContainerEntry::new(node, facts.clone()));
+            let mut entry =
+                previous.remove(&facts.id).unwrap_or_else(|| Box::new(ContainerEntry::new(node, facts.clone())));
             entry.facts = facts;
             entry.updated_at = now;
             replaced.insert(entry.facts.id.clone(), entry);
@@ -630,7 +632,7 @@ impl Registry {
         let state = self.state.lock().expect("registry lock");
         let mut list: Vec<ContainerEntry> = match node {
             Some(node) => Self::of_node(&state, node).cloned().collect(),
-            None => state.containers.values().flat_map(|c| c.values()).cloned().collect(),
+            None => state.containers.values().flat_map(|c| c.values()).map(|e| ContainerEntry::clone(e)).collect(),
         };
         list.sort_by(|a, b| (&a.node, &a.facts.name).cmp(&(&b.node, &b.facts.name)));
         list
@@ -639,7 +641,7 @@ impl Registry {
     /// The container `container_id` of `node`, if known here.
     pub fn container(&self, node: &str, container_id: &str) -> Option<ContainerEntry> {
         let state = self.state.lock().expect("registry lock");
-        state.containers.get(node)?.get(container_id).cloned()
+        state.containers.get(node)?.get(container_id).map(|e| ContainerEntry::clone(e))
     }
 
     /// The container named `name` on `node`, if known here.
@@ -694,7 +696,7 @@ impl Registry {
 
     /// One node's entries.
     fn of_node<'a>(state: &'a State, node: &str) -> impl Iterator<Item = &'a ContainerEntry> + 'a {
-        state.containers.get(node).into_iter().flat_map(|c| c.values())
+        state.containers.get(node).into_iter().flat_map(|c| c.values()).map(|e| &**e)
     }
 
     /// Closes every session: their outbound streams end, so their RPCs can finish.
