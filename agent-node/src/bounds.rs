@@ -4,7 +4,8 @@
 //!
 //! | what | bound (defaults, [`MessageBounds`]) | when over it |
 //! |---|---|---|
-//! | a message | 1 MiB | a snapshot or a metrics report is sent in parts; anything else cannot exceed it once bounded |
+//! | a message | 1 MiB | anything but a snapshot or a metrics report cannot exceed it once bounded |
+//! | a snapshot or a metrics report | 16 KiB | sent in parts of at most that (a part holds at least one container, so one with 32 KiB of labels goes alone): the coordinator's decode buffer for a session grows to its largest message and keeps that size for the session's life |
 //! | container name | 256 B | cut, with the marker |
 //! | image | 512 B | cut, with the marker |
 //! | label key | 256 B | the label is left out |
@@ -36,6 +37,8 @@ const MARKER_MAX: usize = 24;
 pub struct MessageBounds {
     /// One message, encoded.
     pub message_bytes: usize,
+    /// One part of a snapshot or of a metrics report, encoded (larger ones are split).
+    pub part_bytes: usize,
     /// A container's name.
     pub name_bytes: usize,
     /// A container's image.
@@ -60,6 +63,7 @@ impl Default for MessageBounds {
     fn default() -> Self {
         MessageBounds {
             message_bytes: 1 << 20,
+            part_bytes: 16 << 10,
             name_bytes: 256,
             image_bytes: 512,
             label_key_bytes: 256,

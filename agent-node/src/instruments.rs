@@ -18,7 +18,7 @@
 //! | `hemostat_node_commands_total` | `action`, `result` | commands executed (the coordinator's and the local policy's) |
 //! | `hemostat_node_commands_limited_total` | `limit` | commands refused by a limit (`rate`, `concurrency`) |
 //! | `hemostat_node_message_cuts_total` | `field` | values cut or left out of messages to fit their bounds, by field |
-//! | `hemostat_node_messages_split_total` | | messages too large for one that were sent in parts |
+//! | `hemostat_node_messages_split_total` | | snapshots and metrics reports larger than a part (16 KiB) that were sent in parts |
 //! | `hemostat_node_unknown_messages_total` | | coordinator messages of a kind this node does not know (a newer coordinator's), ignored |
 //! | `hemostat_node_spool_damaged_records_total` | | damaged spool records skipped when reading the spool |
 //! | `hemostat_node_spool_depth` | | messages awaiting the coordinator's acknowledgement |

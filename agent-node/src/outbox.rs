@@ -154,7 +154,7 @@ impl Outbox {
     pub fn push(&self, mut body: Body) -> u64 {
         let instruments = crate::instruments::global();
         let cuts = bounds::bound(&mut body, &self.bounds);
-        let parts = bounds::split(body, self.bounds.message_bytes);
+        let parts = bounds::split(body, self.bounds.part_bytes.min(self.bounds.message_bytes));
         if parts.len() > 1 {
             instruments.message_split();
         }
@@ -523,7 +523,8 @@ mod tests {
 
     #[test]
     fn an_oversized_report_is_cut_or_split_and_the_cut_said_once() {
-        let outbox = Outbox::new(100);
+        // Room for both snapshots' parts (of at most 16 KiB: about 190 each).
+        let outbox = Outbox::new(1_000);
         let big = pb::ContainerState {
             id: "big".into(),
             name: "big".into(),
@@ -546,6 +547,8 @@ mod tests {
         for message in &messages {
             assert!(crate::bounds::message_size(&message.body) <= 1 << 20);
         }
+        let largest = messages.iter().map(|m| crate::bounds::message_size(&m.body)).max().unwrap();
+        assert!(largest <= 16 << 10, "parts of at most 16 KiB: {largest}");
         let parts: Vec<&pb::ContainerSnapshot> =
             messages.iter().filter_map(|m| if let Body::Snapshot(s) = &m.body { Some(s) } else { None }).collect();
         assert!(parts.len() >= 6, "two snapshots of about 3 MB, in parts: {}", parts.len());

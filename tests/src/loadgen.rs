@@ -233,11 +233,20 @@ impl NodeSession {
             .into_inner();
         let containers = containers(self.index, self.settings.containers);
         let ids: Vec<String> = containers.iter().map(|c| c.id.clone()).collect();
-        let snapshot = pb::ContainerSnapshot { containers, ..Default::default() };
-        tx.send(pb::SessionRequest { seq: 1, body: Some(Body::Snapshot(snapshot)) }).await.map_err(closed)?;
+        // In parts, as the node sends it (at most `MessageBounds::part_bytes` each).
+        let snapshot = Body::Snapshot(pb::ContainerSnapshot { containers, ..Default::default() });
+        let parts = hemostat_node::bounds::split(snapshot, hemostat_node::bounds::MessageBounds::default().part_bytes);
+        let last_part = parts.len() as u64;
+        for (seq, part) in (1..).zip(parts) {
+            tx.send(pb::SessionRequest { seq, body: Some(part) }).await.map_err(closed)?;
+        }
         loop {
             match inbound.message().await.map_err(|s| format!("waiting for the snapshot's ack: {s}"))? {
-                Some(pb::SessionResponse { body: Some(pb::session_response::Body::Ack(ack)) }) if ack.seq >= 1 => break,
+                Some(pb::SessionResponse { body: Some(pb::session_response::Body::Ack(ack)) })
+                    if ack.seq >= last_part =>
+                {
+                    break;
+                }
                 Some(_) => continue,
                 None => return Err("the coordinator closed the session before acknowledging the snapshot".into()),
             }
@@ -245,7 +254,7 @@ impl NodeSession {
         self.counters.snapshots_acked.fetch_add(1, Ordering::Relaxed);
         drop(permit);
 
-        let acked = Arc::new(AtomicU64::new(1));
+        let acked = Arc::new(AtomicU64::new(last_part));
         let mut reader = tokio::spawn(read_acks(inbound, acked.clone(), self.counters.clone()));
         // Heartbeats from the start of the session, as a node sends them; reports once the load starts.
         let heartbeat = self.settings.heartbeat_interval;
@@ -253,7 +262,7 @@ impl NodeSession {
         let mut reports: Option<tokio::time::Interval> = None;
         let interval = self.settings.report_interval;
         let phase = interval.mul_f64(self.index as f64 / self.settings.sessions.max(1) as f64);
-        let mut seq = 1;
+        let mut seq = last_part;
         loop {
             tokio::select! {
                 started = async { start.wait_for(Option::is_some).await.map(|at| *at) }, if reports.is_none() => {
