@@ -36,7 +36,16 @@ pub async fn nodes(args: NodesArgs) -> anyhow::Result<()> {
             break;
         }
     }
+    say_if_more("nodes", nodes.len(), &page_token);
     show(args.client.output, &nodes, |n| render::nodes_table(n))
+}
+
+/// Says on standard error that the list shown is the first `shown` of more (`next_page_token` is not
+/// empty), so that `--limit` never hides that a list was cut.
+fn say_if_more(what: &str, shown: usize, next_page_token: &str) {
+    if !next_page_token.is_empty() {
+        eprintln!("the first {shown} {what} only: there are more (a larger --limit, or none for all)");
+    }
 }
 
 /// The page size that reads no more than `limit` when `so_far` are read: a whole page (the server's) without
@@ -48,12 +57,13 @@ fn page_size(limit: Option<u32>, so_far: usize) -> u32 {
 /// The page size asked for (the coordinator's largest).
 const PAGE_SIZE: u32 = 1_000;
 
-/// The containers of `node` (every node's when `None`), at most `limit` (all when `None`), read page by page.
+/// The containers of `node` (every node's when `None`), at most `limit` (all when `None`), read page by page,
+/// and the token of the page after them (empty when they are all).
 pub(crate) async fn list_containers(
     client: &mut FleetServiceClient<Channel>,
     node: Option<&str>,
     limit: Option<u32>,
-) -> anyhow::Result<Vec<pb::Container>> {
+) -> anyhow::Result<(Vec<pb::Container>, String)> {
     let mut containers = Vec::new();
     let mut page_token = String::new();
     loop {
@@ -63,7 +73,7 @@ pub(crate) async fn list_containers(
         containers.extend(response.containers);
         page_token = response.next_page_token;
         if page_token.is_empty() || limit.is_some_and(|limit| containers.len() >= limit as usize) {
-            return Ok(containers);
+            return Ok((containers, page_token));
         }
     }
 }
@@ -84,7 +94,8 @@ pub struct ContainersArgs {
 /// Lists the containers the nodes reported, with their latest state.
 pub async fn containers(args: ContainersArgs) -> anyhow::Result<()> {
     let mut client = args.client.connection.settings()?.client().await?;
-    let listed = list_containers(&mut client, args.node.as_deref(), args.limit).await?;
+    let (listed, more) = list_containers(&mut client, args.node.as_deref(), args.limit).await?;
+    say_if_more("containers", listed.len(), &more);
     let containers: Vec<Container> = listed.into_iter().map(Container::from).collect();
     show(args.client.output, &containers, |c| render::containers_table(c, std::time::SystemTime::now()))
 }

@@ -26,7 +26,7 @@ use crate::terminal;
 async fn resolve(client: &mut FleetServiceClient<Channel>, target: &ContainerRef) -> anyhow::Result<ContainerTarget> {
     if target.node.is_none() {
         let fleet: Vec<Container> =
-            fleet::list_containers(client, None, None).await?.into_iter().map(Container::from).collect();
+            fleet::list_containers(client, None, None).await?.0.into_iter().map(Container::from).collect();
         return target.resolve_in(&fleet).map_err(anyhow::Error::msg);
     }
     target.resolve_in(&[]).map_err(anyhow::Error::msg)

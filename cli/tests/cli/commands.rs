@@ -636,8 +636,17 @@ async fn containers_and_nodes_with_a_limit_show_no_more_than_it() {
     })
     .await;
     let all = fleet.json(&["containers", "-o", "json"]).as_array().unwrap().len();
-    let limited = fleet.json(&["containers", "-o", "json", "--limit", "2"]);
-    assert_eq!(limited.as_array().unwrap().len(), 2, "of {all}: {limited}");
+    let limited = fleet.cli(&["containers", "-o", "json", "--limit", "2"]);
+    assert!(limited.status.success(), "{}", text(&limited));
+    let shown: Value = serde_json::from_slice(&limited.stdout).expect("JSON on standard output alone");
+    assert_eq!(shown.as_array().unwrap().len(), 2, "of {all}: {shown}");
+    assert!(
+        String::from_utf8_lossy(&limited.stderr).contains("the first 2 containers only: there are more"),
+        "a cut list says so: {}",
+        text(&limited)
+    );
+    let whole = fleet.cli(&["containers", "-o", "json", "--limit", &all.to_string()]);
+    assert!(!String::from_utf8_lossy(&whole.stderr).contains("there are more"), "{}", text(&whole));
     assert_eq!(fleet.json(&["nodes", "-o", "json", "--limit", "1"]).as_array().unwrap().len(), 1);
     let refused = fleet.cli(&["containers", "--limit", "0"]);
     assert_eq!(refused.status.code(), Some(2), "a usage error: {}", text(&refused));
