@@ -6,7 +6,7 @@
 //! stats (milliseconds of the engine's CPU each, never the 2-second call), taken concurrently so that the
 //! poll's duration does not grow with the number of containers. Both give `docker stats`' figures.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
 
 use bollard::Docker;
@@ -61,7 +61,8 @@ impl hemostat_settings::Value for StatsSource {
 enum Via {
     Cgroup(Location),
     Engine,
-    /// Neither (`NODE_STATS_SOURCE=cgroup` and its files cannot be read): no samples until it restarts.
+    /// Neither (`NODE_STATS_SOURCE=cgroup` and its files cannot be read): no sample this poll; located again
+    /// at the next (a container caught mid-restart has no init process for a moment).
     Nothing,
 }
 
@@ -76,6 +77,8 @@ pub struct Poller {
     host: Option<cgroup::Host>,
     previous: HashMap<String, CpuCounters>,
     via: HashMap<String, Via>,
+    /// The running containers whose cgroup files could not be read at the last try: warned about once.
+    unreadable: HashSet<String>,
     /// One buffer for every file read by a poll.
     buf: String,
 }
@@ -107,6 +110,7 @@ impl Poller {
             host,
             previous: HashMap::new(),
             via: HashMap::new(),
+            unreadable: HashSet::new(),
             buf: String::with_capacity(4096),
         })
     }
@@ -171,6 +175,7 @@ impl Poller {
         for id in &ids {
             let fresh = match (via.get(id), &self.host) {
                 (Some(Via::Cgroup(location)), Some(host)) => host.still_runs(location, &mut self.buf),
+                (Some(Via::Nothing), _) => false,
                 (Some(_), _) => true,
                 (None, _) => false,
             };
@@ -179,24 +184,44 @@ impl Poller {
                 unlocated.push(id.clone());
             }
         }
-        let located: Vec<(String, Via)> = match &self.host {
+        let located: Vec<(String, Result<Location, String>)> = match &self.host {
             Some(host) => {
                 let docker = &self.docker;
-                let source = self.source;
                 futures::stream::iter(unlocated)
                     .map(|id| async move {
-                        let how = locate(docker, host, &id, source).await;
+                        let how = locate(docker, host, &id).await;
                         (id, how)
                     })
                     .buffer_unordered(CONCURRENCY)
                     .collect()
                     .await
             }
-            None => unlocated.into_iter().map(|id| (id, Via::Engine)).collect(),
+            None => unlocated.into_iter().map(|id| (id, Err("no cgroup mounts".to_owned()))).collect(),
         };
-        via.extend(located);
+        for (id, how) in located {
+            let how = match how {
+                Ok(location) => {
+                    self.unreadable.remove(&id);
+                    Via::Cgroup(location)
+                }
+                Err(error) if self.host.is_some() && self.source == StatsSource::Cgroup => {
+                    if self.unreadable.insert(id.clone()) {
+                        tracing::warn!(container = %id, %error, "cgroup files unreadable; no samples of this container until they are (tried at every poll)");
+                    }
+                    Via::Nothing
+                }
+                Err(error) => {
+                    if self.host.is_some() {
+                        tracing::info!(container = %id, %error, "cgroup files unreadable; stats of this container from the engine");
+                    }
+                    Via::Engine
+                }
+            };
+            via.insert(id, how);
+        }
         // Only the running containers are kept: one that stopped is located again when it runs.
         let mut via: HashMap<String, Via> = ids.iter().filter_map(|id| via.remove_entry(id)).collect();
+        self.unreadable.retain(|id| via.contains_key(id));
 
         let instruments = crate::instruments::global();
         let mut readings = Vec::with_capacity(ids.len());
@@ -255,18 +280,9 @@ impl Poller {
     }
 }
 
-/// How to read `id`'s counters: its cgroup files if its inspect data leads to readable ones, else (with
-/// [`StatsSource::Auto`]) the engine.
-async fn locate(docker: &Docker, host: &cgroup::Host, id: &str, source: StatsSource) -> Via {
-    let fallback = |error: String| {
-        if source == StatsSource::Cgroup {
-            tracing::warn!(container = %id, %error, "cgroup files unreadable; no samples of this container");
-            Via::Nothing
-        } else {
-            tracing::info!(container = %id, %error, "cgroup files unreadable; stats of this container from the engine");
-            Via::Engine
-        }
-    };
+/// Where `id`'s counters are: its cgroup files, if its inspect data leads to readable ones; else why not.
+async fn locate(docker: &Docker, host: &cgroup::Host, id: &str) -> Result<Location, String> {
+    let fallback = Err::<Location, String>;
     let inspect = match docker.inspect_container(id, None::<InspectContainerOptions>).await {
         Ok(inspect) => inspect,
         Err(error) => return fallback(error.to_string()),
@@ -280,7 +296,7 @@ async fn locate(docker: &Docker, host: &cgroup::Host, id: &str, source: StatsSou
         // The cgroup of a Docker container carries its id (cgroupfs, systemd, a cgroup parent): anything else
         // is another process with that pid, seen from another pid namespace (a node in a container).
         Ok(location) if !location.cgroup_names(id) => fallback(format!("process {pid}'s cgroup is not {id}'s")),
-        Ok(location) if host.still_runs(&location, &mut buf) => Via::Cgroup(location),
+        Ok(location) if host.still_runs(&location, &mut buf) => Ok(location),
         Ok(_) => fallback(format!("process {pid} left its cgroup")),
         Err(error) => fallback(error.to_string()),
     }
