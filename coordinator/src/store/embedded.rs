@@ -802,6 +802,14 @@ impl DirectoryStore for EmbeddedStore {
     async fn take_routed_command(&self, coordinator: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let coordinator = coordinator.to_owned();
         self.blocking(move |db| {
+            // Asked ten times a second: look first, so that an empty queue costs a read, not a commit (two
+            // fdatasyncs: it was 20 a second, most of an idle coordinator's CPU).
+            let read = db.begin_read().map_err(failed)?;
+            let range = (coordinator.as_str(), 0)..=(coordinator.as_str(), u64::MAX);
+            if read.open_table(ROUTED).map_err(failed)?.range(range).map_err(failed)?.next().is_none() {
+                return Ok(None);
+            }
+            drop(read);
             let txn = db.begin_write().map_err(failed)?;
             let taken = {
                 let mut table = txn.open_table(ROUTED).map_err(failed)?;
