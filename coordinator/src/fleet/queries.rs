@@ -204,10 +204,8 @@ impl Fleet {
     /// The container `ident` on `node` with its budget and silence.
     pub async fn container_detail(&self, node: &str, ident: &str) -> Result<ContainerDetail, FleetError> {
         let entry = self.container(node, ident).await?;
-        let silence = self.settings().silence_for(&entry.node, &entry.facts.name).await?;
-        let budget = self.budget_figures(&entry, unix_ms(SystemTime::now())).await?;
-        let policy = self.policy_of(&entry);
-        Ok(ContainerDetail { entry, budget, silence, policy })
+        let mut details = self.container_details(vec![entry]).await?;
+        details.pop().ok_or_else(|| FleetError::NotFound(format!("node {node:?}: {ident:?} vanished")))
     }
 
     /// Each of `entries` with its budget and silence, in the same order: the budgets in one store read.
@@ -233,18 +231,6 @@ impl Fleet {
                 ContainerDetail { policy: policy.values(), entry, budget, silence }
             })
             .collect())
-    }
-
-    /// The container's effective policy (the settings, overridden by its labels), for people.
-    fn policy_of(&self, entry: &ContainerEntry) -> Vec<PolicyValue> {
-        self.remediator.dispatcher().policy().effective(&entry.facts.labels).values()
-    }
-
-    async fn budget_figures(&self, entry: &ContainerEntry, now_ms: u64) -> Result<BudgetFigures, FleetError> {
-        let key = entry.facts.budget_key(&entry.node);
-        let budget = self.remediator.dispatcher().policy().effective(&entry.facts.labels).budget();
-        let status = budget.status(&self.budgets.read_budget(&key).await?, now_ms);
-        Ok(BudgetFigures { key, status, max_attempts: budget.max_attempts, restart_policy: budget.policy.name() })
     }
 
     /// The silences in force, soonest to expire first.

@@ -69,7 +69,7 @@ const ROUTED_COMMAND_TTL_MS: i64 = 60_000;
 const DRY_RUN_KEY: &str = "hemostat:settings:dry_run";
 
 /// A storm scope's window key.
-/// Budget states read at once on a cluster (see [`RedisStore::budget_states`]): the cluster connection
+/// Budget states read at once on a cluster (see `read_budgets`): the cluster connection
 /// pipelines them to each master.
 const CONCURRENT_BUDGET_READS: usize = 128;
 
@@ -508,50 +508,6 @@ impl RedisStore {
         Ok(budget_from(fields, attempts))
     }
 
-    /// The budget states of `keys`, for people (each key's two reads are not one transaction: a write between
-    /// them shows a budget a moment old in part): on one server, one pipeline (a round trip for the lot); on
-    /// a cluster, where a pipeline's commands must share a slot, each key's own pipeline of two commands, at
-    /// most [`CONCURRENT_BUDGET_READS`] at a time on the cluster connection.
-    async fn budget_states(&self, keys: &[String]) -> Result<Vec<BudgetState>, StoreError> {
-        match &self.conn {
-            Connection::Single(_) if keys.is_empty() => Ok(Vec::new()),
-            Connection::Single(_) => {
-                let mut pipe = redis::pipe();
-                for key in keys {
-                    let (hash, zset) = budget_keys(key);
-                    pipe.hgetall(hash).zrange_withscores(zset, 0, -1);
-                }
-                let replies: Vec<redis::Value> = pipe.query_async(&mut self.conn.clone()).await.map_err(failed)?;
-                let mut replies = replies.into_iter();
-                let mut states = Vec::with_capacity(keys.len());
-                while let (Some(fields), Some(attempts)) = (replies.next(), replies.next()) {
-                    let corrupt = |e: redis::ParsingError| StoreError::Corrupt(format!("budget reply: {e}"));
-                    let fields = redis::from_redis_value(fields).map_err(corrupt)?;
-                    let attempts = redis::from_redis_value(attempts).map_err(corrupt)?;
-                    states.push(budget_from(fields, attempts));
-                }
-                if states.len() != keys.len() {
-                    return Err(StoreError::Corrupt(format!("{} budgets answered for {}", states.len(), keys.len())));
-                }
-                Ok(states)
-            }
-            Connection::Cluster(_) => {
-                futures::stream::iter(keys.iter().cloned())
-                    .map(|key| async move {
-                        let (hash, zset) = budget_keys(&key);
-                        let mut pipe = redis::pipe();
-                        pipe.hgetall(hash).zrange_withscores(zset, 0, -1);
-                        let (fields, attempts): BudgetReply =
-                            pipe.query_async(&mut self.conn.clone()).await.map_err(failed)?;
-                        Ok::<_, StoreError>(budget_from(fields, attempts))
-                    })
-                    .buffered(CONCURRENT_BUDGET_READS)
-                    .try_collect()
-                    .await
-            }
-        }
-    }
-
     /// The same store, deciding budgets on `clock`.
     pub fn with_clock(self, clock: DecisionClock) -> Self {
         RedisStore { clock, ..self }
@@ -696,8 +652,48 @@ impl BudgetStore for RedisStore {
         self.budget_state(key, false).await
     }
 
+    /// The budget states of `keys`, for people (each key's two reads are not one transaction: a write between
+    /// them shows a budget a moment old in part): on one server, one pipeline (a round trip for the lot); on
+    /// a cluster, where a pipeline's commands must share a slot, each key's own pipeline of two commands, at
+    /// most [`CONCURRENT_BUDGET_READS`] at a time on the cluster connection.
     async fn read_budgets(&self, keys: &[String]) -> Result<Vec<BudgetState>, StoreError> {
-        self.budget_states(keys).await
+        match &self.conn {
+            Connection::Single(_) if keys.is_empty() => Ok(Vec::new()),
+            Connection::Single(_) => {
+                let mut pipe = redis::pipe();
+                for key in keys {
+                    let (hash, zset) = budget_keys(key);
+                    pipe.hgetall(hash).zrange_withscores(zset, 0, -1);
+                }
+                let replies: Vec<redis::Value> = pipe.query_async(&mut self.conn.clone()).await.map_err(failed)?;
+                let mut replies = replies.into_iter();
+                let mut states = Vec::with_capacity(keys.len());
+                while let (Some(fields), Some(attempts)) = (replies.next(), replies.next()) {
+                    let corrupt = |e: redis::ParsingError| StoreError::Corrupt(format!("budget reply: {e}"));
+                    let fields = redis::from_redis_value(fields).map_err(corrupt)?;
+                    let attempts = redis::from_redis_value(attempts).map_err(corrupt)?;
+                    states.push(budget_from(fields, attempts));
+                }
+                if states.len() != keys.len() {
+                    return Err(StoreError::Corrupt(format!("{} budgets answered for {}", states.len(), keys.len())));
+                }
+                Ok(states)
+            }
+            Connection::Cluster(_) => {
+                futures::stream::iter(keys.iter().cloned())
+                    .map(|key| async move {
+                        let (hash, zset) = budget_keys(&key);
+                        let mut pipe = redis::pipe();
+                        pipe.hgetall(hash).zrange_withscores(zset, 0, -1);
+                        let (fields, attempts): BudgetReply =
+                            pipe.query_async(&mut self.conn.clone()).await.map_err(failed)?;
+                        Ok::<_, StoreError>(budget_from(fields, attempts))
+                    })
+                    .buffered(CONCURRENT_BUDGET_READS)
+                    .try_collect()
+                    .await
+            }
+        }
     }
 
     async fn note_need(
