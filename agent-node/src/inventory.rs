@@ -311,7 +311,7 @@ pub async fn snapshot_explained(
                 Err(error) => Err(error),
             }
         })
-        .buffer_unordered(16)
+        .buffer_unordered(crate::engine::REQUESTS_IN_FLIGHT)
         .try_collect()
         .await?;
     let mut containers: Vec<pb::ContainerState> = inspected.into_iter().flatten().collect();

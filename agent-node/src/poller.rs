@@ -19,8 +19,7 @@ use crate::inventory::ContainerSelector;
 use crate::metrics::{self, CpuCounters, Metrics, Reading};
 use crate::monitor::Observation;
 
-/// Stats and inspect requests in flight at once.
-const CONCURRENCY: usize = 16;
+use crate::engine::REQUESTS_IN_FLIGHT;
 
 /// Where the poller reads a container's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -192,7 +191,7 @@ impl Poller {
                         let how = locate(docker, host, &id).await;
                         (id, how)
                     })
-                    .buffer_unordered(CONCURRENCY)
+                    .buffer_unordered(REQUESTS_IN_FLIGHT)
                     .collect()
                     .await
             }
@@ -254,7 +253,7 @@ impl Poller {
                 let stats = docker.stats(&id, Some(options)).next().await.and_then(Result::ok);
                 (id, stats.as_ref().map(Reading::from_engine))
             })
-            .buffer_unordered(CONCURRENCY)
+            .buffer_unordered(REQUESTS_IN_FLIGHT)
             .collect()
             .await;
         for (id, reading) in fetched {

@@ -1,14 +1,17 @@
 //! What HemoStat's programs tell their operators about themselves, shared by `hemostat-coordinator`,
 //! `hemostat-node` and `hemostat`: logs (here) and Prometheus metrics ([`exposition`]).
 //!
-//! `LOG_LEVEL` (a level such as `info`, or a full `tracing` filter such as `hemostat_node=debug,info`) and
+//! `LOG_LEVEL` (a level such as `info`, or levels by target such as `hemostat_node=debug,hyper=off,info`;
+//! `tracing`'s span and field filters are not taken, and keep the programs free of a regex engine) and
 //! `LOG_FORMAT` (`text` or `json`, as the original) choose what is written to standard error.
 
 pub mod exposition;
 
 use std::str::FromStr;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -48,28 +51,45 @@ pub enum LoggingError {
         /// The parser's complaint.
         source: tracing_subscriber::filter::ParseError,
     },
+    /// A part of `LOG_LEVEL` without `=` is not a level: a bare name would mean "everything from the target of
+    /// that name, and nothing else".
+    #[error(
+        "invalid LOG_LEVEL {level:?}: {part:?} is not a level (off, error, warn, info, debug, trace) nor target=level"
+    )]
+    NotALevel {
+        /// The value given.
+        level: String,
+        /// The part that is not a level.
+        part: String,
+    },
     /// `LOG_FORMAT` is unknown.
     #[error(transparent)]
     Format(#[from] UnknownLogFormat),
 }
 
-/// Installs the global subscriber from `LOG_LEVEL` (default `info`) and `LOG_FORMAT` (default `text`).
+/// Installs the global subscriber from `LOG_LEVEL` (default, and when empty, `info`) and `LOG_FORMAT` (default `text`).
 /// A second call in one process does nothing.
 pub fn init_from_env() -> Result<(), LoggingError> {
-    let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "info".to_owned());
+    let level = std::env::var("LOG_LEVEL").ok().filter(|level| !level.trim().is_empty());
+    let level = level.unwrap_or_else(|| "info".to_owned());
     let format = std::env::var("LOG_FORMAT").ok().map(|f| f.parse()).transpose()?.unwrap_or_default();
     init(&level, format)
 }
 
 /// Installs the global subscriber with this filter and format. A second call in one process does nothing.
 pub fn init(level: &str, format: LogFormat) -> Result<(), LoggingError> {
-    let filter = EnvFilter::builder()
-        .parse(level.to_ascii_lowercase())
-        .map_err(|source| LoggingError::Level { level: level.to_owned(), source })?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if let Some(part) =
+        level.split(',').map(str::trim).find(|part| !part.contains('=') && part.parse::<LevelFilter>().is_err())
+    {
+        return Err(LoggingError::NotALevel { level: level.to_owned(), part: part.to_owned() });
+    }
+    let filter: Targets =
+        level.to_ascii_lowercase().parse().map_err(|source| LoggingError::Level { level: level.to_owned(), source })?;
+    // Every level reaches the filter, which alone decides (the builder's own default would stop at info).
+    let builder = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.finish().with(filter).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).finish().with(filter).try_init(),
     };
     Ok(())
 }
@@ -81,5 +101,26 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_level_that_is_not_levels_by_target_is_refused_and_said_back() {
+        for bad in ["verbose", "hemostat_node=loud", "[span{field=1}]=debug", "a=b=c"] {
+            match init(bad, LogFormat::Text) {
+                Err(LoggingError::Level { level, .. } | LoggingError::NotALevel { level, .. }) => {
+                    assert_eq!(level, bad)
+                }
+                other => panic!("{bad:?} was taken: {other:?}"),
+            }
+        }
+        // Levels, by target or not, in any case.
+        for good in ["INFO", "hemostat_node=debug,hyper=off,warn", "trace"] {
+            assert!(good.to_ascii_lowercase().parse::<Targets>().is_ok(), "{good}");
+        }
     }
 }

@@ -10,6 +10,7 @@ use super::paging::{Page, page_size, resume_after, token_after};
 use super::validation::{check_name, require_name};
 use super::{Fleet, FleetError};
 use crate::container::Status;
+use crate::directory::RemoteNode;
 use crate::events::{EventKind, Rejection, StoredEvent, unix_ms};
 use crate::policy::BudgetStatus;
 use crate::registry::{ContainerEntry, NodeInfo};
@@ -17,6 +18,10 @@ use crate::remediation::journal::{Log, from_time};
 use crate::remediation::settings::DryRunSource;
 use crate::silence::Silence;
 use hemostat_model::PolicyValue;
+
+/// How many nodes' directory entries a page of containers reads at once: a page of the default size spans
+/// about ten nodes of 100 containers, and reading them one after another cost a round trip to the store each.
+const PAGE_ENTRY_READS_AHEAD: usize = 4;
 
 /// The most events read when looking for decisions awaiting approval.
 const APPROVALS_SCAN: usize = 500_000;
@@ -112,10 +117,21 @@ impl Fleet {
             }
         };
         let mut items: Vec<ContainerEntry> = Vec::new();
-        for name in names.iter().filter(|n| after.as_ref().is_none_or(|(node, _)| *n >= node)) {
+        let names: Vec<&String> = names.iter().filter(|n| after.as_ref().is_none_or(|(node, _)| *n >= node)).collect();
+        // The nodes' directory entries are read a few at once (a round trip each to the store), in order.
+        let mut chunks = names.chunks(PAGE_ENTRY_READS_AHEAD);
+        let mut read: Vec<(&String, Option<RemoteNode>)> = Vec::new();
+        loop {
+            if read.is_empty() {
+                let Some(chunk) = chunks.next() else { break };
+                let remotes =
+                    futures::future::try_join_all(chunk.iter().map(|name| self.directory.elsewhere_one(name))).await?;
+                read = chunk.iter().copied().zip(remotes).rev().collect();
+            }
+            let Some((name, remote)) = read.pop() else { break };
             let after_name = after.as_ref().filter(|(node, _)| node == name).map(|(_, name)| name.as_str());
             let wanted = size + 1 - items.len();
-            match self.directory.elsewhere_one(name).await? {
+            match remote {
                 Some(remote) => {
                     let mut containers: Vec<ContainerEntry> = remote
                         .containers

@@ -6,6 +6,7 @@
 //! coordinator; each decision one round trip, by Lua; on one server or a Redis Cluster) and [`embedded::EmbeddedStore`] for a single host (a
 //! redb file; chosen when no Redis is configured). Errors are backend-neutral ([`StoreError`]).
 
+pub mod cluster_slots;
 pub mod embedded;
 pub mod redis;
 

@@ -4,7 +4,9 @@
 //! [`RedisStore::connect`] opens one server (a [`ConnectionManager`] that reconnects by itself);
 //! [`RedisStore::connect_cluster`] opens a Redis Cluster from seed nodes with the redis crate's cluster client,
 //! which learns the slot map, follows `MOVED`/`ASK` redirects, and refreshes the map and retries when a master
-//! fails and its replica takes over. Every store method runs on one [`Connection`], whichever it is.
+//! fails and its replica takes over. Every store method runs on one [`Connection`], whichever it is. The one
+//! read of many keys of many slots (a page's budgets) goes around the client's one-slot pipelines: one
+//! pipeline per master, from the slot map of [`super::cluster_slots`].
 //!
 //! # Key layout
 //! Every script and multi-key command touches keys of one hash slot only: the part of a key in `{…}` (its
@@ -51,7 +53,12 @@ use crate::events::{
 };
 use crate::policy::{Backoff, Budget, BudgetState, BudgetVerdict, Draw, RestartPolicy};
 use crate::silence::Silence;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use super::cluster_slots::{MasterAddress, SlotMasters, key_slot};
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
 /// The event log's stream key (hash tag `events`, shared with its per-type id lists).
 const EVENTS_KEY: &str = "hemostat:{events}";
@@ -68,9 +75,8 @@ const ROUTED_COMMAND_TTL_MS: i64 = 60_000;
 /// Dry-run as an operator set it: `1` or `0`; absent when the configuration decides.
 const DRY_RUN_KEY: &str = "hemostat:settings:dry_run";
 
-/// A storm scope's window key.
-/// Budget states read at once on a cluster (see `read_budgets`): the cluster connection
-/// pipelines them to each master.
+/// Budget states read at once on a cluster when they are read key by key (see `read_budgets`): the cluster
+/// connection pipelines them to each master.
 const CONCURRENT_BUDGET_READS: usize = 128;
 
 /// What a budget read answers: the hash's fields and the attempts with their times.
@@ -93,6 +99,7 @@ fn budget_from(fields: std::collections::HashMap<String, u64>, attempts: Vec<(St
     }
 }
 
+/// A storm scope's window key.
 fn storm_window_key(scope: &str) -> String {
     format!("hemostat:{{storm}}:{scope}:window")
 }
@@ -378,6 +385,11 @@ fn failed(error: redis::RedisError) -> StoreError {
     StoreError::Unavailable { backend: "redis", message: error.to_string() }
 }
 
+/// A failure of Redis that is not one of its errors (a reply in an unexpected place) as a store error.
+fn unavailable(message: String) -> StoreError {
+    StoreError::Unavailable { backend: "redis", message }
+}
+
 /// The Redis state store.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -396,6 +408,11 @@ pub struct RedisStore {
     clock: DecisionClock,
     /// Why what this store keeps would not survive a restart of its servers (see [`StateStore::volatility`]).
     volatility: Option<String>,
+    /// On a cluster, the slots' masters as last read, for reads of many keys grouped by master (`None` until
+    /// read, and after a grouped read found it stale).
+    slot_masters: Arc<std::sync::Mutex<Option<Arc<SlotMasters>>>>,
+    /// Grouped reads that fell back to reading key by key (a stale slot map, a master unreachable).
+    grouped_read_fallbacks: Arc<AtomicU64>,
 }
 
 impl RedisStore {
@@ -492,7 +509,95 @@ impl RedisStore {
             take_pending: redis::Script::new(TAKE_PENDING_SCRIPT),
             clock: DecisionClock::Store,
             volatility: None,
+            slot_masters: Arc::default(),
+            grouped_read_fallbacks: Arc::default(),
         })
+    }
+
+    /// How many reads of a page's budgets on a cluster fell back to reading key by key because the slot map
+    /// was stale or a master could not be reached: 0 on a cluster at rest.
+    pub fn grouped_read_fallbacks(&self) -> u64 {
+        self.grouped_read_fallbacks.load(Ordering::Relaxed)
+    }
+
+    /// The cluster's slot map, read with `CLUSTER SLOTS` when there is none yet.
+    async fn slot_masters(&self, conn: &ClusterConnection) -> Result<Arc<SlotMasters>, StoreError> {
+        if let Some(map) = self.slot_masters.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Ok(map);
+        }
+        let reply = conn
+            .clone()
+            .route_command(
+                redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+            )
+            .await
+            .map_err(failed)?;
+        let map = Arc::new(SlotMasters::from_reply(reply).map_err(StoreError::Corrupt)?);
+        *self.slot_masters.lock().unwrap_or_else(|e| e.into_inner()) = Some(map.clone());
+        Ok(map)
+    }
+
+    /// The budgets of `keys` on a cluster in one pipeline per master (their commands are for different slots
+    /// of that master, which Redis allows in a pipeline that is not a transaction). Any error, a `MOVED`
+    /// reply included, fails the whole read: the caller reads key by key instead.
+    async fn read_budgets_by_master(
+        &self,
+        conn: &ClusterConnection,
+        keys: &[String],
+    ) -> Result<Vec<BudgetState>, StoreError> {
+        let masters = self.slot_masters(conn).await?;
+        // Each master's pipeline, and for each of its commands the key's index (its budget hash, then its
+        // attempts: a key's two commands are for the same slot, so they go together).
+        let mut groups: std::collections::BTreeMap<&MasterAddress, (Pipeline, Vec<usize>)> = Default::default();
+        for (index, key) in keys.iter().enumerate() {
+            let (hash, zset) = budget_keys(key);
+            let master = masters
+                .master_of(key_slot(hash.as_bytes()))
+                .filter(|_| key_slot(hash.as_bytes()) == key_slot(zset.as_bytes()))
+                .ok_or_else(|| unavailable(format!("no master known for {hash}")))?;
+            let (pipe, indices) = groups.entry(master).or_insert_with(|| (redis::pipe(), Vec::new()));
+            pipe.hgetall(hash).zrange_withscores(zset, 0, -1);
+            indices.push(index);
+        }
+        let replies = futures::future::try_join_all(groups.into_iter().map(|(master, (pipe, indices))| {
+            let mut conn = conn.clone();
+            let route = SingleNodeRoutingInfo::ByAddress { host: master.host.clone(), port: master.port };
+            async move {
+                let count = indices.len() * 2;
+                let values = conn.route_pipeline(pipe, 0, count, route).await.map_err(failed)?;
+                Ok::<_, StoreError>((indices, values))
+            }
+        }))
+        .await?;
+        let mut states: Vec<Option<BudgetState>> = vec![None; keys.len()];
+        for (indices, values) in replies {
+            if values.len() != indices.len() * 2 {
+                return Err(StoreError::Corrupt(format!(
+                    "{} replies to {} budget reads",
+                    values.len(),
+                    indices.len() * 2
+                )));
+            }
+            let mut values = values.into_iter();
+            for index in indices {
+                let (Some(fields), Some(attempts)) = (values.next(), values.next()) else {
+                    unreachable!("counted above")
+                };
+                for reply in [&fields, &attempts] {
+                    if let Value::ServerError(error) = reply {
+                        // `MOVED` or `ASK`: the slot is no longer (or not yet) this master's.
+                        return Err(unavailable(format!("budget read: {error:?}")));
+                    }
+                }
+                let corrupt = |e: redis::ParsingError| StoreError::Corrupt(format!("budget reply: {e}"));
+                states[index] = Some(budget_from(
+                    redis::from_redis_value(fields).map_err(corrupt)?,
+                    redis::from_redis_value(attempts).map_err(corrupt)?,
+                ));
+            }
+        }
+        Ok(states.into_iter().map(Option::unwrap_or_default).collect())
     }
 
     /// The container `key`'s budget state; with `forget`, deleted in the same atomic step.
@@ -654,8 +759,9 @@ impl BudgetStore for RedisStore {
 
     /// The budget states of `keys`, for people (each key's two reads are not one transaction: a write between
     /// them shows a budget a moment old in part): on one server, one pipeline (a round trip for the lot); on
-    /// a cluster, where a pipeline's commands must share a slot, each key's own pipeline of two commands, at
-    /// most [`CONCURRENT_BUDGET_READS`] at a time on the cluster connection.
+    /// a cluster, one pipeline per master (see [`super::cluster_slots`]), or, when the slot map proved stale,
+    /// each key's own pipeline of two commands through the cluster client, at most
+    /// [`CONCURRENT_BUDGET_READS`] at a time.
     async fn read_budgets(&self, keys: &[String]) -> Result<Vec<BudgetState>, StoreError> {
         match &self.conn {
             Connection::Single(_) if keys.is_empty() => Ok(Vec::new()),
@@ -679,7 +785,16 @@ impl BudgetStore for RedisStore {
                 }
                 Ok(states)
             }
-            Connection::Cluster(_) => {
+            Connection::Cluster(_) if keys.is_empty() => Ok(Vec::new()),
+            Connection::Cluster(conn) => {
+                match self.read_budgets_by_master(conn, keys).await {
+                    Ok(states) => return Ok(states),
+                    Err(error) => {
+                        self.grouped_read_fallbacks.fetch_add(1, Ordering::Relaxed);
+                        *self.slot_masters.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                        tracing::debug!(%error, "budgets read key by key: the slot map was stale");
+                    }
+                }
                 futures::stream::iter(keys.iter().cloned())
                     .map(|key| async move {
                         let (hash, zset) = budget_keys(&key);

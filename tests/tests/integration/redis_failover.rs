@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use hemostat_coordinator::events::{EventKind, EventRecord, EventRetention};
 use hemostat_coordinator::policy::{Budget, BudgetVerdict, Draw, RestartPolicy};
-use hemostat_coordinator::store::{self, DecisionClock, StateStore, StoreError};
+use hemostat_coordinator::store::cluster_slots::key_slot;
+use hemostat_coordinator::store::redis::RedisStore;
+use hemostat_coordinator::store::{self, BudgetStore, DecisionClock, StateStore, StoreConfig, StoreError};
 use hemostat_tests::eventually;
 use hemostat_tests::redis_cluster::RedisCluster;
 use tokio::sync::Mutex;
@@ -267,4 +269,58 @@ async fn a_decision_its_replica_did_not_get_is_not_acknowledged() {
         store.try_begin_action(key, T0 + 60_000, &budget, Draw::NONE).await.unwrap(),
         BudgetVerdict::CooldownActive { .. }
     ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_of_budgets_is_one_pipeline_per_master_and_is_read_right_through_a_failover() {
+    hemostat_tests::init();
+    let mut cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 1)).await.unwrap();
+    let StoreConfig::RedisCluster(settings) = cluster.store_config() else { unreachable!("a cluster's config") };
+    let store = RedisStore::connect_cluster(&settings).await.unwrap();
+
+    // Our slot of a key is the cluster's own, hostile keys included (a page's reads are grouped by it).
+    for key in
+        ["hemostat:{n/app}:budget", "", "{", "}{", "{}", "a{}b{c}", "a{{b}}", "x{é ☃}y", "hemostat:{a}b}:attempts"]
+    {
+        let theirs: u16 = cluster.cli(&["cluster", "keyslot", key]).trim().parse().unwrap();
+        assert_eq!(key_slot(key.as_bytes()), theirs, "{key:?}");
+    }
+
+    let budget = Budget::DEFAULT;
+    let keys: Vec<String> = (0..300).map(|i| format!("node-{}/app-{i}", i % 11)).collect();
+    for (i, key) in keys.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+        store.try_begin_action(key, T0 + i as u64, &budget, Draw::NONE).await.unwrap();
+    }
+    let read_alone = |keys: Vec<String>| {
+        let store = store.clone();
+        async move {
+            let mut alone = Vec::new();
+            for key in &keys {
+                alone.push(store.read_budget(key).await.unwrap());
+            }
+            alone
+        }
+    };
+    let alone = read_alone(keys.clone()).await;
+    assert_eq!(alone.iter().filter(|b| b.last_action_ms.is_some()).count(), 150);
+    assert_eq!(store.read_budgets(&keys).await.unwrap(), alone);
+    assert_eq!(store.read_budgets(&keys).await.unwrap(), alone);
+    assert_eq!(store.grouped_read_fallbacks(), 0, "a cluster at rest: one pipeline per master, every time");
+
+    // A master dies and its replica takes its slots over: the map the grouped read kept is stale. The read
+    // still answers every budget as it is (key by key, through the client, which follows the cluster), then
+    // reads the map again and groups once more.
+    let victim = cluster.master_of(&format!("hemostat:{{{}}}:budget", keys[0]));
+    let slots = cluster.slots_of(victim);
+    cluster.kill(victim);
+    tokio::task::block_in_place(|| cluster.wait_for_failover(victim, &slots, Duration::from_secs(30)));
+    eventually("the budgets to read again after the failover", Duration::from_secs(30), || async {
+        store.read_budgets(&keys).await.map(|_| ()).map_err(|e| e.to_string())
+    })
+    .await;
+    assert_eq!(store.read_budgets(&keys).await.unwrap(), alone, "every budget, as before the failover");
+    let fallbacks = store.grouped_read_fallbacks();
+    assert!(fallbacks >= 1, "the stale map was noticed");
+    assert_eq!(store.read_budgets(&keys).await.unwrap(), alone);
+    assert_eq!(store.grouped_read_fallbacks(), fallbacks, "grouped by master again, on the new map");
 }
