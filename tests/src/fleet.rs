@@ -453,9 +453,25 @@ pub async fn rejection(client: &FleetClient, name: &str, code: &str, deadline: D
     .await
 }
 
-/// A free loopback address for a metrics listener (`metrics_listen`).
+/// A free loopback address for a metrics listener (`metrics_listen`), which the test gives the program and
+/// then scrapes. Its port is below Linux's ephemeral range (32768–60999), which the kernel never hands out
+/// by itself: a port from `bind(0)` could be taken by another test's listener or connection between this
+/// check and the program's bind ("Address already in use" once in a CI run). Each test process takes its
+/// own block of 20 ports, by process id, and moves on past a port someone holds.
 pub fn free_metrics_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], crate::redis::free_port()))
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const PORTS: u32 = 10_000;
+    static TAKEN: AtomicU32 = AtomicU32::new(0);
+    let block = (std::process::id() % (PORTS / 20)) * 20;
+    for _ in 0..PORTS {
+        let port = (FIRST + (block + TAKEN.fetch_add(1, Ordering::Relaxed)) % PORTS) as u16;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if std::net::TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{}", FIRST + PORTS)
 }
 
 /// The Prometheus text a metrics listener serves at `/metrics` now (one plain HTTP/1.1 GET).
