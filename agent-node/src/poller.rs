@@ -15,11 +15,10 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::cgroup::{self, CgroupError, Location};
+use crate::engine::REQUESTS_IN_FLIGHT;
 use crate::inventory::ContainerSelector;
 use crate::metrics::{self, CpuCounters, Metrics, Reading};
 use crate::monitor::Observation;
-
-use crate::engine::REQUESTS_IN_FLIGHT;
 
 /// Where the poller reads a container's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -10,7 +10,6 @@ use super::paging::{Page, page_size, resume_after, token_after};
 use super::validation::{check_name, require_name};
 use super::{Fleet, FleetError};
 use crate::container::Status;
-use crate::directory::RemoteNode;
 use crate::events::{EventKind, Rejection, StoredEvent, unix_ms};
 use crate::policy::BudgetStatus;
 use crate::registry::{ContainerEntry, NodeInfo};
@@ -119,32 +118,27 @@ impl Fleet {
         let mut items: Vec<ContainerEntry> = Vec::new();
         let names: Vec<&String> = names.iter().filter(|n| after.as_ref().is_none_or(|(node, _)| *n >= node)).collect();
         // The nodes' directory entries are read a few at once (a round trip each to the store), in order.
-        let mut chunks = names.chunks(PAGE_ENTRY_READS_AHEAD);
-        let mut read: Vec<(&String, Option<RemoteNode>)> = Vec::new();
-        loop {
-            if read.is_empty() {
-                let Some(chunk) = chunks.next() else { break };
-                let remotes =
-                    futures::future::try_join_all(chunk.iter().map(|name| self.directory.elsewhere_one(name))).await?;
-                read = chunk.iter().copied().zip(remotes).rev().collect();
-            }
-            let Some((name, remote)) = read.pop() else { break };
-            let after_name = after.as_ref().filter(|(node, _)| node == name).map(|(_, name)| name.as_str());
-            let wanted = size + 1 - items.len();
-            match remote {
-                Some(remote) => {
-                    let mut containers: Vec<ContainerEntry> = remote
-                        .containers
-                        .into_iter()
-                        .filter(|c| c.node == *name && after_name.is_none_or(|after| c.facts.name.as_str() > after))
-                        .collect();
-                    containers.sort_by(|a, b| a.facts.name.cmp(&b.facts.name));
-                    items.extend(containers.into_iter().take(wanted));
+        'page: for chunk in names.chunks(PAGE_ENTRY_READS_AHEAD) {
+            let remotes =
+                futures::future::try_join_all(chunk.iter().map(|name| self.directory.elsewhere_one(name))).await?;
+            for (&name, remote) in chunk.iter().zip(remotes) {
+                let after_name = after.as_ref().filter(|(node, _)| node == name).map(|(_, name)| name.as_str());
+                let wanted = size + 1 - items.len();
+                match remote {
+                    Some(remote) => {
+                        let mut containers: Vec<ContainerEntry> = remote
+                            .containers
+                            .into_iter()
+                            .filter(|c| c.node == *name && after_name.is_none_or(|after| c.facts.name.as_str() > after))
+                            .collect();
+                        containers.sort_by(|a, b| a.facts.name.cmp(&b.facts.name));
+                        items.extend(containers.into_iter().take(wanted));
+                    }
+                    None => items.extend(self.registry.containers_after(name, after_name, wanted)),
                 }
-                None => items.extend(self.registry.containers_after(name, after_name, wanted)),
-            }
-            if items.len() > size {
-                break;
+                if items.len() > size {
+                    break 'page;
+                }
             }
         }
         let more = items.len() > size;

@@ -7,6 +7,8 @@
 //! hash tag) and [`SlotMasters`] (from `CLUSTER SLOTS`) group such reads into one pipeline per master. A
 //! map gone stale (slots moved, a replica promoted) shows as a `MOVED` reply or an unknown address; the
 //! caller then reads key by key through the client, which follows the cluster, and asks for the map again.
+//! (The redis crate computes slots too, `cluster_routing::Slot::for_key`, but does not give out the number,
+//! nor its slot map.)
 
 use redis::Value;
 

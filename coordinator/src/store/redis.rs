@@ -38,11 +38,13 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::streams::StreamRangeReply;
 use redis::{
     AsyncCommands, Cmd, ErrorKind, FromRedisValue, Pipeline, RedisFuture, ScriptInvocation, ServerErrorKind, Value,
 };
 
+use super::cluster_slots::{MasterAddress, SlotMasters, key_slot};
 use super::{
     BudgetStore, DecisionClock, DirectoryStore, EventLog, HistoryStore, PendingApproval, SettingsStore, StateStore,
     StoreError, StormConfig, StormVerdict, decode_event, decode_history, decode_silence, encode_event, fresh, in_force,
@@ -56,9 +58,6 @@ use crate::silence::Silence;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-
-use super::cluster_slots::{MasterAddress, SlotMasters, key_slot};
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
 /// The event log's stream key (hash tag `events`, shared with its per-type id lists).
 const EVENTS_KEY: &str = "hemostat:{events}";
@@ -552,9 +551,10 @@ impl RedisStore {
         let mut groups: std::collections::BTreeMap<&MasterAddress, (Pipeline, Vec<usize>)> = Default::default();
         for (index, key) in keys.iter().enumerate() {
             let (hash, zset) = budget_keys(key);
+            let slot = key_slot(hash.as_bytes());
             let master = masters
-                .master_of(key_slot(hash.as_bytes()))
-                .filter(|_| key_slot(hash.as_bytes()) == key_slot(zset.as_bytes()))
+                .master_of(slot)
+                .filter(|_| slot == key_slot(zset.as_bytes()))
                 .ok_or_else(|| unavailable(format!("no master known for {hash}")))?;
             let (pipe, indices) = groups.entry(master).or_insert_with(|| (redis::pipe(), Vec::new()));
             pipe.hgetall(hash).zrange_withscores(zset, 0, -1);

@@ -291,17 +291,10 @@ async fn a_page_of_budgets_is_one_pipeline_per_master_and_is_read_right_through_
     for (i, key) in keys.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
         store.try_begin_action(key, T0 + i as u64, &budget, Draw::NONE).await.unwrap();
     }
-    let read_alone = |keys: Vec<String>| {
-        let store = store.clone();
-        async move {
-            let mut alone = Vec::new();
-            for key in &keys {
-                alone.push(store.read_budget(key).await.unwrap());
-            }
-            alone
-        }
-    };
-    let alone = read_alone(keys.clone()).await;
+    let mut alone = Vec::new();
+    for key in &keys {
+        alone.push(store.read_budget(key).await.unwrap());
+    }
     assert_eq!(alone.iter().filter(|b| b.last_action_ms.is_some()).count(), 150);
     assert_eq!(store.read_budgets(&keys).await.unwrap(), alone);
     assert_eq!(store.read_budgets(&keys).await.unwrap(), alone);
